@@ -1,0 +1,62 @@
+"""Every limit and default of velibcast, in one place.
+
+Sections follow the pipeline. A value that mirrors the SageMaker service cites where it
+comes from (../shared/docs/batch-transform-semantics.md section numbers, "BTS §x").
+"""
+
+# ---------------------------------------------------------------- storage
+S3_LIST_PAGE_SIZE = 1000            # ListObjectsV2 MaxKeys ceiling
+S3_MAX_ATTEMPTS = 5                 # botocore "standard" retry mode attempts
+FETCH_CONCURRENCY = 8               # snapshot GETs in flight
+TMP_PREFIX = "_tmp-"                # names readers (pyarrow, DuckDB, Athena) ignore
+
+# ---------------------------------------------------------------- snapshots and windows
+SNAPSHOT_PREFIX = "velib/snapshots"
+SNAPSHOT_KEY_TIME_FORMAT = "%Y-%m-%dT%H-%M-%SZ"
+HISTORY_HOURS = 24
+MAX_STALENESS_HOURS = 3.0
+LOCAL_TIMEZONE = "Europe/Paris"
+# How far beyond an origin's history the snapshot listing reaches back: the oldest
+# state a window needs may come from a capture up to max_staleness earlier.
+LISTING_MARGIN_HOURS = 1
+
+# ---------------------------------------------------------------- transform inputs
+RECORD_ID_COLUMN = "record_id"
+TRANSFORM_SHARD_MAX_BYTES = 5 * 1024 * 1024
+
+# ---------------------------------------------------------------- Batch Transform (BTS §1)
+JOB_NAME_MAX_LEN = 63
+JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+MODEL_NAME_PATTERN = r"^[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?$"
+FILTER_MAX_LEN = 63
+MAX_PAYLOAD_MB_MIN = 0
+MAX_PAYLOAD_MB_MAX = 100
+PAYLOAD_X_CONCURRENCY_MAX_MB = 100
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
+DEFAULT_BATCH_STRATEGY = "MultiRecord"
+INSTANCE_COUNT_MIN = 1
+INSTANCE_COUNT_MAX = 100
+INVOCATIONS_TIMEOUT_S_DEFAULT = 600
+INVOCATIONS_TIMEOUT_S_MIN = 1
+INVOCATIONS_TIMEOUT_S_MAX = 3600
+INVOCATIONS_MAX_RETRIES_DEFAULT = 3
+INVOCATIONS_MAX_RETRIES_MIN = 0
+INVOCATIONS_MAX_RETRIES_MAX = 3
+ENVIRONMENT_MAX_ENTRIES = 16
+PING_TIMEOUT_S = 2.0
+PING_INTERVAL_S = 0.2
+CONTAINER_START_TIMEOUT_S = 120.0
+MB = 1024 * 1024                    # BTS §2.4: 10^6 vs 2^20 is unknown; 2^20 is the stricter reading
+SERVER_DEFAULT_PORT = 8080
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+
+# ---------------------------------------------------------------- SageMaker backend polling
+POLL_INITIAL_S = 5.0
+POLL_MAX_S = 60.0
+POLL_DEADLINE_S = 6 * 3600.0
+
+# ---------------------------------------------------------------- model
+MODEL_ARTIFACT_NAME = "model.tar.gz"
+TRAIN_SEED = 20220526
+TRAIN_MAX_SECONDS = 120.0

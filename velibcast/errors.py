@@ -1,0 +1,51 @@
+"""Error types shared by every stage.
+
+Recoverability is told by type, as dlt does: a caller (a Prefect retry condition, the
+SageMaker poller) retries a TransientError and gives up at once on a TerminalError.
+Every message names the object, line, station or field at fault and what to do.
+"""
+
+
+class VelibcastError(Exception):
+    """Root of the project's exceptions."""
+
+
+class TerminalError(VelibcastError):
+    """Retrying will not help: bad input, bad config, a missing model."""
+
+
+class TransientError(VelibcastError):
+    """Retrying may help: throttling, a 5xx, a timeout, a lost connection."""
+
+
+class ConfigError(TerminalError):
+    """A configuration value is missing or out of range."""
+
+
+class DataError(TerminalError):
+    """Input data is malformed. `where` names the object and line (or station)."""
+
+    def __init__(self, where: str, problem: str, fix: str = ""):
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        msg = f"{where}: {problem}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)
+
+
+class StorageError(VelibcastError):
+    """An object store operation failed for a reason other than transient errors."""
+
+
+class TransientStorageError(StorageError, TransientError):
+    """An object store operation failed and may succeed if retried."""
+
+
+class NotFound(StorageError, TerminalError):
+    """The object does not exist."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError)
