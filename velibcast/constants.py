@@ -19,10 +19,24 @@ LOCAL_TIMEZONE = "Europe/Paris"
 # How far beyond an origin's history the snapshot listing reaches back: the oldest
 # state a window needs may come from a capture up to max_staleness earlier.
 LISTING_MARGIN_HOURS = 1
+# A record observed before hour h can be captured later (the upstream refresh lags up to
+# ~1 h in the 2022 series), so listing reaches this far past the last hour of a grid.
+CAPTURE_LAG_MAX_HOURS = 2
+SNAPSHOT_PARTITION_FORMAT = "date=%Y-%m-%d"   # the importer's layout; the flat seed layout is read too
+SNAPSHOT_GZIP_LEVEL = 9
+# A snapshot with fewer stations than this share of the median of its neighbours is partial.
+PARTIAL_SNAPSHOT_RATIO = 0.9
+PARTIAL_SNAPSHOT_NEIGHBOURS = 12
+FETCH_ATTEMPTS = 4                  # per snapshot GET, on TransientError, on top of botocore's retries
+FETCH_BACKOFF_S = 0.2               # doubled after each failed attempt
+WINDOW_CHUNK_HOURS = 24             # origins assembled per grid: memory follows this, not the store
+REPORT_MAX_EXAMPLES = 5             # example messages kept per reason in a skip report
+STALE_DUEDATE_HOURS = 24            # data-quality: a station whose duedate is this old at capture
 
 # ---------------------------------------------------------------- transform inputs
 RECORD_ID_COLUMN = "record_id"
 TRANSFORM_SHARD_MAX_BYTES = 5 * 1024 * 1024
+TRANSFORM_SHARD_COUNT = 1           # minimum shards: instance_count x MaxConcurrentTransforms
 
 # ---------------------------------------------------------------- Batch Transform (BTS §1)
 JOB_NAME_MAX_LEN = 63
@@ -60,3 +74,8 @@ POLL_DEADLINE_S = 6 * 3600.0
 MODEL_ARTIFACT_NAME = "model.tar.gz"
 TRAIN_SEED = 20220526
 TRAIN_MAX_SECONDS = 120.0
+
+# ---------------------------------------------------------------- runs
+MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts of the same run
+RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
+BACKFILL_CONCURRENCY = 2

@@ -1,0 +1,72 @@
+"""Prefect flows: `nightly` (one run date or origin range) and `backfill` (many dates).
+
+Tasks are thin wrappers over flows/stages.py, so the same code runs from the CLI, from a
+Prefect deployment and in tests. Task results are not cached by Prefect: the stages'
+own records in the store decide what a rerun reuses.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from velibcast import forecasts, manifest
+from velibcast.config import load_config
+from velibcast.flows import stages
+from velibcast.flows.publish import publish_lock
+from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
+
+TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+@task(name="prepare", **TASK_OPTS)
+def prepare_task(config_path, run_date, start, end, force):
+    cfg = load_config(config_path)
+    default = cfg["run"]["default_run_date"]
+    if run_date is None and start is None:
+        run_date = date.fromisoformat(str(default)) if default else yesterday_in_paris()
+    if start is not None and run_date is None:
+        run_date = stages.paris_date(start)
+    return stages.make_context(cfg, RunSpec(run_date, start, end), force=force)
+
+
+@task(name="windows", **TASK_OPTS)
+def windows_task(ctx):
+    return stages.stage_windows(ctx)
+
+
+@task(name="transform", **TASK_OPTS)
+def transform_task(ctx, windows):
+    return stages.stage_transform(ctx, windows)
+
+
+@task(name="join-and-publish", **TASK_OPTS)
+def publish_task(ctx, windows, transform, started_at):
+    table, join = stages.stage_join(ctx, transform)
+    with publish_lock(ctx.storage, ctx.root, ctx.spec.run_date, ctx.run_id):
+        uri = forecasts.publish(ctx.storage, ctx.root, ctx.spec.run_date, table)
+        m = stages.build_manifest(ctx, windows, transform, join, uri, table, started_at)
+        manifest_uri = manifest.write(ctx.storage, ctx.root, ctx.run_id, m)
+    return m, manifest_uri
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
+            start: datetime | None = None, end: datetime | None = None, force: bool = False) -> dict:
+    """Forecast every station for each hourly origin of `run_date` (a Europe/Paris local day;
+    default: yesterday there), or of [start, end) when given."""
+    logger = get_run_logger()
+    started_at = datetime.now(timezone.utc)
+    ctx = prepare_task(config, run_date, start, end, force)
+    logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
+    w = windows_task(ctx)
+    logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["report"].get("counts"))
+    t = transform_task(ctx, w)
+    logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
+    m, manifest_uri = publish_task(ctx, w, t, started_at)
+    stages.report_artifacts(ctx, m)
+    logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
+                m["counts"]["forecast_rows"], manifest_uri)
+    return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"]}

@@ -1,0 +1,352 @@
+"""The nightly run's stages as plain functions; flows/nightly.py runs them under Prefect.
+
+Each stage records its outputs in `runs/<run_id>/stages/<stage>.json` when it completes.
+A rerun of the same run_id reuses a stage whose record exists, so a run killed mid-way
+resumes where it stopped: state lives in the store, not in memory (the dlt pattern).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from velibcast import constants as C
+from velibcast import cost, forecasts, manifest
+from velibcast import storage as st
+from velibcast.config import Config
+from velibcast.errors import ConfigError, NotFound, TerminalError
+from velibcast.flows.run_identity import RunSpec, job_name_for, run_id_for
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    storage: st.Storage
+    spec: RunSpec
+    origins: list[datetime]
+    model_uri: str
+    model_version: str
+    station_index: dict[str, int]
+    run_id: str
+    force: bool = False
+
+    @property
+    def root(self) -> str:
+        return self.cfg.root
+
+    @property
+    def run_dir(self) -> str:
+        return manifest.run_dir(self.root, self.run_id)
+
+    def path(self, *parts: str) -> str:
+        return st.join(self.run_dir, *parts)
+
+
+# ---------------------------------------------------------------- stage records
+def stage_record_uri(ctx: RunContext, stage: str) -> str:
+    return ctx.path("stages", f"{stage}.json")
+
+
+def load_stage(ctx: RunContext, stage: str) -> dict | None:
+    if ctx.force:
+        return None
+    try:
+        return json.loads(ctx.storage.read_text(stage_record_uri(ctx, stage)))
+    except NotFound:
+        return None
+
+
+def save_stage(ctx: RunContext, stage: str, record: dict) -> dict:
+    ctx.storage.write_text(stage_record_uri(ctx, stage), manifest.dumps(record), "application/json")
+    return record
+
+
+# ---------------------------------------------------------------- model
+def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            name = m.name.removeprefix("./")
+            if name in names and m.isfile():
+                out[name] = tar.extractfile(m).read()
+    return out
+
+
+def latest_model_uri(storage: st.Storage, root: str) -> str:
+    """The newest model.tar.gz under <root>/models/ by its metadata's creation time."""
+    candidates = [o.uri for o in storage.list(st.join(root, "models") + "/") if o.uri.endswith(C.MODEL_ARTIFACT_NAME)]
+    if not candidates:
+        raise ConfigError(f"no model under {st.join(root, 'models')}/; run `velibcast train --config ...` "
+                          "or set model.uri in the config")
+    best = max(candidates, key=lambda u: json.loads(_tar_members(storage, u, {"metadata.json"})["metadata.json"]).get("created_at", ""))
+    return best
+
+
+def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
+    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json"})
+    for need in ("metadata.json", "station_mappings.json"):
+        if need not in members:
+            raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
+    meta = json.loads(members["metadata.json"])
+    mappings = json.loads(members["station_mappings.json"])
+    index = mappings.get("station_to_index", mappings)
+    return meta["version"], {str(k): int(v) for k, v in index.items()}
+
+
+def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
+    from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+
+    storage = cfg.storage()
+    model_uri = cfg["model"]["uri"] or latest_model_uri(storage, cfg.root)
+    version, station_index = load_model_info(storage, model_uri)
+    origins = origins_for_run_date(spec.run_date) if spec.start is None else origins_for_range(spec.start, spec.end)
+    if not origins:
+        raise ConfigError(f"the range {spec.label} holds no hourly origin; check --start/--end")
+    return RunContext(cfg, storage, spec, origins, model_uri, version, station_index,
+                      run_id_for(spec, cfg.hash(), version), force)
+
+
+# ---------------------------------------------------------------- windows
+def stage_windows(ctx: RunContext, progress=None) -> dict:
+    """Snapshots -> windows -> transform input shards, plus the record index for the join."""
+    done = load_stage(ctx, "windows")
+    if done:
+        return done
+    from velibcast.datasets.records import csv_layout, jsonl_layout, write_transform_inputs
+    from velibcast.datasets.report import SkipReport, ValidationPolicy
+    from velibcast.datasets.windows import build_state_grid, build_windows
+
+    t0 = datetime.now(timezone.utc)
+    report = SkipReport()
+    policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
+                              on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
+    hours = [ctx.origins[0] - timedelta(hours=C.HISTORY_HOURS - 1 - i) for i in range(C.HISTORY_HOURS - 1)] + list(ctx.origins)
+    grid = build_state_grid(ctx.storage, ctx.cfg.snapshots_root, hours,
+                            timedelta(hours=float(ctx.cfg["windows"]["max_staleness_hours"])), policy, report)
+    windows = build_windows(grid, ctx.origins, ctx.station_index, report)
+    fmt = ctx.cfg["transform"]["format"]
+    layout = csv_layout() if fmt == "csv" else jsonl_layout()
+    input_prefix = ctx.path("transform", "input") + "/"
+    shards = write_transform_inputs(ctx.storage, windows, input_prefix, fmt=fmt,
+                                    max_shard_bytes=int(ctx.cfg["transform"]["max_shard_bytes"]))
+    index = pa.table({
+        "record_id": [w.record_id for w in windows],
+        "station_code": [w.station_code for w in windows],
+        "origin_ts": pa.array([w.origin_ts for w in windows], pa.timestamp("us", tz="UTC")),
+        "capacity": pa.array([int(w.capacity) for w in windows], pa.int32()),
+        "unknown_station": [bool(w.unknown_station) for w in windows],
+    })
+    buf = io.BytesIO()
+    pq.write_table(index, buf)
+    ctx.storage.write_bytes(ctx.path("windows", "index.parquet"), buf.getvalue())
+    skips = report.to_dict()
+    ctx.storage.write_text(ctx.path("windows", "skips.json"), manifest.dumps(skips), "application/json")
+    return save_stage(ctx, "windows", {
+        "stations_seen": len(grid.station_codes),
+        "origins": len(ctx.origins),
+        "windows_emitted": len(windows),
+        "windows_unknown_station": sum(1 for w in windows if w.unknown_station),
+        "report": skips,
+        "data_quality": getattr(grid, "quality", None) or skips.get("data_quality"),
+        "layout": layout.to_dict(),
+        "shards": shards,
+        "input_prefix": input_prefix,
+        "started_at": t0.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    })
+
+
+# ---------------------------------------------------------------- transform
+def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str, model_name: str) -> dict:
+    """The CreateTransformJob request; the same JSON goes to the local runtime and to SageMaker."""
+    t = ctx.cfg["transform"]
+    return {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": int(t["max_concurrent_transforms"]),
+        "MaxPayloadInMB": int(t["max_payload_mb"]),
+        "BatchStrategy": t["batch_strategy"],
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": int(t["invocations_timeout_s"]),
+            "InvocationsMaxRetries": int(t["invocations_max_retries"]),
+        },
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
+            "ContentType": layout["content_type"],
+            "CompressionType": "None",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": ctx.path("transform", "output"),
+            "Accept": layout["accept"] if "accept" in layout else layout["content_type"],
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": t["instance_type"], "InstanceCount": int(t["instance_count"])},
+        "DataProcessing": {
+            "InputFilter": layout["input_filter"],
+            "OutputFilter": layout["output_filter"],
+            "JoinSource": "Input",
+        },
+    }
+
+
+def model_name_for(version: str) -> str:
+    import re
+
+    return ("velibcast-" + re.sub(r"[^A-Za-z0-9-]+", "-", version)).strip("-")[: C.JOB_NAME_MAX_LEN]
+
+
+def stage_transform(ctx: RunContext, windows: dict) -> dict:
+    done = load_stage(ctx, "transform")
+    if done:
+        return done
+    from velibcast.flows.backends import run_transform
+
+    model_name = model_name_for(ctx.model_version)
+    spec_for = lambda job_name: job_spec_for(ctx, windows["layout"], windows["input_prefix"], job_name, model_name)
+    spec, describe = run_transform(ctx, spec_for, model_name)
+    job_name = spec["TransformJobName"]
+    status = describe["TransformJobStatus"]
+    if status != "Completed":
+        raise TerminalError(
+            f"transform job {job_name} ended {status}: {describe.get('FailureReason', 'no reason given')}. "
+            f"Outputs of the objects that succeeded are under {spec['TransformOutput']['S3OutputPath']}; "
+            "fix the cause and rerun the same command (completed stages are reused)."
+        )
+    return save_stage(ctx, "transform", {
+        "job_spec": spec,
+        "describe": describe,
+        "backend": ctx.cfg["transform"]["backend"],
+    })
+
+
+# ---------------------------------------------------------------- join and publish
+def read_index(ctx: RunContext) -> dict[str, forecasts.SentRecord]:
+    table = pq.read_table(io.BytesIO(ctx.storage.read_bytes(ctx.path("windows", "index.parquet"))))
+    rows = table.to_pylist()
+    return {r["record_id"]: forecasts.SentRecord(r["station_code"], r["origin_ts"], r["capacity"], r["unknown_station"])
+            for r in rows}
+
+
+def stage_join(ctx: RunContext, transform: dict) -> tuple[pa.Table, dict]:
+    sent = read_index(ctx)
+    out_prefix = transform["job_spec"]["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
+    objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
+    outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
+    table = forecasts.join_predictions(sent, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
+    return table, {"records_sent": len(sent), "output_objects": len(objects), "predictions_joined": table.num_rows // 3}
+
+
+def estimate_cost(ctx: RunContext, transform: dict, windows: dict) -> dict:
+    d = transform["describe"]
+    seconds = cost.billed_seconds(d["TransformStartTime"], d["TransformEndTime"])
+    res = transform["job_spec"]["TransformResources"]
+    n_in = len(windows["shards"])
+    return cost.estimate(
+        cost.load_prices(ctx.cfg.pricing_path()),
+        instance_type=res["InstanceType"], instance_count=res["InstanceCount"], seconds=seconds,
+        # the job GETs each input and PUTs each output (one multipart upload per object, 3 requests);
+        # the run itself PUTs inputs and the forecast partition and GETs outputs.
+        s3_puts=n_in * 3 + n_in + 1, s3_gets=n_in * 2 + 1,
+        region=ctx.cfg["transform"]["sagemaker"]["region"],
+    )
+
+
+def paris_date(ts: datetime):
+    from velibcast.flows.run_identity import PARIS
+
+    return ts.astimezone(PARIS).date()
+
+
+# ---------------------------------------------------------------- manifest
+def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, parquet_uri: str,
+                   table: pa.Table, started_at: datetime) -> dict:
+    d = transform["describe"]
+    finished = datetime.now(timezone.utc)
+    skipped = windows["report"].get("counts", {})
+    counts = {
+        "stations_seen": windows["stations_seen"],
+        "origins": windows["origins"],
+        "windows_emitted": windows["windows_emitted"],
+        "windows_skipped": sum(skipped.values()) if isinstance(skipped, dict) else None,
+        "windows_skipped_by_reason": skipped,
+        "windows_unknown_station": windows["windows_unknown_station"],
+        "records_sent": join["records_sent"],
+        "predictions_written": join["predictions_joined"],
+        "forecast_rows": table.num_rows,
+    }
+    if counts["records_sent"] != counts["windows_emitted"] or counts["forecast_rows"] != 3 * counts["windows_emitted"]:
+        raise TerminalError(f"run {ctx.run_id}: counts do not add up {counts}; nothing was published")
+    return {
+        "run_id": ctx.run_id,
+        "started_at": started_at.isoformat(),
+        "finished_at": finished.isoformat(),
+        "parameters": {
+            "run_date": ctx.spec.run_date.isoformat(),
+            "start": ctx.spec.start, "end": ctx.spec.end,
+            "origins_first": ctx.origins[0], "origins_last": ctx.origins[-1],
+            "config_source": ctx.cfg.source,
+            "config_hash": ctx.cfg.hash(),
+            "config": ctx.cfg.data,
+            "model_uri": ctx.model_uri,
+            "model_version": ctx.model_version,
+        },
+        "counts": counts,
+        "skips": windows["report"],
+        "data_quality": windows.get("data_quality"),
+        "transform_input_layout": windows["layout"],
+        "transform_job": {
+            "backend": transform["backend"],
+            "spec": transform["job_spec"],
+            "status": d["TransformJobStatus"],
+            "creation_time": d.get("CreationTime"),
+            "start_time": d.get("TransformStartTime"),
+            "end_time": d.get("TransformEndTime"),
+        },
+        "timings_s": {
+            "windows": _seconds(windows["started_at"], windows["finished_at"]),
+            "transform_billed": _seconds(d["TransformStartTime"], d["TransformEndTime"]),
+            "total": (finished - started_at).total_seconds(),
+        },
+        "cost_estimate": estimate_cost(ctx, transform, windows),
+        "outputs": {
+            "forecast_parquet": parquet_uri,
+            "run_dir": ctx.run_dir,
+        },
+    }
+
+
+def _seconds(a, b) -> float:
+    a = datetime.fromisoformat(a) if isinstance(a, str) else a
+    b = datetime.fromisoformat(b) if isinstance(b, str) else b
+    return round((b - a).total_seconds(), 3)
+
+
+def report_artifacts(ctx: RunContext, m: dict) -> None:
+    """A Prefect table artifact with the run summary (no-op outside a Prefect run)."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.context import get_run_context
+
+    try:
+        get_run_context()
+    except Exception:
+        return
+    c = m["counts"]
+    rows = [
+        {"item": "run_id", "value": m["run_id"]},
+        {"item": "stations seen", "value": c["stations_seen"]},
+        {"item": "windows emitted", "value": c["windows_emitted"]},
+        *({"item": f"skipped: {k}", "value": v} for k, v in (c["windows_skipped_by_reason"] or {}).items()),
+        {"item": "predictions written", "value": c["predictions_written"]},
+        {"item": "forecast rows", "value": c["forecast_rows"]},
+        {"item": "estimated cost (USD)", "value": m["cost_estimate"]["total"]},
+        {"item": "forecast parquet", "value": m["outputs"]["forecast_parquet"]},
+    ]
+    key = "run-summary-" + "".join(ch if ch.isalnum() else "-" for ch in ctx.spec.label.lower())
+    create_table_artifact(rows, key=key[:100], description=f"velibcast run {m['run_id']}")
