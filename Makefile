@@ -1,0 +1,27 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+# torch goes first, alone, pinned: resolved with the rest, pip would pick a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/velibcast demo --config configs/local.yaml
+
+test: $(STAMP)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/predict.py
+
+clean:
+	rm -rf data bench/results

@@ -1,0 +1,108 @@
+"""`velibcast` command line: ad-hoc runs, the demo, and each stage's own commands.
+
+Stage packages add their subcommands through `register(subparsers)`, so this file only
+knows the run-level commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from velibcast.errors import VelibcastError
+
+
+def _utc(ts: str) -> datetime:
+    t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{ts!r} has no time zone; write it like 2022-05-26T00:00Z")
+    return t.astimezone(timezone.utc)
+
+
+def _print_result(res: dict) -> None:
+    c = res["counts"]
+    print(f"forecasts: {res['forecast_parquet']}")
+    print(f"manifest:  {res['manifest_uri']}")
+    print(f"stations seen {c['stations_seen']}, windows emitted {c['windows_emitted']}, "
+          f"skipped {c['windows_skipped']} {json.dumps(c['windows_skipped_by_reason'])}, "
+          f"records sent {c['records_sent']}, predictions written {c['predictions_written']}, "
+          f"forecast rows {c['forecast_rows']}")
+
+
+def cmd_run(args) -> int:
+    from velibcast.flows.nightly import nightly
+
+    if (args.start is None) != (args.end is None):
+        raise SystemExit("give both --start and --end, or neither")
+    res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
+    _print_result(res)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Seed ./data from the bundled real sample, train a model if none exists, run one night."""
+    from velibcast.config import REPO_ROOT, load_config
+    from velibcast.flows.nightly import nightly
+
+    cfg = load_config(args.config)
+    root = Path(cfg.root)
+    sample = REPO_ROOT / "sample_data"
+    snaps = root / "velib" / "snapshots"
+    if not snaps.exists():
+        print(f"seeding {snaps} from {sample}")
+        shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
+    if not any((root / "models").glob("*/model.tar.gz")):
+        from velibcast.training.train import train_model
+
+        m = cfg["model"]
+        print(f"training a model on {m['train_start']} .. {m['train_end']} (bounded CPU time)")
+        info = train_model(cfg.storage(), cfg.snapshots_root, _utc(m["train_start"]), _utc(m["train_end"]),
+                           cfg.root, seed=None, max_seconds=None)
+        print(f"model {info['version']}: {info['model_uri']}")
+    res = nightly(config=args.config, force=args.force)
+    _print_result(res)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="velibcast", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the nightly flow once (ad hoc)")
+    r.add_argument("--config", default="configs/local.yaml")
+    r.add_argument("--run-date", type=date.fromisoformat, default=None,
+                   help="Europe/Paris local day to forecast (default: config, else yesterday)")
+    r.add_argument("--start", type=_utc, default=None, help="first origin (UTC ISO time), with --end")
+    r.add_argument("--end", type=_utc, default=None, help="end of the origin range, exclusive")
+    r.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="seed ./data from the bundled sample, train if needed, run one night")
+    d.add_argument("--config", default="configs/local.yaml")
+    d.add_argument("--force", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    from velibcast.batch_transform import cli as bt_cli
+    from velibcast.datasets import cli as ds_cli
+    from velibcast.training import cli as tr_cli
+
+    for module in (ds_cli, tr_cli, bt_cli):
+        module.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except VelibcastError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
