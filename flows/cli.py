@@ -68,6 +68,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_backfill(args) -> int:
+    from velibcast.flows.backfill import backfill
+
+    res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
+                   force=args.force, max_concurrency=args.max_concurrency)
+    for r in res["dates"]:
+        print(f"{r['run_date']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else ""))
+    print(json.dumps(res["summary"]))
+    return 1 if res["summary"]["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="velibcast", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -85,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", default="configs/local.yaml")
     d.add_argument("--force", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("backfill", help="one nightly run per date in a range, skipping complete dates")
+    b.add_argument("--config", default="configs/local.yaml")
+    b.add_argument("--start-date", type=date.fromisoformat, required=True)
+    b.add_argument("--end-date", type=date.fromisoformat, required=True, help="inclusive")
+    b.add_argument("--force", action="store_true", help="rerun dates that are already complete")
+    b.add_argument("--max-concurrency", type=int, default=2)
+    b.set_defaults(func=cmd_backfill)
 
     from velibcast.batch_transform import cli as bt_cli
     from velibcast.datasets import cli as ds_cli
