@@ -73,7 +73,15 @@ POLL_DEADLINE_S = 6 * 3600.0
 # ---------------------------------------------------------------- model
 MODEL_ARTIFACT_NAME = "model.tar.gz"
 TRAIN_SEED = 20220526
-TRAIN_MAX_SECONDS = 120.0
+TRAIN_MAX_SECONDS = 120.0           # wall-clock cap; epochs cut by it are recorded in metadata.json
+MODEL_VERSION_PREFIX = "lstm"
+TRAIN_TORCH_THREADS = 2             # the 2-core dev machine; fixed so timings and results repeat
+TRAIN_MAX_EPOCHS = 12
+TRAIN_BATCH_SIZE = 256
+TRAIN_LEARNING_RATE = 2e-3
+TRAIN_STATION_DROPOUT = 0.1         # share of samples whose station becomes the reserved unknown index
+TRAIN_VAL_FRACTION = 0.15           # of origins, after the training part: picks the epoch
+TRAIN_TEST_FRACTION = 0.25          # of origins, the latest: reported against the baselines
 
 # ---------------------------------------------------------------- runs
 MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts of the same run
