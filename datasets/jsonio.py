@@ -1,0 +1,22 @@
+"""The fastest JSON codec available: orjson (a Prefect dependency) else the standard library."""
+
+from __future__ import annotations
+
+import json
+
+try:
+    import orjson
+
+    loads = orjson.loads
+
+    def dumps_bytes(obj) -> bytes:
+        return orjson.dumps(obj)
+
+    DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - orjson ships with prefect
+    loads = json.loads
+
+    def dumps_bytes(obj) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    DECODE_ERRORS = (ValueError,)

@@ -1,0 +1,272 @@
+"""The snapshot store: `<root>/velib/snapshots/...`, one gzipped JSON Lines object per capture.
+
+Each line is one Paris OpenData v2.1 record plus `capture_ts_utc`. Two key layouts are read:
+the seed's flat `<YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz`, found in existing buckets, and the
+importer's `date=YYYY-MM-DD/<same name>`, so a listing touches only the days it needs.
+The capture time in the key is the authority; nothing is listed by LastModified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.errors import TransientError
+
+UTC = timezone.utc
+SUFFIX = ".jsonl.gz"
+_KEY_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.jsonl\.gz$")
+_OUI_NON = {"OUI": True, "NON": False}
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    uri: str
+    capture_ts: datetime
+
+
+@dataclass(slots=True)
+class StationRecord:
+    station_code: str
+    obs_ts: datetime
+    capture_ts: datetime
+    capacity: int
+    bikes: int
+    docks: int
+    mechanical: int
+    ebike: int
+    is_installed: bool
+    is_renting: bool
+    is_returning: bool
+    lat: float
+    lon: float
+    name: str
+
+
+# ---------------------------------------------------------------- keys and listing
+def snapshots_prefix(root: str) -> str:
+    return st.join(root, C.SNAPSHOT_PREFIX)
+
+
+def snapshot_uri(root: str, capture_ts: datetime, layout: str = "partitioned") -> str:
+    ts = capture_ts.astimezone(UTC)
+    name = ts.strftime(C.SNAPSHOT_KEY_TIME_FORMAT) + SUFFIX
+    if layout == "flat":
+        return st.join(snapshots_prefix(root), name)
+    if layout == "partitioned":
+        return st.join(snapshots_prefix(root), ts.strftime(C.SNAPSHOT_PARTITION_FORMAT), name)
+    raise ValueError(f"snapshot layout {layout!r}: use 'flat' or 'partitioned'")
+
+
+def capture_ts_from_key(uri: str) -> datetime | None:
+    m = _KEY_RE.search(uri)
+    if not m:
+        return None
+    return datetime.strptime(m.group(1), C.SNAPSHOT_KEY_TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def list_snapshots(
+    storage: st.Storage, root: str, start: datetime, end: datetime, report: SkipReport | None = None
+) -> list[SnapshotRef]:
+    """Snapshots captured in [start, end], sorted by capture time, from both layouts.
+
+    Only the UTC days of the range are listed (one flat and one partition prefix per day),
+    each listing paginated. A capture present in both layouts is read once.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    base = snapshots_prefix(root)
+    found: dict[datetime, SnapshotRef] = {}
+    day = start.date()
+    while day <= end.date():
+        part = st.join(base, day.strftime(C.SNAPSHOT_PARTITION_FORMAT)) + "/"
+        flat = st.join(base, day.isoformat() + "T")
+        for prefix in (part, flat):
+            for info in storage.list(prefix):
+                ts = capture_ts_from_key(info.uri)
+                if ts is None:
+                    if report is not None:
+                        report.add("bad_key", info.uri, "not <YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz")
+                    continue
+                if not (start <= ts <= end):
+                    continue
+                if ts in found:
+                    if report is not None:
+                        report.add("duplicate_snapshot", info.uri, f"same capture as {found[ts].uri}")
+                    continue
+                found[ts] = SnapshotRef(info.uri, ts)
+        day += timedelta(days=1)
+    return [found[ts] for ts in sorted(found)]
+
+
+def days_between(start: datetime, end: datetime) -> list[date]:
+    d, out = start.date(), []
+    while d <= end.date():
+        out.append(d)
+        d += timedelta(days=1)
+    return out
+
+
+# ---------------------------------------------------------------- fetching
+def fetch_bytes(storage: st.Storage, uri: str, attempts: int = C.FETCH_ATTEMPTS) -> bytes:
+    """GET with retries on TransientError (botocore has retried already; this covers outages)."""
+    delay = C.FETCH_BACKOFF_S
+    for attempt in range(1, attempts + 1):
+        try:
+            return storage.read_bytes(uri)
+        except TransientError:
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def fetch_many(
+    storage: st.Storage, refs: Iterable[SnapshotRef], concurrency: int = C.FETCH_CONCURRENCY
+) -> Iterator[tuple[SnapshotRef, bytes]]:
+    """Yield (ref, bytes) in the order given, with at most `concurrency` GETs in flight.
+
+    Bounded look-ahead keeps memory at `concurrency` objects, however long the range.
+    """
+    refs = iter(refs)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pending = []
+        for ref in refs:
+            pending.append((ref, pool.submit(fetch_bytes, storage, ref.uri)))
+            if len(pending) >= concurrency:
+                r, fut = pending.pop(0)
+                yield r, fut.result()
+        for r, fut in pending:
+            yield r, fut.result()
+
+
+# ---------------------------------------------------------------- parsing and validation
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str):
+        self.reason, self.detail = reason, detail
+
+
+def read_snapshot(
+    storage: st.Storage, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport
+) -> list[StationRecord]:
+    return parse_snapshot(fetch_bytes(storage, ref.uri), ref, policy, report)
+
+
+def decompress(data: bytes, where: str, policy: ValidationPolicy, report: SkipReport) -> bytes | None:
+    if not data:
+        report.reject(policy, "empty_object", where, "object has 0 bytes")
+        return None
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        report.reject(policy, "corrupt_gzip", where, f"cannot gunzip ({type(e).__name__}: {e})")
+        return None
+
+
+def parse_snapshot(
+    data: bytes, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport
+) -> list[StationRecord]:
+    """Validate each line; a rejected line is counted (or raises) and never coerced."""
+    raw = decompress(data, ref.uri, policy, report)
+    if raw is None:
+        return []
+    if not raw.strip():
+        report.reject(policy, "empty_object", ref.uri, "object holds no line")
+        return []
+    out: list[StationRecord] = []
+    seen: set[str] = set()
+    capture = ref.capture_ts
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{ref.uri} line {lineno}"
+        try:
+            try:
+                d = loads(line)
+            except DECODE_ERRORS as e:
+                raise _Bad("bad_json", f"not JSON ({e})") from None
+            if type(d) is not dict:
+                raise _Bad("bad_json", "line is not a JSON object")
+            rec = record_from_v21(d, capture)
+            if rec.station_code in seen:
+                raise _Bad("duplicate_station", f"station {rec.station_code} already read from this snapshot")
+            seen.add(rec.station_code)
+            if rec.bikes + rec.docks > rec.capacity:
+                report.add("over_capacity", where,
+                           f"station {rec.station_code}: bikes {rec.bikes} + docks {rec.docks} > capacity {rec.capacity}")
+            out.append(rec)
+        except _Bad as b:
+            report.reject(policy, b.reason, where, b.detail)
+    return out
+
+
+_INT_FIELDS = ("capacity", "numbikesavailable", "numdocksavailable", "mechanical", "ebike")
+
+
+def record_from_v21(d: dict, capture: datetime) -> StationRecord:
+    """One v2.1-shaped dict to a StationRecord, or _Bad naming the field."""
+    code = d.get("stationcode")
+    if type(code) is not str or not code:
+        raise _Bad("bad_type", f"stationcode {code!r} is not a non-empty string")
+    vals = []
+    for f in _INT_FIELDS:
+        v = d.get(f)
+        if type(v) is not int:
+            raise _Bad("bad_type", f"station {code}: {f}={v!r} is not an integer")
+        if v < 0:
+            raise _Bad("negative_count", f"station {code}: {f}={v} is negative")
+        vals.append(v)
+    flags = []
+    for f in ("is_installed", "is_renting", "is_returning"):
+        v = _OUI_NON.get(d.get(f)) if type(d.get(f)) is str else None
+        if v is None:
+            raise _Bad("bad_type", f"station {code}: {f}={d.get(f)!r} is not \"OUI\" or \"NON\"")
+        flags.append(v)
+    geo = d.get("coordonnees_geo")
+    lat = geo.get("lat") if type(geo) is dict else None
+    lon = geo.get("lon") if type(geo) is dict else None
+    if type(lat) not in (float, int) or type(lon) not in (float, int):
+        raise _Bad("missing_coords", f"station {code}: coordonnees_geo={geo!r} lacks numeric lat/lon")
+    due = d.get("duedate")
+    if due is None:
+        obs = capture
+    else:
+        try:
+            obs = datetime.fromisoformat(due) if type(due) is str else None
+        except ValueError:
+            obs = None
+        if obs is None or obs.tzinfo is None:
+            raise _Bad("bad_duedate", f"station {code}: duedate={due!r} is not ISO-8601 with an offset")
+        obs = obs.astimezone(UTC)
+    name = d.get("name")
+    return StationRecord(
+        code, obs, capture, vals[0], vals[1], vals[2], vals[3], vals[4],
+        flags[0], flags[1], flags[2], float(lat), float(lon), name if type(name) is str else "",
+    )
+
+
+# ---------------------------------------------------------------- writing
+def encode_snapshot(records: Iterable[dict], capture_ts: datetime) -> bytes:
+    """Gzipped JSON Lines; mtime=0 so the same records always give the same bytes."""
+    cap = capture_ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [dumps_bytes({**r, "capture_ts_utc": cap}) for r in records]
+    body = b"\n".join(lines) + (b"\n" if lines else b"")
+    return gzip.compress(body, compresslevel=C.SNAPSHOT_GZIP_LEVEL, mtime=0)
+
+
+def write_snapshot(
+    storage: st.Storage, root: str, capture_ts: datetime, records: Iterable[dict], layout: str = "partitioned"
+) -> str:
+    uri = snapshot_uri(root, capture_ts, layout)
+    storage.write_bytes(uri, encode_snapshot(records, capture_ts), content_type="application/gzip")
+    return uri

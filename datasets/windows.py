@@ -1,0 +1,352 @@
+"""Station windows: 24 hourly states per station and origin, and their static features.
+
+The rule (issue 2, step 4): the state of a station at hour h is its record with the latest
+observation time (duedate, else capture time) <= h; it is usable when h - obs <= max_staleness.
+A window holds the states at t-23h .. t, oldest first, and is emitted only when all 24 are
+usable and the station is installed and renting at t. Every other (station, origin) is
+counted with the first failing reason.
+
+States are computed on a grid (station x hour) with NumPy. Origins are processed in chunks
+of WINDOW_CHUNK_HOURS, and a chunk's grid needs only the snapshots of its own span, so
+memory follows the span of the windows, not the size of the store.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import SnapshotRef, StationRecord, fetch_many, list_snapshots, parse_snapshot
+from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
+
+UTC = timezone.utc
+PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
+HOUR = timedelta(hours=1)
+_OBS_BITS = 34  # seconds since the grid's base fit in 34 bits (> 500 years)
+
+
+# ---------------------------------------------------------------- origins
+def _ceil_hour(ts: datetime) -> datetime:
+    ts = ts.astimezone(UTC)
+    floor = ts.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == ts else floor + HOUR
+
+
+def origins_for_range(start: datetime, end: datetime) -> list[datetime]:
+    """Whole UTC hours in [start, end)."""
+    out, t, end = [], _ceil_hour(start), end.astimezone(UTC)
+    while t < end:
+        out.append(t)
+        t += HOUR
+    return out
+
+
+def origins_for_run_date(run_date: date) -> list[datetime]:
+    """The hours of one Europe/Paris local day: 23 on the spring change, 25 in autumn."""
+    start = datetime.combine(run_date, time(0), PARIS)
+    end = datetime.combine(run_date + timedelta(days=1), time(0), PARIS)
+    return origins_for_range(start, end)
+
+
+def history_hours(origins: list[datetime]) -> list[datetime]:
+    """Every hour a set of origins reads: t-23h for the first through the last."""
+    return origins_for_range(min(origins) - (HISTORY_LEN - 1) * HOUR, max(origins) + HOUR)
+
+
+# ---------------------------------------------------------------- windows
+@dataclass(slots=True)
+class Window:
+    station_code: str
+    origin_ts: datetime
+    history: list[int]
+    hour: int
+    day_of_week: int
+    is_weekend: int
+    capacity: int
+    station_index: int
+    lat: float
+    lon: float
+    unknown_station: bool = False
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.station_code}@{self.origin_ts:%Y-%m-%dT%H:%MZ}"
+
+    def features(self) -> list:
+        """Values in FEATURE_COLUMNS order."""
+        return [*self.history, self.hour, self.day_of_week, self.is_weekend, self.capacity,
+                self.station_index, self.lat, self.lon]
+
+
+assert len(FEATURE_COLUMNS) == HISTORY_LEN + 7, "Window.features() follows FEATURE_COLUMNS"
+
+
+def static_time_features(origin: datetime) -> tuple[int, int, int]:
+    """hour, day_of_week (Monday = 0), is_weekend, in Europe/Paris local time."""
+    local = origin.astimezone(PARIS)
+    dow = local.weekday()
+    return local.hour, dow, int(dow >= 5)
+
+
+# ---------------------------------------------------------------- snapshot source
+class SnapshotSource:
+    """Parsed snapshots of a range, read in capture order and dropped once behind.
+
+    Fetches run ahead with bounded concurrency; a snapshot is parsed once even when two
+    chunks need it. Partial snapshots are flagged against the median station count of
+    the previous PARTIAL_SNAPSHOT_NEIGHBOURS snapshots.
+    """
+
+    def __init__(self, storage: st.Storage, root: str, start: datetime, end: datetime,
+                 policy: ValidationPolicy, report: SkipReport, observers: Iterable = ()):
+        self.storage, self.policy, self.report = storage, policy, report
+        self.refs = list_snapshots(storage, root, start, end, report)
+        self.observers = list(observers)
+        self._next = 0
+        self._cache: deque[tuple[SnapshotRef, list[StationRecord]]] = deque()
+        self._sizes: deque[int] = deque(maxlen=C.PARTIAL_SNAPSHOT_NEIGHBOURS)
+        self.snapshots_read = 0
+        self.records_read = 0
+
+    def between(self, lo: datetime, hi: datetime) -> list[tuple[SnapshotRef, list[StationRecord]]]:
+        while self._cache and self._cache[0][0].capture_ts < lo:
+            self._cache.popleft()
+        n = self._next
+        while n < len(self.refs) and self.refs[n].capture_ts <= hi:
+            n += 1
+        todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
+        self._next = n
+        for ref, data in fetch_many(self.storage, todo):
+            recs = parse_snapshot(data, ref, self.policy, self.report)
+            self._check_partial(ref, recs)
+            for obs in self.observers:
+                obs.observe(ref, recs)
+            self.snapshots_read += 1
+            self.records_read += len(recs)
+            self._cache.append((ref, recs))
+        return [(r, recs) for r, recs in self._cache if lo <= r.capture_ts <= hi]
+
+    def _check_partial(self, ref: SnapshotRef, recs: list[StationRecord]) -> None:
+        if not recs:
+            return
+        if self._sizes:
+            median = statistics.median(self._sizes)
+            if len(recs) < C.PARTIAL_SNAPSHOT_RATIO * median:
+                self.report.add("partial_snapshot", ref.uri,
+                                f"{len(recs)} stations, median of the previous {len(self._sizes)} is {median:g}")
+                return  # a partial snapshot must not lower the reference
+        self._sizes.append(len(recs))
+
+
+# ---------------------------------------------------------------- state grid
+@dataclass
+class StateGrid:
+    hours: list[datetime]
+    station_codes: list[str]
+    bikes: np.ndarray          # float (n_st, n_h), NaN where the state is not usable
+    present: np.ndarray        # bool: some record observed at or before h
+    usable: np.ndarray         # bool: present and h - obs <= max_staleness
+    installed: np.ndarray
+    renting: np.ndarray
+    capacity: np.ndarray       # int
+    lat: np.ndarray
+    lon: np.ndarray
+
+    def hour_pos(self, ts: datetime) -> int:
+        j = int((ts - self.hours[0]) / HOUR)
+        if not (0 <= j < len(self.hours)) or self.hours[j] != ts:
+            raise ValueError(f"hour {ts:%Y-%m-%dT%H:%MZ} is not on this grid "
+                             f"({self.hours[0]:%Y-%m-%dT%H:%MZ} .. {self.hours[-1]:%Y-%m-%dT%H:%MZ})")
+        return j
+
+
+def snapshot_span(hours: list[datetime], max_staleness: timedelta) -> tuple[datetime, datetime]:
+    """Captures that can hold a state of these hours (see CAPTURE_LAG_MAX_HOURS)."""
+    return (hours[0] - max_staleness - timedelta(hours=C.LISTING_MARGIN_HOURS),
+            hours[-1] + timedelta(hours=C.CAPTURE_LAG_MAX_HOURS))
+
+
+def build_state_grid(
+    storage: st.Storage,
+    snapshots_root: str,
+    hours: list[datetime],
+    max_staleness: timedelta = timedelta(hours=C.MAX_STALENESS_HOURS),
+    policy: ValidationPolicy | None = None,
+    report: SkipReport | None = None,
+    source: SnapshotSource | None = None,
+) -> StateGrid:
+    policy = policy or ValidationPolicy()
+    report = report if report is not None else SkipReport()
+    lo, hi = snapshot_span(hours, max_staleness)
+    if source is None:
+        source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report)
+    return grid_from_snapshots(hours, source.between(lo, hi), max_staleness)
+
+
+def grid_from_snapshots(
+    hours: list[datetime], snapshots: list[tuple[SnapshotRef, list[StationRecord]]], max_staleness: timedelta
+) -> StateGrid:
+    n_h = len(hours)
+    base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
+    codes, obs, seq, bikes, cap, inst, rent, lat, lon = [], [], [], [], [], [], [], [], []
+    for k, (_, recs) in enumerate(snapshots):
+        for r in recs:
+            codes.append(r.station_code)
+            obs.append(r.obs_ts.timestamp())
+            bikes.append(r.bikes)
+            cap.append(r.capacity)
+            inst.append(r.is_installed)
+            rent.append(r.is_renting)
+            lat.append(r.lat)
+            lon.append(r.lon)
+        seq.extend([k] * len(recs))
+    if not codes:
+        empty = np.zeros((0, n_h))
+        return StateGrid(hours, [], empty, empty.astype(bool), empty.astype(bool), empty.astype(bool),
+                         empty.astype(bool), empty.astype(np.int64), empty, empty)
+    station_codes, sidx = np.unique(np.array(codes, dtype=object).astype(str), return_inverse=True)
+    obs_s = np.floor(np.array(obs)).astype(np.int64)
+    rel = np.clip(obs_s - base, 0, (1 << _OBS_BITS) - 1)
+    # Ties on observation time go to the latest capture: lexsort's last key is primary.
+    order = np.lexsort((np.array(seq), rel, sidx))
+    keys = (sidx.astype(np.int64)[order] << _OBS_BITS) | rel[order]
+    n_st = len(station_codes)
+    h_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
+    q = (np.arange(n_st, dtype=np.int64)[:, None] << _OBS_BITS) | (h_s - base)[None, :]
+    pos = np.searchsorted(keys, q, side="right") - 1
+    safe = np.maximum(pos, 0)
+    rec = order[safe]
+    present = (pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
+    usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
+    bikes_a = np.array(bikes, dtype=np.float64)[rec]
+    return StateGrid(
+        hours=list(hours),
+        station_codes=[str(c) for c in station_codes],
+        bikes=np.where(usable, bikes_a, np.nan),
+        present=present,
+        usable=usable,
+        installed=present & np.array(inst, dtype=bool)[rec],
+        renting=present & np.array(rent, dtype=bool)[rec],
+        capacity=np.array(cap, dtype=np.int64)[rec],
+        lat=np.array(lat, dtype=np.float64)[rec],
+        lon=np.array(lon, dtype=np.float64)[rec],
+    )
+
+
+# ---------------------------------------------------------------- windows from a grid
+def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, t: datetime, detail: str) -> None:
+    n = int(mask.sum())
+    if not n:
+        return
+    first = [grid.station_codes[i] for i in np.flatnonzero(mask)[: report.max_examples]]
+    report.add(reason, f"origin {t:%Y-%m-%dT%H:%MZ}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
+
+
+def build_windows(
+    grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport
+) -> list[Window]:
+    return list(iter_grid_windows(grid, origins, station_index, report))
+
+
+def iter_grid_windows(
+    grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport
+) -> Iterator[Window]:
+    codes = grid.station_codes
+    on_grid = set(codes)
+    missing = sorted(c for c in station_index if c not in on_grid)
+    for t in origins:
+        j = grid.hour_pos(t)
+        if j < HISTORY_LEN - 1:
+            raise ValueError(f"origin {t:%Y-%m-%dT%H:%MZ} needs {HISTORY_LEN - 1} h of history before it on the grid")
+        sl = slice(j - HISTORY_LEN + 1, j + 1)
+        all_present = grid.present[:, sl].all(axis=1)
+        all_usable = grid.usable[:, sl].all(axis=1)
+        inst, rent = grid.installed[:, j], grid.renting[:, j]
+        _count(report, "missing_history", ~all_present, grid, t, "no record at or before some hour of t-23h..t")
+        _count(report, "stale_history", all_present & ~all_usable, grid, t,
+               "a state of t-23h..t is older than max_staleness")
+        _count(report, "not_installed", all_usable & ~inst, grid, t, "not installed at t")
+        _count(report, "not_renting", all_usable & inst & ~rent, grid, t, "not renting at t")
+        if missing:
+            report.add("missing_station", f"origin {t:%Y-%m-%dT%H:%MZ}",
+                       f"in the station mapping but in no snapshot; e.g. {', '.join(missing[:report.max_examples])}",
+                       n=len(missing))
+        emit = np.flatnonzero(all_usable & inst & rent)
+        if not len(emit):
+            continue
+        hour, dow, weekend = static_time_features(t)
+        hist = grid.bikes[emit, sl].astype(np.int64).tolist()
+        caps = grid.capacity[emit, j].tolist()
+        lats = grid.lat[emit, j].tolist()
+        lons = grid.lon[emit, j].tolist()
+        unknown = []
+        for k, i in enumerate(emit.tolist()):
+            code = codes[i]
+            idx = station_index.get(code)
+            if idx is None:
+                unknown.append(code)
+            yield Window(code, t, hist[k], hour, dow, weekend, caps[k],
+                         UNKNOWN_STATION_INDEX if idx is None else idx, lats[k], lons[k], idx is None)
+        if unknown:
+            report.add("unknown_station", f"origin {t:%Y-%m-%dT%H:%MZ}",
+                       f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
+                       f"e.g. {', '.join(unknown[:report.max_examples])}", n=len(unknown))
+
+
+# ---------------------------------------------------------------- streaming over a range
+@dataclass
+class WindowSummary:
+    origins: int = 0
+    windows_emitted: int = 0
+    stations: set = field(default_factory=set)
+    snapshots_read: int = 0
+    records_read: int = 0
+
+    def to_dict(self) -> dict:
+        return {"origins": self.origins, "windows_emitted": self.windows_emitted,
+                "stations_seen": len(self.stations), "snapshots_read": self.snapshots_read,
+                "records_read": self.records_read}
+
+
+def iter_windows(
+    storage: st.Storage,
+    snapshots_root: str,
+    origins: list[datetime],
+    station_index: dict[str, int],
+    report: SkipReport,
+    max_staleness: timedelta = timedelta(hours=C.MAX_STALENESS_HOURS),
+    policy: ValidationPolicy | None = None,
+    summary: WindowSummary | None = None,
+    observers: Iterable = (),
+    chunk_hours: int = C.WINDOW_CHUNK_HOURS,
+) -> Iterator[Window]:
+    """Windows for any range, one chunk of origins at a time."""
+    policy = policy or ValidationPolicy()
+    summary = summary if summary is not None else WindowSummary()
+    origins = sorted(origins)
+    if not origins:
+        return
+    lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
+    _, hi = snapshot_span(origins[-1:], max_staleness)
+    source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
+    for k in range(0, len(origins), chunk_hours):
+        chunk = origins[k:k + chunk_hours]
+        hours = history_hours(chunk)
+        lo_c, hi_c = snapshot_span(hours, max_staleness)
+        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness)
+        summary.stations.update(grid.station_codes)
+        summary.origins += len(chunk)
+        for w in iter_grid_windows(grid, chunk, station_index, report):
+            summary.windows_emitted += 1
+            yield w
+    summary.snapshots_read = source.snapshots_read
+    summary.records_read = source.records_read
