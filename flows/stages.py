@@ -183,7 +183,8 @@ def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str
             "SplitType": "Line",
         },
         "TransformOutput": {
-            "S3OutputPath": ctx.path("transform", "output"),
+            # one output folder per attempt: a killed attempt's partial outputs never mix with the next one's
+            "S3OutputPath": ctx.path("transform", "output", job_name),
             "Accept": layout["accept"] if "accept" in layout else layout["content_type"],
             "AssembleWith": "Line",
         },
