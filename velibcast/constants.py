@@ -64,6 +64,13 @@ CONTAINER_START_TIMEOUT_S = 120.0
 MB = 1024 * 1024                    # BTS §2.4: 10^6 vs 2^20 is unknown; 2^20 is the stricter reading
 SERVER_DEFAULT_PORT = 8080
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+HANDLER_PROGRAM_DEFAULT = "inference.py"  # SAGEMAKER_PROGRAM when unset, as the AWS PyTorch container
+SERVER_MAX_PAYLOAD_MB_UNSET = 100   # body limit when SAGEMAKER_MAX_PAYLOAD_IN_MB is unset: the service maximum
+SERVER_GRACEFUL_SHUTDOWN_S = 30.0   # in-flight requests get this long after SIGTERM
+EXECUTION_PARAMETERS_ENV = "VELIBCAST_EXECUTION_PARAMETERS"  # JSON a server answers on /execution-parameters; unset -> 404
+SERVER_START_POLL_S = 0.1           # local runtime: /ping poll interval while a server starts
+INVOKE_RETRY_BACKOFF_S = 0.2        # local runtime: first pause between invocation retries (doubles)
+LOCAL_ACCOUNT_ID = "000000000000"   # account in the local runtime's ARNs
 
 # ---------------------------------------------------------------- SageMaker backend polling
 POLL_INITIAL_S = 5.0

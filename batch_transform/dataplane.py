@@ -1,0 +1,385 @@
+"""Batch Transform's data plane as pure functions: bytes of one object in, requests out;
+responses in, the `.out` bytes out. No HTTP, no storage (the moto split: engine apart
+from the wire). The rules are BTS §2.4-§3.5; where sources disagree or are silent the
+choice is a field of DataPlaneSettings, documented there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from velibcast import constants as C
+from velibcast.batch_transform import jsonpath
+from velibcast.errors import DataError
+
+CSV = "text/csv"
+JSON = "application/json"
+JSONL = "application/jsonlines"
+_JSONL_ALIASES = {"application/jsonlines", "application/jsonl", "application/x-jsonlines"}
+DATA_PROCESSING_TYPES = (CSV, JSON, JSONL)
+
+
+@dataclass(frozen=True)
+class DataPlaneSettings:
+    """Behaviours the sources leave open (BTS §8); each default is the spec's recommendation.
+
+    slice_end_inclusive: `$[1:4]` selects indexes 1..4 (AWS docs, AutoGluon notebooks) when
+        True; 1..3 (Jayway, Python) when False.
+    json_sort_keys: joined/filtered JSON is written with byte-sorted keys (what captured
+        service outputs show) when True; insertion order (input keys, then SageMakerOutput)
+        when False. Always compact (no spaces).
+    newline_after_response: with AssembleWith=Line and no per-record processing, "always"
+        appends "\\n" after every response (SDK local mode); "if_missing" only when the
+        response does not already end with one.
+    csv_quoting: how joined/filtered CSV fields are written. "minimal" re-encodes every
+        field with RFC 4180 minimal quoting (Go encoding/csv rules: quote a field holding
+        `,` `"` CR/LF or starting with a space); "verbatim" copies each field's text exactly
+        as it appeared in the input line or the container's response.
+    record_alignment: "when_joining" checks one output record per input record only when
+        records must be paired (JoinSource=Input or an OutputFilter other than `$`), as the
+        service must; "always" also checks plain MultiRecord responses (line count).
+    retry_client_errors: whether InvocationsMaxRetries also retries 4xx answers (the
+        service's retry policy by status is unknown); False retries only 5xx, timeouts
+        and connection errors.
+    """
+
+    slice_end_inclusive: bool = True
+    json_sort_keys: bool = True
+    newline_after_response: Literal["always", "if_missing"] = "always"
+    csv_quoting: Literal["minimal", "verbatim"] = "minimal"
+    record_alignment: Literal["when_joining", "always"] = "when_joining"
+    retry_client_errors: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "DataPlaneSettings":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown data plane setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def media_type(content_type: str | None) -> str:
+    """`text/csv; charset=utf-8` -> `text/csv`; JSON Lines aliases -> application/jsonlines."""
+    mt = (content_type or "").split(";")[0].strip().lower()
+    return JSONL if mt in _JSONL_ALIASES else mt
+
+
+@dataclass(frozen=True)
+class Processing:
+    """What the data plane needs from a validated job spec and the resolved batch parameters."""
+
+    content_type: str | None
+    accept: str | None
+    split_type: str                      # "None" | "Line"
+    batch_strategy: str                  # "MultiRecord" | "SingleRecord"
+    max_payload_bytes: int               # 0 = no limit (MaxPayloadInMB=0, chunked upload)
+    input_filter: jsonpath.JsonPath
+    output_filter: jsonpath.JsonPath
+    join: bool
+    assemble_with: str                   # "None" | "Line"
+    settings: DataPlaneSettings = field(default_factory=DataPlaneSettings)
+
+    @classmethod
+    def from_spec(cls, spec: dict, batch_strategy: str, max_payload_mb: int,
+                  settings: DataPlaneSettings | None = None) -> "Processing":
+        ti, to = spec["TransformInput"], spec.get("TransformOutput", {})
+        dp = spec.get("DataProcessing") or {}
+        return cls(
+            content_type=ti.get("ContentType"),
+            accept=to.get("Accept"),
+            split_type=ti.get("SplitType") or "None",
+            batch_strategy=batch_strategy,
+            max_payload_bytes=int(max_payload_mb) * C.MB,
+            input_filter=jsonpath.parse(dp.get("InputFilter") or "$"),
+            output_filter=jsonpath.parse(dp.get("OutputFilter") or "$"),
+            join=(dp.get("JoinSource") or "None") == "Input",
+            assemble_with=to.get("AssembleWith") or "None",
+            settings=settings or DataPlaneSettings(),
+        )
+
+    @property
+    def per_record(self) -> bool:
+        """Records must be decoded: a filter or a join is in effect."""
+        return self.join or not self.input_filter.is_root or not self.output_filter.is_root
+
+    @property
+    def pairs_records(self) -> bool:
+        return self.join or not self.output_filter.is_root
+
+    @property
+    def in_format(self) -> str:
+        return media_type(self.content_type)
+
+    @property
+    def out_format(self) -> str:
+        # A join parses the response in the input's format: a CSV join fails on a JSON
+        # answer with "Failed to parse output from the algorithm as CSV" (BTS §3.3).
+        return self.in_format if self.join else media_type(self.accept)
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    first_line: int        # 1-based line of the first record in its object
+    count: int             # records in this request
+    payload: bytes
+
+
+@dataclass
+class PreparedObject:
+    """An object split into records and packed into requests, ready to send."""
+
+    name: str
+    batches: list[MiniBatch]
+    records: list | None   # decoded unfiltered input records, kept for the join
+
+
+# ------------------------------------------------------------------ splitting
+def split_lines(data: bytes) -> list[bytes]:
+    """Records of SplitType=Line: newline-terminated lines, CR of CRLF dropped; a final
+    newline does not start an empty record."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+
+
+def _records_of(data: bytes, fmt: str, split_type: str) -> list[bytes]:
+    if fmt == JSON and split_type == "None":
+        return [data]
+    return split_lines(data)
+
+
+def prepare(name: str, data: bytes, proc: Processing) -> PreparedObject:
+    """Split, filter and pack one object's bytes into requests (BTS §2.4, §3.1 step 1)."""
+    if proc.split_type not in ("None", "Line"):
+        raise DataError(name, f"SplitType={proc.split_type} is not supported locally",
+                        "use SplitType None or Line, or run the job on SageMaker")
+    if not proc.per_record:
+        if proc.split_type == "None":
+            units = [(1, 1, data)]
+        else:
+            units = [(i, 1, ln + b"\n") for i, ln in enumerate(split_lines(data), 1)]
+        return PreparedObject(name, _pack(name, units, proc), None)
+
+    fmt = proc.in_format
+    if fmt not in DATA_PROCESSING_TYPES:
+        raise DataError(name, f"ContentType {proc.content_type!r} cannot be filtered or joined",
+                        f"DataProcessing needs one of {', '.join(DATA_PROCESSING_TYPES)}")
+    raw = _records_of(data, fmt, proc.split_type)
+    records, units = [], []
+    for i, rec in enumerate(raw, 1):
+        where = f"{name} line {i}"
+        decoded = decode_record(rec, fmt, where)
+        records.append(decoded)
+        if proc.input_filter.is_root:
+            body = rec
+        else:
+            picked = jsonpath.apply(proc.input_filter, decoded,
+                                    slice_end_inclusive=proc.settings.slice_end_inclusive, where=where)
+            body = encode_record(picked, fmt, proc.settings)
+        units.append((i, 1, body + b"\n"))
+    if proc.split_type == "None":
+        units = [(1, len(units), b"".join(u[2] for u in units))] if units else [(1, 0, b"")]
+    return PreparedObject(name, _pack(name, units, proc), records)
+
+
+def _pack(name: str, units: list[tuple[int, int, bytes]], proc: Processing) -> list[MiniBatch]:
+    limit = proc.max_payload_bytes
+    for line, count, body in units:
+        if limit and len(body) > limit:
+            what = "object (SplitType=None)" if proc.split_type == "None" else "record"
+            raise DataError(f"{name} line {line}",
+                            f"{what} of {len(body)} bytes exceeds MaxPayloadInMB={limit // C.MB} ({limit} bytes)",
+                            "raise MaxPayloadInMB (at most 100) or split the input with SplitType=Line")
+    if proc.batch_strategy == "SingleRecord" or proc.split_type == "None":
+        return [MiniBatch(line, count, body) for line, count, body in units]
+    batches: list[MiniBatch] = []
+    parts: list[bytes] = []
+    size = first = count = 0
+    for line, n, body in units:
+        if parts and limit and size + len(body) > limit:
+            batches.append(MiniBatch(first, count, b"".join(parts)))
+            parts, size, count = [], 0, 0
+        if not parts:
+            first = line
+        parts.append(body)
+        size += len(body)
+        count += n
+    if parts:
+        batches.append(MiniBatch(first, count, b"".join(parts)))
+    return batches
+
+
+# ------------------------------------------------------------------ assembly
+def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> bytes:
+    """Join, filter and assemble the responses of one object, in input order (BTS §2.6, §3)."""
+    s = proc.settings
+    if not proc.per_record:
+        out = []
+        for b, resp in zip(obj.batches, responses):
+            if s.record_alignment == "always" and proc.split_type == "Line":
+                _check_count(obj.name, b, len(split_lines(resp)))
+            out.append(resp)
+            if proc.assemble_with == "Line" and (s.newline_after_response == "always" or not resp.endswith(b"\n")):
+                out.append(b"\n")
+        return b"".join(out)
+
+    fmt_out = proc.out_format
+    if fmt_out not in DATA_PROCESSING_TYPES:
+        raise DataError(obj.name, f"Accept {proc.accept!r} cannot be filtered or joined",
+                        f"set Accept to one of {', '.join(DATA_PROCESSING_TYPES)}")
+    pieces: list[bytes] = []
+    sep = b"\n" if proc.assemble_with == "Line" else b""
+    for b, resp in zip(obj.batches, responses):
+        if proc.pairs_records:
+            outs = _records_of(resp, fmt_out, proc.split_type)
+            _check_count(obj.name, b, len(outs))
+        else:
+            # InputFilter alone: the response passes through as the service sends it back.
+            pieces.append(resp)
+            if proc.assemble_with == "Line" and (s.newline_after_response == "always" or not resp.endswith(b"\n")):
+                pieces.append(b"\n")
+            continue
+        for k, out_raw in enumerate(outs):
+            line = b.first_line + k
+            where = f"{obj.name} line {line}"
+            out_val = decode_record(out_raw, fmt_out, where, what="output from the algorithm")
+            if proc.join:
+                joined = join_record(obj.records[line - 1], out_val, proc.in_format)
+            else:
+                joined = out_val
+            picked = jsonpath.apply(proc.output_filter, joined,
+                                    slice_end_inclusive=s.slice_end_inclusive, where=f"{where} (joined record)")
+            pieces.append(encode_record(picked, fmt_out, s) + sep)
+    return b"".join(pieces)
+
+
+def _check_count(name: str, b: MiniBatch, got: int) -> None:
+    if got != b.count:
+        last = b.first_line + b.count - 1
+        raise DataError(
+            f"{name} lines {b.first_line}-{last}",
+            f"the container returned {got} record(s) for a mini-batch of {b.count}",
+            "the model must answer one output line per input line, in order",
+        )
+
+
+def join_record(inp, out, fmt: str):
+    """JoinSource=Input: CSV appends the output row after the unfiltered input row; JSON
+    adds SageMakerOutput, wrapping a non-object input as SageMakerInput (BTS §3.3, §3.4)."""
+    if fmt == CSV:
+        return list(inp) + (list(out) if isinstance(out, list) else [out])
+    if isinstance(inp, dict):
+        joined = dict(inp)
+        joined["SageMakerOutput"] = out
+        return joined
+    return {"SageMakerInput": inp, "SageMakerOutput": out}
+
+
+# ------------------------------------------------------------------ record codecs
+def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
+    if fmt == CSV:
+        try:
+            return parse_csv_line(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataError(where, f"{what} is not UTF-8: {e}") from e
+        except ValueError as e:
+            raise DataError(where, f"Failed to parse {what} as CSV: {e}",
+                            "CSV must follow RFC 4180 (one record per line)") from e
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise DataError(where, f"Failed to parse {what} as JSON: {e}") from e
+
+
+def encode_record(value, fmt: str, settings: DataPlaneSettings) -> bytes:
+    if fmt == CSV:
+        row = value if isinstance(value, list) else [value]
+        return ",".join(_csv_field(v, settings) for v in row).encode("utf-8")
+    return json.dumps(_plain(value), separators=(",", ":"), sort_keys=settings.json_sort_keys,
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _plain(v):
+    if isinstance(v, CsvField):
+        return v.value
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+class CsvField(str):
+    """A CSV field's value that remembers the exact text it was read from."""
+
+    raw: str
+
+    def __new__(cls, value: str, raw: str):
+        obj = super().__new__(cls, value)
+        obj.raw = raw
+        return obj
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+def parse_csv_line(line: str) -> list[CsvField]:
+    """One RFC 4180 record. Quotes are only legal around a whole field; a bare quote
+    inside an unquoted field is an error, as in Go's encoding/csv used by the service."""
+    fields: list[CsvField] = []
+    i, n = 0, len(line)
+    while True:
+        start = i
+        if i < n and line[i] == '"':
+            i += 1
+            buf = []
+            while True:
+                j = line.find('"', i)
+                if j < 0:
+                    raise ValueError(f'extraneous or missing " in quoted-field near: {line[start:start + 40]!r}')
+                buf.append(line[i:j])
+                if j + 1 < n and line[j + 1] == '"':
+                    buf.append('"')
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+            if i < n and line[i] != ",":
+                raise ValueError(f'extraneous or missing " in quoted-field near: {line[start:start + 40]!r}')
+            fields.append(CsvField("".join(buf), line[start:i]))
+        else:
+            j = line.find(",", i)
+            j = n if j < 0 else j
+            text = line[i:j]
+            if '"' in text:
+                raise ValueError(f'bare " in non quoted field found near: {text[:40]!r}')
+            fields.append(CsvField(text, text))
+            i = j
+        if i >= n:
+            return fields
+        i += 1  # the comma
+        if i == n:
+            fields.append(CsvField("", ""))
+            return fields
+
+
+def _csv_field(v, settings: DataPlaneSettings) -> str:
+    if isinstance(v, CsvField) and settings.csv_quoting == "verbatim":
+        return v.raw
+    text = v.value if isinstance(v, CsvField) else (v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
+    if _needs_quotes(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _needs_quotes(text: str) -> bool:
+    if text == "":
+        return False
+    if text == "\\.":
+        return True
+    return any(c in text for c in ',"\r\n') or text[0] in " \t"

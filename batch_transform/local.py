@@ -1,0 +1,362 @@
+"""The local Batch Transform runtime: CreateModel / CreateTransformJob / DescribeTransformJob
+semantics without Docker or AWS, with the service's data plane (BTS §2-§4).
+
+A job runs to completion inside create_transform_job (blocking). Its state is one JSON
+object per job under `<state_root>/transform-jobs/`, and its `[sagemaker logs]`-style
+log next to it (`<name>.log`). Instances are model server processes on free ports.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.batch_transform import dataplane as dp
+from velibcast.batch_transform.container import ClientConfig, Container, ContainerError, InvocationFailed
+from velibcast.batch_transform.spec import SpecError, validate_job_spec
+from velibcast.errors import DataError, TerminalError, VelibcastError
+
+log = logging.getLogger("velibcast.transform")
+
+_BATCH_STRATEGY_ENV = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
+
+
+class ResourceInUse(TerminalError):
+    """A transform job with this name exists (the service's ResourceInUse)."""
+
+    code = "ResourceInUse"
+
+
+class ResourceNotFound(TerminalError):
+    code = "ResourceNotFound"
+
+
+class StopRequested(VelibcastError):
+    pass
+
+
+@dataclass
+class _Model:
+    name: str
+    model_data_url: str
+    model_dir: str
+    environment: dict
+
+
+@dataclass
+class _Object:
+    uri: str
+    relative: str           # the output name, before ".out"
+    log_name: str           # bucket/key as the service logs it
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds")
+
+
+def resolve_batch_parameters(spec: dict, container: dict) -> tuple[int, int, str]:
+    """API value, else the container's /execution-parameters, else the defaults (BTS §4.3).
+    MaxConcurrentTransforms=0 counts as unset; MaxPayloadInMB=0 is kept (unlimited)."""
+    mct = spec.get("MaxConcurrentTransforms") or _int_or_none(container.get("MaxConcurrentTransforms")) \
+        or C.DEFAULT_MAX_CONCURRENT_TRANSFORMS
+    mpm = spec.get("MaxPayloadInMB")
+    if mpm is None:
+        mpm = _int_or_none(container.get("MaxPayloadInMB"))
+    if mpm is None:
+        mpm = C.DEFAULT_MAX_PAYLOAD_MB
+    bs = spec.get("BatchStrategy")
+    if bs is None:
+        raw = str(container.get("BatchStrategy", "")).replace("_", "").lower()
+        bs = {"multirecord": "MultiRecord", "singlerecord": "SingleRecord"}.get(raw, C.DEFAULT_BATCH_STRATEGY)
+    return int(mct), int(mpm), bs
+
+
+def _int_or_none(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def container_environment(spec: dict, model_env: dict) -> dict[str, str]:
+    """Model env, then the job's Environment, then SAGEMAKER_BATCH and the three batch
+    values only when the API call set them (BTS §4.1)."""
+    env = {**model_env, **(spec.get("Environment") or {}), "SAGEMAKER_BATCH": "true"}
+    if spec.get("MaxPayloadInMB") is not None:
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(spec["MaxPayloadInMB"])
+    if spec.get("BatchStrategy"):
+        env["SAGEMAKER_BATCH_STRATEGY"] = _BATCH_STRATEGY_ENV[spec["BatchStrategy"]]
+    if spec.get("MaxConcurrentTransforms"):
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(spec["MaxConcurrentTransforms"])
+    return env
+
+
+def distribute(objects: list, instance_count: int) -> list[list]:
+    """Objects go whole to instances, round-robin in key order (the service's algorithm is
+    unknown, BTS §2.3); one object never spans two instances."""
+    return [objects[i::instance_count] for i in range(instance_count)]
+
+
+class LocalRuntime:
+    def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None):
+        self.storage = storage
+        self.state_root = state_root
+        self.settings = settings or dp.DataPlaneSettings()
+        self._models: dict[str, _Model] = {}
+        self._stops: dict[str, threading.Event] = {}
+
+    # ------------------------------------------------------------ models
+    def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:
+        """Register a model.tar.gz (s3:// or local) and extract it to a temporary directory.
+        Re-creating a name with the same model data reuses it."""
+        known = self._models.get(name)
+        if known and known.model_data_url == model_data_url:
+            return {"ModelArn": self._arn("model", name)}
+        if known:
+            raise ResourceInUse(f"model {name!r} exists with ModelDataUrl {known.model_data_url}; "
+                                "use another ModelName for other model data")
+        model_dir = tempfile.mkdtemp(prefix=f"velibcast-model-{name}-")
+        data = self.storage.read_bytes(model_data_url)
+        try:
+            with tarfile.open(fileobj=__import__("io").BytesIO(data), mode="r:gz") as tar:
+                tar.extractall(model_dir, filter="data")
+        except (tarfile.TarError, zlib.error, OSError) as e:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise TerminalError(f"{model_data_url}: not a readable model.tar.gz ({e})") from e
+        if not os.path.isfile(os.path.join(model_dir, "code", C.HANDLER_PROGRAM_DEFAULT)):
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise TerminalError(f"{model_data_url}: no code/{C.HANDLER_PROGRAM_DEFAULT} inside; package the "
+                                "handlers as SageMaker's PyTorch container expects")
+        self._models[name] = _Model(name, model_data_url, model_dir, dict(environment or {}))
+        return {"ModelArn": self._arn("model", name)}
+
+    def close(self) -> None:
+        for m in self._models.values():
+            shutil.rmtree(m.model_dir, ignore_errors=True)
+        self._models.clear()
+
+    def _arn(self, kind: str, name: str) -> str:
+        region = os.environ.get("AWS_DEFAULT_REGION", "local")
+        return f"arn:aws:sagemaker:{region}:{C.LOCAL_ACCOUNT_ID}:{kind}/{name.lower()}"
+
+    # ------------------------------------------------------------ job state
+    def _state_uri(self, name: str) -> str:
+        return st.join(self.state_root, "transform-jobs", f"{name}.json")
+
+    def _log_uri(self, name: str) -> str:
+        return st.join(self.state_root, "transform-jobs", f"{name}.log")
+
+    def _save(self, state: dict) -> None:
+        self.storage.write_text(self._state_uri(state["TransformJobName"]), json.dumps(state, indent=1, sort_keys=True))
+
+    def describe_transform_job(self, name: str) -> dict:
+        """DescribeTransformJob's shape; times are datetimes, as boto3 returns them."""
+        try:
+            state = json.loads(self.storage.read_text(self._state_uri(name)))
+        except st.NotFound as e:
+            raise ResourceNotFound(f"Could not find transform job {name!r}") from e
+        for k in ("CreationTime", "TransformStartTime", "TransformEndTime", "LastModifiedTime"):
+            if k in state:
+                state[k] = datetime.fromisoformat(state[k])
+        return state
+
+    def stop_transform_job(self, name: str) -> None:
+        """Ask a running job to stop: no further requests, its outputs are removed (BTS §1.7)."""
+        ev = self._stops.get(name)
+        if ev is None:
+            raise ResourceNotFound(f"transform job {name!r} is not running in this runtime")
+        ev.set()
+
+    # ------------------------------------------------------------ jobs
+    def create_transform_job(self, spec: dict) -> dict:
+        spec = validate_job_spec(spec, allow_file_uris=True)
+        name = spec["TransformJobName"]
+        model = self._models.get(spec["ModelName"])
+        if model is None:
+            raise ResourceNotFound(f"ModelName {spec['ModelName']!r}: Could not find model; call create_model first")
+        for field_, value in (("TransformInput.SplitType", spec["TransformInput"]["SplitType"]),):
+            if value in ("RecordIO", "TFRecord"):
+                raise SpecError(field_, f"{value} is not supported locally", "None or Line; RecordIO and TFRecord "
+                                "run on SageMaker only")
+        created = _now()
+        state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
+                 "CreationTime": _iso(created), "LastModifiedTime": _iso(created)}
+        if not self.storage.put_if_absent(self._state_uri(name), json.dumps(state, indent=1, sort_keys=True).encode()):
+            raise ResourceInUse(f"Job name {name!r} must be unique within an AWS account and region, and a job "
+                                "with this name already exists; choose another TransformJobName")
+        stop = self._stops[name] = threading.Event()
+        run = _JobRun(self, spec, model, stop)
+        try:
+            state["TransformStartTime"] = _iso(_now())
+            status, reason = run.execute()
+        finally:
+            self._stops.pop(name, None)
+            self.storage.write_text(self._log_uri(name), "".join(line + "\n" for line in run.log_lines))
+        ended = _now()
+        state.update(TransformJobStatus=status, TransformEndTime=_iso(ended), LastModifiedTime=_iso(ended))
+        if reason:
+            state["FailureReason"] = reason[:1024]
+        self._save(state)
+        return self.describe_transform_job(name)
+
+
+class _JobRun:
+    """One job's execution: list, distribute, process per object, record failures."""
+
+    def __init__(self, rt: LocalRuntime, spec: dict, model: _Model, stop: threading.Event):
+        self.rt, self.spec, self.model, self.stop = rt, spec, model, stop
+        self.log_lines: list[str] = []
+        self.failures: list[tuple[_Object, str]] = []
+        self.written: list[str] = []
+        self._lock = threading.Lock()
+
+    def sm_log(self, message: str) -> None:
+        line = f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}:[sagemaker logs]: {message}"
+        with self._lock:
+            self.log_lines.append(line)
+        log.info(line)
+
+    def execute(self) -> tuple[str, str | None]:
+        try:
+            objects = self.list_objects()
+        except (VelibcastError, ValueError) as e:
+            self.sm_log(f"ClientError: {e}")
+            return "Failed", f"ClientError: {e}"
+        n = self.spec["TransformResources"]["InstanceCount"]
+        shares = [s for s in distribute(objects, n) if s]
+        env = container_environment(self.spec, self.model.environment)
+        conc = self.spec.get("MaxConcurrentTransforms") or C.DEFAULT_MAX_CONCURRENT_TRANSFORMS
+        containers = [Container(self.model.model_dir, env, max(conc, 16)) for _ in shares]
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:
+                started = list(pool.map(self._start, containers))
+                bad = [e for e in started if e]
+                if bad:
+                    return "Failed", str(bad[0])
+                list(pool.map(self.run_instance, containers, shares))
+        finally:
+            for c in containers:
+                c.close()
+        if self.stop.is_set():
+            for uri in self.written:
+                self.rt.storage.delete(uri)
+            return "Stopped", None
+        if self.failures:
+            obj, why = self.failures[0]
+            return "Failed", (f"ClientError: {len(self.failures)} of {len(objects)} input object(s) failed; first "
+                              f"{obj.log_name}: {why}. See job logs for more information")
+        return "Completed", None
+
+    def _start(self, c: Container):
+        try:
+            c.wait_ready()
+        except ContainerError as e:
+            self.sm_log(str(e))
+            return e
+        return None
+
+    def list_objects(self) -> list[_Object]:
+        src = self.spec["TransformInput"]["DataSource"]["S3DataSource"]
+        uri, kind = src["S3Uri"], src["S3DataType"]
+        if kind == "S3Prefix":
+            out = []
+            for info in self.rt.storage.list(uri):
+                rel = info.uri[len(uri):].lstrip("/") or info.uri.rsplit("/", 1)[-1]
+                out.append(_Object(info.uri, rel, _log_name(info.uri)))
+            return out
+        if kind == "ManifestFile":
+            return self._manifest(uri)
+        raise SpecError("TransformInput.DataSource.S3DataSource.S3DataType", f"{kind} is not supported locally",
+                        "S3Prefix or ManifestFile")
+
+    def _manifest(self, uri: str) -> list[_Object]:
+        """`[{"prefix": "s3://b/p/"}, "rel/1", ...]`: each entry is prefix + relative key (BOTO);
+        the output is named by the relative key (the service's naming is unknown, BTS §2.1)."""
+        try:
+            doc = json.loads(self.rt.storage.read_bytes(uri))
+            prefix = doc[0]["prefix"]
+            rels = doc[1:]
+            assert isinstance(prefix, str) and all(isinstance(r, str) for r in rels)
+        except (ValueError, LookupError, TypeError, AssertionError) as e:
+            raise DataError(uri, "not a manifest", 'expected a JSON array: [{"prefix": "s3://bucket/prefix/"}, '
+                                                   '"relative/key", ...]') from e
+        return [_Object(prefix + r, r.lstrip("/"), _log_name(prefix + r)) for r in rels]
+
+    def run_instance(self, c: Container, objects: list[_Object]) -> None:
+        params = c.execution_parameters()
+        mct, mpm, bs = resolve_batch_parameters(self.spec, params)
+        self.sm_log(f"MaxConcurrentTransforms={mct}, MaxPayloadInMB={mpm}, "
+                    f"BatchStrategy={_BATCH_STRATEGY_ENV[bs]}")
+        proc = dp.Processing.from_spec(self.spec, bs, mpm, self.rt.settings)
+        mcc = self.spec.get("ModelClientConfig") or {}
+        cfg = ClientConfig(float(mcc.get("InvocationsTimeoutInSeconds", C.INVOCATIONS_TIMEOUT_S_DEFAULT)),
+                           int(mcc.get("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_DEFAULT)),
+                           self.rt.settings.retry_client_errors)
+        with ThreadPoolExecutor(max_workers=mct) as pool:
+            for obj in objects:
+                if self.stop.is_set():
+                    return
+                self.process_object(c, obj, proc, cfg, pool)
+
+    def process_object(self, c: Container, obj: _Object, proc: dp.Processing, cfg: ClientConfig, pool) -> None:
+        try:
+            data = self.rt.storage.read_bytes(obj.uri)
+            if self.spec["TransformInput"]["CompressionType"] == "Gzip":
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, zlib.error) as e:
+                    raise DataError(obj.uri, f"CompressionType=Gzip but the object is not valid gzip ({e})",
+                                    "compress the object or set CompressionType None") from e
+            prepared = dp.prepare(obj.uri, data, proc)
+
+            def send(b: dp.MiniBatch) -> bytes:
+                if self.stop.is_set():
+                    raise StopRequested()
+                return c.invoke(b.payload, proc.content_type, proc.accept, cfg)
+
+            responses = list(pool.map(send, prepared.batches))
+            out = dp.assemble(prepared, responses, proc)
+            out_uri = st.join(self.spec["TransformOutput"]["S3OutputPath"], obj.relative) + ".out"
+            self.rt.storage.write_bytes(out_uri, out)
+            with self._lock:
+                self.written.append(out_uri)
+        except StopRequested:
+            return
+        except InvocationFailed as e:
+            if e.status is None:
+                self.sm_log(f"{obj.log_name}: {e.body}")
+                self._fail(obj, e.body)
+            else:
+                self.sm_log(f"{obj.log_name}: ClientError: {e.status}")
+                self.sm_log(f"{obj.log_name}: ")
+                self.sm_log(f"{obj.log_name}: Message:")
+                for line in e.body.splitlines() or [""]:
+                    self.sm_log(f"{obj.log_name}: {line}")
+                self._fail(obj, f"the model container answered HTTP {e.status}")
+        except (DataError, st.StorageError) as e:
+            self.sm_log(f"{obj.log_name}: ClientError: {e}")
+            self._fail(obj, str(e))
+
+    def _fail(self, obj: _Object, why: str) -> None:
+        with self._lock:
+            self.failures.append((obj, why))
+
+
+def _log_name(uri: str) -> str:
+    """bucket/key for S3 (as the service logs it), the path otherwise."""
+    if uri.startswith("s3://"):
+        return uri[len("s3://"):]
+    return str(st.local_path(uri))

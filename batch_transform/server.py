@@ -1,0 +1,153 @@
+"""The model server: the SageMaker container contract (BTS §4) on uvicorn + Starlette.
+
+    python -m velibcast.batch_transform.server --model-dir DIR [--port P] [--host H]
+
+GET /ping answers 200 with an empty body once the model is loaded. Predictions run in a
+thread pool, so /ping answers while a mini-batch is being computed. GET
+/execution-parameters answers the JSON in $VELIBCAST_EXECUTION_PARAMETERS, else 404 (as
+AWS's PyTorch container). A body larger than SAGEMAKER_MAX_PAYLOAD_IN_MB gets 413.
+Logs are one JSON object per line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+
+from velibcast import constants as C
+from velibcast.batch_transform import handlers as H
+
+log = logging.getLogger("velibcast.serve")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        d = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+             "level": record.levelname.lower(), "event": record.getMessage()}
+        d.update(getattr(record, "fields", {}))
+        return json.dumps(d, separators=(",", ":"))
+
+
+def _setup_logging() -> None:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(_JsonFormatter())
+    log.handlers[:] = [h]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def max_body_bytes() -> int:
+    """0 means no limit (MaxPayloadInMB=0 is the service's unlimited, chunked mode)."""
+    raw = os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB")
+    mb = int(raw) if raw not in (None, "") else C.SERVER_MAX_PAYLOAD_MB_UNSET
+    return mb * C.MB
+
+
+def build_app(handlers: H.Handlers):
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    limit = max_body_bytes()
+    exec_params = os.environ.get(C.EXECUTION_PARAMETERS_ENV)
+
+    async def ping(request: Request) -> Response:
+        return Response(b"", status_code=200)
+
+    async def execution_parameters(request: Request) -> Response:
+        if not exec_params:
+            return Response(b"", status_code=404)
+        return Response(exec_params.encode(), status_code=200, media_type="application/json")
+
+    async def invocations(request: Request) -> Response:
+        t0 = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if limit and declared and declared.isdigit() and int(declared) > limit:
+            return _error(413, f"payload of {declared} bytes exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit} bytes)", t0)
+        body = await _read_body(request, limit)
+        if body is None:
+            return _error(413, f"payload exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit} bytes)", t0)
+        ctype = request.headers.get("content-type")
+        accept = request.headers.get("accept")
+        try:
+            out, out_type = await run_in_threadpool(handlers.invoke, body, ctype, accept)
+        except Exception as e:  # every failure becomes an HTTP answer; the status says whose fault
+            status = H.status_of(e)
+            message = getattr(e, "message", None) or str(e) or type(e).__name__
+            if status >= 500:
+                log.error("invocation failed", extra={"fields": {"status": status, "trace": traceback.format_exc()}})
+            return _error(status, message, t0, len(body))
+        log.info("invocation", extra={"fields": {"status": 200, "bytes_in": len(body), "bytes_out": len(out),
+                                                 "ms": round((time.perf_counter() - t0) * 1000, 1)}})
+        return Response(out, status_code=200, media_type=out_type)
+
+    return Starlette(routes=[
+        Route("/ping", ping, methods=["GET"]),
+        Route("/execution-parameters", execution_parameters, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+    ])
+
+
+async def _read_body(request, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes `limit` (chunked uploads have no length)."""
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit and size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _error(status: int, message: str, t0: float, n: int | None = None):
+    from starlette.responses import Response
+
+    level = logging.WARNING if status < 500 else logging.ERROR
+    log.log(level, "invocation rejected", extra={"fields": {"status": status, "bytes_in": n, "message": message[:500],
+                                                            "ms": round((time.perf_counter() - t0) * 1000, 1)}})
+    return Response((message.rstrip("\n") + "\n").encode("utf-8"), status_code=status, media_type="text/plain")
+
+
+def serve(model_dir: str, port: int | None = None, host: str = "0.0.0.0") -> None:
+    """Load the model once, then serve until SIGTERM/SIGINT (in-flight requests finish)."""
+    import uvicorn
+
+    _setup_logging()
+    port = port if port is not None else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", C.SERVER_DEFAULT_PORT))
+    t0 = time.perf_counter()
+    handlers = H.load(model_dir)
+    log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
+                                               "seconds": round(time.perf_counter() - t0, 3)}})
+    config = uvicorn.Config(build_app(handlers), host=host, port=port, access_log=False, log_level="warning",
+                            timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off")
+    log.info("serving", extra={"fields": {"host": host, "port": port, "max_body_bytes": max_body_bytes()}})
+    uvicorn.Server(config).run()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+                   help="extracted model.tar.gz: artifacts at the root, code/inference.py")
+    p.add_argument("--port", type=int, default=None, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
+    p.add_argument("--host", default="0.0.0.0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Also the BYOC `serve` entry point: SageMaker runs `docker run <image> serve`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["serve"]:
+        args = args[1:]
+    p = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    a = p.parse_args(args)
+    serve(a.model_dir, a.port, a.host)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The job spec: a CreateTransformJob request (the `aws sagemaker create-transform-job
+--cli-input-json` JSON), validated against the service's limits before anything runs.
+
+Types, enums, lengths, ranges and patterns are read from botocore's `sagemaker` service
+model, so the instance types and enums follow the installed botocore. botocore's client
+only checks types and minimums (stack notes), hence this module. The cross-field rules
+the model cannot express (BTS §1.1, §1.6, §9) are checked after.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+
+from velibcast import constants as C
+from velibcast.batch_transform import jsonpath
+from velibcast.errors import ConfigError
+
+
+class SpecError(ConfigError):
+    """A job spec field violates a service limit. `field` is its dotted path."""
+
+    def __init__(self, field: str, problem: str, limit: str = ""):
+        self.field = field
+        self.limit = limit
+        msg = f"{field}: {problem}"
+        if limit:
+            msg += f" (limit: {limit})"
+        super().__init__(msg)
+
+
+@functools.lru_cache(maxsize=1)
+def service_model():
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def transform_instance_types() -> list[str]:
+    return list(service_model().shape_for("TransformInstanceType").enum)
+
+
+def _check(shape, value, path: str, allow_file_uris: bool) -> None:
+    t = shape.type_name
+    if t == "structure":
+        if not isinstance(value, dict):
+            raise SpecError(path, f"must be an object, got {type(value).__name__}")
+        for req in shape.required_members:
+            if req not in value:
+                raise SpecError(_join(path, req), "is required")
+        for k, v in value.items():
+            if k not in shape.members:
+                raise SpecError(_join(path, k), "is not a field of this shape",
+                                f"known fields: {', '.join(sorted(shape.members))}")
+            _check(shape.members[k], v, _join(path, k), allow_file_uris)
+    elif t == "string":
+        if not isinstance(value, str):
+            raise SpecError(path, f"must be a string, got {type(value).__name__}")
+        md = shape.metadata
+        if shape.enum and value not in shape.enum:
+            raise SpecError(path, f"{value!r} is not allowed", f"one of {', '.join(shape.enum)}")
+        if "min" in md and len(value) < md["min"] or "max" in md and len(value) > md["max"]:
+            raise SpecError(path, f"length {len(value)} is out of range",
+                            f"{md.get('min', 0)}-{md.get('max', 'unbounded')} characters")
+        pattern = md.get("pattern")
+        local_uri = shape.name == "S3Uri" and (value.startswith("file://") or "://" not in value)
+        if pattern and not (allow_file_uris and local_uri):
+            try:
+                ok = re.fullmatch(pattern, value, re.DOTALL) is not None
+            except re.error:
+                ok = True  # a Java-only regex (\p{..}); the service checks it
+            if not ok:
+                raise SpecError(path, f"{value!r} does not match the service pattern", pattern)
+    elif t in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(path, f"must be an integer, got {value!r}")
+        md = shape.metadata
+        if "min" in md and value < md["min"] or "max" in md and value > md["max"]:
+            raise SpecError(path, f"{value} is out of range", f"{md.get('min', '-inf')}-{md.get('max', 'unbounded')}")
+    elif t == "boolean":
+        if not isinstance(value, bool):
+            raise SpecError(path, f"must be true or false, got {value!r}")
+    elif t == "map":
+        if not isinstance(value, dict):
+            raise SpecError(path, "must be an object")
+        md = shape.metadata
+        if "max" in md and len(value) > md["max"]:
+            raise SpecError(path, f"has {len(value)} entries", f"at most {md['max']}")
+        for k, v in value.items():
+            _check(shape.key, k, f"{path} key {k!r}", allow_file_uris)
+            _check(shape.value, v, f"{path}.{k}", allow_file_uris)
+    elif t == "list":
+        if not isinstance(value, list):
+            raise SpecError(path, "must be a list")
+        md = shape.metadata
+        if "max" in md and len(value) > md["max"]:
+            raise SpecError(path, f"has {len(value)} items", f"at most {md['max']}")
+        for i, v in enumerate(value):
+            _check(shape.member, v, f"{path}[{i}]", allow_file_uris)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def validate_job_spec(d: dict, *, allow_file_uris: bool = True) -> dict:
+    """Check `d` against CreateTransformJob's limits; return a copy with the defaults the
+    service echoes in DescribeTransformJob filled (BTS §1.1). BatchStrategy, MaxPayloadInMB
+    and MaxConcurrentTransforms stay unset when unset: the container may choose them.
+
+    `allow_file_uris` admits `file://` URIs and plain paths as S3Uri/S3OutputPath, for the
+    local runtime only.
+    """
+    _check(service_model().operation_model("CreateTransformJob").input_shape, d, "", allow_file_uris)
+    out = copy.deepcopy(d)
+    if len(out["TransformJobName"]) > C.JOB_NAME_MAX_LEN or not re.fullmatch(C.JOB_NAME_PATTERN, out["TransformJobName"]):
+        raise SpecError("TransformJobName", f"{out['TransformJobName']!r} is not a valid job name",
+                        f"1-{C.JOB_NAME_MAX_LEN} characters matching {C.JOB_NAME_PATTERN}")
+
+    mct = out.get("MaxConcurrentTransforms")
+    mpm = out.get("MaxPayloadInMB")
+    if mpm is not None and not C.MAX_PAYLOAD_MB_MIN <= mpm <= C.MAX_PAYLOAD_MB_MAX:
+        raise SpecError("MaxPayloadInMB", f"{mpm} is out of range", f"{C.MAX_PAYLOAD_MB_MIN}-{C.MAX_PAYLOAD_MB_MAX}")
+    if mct and mpm is not None and mct * mpm > C.PAYLOAD_X_CONCURRENCY_MAX_MB:
+        raise SpecError("MaxConcurrentTransforms", f"{mct} x MaxPayloadInMB {mpm} = {mct * mpm}",
+                        f"MaxConcurrentTransforms x MaxPayloadInMB <= {C.PAYLOAD_X_CONCURRENCY_MAX_MB}")
+
+    res = out["TransformResources"]
+    if not C.INSTANCE_COUNT_MIN <= res["InstanceCount"] <= C.INSTANCE_COUNT_MAX:
+        raise SpecError("TransformResources.InstanceCount", f"{res['InstanceCount']} is out of range",
+                        f"{C.INSTANCE_COUNT_MIN}-{C.INSTANCE_COUNT_MAX}")
+
+    mcc = out.get("ModelClientConfig")
+    if mcc is not None:
+        for key, lo, hi in (("InvocationsTimeoutInSeconds", C.INVOCATIONS_TIMEOUT_S_MIN, C.INVOCATIONS_TIMEOUT_S_MAX),
+                            ("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_MIN, C.INVOCATIONS_MAX_RETRIES_MAX)):
+            if key in mcc and not lo <= mcc[key] <= hi:
+                raise SpecError(f"ModelClientConfig.{key}", f"{mcc[key]} is out of range", f"{lo}-{hi}")
+
+    env = out.get("Environment") or {}
+    if len(env) > C.ENVIRONMENT_MAX_ENTRIES:
+        raise SpecError("Environment", f"has {len(env)} entries", f"at most {C.ENVIRONMENT_MAX_ENTRIES}")
+
+    dp = out.setdefault("DataProcessing", {})
+    for key in ("InputFilter", "OutputFilter"):
+        expr = dp.setdefault(key, "$")
+        if len(expr) > C.FILTER_MAX_LEN:
+            raise SpecError(f"DataProcessing.{key}", f"is {len(expr)} characters", f"at most {C.FILTER_MAX_LEN}")
+        try:
+            jsonpath.parse(expr)
+        except jsonpath.JsonPathError as e:
+            raise SpecError(f"DataProcessing.{key}", str(e),
+                            "supported operators: $ .name * ['a','b'] [i,j] [start:end] (one range per bracket)") from e
+    dp.setdefault("JoinSource", "None")
+
+    ti = out["TransformInput"]
+    ti.setdefault("CompressionType", "None")
+    ti.setdefault("SplitType", "None")
+    out["TransformOutput"].setdefault("AssembleWith", "None")
+    return out
