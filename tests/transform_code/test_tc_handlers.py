@@ -1,0 +1,219 @@
+"""The four handlers on real payloads of each content type, and each kind of bad input."""
+
+import json
+import math
+
+import pytest
+
+from velibcast.transform_code import inference
+from velibcast.transform_code.velib_errors import InferenceError
+
+
+def run(model, body, content_type, accept=None):
+    data = inference.input_fn(body, content_type)
+    return inference.output_fn(inference.predict_fn(data, model), accept or content_type)
+
+
+def check_counts(rows, feats):
+    assert len(rows) == len(feats)
+    for r, f in zip(rows, feats):
+        assert len(r) == 3
+        assert all(isinstance(v, int) and 0 <= v <= f["capacity"] for v in r)
+
+
+def test_csv_batch_gives_one_line_per_record(model, features, to_csv):
+    feats = features(50)
+    body, ct = run(model, to_csv(feats).encode(), "text/csv")
+    assert ct == "text/csv"
+    assert body.endswith("\n") and not body.endswith("\n\n")
+    check_counts([[int(v) for v in ln.split(",")] for ln in body.split("\n")[:-1]], feats)
+
+
+def test_csv_accepts_str_body_crlf_and_charset(model, features, to_csv):
+    feats = features(3)
+    ref, _ = run(model, to_csv(feats), "text/csv")
+    crlf, _ = run(model, to_csv(feats).replace("\n", "\r\n").encode(), "text/csv; charset=utf-8")
+    assert crlf == ref
+
+
+def test_clamps_to_capacity_and_zero(model, features, to_csv):
+    feats = features(20, seed=5)
+    for f in feats[:10]:
+        f["history"] = [f["capacity"]] * 24
+    for f in feats[10:]:
+        f["history"] = [0] * 24
+    body, _ = run(model, to_csv(feats), "text/csv")
+    check_counts([[int(v) for v in ln.split(",")] for ln in body.splitlines()], feats)
+
+
+def test_one_forward_pass_per_batch(model, features, to_csv, monkeypatch):
+    calls = []
+    original = model.net.forward
+    monkeypatch.setattr(model.net, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    run(model, to_csv(features(200)), "text/csv")
+    assert len(calls) == 1
+
+
+def test_jsonlines_features_and_full_records_agree_with_csv(model, features, to_csv):
+    feats = features(10, seed=1)
+    csv_body, _ = run(model, to_csv(feats), "text/csv")
+    expected = [[int(v) for v in ln.split(",")] for ln in csv_body.splitlines()]
+
+    body, ct = run(model, "".join(json.dumps(f) + "\n" for f in feats).encode(), "application/jsonlines")
+    assert ct == "application/jsonlines"
+    objs = [json.loads(ln) for ln in body.splitlines()]
+    assert [[o["bikes_h1"], o["bikes_h2"], o["bikes_h3"]] for o in objs] == expected
+    assert "record_id" not in objs[0]
+
+    full = [{"record_id": f"S{i}@2022-05-26T10:00Z", "station_code": f"S{i}", "origin_ts": "2022-05-26T10:00:00Z",
+             "features": f} for i, f in enumerate(feats)]
+    body, _ = run(model, "\n".join(json.dumps(r) for r in full), "application/jsonlines")
+    objs = [json.loads(ln) for ln in body.splitlines()]
+    assert [o["record_id"] for o in objs] == [r["record_id"] for r in full]
+    assert [[o["bikes_h1"], o["bikes_h2"], o["bikes_h3"]] for o in objs] == expected
+
+
+def test_json_object_and_list(model, features):
+    feats = features(4, seed=2)
+    one, ct = run(model, json.dumps(feats[0]), "application/json")
+    assert ct == "application/json"
+    assert isinstance(json.loads(one), dict)
+    many, _ = run(model, json.dumps(feats), "application/json")
+    many = json.loads(many)
+    assert isinstance(many, list) and len(many) == 4 and many[0] == json.loads(one)
+
+
+@pytest.mark.parametrize("accept, expected", [
+    ("application/json", "application/json"),
+    ("application/jsonlines", "application/jsonlines"),
+    ("text/csv", "text/csv"),
+    ("*/*", "text/csv"),
+    ("application/xml, text/csv;q=0.5", "text/csv"),
+])
+def test_accept_picks_response_type(model, features, to_csv, accept, expected):
+    _, ct = run(model, to_csv(features(2)), "text/csv", accept)
+    assert ct == expected
+
+
+def test_unknown_station_uses_reserved_index_and_is_flagged(model, features):
+    feats = features(2, seed=4)
+    feats[1]["station_index"] = 0
+    objs = json.loads(run(model, json.dumps(feats), "application/json")[0])
+    assert [o["unknown_station"] for o in objs] == [False, True]
+
+
+def error_of(model, body, content_type, accept=None):
+    with pytest.raises(InferenceError) as info:
+        run(model, body, content_type, accept)
+    return info.value
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", "  \n"])
+def test_empty_payload_is_400(model, body):
+    e = error_of(model, body, "text/csv")
+    assert e.status_code == 400 and "empty" in e.message
+
+
+def test_non_utf8_is_400_naming_line(model, features, to_csv):
+    body = to_csv(features(3)).encode() + b"1,2,\xff\n"
+    e = error_of(model, body, "application/jsonlines")
+    assert e.status_code == 400 and "line 4" in e.message and "UTF-8" in e.message
+
+
+def test_nan_is_400_naming_line_and_field(model, features, to_csv):
+    lines = to_csv(features(3)).splitlines()
+    cols = lines[1].split(",")
+    cols[5] = "nan"
+    lines[1] = ",".join(cols)
+    e = error_of(model, "\n".join(lines), "text/csv")
+    assert e.status_code == 400
+    assert "line 2, field bikes_lag18" in e.message and "NaN" in e.message
+
+
+def test_json_null_and_nan_are_400(model, features):
+    feats = features(2)
+    feats[1]["history"][3] = None
+    e = error_of(model, json.dumps(feats), "application/json")
+    assert "record 2, field history[3]" in e.message
+    feats = features(2)
+    feats[0]["lat"] = math.nan
+    e = error_of(model, "\n".join(json.dumps(f) for f in feats), "application/jsonlines")
+    assert "line 1, field lat" in e.message
+
+
+def test_wrong_column_count_is_400(model, features, to_csv):
+    lines = to_csv(features(3)).splitlines()
+    lines[2] = "abc," + lines[2]
+    e = error_of(model, "\n".join(lines), "text/csv")
+    assert e.status_code == 400 and "line 3: 32 columns, expected 31" in e.message
+
+
+def test_not_a_number_is_400(model, features, to_csv):
+    lines = to_csv(features(2)).splitlines()
+    lines[0] = lines[0].replace(",", ",x", 1)
+    e = error_of(model, "\n".join(lines), "text/csv")
+    assert "line 1, field bikes_lag22" in e.message and "not a number" in e.message
+
+
+@pytest.mark.parametrize("field, value, text", [
+    ("hour", 24, "hour: is 24; must be an integer in [0, 23]"),
+    ("day_of_week", 1.5, "day_of_week: is 1.5"),
+    ("capacity", -1, "capacity: is -1"),
+    ("station_index", 21, "station_index: is 21; must be an integer in [0, 20]; use 0"),
+    ("lat", 91, "lat: is 91"),
+])
+def test_out_of_range_fields_are_400(model, features, field, value, text):
+    feats = features(3)
+    feats[2][field] = value
+    e = error_of(model, json.dumps(feats), "application/json")
+    assert e.status_code == 400 and f"record 3, field {text}" in e.message
+
+
+def test_negative_history_and_missing_fields(model, features):
+    feats = features(1)
+    feats[0]["history"][0] = -2
+    assert "history[0]: is -2" in error_of(model, json.dumps(feats), "application/json").message
+    feats = features(1)
+    del feats[0]["capacity"]
+    assert "record 1, field capacity: missing" in error_of(model, json.dumps(feats), "application/json").message
+    feats = features(1)
+    feats[0]["history"] = feats[0]["history"][:23]
+    assert "got 23 values" in error_of(model, json.dumps(feats), "application/json").message
+
+
+def test_bad_json_is_400(model):
+    e = error_of(model, '{"history": [1,2', "application/json")
+    assert e.status_code == 400 and "not valid JSON" in e.message
+    e = error_of(model, '{"a": 1}\n[1]\n', "application/jsonlines")
+    assert "line 1, field history" in e.message and "line 2: expected a JSON object" in e.message
+
+
+def test_unsupported_types(model, features, to_csv):
+    assert error_of(model, "x", "application/x-npy").status_code == 415
+    assert error_of(model, to_csv(features(1)), "text/csv", "application/xml").status_code == 406
+
+
+def test_errors_carry_the_toolkit_status(model):
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+
+    e = error_of(model, b"", "text/csv")
+    assert isinstance(e, BaseInferenceToolkitError)
+    assert (e.status_code, e.phrase) == (400, "Bad Request")
+
+
+def test_model_fn_refuses_mismatched_artifacts(model_dir, tmp_path):
+    import shutil
+
+    from velibcast.transform_code.velib_errors import ModelLoadError
+
+    bad = tmp_path / "m"
+    shutil.copytree(model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["feature_columns"] = cfg["feature_columns"][::-1]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="feature_columns"):
+        inference.model_fn(str(bad))
+    (bad / "scaler.json").unlink()
+    shutil.copy(model_dir / "config.json", bad / "config.json")
+    with pytest.raises(ModelLoadError, match="scaler.json"):
+        inference.model_fn(str(bad))

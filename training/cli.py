@@ -1,0 +1,47 @@
+"""`velibcast train`: train on a span of snapshots and write models/<version>/model.tar.gz."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+
+from velibcast import constants as C
+
+
+def _utc(ts: str) -> datetime:
+    t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{ts!r} has no time zone; write it like 2022-05-23T00:00Z")
+    return t.astimezone(timezone.utc)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the LSTM on snapshots, score it against baselines, package it")
+    p.add_argument("--config", default="configs/local.yaml",
+                   help="run config: store root, snapshots root and model.train_start/train_end defaults")
+    p.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
+    p.add_argument("--start", type=_utc, default=None, help="first hour of training data, UTC (default: config)")
+    p.add_argument("--end", type=_utc, default=None, help="last hour of training data, UTC (default: config)")
+    p.add_argument("--out", default=None, help="root to write models/<version>/model.tar.gz under (default: store root)")
+    p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
+    p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
+                   help="wall-clock cap on the epochs (default %(default)s)")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from velibcast.config import load_config
+    from velibcast.errors import ConfigError
+    from velibcast.training.train import train_model
+
+    cfg = load_config(args.config)
+    start = args.start or (_utc(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
+    end = args.end or (_utc(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
+    if start is None or end is None:
+        raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
+    info = train_model(cfg.storage(), args.snapshots or cfg.snapshots_root, start, end, args.out or cfg.root,
+                       seed=args.seed, max_seconds=args.max_seconds)
+    print(f"model {info['version']}: {info['model_uri']}")
+    print(json.dumps(info["metrics"]["mae_test"]))
+    return 0

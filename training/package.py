@@ -1,0 +1,87 @@
+"""model.tar.gz in SageMaker's structure, and the model version that names it.
+
+Layout (what SageMaker extracts to /opt/ml/model):
+    model.pth               state dict (torch.save of tensors only; loads with weights_only=True)
+    config.json scaler.json station_mappings.json metadata.json
+    code/inference.py code/requirements.txt code/velib_*.py
+The archive is byte-reproducible: sorted entries, fixed mtimes and owners, gzip mtime 0.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.transform_code import inference
+
+CODE_DIR = Path(inference.__file__).resolve().parent
+CODE_FILES = ["inference.py", "requirements.txt"] + sorted(
+    p.name for p in CODE_DIR.glob("velib_*.py")
+)
+JSON_ARTIFACTS = [inference.CONFIG, inference.SCALER, inference.MAPPINGS, inference.METADATA]
+
+
+def model_version(start: datetime, end: datetime, config: dict, train_config: dict, seed: int) -> str:
+    """`lstm-<last training day>-<hash8>`: the same data span, configs and seed give the same name.
+
+    Lower-case letters, digits and hyphens only, so it is valid in S3 keys and SageMaker model names.
+    """
+    ident = json.dumps(
+        {"start": start.isoformat(), "end": end.isoformat(), "config": config, "train": train_config,
+         "seed": seed, "code": code_digest()},
+        sort_keys=True,
+    )
+    return f"{C.MODEL_VERSION_PREFIX}-{end:%Y%m%d}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+
+
+def code_digest() -> str:
+    """The shipped code is part of a version's identity: a handler change is a new model."""
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        h.update(name.encode() + b"\0" + (CODE_DIR / name).read_bytes())
+    return h.hexdigest()
+
+
+def build_archive(state_dict: dict, json_artifacts: dict[str, dict]) -> bytes:
+    missing = set(JSON_ARTIFACTS) - set(json_artifacts)
+    if missing:
+        raise ValueError(f"model.tar.gz needs {sorted(missing)}; pass them to build_archive")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
+    files = {inference.WEIGHTS: buf.getvalue()}
+    for name, obj in json_artifacts.items():
+        files[name] = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    for name in CODE_FILES:
+        files[f"code/{name}"] = (CODE_DIR / name).read_bytes()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def write_model(storage: st.Storage, out_root: str, version: str, archive: bytes) -> str:
+    uri = st.join(out_root, "models", version, C.MODEL_ARTIFACT_NAME)
+    storage.write_bytes(uri, archive, content_type="application/gzip")
+    return uri
+
+
+def extract(archive: bytes, dest: Path) -> Path:
+    """Unpack as SageMaker does into /opt/ml/model; refuses members that would escape `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest
