@@ -1,0 +1,246 @@
+"""The data plane as pure functions: splitting, packing, join, filters, assembly (BTS §2-§3)."""
+
+import json
+
+import pytest
+
+from velibcast import constants as C
+from velibcast.batch_transform import dataplane as dp
+from velibcast.errors import DataError
+
+
+def proc(ct="text/csv", accept=None, split="Line", strategy="MultiRecord", mb=6, inp="$", out="$",
+         join=False, assemble="Line", **settings):
+    spec = {
+        "TransformInput": {"ContentType": ct, "SplitType": split},
+        "TransformOutput": {"Accept": accept or ct, "AssembleWith": assemble},
+        "DataProcessing": {"InputFilter": inp, "OutputFilter": out, "JoinSource": "Input" if join else "None"},
+    }
+    return dp.Processing.from_spec(spec, strategy, mb, dp.DataPlaneSettings(**settings))
+
+
+def run(p, data: bytes, answer):
+    """Prepare, answer each request with answer(payload) -> bytes, assemble."""
+    obj = dp.prepare("s3://b/in/x.csv", data, p)
+    return obj, dp.assemble(obj, [answer(b.payload) for b in obj.batches], p)
+
+
+def csv_sum(payload: bytes) -> bytes:
+    return b"".join(str(sum(int(x) for x in ln.split(b","))).encode() + b"\n" for ln in payload.splitlines())
+
+
+# ------------------------------------------------------------ splitting and packing
+def test_line_split_drops_final_newline_and_cr():
+    assert dp.split_lines(b"a\r\nb\nc") == [b"a", b"b", b"c"]
+    assert dp.split_lines(b"a\nb\n") == [b"a", b"b"]
+    assert dp.split_lines(b"") == []
+
+
+def test_multirecord_packs_up_to_max_payload():
+    p = proc(mb=1)
+    line = b"x" * (C.MB // 4 - 1)  # 4 lines with their newline fill exactly 1 MB
+    obj = dp.prepare("o", b"\n".join([line] * 9) + b"\n", p)
+    assert [b.count for b in obj.batches] == [4, 4, 1]
+    assert [b.first_line for b in obj.batches] == [1, 5, 9]
+    assert all(len(b.payload) <= C.MB for b in obj.batches)
+    assert obj.batches[0].payload == (line + b"\n") * 4
+
+
+def test_single_record_sends_one_record_per_request():
+    obj = dp.prepare("o", b"1,2\n3,4\n", proc(strategy="SingleRecord"))
+    assert [b.payload for b in obj.batches] == [b"1,2\n", b"3,4\n"]
+
+
+def test_split_none_sends_the_whole_object_once():
+    data = b"1,2\n3,4\n"
+    obj = dp.prepare("o", data, proc(split="None"))
+    assert [b.payload for b in obj.batches] == [data]
+
+
+def test_a_record_over_the_limit_fails_its_object_naming_the_line():
+    with pytest.raises(DataError, match=r"o line 2: record of \d+ bytes exceeds MaxPayloadInMB=1"):
+        dp.prepare("o", b"1\n" + b"x" * C.MB + b"\n", proc(mb=1))
+
+
+def test_an_unsplittable_object_over_the_limit_fails():
+    with pytest.raises(DataError, match="SplitType=None"):
+        dp.prepare("o", b"x" * (C.MB + 1), proc(mb=1, split="None"))
+
+
+def test_max_payload_zero_means_no_limit():
+    obj = dp.prepare("o", b"x" * (2 * C.MB) + b"\n", proc(mb=0))
+    assert len(obj.batches) == 1
+
+
+@pytest.mark.parametrize("split", ["RecordIO", "TFRecord"])
+def test_binary_splits_are_not_supported_locally(split):
+    with pytest.raises(DataError, match="not supported locally"):
+        dp.prepare("o", b"x", proc(split=split))
+
+
+# ------------------------------------------------------------ CSV data processing
+def test_input_filter_is_applied_to_each_record():
+    obj = dp.prepare("o", b"id1,1,2\nid2,3,4\n", proc(inp="$[1:]"))
+    assert obj.batches[0].payload == b"1,2\n3,4\n"
+
+
+def test_csv_join_appends_the_output_after_the_unfiltered_input():
+    # DG-DP: record [1,2,3] with label [1] -> [1,2,3,1]; the input filter does not shrink it.
+    _, out = run(proc(inp="$[1:]", join=True), b"1,2,3\n", lambda p: b"1\n")
+    assert out == b"1,2,3,1\n"
+
+
+def test_output_filter_applies_after_the_join():
+    # The nightly's filters: send features, keep record_id and the three outputs.
+    _, out = run(proc(inp="$[1:]", out="$[0,-3:]", join=True), b"st1@t,5,6\nst2@t,7,8\n",
+                 lambda p: b"".join(b"1,2,3\n" for _ in p.splitlines()))
+    assert out == b"st1@t,1,2,3\nst2@t,1,2,3\n"
+
+
+def test_api_reference_output_filter_example_index_and_range():
+    _, out = run(proc(out="$[0,5:]", join=True), b"a,b,c,d,e\n", lambda p: b"f,g\n")
+    assert out == b"a,f,g\n"
+
+
+def test_output_filter_without_join_filters_the_response():
+    _, out = run(proc(out="$[1]"), b"1,2\n", lambda p: b"x,y\n")
+    assert out == b"y\n"
+
+
+def test_output_filter_index_beyond_the_joined_row_is_an_error():
+    with pytest.raises(DataError, match=r"line 1 \(joined record\).*index 9 outside a row of 3"):
+        run(proc(out="$[9]", join=True), b"1,2\n", lambda p: b"3\n")
+
+
+def test_one_output_record_per_input_record_is_enforced_naming_object_and_lines():
+    with pytest.raises(DataError, match=r"s3://b/in/x.csv lines 1-2: the container returned 3 record\(s\) for a mini-batch of 2"):
+        run(proc(join=True), b"1\n2\n", lambda p: b"a\nb\nc\n")
+
+
+def test_mismatch_line_numbers_follow_the_mini_batch():
+    with pytest.raises(DataError, match="lines 2-2"):
+        run(proc(join=True, strategy="SingleRecord"), b"1\n2\n", lambda p: b"a\n" if p == b"1\n" else b"")
+
+
+def test_record_alignment_setting_without_join():
+    answer = lambda p: b"one answer for the batch\n"
+    _, out = run(proc(), b"1\n2\n", answer)  # when_joining: the service passes it through
+    assert out == b"one answer for the batch\n\n"
+    with pytest.raises(DataError, match="returned 1 record"):
+        run(proc(record_alignment="always"), b"1\n2\n", answer)
+
+
+def test_csv_output_that_is_not_csv_fails_like_the_service():
+    with pytest.raises(DataError, match='Failed to parse output from the algorithm as CSV: bare "'):
+        run(proc(join=True), b"1\n", lambda p: b'{"a": "b"}\n')
+
+
+def test_quoted_csv_fields_are_parsed_per_rfc4180():
+    assert dp.parse_csv_line('a,"b,c","d""e",') == ["a", "b,c", 'd"e', ""]
+
+
+def test_csv_quoting_minimal_reencodes_fields():
+    p = proc(join=True, out="$[1,2]")
+    _, out = run(p, b'x," a,b"\n', lambda q: b"1\n")
+    assert out == b'" a,b",1\n'    # a field starting with a space is quoted (Go encoding/csv)
+
+
+def test_csv_quoting_verbatim_keeps_input_text():
+    p = proc(join=True, csv_quoting="verbatim")
+    _, out = run(p, b'"x",y\n', lambda q: b'"1"\n')
+    assert out == b'"x",y,"1"\n'
+    _, out = run(proc(join=True), b'"x",y\n', lambda q: b'"1"\n')
+    assert out == b"x,y,1\n"
+
+
+# ------------------------------------------------------------ assembly and newlines
+def test_assemble_with_line_appends_newline_after_every_response_by_default():
+    _, out = run(proc(strategy="SingleRecord"), b"1\n2\n", lambda p: p)
+    assert out == b"1\n\n2\n\n"
+
+
+def test_newline_if_missing_setting():
+    _, out = run(proc(strategy="SingleRecord", newline_after_response="if_missing"), b"1\n2\n", lambda p: p.strip())
+    assert out == b"1\n2\n"
+    _, out = run(proc(strategy="SingleRecord", newline_after_response="if_missing"), b"1\n2\n", lambda p: p)
+    assert out == b"1\n2\n"
+
+
+def test_assemble_with_none_concatenates_responses():
+    _, out = run(proc(ct="application/jsonlines", strategy="SingleRecord", assemble="None"), b"1\n2\n",
+                 lambda p: b'{"a":1}')
+    assert out == b'{"a":1}{"a":1}'
+
+
+def test_responses_keep_input_order():
+    obj = dp.prepare("o", b"1\n2\n3\n", proc(strategy="SingleRecord"))
+    assert dp.assemble(obj, [b"r1", b"r2", b"r3"], proc(strategy="SingleRecord")) == b"r1\nr2\nr3\n"
+
+
+# ------------------------------------------------------------ JSON and JSON Lines
+def test_jsonl_join_adds_sagemaker_output():
+    # DG-DP: {"key":1} joined with {"label":1} -> {"key":1,"SageMakerOutput":{"label":1}}
+    _, out = run(proc(ct="application/jsonlines", join=True), b'{"key":1}\n', lambda p: b'{"label":1}\n')
+    assert out == b'{"SageMakerOutput":{"label":1},"key":1}\n'
+
+
+def test_json_join_key_order_setting():
+    p = proc(ct="application/jsonlines", join=True, json_sort_keys=False)
+    _, out = run(p, b'{"key":1}\n', lambda q: b'{"label":1}\n')
+    assert out == b'{"key":1,"SageMakerOutput":{"label":1}}\n'
+
+
+def test_non_object_input_is_wrapped_as_sagemaker_input():
+    _, out = run(proc(ct="application/jsonlines", join=True), b"[1,2,3]\n", lambda p: b"6\n")
+    assert json.loads(out) == {"SageMakerInput": [1, 2, 3], "SageMakerOutput": 6}
+
+
+def test_sagemaker_output_in_the_input_is_overwritten():
+    _, out = run(proc(ct="application/jsonlines", join=True), b'{"SageMakerOutput":0}\n', lambda p: b"1\n")
+    assert out == b'{"SageMakerOutput":1}\n'
+
+
+def test_json_output_filter_keeps_named_attributes():
+    p = proc(ct="application/jsonlines", join=True, out="$['id','SageMakerOutput']")
+    _, out = run(p, b'{"id":"a","features":[1,2]}\n', lambda q: b'{"label":3}\n')
+    assert out == b'{"SageMakerOutput":{"label":3},"id":"a"}\n'
+
+
+def test_json_input_filter_sends_the_selected_part_compactly():
+    obj = dp.prepare("o", b'{"id": "a", "features": [1, 2]}\n', proc(ct="application/jsonlines", inp="$.features"))
+    assert obj.batches[0].payload == b"[1,2]\n"
+
+
+def test_application_json_with_split_none_is_one_document():
+    p = proc(ct="application/json", split="None", assemble="None", join=True)
+    _, out = run(p, b'{"features": [1, 2]}', lambda q: b'{"sum": 3}')
+    assert out == b'{"SageMakerOutput":{"sum":3},"features":[1,2]}'
+
+
+def test_output_filter_single_key_without_join_returns_the_value():
+    p = proc(ct="application/json", split="None", assemble="None", out="$['class']")
+    _, out = run(p, b"[[1]]", lambda q: b'{"class": {"0": "a"}}')
+    assert out == b'{"0":"a"}'
+
+
+def test_data_processing_needs_a_supported_content_type():
+    with pytest.raises(DataError, match="cannot be filtered or joined"):
+        dp.prepare("o", b"x\n", proc(ct="application/x-npy", join=True))
+
+
+def test_media_type_normalises_parameters_and_aliases():
+    assert dp.media_type("text/csv; charset=utf-8") == "text/csv"
+    assert dp.media_type("application/jsonl") == dp.JSONL
+
+
+def test_settings_from_dict_rejects_unknown_names():
+    assert dp.DataPlaneSettings.from_dict({"slice_end_inclusive": False}).slice_end_inclusive is False
+    with pytest.raises(ValueError, match="unknown data plane setting"):
+        dp.DataPlaneSettings.from_dict({"nope": 1})
+
+
+def test_slice_setting_reaches_the_filters():
+    obj = dp.prepare("o", b"0,1,2,3\n", proc(inp="$[1:2]", slice_end_inclusive=False))
+    assert obj.batches[0].payload == b"1\n"
+    obj = dp.prepare("o", b"0,1,2,3\n", proc(inp="$[1:2]"))
+    assert obj.batches[0].payload == b"1,2\n"

@@ -1,0 +1,191 @@
+"""The model server process: the SageMaker container contract (BTS §4) and the handler contract."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from velibcast import constants as C
+from velibcast.batch_transform import handlers as H
+from velibcast.batch_transform import server
+from velibcast.batch_transform.container import free_port
+
+EXEC_PARAMS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
+
+
+def _start(model_dir, env, args=()):
+    proc = subprocess.Popen([sys.executable, "-m", "velibcast.batch_transform.server", "--model-dir", model_dir,
+                             "--host", "127.0.0.1", *args],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc
+
+
+def _wait(url, proc):
+    for _ in range(300):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server never answered /ping")
+
+
+@pytest.fixture(scope="module")
+def srv(model_dir):
+    port = free_port()
+    env = {"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
+           C.EXECUTION_PARAMETERS_ENV: json.dumps(EXEC_PARAMS)}
+    proc = _start(model_dir, env)
+    url = f"http://127.0.0.1:{port}"   # port from SAGEMAKER_BIND_TO_PORT
+    _wait(url, proc)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def post(url, body, ct="text/csv", accept="text/csv", timeout=10):
+    return httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": ct, "Accept": accept},
+                      timeout=timeout)
+
+
+def test_ping_is_200_with_an_empty_body(srv):
+    r = httpx.get(f"{srv[0]}/ping")
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_execution_parameters_from_the_environment(srv):
+    r = httpx.get(f"{srv[0]}/execution-parameters")
+    assert r.status_code == 200 and r.json() == EXEC_PARAMS
+
+
+def test_invocations_multirecord_csv(srv):
+    r = post(srv[0], b"1,2\n3,4\n")
+    assert r.status_code == 200 and r.content == b"3\n7\n"
+    assert r.headers["content-type"].startswith("text/csv")
+
+
+def test_invocations_jsonlines_and_json(srv):
+    r = post(srv[0], b'{"features":[1,2]}\n[3,4]\n', ct="application/jsonlines", accept="application/jsonlines")
+    assert r.content == b'{"sum": 3}\n{"sum": 7}\n'
+    r = post(srv[0], b'{"features":[1,2]}', ct="application/json", accept="application/json")
+    assert r.json() == {"sum": 3}
+
+
+def test_an_error_with_status_code_keeps_its_status(srv):
+    r = post(srv[0], b"1\nboom\n")
+    assert r.status_code == 400 and "boom: bad record" in r.text
+
+
+def test_other_errors_are_500(srv):
+    r = post(srv[0], b"crash\n")
+    assert r.status_code == 500 and "crash: server fault" in r.text
+
+
+def test_non_utf8_body_is_a_client_error(srv):
+    r = post(srv[0], b"\xff\xfe,1\n")
+    assert r.status_code == 400 and "not UTF-8" in r.text
+
+
+def test_payload_over_the_limit_gets_413(srv):
+    r = post(srv[0], b"1\n" * (C.MB // 2 + 1))
+    assert r.status_code == 413
+
+
+def test_chunked_payload_over_the_limit_gets_413(srv):
+    def chunks():
+        for _ in range(3):
+            yield b"1\n" * (C.MB // 4)
+    r = httpx.post(f"{srv[0]}/invocations", content=chunks(), headers={"Content-Type": "text/csv"}, timeout=10)
+    assert r.status_code == 413
+
+
+def test_ping_answers_while_a_prediction_is_running(srv):
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (post(srv[0], b"sleep1.5\n"), done.set()))
+    t.start()
+    time.sleep(0.3)
+    r = httpx.get(f"{srv[0]}/ping", timeout=1.0)
+    busy = not done.is_set()
+    t.join()
+    assert r.status_code == 200 and busy
+
+
+def test_graceful_shutdown_finishes_in_flight_request(model_dir):
+    port = free_port()
+    proc = _start(model_dir, {}, ["--port", str(port)])   # --port, no SAGEMAKER_BIND_TO_PORT
+    url = f"http://127.0.0.1:{port}"
+    _wait(url, proc)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", post(url, b"sleep1\n")))
+    t.start()
+    time.sleep(0.3)
+    proc.terminate()
+    t.join()
+    assert proc.wait(timeout=30) in (0, -15)   # uvicorn re-raises SIGTERM once drained
+    assert result["r"].status_code == 200
+    logs = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
+    assert any(e["event"] == "model loaded" for e in logs)   # structured logs
+
+
+def test_port_flag_overrides_the_environment(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda d, p, h: seen.update(dir=d, port=p, host=h))
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9999")
+    server.main(["serve", "--model-dir", "/m", "--port", "8123"])
+    assert seen == {"dir": "/m", "port": 8123, "host": "0.0.0.0"}
+
+
+def test_execution_parameters_404_when_unset(model_dir, monkeypatch):
+    from starlette.testclient import TestClient
+
+    monkeypatch.delenv(C.EXECUTION_PARAMETERS_ENV, raising=False)
+    app = server.build_app(H.load(model_dir))
+    assert TestClient(app).get("/execution-parameters").status_code == 404
+
+
+# ------------------------------------------------------------ handler contract without HTTP
+def _module(tmp_path, source, name):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / f"{name}.py").write_text(source)
+    return tmp_path
+
+
+def test_transform_fn_style_and_context_argument(tmp_path, monkeypatch):
+    src = ("def model_fn(model_dir, context):\n    return 2\n"
+           "def transform_fn(model, data, content_type, accept):\n    return data.upper() * model, 'text/plain'\n")
+    d = _module(tmp_path, src, "bt_handler_tf")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_tf.py")
+    h = H.load(d)
+    assert h.invoke(b"ab", "text/csv", "text/plain") == (b"ABAB", "text/plain")
+
+
+def test_transform_fn_with_split_hooks_is_refused(tmp_path, monkeypatch):
+    src = "def transform_fn(m, d, c, a):\n    return d\ndef input_fn(d, c):\n    return d\n"
+    d = _module(tmp_path, src, "bt_handler_mixed")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_mixed.py")
+    with pytest.raises(ValueError, match="cannot be combined"):
+        H.load(d)
+
+
+def test_accept_defaults_like_the_toolkit(tmp_path, monkeypatch):
+    src = ("def model_fn(d):\n    return None\ndef input_fn(b, ct):\n    return (type(b).__name__, ct)\n"
+           "def predict_fn(x, m):\n    return x\ndef output_fn(p, accept):\n    return f'{p[0]} {p[1]} {accept}'\n")
+    d = _module(tmp_path, src, "bt_handler_acc")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_acc.py")
+    h = H.load(d)
+    assert h.invoke(b"x", "text/csv", "*/*")[0] == b"str text/csv application/json"
+    assert h.invoke(b"x", "application/jsonlines", None)[0] == b"bytes application/jsonlines application/json"
+
+
+def test_status_of():
+    class E(Exception):
+        status_code = 422
+    assert H.status_of(E()) == 422 and H.status_of(RuntimeError()) == 500
+    assert H.status_of(H.InferenceError(200, "x")) == 500
