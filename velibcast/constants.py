@@ -94,3 +94,11 @@ TRAIN_TEST_FRACTION = 0.25          # of origins, the latest: reported against t
 MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts of the same run
 RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
 BACKFILL_CONCURRENCY = 2
+
+# ---------------------------------------------------------------- accuracy and run report
+ACCURACY_PREFIX = "accuracy"        # <root>/accuracy/run_date=D/part-0.parquet, one object per date
+# An hour's actual is final once the store holds a capture this long after it: later
+# captures can still carry observations made before the hour (CAPTURE_LAG_MAX_HOURS).
+SCORE_SETTLE_HOURS = CAPTURE_LAG_MAX_HOURS
+REPORT_BUSIEST_STATIONS = 3         # stations drawn in the run PNG, plus one unknown station if any
+REPORT_PNG_DPI = 110

@@ -1,0 +1,249 @@
+"""Accuracy of a published night: MAE per horizon for the model and for persistence.
+
+The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
+store with the same rule as the windows (datasets/windows.py): the latest observation at
+or before the hour, usable when no older than max_staleness. Persistence predicts the
+state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
+
+Scores go to `<root>/accuracy/run_date=D/part-0.parquet`, one row per horizon, one object
+per date replaced whole: rescoring a date (actuals arrived late, the date was rerun) never
+duplicates rows, and two dates scored at once never race on a shared object.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from velibcast import constants as C
+from velibcast import forecasts
+from velibcast import storage as st
+from velibcast.errors import DataError, NotFound
+
+UTC = timezone.utc
+HOUR = timedelta(hours=1)
+
+# Why a forecast row has no score. Each row gets the first reason that applies.
+NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_HOURS after the target yet
+NO_ACTUAL = "no_actual"              # the station has no record at or before the target hour
+STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
+NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
+REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NO_ORIGIN_VALUE)
+
+# Statuses of score_run
+NO_FORECASTS = "no_forecasts"
+NOT_YET = "not_yet_scorable"
+PARTIAL = "partial"
+SCORED = "scored"
+
+ACCURACY_SCHEMA = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("horizon_h", pa.int8(), nullable=False),
+    pa.field("forecast_rows", pa.int64(), nullable=False),
+    pa.field("scored_rows", pa.int64(), nullable=False),
+    pa.field("mae_model", pa.float64()),          # null when no row is scored
+    pa.field("mae_persistence", pa.float64()),
+    pa.field("bias_model", pa.float64()),         # mean(pred - actual): > 0 over-predicts
+    *(pa.field(f"unscorable_{r}", pa.int64(), nullable=False) for r in REASONS),
+    pa.field("status", pa.string(), nullable=False),            # partial | scored
+    pa.field("actuals_through", pa.timestamp("us", tz="UTC")),  # latest capture seen in the store
+    pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+
+
+def accuracy_uri(root: str, run_date: date) -> str:
+    return st.join(root, C.ACCURACY_PREFIX, f"run_date={run_date.isoformat()}", forecasts.PART_NAME)
+
+
+def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
+    return pq.read_table(io.BytesIO(storage.read_bytes(accuracy_uri(root, run_date))))
+
+
+# ---------------------------------------------------------------- actuals
+def grid_from_actuals(actuals) -> "StateGrid":
+    """A StateGrid from a table of hourly actuals (station_code, ts, bikes): every given value is usable."""
+    from velibcast.datasets.windows import StateGrid, origins_for_range
+
+    df = actuals.to_pandas() if isinstance(actuals, pa.Table) else pd.DataFrame(actuals)
+    missing = {"station_code", "ts", "bikes"} - set(df.columns)
+    if missing:
+        raise DataError("actuals table", f"lacks column(s) {sorted(missing)}", "give station_code, ts (UTC) and bikes")
+    ts = pd.to_datetime(df["ts"], utc=True)
+    hours = origins_for_range(ts.min().to_pydatetime(), ts.max().to_pydatetime() + HOUR)
+    codes = sorted(df["station_code"].astype(str).unique())
+    bikes = np.full((len(codes), len(hours)), np.nan)
+    row = {c: i for i, c in enumerate(codes)}
+    col = ((ts - hours[0]) // pd.Timedelta(hours=1)).to_numpy()
+    bikes[[row[c] for c in df["station_code"].astype(str)], col] = df["bikes"].to_numpy(dtype=float)
+    present = ~np.isnan(bikes)
+    zeros = np.zeros_like(bikes)
+    return StateGrid(hours, codes, bikes, present, present.copy(), present.copy(), present.copy(),
+                     zeros.astype(np.int64), zeros, zeros)
+
+
+def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bikes, present, usable) of the grid at each (station, hour); off-grid counts as absent."""
+    n = len(codes)
+    bikes, present, usable = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
+    if not grid.station_codes or not grid.hours:
+        return bikes, present, usable
+    row_of = {c: i for i, c in enumerate(grid.station_codes)}
+    rows = np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
+    base = pd.Timestamp(grid.hours[0])
+    cols = ((pd.to_datetime(ts, utc=True) - base) // pd.Timedelta(hours=1)).to_numpy().astype(np.int64)
+    ok = (rows >= 0) & (cols >= 0) & (cols < len(grid.hours))
+    r, c = rows[ok], cols[ok]
+    bikes[ok] = grid.bikes[r, c]
+    present[ok] = grid.present[r, c]
+    usable[ok] = grid.usable[r, c]
+    return bikes, present, usable
+
+
+def attach_actuals(table: pa.Table, grid, settled_through: datetime | None) -> pd.DataFrame:
+    """The forecast rows with `actual`, `persistence` and `reason` (None when scorable).
+
+    `settled_through`: targets after `settled_through - SCORE_SETTLE_HOURS` are not final
+    yet; None treats every target as final (actuals given by hand).
+    """
+    df = table.to_pandas()
+    codes = df["station_code"].astype(str).to_numpy()
+    actual, present, usable = _lookup(grid, codes, df["target_ts"])
+    origin, _, origin_ok = _lookup(grid, codes, df["origin_ts"])
+    reason = np.full(len(df), None, dtype=object)
+    reason[~origin_ok] = NO_ORIGIN_VALUE
+    reason[present & ~usable] = STALE_ACTUAL
+    reason[~present] = NO_ACTUAL
+    if settled_through is not None:
+        cutoff = pd.Timestamp(settled_through) - pd.Timedelta(hours=C.SCORE_SETTLE_HOURS)
+        reason[(pd.to_datetime(df["target_ts"], utc=True) > cutoff).to_numpy()] = NOT_SETTLED
+    df["actual"] = np.where(pd.isna(reason), actual, np.nan)
+    df["persistence"] = np.where(pd.isna(reason), origin, np.nan)
+    df["reason"] = reason
+    return df
+
+
+def summarise(df: pd.DataFrame) -> list[dict]:
+    """One dict per horizon: counts, MAE of the model and of persistence on the same rows."""
+    out = []
+    for h in forecasts.HORIZONS:
+        d = df[df["horizon_h"] == h]
+        ok = d[d["reason"].isna()]
+        err = ok["bikes_pred"] - ok["actual"]
+        out.append({
+            "horizon_h": h,
+            "forecast_rows": len(d),
+            "scored_rows": len(ok),
+            "mae_model": float(err.abs().mean()) if len(ok) else None,
+            "mae_persistence": float((ok["persistence"] - ok["actual"]).abs().mean()) if len(ok) else None,
+            "bias_model": float(err.mean()) if len(ok) else None,
+            **{f"unscorable_{r}": int((d["reason"] == r).sum()) for r in REASONS},
+        })
+    return out
+
+
+# ---------------------------------------------------------------- scoring a date
+@dataclass
+class _Run:
+    run_id: str
+    model_version: str
+
+
+def _run_of(table: pa.Table, where: str) -> _Run:
+    ids = sorted(set(table.column("run_id").to_pylist()))
+    versions = sorted(set(table.column("model_version").to_pylist()))
+    if len(ids) != 1 or len(versions) != 1:
+        raise DataError(where, f"holds {len(ids)} run ids {ids[:3]} and {len(versions)} model versions",
+                        "a date is published by one run; republish it with `velibcast run --run-date D --force`")
+    return _Run(ids[0], versions[0])
+
+
+def latest_capture(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime) -> datetime | None:
+    from velibcast.datasets.snapshots import list_snapshots
+
+    refs = list_snapshots(storage, snapshots_root, start, end)
+    return refs[-1].capture_ts if refs else None
+
+
+def hours_of(table: pa.Table) -> list[datetime]:
+    """Every hour scoring reads: the first origin (persistence) through the last target."""
+    from velibcast.datasets.windows import origins_for_range
+
+    first = pd.Timestamp(pc.min(table.column("origin_ts")).as_py()).to_pydatetime()
+    last = pd.Timestamp(pc.max(table.column("target_ts")).as_py()).to_pydatetime()
+    return origins_for_range(first, last + HOUR)
+
+
+def load_grid(storage: st.Storage, cfg, hours: list[datetime]):
+    from velibcast.datasets.report import SkipReport, ValidationPolicy
+    from velibcast.datasets.windows import build_state_grid
+
+    report = SkipReport()
+    policy = ValidationPolicy(on_bad_record=cfg["snapshots"]["on_bad_record"],
+                              on_bad_object=cfg["snapshots"]["on_bad_object"])
+    grid = build_state_grid(storage, cfg.snapshots_root, hours,
+                            timedelta(hours=float(cfg["windows"]["max_staleness_hours"])), policy, report)
+    return grid, report
+
+
+def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = None) -> dict:
+    """Score the forecasts published for `run_date` against the actuals in the snapshot store.
+
+    Returns a dict whose `status` is one of:
+    - `no_forecasts`: nothing is published for the date;
+    - `not_yet_scorable`: no target's actual is final yet; nothing is written;
+    - `partial`: some targets are final; their scores are written and a later call replaces them;
+    - `scored`: every target is final (rows may still lack an actual: see `unscorable_by_reason`).
+    """
+    root = cfg.root
+    where = forecasts.partition_uri(root, run_date)
+    base = {"run_date": run_date.isoformat(), "forecasts": where}
+    try:
+        table = forecasts.read_partition(storage, root, run_date)
+    except NotFound:
+        return {**base, "status": NO_FORECASTS,
+                "message": f"no forecasts published for {run_date} ({where}); run `velibcast run --run-date {run_date}` first"}
+    run = _run_of(table, where)
+    base.update(run_id=run.run_id, model_version=run.model_version)
+    hours = hours_of(table)
+    last_target = hours[-1]
+    through = latest_capture(storage, cfg.snapshots_root, hours[0],
+                             last_target + timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS))
+    first_target = pd.Timestamp(pc.min(table.column("target_ts")).as_py()).to_pydatetime()
+    settle = timedelta(hours=C.SCORE_SETTLE_HOURS)
+    if through is None or through < first_target + settle:
+        return {**base, "status": NOT_YET, "actuals_through": through.isoformat() if through else None,
+                "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
+                           f"{first_target:%Y-%m-%dT%H:%MZ} yet (latest: {through or 'none'}); score again later"}
+    grid, report = load_grid(storage, cfg, hours)
+    df = attach_actuals(table, grid, through)
+    rows = summarise(df)
+    status = SCORED if through >= last_target + settle else PARTIAL
+    scored_at = (now or datetime.now(UTC)).astimezone(UTC)
+    out = pa.Table.from_pylist(
+        [{"run_id": run.run_id, "model_version": run.model_version, **r, "status": status,
+          "actuals_through": through, "scored_at": scored_at} for r in rows],
+        schema=ACCURACY_SCHEMA)
+    uri = accuracy_uri(root, run_date)
+    storage.write_bytes(uri, forecasts.to_parquet_bytes(out), content_type="application/vnd.apache.parquet")
+    reasons = {r: int((df["reason"] == r).sum()) for r in REASONS}
+    return {
+        **base,
+        "status": status,
+        "accuracy_uri": uri,
+        "actuals_through": through.isoformat(),
+        "forecast_rows": len(df),
+        "scored_rows": int(df["reason"].isna().sum()),
+        "unscorable_rows": sum(reasons.values()),
+        "unscorable_by_reason": {r: n for r, n in reasons.items() if n},
+        "by_horizon": [{k: r[k] for k in ("horizon_h", "scored_rows", "mae_model", "mae_persistence")} for r in rows],
+        "snapshot_report": report.to_dict()["counts"],
+        "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored",
+    }
