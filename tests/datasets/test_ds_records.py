@@ -1,0 +1,88 @@
+"""Transform inputs: layouts and filters derived from columns, CSV/JSONL lines, shards, outputs."""
+
+import json
+from datetime import date
+
+import pytest
+from ds_helpers import utc
+
+from velibcast import constants as C
+from velibcast.datasets.records import (
+    csv_layout, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
+)
+from velibcast.datasets.windows import Window
+from velibcast.errors import DataError
+from velibcast.transform_code.velib_features import FEATURE_COLUMNS, OUTPUT_COLUMNS
+
+
+def win(code="16107", hour=22, bikes=3):
+    return Window(code, utc(f"2022-05-24T{hour:02d}:00Z"), [bikes] * 24, 0, 2, 0, 35, 12, 48.865983, 2.275725)
+
+
+def test_csv_layout_filters_follow_columns():
+    lay = csv_layout()
+    assert lay.columns == ["record_id", *FEATURE_COLUMNS]
+    assert lay.input_filter == "$[1:]" and lay.output_filter == "$[0,-3:]"
+    assert lay.output_columns == ["record_id", *OUTPUT_COLUMNS]
+    # another leading column moves the filter with it
+    assert csv_layout(["record_id", "batch", *FEATURE_COLUMNS]).input_filter == "$[2:]"
+    with pytest.raises(ValueError, match="must end with the model's features"):
+        csv_layout(["record_id", *reversed(FEATURE_COLUMNS)])
+    d = lay.to_dict()
+    assert d["content_type"] == "text/csv" and len(d["input_filter"]) <= C.FILTER_MAX_LEN
+
+
+def test_jsonl_layout():
+    lay = jsonl_layout()
+    assert lay.input_filter == "$.features"
+    assert lay.output_filter == "$['record_id','SageMakerOutput']"
+    assert lay.content_type == "application/jsonlines"
+
+
+def test_csv_shards_no_header_and_row_shape(any_root, storage):
+    uris = write_transform_inputs(storage, [win(), win("31024_relais")], any_root + "/in", "csv")
+    assert len(uris) == 1 and uris[0].endswith("/in/part-00000.csv")
+    lines = storage.read_text(uris[0]).splitlines()
+    assert lines[0].split(",")[0] == "16107@2022-05-24T22:00Z"  # no header line
+    assert len(lines[0].split(",")) == 1 + len(FEATURE_COLUMNS)
+    assert lines[0].endswith(",3,0,2,0,35,12,48.865983,2.275725")
+
+
+def test_jsonl_record_shape(tmp_path, storage):
+    [uri] = write_transform_inputs(storage, [win()], str(tmp_path / "in"), "jsonl")
+    d = json.loads(storage.read_text(uri))
+    assert d == {"record_id": "16107@2022-05-24T22:00Z", "station_code": "16107", "origin_ts": "2022-05-24T22:00:00Z",
+                 "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "is_weekend": 0, "capacity": 35,
+                              "station_index": 12, "lat": 48.865983, "lon": 2.275725}}
+
+
+def test_shards_respect_size_and_count(tmp_path, storage):
+    ws = [win(str(i)) for i in range(200)]
+    one = len(("x" * 0 + "0@2022-05-24T22:00Z," + ",".join(map(repr, ws[0].features())) + "\n").encode())
+    uris = write_transform_inputs(storage, ws, str(tmp_path / "a"), "csv", max_shard_bytes=one * 30)
+    sizes = [len(storage.read_bytes(u)) for u in uris]
+    assert max(sizes) <= one * 30 + 200 and len(uris) >= 7
+    lines = [l for u in uris for l in storage.read_text(u).splitlines()]
+    assert sorted(l.split(",")[0] for l in lines) == sorted(w.record_id for w in ws)
+    uris = write_transform_inputs(storage, ws[:10], str(tmp_path / "b"), "csv", shard_count=shard_count_for(2, 2))
+    assert len(uris) == 4
+    with pytest.raises(DataError, match="raise max_shard_bytes"):
+        write_transform_inputs(storage, ws[:1], str(tmp_path / "c"), "csv", max_shard_bytes=10)
+
+
+def test_manifest_file(any_root, storage):
+    uris = write_transform_inputs(storage, [win(str(i)) for i in range(4)], any_root + "/in", "csv",
+                                  shard_count=2, manifest_uri=any_root + "/in.manifest")
+    m = json.loads(storage.read_text(any_root + "/in.manifest"))
+    assert m[0] == {"prefix": any_root + "/in/"} and m[1:] == ["part-00000.csv", "part-00001.csv"]
+    assert [m[0]["prefix"] + k for k in m[1:]] == uris
+
+
+def test_parse_output_csv_and_json():
+    assert parse_output(b"a@x,1,2,3\nb@x,4,5,6\n", "csv", "o") == [("a@x", [1, 2, 3]), ("b@x", [4, 5, 6])]
+    js = b'{"record_id": "a@x", "SageMakerOutput": "1,2,3"}\n{"record_id": "b@x", "SageMakerOutput": [4, 5, 6]}\n'
+    assert parse_output(js, "jsonl", "o") == [("a@x", [1, 2, 3]), ("b@x", [4, 5, 6])]
+    with pytest.raises(DataError, match="o line 1: expected 3 outputs"):
+        parse_output(b"a@x,1,2\n", "csv", "o")
+    with pytest.raises(DataError, match="is not an integer"):
+        parse_output(b"a@x,1,2,3.5\n", "csv", "o")

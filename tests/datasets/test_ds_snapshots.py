@@ -1,0 +1,106 @@
+"""Snapshot store: keys, listing by capture time in both layouts, reading and validation."""
+
+import gzip
+from datetime import timedelta
+
+import pytest
+from ds_helpers import rec, utc
+
+from velibcast import storage as st
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import (
+    SnapshotRef, capture_ts_from_key, encode_snapshot, list_snapshots, read_snapshot, snapshot_uri, write_snapshot,
+)
+from velibcast.errors import DataError
+
+
+def test_keys_in_both_layouts():
+    ts = utc("2022-05-23T02:26:46Z")
+    assert snapshot_uri("s3://b/r", ts, "flat") == "s3://b/r/velib/snapshots/2022-05-23T02-26-46Z.jsonl.gz"
+    assert snapshot_uri("s3://b/r", ts) == "s3://b/r/velib/snapshots/date=2022-05-23/2022-05-23T02-26-46Z.jsonl.gz"
+    assert capture_ts_from_key(snapshot_uri("/x", ts)) == ts
+    assert capture_ts_from_key("/x/velib/snapshots/notes.txt") is None
+
+
+def test_list_by_capture_time_reads_both_layouts_and_only_needed_days(any_root, storage):
+    caps = ["2022-05-22T23:37:40Z", "2022-05-23T02:26:46Z", "2022-05-23T23:38:08Z", "2022-05-24T02:34:53Z",
+            "2022-05-26T10:00:00Z"]
+    for i, c in enumerate(caps):
+        write_snapshot(storage, any_root, utc(c), [rec()], layout="flat" if i % 2 else "partitioned")
+    # the same capture in both layouts is read once, and counted
+    write_snapshot(storage, any_root, utc(caps[1]), [rec()], layout="partitioned")
+    report = SkipReport()
+    refs = list_snapshots(storage, any_root, utc("2022-05-23T00:00Z"), utc("2022-05-24T02:34:53Z"), report)
+    assert [r.capture_ts for r in refs] == [utc(c) for c in caps[1:4]]
+    assert report.counts == {"duplicate_snapshot": 1}
+    assert "same capture as" in report.examples["duplicate_snapshot"][0]
+
+
+def test_listing_paginates_past_one_page(tmp_path, storage, monkeypatch):
+    from velibcast import constants as C
+
+    monkeypatch.setattr(C, "S3_LIST_PAGE_SIZE", 7)
+    root = str(tmp_path)
+    t0 = utc("2022-05-23T00:00Z")
+    for i in range(30):
+        write_snapshot(storage, root, t0 + timedelta(minutes=10 * i), [rec()], layout="flat")
+    assert len(list_snapshots(storage, root, t0, t0 + timedelta(days=1))) == 30
+
+
+def test_read_v21_records_and_obs_time(any_root, storage):
+    ts = utc("2022-05-23T10:30:00Z")
+    uri = write_snapshot(storage, any_root, ts, [rec("1", due="2022-05-23T12:15:00+02:00"), rec("2", due=None)])
+    report = SkipReport()
+    out = read_snapshot(storage, SnapshotRef(uri, ts), ValidationPolicy(), report)
+    assert [r.station_code for r in out] == ["1", "2"]
+    assert out[0].obs_ts == utc("2022-05-23T10:15:00Z") and out[0].obs_ts.tzinfo is not None
+    assert out[1].obs_ts == ts  # no duedate: the capture time
+    assert out[0].is_installed is True and out[0].lat == 48.85
+    assert report.counts == {}
+
+
+def test_real_bundled_sample_reads_clean(storage):
+    root = str(st.local_path(__file__).parents[2] / "sample_data")
+    refs = list_snapshots(storage, root, utc("2022-05-22T00:00Z"), utc("2022-05-28T00:00Z"))
+    assert len(refs) == 85
+    report = SkipReport()
+    recs = read_snapshot(storage, refs[0], ValidationPolicy(), report)
+    assert len(recs) == 1413 and report.total("records_rejected") == 0
+
+
+def test_encode_is_deterministic():
+    ts = utc("2022-05-23T10:30:00Z")
+    assert encode_snapshot([rec()], ts) == encode_snapshot([rec()], ts)
+    assert b'"capture_ts_utc":"2022-05-23T10:30:00Z"' in gzip.decompress(encode_snapshot([rec()], ts))
+
+
+def test_fetch_retries_transient_errors(tmp_path, storage, monkeypatch):
+    from velibcast.datasets import snapshots as snap
+    from velibcast.errors import TransientStorageError
+
+    monkeypatch.setattr(snap.C, "FETCH_BACKOFF_S", 0.0)
+    uri = write_snapshot(storage, str(tmp_path), utc("2022-05-23T10:00Z"), [rec()])
+    real, calls = storage.read_bytes, []
+
+    def flaky(u):
+        calls.append(u)
+        if len(calls) < 3:
+            raise TransientStorageError("503 SlowDown")
+        return real(u)
+
+    monkeypatch.setattr(storage, "read_bytes", flaky)
+    assert snap.fetch_bytes(storage, uri) == real(uri)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(TransientStorageError):
+        snap.fetch_bytes(storage, uri, attempts=2)
+
+
+def test_fetch_many_keeps_order_with_bounded_concurrency(tmp_path, storage):
+    from velibcast.datasets.snapshots import fetch_many
+
+    t0 = utc("2022-05-23T00:00Z")
+    refs = [SnapshotRef(write_snapshot(storage, str(tmp_path), t0 + timedelta(hours=i), [rec(str(i))]),
+                        t0 + timedelta(hours=i)) for i in range(20)]
+    got = [r for r, _ in fetch_many(storage, refs, concurrency=3)]
+    assert got == refs

@@ -1,0 +1,196 @@
+"""Windows: the rule of issue 2 step 4, checked by hand cases and by an independent recomputation on real data."""
+
+import bisect
+import gzip
+import json
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+from ds_helpers import rec, utc
+
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import write_snapshot
+from velibcast.datasets.windows import (
+    WindowSummary, build_state_grid, build_windows, history_hours, iter_windows, origins_for_range,
+    origins_for_run_date, static_time_features,
+)
+from velibcast.transform_code.velib_features import FEATURE_COLUMNS, UNKNOWN_STATION_INDEX
+
+H = timedelta(hours=1)
+
+
+def test_origins_for_run_date_dst():
+    assert len(origins_for_run_date(date(2022, 5, 25))) == 24
+    spring = origins_for_run_date(date(2022, 3, 27))
+    autumn = origins_for_run_date(date(2022, 10, 30))
+    assert len(spring) == 23 and len(autumn) == 25
+    assert spring[0] == utc("2022-03-26T23:00Z") and spring[-1] == utc("2022-03-27T21:00Z")
+    assert autumn[0] == utc("2022-10-29T22:00Z") and autumn[-1] == utc("2022-10-30T22:00Z")
+    assert origins_for_run_date(date(2022, 5, 25))[0] == utc("2022-05-24T22:00Z")
+
+
+def test_origins_for_range_is_inclusive_exclusive():
+    o = origins_for_range(utc("2022-05-23T00:30Z"), utc("2022-05-23T03:00Z"))
+    assert o == [utc("2022-05-23T01:00Z"), utc("2022-05-23T02:00Z")]
+
+
+def test_static_features_in_paris_time():
+    # 2022-05-28 is a Saturday; 22:00Z is Sunday 00:00 in Paris (UTC+2)
+    assert static_time_features(utc("2022-05-28T22:00Z")) == (0, 6, 1)
+    assert static_time_features(utc("2022-05-23T10:00Z")) == (12, 0, 0)
+    assert static_time_features(utc("2022-01-03T10:00Z")) == (11, 0, 0)  # UTC+1 in winter
+
+
+def hourly_store(storage, root, t0, n_hours, make):
+    """A snapshot captured 10 min after each hour; make(i, capture) -> list of records."""
+    for i in range(n_hours):
+        cap = t0 + i * H + timedelta(minutes=10)
+        write_snapshot(storage, root, cap, make(i, cap), layout="flat")
+
+
+def due(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+def run(storage, root, origins, index=None, staleness=3):
+    report = SkipReport()
+    grid = build_state_grid(storage, root, history_hours(origins), timedelta(hours=staleness),
+                            ValidationPolicy(), report)
+    return build_windows(grid, origins, index or {}, report), report, grid
+
+
+T0 = utc("2022-05-23T00:00Z")
+
+
+def test_window_values_oldest_first_and_features(any_root, storage):
+    hourly_store(storage, any_root, T0, 30,
+                 lambda i, cap: [rec("A", bikes=i, docks=0, capacity=40, due=due(T0 + i * H + timedelta(minutes=5)))])
+    t = T0 + 28 * H
+    ws, report, _ = run(storage, any_root, [t], {"A": 7})
+    assert len(ws) == 1
+    w = ws[0]
+    # state at h is the record observed at h-55min (obs h+5min is after h)
+    assert w.history == list(range(4, 28))
+    assert w.record_id == "A@2022-05-24T04:00Z"
+    assert w.features()[24:] == [6, 1, 0, 40, 7, 48.85, 2.35]
+    assert len(w.features()) == len(FEATURE_COLUMNS)
+    assert report.counts == {}
+
+
+def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
+    root = str(tmp_path)
+    t = T0 + 30 * H
+
+    def make(i, cap):
+        h = T0 + i * H
+        out = [rec("ok", due=due(h)),
+               rec("noinst", due=due(h), installed="NON"),
+               rec("norent", due=due(h), renting="NON")]
+        # "edge" stops updating 3 h before t: at t its state is exactly 3 h old -> usable
+        out.append(rec("edge", due=due(min(h, t - 3 * H))))
+        # "stale" stops 3 h 1 s before t -> unusable at t
+        out.append(rec("stale", due=due(min(h, t - 3 * H - timedelta(seconds=1)))))
+        if i >= 10:
+            out.append(rec("young", due=due(h)))  # no state for the first hours of the window
+        return out
+
+    hourly_store(storage, root, T0, 31, make)
+    ws, report, _ = run(storage, root, [t], {"ok": 1, "gone": 2})
+    assert sorted(w.station_code for w in ws) == ["edge", "ok"]
+    assert report.counts == {"not_installed": 1, "not_renting": 1, "stale_history": 1, "missing_history": 1,
+                             "missing_station": 1, "unknown_station": 1}
+    assert report.examples["stale_history"] == [
+        "origin 2022-05-24T06:00Z: a state of t-23h..t is older than max_staleness; e.g. stations stale"]
+    assert "e.g. gone" in report.examples["missing_station"][0]
+    unknown = [w for w in ws if w.station_code == "edge"][0]
+    assert unknown.station_index == UNKNOWN_STATION_INDEX and unknown.unknown_station
+
+
+def test_no_duedate_uses_capture_and_ties_go_to_latest_capture(tmp_path, storage):
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 26, lambda i, cap: [rec("A", bikes=i, due=None)])
+    # a later capture re-publishing an older observation time with another value: the latest capture wins
+    write_snapshot(storage, root, T0 + 25 * H + timedelta(minutes=40), [rec("A", bikes=99, due=due(T0 + 25 * H + timedelta(minutes=10)))], "flat")
+    t = T0 + 25 * H + H  # 02:00Z on day 2
+    ws, report, _ = run(storage, root, [t])
+    assert ws[0].history[-1] == 99 and ws[0].history[-2] == 24
+
+
+def test_late_capture_of_an_earlier_observation_counts(tmp_path, storage):
+    """A record captured after h with obs <= h is the state at h (upstream refresh lag)."""
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 25, lambda i, cap: [rec("A", bikes=1, due=due(T0 + i * H))])
+    write_snapshot(storage, root, T0 + 24 * H + timedelta(minutes=50),
+                   [rec("A", bikes=7, due=due(T0 + 24 * H - timedelta(minutes=1)))], "flat")
+    ws, _, _ = run(storage, root, [T0 + 24 * H - H])
+    # obs 23:59 on day 1 is after origin-hour 23:00? no: origin is 2022-05-23T23:00Z, obs 2022-05-23T23:59Z > t
+    assert ws[0].history[-1] == 1
+    ws, _, _ = run(storage, root, [T0 + 24 * H])
+    assert ws[0].history[-1] == 1  # obs at 00:00 exactly (from the regular capture) is later than 23:59
+
+
+# ---------------------------------------------------------------- independent recomputation on real data
+def naive_windows(root: str, origins, staleness_h=3):
+    """Straight from the rule, with its own reader: every snapshot in the store, all records."""
+    import glob
+    import os
+
+    by_station: dict[str, list] = {}
+    for path in glob.glob(os.path.join(root, "velib", "snapshots", "**", "*.jsonl.gz"), recursive=True):
+        name = os.path.basename(path)[: -len(".jsonl.gz")]
+        cap = datetime.strptime(name, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=utc("2022-01-01T00:00Z").tzinfo)
+        for line in gzip.decompress(open(path, "rb").read()).splitlines():
+            d = json.loads(line)
+            obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
+            by_station.setdefault(d["stationcode"], []).append((obs, cap, d))
+    out = {}
+    for code, recs in by_station.items():
+        recs.sort(key=lambda x: (x[0], x[1]))
+
+        obs_times = [r[0] for r in recs]
+
+        def state(h):
+            k = bisect.bisect_right(obs_times, h) - 1  # last of the latest observation time: latest capture
+            if k < 0 or h - recs[k][0] > timedelta(hours=staleness_h):
+                return None
+            return recs[k][2]
+
+        for t in origins:
+            states = [state(t - k * H) for k in range(23, -1, -1)]
+            if any(s is None for s in states):
+                continue
+            last = states[-1]
+            if last["is_installed"] != "OUI" or last["is_renting"] != "OUI":
+                continue
+            out[f"{code}@{t:%Y-%m-%dT%H:%MZ}"] = ([s["numbikesavailable"] for s in states], last["capacity"],
+                                                  last["coordonnees_geo"]["lat"], last["coordonnees_geo"]["lon"])
+    return out
+
+
+def test_windows_match_independent_recomputation_on_real_data(real_store, storage):
+    origins = origins_for_run_date(date(2022, 5, 25))[::5] + origins_for_range(utc("2022-05-26T21:00Z"), utc("2022-05-26T23:00Z"))
+    expected = naive_windows(real_store, origins)
+    report, summary = SkipReport(), WindowSummary()
+    got = {w.record_id: (w.history, w.capacity, w.lat, w.lon)
+           for w in iter_windows(storage, real_store, origins, {}, report, summary=summary, chunk_hours=3)}
+    assert len(expected) > 8000
+    assert got.keys() == expected.keys()
+    assert got == expected
+    assert summary.windows_emitted == len(got)
+
+
+def test_streaming_chunks_give_the_same_windows(real_store, storage):
+    origins = origins_for_range(utc("2022-05-24T20:00Z"), utc("2022-05-25T04:00Z"))
+    a = [(w.record_id, w.features()) for w in iter_windows(storage, real_store, origins, {}, SkipReport(), chunk_hours=1)]
+    r = SkipReport()
+    b = [(w.record_id, w.features()) for w in iter_windows(storage, real_store, origins, {}, r, chunk_hours=100)]
+    assert a == b and len(a) > 5000
+
+
+def test_grid_masks_are_consistent(real_store, storage):
+    hours = history_hours(origins_for_run_date(date(2022, 5, 25)))
+    grid = build_state_grid(storage, real_store, hours)
+    assert grid.bikes.shape == (len(grid.station_codes), len(hours))
+    assert np.array_equal(np.isnan(grid.bikes), ~grid.usable)
+    assert not (grid.usable & ~grid.present).any()
