@@ -22,7 +22,11 @@ from velibcast.errors import TerminalError
 
 
 class ContainerError(TerminalError):
-    """The model server did not start or answer /ping."""
+    """The model server did not start or answer /ping. `detail` is the end of its log."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
 
 
 class InvocationFailed(Exception):
@@ -70,9 +74,11 @@ class Container:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = self.log_tail()
+                last = tail.splitlines()[-1] if tail else ""
                 raise ContainerError(
                     f"AlgorithmError: model server exited with code {self.proc.returncode} before answering "
-                    f"/ping; its log ends with:\n{self.log_tail()}")
+                    f"/ping: {last}", detail=tail)
             try:
                 if self.client.get("/ping", timeout=C.PING_TIMEOUT_S).status_code == 200:
                     return

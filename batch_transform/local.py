@@ -265,6 +265,8 @@ class _JobRun:
             c.wait_ready()
         except ContainerError as e:
             self.sm_log(str(e))
+            for line in e.detail.splitlines():
+                self.sm_log(f"model server: {line}")
             return e
         return None
 

@@ -38,6 +38,11 @@ def model_dir(tmp_path_factory, model_tar) -> str:
     return str(d)
 
 
+@pytest.fixture(scope="session")
+def make_spec():
+    return job_spec
+
+
 def job_spec(name: str, input_uri: str, output_uri: str, **over) -> dict:
     """A CreateTransformJob request with the nightly's shape; keyword groups override."""
     spec = {

@@ -20,6 +20,7 @@ except ImportError:
 _lock = threading.Lock()
 _inflight = 0
 _max_inflight = 0
+_calls = 0
 
 
 class BadRequest(Exception):
@@ -69,15 +70,16 @@ def _rows_of(kind, data):
 
 
 def predict_fn(data, model):
-    global _inflight, _max_inflight
+    global _inflight, _max_inflight, _calls
     kind, payload = data
     with _lock:
+        _calls += 1
         _inflight += 1
         _max_inflight = max(_max_inflight, _inflight)
         stats = os.environ.get("TEST_STATS_DIR")
         if stats:
             with open(os.path.join(stats, f"{os.getpid()}.json"), "w") as f:
-                json.dump({"max_inflight": _max_inflight}, f)
+                json.dump({"max_inflight": _max_inflight, "calls": _calls}, f)
     try:
         return kind, [_value(r, model) for r in _rows_of(kind, payload)]
     finally:
