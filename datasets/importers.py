@@ -159,9 +159,196 @@ def _import_csv_series(storage, src, dest, station_info_uri=None, capture_ts=Non
     return import_csv_series(storage, src, station_info_uri, dest, layout, policy)
 
 
+# ---------------------------------------------------------------- single-snapshot formats
+def _oui_non(v, field: str, code: str) -> str:
+    """GBFS 0/1 or booleans, or the portal's OUI/NON, to "OUI"/"NON"."""
+    if v in ("OUI", "NON"):
+        return v
+    if v in (0, 1) and type(v) in (int, bool):
+        return "OUI" if v else "NON"
+    raise _Skip("bad_type", f"station {code}: {field}={v!r} is not 0/1, true/false or OUI/NON")
+
+
+def _epoch_iso(v, code: str) -> str:
+    if type(v) not in (int, float):
+        raise _Skip("bad_duedate", f"station {code}: last_reported={v!r} is not epoch seconds")
+    return datetime.fromtimestamp(v, UTC).isoformat()
+
+
+def _bike_types(types, code: str) -> tuple[int, int]:
+    """GBFS bike types: Smovengo's list of one-key dicts, or a plain dict; missing types count 0."""
+    if isinstance(types, list):
+        merged: dict = {}
+        for item in types:
+            if not isinstance(item, dict):
+                raise _Skip("bad_type", f"station {code}: num_bikes_available_types item {item!r} is not an object")
+            merged.update(item)
+        types = merged
+    if not isinstance(types, dict):
+        raise _Skip("bad_type", f"station {code}: num_bikes_available_types={types!r} is not a list or object")
+    return types.get("mechanical", 0), types.get("ebike", 0)
+
+
+def convert_gbfs(info_doc: dict, status_doc: dict, where: str, policy, report) -> tuple[datetime, list[dict]]:
+    """GBFS station_information + station_status (any city) to v2.1 records.
+
+    stationCode is the OpenData stationcode when the feed has it (Paris); other networks
+    only have station_id, which is used as the code. Capture time: the status feed's
+    last_updated (GBFS) or lastUpdatedOther (Smovengo's variant).
+    """
+    ts = status_doc.get("last_updated", status_doc.get("lastUpdatedOther"))
+    if type(ts) not in (int, float):
+        raise ConfigError(f"{where}: station_status has no last_updated/lastUpdatedOther epoch; pass --capture-ts")
+    info = {s["station_id"]: s for s in info_doc["data"]["stations"]}
+    out = []
+    for n, s in enumerate(status_doc["data"]["stations"], 1):
+        sid = s.get("station_id")
+        try:
+            i = info.get(sid)
+            if i is None:
+                raise _Skip("unknown_station_id", f"station_id {sid!r} is in station_status but not in station_information")
+            code = str(s.get("stationCode") or i.get("stationCode") or sid)
+            mech, ebike = _bike_types(s.get("num_bikes_available_types", {}), code)
+            out.append({
+                "stationcode": code, "name": i.get("name", ""),
+                "is_installed": _oui_non(s.get("is_installed"), "is_installed", code),
+                "capacity": i.get("capacity"),
+                "numdocksavailable": s.get("num_docks_available"),
+                "numbikesavailable": s.get("num_bikes_available"),
+                "mechanical": mech, "ebike": ebike,
+                "is_renting": _oui_non(s.get("is_renting"), "is_renting", code),
+                "is_returning": _oui_non(s.get("is_returning"), "is_returning", code),
+                "duedate": _epoch_iso(s.get("last_reported"), code),
+                "coordonnees_geo": {"lat": i.get("lat"), "lon": i.get("lon")},
+            })
+        except _Skip as e:
+            report.reject(policy, e.reason, f"{where} station {n}", e.detail)
+    return datetime.fromtimestamp(ts, UTC), out
+
+
+_V21_KEYS = ("stationcode", "name", "is_installed", "capacity", "numdocksavailable", "numbikesavailable",
+             "mechanical", "ebike", "is_renting", "is_returning", "duedate", "coordonnees_geo")
+
+
+def convert_v21(doc, where: str) -> list[dict]:
+    """Explore API v2.1 records: a JSON array (portal export) or {"results": [...]} (API page)."""
+    rows = doc.get("results") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list):
+        raise ConfigError(f"{where}: expected a JSON array of records or {{\"results\": [...]}}")
+    return [{k: r.get(k) for k in _V21_KEYS} for r in rows]
+
+
+def convert_v1(doc, where: str, policy, report) -> tuple[datetime | None, list[dict]]:
+    """Legacy v1 export: {"fields": {...}, "record_timestamp"}; coordonnees_geo is [lat, lon]."""
+    if not isinstance(doc, list):
+        raise ConfigError(f"{where}: expected the v1 export's JSON array of records")
+    out, stamps = [], set()
+    for n, r in enumerate(doc, 1):
+        f = r.get("fields", {})
+        geo = f.get("coordonnees_geo")
+        if not (isinstance(geo, list) and len(geo) == 2):
+            report.reject(policy, "missing_coords", f"{where} record {n}",
+                          f"station {f.get('stationcode')}: coordonnees_geo={geo!r} is not [lat, lon]")
+            continue
+        out.append({**{k: f.get(k) for k in _V21_KEYS}, "coordonnees_geo": {"lat": geo[0], "lon": geo[1]}})
+        if r.get("record_timestamp"):
+            stamps.add(r["record_timestamp"])
+    capture = max(datetime.fromisoformat(t) for t in stamps).astimezone(UTC) if stamps else None
+    return capture, out
+
+
+_PORTAL_COLUMNS = {
+    "Identifiant station": "stationcode", "Nom station": "name", "Station en fonctionnement": "is_installed",
+    "Capacité de la station": "capacity", "Nombre bornettes libres": "numdocksavailable",
+    "Nombre total vélos disponibles": "numbikesavailable", "Vélos mécaniques disponibles": "mechanical",
+    "Vélos électriques disponibles": "ebike", "Borne de paiement disponible": "is_renting",
+    "Retour vélib possible": "is_returning", "Actualisation de la donnée": "duedate",
+}
+
+
+def convert_portal_csv(text: str, where: str, policy, report) -> list[dict]:
+    """The portal's CSV export: `;`, French headers, BOM, CRLF, "lat, lon" in one field."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), delimiter=";")
+    missing = set(_PORTAL_COLUMNS) - set(reader.fieldnames or [])
+    if missing:
+        raise ConfigError(f"{where}: not the portal CSV export, columns {sorted(missing)} are missing")
+    out = []
+    for lineno, row in enumerate(reader, 2):
+        code = row.get("Identifiant station", "")
+        try:
+            r = {v: row[k] for k, v in _PORTAL_COLUMNS.items()}
+            for f in ("capacity", "numdocksavailable", "numbikesavailable", "mechanical", "ebike"):
+                r[f] = _int(r, f, code)
+            geo = (row.get("Coordonnées géographiques") or "").split(",")
+            if len(geo) != 2:
+                raise _Skip("missing_coords", f"station {code}: Coordonnées géographiques={row.get('Coordonnées géographiques')!r} is not 'lat, lon'")
+            r["coordonnees_geo"] = {"lat": _float({"lat": geo[0]}, "lat", code), "lon": _float({"lon": geo[1]}, "lon", code)}
+            r["duedate"] = r["duedate"] or None
+            out.append(r)
+        except _Skip as e:
+            report.reject(policy, e.reason, f"{where} line {lineno}", e.detail)
+    return out
+
+
+def _latest_duedate(records: list[dict], where: str) -> datetime:
+    stamps = []
+    for r in records:
+        try:
+            stamps.append(datetime.fromisoformat(r["duedate"]).astimezone(UTC))
+        except (TypeError, ValueError):
+            continue
+    if not stamps:
+        raise ConfigError(f"{where}: no capture time in the source and no duedate to infer it; pass --capture-ts")
+    return max(stamps)
+
+
+def _single(storage, dest, layout, capture, records, where, inferred, report) -> dict:
+    uri = write_snapshot(storage, dest, capture, records, layout)
+    return {"files": 1, "records": len(records), "snapshots_written": 1, "snapshot": uri,
+            "capture_ts": f"{capture:%Y-%m-%dT%H:%M:%SZ}",
+            "capture_ts_source": inferred, "report": report.to_dict()}
+
+
+def _import_gbfs(storage, src, dest, station_info_uri=None, capture_ts=None, layout="partitioned", policy=None):
+    if not station_info_uri:
+        raise ConfigError("--format gbfs needs --src station_status.json and --station-info station_information.json")
+    policy, report = policy or ValidationPolicy(), SkipReport()
+    cap, recs = convert_gbfs(loads(storage.read_bytes(station_info_uri)), loads(storage.read_bytes(src)), src, policy, report)
+    source = "station_status last_updated"
+    if capture_ts:
+        cap, source = capture_ts, "--capture-ts"
+    return _single(storage, dest, layout, cap, recs, src, source, report)
+
+
+def _import_v21(storage, src, dest, station_info_uri=None, capture_ts=None, layout="partitioned", policy=None):
+    recs = convert_v21(loads(storage.read_bytes(src)), src)
+    cap, source = (capture_ts, "--capture-ts") if capture_ts else (_latest_duedate(recs, src), "latest duedate")
+    return _single(storage, dest, layout, cap, recs, src, source, SkipReport())
+
+
+def _import_v1(storage, src, dest, station_info_uri=None, capture_ts=None, layout="partitioned", policy=None):
+    policy, report = policy or ValidationPolicy(), SkipReport()
+    cap, recs = convert_v1(loads(storage.read_bytes(src)), src, policy, report)
+    source = "record_timestamp"
+    if capture_ts or cap is None:
+        cap, source = (capture_ts, "--capture-ts") if capture_ts else (_latest_duedate(recs, src), "latest duedate")
+    return _single(storage, dest, layout, cap, recs, src, source, report)
+
+
+def _import_portal_csv(storage, src, dest, station_info_uri=None, capture_ts=None, layout="partitioned", policy=None):
+    policy, report = policy or ValidationPolicy(), SkipReport()
+    recs = convert_portal_csv(storage.read_bytes(src).decode("utf-8"), src, policy, report)
+    cap, source = (capture_ts, "--capture-ts") if capture_ts else (_latest_duedate(recs, src), "latest duedate")
+    return _single(storage, dest, layout, cap, recs, src, source, report)
+
+
 # format name -> importer(storage, src, dest, station_info_uri, capture_ts, layout, policy) -> counts
 FORMATS = {
     "csv-series": _import_csv_series,
+    "gbfs": _import_gbfs,
+    "v21-json": _import_v21,
+    "v1-json": _import_v1,
+    "portal-csv": _import_portal_csv,
 }
 
 
