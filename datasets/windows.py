@@ -24,6 +24,7 @@ import numpy as np
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, StationRecord, fetch_many, list_snapshots, parse_snapshot
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
@@ -160,6 +161,7 @@ class StateGrid:
     capacity: np.ndarray       # int
     lat: np.ndarray
     lon: np.ndarray
+    quality: dict | None = None  # data-quality summary of the snapshots read (datasets.quality)
 
     def hour_pos(self, ts: datetime) -> int:
         j = int((ts - self.hours[0]) / HOUR)
@@ -187,9 +189,14 @@ def build_state_grid(
     policy = policy or ValidationPolicy()
     report = report if report is not None else SkipReport()
     lo, hi = snapshot_span(hours, max_staleness)
+    tracker = None
     if source is None:
-        source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report)
-    return grid_from_snapshots(hours, source.between(lo, hi), max_staleness)
+        tracker = QualityTracker()
+        source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, [tracker])
+    grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness)
+    if tracker is not None:
+        grid.quality = tracker.to_dict()
+    return grid
 
 
 def grid_from_snapshots(
