@@ -76,6 +76,9 @@ LOCAL_ACCOUNT_ID = "000000000000"   # account in the local runtime's ARNs
 POLL_INITIAL_S = 5.0
 POLL_MAX_S = 60.0
 POLL_DEADLINE_S = 6 * 3600.0
+PYTORCH_INFERENCE_VERSION = "2.6.0"  # AWS PyTorch inference image (sagemaker-core image_uris), CPU
+PYTORCH_INFERENCE_PY_VERSION = "py312"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # streams: <job name>/<instance id>[/data-log]
 
 # ---------------------------------------------------------------- model
 MODEL_ARTIFACT_NAME = "model.tar.gz"

@@ -1,0 +1,207 @@
+"""The SageMaker backend against a moto server: request shapes, idempotent reruns, polling."""
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import botocore.session
+import botocore.validate
+import pytest
+
+from velibcast import constants as C
+from velibcast.batch_transform import sagemaker_backend as sm
+from velibcast.batch_transform.local import LocalRuntime
+from velibcast.batch_transform.spec import SpecError, validate_job_spec
+from velibcast.errors import TerminalError
+from velibcast.storage import Storage, join
+
+ROLE = "arn:aws:iam::123456789012:role/velibcast-sagemaker"
+NAME_RE = re.compile(C.JOB_NAME_PATTERN)
+
+
+def moto_job(name):
+    from moto.sagemaker.models import sagemaker_backends
+    return sagemaker_backends["123456789012"]["eu-west-3"].transform_jobs[name]
+
+
+@pytest.fixture
+def calls(aws_env):
+    """A real boto3 client on the moto server, recording every request it sends."""
+    client = boto3.client("sagemaker")
+    seen = []
+    client.meta.events.register("provide-client-params.sagemaker.*",
+                                lambda params, model, **kw: seen.append((model.name, dict(params))))
+    return client, seen
+
+
+def spec_for(s3_root, make_spec, name="velib-nightly-abc123"):
+    return make_spec(name, join(s3_root, "in"), join(s3_root, "out"), MaxPayloadInMB=6, BatchStrategy="MultiRecord",
+                     DataProcessing={"InputFilter": "$[1:]", "OutputFilter": "$[0,-1:]", "JoinSource": "Input"})
+
+
+def test_job_name_for_is_deterministic_and_valid():
+    parts = {"flow": "nightly", "run_date": "2022-05-26", "model": "v20220526-abc", "config": "x" * 100}
+    name = sm.job_name_for(parts)
+    assert name == sm.job_name_for(dict(parts))
+    # The hash ignores key order; the readable head follows the caller's order.
+    assert name[-12:] == sm.job_name_for(dict(reversed(list(parts.items()))))[-12:]
+    assert len(name) <= 63 and NAME_RE.fullmatch(name)
+    assert name != sm.job_name_for({**parts, "run_date": "2022-05-27"})
+    assert name.startswith("nightly-2022-05-26-")
+    for r in range(1, C.MAX_JOB_ATTEMPTS):
+        n = sm.attempt_name(name, r)
+        assert len(n) <= 63 and NAME_RE.fullmatch(n) and n.endswith(f"-r{r}")
+    assert NAME_RE.fullmatch(sm.job_name_for({"a": "__", "b": ""}))
+
+
+def test_billed_seconds():
+    t = datetime(2022, 5, 26, 2, 30, tzinfo=timezone.utc)
+    assert sm.billed_seconds({"TransformStartTime": t, "TransformEndTime": t + timedelta(seconds=95.5)}) == 95.5
+    assert sm.billed_seconds({"TransformStartTime": t.isoformat(),
+                              "TransformEndTime": (t + timedelta(seconds=3)).isoformat()}) == 3.0
+    assert sm.billed_seconds({}) == 0.0
+
+
+def test_image_uri_is_the_regions_pytorch_inference_image():
+    uri = sm.pytorch_image_uri("eu-west-3")
+    assert re.fullmatch(r"\d+\.dkr\.ecr\.eu-west-3\.amazonaws\.com/pytorch-inference:[\d.]+-cpu-py3\d+", uri)
+
+
+def test_request_shapes_match_the_service_model(calls, s3_root, make_spec):
+    client, seen = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    be.ensure_model("shape-model", join(s3_root, "models/v1/model.tar.gz"), ROLE)
+    spec = spec_for(s3_root, make_spec)
+    d = be.run_transform_job(spec)
+    assert d["TransformJobStatus"] == "Completed"
+    ops = [op for op, _ in seen]
+    assert ops.count("CreateModel") == 1 and ops.count("CreateTransformJob") == 1
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    for op, params in seen:
+        botocore.validate.validate_parameters(params, model.operation_model(op).input_shape)
+    create = dict(seen)["CreateTransformJob"]
+    assert create == validate_job_spec(spec, allow_file_uris=False)   # the same spec, defaults echoed
+    cm = dict(seen)["CreateModel"]
+    assert cm["ExecutionRoleArn"] == ROLE
+    assert cm["PrimaryContainer"]["Image"] == sm.pytorch_image_uri("eu-west-3")
+    assert cm["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_completed_job_is_reused_and_model_not_recreated(calls, s3_root, make_spec):
+    client, seen = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    url = join(s3_root, "models/v1/model.tar.gz")
+    be.ensure_model("reuse-model", url, ROLE)
+    be.ensure_model("reuse-model", url, ROLE)
+    spec = spec_for(s3_root, make_spec, "reuse-1")
+    be.run_transform_job(spec)
+    be.run_transform_job(spec)
+    ops = [op for op, _ in seen]
+    assert ops.count("CreateModel") == 1 and ops.count("CreateTransformJob") == 1
+    with pytest.raises(TerminalError, match="name models by version"):
+        be.ensure_model("reuse-model", join(s3_root, "models/v2/model.tar.gz"), ROLE)
+
+
+def test_in_progress_job_is_reattached_and_polled_with_backoff(calls, s3_root, make_spec):
+    client, seen = calls
+    sleeps = []
+    be = sm.SageMakerBackend(client, poll_initial_s=1, poll_max_s=4, sleep=sleeps.append)
+    spec = spec_for(s3_root, make_spec, "attach-1")
+    be.run_transform_job(spec, wait=False)
+    job = moto_job("attach-1")
+    job.transform_job_status = "InProgress"
+
+    def tick(s):
+        sleeps.append(s)
+        if len(sleeps) == 4:
+            job.transform_job_status = "Completed"
+    be._sleep = tick
+    sleeps.clear()
+    d = be.run_transform_job(spec)
+    assert d["TransformJobStatus"] == "Completed"
+    assert [op for op, _ in seen].count("CreateTransformJob") == 1
+    assert sleeps == [1, 2, 4, 4]
+
+
+def test_failed_job_gets_a_new_attempt_with_r_suffix(calls, s3_root, make_spec):
+    client, seen = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    spec = spec_for(s3_root, make_spec, "fail-1")
+    be.run_transform_job(spec, wait=False)
+    moto_job("fail-1").transform_job_status = "Failed"
+    d = be.run_transform_job(spec)
+    assert d["TransformJobName"] == "fail-1-r1" and d["TransformJobStatus"] == "Completed"
+    names = [p["TransformJobName"] for op, p in seen if op == "CreateTransformJob"]
+    assert names == ["fail-1", "fail-1-r1"]
+
+
+def test_failure_reports_reason_and_log_group(calls, s3_root, make_spec):
+    client, _ = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    spec = spec_for(s3_root, make_spec, "fail-2")
+    be.run_transform_job(spec, wait=False)
+    job = moto_job("fail-2")
+    job.transform_job_status, job.failure_reason = "Failed", "AlgorithmError: See job logs for more information"
+    with pytest.raises(sm.TransformJobFailed) as ei:
+        be.wait("fail-2")
+    e = ei.value
+    assert "AlgorithmError: See job logs" in str(e)
+    assert e.log_group == "/aws/sagemaker/TransformJobs" and e.log_stream_prefix == "fail-2/"
+    assert "/aws/sagemaker/TransformJobs" in str(e)
+
+
+def test_stopped_job_is_not_retried(calls, s3_root, make_spec):
+    client, _ = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    spec = spec_for(s3_root, make_spec, "stopped-1")
+    be.run_transform_job(spec, wait=False)
+    moto_job("stopped-1").transform_job_status = "Stopped"
+    with pytest.raises(sm.TransformJobFailed, match="Stopped"):
+        be.run_transform_job(spec)
+
+
+def test_own_deadline(calls, s3_root, make_spec):
+    client, _ = calls
+    now = [0.0]
+    be = sm.SageMakerBackend(client, poll_initial_s=10, poll_max_s=60, deadline_s=100,
+                             sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    spec = spec_for(s3_root, make_spec, "slow-1")
+    be.run_transform_job(spec, wait=False)
+    moto_job("slow-1").transform_job_status = "InProgress"
+    with pytest.raises(sm.TransformJobTimeout, match="re-attach"):
+        be.wait("slow-1")
+    assert now[0] <= 100
+
+
+def test_spec_is_validated_before_any_call(calls, tmp_path, make_spec):
+    client, seen = calls
+    be = sm.SageMakerBackend(client)
+    with pytest.raises(SpecError, match="pattern"):
+        be.run_transform_job(make_spec("local-only", f"file://{tmp_path}/in", "s3://b/out"))
+    with pytest.raises(SpecError, match="MaxConcurrentTransforms"):
+        be.run_transform_job({**make_spec("x", "s3://b/in", "s3://b/out"), "MaxConcurrentTransforms": 20,
+                              "MaxPayloadInMB": 6})
+    assert seen == []
+
+
+def test_same_job_spec_through_both_backends(calls, s3_root, make_spec, model_tar):
+    client, seen = calls
+    storage = Storage()
+    storage.write_text(join(s3_root, "in", "part-0.csv"), "st1@t,1,2\nst2@t,3,4\n")
+    spec = spec_for(s3_root, make_spec, "both-1")
+
+    local = LocalRuntime(storage, join(s3_root, "state"))
+    local.create_model("test-model", model_tar)
+    ld = local.create_transform_job(spec)
+    local.close()
+
+    remote = sm.SageMakerBackend(client, sleep=lambda s: None)
+    rd = remote.run_transform_job(spec)
+
+    assert ld["TransformJobStatus"] == rd["TransformJobStatus"] == "Completed"
+    assert storage.read_text(join(s3_root, "out", "part-0.csv.out")) == "st1@t,3\nst2@t,7\n"
+    sent = dict(seen)["CreateTransformJob"]
+    for key in ("TransformInput", "TransformOutput", "TransformResources", "DataProcessing", "BatchStrategy",
+                "MaxPayloadInMB", "ModelName"):
+        assert ld[key] == sent[key] == rd[key], key
+    assert sm.billed_seconds(ld) >= 0 and sm.billed_seconds(rd) == 0
