@@ -24,13 +24,14 @@ class Samples:
     x: np.ndarray            # (n, 31) float32, FEATURE_COLUMNS order
     y: np.ndarray            # (n, 3) float32, bikes at t+1h..t+3h
     origin: np.ndarray       # (n,) int: index into `hours`
+    station: np.ndarray      # (n,) int: row of the grid (station_codes)
     hours: list[datetime]    # the grid's hours (UTC)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, mask: np.ndarray) -> "Samples":
-        return Samples(self.x[mask], self.y[mask], self.origin[mask], self.hours)
+        return Samples(self.x[mask], self.y[mask], self.origin[mask], self.station[mask], self.hours)
 
 
 def station_mapping(codes) -> dict[str, int]:
@@ -51,7 +52,7 @@ def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:
     origins = np.arange(L - 1, n_h - H)
     if len(origins) == 0:
         return Samples(np.empty((0, len(F.FEATURE_COLUMNS)), np.float32), np.empty((0, H), np.float32),
-                       np.empty(0, int), list(grid.hours))
+                       np.empty(0, int), np.empty(0, int), list(grid.hours))
     usable = np.isfinite(bikes)
     # Counts of usable hours over each span, by cumulative sums: O(stations x hours).
     cum = np.concatenate([np.zeros((n_st, 1), int), np.cumsum(usable, axis=1)], axis=1)
@@ -73,7 +74,7 @@ def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:
         np.asarray(grid.lon, np.float64)[st_idx, o],
     ])
     x = np.concatenate([hist, static], axis=1).astype(np.float32)
-    return Samples(x, y.astype(np.float32), o, list(grid.hours))
+    return Samples(x, y.astype(np.float32), o, st_idx, list(grid.hours))
 
 
 def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[str, Samples]:

@@ -1,0 +1,57 @@
+"""Training samples follow the serving windows exactly (no train/serve skew) and split by time."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from velibcast.training.samples import samples_from_grid, station_mapping, time_split
+from velibcast.training.synthetic import make_grid
+
+START = datetime(2022, 3, 26, 12, tzinfo=timezone.utc)  # spans the switch to summer time
+
+
+@pytest.fixture(scope="module")
+def grid():
+    g = make_grid(15, 60, START, seed=2, gap_rate=0.03)
+    g.installed[3, 30] = False
+    g.renting[4, 40] = False
+    return g
+
+
+def test_samples_match_serving_windows(grid):
+    windows = pytest.importorskip("velibcast.datasets.windows")
+    from velibcast.datasets.report import SkipReport
+
+    mapping = station_mapping(grid.station_codes[:-2])  # two stations unknown to the model
+    s = samples_from_grid(grid, mapping)
+    state = windows.StateGrid(grid.hours, grid.station_codes, grid.bikes, np.ones_like(grid.installed),
+                              np.isfinite(grid.bikes), grid.installed, grid.renting, grid.capacity.astype(np.int64),
+                              grid.lat, grid.lon)
+    origins = [grid.hours[j] for j in range(23, len(grid.hours) - 3)]
+    served = {(w.station_code, w.origin_ts): w.features() for w in
+              windows.build_windows(state, origins, mapping, SkipReport())}
+    ours = {(grid.station_codes[st], grid.hours[o]): row for row, o, st in zip(s.x, s.origin, s.station)}
+    assert ours, "no samples"
+    # every sample is a served window (the sample also needs its 3 targets, so fewer of them)
+    for key, row in ours.items():
+        assert key in served
+        np.testing.assert_allclose(row, np.array(served[key], dtype=np.float32), rtol=0, atol=1e-5)
+    unknown = [r for r in s.x if r[-3] == 0]
+    assert unknown, "unknown stations must get the reserved index"
+
+
+def test_targets_are_the_next_three_hours(grid):
+    s = samples_from_grid(grid, station_mapping(grid.station_codes))
+    i = len(s) // 2
+    st, o = int(s.station[i]), int(s.origin[i])
+    np.testing.assert_array_equal(s.y[i], grid.bikes[st, o + 1:o + 4])
+    np.testing.assert_array_equal(s.x[i, :24], grid.bikes[st, o - 23:o + 1])
+
+
+def test_time_split_is_ordered_without_target_leakage(grid):
+    s = samples_from_grid(grid, station_mapping(grid.station_codes))
+    parts = time_split(s, 0.15, 0.25)
+    assert parts["train"].origin.max() + 3 < parts["val"].origin.min()
+    assert parts["val"].origin.max() + 3 < parts["test"].origin.min()
+    assert len(parts["test"]) > 0
