@@ -7,7 +7,9 @@ duedate is older than STALE_DUEDATE_HOURS at capture (the feed stopped updating 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
 
 from velibcast import constants as C
 
@@ -26,24 +28,31 @@ class QualityTracker:
         self.stale: dict[str, str] = {}
         self.station_counts: list[int] = []
 
-    def observe(self, ref, records) -> None:
+    def observe(self, cols) -> None:
+        """One snapshot's SnapshotColumns, in capture order."""
         k = self.snapshots
         self.snapshots += 1
+        ref = cols.ref
         if self.first_capture is None:
             self.first_capture = ref.capture_ts
         self.last_capture = ref.capture_ts
-        self.station_counts.append(len(records))
+        self.station_counts.append(len(cols))
         ts = f"{ref.capture_ts:%Y-%m-%dT%H:%M:%SZ}"
-        for r in records:
-            code = r.station_code
-            self.first_seen.setdefault(code, k)
-            self.last_seen[code] = k
-            old = self.capacity.get(code)
-            if old is not None and old != r.capacity:
-                self.capacity_changes.setdefault(code, []).append([ts, old, r.capacity])
-            self.capacity[code] = r.capacity
-            if ref.capture_ts - r.obs_ts > self.stale_after and code not in self.stale:
-                self.stale[code] = f"{r.obs_ts:%Y-%m-%dT%H:%M:%SZ}"
+        stale_before = int(ref.capture_ts.timestamp() - self.stale_after.total_seconds())
+        first_seen, last_seen, capacity = self.first_seen, self.last_seen, self.capacity
+        for code, cap in zip(cols.codes, cols.capacity.tolist()):
+            if code not in first_seen:
+                first_seen[code] = k
+            last_seen[code] = k
+            old = capacity.get(code)
+            if old != cap:
+                if old is not None:
+                    self.capacity_changes.setdefault(code, []).append([ts, old, cap])
+                capacity[code] = cap
+        for i in np.flatnonzero(cols.obs < stale_before).tolist():
+            code = cols.codes[i]
+            if code not in self.stale:
+                self.stale[code] = datetime.fromtimestamp(int(cols.obs[i]), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def to_dict(self) -> dict:
         last = self.snapshots - 1

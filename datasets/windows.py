@@ -26,7 +26,7 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import SnapshotRef, StationRecord, fetch_many, list_snapshots, parse_snapshot
+from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
 
 UTC = timezone.utc
@@ -113,13 +113,13 @@ class SnapshotSource:
         self.refs = list_snapshots(storage, root, start, end, report)
         self.observers = list(observers)
         self._next = 0
-        self._cache: deque[tuple[SnapshotRef, list[StationRecord]]] = deque()
+        self._cache: deque[SnapshotColumns] = deque()
         self._sizes: deque[int] = deque(maxlen=C.PARTIAL_SNAPSHOT_NEIGHBOURS)
         self.snapshots_read = 0
         self.records_read = 0
 
-    def between(self, lo: datetime, hi: datetime) -> list[tuple[SnapshotRef, list[StationRecord]]]:
-        while self._cache and self._cache[0][0].capture_ts < lo:
+    def between(self, lo: datetime, hi: datetime) -> list[SnapshotColumns]:
+        while self._cache and self._cache[0].ref.capture_ts < lo:
             self._cache.popleft()
         n = self._next
         while n < len(self.refs) and self.refs[n].capture_ts <= hi:
@@ -127,25 +127,25 @@ class SnapshotSource:
         todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
         self._next = n
         for ref, data in fetch_many(self.storage, todo):
-            recs = parse_snapshot(data, ref, self.policy, self.report)
-            self._check_partial(ref, recs)
+            cols = parse_snapshot_columns(data, ref, self.policy, self.report)
+            self._check_partial(cols)
             for obs in self.observers:
-                obs.observe(ref, recs)
+                obs.observe(cols)
             self.snapshots_read += 1
-            self.records_read += len(recs)
-            self._cache.append((ref, recs))
-        return [(r, recs) for r, recs in self._cache if lo <= r.capture_ts <= hi]
+            self.records_read += len(cols)
+            self._cache.append(cols)
+        return [c for c in self._cache if lo <= c.ref.capture_ts <= hi]
 
-    def _check_partial(self, ref: SnapshotRef, recs: list[StationRecord]) -> None:
-        if not recs:
+    def _check_partial(self, cols: SnapshotColumns) -> None:
+        if not len(cols):
             return
         if self._sizes:
             median = statistics.median(self._sizes)
-            if len(recs) < C.PARTIAL_SNAPSHOT_RATIO * median:
-                self.report.add("partial_snapshot", ref.uri,
-                                f"{len(recs)} stations, median of the previous {len(self._sizes)} is {median:g}")
+            if len(cols) < C.PARTIAL_SNAPSHOT_RATIO * median:
+                self.report.add("partial_snapshot", cols.ref.uri,
+                                f"{len(cols)} stations, median of the previous {len(self._sizes)} is {median:g}")
                 return  # a partial snapshot must not lower the reference
-        self._sizes.append(len(recs))
+        self._sizes.append(len(cols))
 
 
 # ---------------------------------------------------------------- state grid
@@ -199,53 +199,49 @@ def build_state_grid(
     return grid
 
 
-def grid_from_snapshots(
-    hours: list[datetime], snapshots: list[tuple[SnapshotRef, list[StationRecord]]], max_staleness: timedelta
-) -> StateGrid:
+def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns], max_staleness: timedelta) -> StateGrid:
     n_h = len(hours)
-    base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
-    codes, obs, seq, bikes, cap, inst, rent, lat, lon = [], [], [], [], [], [], [], [], []
-    for k, (_, recs) in enumerate(snapshots):
-        for r in recs:
-            codes.append(r.station_code)
-            obs.append(r.obs_ts.timestamp())
-            bikes.append(r.bikes)
-            cap.append(r.capacity)
-            inst.append(r.is_installed)
-            rent.append(r.is_renting)
-            lat.append(r.lat)
-            lon.append(r.lon)
-        seq.extend([k] * len(recs))
-    if not codes:
+    snapshots = [c for c in snapshots if len(c)]
+    if not snapshots:
         empty = np.zeros((0, n_h))
         return StateGrid(hours, [], empty, empty.astype(bool), empty.astype(bool), empty.astype(bool),
                          empty.astype(bool), empty.astype(np.int64), empty, empty)
-    station_codes, sidx = np.unique(np.array(codes, dtype=object).astype(str), return_inverse=True)
-    obs_s = np.floor(np.array(obs)).astype(np.int64)
+    base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
+    ids: dict[str, int] = {}
+    sidx_raw = np.fromiter((ids.setdefault(c, len(ids)) for s in snapshots for c in s.codes), dtype=np.int64)
+    # Station order on the grid is the sorted codes, so the output never depends on read order.
+    station_codes = sorted(ids)
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[[ids[c] for c in station_codes]] = np.arange(len(ids))
+    sidx = rank[sidx_raw]
+    obs_s = np.concatenate([s.obs for s in snapshots])
+    seq = np.repeat(np.arange(len(snapshots)), [len(s) for s in snapshots])
     rel = np.clip(obs_s - base, 0, (1 << _OBS_BITS) - 1)
     # Ties on observation time go to the latest capture: lexsort's last key is primary.
-    order = np.lexsort((np.array(seq), rel, sidx))
-    keys = (sidx.astype(np.int64)[order] << _OBS_BITS) | rel[order]
+    order = np.lexsort((seq, rel, sidx))
+    keys = (sidx[order] << _OBS_BITS) | rel[order]
     n_st = len(station_codes)
     h_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
     q = (np.arange(n_st, dtype=np.int64)[:, None] << _OBS_BITS) | (h_s - base)[None, :]
     pos = np.searchsorted(keys, q, side="right") - 1
-    safe = np.maximum(pos, 0)
-    rec = order[safe]
+    rec = order[np.maximum(pos, 0)]
     present = (pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
     usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
-    bikes_a = np.array(bikes, dtype=np.float64)[rec]
+
+    def col(name):
+        return np.concatenate([getattr(s, name) for s in snapshots])[rec]
+
     return StateGrid(
         hours=list(hours),
-        station_codes=[str(c) for c in station_codes],
-        bikes=np.where(usable, bikes_a, np.nan),
+        station_codes=station_codes,
+        bikes=np.where(usable, col("bikes").astype(np.float64), np.nan),
         present=present,
         usable=usable,
-        installed=present & np.array(inst, dtype=bool)[rec],
-        renting=present & np.array(rent, dtype=bool)[rec],
-        capacity=np.array(cap, dtype=np.int64)[rec],
-        lat=np.array(lat, dtype=np.float64)[rec],
-        lon=np.array(lon, dtype=np.float64)[rec],
+        installed=present & col("installed"),
+        renting=present & col("renting"),
+        capacity=col("capacity"),
+        lat=col("lat"),
+        lon=col("lon"),
     )
 
 

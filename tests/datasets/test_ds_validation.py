@@ -1,12 +1,13 @@
 """Each validation rule: its count and its message, under skip; the fail policy names object + line."""
 
 import gzip
+from pathlib import Path
 
 import pytest
 from ds_helpers import rec, utc
 
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot
+from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot, parse_snapshot_columns
 from velibcast.errors import ConfigError, DataError
 
 TS = utc("2022-05-23T10:30:00Z")
@@ -14,9 +15,15 @@ REF = SnapshotRef("s3://b/r/velib/snapshots/2022-05-23T10-30-00Z.jsonl.gz", TS)
 
 
 def parse(records=None, raw: bytes | None = None, policy=ValidationPolicy()):
-    report = SkipReport()
+    """Both parsers: the columnar one must count and word everything as the record one does."""
     data = raw if raw is not None else encode_snapshot(records, TS)
-    return parse_snapshot(data, REF, policy, report), report
+    report, fast = SkipReport(), SkipReport()
+    out = parse_snapshot(data, REF, policy, report)
+    cols = parse_snapshot_columns(data, REF, policy, fast)
+    assert fast.to_dict() == report.to_dict()
+    assert cols.codes == [r.station_code for r in out]
+    assert cols.obs.tolist() == [int(r.obs_ts.timestamp()) for r in out]
+    return out, report
 
 
 @pytest.mark.parametrize("bad, reason, words", [
@@ -101,3 +108,26 @@ def test_partial_snapshot_is_flagged_in_a_run(real_store, storage):
     ex = report.examples["partial_snapshot"]
     assert "2022-05-23T22-40-15Z" in ex[0] and ex[0].endswith("309 stations, median of the previous 12 is 1413")
     assert "1081 stations" in ex[1] and "1337 stations" in ex[2]
+
+
+@pytest.mark.parametrize("due", [None, "2022-05-23T10:00:00.250+02:00", "2022-05-23T08:00:00Z", "2022-05-23T10:00:00-03:30"])
+def test_columnar_and_record_parsers_agree_on_valid_variants(due):
+    out, report = parse([rec("1", due=due), rec("2", due="2022-05-23T10:00:00+02:00")])
+    assert len(out) == 2 and report.counts == {}
+
+
+def test_columnar_parser_on_the_real_sample(storage):
+    import glob
+
+    for path in sorted(glob.glob(str(Path(__file__).parents[2] / "sample_data/velib/snapshots/*.jsonl.gz")))[:6]:
+        from velibcast.datasets.snapshots import capture_ts_from_key
+
+        ref = SnapshotRef(path, capture_ts_from_key(path))
+        data = storage.read_bytes(path)
+        a, b = SkipReport(), SkipReport()
+        recs = parse_snapshot(data, ref, ValidationPolicy(), a)
+        cols = parse_snapshot_columns(data, ref, ValidationPolicy(), b)
+        assert a.to_dict() == b.to_dict()
+        assert cols.codes == [r.station_code for r in recs]
+        assert cols.bikes.tolist() == [r.bikes for r in recs] and cols.lat.tolist() == [r.lat for r in recs]
+        assert cols.installed.tolist() == [r.is_installed for r in recs]
