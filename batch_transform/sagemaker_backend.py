@@ -85,7 +85,11 @@ def pytorch_image_uri(region: str, instance_type: str = C.DEFAULT_INSTANCE_TYPE)
 
 
 class SageMakerBackend:
-    def __init__(self, client=None, region: str | None = None, *, poll_initial_s: float = C.POLL_INITIAL_S,
+    """The same surface as LocalRuntime (create_model, create_transform_job, describe_transform_job,
+    wait) plus run_transform_job, the create-or-attach loop for callers without their own."""
+
+    def __init__(self, client=None, region: str | None = None, *, role_arn: str | None = None,
+                 image_uri: str | None = None, poll_initial_s: float = C.POLL_INITIAL_S,
                  poll_max_s: float = C.POLL_MAX_S, deadline_s: float = C.POLL_DEADLINE_S,
                  sleep=time.sleep, clock=time.monotonic):
         if client is None:
@@ -94,8 +98,44 @@ class SageMakerBackend:
             client = boto3.client("sagemaker", region_name=region)
         self.client = client
         self.region = client.meta.region_name
+        self.role_arn, self.image_uri = role_arn, image_uri
         self.poll_initial_s, self.poll_max_s, self.deadline_s = poll_initial_s, poll_max_s, deadline_s
         self._sleep, self._clock = sleep, clock
+
+    @classmethod
+    def from_config(cls, cfg) -> "SageMakerBackend":
+        """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)."""
+        sm_cfg = cfg["transform"]["sagemaker"]
+        return cls(region=sm_cfg.get("region"), role_arn=sm_cfg.get("role_arn"), image_uri=sm_cfg.get("image_uri"))
+
+    # ------------------------------------------------------------ LocalRuntime's surface
+    def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:
+        if not self.role_arn:
+            raise TerminalError("SageMaker needs an execution role: set transform.sagemaker.role_arn")
+        self.ensure_model(name, model_data_url, self.role_arn, image_uri=self.image_uri, environment=environment)
+        return {"ModelName": name}
+
+    def create_transform_job(self, spec: dict) -> dict:
+        """Create the job (or attach to one of that name) and wait; the final describe dict.
+        A failed job is returned, not raised, as by LocalRuntime; its FailureReason and log
+        location are logged."""
+        spec = validate_job_spec(spec, allow_file_uris=False)
+        try:
+            self._call("create_transform_job", **spec)
+        except _ClientError as e:
+            if _code(e) != "ResourceInUse":
+                raise
+        return self.wait(spec["TransformJobName"])
+
+    def describe_transform_job(self, name: str) -> dict:
+        d = self._describe("describe_transform_job", TransformJobName=name)
+        if d is None:
+            from velibcast.batch_transform.local import ResourceNotFound
+
+            raise ResourceNotFound(f"transform job {name} does not exist")
+        d = {k: v for k, v in d.items() if k != "ResponseMetadata"}
+        d["CloudWatchLogs"] = {"LogGroup": C.TRANSFORM_LOG_GROUP, "LogStreamPrefix": f"{name}/"}
+        return d
 
     # ------------------------------------------------------------ model
     def ensure_model(self, name: str, model_data_url: str, role_arn: str, *, image_uri: str | None = None,
@@ -142,30 +182,30 @@ class SageMakerBackend:
                 log.info("re-attaching to transform job %s (%s)", name, d["TransformJobStatus"])
             elif d["TransformJobStatus"] == "Completed":
                 log.info("reusing completed transform job %s", name)
-                return d
+                return self.describe_transform_job(name)
             elif d["TransformJobStatus"] == "Stopped":
                 raise TransformJobFailed(name, "Stopped", "stopped by a user; choose a new job name to rerun",
                                          self.region)
             else:
                 log.warning("transform job %s failed before (%s); next attempt", name, d.get("FailureReason"))
                 continue
-            return self.wait(name) if wait else self.describe(name)
+            if not wait:
+                return self.describe_transform_job(name)
+            d = self.wait(name)
+            if d["TransformJobStatus"] != "Completed":
+                raise TransformJobFailed(name, d["TransformJobStatus"], d.get("FailureReason", ""), self.region)
+            return d
         raise TerminalError(f"transform job {base}: {C.MAX_JOB_ATTEMPTS} attempts failed; see the FailureReason "
                             f"of {attempt_name(base, C.MAX_JOB_ATTEMPTS - 1)} and fix the cause before rerunning")
 
-    def describe(self, name: str) -> dict:
-        d = self._describe("describe_transform_job", TransformJobName=name)
-        if d is None:
-            raise TerminalError(f"transform job {name} does not exist")
-        return d
-
     def wait(self, name: str) -> dict:
+        """Poll until the job ends; the final describe dict. Raises TransformJobTimeout at our deadline."""
         deadline = self._clock() + self.deadline_s
         pause = self.poll_initial_s
         last = None
         while True:
             try:
-                d = self.describe(name)
+                d = self.describe_transform_job(name)
             except TransientError:
                 d = None
             if d is not None:
@@ -176,7 +216,8 @@ class SageMakerBackend:
                 if status == "Completed":
                     return d
                 if status in ("Failed", "Stopped"):
-                    raise TransformJobFailed(name, status, d.get("FailureReason", ""), self.region)
+                    log.error("%s", TransformJobFailed(name, status, d.get("FailureReason", ""), self.region))
+                    return d
             if self._clock() + pause > deadline:
                 raise TransformJobTimeout(f"transform job {name} still {last} after {self.deadline_s:.0f} s; "
                                           "rerun to re-attach to it (it keeps running)")

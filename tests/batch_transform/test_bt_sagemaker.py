@@ -142,11 +142,21 @@ def test_failure_reports_reason_and_log_group(calls, s3_root, make_spec):
     be.run_transform_job(spec, wait=False)
     job = moto_job("fail-2")
     job.transform_job_status, job.failure_reason = "Failed", "AlgorithmError: See job logs for more information"
+    d = be.wait("fail-2")   # LocalRuntime's surface: the final describe, status Failed
+    assert d["TransformJobStatus"] == "Failed"
+    assert d["CloudWatchLogs"] == {"LogGroup": "/aws/sagemaker/TransformJobs", "LogStreamPrefix": "fail-2/"}
+    be.run_transform_job(spec_for(s3_root, make_spec, "fail-3"), wait=False)
+    job3 = moto_job("fail-3")
+    job3.transform_job_status = "InProgress"
+
+    def fail_now(_):
+        job3.transform_job_status, job3.failure_reason = "Failed", "AlgorithmError: See job logs for more information"
+    be._sleep = fail_now
     with pytest.raises(sm.TransformJobFailed) as ei:
-        be.wait("fail-2")
+        be.run_transform_job(spec_for(s3_root, make_spec, "fail-3"))   # run_transform_job raises
     e = ei.value
     assert "AlgorithmError: See job logs" in str(e)
-    assert e.log_group == "/aws/sagemaker/TransformJobs" and e.log_stream_prefix == "fail-2/"
+    assert e.log_group == "/aws/sagemaker/TransformJobs" and e.log_stream_prefix == "fail-3/"
     assert "/aws/sagemaker/TransformJobs" in str(e)
 
 
@@ -188,15 +198,19 @@ def test_same_job_spec_through_both_backends(calls, s3_root, make_spec, model_ta
     client, seen = calls
     storage = Storage()
     storage.write_text(join(s3_root, "in", "part-0.csv"), "st1@t,1,2\nst2@t,3,4\n")
-    spec = spec_for(s3_root, make_spec, "both-1")
+    model_uri = join(s3_root, "models", "v1", "model.tar.gz")
+    storage.write_bytes(model_uri, open(model_tar, "rb").read())
+    spec = {**spec_for(s3_root, make_spec, "both-1"), "ModelName": "both-model"}
 
     local = LocalRuntime(storage, join(s3_root, "state"))
-    local.create_model("test-model", model_tar)
-    ld = local.create_transform_job(spec)
+    remote = sm.SageMakerBackend(client, role_arn=ROLE, sleep=lambda s: None)
+    results = []
+    for backend in (local, remote):   # one surface, one spec
+        backend.create_model("both-model", model_uri)
+        results.append(backend.create_transform_job(spec))
     local.close()
-
-    remote = sm.SageMakerBackend(client, sleep=lambda s: None)
-    rd = remote.run_transform_job(spec)
+    ld, rd = results
+    assert remote.describe_transform_job("both-1")["TransformJobStatus"] == "Completed"
 
     assert ld["TransformJobStatus"] == rd["TransformJobStatus"] == "Completed"
     assert storage.read_text(join(s3_root, "out", "part-0.csv.out")) == "st1@t,3\nst2@t,7\n"

@@ -1,0 +1,145 @@
+"""`velibcast transform-job run|describe` and `velibcast serve`.
+
+    velibcast transform-job run --cli-input-json job.json --model-data MODEL_TAR_GZ_URI
+    velibcast transform-job describe NAME
+    velibcast serve --model-dir DIR [--port P]
+
+job.json is what `aws sagemaker create-transform-job --cli-input-json` takes. The local
+runtime is the default backend; `--backend sagemaker --role-arn ARN` runs the same spec
+on SageMaker. Data plane choices the sources leave open are set with `--setting k=v`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from velibcast import constants as C
+from velibcast.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    tj = subparsers.add_parser("transform-job", help="run or describe a Batch Transform job")
+    tj_sub = tj.add_subparsers(dest="transform_command", required=True)
+
+    run = tj_sub.add_parser("run", help="create a transform job from CreateTransformJob JSON and run it")
+    run.add_argument("--cli-input-json", required=True, help="job.json or file://job.json (CreateTransformJob shape)")
+    run.add_argument("--model-data", required=True, help="model.tar.gz URI (s3://, file:// or a path)")
+    _common(run)
+    run.add_argument("--backend", choices=["local", "sagemaker"], default="local")
+    run.add_argument("--role-arn", help="SageMaker execution role (sagemaker backend)")
+    run.add_argument("--region", help="AWS region (sagemaker backend; default: the AWS chain's)")
+    run.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                     help="a DataPlaneSettings field, e.g. slice_end_inclusive=false (local backend)")
+    run.set_defaults(func=cmd_run)
+
+    desc = tj_sub.add_parser("describe", help="print DescribeTransformJob JSON")
+    desc.add_argument("name")
+    _common(desc)
+    desc.add_argument("--backend", choices=["local", "sagemaker"], default="local")
+    desc.add_argument("--region")
+    desc.set_defaults(func=cmd_describe)
+
+    from velibcast.batch_transform import server
+
+    srv = subparsers.add_parser("serve", help="serve a model directory with the SageMaker container contract")
+    server.add_arguments(srv)
+    srv.set_defaults(func=cmd_serve)
+
+
+def _common(p) -> None:
+    p.add_argument("--state-root", default=os.environ.get("VELIBCAST_STATE_ROOT", C.LOCAL_STATE_ROOT_DEFAULT),
+                   help="where the local runtime keeps job state (a path or s3:// URI)")
+
+
+def parse_settings(pairs: list[str]):
+    from velibcast.batch_transform.dataplane import DataPlaneSettings
+
+    d = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--setting {pair!r}: expected NAME=VALUE")
+        try:
+            d[key] = json.loads(raw)
+        except ValueError:
+            d[key] = raw
+    try:
+        return DataPlaneSettings.from_dict(d)
+    except ValueError as e:
+        raise ConfigError(f"--setting: {e}") from e
+
+
+def _read_spec(arg: str) -> dict:
+    from velibcast.storage import Storage
+
+    uri = arg[len("file://"):] if arg.startswith("file://") and not arg.startswith("file:///") else arg
+    try:
+        return json.loads(Storage().read_text(uri))
+    except ValueError as e:
+        raise ConfigError(f"--cli-input-json {arg}: not JSON ({e})") from e
+
+
+def _print(d: dict) -> None:
+    print(json.dumps(d, indent=2, default=str))
+
+
+def cmd_run(args) -> int:
+    spec = _read_spec(args.cli_input_json)
+    if args.backend == "sagemaker":
+        from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
+
+        backend = SageMakerBackend(region=args.region, role_arn=args.role_arn)
+    else:
+        from velibcast.batch_transform.local import LocalRuntime
+        from velibcast.storage import Storage
+
+        backend = LocalRuntime(Storage(), args.state_root, parse_settings(args.setting))
+    try:
+        backend.create_model(spec.get("ModelName", ""), args.model_data)
+        d = backend.create_transform_job(spec)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    _print(d)
+    return 0 if d["TransformJobStatus"] == "Completed" else 1
+
+
+def cmd_describe(args) -> int:
+    if args.backend == "sagemaker":
+        from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
+
+        d = SageMakerBackend(region=args.region).describe_transform_job(args.name)
+    else:
+        from velibcast.batch_transform.local import LocalRuntime
+        from velibcast.storage import Storage
+
+        d = LocalRuntime(Storage(), args.state_root).describe_transform_job(args.name)
+    _print(d)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from velibcast.batch_transform import server
+
+    server.serve(args.model_dir, args.port, args.host)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (the lead's `velibcast` CLI mounts the same subcommands)."""
+    from velibcast.errors import VelibcastError
+
+    p = argparse.ArgumentParser(prog="velibcast-bt")
+    register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except VelibcastError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

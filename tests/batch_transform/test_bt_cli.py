@@ -1,0 +1,80 @@
+"""`transform-job run|describe` and `serve` wiring, through a real argparse tree."""
+
+import argparse
+import json
+
+import pytest
+
+from velibcast.batch_transform import cli
+from velibcast.errors import ConfigError
+
+
+def parse(argv):
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers(dest="command", required=True))
+    return p.parse_args(argv)
+
+
+def test_run_and_describe(tmp_path, model_tar, make_spec, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("id1,1,2\n")
+    spec = make_spec("cli-job", str(tmp_path / "in"), str(tmp_path / "out"),
+                     DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input"})
+    (tmp_path / "job.json").write_text(json.dumps(spec))
+    state = str(tmp_path / "state")
+    args = parse(["transform-job", "run", "--cli-input-json", f"file://{tmp_path}/job.json", "--model-data", model_tar,
+                  "--state-root", state, "--setting", "json_sort_keys=false"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Completed"
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "id1,1,2,3\n"
+    assert cli.main(["transform-job", "describe", "cli-job", "--state-root", state]) == 0
+    assert json.loads(capsys.readouterr().out)["TransformJobName"] == "cli-job"
+    # A rerun of the same name is the service's ResourceInUse, reported as an error.
+    assert cli.main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
+                     model_tar, "--state-root", state]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_failed_job_exits_nonzero(tmp_path, model_tar, make_spec, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("boom\n")
+    (tmp_path / "job.json").write_text(json.dumps(make_spec("cli-fail", str(tmp_path / "in"), str(tmp_path / "out"))))
+    assert cli.main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
+                     model_tar, "--state-root", str(tmp_path / "s")]) == 1
+    assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Failed"
+
+
+def test_settings_parse():
+    s = cli.parse_settings(["slice_end_inclusive=false", "csv_quoting=verbatim"])
+    assert s.slice_end_inclusive is False and s.csv_quoting == "verbatim"
+    with pytest.raises(ConfigError, match="unknown data plane setting"):
+        cli.parse_settings(["nope=1"])
+
+
+def test_serve_subcommand(monkeypatch):
+    from velibcast.batch_transform import server
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda d, p, h: seen.update(d=d, p=p, h=h))
+    args = parse(["serve", "--model-dir", "/opt/ml/model", "--port", "8081"])
+    assert args.func(args) == 0 and seen == {"d": "/opt/ml/model", "p": 8081, "h": "0.0.0.0"}
+
+
+def test_byoc_entry_point_accepts_docker_run_serve(monkeypatch):
+    from velibcast.batch_transform import server
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda d, p, h: seen.update(d=d, p=p, h=h))
+    monkeypatch.delenv("SM_MODEL_DIR", raising=False)
+    server.main(["serve"])   # ENTRYPOINT ["serve"] + SageMaker's `serve` argument
+    assert seen == {"d": "/opt/ml/model", "p": None, "h": "0.0.0.0"}
+
+
+def test_dockerfile_is_consistent_with_the_code():
+    from pathlib import Path
+    import tomllib
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "batch_transform" / "Dockerfile").read_text()
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["serve"] == "velibcast.batch_transform.server:main"
+    assert 'ENTRYPOINT ["serve"]' in text and "USER model" in text and "EXPOSE 8080" in text
+    for folder in ("velibcast", "batch_transform"):
+        assert f"COPY {folder}/ {folder}/" in text
