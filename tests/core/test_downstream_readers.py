@@ -1,0 +1,209 @@
+"""The forecast dataset as downstream readers see it: pandas, pyarrow.dataset and DuckDB,
+on local paths and on S3 (moto server), including while a date is being republished."""
+
+import threading
+from datetime import date, datetime, timedelta, timezone
+
+import duckdb
+import pandas as pd
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pytest
+
+from velibcast import forecasts
+from velibcast import storage as st
+
+UTC = timezone.utc
+D1, D2 = date(2022, 5, 25), date(2022, 5, 26)
+HIVE = pads.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
+KEY = ["station_code", "origin_ts", "horizon_h"]
+
+
+def night(run_date: date, run_id: str, stations=("16107", "9020", "4006"), origins=4, offset=0) -> pa.Table:
+    first = datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC) - timedelta(hours=2)
+    sent, lines = {}, []
+    for code in stations:
+        for k in range(origins):
+            t = first + timedelta(hours=k)
+            rid = f"{code}@{t:%Y-%m-%dT%H:%MZ}"
+            sent[rid] = forecasts.SentRecord(code, t, 30, code == "4006")
+            lines.append(f"{rid},{k + offset},{k + offset + 1},{k + offset + 2}")
+    return forecasts.join_predictions(sent, [("o.out", "\n".join(lines).encode())], "csv", "lstm-1", run_id)
+
+
+def publish_two_dates(storage, root):
+    forecasts.publish(storage, root, D1, night(D1, "run-d1"))
+    forecasts.publish(storage, root, D2, night(D2, "run-d2-a"))
+    # a rerun of D2 replaces it whole: fewer stations, another run
+    forecasts.publish(storage, root, D2, night(D2, "run-d2-b", stations=("16107", "9020"), offset=10))
+
+
+def s3_filesystem(endpoint: str) -> pafs.S3FileSystem:
+    scheme, host = endpoint.split("://")
+    return pafs.S3FileSystem(endpoint_override=host, scheme=scheme, region="eu-west-3",
+                             access_key="testing", secret_key="testing")
+
+
+def dataset_of(root: str, endpoint: str | None = None) -> pads.Dataset:
+    """How a reader opens the dataset: the `forecasts/` folder, Hive partitioning on run_date."""
+    path = st.join(root, "forecasts")
+    if st.is_s3(root):
+        return pads.dataset(path.removeprefix("s3://"), filesystem=s3_filesystem(endpoint),
+                            format="parquet", partitioning=HIVE)
+    return pads.dataset(path, format="parquet", partitioning=HIVE)
+
+
+def check_types(schema: pa.Schema):
+    assert schema.field("station_code").type == pa.string()
+    assert schema.field("origin_ts").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("target_ts").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("horizon_h").type == pa.int8()
+    assert schema.field("bikes_pred").type == pa.int32()
+    assert schema.field("run_date").type == pa.date32()
+
+
+def check_content(df: pd.DataFrame):
+    assert not df.duplicated(KEY).any()
+    assert len(df) == 3 * 4 * 3 + 2 * 4 * 3
+    runs = df.groupby(df["run_date"].astype(str))["run_id"].unique().to_dict()
+    assert {k: list(v) for k, v in runs.items()} == {"2022-05-25": ["run-d1"], "2022-05-26": ["run-d2-b"]}
+
+
+@pytest.fixture
+def endpoint(request):
+    return request.getfixturevalue("aws_env") if "s3" in request.node.callspec.id else None
+
+
+def test_pyarrow_dataset_reads_types_and_one_run_per_date(any_root, storage, endpoint):
+    publish_two_dates(storage, any_root)
+    ds = dataset_of(any_root, endpoint)
+    check_types(ds.schema)
+    table = ds.to_table()
+    check_content(table.to_pandas())
+    d2 = ds.to_table(filter=pads.field("run_date") == D2)
+    assert d2.num_rows == 24 and set(d2.column("run_id").to_pylist()) == {"run-d2-b"}
+
+
+def test_pandas_reads_the_dataset(any_root, storage, endpoint):
+    publish_two_dates(storage, any_root)
+    path = st.join(any_root, "forecasts")
+    if endpoint:
+        df = pd.read_parquet(path.removeprefix("s3://"), filesystem=s3_filesystem(endpoint), partitioning=HIVE)
+    else:
+        df = pd.read_parquet(path, partitioning=HIVE)
+    assert df["station_code"].map(type).eq(str).all()
+    assert str(df["origin_ts"].dtype) == "datetime64[us, UTC]"
+    assert df["horizon_h"].dtype == "int8" and df["bikes_pred"].dtype == "int32"
+    df["run_date"] = df["run_date"].astype(str)
+    check_content(df)
+
+
+def test_duckdb_reads_the_dataset(any_root, storage, endpoint):
+    publish_two_dates(storage, any_root)
+    con = duckdb.connect()
+    # DuckDB scans a pyarrow dataset object in place (its S3 extension is not needed).
+    ds = dataset_of(any_root, endpoint)
+    con.register("forecasts", ds)
+    types = dict(con.sql("select column_name, column_type from (describe forecasts)").fetchall())
+    assert types["station_code"] == "VARCHAR" and types["origin_ts"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["horizon_h"] == "TINYINT" and types["bikes_pred"] == "INTEGER" and types["run_date"] == "DATE"
+    rows = con.sql("select run_date, count(*), count(distinct run_id), "
+                   "count(*) - count(distinct (station_code, origin_ts, horizon_h)) "
+                   "from forecasts group by run_date order by run_date").fetchall()
+    assert rows == [(D1, 36, 1, 0), (D2, 24, 1, 0)]
+    if endpoint is None:
+        # Locally DuckDB globs the files itself; `part-0.parquet` keeps in-flight temp files out.
+        glob = st.join(any_root, "forecasts", "run_date=*", forecasts.PART_NAME)
+        n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning = true) "
+                    f"where run_date = DATE '{D2}'").fetchall()[0][0]
+        assert n == 24
+
+
+def big_night(run_id: str, seed: int, n_stations: int = 1500) -> pa.Table:
+    """A night of real size (> 64 KiB, so ranged readers need several GETs), random predictions."""
+    rng = np.random.default_rng(seed)
+    n = n_stations * 24 * 3
+    origins = [datetime(2022, 5, 25, 22, tzinfo=UTC) + timedelta(hours=k) for k in range(24)]
+    origin = pa.array(np.repeat(np.tile(origins, n_stations), 3), pa.timestamp("us", tz="UTC"))
+    horizon = np.tile([1, 2, 3], n // 3)
+    return pa.table({
+        "station_code": np.repeat([str(10000 + i) for i in range(n_stations)], 72),
+        "origin_ts": origin, "horizon_h": pa.array(horizon, pa.int8()),
+        "target_ts": pa.compute.add(origin, pa.array((horizon * 3_600_000_000).astype("int64"), pa.duration("us"))),
+        "bikes_pred": pa.array(rng.integers(0, 40, n), pa.int32()), "capacity": pa.array(np.full(n, 40), pa.int32()),
+        "unknown_station": np.zeros(n, bool), "model_version": np.full(n, "lstm-1"), "run_id": np.full(n, run_id),
+    }, schema=forecasts.SCHEMA)
+
+
+def whole_object_read(storage, root) -> pa.Table:
+    """A reader that GETs each listed object whole: S3 serves it from one version."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    parts = [o.uri for o in storage.list(st.join(root, "forecasts") + "/")
+             if o.uri.endswith("/" + forecasts.PART_NAME) and "run_date=2022-05-26" in o.uri]
+    return pa.concat_tables([pq.read_table(io.BytesIO(storage.read_bytes(u))) for u in parts])
+
+
+def test_readers_never_see_a_partial_or_doubled_date_while_it_is_republished(any_root, storage, endpoint):
+    """A writer republishes D2 alternately by two runs of different content and size, while
+    readers list and read the dataset. A read that succeeds shows exactly one whole run for
+    the date. Locally every read succeeds (rename is atomic, an open file keeps its bytes).
+    On S3 a reader that reads an object by ranges (pyarrow's S3 filesystem, DuckDB over it,
+    Athena) can straddle two versions if the object is replaced between its GETs: it then
+    fails on the Parquet footer or a page header - an error to retry, never mixed rows -
+    while a reader that GETs each object whole always succeeds."""
+    versions = {"run-a": big_night("run-a", 1), "run-b": big_night("run-b", 2, n_stations=1400)}
+    preds = {k: v.column("bikes_pred") for k, v in versions.items()}
+    forecasts.publish(storage, any_root, D1, night(D1, "run-d1"))
+    forecasts.publish(storage, any_root, D2, versions["run-a"])
+    done = threading.Event()
+    errors = []
+
+    def writer():
+        try:
+            for i in range(20):
+                forecasts.publish(storage, any_root, D2, versions[("run-b", "run-a")[i % 2]])
+        except Exception as e:  # surfaced by the main thread
+            errors.append(e)
+        finally:
+            done.set()
+
+    def check(table: pa.Table):
+        ids = set(table.column("run_id").to_pylist())
+        assert len(ids) == 1, f"date {D2} shows several runs at once: {ids}"
+        run_id = ids.pop()
+        assert table.num_rows == versions[run_id].num_rows
+        assert table.column("bikes_pred").equals(preds[run_id]), "rows of two versions mixed"
+        return run_id
+
+    con = duckdb.connect()
+    ok = failed = 0
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while not done.is_set() or ok < 3:
+            ds = dataset_of(any_root, endpoint)  # listing again each time, as a new reader would
+            try:
+                con.register("f", ds)
+                table = con.sql(f"select * exclude (run_date) from f where run_date = DATE '{D2}'").arrow()
+                table = table.read_all() if hasattr(table, "read_all") else table
+                check(table.sort_by([("station_code", "ascending"), ("origin_ts", "ascending"), ("horizon_h", "ascending")]))
+                ok += 1
+            except (duckdb.Error, OSError, pa.ArrowInvalid) as e:
+                if endpoint is None:
+                    raise
+                assert "parquet" in str(e).lower() or "thrift" in str(e).lower() or "stream" in str(e).lower(), e
+                failed += 1
+            if endpoint is not None:
+                check(whole_object_read(storage, any_root))
+    finally:
+        thread.join()
+    assert not errors, errors
+    assert ok >= 3
+    con.register("f", dataset_of(any_root, endpoint))
+    assert con.sql("select count(*) - count(distinct (station_code, origin_ts, horizon_h, run_date)) from f").fetchall() == [(0,)]
