@@ -82,12 +82,12 @@ def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[st
     next part's origins is dropped, so no target is seen in training that a later part forecasts."""
     uniq = np.unique(s.origin)
     n = len(uniq)
+    H = F.HORIZONS
     n_test = max(1, int(round(n * test_fraction)))
-    n_val = max(1, int(round(n * val_fraction)))
-    if n - n_test - n_val < 1:
+    n_val = max(H + 1, int(round(n * val_fraction)))  # the last H val origins are dropped (their targets are test origins)
+    if n - n_test - n_val < H + 1:
         raise ValueError(f"{n} origin hours cannot be split into train/val/test; train on a longer span")
     val_start, test_start = uniq[n - n_test - n_val], uniq[n - n_test]
-    H = F.HORIZONS
     return {
         "train": s.take(s.origin + H < val_start),
         "val": s.take((s.origin >= val_start) & (s.origin + H < test_start)),

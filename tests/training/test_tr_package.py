@@ -19,7 +19,7 @@ START = datetime(2022, 5, 23, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setattr(C, "TRAIN_MAX_EPOCHS", 1)
-    grid = make_grid(12, 24 * 3, START, seed=1)
+    grid = make_grid(8, 24 * 2 + 12, START, seed=1)
     out = tmp_path_factory.mktemp("out")
     from velibcast.storage import Storage
 

@@ -1,0 +1,62 @@
+"""train_model end to end on a slice of the bundled real snapshots, in a local store and in S3."""
+
+import gzip
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from velibcast import constants as C
+from velibcast.storage import join
+from velibcast.training.package import extract
+from velibcast.training.train import train_model
+from velibcast.transform_code import inference
+
+REPO = Path(__file__).resolve().parents[2]
+SNAPSHOTS = REPO / "sample_data" / "velib" / "snapshots"
+START = datetime(2022, 5, 23, 0, tzinfo=timezone.utc)
+END = datetime(2022, 5, 24, 23, tzinfo=timezone.utc)
+N_STATIONS = 25
+
+
+def seed_store(storage, root):
+    """The snapshots of [START - 4h, END + 4h], cut to the first stations, in root's snapshot layout."""
+    keep = None
+    for path in sorted(SNAPSHOTS.glob("*.jsonl.gz")):
+        ts = datetime.strptime(path.name[:20], "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=timezone.utc)
+        if not (START.timestamp() - 4 * 3600 <= ts.timestamp() <= END.timestamp() + 4 * 3600):
+            continue
+        lines = gzip.decompress(path.read_bytes()).splitlines()
+        if keep is None:
+            keep = {json.loads(ln)["stationcode"] for ln in lines[:N_STATIONS]}
+        body = b"\n".join(ln for ln in lines if json.loads(ln)["stationcode"] in keep) + b"\n"
+        storage.write_bytes(join(root, C.SNAPSHOT_PREFIX, path.name), gzip.compress(body, mtime=0))
+
+
+@pytest.mark.skipif(not SNAPSHOTS.is_dir(), reason="bundled snapshots not present")
+def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "TRAIN_MAX_EPOCHS", 1)
+    seed_store(storage, any_root)
+    info = train_model(storage, any_root, START, END, any_root, seed=None, max_seconds=None)
+    assert info["model_uri"] == f"{any_root}/models/{info['version']}/model.tar.gz"
+    mae = info["metrics"]["mae_test"]
+    assert set(mae) == {"model", "persistence", "seasonal_naive"}
+    model_dir = extract(storage.read_bytes(info["model_uri"]), tmp_path / "m")
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["training_data"]["stations"] == N_STATIONS
+    assert meta["metrics"]["fit"]["epochs_run"] == 1
+    model = inference.model_fn(str(model_dir))
+    assert model.version == info["version"]
+
+
+def test_train_cli_is_registered():
+    import argparse
+
+    from velibcast.training import cli
+
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers(dest="command"))
+    args = p.parse_args(["train", "--start", "2022-05-23T00:00Z", "--end", "2022-05-25T22:00Z", "--out", "/tmp/x"])
+    assert args.func is cli.cmd_train
+    assert args.start == START and args.seed == C.TRAIN_SEED and args.max_seconds == C.TRAIN_MAX_SECONDS
