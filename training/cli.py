@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="root to write models/<version>/model.tar.gz under (default: store root)")
     p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
     p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
-                   help="wall-clock cap on the epochs (default %(default)s)")
+                   help="CPU-seconds cap on the epochs, all threads (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
 
