@@ -9,6 +9,7 @@ The capture time in the key is the authority; nothing is listed by LastModified.
 from __future__ import annotations
 
 import gzip
+import operator
 import re
 import time
 import zlib
@@ -332,45 +333,47 @@ def _offset_seconds(off: str) -> int | None:
     return -sec if m.group(1) == "-" else sec
 
 
+_COLUMN_KEYS = ("stationcode", *_INT_FIELDS, "is_installed", "is_renting", "is_returning", "coordonnees_geo", "duedate")
+_get_columns = operator.itemgetter(*_COLUMN_KEYS)
+
+
 def _clean_columns(rows: list, ref: SnapshotRef):
     """Arrays if every row passes every rule of record_from_v21, else None."""
     if set(map(type, rows)) != {dict}:
         return None
-    codes = [d.get("stationcode") for d in rows]
+    try:
+        codes, *ints, inst, rent, ret, geos, dues = zip(*map(_get_columns, rows))
+    except KeyError:
+        return None  # a missing field: the record path says which
     if set(map(type, codes)) != {str} or "" in codes or len(set(codes)) != len(codes):
         return None
-    ints = []
-    for f in _INT_FIELDS:
-        col = [d.get(f) for d in rows]
+    arrays = []
+    for col in ints:
         if set(map(type, col)) != _OK_INT:
             return None
         a = np.array(col, dtype=np.int64)
         if (a < 0).any():
             return None
-        ints.append(a)
-    flags = []
-    for f in ("is_installed", "is_renting"):
-        col = [d.get(f) for d in rows]
-        if not set(col) <= {"OUI", "NON"}:
-            return None
-        flags.append(np.fromiter(map("OUI".__eq__, col), dtype=bool, count=len(col)))
-    if not set(d.get("is_returning") for d in rows) <= {"OUI", "NON"}:
+        arrays.append(a)
+    if not (set(inst) | set(rent) | set(ret)) <= {"OUI", "NON"}:
         return None
-    geos = [d.get("coordonnees_geo") for d in rows]
     if set(map(type, geos)) != {dict}:
         return None
     lat = [g.get("lat") for g in geos]
     lon = [g.get("lon") for g in geos]
     if set(map(type, lat)) not in _OK_NUM_TYPES or set(map(type, lon)) not in _OK_NUM_TYPES:
         return None
-    obs = _obs_seconds([d.get("duedate") for d in rows], ref)
+    obs = _obs_seconds(dues, ref)
     if obs is None:
         return None
-    return (codes, obs, ints[1], ints[0], flags[0], ints[2], flags[1],
+    n = len(codes)
+    return (list(codes), obs, arrays[1], arrays[0],
+            np.fromiter(map("OUI".__eq__, inst), dtype=bool, count=n), arrays[2],
+            np.fromiter(map("OUI".__eq__, rent), dtype=bool, count=n),
             np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64))
 
 
-def _obs_seconds(dues: list, ref: SnapshotRef) -> np.ndarray | None:
+def _obs_seconds(dues, ref: SnapshotRef) -> np.ndarray | None:
     if set(map(type, dues)) != {str}:
         return None  # null duedates and odd types take the record-by-record path
     if set(map(len, dues)) == {25}:

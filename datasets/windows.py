@@ -14,6 +14,7 @@ memory follows the span of the windows, not the size of the store.
 from __future__ import annotations
 
 import statistics
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ class SnapshotSource:
         self._next = n
         for ref, data in fetch_many(self.storage, todo):
             cols = parse_snapshot_columns(data, ref, self.policy, self.report)
+            cols.codes = list(map(sys.intern, cols.codes))  # one string per station, not per snapshot
             self._check_partial(cols)
             for obs in self.observers:
                 obs.observe(cols)
