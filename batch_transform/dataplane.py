@@ -283,7 +283,11 @@ def join_record(inp, out, fmt: str):
 def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
     if fmt == CSV:
         try:
-            return parse_csv_line(raw.decode("utf-8"))
+            line = raw.decode("utf-8")
+            if '"' not in line:
+                # No quoting: plain str fields, which by construction hold no , " or newline.
+                return line.split(",")
+            return parse_csv_line(line)
         except UnicodeDecodeError as e:
             raise DataError(where, f"{what} is not UTF-8: {e}") from e
         except ValueError as e:
@@ -298,6 +302,11 @@ def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
 def encode_record(value, fmt: str, settings: DataPlaneSettings) -> bytes:
     if fmt == CSV:
         row = value if isinstance(value, list) else [value]
+        if all(type(v) is str for v in row):
+            # Fields from unquoted text: only a leading space/tab, CR or `\.` could need quotes.
+            joined = ",".join(row)
+            if not any(c in joined for c in (" ", "\t", "\r", "\\.")):
+                return joined.encode("utf-8")
         return ",".join(_csv_field(v, settings) for v in row).encode("utf-8")
     return json.dumps(_plain(value), separators=(",", ":"), sort_keys=settings.json_sort_keys,
                       ensure_ascii=False).encode("utf-8")
@@ -369,8 +378,11 @@ def parse_csv_line(line: str) -> list[CsvField]:
 
 
 def _csv_field(v, settings: DataPlaneSettings) -> str:
-    if isinstance(v, CsvField) and settings.csv_quoting == "verbatim":
-        return v.raw
+    if settings.csv_quoting == "verbatim":
+        if isinstance(v, CsvField):
+            return v.raw
+        if type(v) is str:
+            return v  # read from an unquoted field: its text is its value
     text = v.value if isinstance(v, CsvField) else (v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
     if _needs_quotes(text):
         return '"' + text.replace('"', '""') + '"'

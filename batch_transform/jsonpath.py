@@ -188,7 +188,8 @@ def _apply_step(path, step, v, inclusive, where, lenient):
     out = []
     for it in step.items:
         if isinstance(it, Slice):
-            out.extend(v[i] for i in slice_indexes(it, n, inclusive))
+            r = slice_indexes(it, n, inclusive)
+            out.extend(v[r.start:r.stop])
         else:
             if not -n <= it < n:
                 if lenient:

@@ -244,3 +244,10 @@ def test_slice_setting_reaches_the_filters():
     assert obj.batches[0].payload == b"1\n"
     obj = dp.prepare("o", b"0,1,2,3\n", proc(inp="$[1:2]"))
     assert obj.batches[0].payload == b"1,2\n"
+
+
+def test_unquoted_field_with_leading_space_is_quoted_on_output():
+    _, out = run(proc(join=True), b"x, y\n", lambda q: b"1\n")
+    assert out == b'x," y",1\n'
+    _, out = run(proc(join=True, csv_quoting="verbatim"), b"x, y\n", lambda q: b"1\n")
+    assert out == b"x, y,1\n"

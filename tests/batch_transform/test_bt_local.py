@@ -52,6 +52,7 @@ def test_nightly_shape_job_with_join_and_filters(rt, tmp_path):
     assert outputs(rt.storage, out) == {"a.csv.out": "st1@t,6\nst2@t,15\n", "sub/b.csv.out": "st3@t,3\n"}
     assert d["TransformStartTime"] <= d["TransformEndTime"]
     assert d["DataProcessing"] == NIGHTLY_FILTERS
+    assert set(d["LocalTimings"]) == {"ContainerStartSeconds", "ProcessingSeconds"}
     assert "MaxConcurrentTransforms=1, MaxPayloadInMB=6, BatchStrategy=MULTI_RECORD" in log_of(rt, "nightly")
 
 
