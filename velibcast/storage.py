@@ -199,20 +199,27 @@ class Storage:
         """Create the object only if it does not exist. True if this call created it.
 
         On S3 this is a conditional write (If-None-Match: *); locally O_EXCL. Two
-        concurrent callers cannot both win, which is what run locks rely on.
+        concurrent callers cannot both win, which is what run locks rely on. `data` must be
+        unique to the caller (lock bodies carry host, pid and time): when botocore retries a
+        PUT whose answer was lost, the retry meets the object the first attempt created,
+        and only its bytes tell that this caller won.
         """
         if is_s3(uri):
             from botocore.exceptions import ClientError
 
             b, k = split_s3(uri)
             try:
-                self.s3.put_object(Bucket=b, Key=k, Body=data, IfNoneMatch="*")
+                self._s3_call(uri, "conditional PUT", self.s3.put_object, Bucket=b, Key=k, Body=data, IfNoneMatch="*")
                 return True
-            except ClientError as e:
-                code = str(e.response.get("Error", {}).get("Code", ""))
-                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                    return False
-                raise StorageError(f"conditional PUT {uri} failed: {code} {e}") from e
+            except StorageError as e:
+                cause = e.__cause__
+                code = str(cause.response.get("Error", {}).get("Code", "")) if isinstance(cause, ClientError) else ""
+                if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                    raise
+            try:
+                return self.read_bytes(uri) == data
+            except NotFound:
+                return False
         p = local_path(uri)
         p.parent.mkdir(parents=True, exist_ok=True)
         try:
