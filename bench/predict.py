@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     bodies = {n: csv_body(n) for n in BATCHES}
     decoded = {n: inference.input_fn(bodies[n], "text/csv") for n in BATCHES}
     rows = []
+    load_start = [round(v, 2) for v in os.getloadavg()]
     for threads in a.threads:
         torch.set_num_threads(threads)
         for n in BATCHES:
@@ -90,7 +91,10 @@ def main(argv=None) -> int:
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model.version,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "interop_threads": torch.get_num_interop_threads()},
+                    "torch": torch.__version__, "interop_threads": torch.get_num_interop_threads(),
+                    # other work on the machine skews every figure: read them with this
+                    "load_average_1_5_15_at_end": [round(v, 2) for v in os.getloadavg()]},
+        "load_average_1_5_15_at_start": load_start,
         "notes": "median of repeated calls after one warm-up; request = input_fn(csv) + predict_fn + output_fn(csv)",
         "results": rows,
     }
