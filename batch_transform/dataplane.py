@@ -7,6 +7,7 @@ choice is a field of DataPlaneSettings, documented there.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,10 +82,13 @@ class Processing:
     join: bool
     assemble_with: str                   # "None" | "Line"
     settings: DataPlaneSettings = field(default_factory=DataPlaneSettings)
+    # DataCaptureConfig.GenerateInferenceId: the job start time (UTC, "%Y-%m-%dT%H:%M:%SZ")
+    # stamped with a fresh id on every joined record; None when not asked for.
+    inference_time: str | None = None
 
     @classmethod
     def from_spec(cls, spec: dict, batch_strategy: str, max_payload_mb: int,
-                  settings: DataPlaneSettings | None = None) -> "Processing":
+                  settings: DataPlaneSettings | None = None, job_start: str | None = None) -> "Processing":
         ti, to = spec["TransformInput"], spec.get("TransformOutput", {})
         dp = spec.get("DataProcessing") or {}
         return cls(
@@ -98,6 +102,7 @@ class Processing:
             join=(dp.get("JoinSource") or "None") == "Input",
             assemble_with=to.get("AssembleWith") or "None",
             settings=settings or DataPlaneSettings(),
+            inference_time=job_start if (spec.get("DataCaptureConfig") or {}).get("GenerateInferenceId") else None,
         )
 
     @property
@@ -248,7 +253,7 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
             where = f"{obj.name} line {line}"
             out_val = decode_record(out_raw, fmt_out, where, what="output from the algorithm")
             if proc.join:
-                joined = join_record(obj.records[line - 1], out_val, proc.in_format)
+                joined = join_record(obj.records[line - 1], out_val, proc.in_format, proc.inference_time)
             else:
                 joined = out_val
             picked = jsonpath.apply(proc.output_filter, joined,
@@ -267,16 +272,25 @@ def _check_count(name: str, b: MiniBatch, got: int) -> None:
         )
 
 
-def join_record(inp, out, fmt: str):
+def join_record(inp, out, fmt: str, inference_time: str | None = None):
     """JoinSource=Input: CSV appends the output row after the unfiltered input row; JSON
-    adds SageMakerOutput, wrapping a non-object input as SageMakerInput (BTS §3.3, §3.4)."""
+    adds SageMakerOutput, wrapping a non-object input as SageMakerInput (BTS §3.3, §3.4).
+    With GenerateInferenceId, CSV gains two last columns (id, time) and JSON the keys
+    SageMakerInferenceId and SageMakerInferenceTime."""
     if fmt == CSV:
-        return list(inp) + (list(out) if isinstance(out, list) else [out])
+        row = list(inp) + (list(out) if isinstance(out, list) else [out])
+        if inference_time:
+            row += [str(uuid.uuid4()), inference_time]
+        return row
     if isinstance(inp, dict):
         joined = dict(inp)
         joined["SageMakerOutput"] = out
-        return joined
-    return {"SageMakerInput": inp, "SageMakerOutput": out}
+    else:
+        joined = {"SageMakerInput": inp, "SageMakerOutput": out}
+    if inference_time:
+        joined["SageMakerInferenceId"] = str(uuid.uuid4())
+        joined["SageMakerInferenceTime"] = inference_time
+    return joined
 
 
 # ------------------------------------------------------------------ record codecs

@@ -179,6 +179,9 @@ class LocalRuntime:
         ev = self._stops.get(name)
         if ev is None:
             raise ResourceNotFound(f"transform job {name!r} is not running in this runtime")
+        state = json.loads(self.storage.read_text(self._state_uri(name)))
+        state.update(TransformJobStatus="Stopping", LastModifiedTime=_iso(_now()))
+        self._save(state)
         ev.set()
 
     # ------------------------------------------------------------ jobs
@@ -188,10 +191,14 @@ class LocalRuntime:
         model = self._models.get(spec["ModelName"])
         if model is None:
             raise ResourceNotFound(f"ModelName {spec['ModelName']!r}: Could not find model; call create_model first")
-        for field_, value in (("TransformInput.SplitType", spec["TransformInput"]["SplitType"]),):
-            if value in ("RecordIO", "TFRecord"):
-                raise SpecError(field_, f"{value} is not supported locally", "None or Line; RecordIO and TFRecord "
-                                "run on SageMaker only")
+        ti = spec["TransformInput"]
+        for field_, value, supported in (
+                ("TransformInput.SplitType", ti["SplitType"], ("None", "Line")),
+                ("TransformInput.DataSource.S3DataSource.S3DataType", ti["DataSource"]["S3DataSource"]["S3DataType"],
+                 ("S3Prefix", "ManifestFile"))):
+            if value not in supported:
+                raise SpecError(field_, f"{value} is not supported locally",
+                                f"{' or '.join(supported)}; run other values on SageMaker")
         created = _now()
         state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
                  "CreationTime": _iso(created), "LastModifiedTime": _iso(created)}
@@ -226,6 +233,7 @@ class _JobRun:
         self.failures: list[tuple[_Object, str]] = []
         self.written: list[str] = []
         self.timings: dict = {}
+        self.job_start = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         self._lock = threading.Lock()
 
     def sm_log(self, message: str) -> None:
@@ -311,7 +319,7 @@ class _JobRun:
         mct, mpm, bs = resolve_batch_parameters(self.spec, params)
         self.sm_log(f"MaxConcurrentTransforms={mct}, MaxPayloadInMB={mpm}, "
                     f"BatchStrategy={_BATCH_STRATEGY_ENV[bs]}")
-        proc = dp.Processing.from_spec(self.spec, bs, mpm, self.rt.settings)
+        proc = dp.Processing.from_spec(self.spec, bs, mpm, self.rt.settings, self.job_start)
         mcc = self.spec.get("ModelClientConfig") or {}
         cfg = ClientConfig(float(mcc.get("InvocationsTimeoutInSeconds", C.INVOCATIONS_TIMEOUT_S_DEFAULT)),
                            int(mcc.get("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_DEFAULT)),

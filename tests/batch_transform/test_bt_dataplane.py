@@ -251,3 +251,33 @@ def test_unquoted_field_with_leading_space_is_quoted_on_output():
     assert out == b'x," y",1\n'
     _, out = run(proc(join=True, csv_quoting="verbatim"), b"x, y\n", lambda q: b"1\n")
     assert out == b"x, y,1\n"
+
+
+def _with_capture(p):
+    import dataclasses
+    return dataclasses.replace(p, inference_time="2023-01-21T01:29:04Z")
+
+
+def test_generate_inference_id_csv_adds_id_then_time_columns():
+    p = _with_capture(proc(join=True))
+    _, out = run(p, b"1,2\n3,4\n", lambda q: b"a\nb\n")
+    rows = [r.split(",") for r in out.decode().splitlines()]
+    assert [r[:3] for r in rows] == [["1", "2", "a"], ["3", "4", "b"]]
+    assert all(r[4] == "2023-01-21T01:29:04Z" and len(r[3]) == 36 for r in rows)
+    assert rows[0][3] != rows[1][3]
+
+
+def test_generate_inference_id_jsonl_adds_sorted_keys():
+    p = _with_capture(proc(ct="application/jsonlines", join=True))
+    _, out = run(p, b'{"features":[1]}\n', lambda q: b"1\n")
+    d = json.loads(out)
+    assert list(d) == ["SageMakerInferenceId", "SageMakerInferenceTime", "SageMakerOutput", "features"]
+    assert d["SageMakerInferenceTime"] == "2023-01-21T01:29:04Z"
+
+
+def test_generate_inference_id_comes_from_the_spec():
+    spec = {"TransformInput": {"ContentType": "text/csv"}, "TransformOutput": {},
+            "DataCaptureConfig": {"DestinationS3Uri": "s3://b/c", "GenerateInferenceId": True}}
+    assert dp.Processing.from_spec(spec, "MultiRecord", 6, job_start="T").inference_time == "T"
+    spec["DataCaptureConfig"]["GenerateInferenceId"] = False
+    assert dp.Processing.from_spec(spec, "MultiRecord", 6, job_start="T").inference_time is None

@@ -296,3 +296,24 @@ def test_settings_reach_the_runtime(tmp_path, model_tar):
     assert rt.create_transform_job(spec)["TransformJobStatus"] == "Completed"
     assert outputs(rt.storage, str(tmp_path / "out")) == {"a.csv.out": "id,3\n"}   # exclusive end: 1+2
     rt.close()
+
+
+def test_single_object_uri_is_named_by_its_basename(rt, tmp_path):
+    put(rt.storage, str(tmp_path / "in"), {"test_no_header.csv": "1,2\n"})
+    d = rt.create_transform_job(job_spec("single", str(tmp_path / "in" / "test_no_header.csv"), str(tmp_path / "out")))
+    assert d["TransformJobStatus"] == "Completed"
+    assert outputs(rt.storage, str(tmp_path / "out")) == {"test_no_header.csv.out": "3\n\n"}
+
+
+def test_empty_object_gives_an_empty_output_without_a_request(rt, tmp_path):
+    put(rt.storage, str(tmp_path / "in"), {"empty.csv": b"", "a.csv": "1\n"})
+    d = rt.create_transform_job(job_spec("empty", str(tmp_path / "in"), str(tmp_path / "out")))
+    assert d["TransformJobStatus"] == "Completed"
+    assert outputs(rt.storage, str(tmp_path / "out"))["empty.csv.out"] == ""
+
+
+def test_augmented_manifest_not_supported_locally(rt, tmp_path):
+    spec = job_spec("aug", str(tmp_path), str(tmp_path), TransformInput={
+        "DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile", "S3Uri": str(tmp_path)}}})
+    with pytest.raises(SpecError, match="AugmentedManifestFile is not supported locally"):
+        rt.create_transform_job(spec)
