@@ -9,6 +9,7 @@ log next to it (`<name>.log`). Instances are model server processes on free port
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,7 +134,7 @@ class LocalRuntime:
         model_dir = tempfile.mkdtemp(prefix=f"velibcast-model-{name}-")
         data = self.storage.read_bytes(model_data_url)
         try:
-            with tarfile.open(fileobj=__import__("io").BytesIO(data), mode="r:gz") as tar:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                 tar.extractall(model_dir, filter="data")
         except (tarfile.TarError, zlib.error, OSError) as e:
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -142,6 +144,8 @@ class LocalRuntime:
             raise TerminalError(f"{model_data_url}: no code/{C.HANDLER_PROGRAM_DEFAULT} inside; package the "
                                 "handlers as SageMaker's PyTorch container expects")
         self._models[name] = _Model(name, model_data_url, model_dir, dict(environment or {}))
+        # Callers that never call close() still leave no extracted models behind.
+        weakref.finalize(self, shutil.rmtree, model_dir, True)
         return {"ModelArn": self._arn("model", name)}
 
     def close(self) -> None:
