@@ -8,6 +8,7 @@ The capture time in the key is the authority; nothing is listed by LastModified.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import operator
 import re
@@ -299,18 +300,25 @@ def parse_snapshot_columns(
     object has blank lines, which would shift line numbers), the snapshot goes through
     parse_snapshot, so rejections are always counted and worded by one piece of code.
     """
+    # Parsing makes one dict per line and keeps none of them; the cyclic GC would scan them
+    # (and everything cached) again and again, which made 100,000-station snapshots 8x slower.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_columns(data, ref, policy, report)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport) -> SnapshotColumns:
     raw = decompress(data, ref.uri, policy, report)
     if raw is None:
         return SnapshotColumns.from_records(ref, [])
     body = raw[:-1] if raw.endswith(b"\n") else raw
     cols = None
     if body and b"\n\n" not in body and not body.startswith(b"\n"):
-        try:
-            rows = list(map(loads, body.split(b"\n")))
-        except DECODE_ERRORS:
-            rows = None
-        if rows is not None:
-            cols = _clean_columns(rows, ref)
+        cols = _clean_blocks(body.split(b"\n"), ref)
     if cols is None:
         return SnapshotColumns.from_records(ref, parse_snapshot(data, ref, policy, report))
     over = np.flatnonzero(cols[2] + cols[5] > cols[3])
@@ -318,6 +326,27 @@ def parse_snapshot_columns(
         report.add("over_capacity", f"{ref.uri} line {i + 1}",
                    f"station {cols[0][i]}: bikes {cols[2][i]} + docks {cols[5][i]} > capacity {cols[3][i]}")
     return SnapshotColumns(ref, *cols[:5], cols[6], cols[7], cols[8])
+
+
+def _clean_blocks(lines: list[bytes], ref: SnapshotRef):
+    """_clean_columns over blocks of lines: a block's dicts stay in CPU cache while each
+    column is pulled out (whole 100,000-line snapshots ran 6x slower per record)."""
+    parts = []
+    for k in range(0, len(lines), C.PARSE_BLOCK_LINES):
+        try:
+            rows = list(map(loads, lines[k:k + C.PARSE_BLOCK_LINES]))
+        except DECODE_ERRORS:
+            return None
+        part = _clean_columns(rows, ref)
+        if part is None:
+            return None
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    codes = [c for p in parts for c in p[0]]
+    if len(set(codes)) != len(codes):
+        return None
+    return (codes, *(np.concatenate([p[i] for p in parts]) for i in range(1, 9)))
 
 
 _OFFSET_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
