@@ -62,7 +62,7 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
     w = windows_task(ctx)
-    logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["report"].get("counts"))
+    logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["windows_skipped_by_reason"])
     t = transform_task(ctx, w)
     logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
     m, manifest_uri = publish_task(ctx, w, t, started_at)

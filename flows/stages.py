@@ -95,8 +95,7 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
             raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
     meta = json.loads(members["metadata.json"])
     mappings = json.loads(members["station_mappings.json"])
-    index = mappings.get("station_to_index", mappings)
-    return meta["version"], {str(k): int(v) for k, v in index.items()}
+    return meta["version"], {str(k): int(v) for k, v in mappings["station_index"].items()}
 
 
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
@@ -118,23 +117,25 @@ def stage_windows(ctx: RunContext, progress=None) -> dict:
     done = load_stage(ctx, "windows")
     if done:
         return done
-    from velibcast.datasets.records import csv_layout, jsonl_layout, write_transform_inputs
-    from velibcast.datasets.report import SkipReport, ValidationPolicy
-    from velibcast.datasets.windows import build_state_grid, build_windows
+    from velibcast.datasets.records import layout_for, shard_count_for, write_transform_inputs
+    from velibcast.datasets.report import SKIPPED_WINDOW, SkipReport, ValidationPolicy
+    from velibcast.datasets.windows import build_state_grid, build_windows, history_hours
 
     t0 = datetime.now(timezone.utc)
     report = SkipReport()
     policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
                               on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
-    hours = [ctx.origins[0] - timedelta(hours=C.HISTORY_HOURS - 1 - i) for i in range(C.HISTORY_HOURS - 1)] + list(ctx.origins)
+    hours = history_hours(ctx.origins)
     grid = build_state_grid(ctx.storage, ctx.cfg.snapshots_root, hours,
                             timedelta(hours=float(ctx.cfg["windows"]["max_staleness_hours"])), policy, report)
     windows = build_windows(grid, ctx.origins, ctx.station_index, report)
-    fmt = ctx.cfg["transform"]["format"]
-    layout = csv_layout() if fmt == "csv" else jsonl_layout()
+    t = ctx.cfg["transform"]
+    fmt = t["format"]
+    layout = layout_for(fmt)
     input_prefix = ctx.path("transform", "input") + "/"
     shards = write_transform_inputs(ctx.storage, windows, input_prefix, fmt=fmt,
-                                    max_shard_bytes=int(ctx.cfg["transform"]["max_shard_bytes"]))
+                                    max_shard_bytes=int(t["max_shard_bytes"]),
+                                    shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]))
     index = pa.table({
         "record_id": [w.record_id for w in windows],
         "station_code": [w.station_code for w in windows],
@@ -152,8 +153,11 @@ def stage_windows(ctx: RunContext, progress=None) -> dict:
         "origins": len(ctx.origins),
         "windows_emitted": len(windows),
         "windows_unknown_station": sum(1 for w in windows if w.unknown_station),
+        # missing_station counts mapped stations absent from every snapshot: not grid windows
+        "windows_skipped_by_reason": {r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
+                                      if r != "missing_station"},
         "report": skips,
-        "data_quality": getattr(grid, "quality", None) or skips.get("data_quality"),
+        "data_quality": grid.quality,
         "layout": layout.to_dict(),
         "shards": shards,
         "input_prefix": input_prefix,
@@ -270,12 +274,14 @@ def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, 
                    table: pa.Table, started_at: datetime) -> dict:
     d = transform["describe"]
     finished = datetime.now(timezone.utc)
-    skipped = windows["report"].get("counts", {})
+    skipped = windows["windows_skipped_by_reason"]
     counts = {
         "stations_seen": windows["stations_seen"],
         "origins": windows["origins"],
         "windows_emitted": windows["windows_emitted"],
-        "windows_skipped": sum(skipped.values()) if isinstance(skipped, dict) else None,
+        "windows_skipped": sum(skipped.values()),
+        "records_rejected": windows["report"]["by_kind"].get("records_rejected", {}),
+        "objects_rejected": windows["report"]["by_kind"].get("objects_rejected", {}),
         "windows_skipped_by_reason": skipped,
         "windows_unknown_station": windows["windows_unknown_station"],
         "records_sent": join["records_sent"],
