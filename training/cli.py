@@ -29,6 +29,13 @@ def register(subparsers) -> None:
                    help="CPU-seconds cap on the epochs, all threads (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
+    e = subparsers.add_parser("evaluate", help="MAE of a model.tar.gz vs persistence and seasonal-naive on any span")
+    e.add_argument("--model", required=True, help="model.tar.gz URI (s3:// or local)")
+    e.add_argument("--snapshots", required=True, help="root holding velib/snapshots/")
+    e.add_argument("--start", type=_utc, required=True, help="first origin, UTC")
+    e.add_argument("--end", type=_utc, required=True, help="last origin, UTC (inclusive)")
+    e.set_defaults(func=cmd_evaluate)
+
 
 def cmd_train(args) -> int:
     from velibcast.config import load_config
@@ -44,4 +51,12 @@ def cmd_train(args) -> int:
                        seed=args.seed, max_seconds=args.max_seconds)
     print(f"model {info['version']}: {info['model_uri']}")
     print(json.dumps(info["metrics"]["mae_test"]))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from velibcast.storage import Storage
+    from velibcast.training.evaluate import evaluate_model
+
+    print(json.dumps(evaluate_model(Storage(), args.model, args.snapshots, args.start, args.end), indent=2))
     return 0

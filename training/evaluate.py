@@ -46,3 +46,39 @@ def mae_table(net, x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
         "seasonal_naive": served(seasonal_naive(x), cap),
     }
     return {name: [round(float(v), 4) for v in np.abs(p - y).mean(axis=0)] for name, p in table.items()}
+
+
+def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> dict:
+    """MAE table of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store,
+    with the model's own station mapping: how `velibcast evaluate` checks days the model has not seen."""
+    import json
+    import tempfile
+    from datetime import timedelta
+    from pathlib import Path
+
+    from velibcast import constants as C
+    from velibcast.datasets.report import SkipReport, ValidationPolicy
+    from velibcast.datasets.windows import build_state_grid
+    from velibcast.training.package import extract
+    from velibcast.training.samples import samples_from_grid
+    from velibcast.transform_code import inference
+
+    hour = timedelta(hours=1)
+    first = start - (F.HISTORY_LEN - 1) * hour
+    hours = [first + i * hour for i in range(int((end - first) / hour) + F.HORIZONS + 1)]
+    report = SkipReport()
+    grid = build_state_grid(storage, snapshots_root, hours, timedelta(hours=C.MAX_STALENESS_HOURS),
+                            ValidationPolicy(), report)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = extract(storage.read_bytes(model_uri), Path(tmp))
+        model = inference.model_fn(str(model_dir))
+        mapping = json.loads((model_dir / inference.MAPPINGS).read_text())["station_index"]
+    s = samples_from_grid(grid, mapping)
+    if len(s) == 0:
+        raise ValueError(f"no origin in {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has 24 h of history "
+                         "and 3 h of targets in this store")
+    unknown = int((s.x[:, F.COL["station_index"]] == F.UNKNOWN_STATION_INDEX).sum())
+    return {"model": model.version, "samples": len(s), "unknown_station_samples": unknown,
+            "first_origin": f"{s.hours[int(s.origin.min())]:%Y-%m-%dT%H:%MZ}",
+            "last_origin": f"{s.hours[int(s.origin.max())]:%Y-%m-%dT%H:%MZ}",
+            "mae": mae_table(model.net, s.x, s.y)}

@@ -2,13 +2,14 @@
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from velibcast import constants as C
 from velibcast.storage import join
+from velibcast.training.evaluate import evaluate_model
 from velibcast.training.package import extract
 from velibcast.training.train import train_model
 from velibcast.transform_code import inference
@@ -48,6 +49,12 @@ def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_pat
     assert meta["metrics"]["fit"]["epochs_run"] == 1
     model = inference.model_fn(str(model_dir))
     assert model.version == info["version"]
+
+    ev = evaluate_model(storage, info["model_uri"], any_root, END - timedelta(hours=8), END - timedelta(hours=3))
+    assert ev["model"] == info["version"]
+    assert (ev["first_origin"], ev["last_origin"]) == ("2022-05-24T15:00Z", "2022-05-24T20:00Z")
+    assert ev["unknown_station_samples"] == 0 and ev["samples"] > 0
+    assert set(ev["mae"]) == {"model", "persistence", "seasonal_naive"}
 
 
 def test_train_cli_is_registered():
