@@ -181,14 +181,14 @@ def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str
             "InvocationsMaxRetries": int(t["invocations_max_retries"]),
         },
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_prefix}},
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": st.as_uri(input_prefix)}},
             "ContentType": layout["content_type"],
             "CompressionType": "None",
             "SplitType": "Line",
         },
         "TransformOutput": {
             # one output folder per attempt: a killed attempt's partial outputs never mix with the next one's
-            "S3OutputPath": ctx.path("transform", "output", job_name),
+            "S3OutputPath": st.as_uri(ctx.path("transform", "output", job_name)),
             "Accept": layout["accept"] if "accept" in layout else layout["content_type"],
             "AssembleWith": "Line",
         },

@@ -64,6 +64,13 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+def as_uri(uri: str) -> str:
+    """A location as a URI: S3 and file:// stay; a local path becomes file:///abs/path."""
+    if is_s3(uri) or uri.startswith("file://"):
+        return uri
+    return "file://" + str(Path(uri).resolve()) + ("/" if uri.endswith("/") else "")
+
+
 def split_s3(uri: str) -> tuple[str, str]:
     p = urlparse(uri)
     if p.scheme != "s3" or not p.netloc:
