@@ -31,6 +31,8 @@ def _print_result(res: dict) -> None:
           f"skipped {c['windows_skipped']} {json.dumps(c['windows_skipped_by_reason'])}, "
           f"records sent {c['records_sent']}, predictions written {c['predictions_written']}, "
           f"forecast rows {c['forecast_rows']}")
+    if res.get("report_png"):
+        print(f"report:    {res['report_png']}")
 
 
 def cmd_run(args) -> int:
@@ -79,6 +81,21 @@ def cmd_backfill(args) -> int:
     return 1 if res["summary"]["failed"] else 0
 
 
+def cmd_score(args) -> int:
+    from velibcast.config import load_config
+    from velibcast.flows.score import score_run
+
+    cfg = load_config(args.config)
+    res = score_run(cfg.storage(), cfg, args.run_date)
+    print(res["message"])
+    for r in res.get("by_horizon", []):
+        print(f"  h{r['horizon_h']}: MAE model {r['mae_model']:.3f}, persistence {r['mae_persistence']:.3f} "
+              f"({r['scored_rows']} rows)")
+    if res.get("accuracy_uri"):
+        print(f"accuracy: {res['accuracy_uri']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="velibcast", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -104,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rerun dates that are already complete")
     b.add_argument("--max-concurrency", type=int, default=2)
     b.set_defaults(func=cmd_backfill)
+
+    sc = sub.add_parser("score", help="MAE per horizon of a published night, model vs persistence")
+    sc.add_argument("--config", default="configs/local.yaml")
+    sc.add_argument("--run-date", type=date.fromisoformat, required=True)
+    sc.set_defaults(func=cmd_score)
 
     from velibcast.batch_transform import cli as bt_cli
     from velibcast.datasets import cli as ds_cli

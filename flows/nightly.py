@@ -7,12 +7,13 @@ own records in the store decide what a rerun reuses.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from velibcast import forecasts, manifest
+from velibcast.errors import VelibcastError
 from velibcast.config import load_config
 from velibcast.flows import stages
 from velibcast.flows.publish import publish_lock
@@ -52,6 +53,30 @@ def publish_task(ctx, windows, transform, started_at):
     return m, manifest_uri
 
 
+@task(name="report-png", **TASK_OPTS)
+def report_task(ctx):
+    from velibcast.flows.report_png import render_run_png
+
+    return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date)
+
+
+@task(name="score-previous-night", **TASK_OPTS)
+def score_task(ctx):
+    """Accuracy of the night before this run's date, now that its actuals are in the store."""
+    from velibcast.flows.score import score_run
+
+    return score_run(ctx.storage, ctx.cfg, ctx.spec.run_date - timedelta(days=1))
+
+
+def _optional(logger, what, fn, *args):
+    """Reports and scores never block tonight's forecasts; a failure is logged with its cause."""
+    try:
+        return fn(*args)
+    except VelibcastError as e:
+        logger.warning("%s failed: %s", what, e)
+        return {"status": "failed", "error": str(e)}
+
+
 @flow(name="nightly", log_prints=True)
 def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
             start: datetime | None = None, end: datetime | None = None, force: bool = False) -> dict:
@@ -66,7 +91,11 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     t = transform_task(ctx, w)
     logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
     m, manifest_uri = publish_task(ctx, w, t, started_at)
-    stages.report_artifacts(ctx, m)
+    png = _optional(logger, "report PNG", report_task, ctx)
+    scored = _optional(logger, "scoring the previous night", score_task, ctx)
+    logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
+    stages.report_artifacts(ctx, m, scored)
     logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
                 m["counts"]["forecast_rows"], manifest_uri)
-    return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"]}
+    return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"],
+            "report_png": png.get("uri"), "previous_night_score": scored}

@@ -335,7 +335,7 @@ def _seconds(a, b) -> float:
     return round((b - a).total_seconds(), 3)
 
 
-def report_artifacts(ctx: RunContext, m: dict) -> None:
+def report_artifacts(ctx: RunContext, m: dict, scored: dict | None = None) -> None:
     """A Prefect table artifact with the run summary (no-op outside a Prefect run)."""
     from prefect.artifacts import create_table_artifact
     from prefect.context import get_run_context
@@ -353,6 +353,9 @@ def report_artifacts(ctx: RunContext, m: dict) -> None:
         {"item": "predictions written", "value": c["predictions_written"]},
         {"item": "forecast rows", "value": c["forecast_rows"]},
         {"item": "estimated cost (USD)", "value": m["cost_estimate"]["total"]},
+        *({"item": f"previous night MAE h{r['horizon_h']} (model / persistence)",
+           "value": f"{r['mae_model']:.2f} / {r['mae_persistence']:.2f}"}
+          for r in (scored or {}).get("by_horizon", [])),
         {"item": "forecast parquet", "value": m["outputs"]["forecast_parquet"]},
     ]
     key = "run-summary-" + "".join(ch if ch.isalnum() else "-" for ch in ctx.spec.label.lower())
