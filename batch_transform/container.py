@@ -49,6 +49,7 @@ class ClientConfig:
     timeout_s: float
     max_retries: int
     retry_client_errors: bool = False
+    chunked: bool = False   # MaxPayloadInMB=0: bodies go with chunked transfer encoding (BOTO)
 
 
 class Container:
@@ -108,7 +109,8 @@ class Container:
         pause = C.INVOKE_RETRY_BACKOFF_S
         for attempt in range(cfg.max_retries + 1):
             try:
-                r = self.client.post("/invocations", content=payload, headers=headers, timeout=cfg.timeout_s)
+                body = iter((payload,)) if cfg.chunked else payload
+                r = self.client.post("/invocations", content=body, headers=headers, timeout=cfg.timeout_s)
             except httpx.TimeoutException:
                 failure = InvocationFailed(None, "Unable to get response from algorithm (timed out after "
                                                  f"{cfg.timeout_s:g} s)")

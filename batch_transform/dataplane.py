@@ -313,10 +313,13 @@ def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
         raise DataError(where, f"Failed to parse {what} as JSON: {e}") from e
 
 
+_PLAIN = {str}
+
+
 def encode_record(value, fmt: str, settings: DataPlaneSettings) -> bytes:
     if fmt == CSV:
         row = value if isinstance(value, list) else [value]
-        if all(type(v) is str for v in row):
+        if set(map(type, row)) == _PLAIN:
             # Fields from unquoted text: only a leading space/tab, CR or `\.` could need quotes.
             joined = ",".join(row)
             if not any(c in joined for c in (" ", "\t", "\r", "\\.")):

@@ -207,7 +207,9 @@ def slice_indexes(s: Slice, n: int, inclusive: bool) -> range:
         end = s.end + n if s.end < 0 else s.end
         if inclusive:
             end += 1
-    return range(max(0, start), min(n, max(0, end)))
+    start = 0 if start < 0 else start
+    end = 0 if end < 0 else (n if end > n else end)
+    return range(start, end)
 
 
 def _fail(path: JsonPath, where: str, problem: str):

@@ -327,7 +327,7 @@ class _JobRun:
         mcc = self.spec.get("ModelClientConfig") or {}
         cfg = ClientConfig(float(mcc.get("InvocationsTimeoutInSeconds", C.INVOCATIONS_TIMEOUT_S_DEFAULT)),
                            int(mcc.get("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_DEFAULT)),
-                           self.rt.settings.retry_client_errors)
+                           self.rt.settings.retry_client_errors, chunked=mpm == 0)
         with ThreadPoolExecutor(max_workers=mct) as pool:
             for obj in objects:
                 if self.stop.is_set():

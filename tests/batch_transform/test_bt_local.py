@@ -317,3 +317,19 @@ def test_augmented_manifest_not_supported_locally(rt, tmp_path):
         "DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile", "S3Uri": str(tmp_path)}}})
     with pytest.raises(SpecError, match="AugmentedManifestFile is not supported locally"):
         rt.create_transform_job(spec)
+
+
+def test_max_payload_zero_sends_chunked_without_limit(rt, tmp_path):
+    put(rt.storage, str(tmp_path / "in"), {"a.csv": "1,2\n" * 1000})
+    d = rt.create_transform_job(job_spec("chunked", str(tmp_path / "in"), str(tmp_path / "out"), MaxPayloadInMB=0))
+    assert d["TransformJobStatus"] == "Completed"
+    assert outputs(rt.storage, str(tmp_path / "out"))["a.csv.out"] == "3\n" * 1000 + "\n"
+    assert "MaxPayloadInMB=0" in log_of(rt, "chunked")
+
+
+def test_a_csv_header_is_just_another_record(rt, tmp_path):
+    put(rt.storage, str(tmp_path / "in"), {"a.csv": "a,b\n1,2\n"})
+    d = rt.create_transform_job(job_spec("header", str(tmp_path / "in"), str(tmp_path / "out"),
+                                         ModelClientConfig={"InvocationsMaxRetries": 0}))
+    assert d["TransformJobStatus"] == "Failed"   # the model cannot read "a" as a number
+    assert "ClientError: 500" in log_of(rt, "header")
