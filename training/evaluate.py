@@ -48,6 +48,19 @@ def mae_table(net, x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     return {name: [round(float(v), 4) for v in np.abs(p - y).mean(axis=0)] for name, p in table.items()}
 
 
+def by_day_type(net, s) -> dict:
+    """The table separately for working days and non-working ones (weekends, French public holidays):
+    a model trained on weekdays only should not be judged on a holiday, nor hide it."""
+    from velibcast.training.samples import non_working
+
+    flag = np.array([non_working(s.hours[int(o)]) for o in s.origin], dtype=bool)
+    out = {}
+    for name, mask in (("working", ~flag), ("non_working", flag)):
+        if mask.any():
+            out[name] = dict(samples=int(mask.sum()), **mae_table(net, s.x[mask], s.y[mask]))
+    return out
+
+
 def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> dict:
     """MAE table of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store,
     with the model's own station mapping: how `velibcast evaluate` checks days the model has not seen."""
@@ -81,4 +94,4 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
     return {"model": model.version, "samples": len(s), "unknown_station_samples": unknown,
             "first_origin": f"{s.hours[int(s.origin.min())]:%Y-%m-%dT%H:%MZ}",
             "last_origin": f"{s.hours[int(s.origin.max())]:%Y-%m-%dT%H:%MZ}",
-            "mae": mae_table(model.net, s.x, s.y)}
+            "mae": mae_table(model.net, s.x, s.y), "mae_by_day_type": by_day_type(model.net, s)}

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from velibcast import constants as C
+from velibcast.datasets.windows import static_time_features
 from velibcast.transform_code import velib_features as F
 
 
@@ -40,9 +41,13 @@ def station_mapping(codes) -> dict[str, int]:
 
 
 def calendar(hour_utc: datetime) -> tuple[int, int, int]:
-    local = hour_utc.astimezone(ZoneInfo(C.LOCAL_TIMEZONE))
-    dow = local.weekday()
-    return local.hour, dow, int(dow >= 5)
+    """hour, day_of_week, is_weekend exactly as the serving windows compute them (one source, no skew)."""
+    return static_time_features(hour_utc)
+
+
+def non_working(hour_utc: datetime) -> bool:
+    """Weekend or French public holiday in Europe/Paris: for metrics by day type."""
+    return F.is_non_working_day(hour_utc.astimezone(ZoneInfo(C.LOCAL_TIMEZONE)).date())
 
 
 def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:

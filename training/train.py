@@ -52,7 +52,8 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
     rng = np.random.default_rng(seed)
     train, val = parts["train"], parts["val"]
     config = dict(DEFAULT_CONFIG, n_stations=n_stations, feature_columns=F.FEATURE_COLUMNS,
-                  output_columns=F.OUTPUT_COLUMNS)
+                  output_columns=F.OUTPUT_COLUMNS,
+                  persistence_on_non_working_days=not bool((train.x[:, F.COL["is_weekend"]] == 1).any()))
     scaler = fit_scaler(train.x)
     net = VelibLSTM(config, scaler)
     opt = torch.optim.Adam(net.parameters(), lr=tc["learning_rate"])
@@ -106,12 +107,15 @@ def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end
     metrics = {
         "mae_test": evaluate.mae_table(net, parts["test"].x, parts["test"].y),
         "mae_val": evaluate.mae_table(net, parts["val"].x, parts["val"].y),
+        "mae_test_by_day_type": evaluate.by_day_type(net, parts["test"]),
         "split": {name: _span(part) for name, part in parts.items()},
         "fit": fit_info,
         "train_cpu_seconds": round(time.process_time() - cpu0, 1),
         "train_wall_seconds": round(time.monotonic() - wall0, 1),
     }
-    version = package.model_version(start, end, config, tc, seed)
+    # A CPU-time cut depends on the machine: the epochs actually trained are part of the identity.
+    version = package.model_version(start, end, config, dict(tc, epochs_run=fit_info["epochs_run"],
+                                                            best_epoch=fit_info["best_epoch"]), seed)
     metadata = {
         "version": version,
         "architecture": config["architecture"],

@@ -12,6 +12,10 @@ Design choices, each for a reason the data gives:
   so an unknown station gets a learnt "average station" vector instead of an untrained one.
 - hour and day_of_week are cyclic (sin, cos); capacity, lat, lon are standardised with
   the training scaler (scaler.json), held as buffers so the state dict carries weights only.
+- config["persistence_on_non_working_days"]: when training saw no is_weekend=1 sample (the
+  bundled sample is Monday..Thursday), the model has never learnt weekend or holiday
+  dynamics, and applying weekday dynamics to them is worse than persistence (measured on
+  Ascension 2022-05-26, see the training metrics). Those records then get persistence.
 """
 
 import math
@@ -60,6 +64,7 @@ class VelibLSTM(nn.Module):
         nn.init.zeros_(self.out.weight)  # start exactly at persistence
         nn.init.zeros_(self.out.bias)
         self.n_stations = n_stations
+        self.persist_non_working = bool(config.get("persistence_on_non_working_days", False))
         # Not persistent: the scaler lives in scaler.json, the state dict holds weights only.
         for name in ("capacity", "lat", "lon"):
             self.register_buffer(f"{name}_mean", torch.tensor(float(scaler[name]["mean"])), persistent=False)
@@ -89,6 +94,8 @@ class VelibLSTM(nn.Module):
             station_index = x[:, _I_STATION].long()
         z = torch.cat([last, static, self.station_embedding(station_index)], dim=1)
         delta = self.out(torch.relu(self.dense(z)))
+        if self.persist_non_working:
+            delta = delta * (1.0 - x[:, _I_WEEKEND : _I_WEEKEND + 1])
         return (hist[:, -1:] + delta) * safe_cap[:, None]
 
 
