@@ -3,8 +3,9 @@
 AWS credentials get distinctive values; the pieces that write manifests, stage records,
 forecasts, accuracy, the PNG, logs and artifacts run under a Prefect flow against S3
 (moto server); then every object of the bucket (decompressed and decoded: Parquet is
-zstd-compressed, so a raw byte search would miss a leak), every log record, the console,
-and the Prefect API's logs, artifacts and flow-run parameters are searched.
+zstd-compressed, so a raw byte search would miss a leak), every log record (what the
+console shows), and the Prefect API's logs, artifacts and flow-run parameters are searched.
+(No capfd here: Prefect's console handler would keep its per-test stream after it closes.)
 """
 
 import gzip
@@ -127,7 +128,7 @@ def test_storage_errors_name_the_object_not_the_credentials(secret_env):
     assert "no-such-bucket-velibcast" in str(info.value) and not leaks_in(str(info.value))
 
 
-def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorded_logs, capfd):
+def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorded_logs):
     from prefect import flow, get_run_logger
 
     from velibcast.flows import report_png, score, stages
@@ -178,8 +179,6 @@ def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorde
 
     assert scan_bucket(storage, secret_root) == {}
     assert recorded_logs.lines and not [ln for ln in recorded_logs.lines if leaks_in(ln)]
-    out, err = capfd.readouterr()
-    assert not leaks_in(out + err)
 
     from prefect.client.orchestration import get_client
 
@@ -189,4 +188,41 @@ def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorde
         artifacts = client.read_artifacts()
     assert logs and artifacts
     api_text = json.dumps([flow_run.model_dump(mode="json")] + [x.model_dump(mode="json") for x in logs + artifacts])
+    assert not leaks_in(api_text)
+
+
+def test_no_secret_in_a_whole_nightly_run(secret_root, tmp_path, recorded_logs):
+    """The real flow on S3: windows, the local Batch Transform runtime (its server processes
+    inherit the environment), join, publish, manifest, artifact."""
+    import yaml
+
+    from velibcast.config import REPO_ROOT
+    from velibcast.flows.nightly import nightly
+    from velibcast.training import package
+    from velibcast.training.synthetic import untrained_archive
+
+    storage = st.Storage()
+    sample = REPO_ROOT / "sample_data" / "velib" / "snapshots"
+    for p in sorted(sample.rglob("*.jsonl.gz")):
+        if "2022-05-25T03" <= p.name[:13] <= "2022-05-26T09":
+            storage.write_bytes(st.join(secret_root, "velib", "snapshots", p.name), p.read_bytes())
+    model_uri = package.write_model(storage, secret_root, "untrained-0", untrained_archive())
+    cfg_path = tmp_path / "secret.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "store": {"root": secret_root, "s3": {"region_name": "eu-west-3"}},
+        "model": {"uri": model_uri},
+        "transform": {"backend": "local", "max_concurrent_transforms": 2},
+    }))
+    recorded_logs.attach()
+    res = nightly(config=str(cfg_path), start=datetime(2022, 5, 26, 5, tzinfo=timezone.utc),
+                  end=datetime(2022, 5, 26, 7, tzinfo=timezone.utc))
+    assert res["counts"]["forecast_rows"] > 0
+    assert any("flow_runs" in ln for ln in recorded_logs.lines), "the run's own log records were recorded"
+
+    assert scan_bucket(storage, secret_root) == {}
+    assert not [ln for ln in recorded_logs.lines if leaks_in(ln)]
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        api_text = json.dumps([x.model_dump(mode="json") for x in client.read_logs() + client.read_artifacts()])
     assert not leaks_in(api_text)
