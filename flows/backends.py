@@ -21,7 +21,7 @@ def _backend(ctx):
     if kind == "local":
         from velibcast.batch_transform.local import LocalRuntime
 
-        return LocalRuntime(ctx.storage, st.join(ctx.root, "transform-jobs"))
+        return LocalRuntime(ctx.storage, ctx.root)  # job state under <root>/transform-jobs/
     from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
     return SageMakerBackend.from_config(ctx.cfg)

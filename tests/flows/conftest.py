@@ -1,8 +1,13 @@
 """Flows run under Prefect for real: one temporary Prefect API server for the session."""
 
 import os
+from datetime import datetime, timezone
 
 import pytest
+import yaml
+
+from velibcast import storage as st
+from velibcast.config import REPO_ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -14,3 +19,60 @@ def prefect_api(tmp_path_factory):
     # 2-core CI: the harness's default start-up timeout is too short (PrefectHQ/prefect#15075).
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+# ---------------------------------------------------------------- a short real run
+SAMPLE = REPO_ROOT / "sample_data" / "velib" / "snapshots"
+# A short range keeps the suite fast; the demo runs a whole day.
+START, END = "2022-05-26T05:00Z", "2022-05-26T08:00Z"
+FIRST_CAPTURE, LAST_CAPTURE = "2022-05-25T03", "2022-05-26T09"
+
+
+def _copy_snapshots(storage, root, transform=None):
+    n = 0
+    for p in sorted(SAMPLE.rglob("*.jsonl.gz")):
+        if not (FIRST_CAPTURE <= p.name[:13] <= LAST_CAPTURE):
+            continue
+        data = p.read_bytes()
+        if transform:
+            data = transform(p.name, data)
+        storage.write_bytes(st.join(root, "velib", "snapshots", p.name), data)
+        n += 1
+    assert n > 24, "the bundled sample must cover the test range"
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    from velibcast.storage import Storage
+    from velibcast.training.train import train_model
+
+    root = tmp_path_factory.mktemp("model-root")
+    info = train_model(Storage(), str(SAMPLE.parents[1]),
+                       datetime(2022, 5, 23, tzinfo=timezone.utc), datetime(2022, 5, 25, 12, tzinfo=timezone.utc),
+                       str(root), seed=1, max_seconds=8)
+    return info
+
+
+def _config(tmp_path, root, model_uri, name="cfg", **extra):
+    cfg = {"store": {"root": root}, "model": {"uri": model_uri},
+           "transform": {"backend": "local", "max_concurrent_transforms": 2}}
+    for k, v in extra.items():
+        cfg.setdefault(k, {}).update(v)
+    p = tmp_path / f"{name}-{abs(hash(root))}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return str(p)
+
+
+def _run(cfg_path, **kwargs):
+    from velibcast.flows.nightly import nightly
+
+    return nightly(config=cfg_path, start=datetime.fromisoformat(START.replace("Z", "+00:00")),
+                   end=datetime.fromisoformat(END.replace("Z", "+00:00")), **kwargs)
+
+
+@pytest.fixture
+def e2e():
+    """Helpers for a short real run: copy snapshots, write a config, run the nightly flow."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(copy_snapshots=_copy_snapshots, config=_config, run=_run, START=START, END=END)
