@@ -214,6 +214,9 @@ class LocalRuntime:
         try:
             state["TransformStartTime"] = _iso(_now())
             status, reason = run.execute()
+        except Exception as e:  # a runtime fault must still end the job, as the service's "Internal error"
+            log.exception("transform job %s: internal error", name)
+            status, reason = "Failed", f"InternalServerError: {type(e).__name__}: {e}"
         finally:
             self._stops.pop(name, None)
             self.storage.write_text(self._log_uri(name), "".join(line + "\n" for line in run.log_lines))
@@ -276,7 +279,7 @@ class _JobRun:
                 self.rt.storage.delete(uri)
             return "Stopped", None
         if self.failures:
-            obj, why = self.failures[0]
+            obj, why = min(self.failures, key=lambda f: f[0].uri)
             return "Failed", (f"ClientError: {len(self.failures)} of {len(objects)} input object(s) failed; first "
                               f"{obj.log_name}: {why}. See job logs for more information")
         return "Completed", None

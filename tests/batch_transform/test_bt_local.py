@@ -333,3 +333,15 @@ def test_a_csv_header_is_just_another_record(rt, tmp_path):
                                          ModelClientConfig={"InvocationsMaxRetries": 0}))
     assert d["TransformJobStatus"] == "Failed"   # the model cannot read "a" as a number
     assert "ClientError: 500" in log_of(rt, "header")
+
+
+def test_an_internal_fault_ends_the_job_failed(rt, tmp_path, monkeypatch):
+    from velibcast.batch_transform import dataplane
+
+    def broken(*a, **k):
+        raise RuntimeError("bug in the runtime")
+    monkeypatch.setattr(dataplane, "prepare", broken)
+    put(rt.storage, str(tmp_path / "in"), {"a.csv": "1\n"})
+    d = rt.create_transform_job(job_spec("internal", str(tmp_path / "in"), str(tmp_path / "out")))
+    assert d["TransformJobStatus"] == "Failed"
+    assert d["FailureReason"] == "InternalServerError: RuntimeError: bug in the runtime"
