@@ -1,6 +1,7 @@
 """Loading and driving a model's `code/inference.py` as AWS's PyTorch inference container
-does (sagemaker-inference's Transformer): model_fn once, then transform_fn, or
-input_fn -> predict_fn -> output_fn. Hooks never see HTTP; a failure carries its status.
+does (sagemaker-inference's Transformer): pre_model_fn, model_fn and model_warmup_fn once,
+then transform_fn, or input_fn -> predict_fn -> output_fn per request. Hooks never see
+HTTP; a failure carries its status.
 """
 
 from __future__ import annotations
@@ -111,7 +112,13 @@ def load(model_dir: str | Path) -> Handlers:
     if hasattr(module, "transform_fn") and has_split:
         raise ValueError(f"{code / program}: transform_fn cannot be combined with input_fn, predict_fn "
                          "or output_fn; keep one style")
+    # The toolkit's optional hooks around model_fn: pre_model_fn(model_dir) before it,
+    # model_warmup_fn(model_dir, model) after it, both once, before the first request.
+    if hasattr(module, "pre_model_fn"):
+        _call(module.pre_model_fn, str(model_dir))
     model_fn = getattr(module, "model_fn", None) or _default_handler().default_model_fn
     model = _call(model_fn, str(model_dir))
+    if hasattr(module, "model_warmup_fn"):
+        _call(module.model_warmup_fn, str(model_dir), model)
     accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
     return Handlers(module, model, accept)

@@ -189,3 +189,15 @@ def test_status_of():
         status_code = 422
     assert H.status_of(E()) == 422 and H.status_of(RuntimeError()) == 500
     assert H.status_of(H.InferenceError(200, "x")) == 500
+
+
+def test_pre_model_and_warmup_hooks_run_once_around_model_fn(tmp_path, monkeypatch):
+    src = ("calls = []\n"
+           "def pre_model_fn(model_dir):\n    calls.append('pre')\n"
+           "def model_fn(model_dir):\n    calls.append('model')\n    return 'm'\n"
+           "def model_warmup_fn(model_dir, model):\n    calls.append('warmup:' + model)\n"
+           "def transform_fn(model, data, ct, accept):\n    return ','.join(calls)\n")
+    d = _module(tmp_path, src, "bt_handler_hooks")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_hooks.py")
+    h = H.load(d)
+    assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model,warmup:m"
