@@ -83,7 +83,7 @@ def _read_spec(arg: str) -> dict:
 
 
 def _print(d: dict) -> None:
-    print(json.dumps(d, indent=2, default=str))
+    print(json.dumps(d, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
 
 
 def cmd_run(args) -> int:

@@ -28,7 +28,8 @@ def test_run_and_describe(tmp_path, model_tar, make_spec, capsys):
     assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Completed"
     assert (tmp_path / "out" / "a.csv.out").read_text() == "id1,1,2,3\n"
     assert cli.main(["transform-job", "describe", "cli-job", "--state-root", state]) == 0
-    assert json.loads(capsys.readouterr().out)["TransformJobName"] == "cli-job"
+    described = json.loads(capsys.readouterr().out)
+    assert described["TransformJobName"] == "cli-job" and "T" in described["TransformEndTime"]
     # A rerun of the same name is the service's ResourceInUse, reported as an error.
     assert cli.main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
                      model_tar, "--state-root", state]) == 2
