@@ -142,11 +142,15 @@ def test_port_flag_overrides_the_environment(monkeypatch):
 
 
 def test_execution_parameters_404_when_unset(model_dir, monkeypatch):
-    from starlette.testclient import TestClient
+    import asyncio
 
     monkeypatch.delenv(C.EXECUTION_PARAMETERS_ENV, raising=False)
     app = server.build_app(H.load(model_dir))
-    assert TestClient(app).get("/execution-parameters").status_code == 404
+
+    async def get():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bt") as c:
+            return await c.get("/execution-parameters")
+    assert asyncio.run(get()).status_code == 404
 
 
 # ------------------------------------------------------------ handler contract without HTTP
