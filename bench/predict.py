@@ -4,7 +4,7 @@
 
 For each torch thread count (torch.set_num_threads; interop threads left at torch's default)
 and batch size: records/s of predict_fn alone (one forward pass per batch, counts rounded and
-clamped), and of the whole request (input_fn on a CSV body -> predict_fn -> output_fn).
+clamped; the network runs in FORWARD_BLOCK_ROWS-row blocks), and of the whole request (input_fn on a CSV body -> predict_fn -> output_fn).
 Without --model-dir an untrained model of the real network's size (1,400 stations) is used:
 the cost does not depend on the weights' values.
 """
@@ -95,6 +95,7 @@ def main(argv=None) -> int:
                     # other work on the machine skews every figure: read them with this
                     "load_average_1_5_15_at_end": [round(v, 2) for v in os.getloadavg()]},
         "load_average_1_5_15_at_start": load_start,
+        "forward_block_rows": inference.FORWARD_BLOCK_ROWS,
         "notes": "median of repeated calls after one warm-up; request = input_fn(csv) + predict_fn + output_fn(csv)",
         "results": rows,
     }

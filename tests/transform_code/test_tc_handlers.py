@@ -46,12 +46,18 @@ def test_clamps_to_capacity_and_zero(model, features, to_csv):
     check_counts([[int(v) for v in ln.split(",")] for ln in body.splitlines()], feats)
 
 
-def test_one_forward_pass_per_batch(model, features, to_csv, monkeypatch):
+def test_one_forward_pass_per_block_of_rows(model, features, to_csv, monkeypatch):
     calls = []
     original = model.net.forward
-    monkeypatch.setattr(model.net, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(model.net, "forward", lambda x, *a: calls.append(len(x)) or original(x, *a))
     run(model, to_csv(features(200)), "text/csv")
-    assert len(calls) == 1
+    assert calls == [200]
+    calls.clear()
+    monkeypatch.setattr(inference, "FORWARD_BLOCK_ROWS", 64)
+    blocked, _ = run(model, to_csv(features(200)), "text/csv")
+    assert calls == [64, 64, 64, 8]
+    monkeypatch.setattr(inference, "FORWARD_BLOCK_ROWS", 512)
+    assert run(model, to_csv(features(200)), "text/csv")[0] == blocked
 
 
 def test_jsonlines_features_and_full_records_agree_with_csv(model, features, to_csv):
