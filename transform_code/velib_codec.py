@@ -66,7 +66,7 @@ def response_type(accept, request_type):
 
 
 class Batch:
-    """Decoded records: x float32 (n, 31) in FEATURE_COLUMNS order; record_ids when the input carried them."""
+    """Decoded records: x float64 (n, 31) in FEATURE_COLUMNS order; record_ids when the input carried them."""
 
     __slots__ = ("x", "record_ids", "content_type", "single", "where")
 
