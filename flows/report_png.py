@@ -63,12 +63,13 @@ def _activity(grid, code: str) -> float:
 
 
 def pick_stations(df: pd.DataFrame, grid, n_busiest: int = C.REPORT_BUSIEST_STATIONS) -> list[str]:
-    """The busiest known stations, then the busiest unknown one, if the night had any."""
+    """The busiest known stations, then the busiest unknown one; without any unknown
+    station, one more known station fills its panel."""
     scored = df[df["reason"].isna()]
     pool = scored if len(scored) else df
     known = sorted(set(pool.loc[~pool["unknown_station"], "station_code"]), key=lambda c: (-_activity(grid, c), c))
     unknown = sorted(set(pool.loc[pool["unknown_station"], "station_code"]), key=lambda c: (-_activity(grid, c), c))
-    return known[:n_busiest] + unknown[:1]
+    return known[:n_busiest + (0 if unknown else 1)] + unknown[:1]
 
 
 def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str | None = None,
