@@ -205,7 +205,7 @@ class Storage:
     def put_if_absent(self, uri: str, data: bytes) -> bool:
         """Create the object only if it does not exist. True if this call created it.
 
-        On S3 this is a conditional write (If-None-Match: *); locally O_EXCL. Two
+        On S3 this is a conditional write (If-None-Match: *); locally a hard link. Two
         concurrent callers cannot both win, which is what run locks rely on. `data` must be
         unique to the caller (lock bodies carry host, pid and time): when botocore retries a
         PUT whose answer was lost, the retry meets the object the first attempt created,
@@ -229,13 +229,20 @@ class Storage:
                 return False
         p = local_path(uri)
         p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # link() creates the name only if it is absent, with the bytes already in place:
+            # a concurrent caller never reads an empty lock (O_EXCL then write would show one).
+            os.link(tmp, p)
+            return True
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
+        finally:
+            tmp.unlink()
 
     def delete(self, uri: str) -> None:
         if is_s3(uri):
