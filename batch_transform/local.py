@@ -4,6 +4,9 @@ semantics without Docker or AWS, with the service's data plane (BTS §2-§4).
 A job runs to completion inside create_transform_job (blocking). Its state is one JSON
 object per job under `<state_root>/transform-jobs/`, and its `[sagemaker logs]`-style
 log next to it (`<name>.log`). Instances are model server processes on free ports.
+The state names the process that runs the job, so a job whose process died (killed
+mid-run) is described as Failed rather than InProgress forever, and a rerun moves on to
+its next attempt (attempts.run_idempotent).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -27,6 +31,7 @@ from datetime import datetime, timezone
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.batch_transform import dataplane as dp
+from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.container import ClientConfig, Container, ContainerError, InvocationFailed
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError, VelibcastError
@@ -176,7 +181,39 @@ class LocalRuntime:
         for k in ("CreationTime", "TransformStartTime", "TransformEndTime", "LastModifiedTime"):
             if k in state:
                 state[k] = datetime.fromisoformat(state[k])
+        owner = state.get("LocalOwner", {})
+        if state["TransformJobStatus"] in ("InProgress", "Stopping") and _dead(owner):
+            state.update(TransformJobStatus="Failed", FailureReason=(
+                f"InternalServerError: the process running this job (pid {owner['pid']} on {owner['host']}) "
+                "ended before the job did; rerun to start the next attempt"))
         return state
+
+    # ------------------------------------------------------------ attempts.Backend
+    def find_transform_job(self, name: str) -> dict | None:
+        try:
+            return self.describe_transform_job(name)
+        except ResourceNotFound:
+            return None
+
+    def submit_transform_job(self, spec: dict) -> None:
+        self.create_transform_job(spec)
+
+    def wait(self, name: str) -> dict:
+        """A job run by another live process of this host: poll its state until it ends."""
+        pause = C.LOCAL_WAIT_POLL_S
+        while True:
+            d = self.describe_transform_job(name)
+            if d["TransformJobStatus"] not in ("InProgress", "Stopping"):
+                return d
+            time.sleep(pause)
+
+    def logs_location(self, name: str) -> str:
+        return self._log_uri(name)
+
+    def run_transform_job(self, spec: dict, wait: bool = True) -> dict:
+        """Create-or-attach, as on SageMaker (attempts.run_idempotent)."""
+        spec = validate_job_spec(spec, allow_file_uris=True)
+        return run_idempotent(self, lambda name: {**spec, "TransformJobName": name}, spec["TransformJobName"], wait)
 
     def stop_transform_job(self, name: str) -> None:
         """Ask a running job to stop: no further requests, its outputs are removed (BTS §1.7)."""
@@ -205,7 +242,9 @@ class LocalRuntime:
                                 f"{' or '.join(supported)}; run other values on SageMaker")
         created = _now()
         state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
-                 "CreationTime": _iso(created), "LastModifiedTime": _iso(created)}
+                 "CreationTime": _iso(created), "LastModifiedTime": _iso(created),
+                 # Not a DescribeTransformJob field: who runs the job, to tell a dead run from a live one.
+                 "LocalOwner": {"host": socket.gethostname(), "pid": os.getpid()}}
         if not self.storage.put_if_absent(self._state_uri(name), json.dumps(state, indent=1, sort_keys=True).encode()):
             raise ResourceInUse(f"Job name {name!r} must be unique within an AWS account and region, and a job "
                                 "with this name already exists; choose another TransformJobName")
@@ -379,6 +418,19 @@ class _JobRun:
     def _fail(self, obj: _Object, why: str) -> None:
         with self._lock:
             self.failures.append((obj, why))
+
+
+def _dead(owner: dict) -> bool:
+    """True when the owner process is known to be gone (same host, pid no longer running)."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False  # another host's process cannot be checked from here
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _log_name(uri: str) -> str:

@@ -1,23 +1,19 @@
 """The SageMaker backend: the same validated job spec, run on the real service with boto3.
 
-Safe to retry from Prefect: the job name is deterministic (the caller's, see
-job_name_for), so a retried flow describes before it creates. An InProgress job is
-re-attached, a Completed one reused; only a Failed attempt leads to a new one, named
-`<name>-rN`. A Stopped job is not retried: someone stopped it on purpose.
+Safe to retry from Prefect: run_transform_job goes through attempts.run_idempotent
+(re-attach, reuse, or a new `-rN` attempt after a failure) with deterministic names.
 Polling has its own deadline and backoff, since boto3's waiter gives up after an hour.
 sagemaker-core is used only for the PyTorch inference image URI.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 import time
 from datetime import datetime
 
 from velibcast import constants as C
+from velibcast.batch_transform.attempts import TransformJobFailed, run_idempotent
 from velibcast.batch_transform.spec import validate_job_spec
 from velibcast.errors import TerminalError, TransientError
 
@@ -27,43 +23,8 @@ _THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", 
                "ServiceUnavailable", "InternalFailure", "InternalServerError"}
 
 
-class TransformJobFailed(TerminalError):
-    """The job ended Failed/Stopped; carries the service's FailureReason and where its logs are."""
-
-    def __init__(self, name: str, status: str, reason: str, region: str):
-        self.name, self.status, self.reason = name, status, reason
-        self.log_group = C.TRANSFORM_LOG_GROUP
-        self.log_stream_prefix = f"{name}/"
-        super().__init__(
-            f"transform job {name} ended {status}: {reason or 'no FailureReason'}; logs: CloudWatch group "
-            f"{self.log_group}, streams {self.log_stream_prefix}* (region {region})")
-
-
 class TransformJobTimeout(TransientError):
     """Still running at our deadline; a retry re-attaches to the same job."""
-
-
-def job_name_for(parts: dict) -> str:
-    """A deterministic, valid job name from a run's parameters: readable head + hash.
-
-    Same parts -> same name (so a retry finds its job); different parts -> different names.
-    The hash covers the sorted parts; the readable head joins the values in the caller's order.
-    At most 63 characters, matching [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}, with room for `-rN`.
-    """
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    head = "-".join(re.sub(r"[^a-zA-Z0-9]+", "-", str(v)).strip("-") for v in parts.values() if str(v))
-    head = re.sub(r"-+", "-", head).strip("-")
-    room = C.JOB_NAME_MAX_LEN - len(digest) - 1 - len("-r9")
-    head = head[:room].rstrip("-")
-    return f"{head}-{digest}" if head else f"job-{digest}"
-
-
-def attempt_name(base: str, attempt: int) -> str:
-    if attempt == 0:
-        return base
-    suffix = f"-r{attempt}"
-    return base[: C.JOB_NAME_MAX_LEN - len(suffix)].rstrip("-") + suffix
 
 
 def billed_seconds(describe: dict) -> float:
@@ -119,12 +80,7 @@ class SageMakerBackend:
         """Create the job (or attach to one of that name) and wait; the final describe dict.
         A failed job is returned, not raised, as by LocalRuntime; its FailureReason and log
         location are logged."""
-        spec = validate_job_spec(spec, allow_file_uris=False)
-        try:
-            self._call("create_transform_job", **spec)
-        except _ClientError as e:
-            if _code(e) != "ResourceInUse":
-                raise
+        self.submit_transform_job(spec)
         return self.wait(spec["TransformJobName"])
 
     def describe_transform_job(self, name: str) -> dict:
@@ -160,43 +116,24 @@ class SageMakerBackend:
 
     # ------------------------------------------------------------ jobs
     def run_transform_job(self, spec: dict, wait: bool = True) -> dict:
-        """Create-or-attach, then (by default) wait; returns the final describe dict.
-
-        Raises TransformJobFailed when the job fails (after creating no more than
-        C.MAX_JOB_ATTEMPTS attempts over successive calls) and TransformJobTimeout at our deadline.
-        """
+        """Create-or-attach (attempts.run_idempotent), then by default wait; the final describe dict."""
         spec = validate_job_spec(spec, allow_file_uris=False)
-        base = spec["TransformJobName"]
-        for attempt in range(C.MAX_JOB_ATTEMPTS):
-            name = attempt_name(base, attempt)
-            d = self._describe("describe_transform_job", TransformJobName=name)
-            if d is None:
-                try:
-                    self._call("create_transform_job", **{**spec, "TransformJobName": name})
-                    log.info("created transform job %s", name)
-                except _ClientError as e:
-                    if _code(e) != "ResourceInUse":
-                        raise
-                    log.info("transform job %s appeared concurrently; attaching", name)
-            elif d["TransformJobStatus"] in ("InProgress", "Stopping"):
-                log.info("re-attaching to transform job %s (%s)", name, d["TransformJobStatus"])
-            elif d["TransformJobStatus"] == "Completed":
-                log.info("reusing completed transform job %s", name)
-                return self.describe_transform_job(name)
-            elif d["TransformJobStatus"] == "Stopped":
-                raise TransformJobFailed(name, "Stopped", "stopped by a user; choose a new job name to rerun",
-                                         self.region)
-            else:
-                log.warning("transform job %s failed before (%s); next attempt", name, d.get("FailureReason"))
-                continue
-            if not wait:
-                return self.describe_transform_job(name)
-            d = self.wait(name)
-            if d["TransformJobStatus"] != "Completed":
-                raise TransformJobFailed(name, d["TransformJobStatus"], d.get("FailureReason", ""), self.region)
-            return d
-        raise TerminalError(f"transform job {base}: {C.MAX_JOB_ATTEMPTS} attempts failed; see the FailureReason "
-                            f"of {attempt_name(base, C.MAX_JOB_ATTEMPTS - 1)} and fix the cause before rerunning")
+        return run_idempotent(self, lambda name: {**spec, "TransformJobName": name}, spec["TransformJobName"], wait)
+
+    # ------------------------------------------------------------ attempts.Backend
+    def find_transform_job(self, name: str) -> dict | None:
+        return self._describe("describe_transform_job", TransformJobName=name)
+
+    def submit_transform_job(self, spec: dict) -> None:
+        try:
+            self._call("create_transform_job", **validate_job_spec(spec, allow_file_uris=False))
+        except _ClientError as e:
+            if _code(e) != "ResourceInUse":
+                raise
+            log.info("transform job %s appeared concurrently; attaching", spec["TransformJobName"])
+
+    def logs_location(self, name: str) -> str:
+        return f"CloudWatch group {C.TRANSFORM_LOG_GROUP}, streams {name}/* (region {self.region})"
 
     def wait(self, name: str) -> dict:
         """Poll until the job ends; the final describe dict. Raises TransformJobTimeout at our deadline."""
@@ -216,7 +153,7 @@ class SageMakerBackend:
                 if status == "Completed":
                     return d
                 if status in ("Failed", "Stopped"):
-                    log.error("%s", TransformJobFailed(name, status, d.get("FailureReason", ""), self.region))
+                    log.error("%s", TransformJobFailed(name, status, d.get("FailureReason", ""), self.logs_location(name)))
                     return d
             if self._clock() + pause > deadline:
                 raise TransformJobTimeout(f"transform job {name} still {last} after {self.deadline_s:.0f} s; "

@@ -1,12 +1,12 @@
 """What identifies a run: the origins it forecasts, the config hash and the model version.
 
-Rerunning the same thing gives the same run_id and the same transform job name, which is
-what makes a rerun resume (or reuse) instead of starting a second, billed job.
+Rerunning the same thing gives the same run_id, hence the same transform job name
+(batch_transform.attempts.job_name_for), which is what makes a rerun resume or reuse its
+work instead of starting a second, billed job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -41,13 +41,3 @@ def run_id_for(spec: RunSpec, config_hash: str, model_version: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]+", rid):
         raise ConfigError(f"run id {rid!r} has characters unsafe in object keys; check the model version")
     return rid
-
-
-def job_name_for(run_id: str, attempt: int = 0) -> str:
-    """A SageMaker-valid, deterministic job name (<= 63 chars, [a-zA-Z0-9-])."""
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
-    head = re.sub(r"[^A-Za-z0-9]+", "-", run_id.split("_")[0]).strip("-")[:30]
-    name = f"velibcast-{head}-{digest}"
-    if attempt:
-        name += f"-r{attempt}"
-    return name[: C.JOB_NAME_MAX_LEN]

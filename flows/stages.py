@@ -21,7 +21,7 @@ from velibcast import cost, forecasts, manifest
 from velibcast import storage as st
 from velibcast.config import Config
 from velibcast.errors import ConfigError, NotFound, TerminalError
-from velibcast.flows.run_identity import RunSpec, job_name_for, run_id_for
+from velibcast.flows.run_identity import RunSpec, run_id_for
 
 
 @dataclass
@@ -215,15 +215,7 @@ def stage_transform(ctx: RunContext, windows: dict) -> dict:
 
     model_name = model_name_for(ctx.model_version)
     spec_for = lambda job_name: job_spec_for(ctx, windows["layout"], windows["input_prefix"], job_name, model_name)
-    spec, describe = run_transform(ctx, spec_for, model_name)
-    job_name = spec["TransformJobName"]
-    status = describe["TransformJobStatus"]
-    if status != "Completed":
-        raise TerminalError(
-            f"transform job {job_name} ended {status}: {describe.get('FailureReason', 'no reason given')}. "
-            f"Outputs of the objects that succeeded are under {spec['TransformOutput']['S3OutputPath']}; "
-            "fix the cause and rerun the same command (completed stages are reused)."
-        )
+    spec, describe = run_transform(ctx, spec_for, model_name)  # raises TransformJobFailed naming the cause
     return save_stage(ctx, "transform", {
         "job_spec": spec,
         "describe": describe,

@@ -97,6 +97,7 @@ TRAIN_TEST_FRACTION = 0.25          # of origins, the latest: reported against t
 
 # ---------------------------------------------------------------- runs
 MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts of the same run
+JOB_NAME_PREFIX = "velibcast"      # IAM policies scope SageMaker resources to this prefix
 RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
 BACKFILL_CONCURRENCY = 2
 
@@ -107,3 +108,4 @@ ACCURACY_PREFIX = "accuracy"        # <root>/accuracy/run_date=D/part-0.parquet,
 SCORE_SETTLE_HOURS = CAPTURE_LAG_MAX_HOURS
 REPORT_BUSIEST_STATIONS = 3         # stations drawn in the run PNG, plus one unknown station if any
 REPORT_PNG_DPI = 110
+LOCAL_WAIT_POLL_S = 1.0             # polling a local job that another process of this host runs

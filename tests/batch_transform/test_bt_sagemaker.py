@@ -9,6 +9,7 @@ import botocore.validate
 import pytest
 
 from velibcast import constants as C
+from velibcast.batch_transform import attempts
 from velibcast.batch_transform import sagemaker_backend as sm
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
@@ -41,17 +42,17 @@ def spec_for(s3_root, make_spec, name="velib-nightly-abc123"):
 
 def test_job_name_for_is_deterministic_and_valid():
     parts = {"flow": "nightly", "run_date": "2022-05-26", "model": "v20220526-abc", "config": "x" * 100}
-    name = sm.job_name_for(parts)
-    assert name == sm.job_name_for(dict(parts))
+    name = attempts.job_name_for(parts)
+    assert name == attempts.job_name_for(dict(parts))
     # The hash ignores key order; the readable head follows the caller's order.
-    assert name[-12:] == sm.job_name_for(dict(reversed(list(parts.items()))))[-12:]
+    assert name[-12:] == attempts.job_name_for(dict(reversed(list(parts.items()))))[-12:]
     assert len(name) <= 63 and NAME_RE.fullmatch(name)
-    assert name != sm.job_name_for({**parts, "run_date": "2022-05-27"})
+    assert name != attempts.job_name_for({**parts, "run_date": "2022-05-27"})
     assert name.startswith("nightly-2022-05-26-")
     for r in range(1, C.MAX_JOB_ATTEMPTS):
-        n = sm.attempt_name(name, r)
+        n = attempts.attempt_name(name, r)
         assert len(n) <= 63 and NAME_RE.fullmatch(n) and n.endswith(f"-r{r}")
-    assert NAME_RE.fullmatch(sm.job_name_for({"a": "__", "b": ""}))
+    assert NAME_RE.fullmatch(attempts.job_name_for({"a": "__", "b": ""}))
 
 
 def test_billed_seconds():
@@ -152,11 +153,11 @@ def test_failure_reports_reason_and_log_group(calls, s3_root, make_spec):
     def fail_now(_):
         job3.transform_job_status, job3.failure_reason = "Failed", "AlgorithmError: See job logs for more information"
     be._sleep = fail_now
-    with pytest.raises(sm.TransformJobFailed) as ei:
+    with pytest.raises(attempts.TransformJobFailed) as ei:
         be.run_transform_job(spec_for(s3_root, make_spec, "fail-3"))   # run_transform_job raises
     e = ei.value
     assert "AlgorithmError: See job logs" in str(e)
-    assert e.log_group == "/aws/sagemaker/TransformJobs" and e.log_stream_prefix == "fail-3/"
+    assert e.name == "fail-3" and "streams fail-3/*" in e.logs
     assert "/aws/sagemaker/TransformJobs" in str(e)
 
 
@@ -166,7 +167,7 @@ def test_stopped_job_is_not_retried(calls, s3_root, make_spec):
     spec = spec_for(s3_root, make_spec, "stopped-1")
     be.run_transform_job(spec, wait=False)
     moto_job("stopped-1").transform_job_status = "Stopped"
-    with pytest.raises(sm.TransformJobFailed, match="Stopped"):
+    with pytest.raises(attempts.TransformJobFailed, match="Stopped"):
         be.run_transform_job(spec)
 
 

@@ -296,13 +296,14 @@ def test_runner_reaches_the_store_and_only_reads_snapshots(aws_cfg):
 
 
 def test_runner_sagemaker_resources_match_the_names_the_code_builds(aws_cfg):
-    from velibcast.flows.run_identity import job_name_for
+    from velibcast import constants as C
+    from velibcast.batch_transform.attempts import attempt_name, job_name_for
     from velibcast.flows.stages import model_name_for
 
     policy = load(RUNNER)
     region = aws_cfg["transform"]["sagemaker"]["region"]
     account = aws_cfg["transform"]["sagemaker"]["role_arn"].split(":")[4]
-    job = job_name_for("2022-05-26_abcd1234_lstm-20260101", attempt=2)
+    job = attempt_name(job_name_for({"app": C.JOB_NAME_PREFIX, "run": "2022-05-26_abcd1234_lstm-20260101"}), 2)
     model = model_name_for("lstm-20260101T000000")
     for action in ("sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob"):
         assert allows(policy, action, f"arn:aws:sagemaker:{region}:{account}:transform-job/{job}")

@@ -23,27 +23,28 @@ def test_second_holder_is_refused_with_the_holder_named(any_root, storage):
 def test_concurrent_publishers_have_exactly_one_winner(any_root, storage):
     d = date(2022, 5, 27)
     barrier = threading.Barrier(4)
-    winners, losers = [], []
-    hold = threading.Event()
+    outcomes = {}
+    everyone_tried = threading.Barrier(4, timeout=30)
 
     def attempt(i):
         barrier.wait()
         try:
             with publish_lock(storage, any_root, d, f"run-{i}"):
-                winners.append(i)
-                hold.wait(2)
+                outcomes[i] = "won"
+                everyone_tried.wait()  # hold the lock until every other publisher has tried
+                return
         except PublishConflict:
-            losers.append(i)
+            outcomes[i] = "refused"
+        except Exception as e:  # anything else is a failure of the test, reported below
+            outcomes[i] = repr(e)
+        everyone_tried.wait()
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    while len(winners) + len(losers) < 4 and not (winners and len(losers) == 3):
-        threading.Event().wait(0.01)
-    hold.set()
     for t in threads:
-        t.join()
-    assert len(winners) == 1 and len(losers) == 3
+        t.join(60)
+    assert sorted(outcomes.values()) == ["refused", "refused", "refused", "won"], outcomes
 
 
 def test_a_dead_holders_stale_lock_is_taken_over(tmp_path, storage):

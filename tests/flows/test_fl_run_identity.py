@@ -1,8 +1,6 @@
-import re
 from datetime import date, datetime, timezone
 
-from velibcast import constants as C
-from velibcast.flows.run_identity import RunSpec, job_name_for, run_id_for, yesterday_in_paris
+from velibcast.flows.run_identity import RunSpec, run_id_for, yesterday_in_paris
 
 
 def test_run_id_is_what_the_run_computes():
@@ -11,15 +9,6 @@ def test_run_id_is_what_the_run_computes():
     assert a != run_id_for(RunSpec(date(2022, 5, 26)), "abcd1235", "lstm-20220525-0f0f0f0f")
     r = RunSpec(date(2022, 5, 26), datetime(2022, 5, 26, 5, tzinfo=timezone.utc), datetime(2022, 5, 26, 8, tzinfo=timezone.utc))
     assert run_id_for(r, "abcd1234", "v1").startswith("20220526T05-20220526T08_")
-
-
-def test_job_names_are_deterministic_and_valid_sagemaker_names():
-    rid = "2022-05-26_abcd1234_" + "v" * 80
-    for attempt in (0, 1, 4):
-        name = job_name_for(rid, attempt)
-        assert name == job_name_for(rid, attempt)
-        assert len(name) <= C.JOB_NAME_MAX_LEN and re.fullmatch(C.JOB_NAME_PATTERN, name)
-    assert job_name_for(rid, 1).endswith("-r1")
 
 
 def test_yesterday_is_a_paris_day():
