@@ -120,7 +120,8 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
         ax.set_ylim(-0.5, top * 1.15 + 1)
         if cap <= top * 1.15 + 1:
             ax.axhline(cap, color="grey", ls=":", lw=1)
-        locator = mdates.AutoDateLocator(tz=PARIS, maxticks=8)
+        span_h = max(1, int((span[1] - span[0]).total_seconds() // 3600))
+        locator = mdates.HourLocator(interval=max(1, span_h // 6), tz=PARIS)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=PARIS))
         ax.tick_params(labelsize=8)
