@@ -1,6 +1,6 @@
 """Publish one night's forecasts under a lock, then write the run's manifest.
 
-The lock is a conditional create (If-None-Match on S3, O_EXCL locally) of
+The lock is a conditional create (If-None-Match on S3, an atomic link locally) of
 `forecasts/_locks/run_date=D.json`: of two runs publishing the same date, exactly one
 wins; the other fails with a message naming the holder. Names starting with `_` are
 skipped by pyarrow, DuckDB and Athena, so the lock never shows up as data.

@@ -139,6 +139,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     for (sec, key), allowed in _ENUMS.items():
         if data[sec][key] not in allowed:
             raise ConfigError(f"{source}: {sec}.{key}={data[sec][key]!r}; use one of {sorted(allowed)}")
+    try:
+        ClientParams.from_dict(data["store"]["s3"])
+    except Exception as e:  # credentials never belong here: they come from the AWS chain
+        raise ConfigError(f"{source}: store.s3: {e}; allowed keys: endpoint_url, region_name, profile_name, "
+                          "max_attempts (credentials come from the standard AWS chain)") from None
     if float(data["windows"]["max_staleness_hours"]) <= 0:
         raise ConfigError(f"{source}: windows.max_staleness_hours must be > 0")
     return Config(data, source)

@@ -25,3 +25,11 @@ def test_enum_values_are_checked(tmp_path):
     p.write_text("snapshots:\n  on_bad_record: ignore\n")
     with pytest.raises(ConfigError, match="on_bad_record"):
         load_config(p)
+
+
+def test_credentials_in_the_config_are_refused_without_echoing_them(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("store:\n  s3:\n    aws_secret_access_key: SECRETdoNotLeak\n")
+    with pytest.raises(ConfigError, match="standard AWS chain") as exc:
+        load_config(p)
+    assert "SECRETdoNotLeak" not in str(exc.value)
