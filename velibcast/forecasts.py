@@ -8,9 +8,7 @@ new one, never half of one and never both.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -18,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from velibcast import storage as st
+from velibcast.datasets.records import parse_output_line
 from velibcast.errors import DataError
 
 HORIZONS = (1, 2, 3)
@@ -46,55 +45,15 @@ class SentRecord:
     unknown_station: bool
 
 
-def parse_out_object(uri: str, body: bytes, fmt: str) -> list[tuple[str, list[int], int]]:
-    """Rows (record_id, [h1, h2, h3], line number) of one `.out` object.
-
-    csv: each line is `record_id,h1,h2,h3` (OutputFilter `$[0,-3:]`).
-    jsonl: each line is an object with `record_id` and `SageMakerOutput` (a list of three,
-    or an object whose values are the three horizons in order).
-    """
-    rows = []
-    text = body.decode("utf-8")
-    if fmt == "csv":
-        for n, rec in enumerate(csv.reader(io.StringIO(text)), start=1):
-            if not rec:
-                continue
-            if len(rec) != 1 + len(HORIZONS):
-                raise DataError(f"{uri} line {n}", f"expected record_id and {len(HORIZONS)} predictions, got {len(rec)} fields",
-                                "check the job's OutputFilter ($[0,-3:]) and the model's output columns")
-            rows.append((rec[0], [_as_int(v, uri, n) for v in rec[1:]], n))
-        return rows
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            out = obj["SageMakerOutput"]
-            values = list(out.values()) if isinstance(out, dict) else list(out)
-            rows.append((str(obj["record_id"]), [_as_int(v, uri, n) for v in values[: len(HORIZONS)]], n))
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{uri} line {n}", f"unreadable JSON Lines output ({e})",
-                            "check the job's OutputFilter ($['record_id','SageMakerOutput'])") from e
-    return rows
-
-
-def _as_int(v, uri: str, n: int) -> int:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise DataError(f"{uri} line {n}", f"prediction {v!r} is not a number") from None
-    if f != int(f):
-        raise DataError(f"{uri} line {n}", f"prediction {v!r} is not an integer")
-    return int(f)
-
-
 def join_predictions(sent: dict[str, SentRecord], outputs: list[tuple[str, bytes]], fmt: str,
                      model_version: str, run_id: str) -> pa.Table:
     """Exactly one prediction per sent record, or a DataError naming what is off."""
     seen: dict[str, tuple[str, int]] = {}
     cols: dict[str, list] = {f.name: [] for f in SCHEMA}
     for uri, body in outputs:
-        for record_id, preds, line in parse_out_object(uri, body, fmt):
+        lines = ((n, text) for n, text in enumerate(body.decode("utf-8").split("\n"), 1) if text.strip())
+        for line, text in lines:
+            record_id, preds = parse_output_line(text, fmt, f"{uri} line {line}")
             if record_id not in sent:
                 raise DataError(f"{uri} line {line}", f"record_id {record_id!r} was never sent",
                                 "the output prefix holds objects of another run; clear it and rerun")

@@ -33,7 +33,7 @@ def test_missing_duplicate_and_foreign_predictions_are_named():
         forecasts.join_predictions(SENT, [("o.out", dup)], "csv", "v", "r")
     with pytest.raises(DataError, match="never sent"):
         forecasts.join_predictions(SENT, [("o.out", b"x@y,1,2,3\n")], "csv", "v", "r")
-    with pytest.raises(DataError, match="line 1: expected record_id and 3"):
+    with pytest.raises(DataError, match="o.out line 1: expected 3 outputs"):
         forecasts.join_predictions(SENT, [("o.out", b"a,1\n")], "csv", "v", "r")
 
 
