@@ -11,10 +11,8 @@ on SageMaker. Data plane choices the sources leave open are set with `--setting 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
 from velibcast import constants as C
 from velibcast.errors import ConfigError
@@ -125,21 +123,3 @@ def cmd_serve(args) -> int:
 
     server.serve(args.model_dir, args.port, args.host)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (the lead's `velibcast` CLI mounts the same subcommands)."""
-    from velibcast.errors import VelibcastError
-
-    p = argparse.ArgumentParser(prog="velibcast-bt")
-    register(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except VelibcastError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

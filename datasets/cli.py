@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
-from velibcast import constants as C
 from velibcast.datasets.report import ValidationPolicy
 
-
-def _utc(s: str) -> datetime:
-    t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{s!r} has no time zone; give UTC, e.g. 2022-05-25T00:00Z")
-    return t.astimezone(timezone.utc)
+from velibcast import constants as C
+from velibcast.cli_types import utc_time
 
 
 def register(subparsers) -> None:
@@ -25,7 +19,7 @@ def register(subparsers) -> None:
                      help="source format (see docs/datasets.md)")
     imp.add_argument("--src", required=True, help="source file, or folder for csv-series")
     imp.add_argument("--station-info", help="GBFS station_information.json (csv-series, gbfs)")
-    imp.add_argument("--capture-ts", type=_utc, help="capture time when the source does not carry one")
+    imp.add_argument("--capture-ts", type=utc_time, help="capture time when the source does not carry one")
     imp.add_argument("--dest", required=True, help="store root; snapshots go under velib/snapshots/")
     imp.add_argument("--layout", choices=["partitioned", "flat"], default="partitioned")
     _policy_args(imp)
@@ -34,9 +28,9 @@ def register(subparsers) -> None:
     win = subparsers.add_parser("windows", help="windows of a range -> transform input shards + skip report")
     win.add_argument("--snapshots", required=True, help="store root holding velib/snapshots/")
     rng = win.add_mutually_exclusive_group(required=True)
-    rng.add_argument("--start", type=_utc, help="first origin (UTC), inclusive; with --end")
+    rng.add_argument("--start", type=utc_time, help="first origin (UTC), inclusive; with --end")
     rng.add_argument("--run-date", type=date.fromisoformat, help="the hours of one Europe/Paris day")
-    win.add_argument("--end", type=_utc, help="last origin bound (UTC), exclusive")
+    win.add_argument("--end", type=utc_time, help="last origin bound (UTC), exclusive")
     win.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     win.add_argument("--out", required=True, help="prefix for the shards")
     win.add_argument("--station-mapping", help="the model's station_mappings.json (default: all unknown)")
@@ -67,6 +61,7 @@ def _formats() -> dict:
 
 def cmd_import(args) -> int:
     from velibcast.datasets import importers
+
     from velibcast.storage import Storage
 
     counts = importers.import_source(Storage(), args.format, args.src, args.dest, station_info_uri=args.station_info,
@@ -76,9 +71,13 @@ def cmd_import(args) -> int:
 
 
 def cmd_windows(args) -> int:
-    from velibcast.datasets.assemble import assemble_transform_inputs, load_station_index
+    from velibcast.datasets.assemble import (
+        assemble_transform_inputs,
+        load_station_index,
+    )
     from velibcast.datasets.quality import QualityTracker
     from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+
     from velibcast.storage import Storage
 
     if args.run_date:

@@ -17,7 +17,7 @@ from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.errors import DataError
 from velibcast.transform_code.velib_features import (
-    FEATURE_COLUMNS, HISTORY_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
+    FEATURE_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
 )
 
 CSV = "csv"

@@ -10,17 +10,11 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
+from velibcast.cli_types import utc_time
 from velibcast.errors import VelibcastError
-
-
-def _utc(ts: str) -> datetime:
-    t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{ts!r} has no time zone; write it like 2022-05-26T00:00Z")
-    return t.astimezone(timezone.utc)
 
 
 def _print_result(res: dict) -> None:
@@ -47,8 +41,9 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     """Seed ./data from the bundled real sample, train a model if none exists, run one night."""
-    from velibcast.config import REPO_ROOT, load_config
     from velibcast.flows.nightly import nightly
+
+    from velibcast.config import REPO_ROOT, load_config
 
     cfg = load_config(args.config)
     root = Path(cfg.root)
@@ -62,7 +57,7 @@ def cmd_demo(args) -> int:
 
         m = cfg["model"]
         print(f"training a model on {m['train_start']} .. {m['train_end']} (bounded CPU time)")
-        info = train_model(cfg.storage(), cfg.snapshots_root, _utc(m["train_start"]), _utc(m["train_end"]),
+        info = train_model(cfg.storage(), cfg.snapshots_root, utc_time(m["train_start"]), utc_time(m["train_end"]),
                            cfg.root, seed=None, max_seconds=None)
         print(f"model {info['version']}: {info['model_uri']}")
     res = nightly(config=args.config, force=args.force)
@@ -82,8 +77,9 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from velibcast.config import load_config
     from velibcast.flows.score import score_run
+
+    from velibcast.config import load_config
 
     cfg = load_config(args.config)
     res = score_run(cfg.storage(), cfg, args.run_date)
@@ -104,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", default="configs/local.yaml")
     r.add_argument("--run-date", type=date.fromisoformat, default=None,
                    help="Europe/Paris local day to forecast (default: config, else yesterday)")
-    r.add_argument("--start", type=_utc, default=None, help="first origin (UTC ISO time), with --end")
-    r.add_argument("--end", type=_utc, default=None, help="end of the origin range, exclusive")
+    r.add_argument("--start", type=utc_time, default=None, help="first origin (UTC ISO time), with --end")
+    r.add_argument("--end", type=utc_time, default=None, help="end of the origin range, exclusive")
     r.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
     r.set_defaults(func=cmd_run)
 

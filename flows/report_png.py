@@ -9,11 +9,10 @@ model and for persistence on the same rows: the model is useful where its bar is
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from velibcast import constants as C
 from velibcast import forecasts, manifest

@@ -1,6 +1,5 @@
 """Shared fixtures: a real S3 protocol server (moto) on 127.0.0.1, reached via AWS_ENDPOINT_URL."""
 
-import os
 import uuid
 from pathlib import Path
 

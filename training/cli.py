@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import datetime, timezone
 
 from velibcast import constants as C
-
-
-def _utc(ts: str) -> datetime:
-    t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{ts!r} has no time zone; write it like 2022-05-23T00:00Z")
-    return t.astimezone(timezone.utc)
+from velibcast.cli_types import utc_time
 
 
 def register(subparsers) -> None:
@@ -21,8 +13,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", default="configs/local.yaml",
                    help="run config: store root, snapshots root and model.train_start/train_end defaults")
     p.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
-    p.add_argument("--start", type=_utc, default=None, help="first hour of training data, UTC (default: config)")
-    p.add_argument("--end", type=_utc, default=None, help="last hour of training data, UTC (default: config)")
+    p.add_argument("--start", type=utc_time, default=None, help="first hour of training data, UTC (default: config)")
+    p.add_argument("--end", type=utc_time, default=None, help="last hour of training data, UTC (default: config)")
     p.add_argument("--out", default=None, help="root to write models/<version>/model.tar.gz under (default: store root)")
     p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
     p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
@@ -32,19 +24,20 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("evaluate", help="MAE of a model.tar.gz vs persistence and seasonal-naive on any span")
     e.add_argument("--model", required=True, help="model.tar.gz URI (s3:// or local)")
     e.add_argument("--snapshots", required=True, help="root holding velib/snapshots/")
-    e.add_argument("--start", type=_utc, required=True, help="first origin, UTC")
-    e.add_argument("--end", type=_utc, required=True, help="last origin, UTC (inclusive)")
+    e.add_argument("--start", type=utc_time, required=True, help="first origin, UTC")
+    e.add_argument("--end", type=utc_time, required=True, help="last origin, UTC (inclusive)")
     e.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args) -> int:
-    from velibcast.config import load_config
-    from velibcast.errors import ConfigError
     from velibcast.training.train import train_model
 
+    from velibcast.config import load_config
+    from velibcast.errors import ConfigError
+
     cfg = load_config(args.config)
-    start = args.start or (_utc(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
-    end = args.end or (_utc(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
+    start = args.start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
+    end = args.end or (utc_time(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
     if start is None or end is None:
         raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
     info = train_model(cfg.storage(), args.snapshots or cfg.snapshots_root, start, end, args.out or cfg.root,
@@ -55,8 +48,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from velibcast.storage import Storage
     from velibcast.training.evaluate import evaluate_model
+
+    from velibcast.storage import Storage
 
     print(json.dumps(evaluate_model(Storage(), args.model, args.snapshots, args.start, args.end), indent=2))
     return 0

@@ -7,6 +7,7 @@ import pytest
 
 from velibcast.batch_transform import cli
 from velibcast.errors import ConfigError
+from velibcast.flows.cli import main as velibcast_main
 
 
 def parse(argv):
@@ -27,11 +28,11 @@ def test_run_and_describe(tmp_path, model_tar, make_spec, capsys):
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Completed"
     assert (tmp_path / "out" / "a.csv.out").read_text() == "id1,1,2,3\n"
-    assert cli.main(["transform-job", "describe", "cli-job", "--state-root", state]) == 0
+    assert velibcast_main(["transform-job", "describe", "cli-job", "--state-root", state]) == 0
     described = json.loads(capsys.readouterr().out)
     assert described["TransformJobName"] == "cli-job" and "T" in described["TransformEndTime"]
     # A rerun of the same name is the service's ResourceInUse, reported as an error.
-    assert cli.main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
+    assert velibcast_main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
                      model_tar, "--state-root", state]) == 2
     assert "already exists" in capsys.readouterr().err
 
@@ -40,7 +41,7 @@ def test_failed_job_exits_nonzero(tmp_path, model_tar, make_spec, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("boom\n")
     (tmp_path / "job.json").write_text(json.dumps(make_spec("cli-fail", str(tmp_path / "in"), str(tmp_path / "out"))))
-    assert cli.main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
+    assert velibcast_main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"), "--model-data",
                      model_tar, "--state-root", str(tmp_path / "s")]) == 1
     assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Failed"
 

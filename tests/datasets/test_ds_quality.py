@@ -6,7 +6,7 @@ from ds_helpers import rec, utc
 
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.snapshots import write_snapshot
-from velibcast.datasets.windows import build_state_grid, history_hours, origins_for_range
+from velibcast.datasets.windows import build_state_grid
 
 T0 = utc("2022-05-23T00:00Z")
 H = timedelta(hours=1)

@@ -1,7 +1,6 @@
 """Transform inputs: layouts and filters derived from columns, CSV/JSONL lines, shards, outputs."""
 
 import json
-from datetime import date
 
 import pytest
 from ds_helpers import utc

@@ -11,7 +11,6 @@ from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import (
     SnapshotRef, capture_ts_from_key, encode_snapshot, list_snapshots, read_snapshot, snapshot_uri, write_snapshot,
 )
-from velibcast.errors import DataError
 
 
 def test_keys_in_both_layouts():

@@ -6,7 +6,6 @@ import json
 from datetime import date, datetime, timedelta
 
 import numpy as np
-import pytest
 from ds_helpers import rec, utc
 
 from velibcast.datasets.report import SkipReport, ValidationPolicy

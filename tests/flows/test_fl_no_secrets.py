@@ -14,7 +14,7 @@ import json
 import logging
 import tarfile
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
 import pytest
