@@ -26,6 +26,7 @@ import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, timezone
 
 from velibcast import constants as C
@@ -119,10 +120,12 @@ def distribute(objects: list, instance_count: int) -> list[list]:
 
 
 class LocalRuntime:
-    def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None):
+    def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None,
+                 progress: Callable[[int, int], None] | None = None):
         self.storage = storage
         self.state_root = state_root
         self.settings = settings or dp.DataPlaneSettings()
+        self.progress = progress  # called with (objects ended, objects) as each object ends
         self._models: dict[str, _Model] = {}
         self._stops: dict[str, threading.Event] = {}
 
@@ -281,6 +284,8 @@ class _JobRun:
         self.timings: dict = {}
         self.job_start = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         self._lock = threading.Lock()
+        self.objects_total = 0
+        self.objects_ended = 0
 
     def sm_log(self, message: str) -> None:
         line = f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}:[sagemaker logs]: {message}"
@@ -295,6 +300,7 @@ class _JobRun:
             self.sm_log(f"ClientError: {e}")
             return "Failed", f"ClientError: {e}"
         n = self.spec["TransformResources"]["InstanceCount"]
+        self.objects_total = len(objects)
         shares = [s for s in distribute(objects, n) if s]
         env = container_environment(self.spec, self.model.environment)
         conc = self.spec.get("MaxConcurrentTransforms") or C.DEFAULT_MAX_CONCURRENT_TRANSFORMS
@@ -375,6 +381,14 @@ class _JobRun:
                 if self.stop.is_set():
                     return
                 self.process_object(c, obj, proc, cfg, pool)
+                self._ended_one()
+
+    def _ended_one(self) -> None:
+        with self._lock:
+            self.objects_ended += 1
+            done = self.objects_ended
+        if self.rt.progress is not None:
+            self.rt.progress(done, self.objects_total)
 
     def process_object(self, c: Container, obj: _Object, proc: dp.Processing, cfg: ClientConfig, pool) -> None:
         try:

@@ -14,19 +14,20 @@ from velibcast import constants as C
 from velibcast.batch_transform.attempts import job_name_for, run_idempotent
 
 
-def _backend(ctx):
+def _backend(ctx, progress=None):
     if ctx.cfg["transform"]["backend"] == "local":
         from velibcast.batch_transform.local import LocalRuntime
 
-        return LocalRuntime(ctx.storage, ctx.root)  # job state under <root>/transform-jobs/
+        return LocalRuntime(ctx.storage, ctx.root, progress=progress)  # job state under <root>/transform-jobs/
     from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
     return SageMakerBackend.from_config(ctx.cfg)
 
 
-def run_transform(ctx, spec_for: Callable[[str], dict], model_name: str) -> tuple[dict, dict]:
-    """The spec of the attempt that completed, and its describe dict."""
-    backend = _backend(ctx)
+def run_transform(ctx, spec_for: Callable[[str], dict], model_name: str, progress=None) -> tuple[dict, dict]:
+    """The spec of the attempt that completed, and its describe dict. `progress(ended, total)`
+    hears about each input object as it ends (local runtime; SageMaker reports status changes)."""
+    backend = _backend(ctx, progress)
     backend.create_model(model_name, ctx.model_uri)
     d = run_idempotent(backend, spec_for, job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id}), restart_stopped=ctx.force)
     return spec_for(d["TransformJobName"]), d

@@ -16,6 +16,7 @@ from velibcast import forecasts, manifest
 from velibcast.errors import VelibcastError
 from velibcast.config import load_config
 from velibcast.flows import stages
+from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_lock
 from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 
@@ -39,8 +40,8 @@ def windows_task(ctx):
 
 
 @task(name="transform", **TASK_OPTS)
-def transform_task(ctx, windows):
-    return stages.stage_transform(ctx, windows)
+def transform_task(ctx, windows, progress):
+    return stages.stage_transform(ctx, windows, progress.transform_objects)
 
 
 @task(name="join-and-publish", **TASK_OPTS)
@@ -86,15 +87,21 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     started_at = datetime.now(timezone.utc)
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
+    progress = RunProgress(ctx.spec.label)
+    progress.stage_done("prepare")
     w = windows_task(ctx)
+    progress.stage_done("windows")
     logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["windows_skipped_by_reason"])
-    t = transform_task(ctx, w)
+    t = transform_task(ctx, w, progress)
+    progress.stage_done("transform")
     logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
     m, manifest_uri = publish_task(ctx, w, t, started_at)
+    progress.stage_done("publish")
     png = _optional(logger, "report PNG", report_task, ctx)
     scored = _optional(logger, "scoring the previous night", score_task, ctx)
     logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
     stages.report_artifacts(ctx, m, scored)
+    progress.stage_done("report")
     logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
                 m["counts"]["forecast_rows"], manifest_uri)
     return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"],

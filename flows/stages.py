@@ -112,7 +112,7 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
 
 
 # ---------------------------------------------------------------- windows
-def stage_windows(ctx: RunContext, progress=None) -> dict:
+def stage_windows(ctx: RunContext) -> dict:
     """Snapshots -> windows -> transform input shards, plus the record index for the join."""
     done = load_stage(ctx, "windows")
     if done:
@@ -207,7 +207,7 @@ def model_name_for(version: str) -> str:
     return ("velibcast-" + re.sub(r"[^A-Za-z0-9-]+", "-", version)).strip("-")[: C.JOB_NAME_MAX_LEN]
 
 
-def stage_transform(ctx: RunContext, windows: dict) -> dict:
+def stage_transform(ctx: RunContext, windows: dict, progress=None) -> dict:
     done = load_stage(ctx, "transform")
     if done:
         return done
@@ -215,7 +215,7 @@ def stage_transform(ctx: RunContext, windows: dict) -> dict:
 
     model_name = model_name_for(ctx.model_version)
     spec_for = lambda job_name: job_spec_for(ctx, windows["layout"], windows["input_prefix"], job_name, model_name)
-    spec, describe = run_transform(ctx, spec_for, model_name)  # raises TransformJobFailed naming the cause
+    spec, describe = run_transform(ctx, spec_for, model_name, progress)  # raises TransformJobFailed naming the cause
     return save_stage(ctx, "transform", {
         "job_spec": spec,
         "describe": describe,

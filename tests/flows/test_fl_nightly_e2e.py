@@ -66,3 +66,16 @@ def test_bad_snapshots_fail_loudly_or_are_counted(tmp_path, storage, trained_mod
     res = e2e.run(lenient)
     m = json.loads(storage.read_text(res["manifest_uri"]))
     assert json.dumps(m["skips"]).count("2022-05-26T04") >= 1
+
+
+def test_progress_reaches_100_in_prefect(tmp_path, storage, trained_model, e2e):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    res = e2e.run(e2e.config(tmp_path, root, trained_model["model_uri"]))
+    key = "run-progress-" + res["run_id"].split("_")[0].lower()
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert arts and arts[0].type == "progress" and float(arts[0].data) == 100.0
