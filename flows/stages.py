@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -184,26 +185,24 @@ def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": st.as_uri(input_prefix)}},
             "ContentType": layout["content_type"],
             "CompressionType": "None",
-            "SplitType": "Line",
+            "SplitType": layout["split_type"],
         },
         "TransformOutput": {
             # one output folder per attempt: a killed attempt's partial outputs never mix with the next one's
             "S3OutputPath": st.as_uri(ctx.path("transform", "output", job_name)),
-            "Accept": layout["accept"] if "accept" in layout else layout["content_type"],
+            "Accept": layout["content_type"],  # a join parses the response in the input's format
             "AssembleWith": "Line",
         },
         "TransformResources": {"InstanceType": t["instance_type"], "InstanceCount": int(t["instance_count"])},
         "DataProcessing": {
             "InputFilter": layout["input_filter"],
             "OutputFilter": layout["output_filter"],
-            "JoinSource": "Input",
+            "JoinSource": layout["join_source"],
         },
     }
 
 
 def model_name_for(version: str) -> str:
-    import re
-
     return ("velibcast-" + re.sub(r"[^A-Za-z0-9-]+", "-", version)).strip("-")[: C.JOB_NAME_MAX_LEN]
 
 
