@@ -71,11 +71,14 @@ def test_bad_snapshots_fail_loudly_or_are_counted(tmp_path, storage, trained_mod
 def test_progress_reaches_100_in_prefect(tmp_path, storage, trained_model, e2e):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root)
     res = e2e.run(e2e.config(tmp_path, root, trained_model["model_uri"]))
     key = "run-progress-" + res["run_id"].split("_")[0].lower()
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        # earlier runs of the same range (other tests, some failing on purpose) share the key: take this run's
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                     sort=ArtifactSort.CREATED_DESC, limit=1)
     assert arts and arts[0].type == "progress" and float(arts[0].data) == 100.0
