@@ -1,12 +1,8 @@
 """Shared fixtures: a real S3 protocol server (moto) on 127.0.0.1, reached via AWS_ENDPOINT_URL."""
 
 import uuid
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_REAL = REPO.parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(scope="session")

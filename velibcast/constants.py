@@ -1,7 +1,7 @@
 """Every limit and default of velibcast, in one place.
 
 Sections follow the pipeline. A value that mirrors the SageMaker service cites where it
-comes from (../shared/docs/batch-transform-semantics.md section numbers, "BTS §x").
+comes from as "BTS §x": section x of docs/batch-transform-rules.md, which cites the public source.
 """
 
 # ---------------------------------------------------------------- storage

@@ -8,13 +8,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(scope="session")
 def real_store(tmp_path_factory):
-    """All 85 real CSV files imported once into a local store (partitioned layout)."""
-    from ds_helpers import INFO_2022, SERIES
+    """The 85 real snapshots of 2022-05-23..26 in a local store: sample_data/velib, which
+    `velibcast snapshots import` made from the real CSV series (sample_data/README.md)."""
+    import shutil
 
-    from velibcast.datasets.importers import import_csv_series
-    from velibcast.storage import Storage
+    from ds_helpers import SAMPLE_SNAPSHOTS
 
-    root = str(tmp_path_factory.mktemp("real") / "store")
-    counts = import_csv_series(Storage(), SERIES, INFO_2022, root)
-    assert counts["snapshots_written"] == 85
-    return root
+    root = tmp_path_factory.mktemp("real") / "store"
+    shutil.copytree(SAMPLE_SNAPSHOTS, root / "velib")
+    assert len(list((root / "velib" / "snapshots").glob("*.jsonl.gz"))) == 85
+    return str(root)

@@ -1,11 +1,36 @@
 """Small builders shared by the datasets tests (imported by path: tests run with importlib mode)."""
 
+import atexit
+import gzip
+import shutil
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 
 UTC = timezone.utc
-REAL = "/work/shared/data/real"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "real"
+
+
+def _materialise_real_samples() -> str:
+    """The gzipped real samples of tests/fixtures/real, decompressed once into a temporary folder.
+
+    They are stored compressed to keep the repository small (0.6 MB instead of 2.6 MB); the importers
+    under test read the original bytes, as a user's files would be.
+    """
+    out = Path(tempfile.mkdtemp(prefix="velibcast-real-"))
+    atexit.register(shutil.rmtree, out, True)
+    for src in FIXTURES.rglob("*.gz"):
+        dest = out / src.relative_to(FIXTURES).with_suffix("")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(gzip.decompress(src.read_bytes()))
+    return str(out)
+
+
+REAL = _materialise_real_samples()
 SERIES = f"{REAL}/paris_opendata_csv_timeseries_2022-05-23_to_05-26_mlaajaj-VelibScraper"
-INFO_2022 = f"{REAL}/paris_gbfs_station_information_2022-05-26_MrDajman-VelibApp/station_information.json"
+INFO_2022 = str(REPO / "sample_data" / "reference" / "station_information_2022-05-26.json")
+SAMPLE_SNAPSHOTS = REPO / "sample_data" / "velib"
 
 
 def utc(s: str) -> datetime:
