@@ -17,7 +17,7 @@ import re
 from typing import Callable, Protocol
 
 from velibcast import constants as C
-from velibcast.errors import TerminalError
+from velibcast.errors import TerminalError, TransientError
 
 log = logging.getLogger("velibcast.attempts")
 
@@ -28,6 +28,10 @@ class TransformJobFailed(TerminalError):
     def __init__(self, name: str, status: str, reason: str, logs: str):
         self.name, self.status, self.reason, self.logs = name, status, reason, logs
         super().__init__(f"transform job {name} ended {status}: {reason or 'no FailureReason'}; logs: {logs}")
+
+
+class TransformJobTimeout(TransientError):
+    """Still running at the caller's wait deadline; a retry re-attaches to the same job."""
 
 
 class Backend(Protocol):

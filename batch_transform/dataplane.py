@@ -39,8 +39,14 @@ class DataPlaneSettings:
         `,` `"` CR/LF or starting with a space); "verbatim" copies each field's text exactly
         as it appeared in the input line or the container's response.
     record_alignment: "when_joining" checks one output record per input record only when
-        records must be paired (JoinSource=Input or an OutputFilter other than `$`), as the
-        service must; "always" also checks plain MultiRecord responses (line count).
+        records must be paired (JoinSource=Input), as the service must; "always" also checks
+        responses without a join (line count). Without a join the service does not pair
+        records: an OutputFilter applies to what the container returned (AWS's AutoGluon
+        example answers a CSV mini-batch with one `{"class": ...}` document).
+    filtered_payload_text: what an InputFilter sends. "source" copies each selected CSV
+        field's text and each JSON number's text as they appear in the input (compact JSON,
+        input key order); "reencode" writes the selection anew (CSV with csv_quoting, JSON
+        through a JSON encoder). Without an InputFilter a record's bytes always pass through.
     retry_client_errors: whether InvocationsMaxRetries also retries 4xx answers (the
         service's retry policy by status is unknown); False retries only 5xx, timeouts
         and connection errors.
@@ -52,6 +58,7 @@ class DataPlaneSettings:
     csv_quoting: Literal["minimal", "verbatim"] = "minimal"
     record_alignment: Literal["when_joining", "always"] = "when_joining"
     retry_client_errors: bool = False
+    filtered_payload_text: Literal["source", "reencode"] = "source"
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "DataPlaneSettings":
@@ -112,7 +119,8 @@ class Processing:
 
     @property
     def pairs_records(self) -> bool:
-        return self.join or not self.output_filter.is_root
+        """Output records must match input records one to one: only a join pairs them."""
+        return self.join
 
     @property
     def in_format(self) -> str:
@@ -157,8 +165,23 @@ def _records_of(data: bytes, fmt: str, split_type: str) -> list[bytes]:
     return split_lines(data)
 
 
+def _line_ends(data: bytes, fmt: str, split_type: str) -> list[bytes]:
+    """The terminator of each record `_records_of` returns (b"\n", b"\r\n", or b"" for
+    a last line without one), so a SplitType=None body keeps the object's bytes."""
+    if fmt == JSON and split_type == "None":
+        return [b""]
+    ends = []
+    for ln in data.split(b"\n")[:-1]:
+        ends.append(b"\r\n" if ln.endswith(b"\r") else b"\n")
+    if data and not data.endswith(b"\n"):
+        ends.append(b"")
+    return ends
+
+
 def prepare(name: str, data: bytes, proc: Processing) -> PreparedObject:
-    """Split, filter and pack one object's bytes into requests (BTS §2.4, §3.1 step 1)."""
+    """Split, filter and pack one object's bytes into requests (BTS §2.4, §3.1 step 1).
+    Without an InputFilter every record's bytes pass through; with SplitType=None the one
+    request is the object's bytes (filtered records keep their line endings)."""
     if proc.split_type not in ("None", "Line"):
         raise DataError(name, f"SplitType={proc.split_type} is not supported locally",
                         "use SplitType None or Line, or run the job on SageMaker")
@@ -174,20 +197,27 @@ def prepare(name: str, data: bytes, proc: Processing) -> PreparedObject:
         raise DataError(name, f"ContentType {proc.content_type!r} cannot be filtered or joined",
                         f"DataProcessing needs one of {', '.join(DATA_PROCESSING_TYPES)}")
     raw = _records_of(data, fmt, proc.split_type)
-    records, units = [], []
+    source_text = proc.settings.filtered_payload_text == "source"
+    records, bodies = [], []
     for i, rec in enumerate(raw, 1):
         where = f"{name} line {i}"
-        decoded = decode_record(rec, fmt, where)
-        records.append(decoded)
         if proc.input_filter.is_root:
-            body = rec
-        else:
-            picked = jsonpath.apply(proc.input_filter, decoded,
-                                    slice_end_inclusive=proc.settings.slice_end_inclusive, where=where)
-            body = encode_record(picked, fmt, proc.settings)
-        units.append((i, 1, body + b"\n"))
+            records.append(decode_record(rec, fmt, where))
+            bodies.append(rec)
+            continue
+        decoded = decode_record(rec, fmt, where, numbers_as_text=source_text)
+        records.append(_plain(decoded) if fmt != CSV and source_text else decoded)
+        picked = jsonpath.apply(proc.input_filter, decoded,
+                                slice_end_inclusive=proc.settings.slice_end_inclusive, where=where)
+        bodies.append(encode_source_text(picked, fmt) if source_text else encode_record(picked, fmt, proc.settings))
     if proc.split_type == "None":
-        units = [(1, len(units), b"".join(u[2] for u in units))] if units else [(1, 0, b"")]
+        if proc.input_filter.is_root:
+            body = data
+        else:
+            body = b"".join(b + end for b, end in zip(bodies, _line_ends(data, fmt, proc.split_type)))
+        units = [(1, len(bodies), body)]
+    else:
+        units = [(i, 1, b + b"\n") for i, b in enumerate(bodies, 1)]
     return PreparedObject(name, _pack(name, units, proc), records)
 
 
@@ -239,27 +269,46 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
     pieces: list[bytes] = []
     sep = b"\n" if proc.assemble_with == "Line" else b""
     for b, resp in zip(obj.batches, responses):
-        if proc.pairs_records:
-            outs = _records_of(resp, fmt_out, proc.split_type)
-            _check_count(obj.name, b, len(outs))
-        else:
+        if not proc.pairs_records and proc.output_filter.is_root:
             # InputFilter alone: the response passes through as the service sends it back.
             pieces.append(resp)
             if proc.assemble_with == "Line" and (s.newline_after_response == "always" or not resp.endswith(b"\n")):
                 pieces.append(b"\n")
             continue
+        if proc.pairs_records:
+            outs = _records_of(resp, fmt_out, proc.split_type)
+            _check_count(obj.name, b, len(outs))
+        else:
+            # OutputFilter without a join filters what the container returned, record by
+            # record of the response, whatever their number (divergence 1 of issue 10).
+            outs = _response_records(resp, fmt_out)
+            if s.record_alignment == "always":
+                _check_count(obj.name, b, len(outs))
         for k, out_raw in enumerate(outs):
             line = b.first_line + k
-            where = f"{obj.name} line {line}"
+            where = f"{obj.name} line {line}" if proc.pairs_records else f"{obj.name} lines {b.first_line}-" \
+                f"{b.first_line + b.count - 1} (response record {k + 1})"
             out_val = decode_record(out_raw, fmt_out, where, what="output from the algorithm")
             if proc.join:
                 joined = join_record(obj.records[line - 1], out_val, proc.in_format, proc.inference_time)
             else:
                 joined = out_val
-            picked = jsonpath.apply(proc.output_filter, joined,
-                                    slice_end_inclusive=s.slice_end_inclusive, where=f"{where} (joined record)")
+            picked = jsonpath.apply(proc.output_filter, joined, slice_end_inclusive=s.slice_end_inclusive,
+                                    where=f"{where} (joined record)" if proc.join else where)
             pieces.append(encode_record(picked, fmt_out, s) + sep)
     return b"".join(pieces)
+
+
+def _response_records(resp: bytes, fmt: str) -> list[bytes]:
+    """The records of a response without a join: an application/json answer is one
+    document (or, if it is not one, JSON Lines); CSV and JSON Lines answers are lines."""
+    if fmt == JSON:
+        try:
+            json.loads(resp)
+            return [resp]
+        except ValueError:
+            pass
+    return split_lines(resp)
 
 
 def _check_count(name: str, b: MiniBatch, got: int) -> None:
@@ -294,7 +343,11 @@ def join_record(inp, out, fmt: str, inference_time: str | None = None):
 
 
 # ------------------------------------------------------------------ record codecs
-def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
+class RawNumber(str):
+    """A JSON number kept as its source text (filtered_payload_text="source")."""
+
+
+def decode_record(raw: bytes, fmt: str, where: str, what: str = "input", numbers_as_text: bool = False):
     if fmt == CSV:
         try:
             line = raw.decode("utf-8")
@@ -308,9 +361,31 @@ def decode_record(raw: bytes, fmt: str, where: str, what: str = "input"):
             raise DataError(where, f"Failed to parse {what} as CSV: {e}",
                             "CSV must follow RFC 4180 (one record per line)") from e
     try:
+        if numbers_as_text:
+            return json.loads(raw, parse_float=RawNumber, parse_int=RawNumber, parse_constant=RawNumber)
         return json.loads(raw)
     except ValueError as e:
         raise DataError(where, f"Failed to parse {what} as JSON: {e}") from e
+
+
+def encode_source_text(value, fmt: str) -> bytes:
+    """The selected part of a record in its source text: CSV fields as they were written
+    (quotes included), JSON compact with numbers as written and keys in input order."""
+    if fmt == CSV:
+        row = value if isinstance(value, list) else [value]
+        return ",".join(v.raw if isinstance(v, CsvField) else v for v in row).encode("utf-8")
+    return _json_source_text(value).encode("utf-8")
+
+
+def _json_source_text(v) -> str:
+    if isinstance(v, RawNumber):
+        return str.__str__(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _json_source_text(x)
+                              for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(_json_source_text(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)
 
 
 _PLAIN = {str}
@@ -332,6 +407,8 @@ def encode_record(value, fmt: str, settings: DataPlaneSettings) -> bytes:
 def _plain(v):
     if isinstance(v, CsvField):
         return v.value
+    if isinstance(v, RawNumber):
+        return json.loads(v)
     if isinstance(v, list):
         return [_plain(x) for x in v]
     if isinstance(v, dict):

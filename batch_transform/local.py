@@ -4,9 +4,15 @@ semantics without Docker or AWS, with the service's data plane (BTS §2-§4).
 A job runs to completion inside create_transform_job (blocking). Its state is one JSON
 object per job under `<state_root>/transform-jobs/`, and its `[sagemaker logs]`-style
 log next to it (`<name>.log`). Instances are model server processes on free ports.
-The state names the process that runs the job, so a job whose process died (killed
-mid-run) is described as Failed rather than InProgress forever, and a rerun moves on to
-its next attempt (attempts.run_idempotent).
+The state names the process that runs the job (host, pid and the process's start time,
+so a reused pid cannot pass for it), so a job whose process died (killed mid-run) is
+described as Failed rather than InProgress forever, and a rerun moves on to its next
+attempt (attempts.run_idempotent). A second run of the same job while the first is alive
+attaches to it and waits, up to the runtime's wait deadline.
+
+Each instance overlaps objects: up to MaxConcurrentTransforms requests are in flight,
+from whichever objects have them (4 one-request objects with MCT 4 take one request's
+time, not four).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from datetime import datetime, timezone
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.batch_transform import dataplane as dp
-from velibcast.batch_transform.attempts import run_idempotent
+from velibcast.batch_transform.attempts import TransformJobTimeout, run_idempotent
 from velibcast.batch_transform.container import ClientConfig, Container, ContainerError, InvocationFailed
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError, VelibcastError
@@ -121,11 +127,14 @@ def distribute(objects: list, instance_count: int) -> list[list]:
 
 class LocalRuntime:
     def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, *, wait_deadline_s: float = C.POLL_DEADLINE_S,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.storage = storage
         self.state_root = state_root
         self.settings = settings or dp.DataPlaneSettings()
         self.progress = progress  # called with (objects ended, objects) as each object ends
+        self.wait_deadline_s = wait_deadline_s  # how long wait() follows a job another process runs
+        self._clock, self._sleep = clock, sleep
         self._models: dict[str, _Model] = {}
         self._stops: dict[str, threading.Event] = {}
 
@@ -187,8 +196,9 @@ class LocalRuntime:
         owner = state.get("LocalOwner", {})
         if state["TransformJobStatus"] in ("InProgress", "Stopping") and _dead(owner):
             state.update(TransformJobStatus="Failed", FailureReason=(
-                f"InternalServerError: the process running this job (pid {owner['pid']} on {owner['host']}) "
-                "ended before the job did; rerun to start the next attempt"))
+                f"InternalServerError: the process running this job (pid {owner['pid']} started "
+                f"{owner.get('start', '?')} on {owner['host']}) ended before the job did; rerun to start the next "
+                "attempt"))
         return state
 
     # ------------------------------------------------------------ attempts.Backend
@@ -199,16 +209,24 @@ class LocalRuntime:
             return None
 
     def submit_transform_job(self, spec: dict) -> None:
-        self.create_transform_job(spec)
+        try:
+            self.create_transform_job(spec)
+        except ResourceInUse:
+            # Another run created it between our describe and create: attach, as on SageMaker.
+            log.info("transform job %s appeared concurrently; attaching", spec["TransformJobName"])
 
     def wait(self, name: str) -> dict:
-        """A job run by another live process of this host: poll its state until it ends."""
-        pause = C.LOCAL_WAIT_POLL_S
+        """A job run by another live process (or thread): poll its state until it ends, at
+        most wait_deadline_s; TransformJobTimeout then (a rerun re-attaches)."""
+        deadline = self._clock() + self.wait_deadline_s
         while True:
             d = self.describe_transform_job(name)
             if d["TransformJobStatus"] not in ("InProgress", "Stopping"):
                 return d
-            time.sleep(pause)
+            if self._clock() + C.LOCAL_WAIT_POLL_S > deadline:
+                raise TransformJobTimeout(f"transform job {name} still {d['TransformJobStatus']} after "
+                                          f"{self.wait_deadline_s:.0f} s; rerun to re-attach to it (it keeps running)")
+            self._sleep(C.LOCAL_WAIT_POLL_S)
 
     def logs_location(self, name: str) -> str:
         return self._log_uri(name)
@@ -230,6 +248,13 @@ class LocalRuntime:
 
     # ------------------------------------------------------------ jobs
     def create_transform_job(self, spec: dict) -> dict:
+        """CreateTransformJob, blocking until the job ends; the final describe dict."""
+        return self.run_started(self.start_transform_job(spec))
+
+    def start_transform_job(self, spec: dict) -> "_JobRun":
+        """What CreateTransformJob checks before it answers: the spec, the model, the input
+        (an empty one is a ValidationException, as on the service) and a unique name. The
+        job is InProgress when this returns; run_started(run) runs it."""
         spec = validate_job_spec(spec, allow_file_uris=True)
         name = spec["TransformJobName"]
         model = self._models.get(spec["ModelName"])
@@ -243,16 +268,23 @@ class LocalRuntime:
             if value not in supported:
                 raise SpecError(field_, f"{value} is not supported locally",
                                 f"{' or '.join(supported)}; run other values on SageMaker")
+        run = _JobRun(self, spec, model, threading.Event())
+        run.objects = run.list_objects()
         created = _now()
         state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
                  "CreationTime": _iso(created), "LastModifiedTime": _iso(created),
                  # Not a DescribeTransformJob field: who runs the job, to tell a dead run from a live one.
-                 "LocalOwner": {"host": socket.gethostname(), "pid": os.getpid()}}
+                 "LocalOwner": owner_identity()}
         if not self.storage.put_if_absent(self._state_uri(name), json.dumps(state, indent=1, sort_keys=True).encode()):
             raise ResourceInUse(f"Job name {name!r} must be unique within an AWS account and region, and a job "
                                 "with this name already exists; choose another TransformJobName")
-        stop = self._stops[name] = threading.Event()
-        run = _JobRun(self, spec, model, stop)
+        run.state = state
+        self._stops[name] = run.stop
+        return run
+
+    def run_started(self, run: "_JobRun") -> dict:
+        """Run a job start_transform_job created, to its end; the final describe dict."""
+        state, name = run.state, run.spec["TransformJobName"]
         try:
             state["TransformStartTime"] = _iso(_now())
             status, reason = run.execute()
@@ -284,6 +316,8 @@ class _JobRun:
         self.timings: dict = {}
         self.job_start = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         self._lock = threading.Lock()
+        self.objects: list[_Object] = []
+        self.state: dict = {}
         self.objects_total = 0
         self.objects_ended = 0
 
@@ -294,11 +328,7 @@ class _JobRun:
         log.info(line)
 
     def execute(self) -> tuple[str, str | None]:
-        try:
-            objects = self.list_objects()
-        except (VelibcastError, ValueError) as e:
-            self.sm_log(f"ClientError: {e}")
-            return "Failed", f"ClientError: {e}"
+        objects = self.objects
         n = self.spec["TransformResources"]["InstanceCount"]
         self.objects_total = len(objects)
         shares = [s for s in distribute(objects, n) if s]
@@ -340,22 +370,34 @@ class _JobRun:
         return None
 
     def list_objects(self) -> list[_Object]:
+        """The job's input objects, checked as CreateTransformJob does: an input with no
+        object, a manifest that cannot be read, or a key that leaves its prefix is refused
+        (SpecError, the service's ValidationException)."""
         src = self.spec["TransformInput"]["DataSource"]["S3DataSource"]
         uri, kind = src["S3Uri"], src["S3DataType"]
+        field_ = "TransformInput.DataSource.S3DataSource.S3Uri"
+        if not st.is_s3(uri):
+            uri = st.as_uri(uri)  # a relative path names outputs by the key under it, not by a cut of "./"
         if kind == "S3Prefix":
             out = []
             for info in self.rt.storage.list(uri):
                 rel = info.uri[len(uri):].lstrip("/") or info.uri.rsplit("/", 1)[-1]
                 out.append(_Object(info.uri, rel, _log_name(info.uri)))
-            return out
-        if kind == "ManifestFile":
-            return self._manifest(uri)
-        raise SpecError("TransformInput.DataSource.S3DataSource.S3DataType", f"{kind} is not supported locally",
-                        "S3Prefix or ManifestFile")
+        else:
+            try:
+                out = self._manifest(uri)
+            except (DataError, st.StorageError) as e:
+                raise SpecError(field_, str(e)) from e
+        if not out:
+            raise SpecError(field_, f'No S3 objects found under S3 URL "{src["S3Uri"]}" given in input data source. '
+                            "Please ensure that the bucket exists in the selected region, and that objects exist "
+                            "under that S3 prefix")
+        return _confined(out, field_)
 
     def _manifest(self, uri: str) -> list[_Object]:
         """`[{"prefix": "s3://b/p/"}, "rel/1", ...]`: each entry is prefix + relative key (BOTO);
-        the output is named by the relative key (the service's naming is unknown, BTS §2.1)."""
+        the output is named by the relative key (the service's naming is unknown, BTS §2.1).
+        An entry that would leave the prefix (`..`, an absolute key) is refused."""
         try:
             doc = json.loads(self.rt.storage.read_bytes(uri))
             prefix = doc[0]["prefix"]
@@ -364,7 +406,13 @@ class _JobRun:
         except (ValueError, LookupError, TypeError, AssertionError) as e:
             raise DataError(uri, "not a manifest", 'expected a JSON array: [{"prefix": "s3://bucket/prefix/"}, '
                                                    '"relative/key", ...]') from e
-        return [_Object(prefix + r, r.lstrip("/"), _log_name(prefix + r)) for r in rels]
+        if not st.is_s3(prefix):
+            prefix = st.as_uri(prefix)
+        for i, r in enumerate(rels, 1):
+            if _escapes(r):
+                raise DataError(uri, f"manifest entry {i} {r!r} must stay under the prefix {prefix} (no '..' "
+                                     "segment, no absolute key)", "list keys relative to the manifest's prefix")
+        return [_Object(prefix + r, r, _log_name(prefix + r)) for r in rels]
 
     def run_instance(self, c: Container, objects: list[_Object]) -> None:
         params = c.execution_parameters()
@@ -376,12 +424,18 @@ class _JobRun:
         cfg = ClientConfig(float(mcc.get("InvocationsTimeoutInSeconds", C.INVOCATIONS_TIMEOUT_S_DEFAULT)),
                            int(mcc.get("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_DEFAULT)),
                            self.rt.settings.retry_client_errors, chunked=mpm == 0)
-        with ThreadPoolExecutor(max_workers=mct) as pool:
-            for obj in objects:
+        # Requests share one pool of MCT slots; up to MCT objects are open at once, so the
+        # slots fill from the next objects while one object waits (divergence 2 of issue 10),
+        # and memory holds at most MCT objects.
+        with ThreadPoolExecutor(max_workers=mct) as requests, ThreadPoolExecutor(max_workers=mct) as opened:
+            def one(obj: _Object) -> None:
                 if self.stop.is_set():
                     return
-                self.process_object(c, obj, proc, cfg, pool)
+                self.process_object(c, obj, proc, cfg, requests)
                 self._ended_one()
+
+            for f in [opened.submit(one, obj) for obj in objects]:
+                f.result()
 
     def _ended_one(self) -> None:
         with self._lock:
@@ -434,17 +488,53 @@ class _JobRun:
             self.failures.append((obj, why))
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), None when
+    the platform does not say; with the pid it names one process, whatever reuses the pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]  # field 22, counted after "(comm)"
+
+
+def owner_identity() -> dict:
+    """Who runs a local job: host, pid and the process's start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+
+
 def _dead(owner: dict) -> bool:
-    """True when the owner process is known to be gone (same host, pid no longer running)."""
+    """True when the owner process is known to be gone: same host, and its pid is not
+    running or is now another process (a different start time)."""
     if not owner or owner.get("host") != socket.gethostname():
         return False  # another host's process cannot be checked from here
+    pid = int(owner["pid"])
     try:
-        os.kill(int(owner["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    start = owner.get("start")
+    return start is not None and _process_start(pid) not in (None, start)
+
+
+def _escapes(key: str) -> bool:
+    """A key that would leave its prefix once used as a path: absolute, or with a `..` segment."""
+    return key.startswith("/") or ".." in key.split("/")
+
+
+def _confined(objects: list[_Object], field_: str) -> list[_Object]:
+    """Every output name stays under S3OutputPath: S3 keys are literal on the service, but a
+    `..` segment would walk out of a local directory."""
+    for o in objects:
+        if _escapes(o.relative):
+            raise SpecError(field_, f"input {o.log_name} gives the output name {o.relative!r}, which must stay "
+                                    "under the prefix (no '..' segment, no absolute key)",
+                            "rename the object or point S3Uri below it")
+    return objects
 
 
 def _log_name(uri: str) -> str:

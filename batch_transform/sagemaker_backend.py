@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from velibcast import constants as C
-from velibcast.batch_transform.attempts import TransformJobFailed, run_idempotent
+from velibcast.batch_transform.attempts import TransformJobFailed, TransformJobTimeout, run_idempotent
 from velibcast.batch_transform.spec import validate_job_spec
 from velibcast.errors import TerminalError, TransientError
 
@@ -23,8 +23,7 @@ _THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", 
                "ServiceUnavailable", "InternalFailure", "InternalServerError"}
 
 
-class TransformJobTimeout(TransientError):
-    """Still running at our deadline; a retry re-attaches to the same job."""
+__all__ = ["SageMakerBackend", "TransformJobTimeout", "billed_seconds", "pytorch_image_uri"]
 
 
 def billed_seconds(describe: dict) -> float:

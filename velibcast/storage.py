@@ -261,11 +261,13 @@ class Storage:
 def _list_local(prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
     scheme = "file://" if prefix.startswith("file://") else ""
     p = local_path(prefix)
-    # A literal prefix may end mid-name: list the deepest existing directory, filter by string.
-    base = p if p.is_dir() else p.parent
+    # A literal prefix, as on S3: `.../in` also matches `.../input2/y.csv`, so unless it ends
+    # with "/" the parent directory is listed and filtered by string.
+    slash = prefix.endswith("/")
+    base = p if slash else p.parent
     if not base.is_dir():
         return
-    sp = str(p)
+    sp = str(p) + ("/" if slash else "")
     sa = str(local_path(start_after)) if start_after else None
     found = []
     for root, dirs, files in os.walk(base):

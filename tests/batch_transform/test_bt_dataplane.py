@@ -281,3 +281,60 @@ def test_generate_inference_id_comes_from_the_spec():
     assert dp.Processing.from_spec(spec, "MultiRecord", 6, job_start="T").inference_time == "T"
     spec["DataCaptureConfig"]["GenerateInferenceId"] = False
     assert dp.Processing.from_spec(spec, "MultiRecord", 6, job_start="T").inference_time is None
+
+
+# ------------------------------------------------------------ round two (issue 10)
+def test_output_filter_without_join_filters_one_document_for_a_csv_mini_batch():
+    # Divergence 1: AWS's tabular example (OutputFilter $['class'], no join) answers a
+    # whole CSV mini-batch with one JSON document; the service filters that document.
+    p = proc(accept="application/json", out="$['class']")
+    _, out = run(p, b"1,2\n3,4\n5,6\n", lambda q: b'{"class": {"0": "a", "1": "b", "2": "c"}}')
+    assert out == b'{"0":"a","1":"b","2":"c"}\n'
+
+
+def test_output_filter_without_join_filters_each_line_of_a_csv_answer():
+    _, out = run(proc(out="$[0]"), b"1\n2\n3\n", lambda q: b"x,1\n")  # one line for three records
+    assert out == b"x\n"
+
+
+@pytest.mark.parametrize("data", [b"id1,1,2\r\nid2,3,4\r\n", b"id1,1,2\nid2,3,4"])
+def test_split_none_with_a_join_sends_the_object_bytes(data):
+    # Divergence 8: no extra "\n", line endings kept.
+    obj = dp.prepare("o", data, proc(split="None", join=True))
+    assert [b.payload for b in obj.batches] == [data]
+    assert obj.batches[0].count == 2
+
+
+def test_split_none_with_an_input_filter_keeps_the_line_endings():
+    obj = dp.prepare("o", b"id1,1,2\r\nid2,3,4", proc(split="None", inp="$[1:]"))
+    assert [b.payload for b in obj.batches] == [b"1,2\r\n3,4"]
+
+
+def test_csv_input_filter_sends_the_fields_source_text_by_default():
+    # Divergence 10: `843786, 12.45` must not become `" 12.45"` on the way to the container.
+    data = b'843786, 12.45,"a,b"\n'
+    assert dp.prepare("o", data, proc(inp="$[1:]")).batches[0].payload == b' 12.45,"a,b"\n'
+    reenc = dp.prepare("o", data, proc(inp="$[1:]", filtered_payload_text="reencode"))
+    assert reenc.batches[0].payload == b'" 12.45","a,b"\n'
+
+
+def test_json_input_filter_keeps_the_numbers_source_text_by_default():
+    data = b'{"id": "a", "features": [1.50, 1e2, -0, 12345678901234567890]}\n'
+    p = proc(ct="application/jsonlines", inp="$.features")
+    assert dp.prepare("o", data, p).batches[0].payload == b"[1.50,1e2,-0,12345678901234567890]\n"
+    reenc = dp.prepare("o", data, proc(ct="application/jsonlines", inp="$.features", filtered_payload_text="reencode"))
+    assert reenc.batches[0].payload == b"[1.5,100.0,0,12345678901234567890]\n"
+
+
+def test_json_join_output_still_carries_the_input_values():
+    p = proc(ct="application/jsonlines", inp="$.features", join=True)
+    _, out = run(p, b'{"id": "a", "features": [1.50, 2]}\n', lambda q: b"3\n")
+    assert json.loads(out) == {"id": "a", "features": [1.5, 2], "SageMakerOutput": 3}
+
+
+def test_no_input_filter_passes_each_record_s_bytes_through():
+    data = b'{"b": 1.0e2, "a": "\\u00e9"}\n'
+    p = proc(ct="application/jsonlines", join=True)
+    assert dp.prepare("o", data, p).batches[0].payload == data
+    csv = b'x, 1,"q"\n'
+    assert dp.prepare("o", csv, proc(join=True)).batches[0].payload == csv
