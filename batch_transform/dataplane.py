@@ -47,6 +47,13 @@ class DataPlaneSettings:
         field's text and each JSON number's text as they appear in the input (compact JSON,
         input key order); "reencode" writes the selection anew (CSV with csv_quoting, JSON
         through a JSON encoder). Without an InputFilter a record's bytes always pass through.
+    slice_past_end: a slice bound outside the row is an "error" like an index (the guide:
+        "indexes that aren't within the dimension size ... you get an error"), or "clip"s
+        as Jayway JsonPath does.
+    multi_range_filters: several slices in one bracket (`$[0:2, 5:]`, listed by the guide):
+        "fail_object" accepts the job and fails each object "Invalid JsonPath: ... only single
+        range filters are supported" (the service, aws/sagemaker-python-sdk#1112); "refuse"
+        refuses the job at create; "apply" evaluates them as the guide describes.
     retry_client_errors: whether InvocationsMaxRetries also retries 4xx answers (the
         service's retry policy by status is unknown); False retries only 5xx, timeouts
         and connection errors.
@@ -59,6 +66,8 @@ class DataPlaneSettings:
     record_alignment: Literal["when_joining", "always"] = "when_joining"
     retry_client_errors: bool = False
     filtered_payload_text: Literal["source", "reencode"] = "source"
+    slice_past_end: Literal["error", "clip"] = "error"
+    multi_range_filters: Literal["fail_object", "refuse", "apply"] = "fail_object"
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "DataPlaneSettings":
@@ -207,8 +216,7 @@ def prepare(name: str, data: bytes, proc: Processing) -> PreparedObject:
             continue
         decoded = decode_record(rec, fmt, where, numbers_as_text=source_text)
         records.append(_plain(decoded) if fmt != CSV and source_text else decoded)
-        picked = jsonpath.apply(proc.input_filter, decoded,
-                                slice_end_inclusive=proc.settings.slice_end_inclusive, where=where)
+        picked = filter_record(proc.input_filter, decoded, proc.settings, where)
         bodies.append(encode_source_text(picked, fmt) if source_text else encode_record(picked, fmt, proc.settings))
     if proc.split_type == "None":
         if proc.input_filter.is_root:
@@ -293,8 +301,7 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
                 joined = join_record(obj.records[line - 1], out_val, proc.in_format, proc.inference_time)
             else:
                 joined = out_val
-            picked = jsonpath.apply(proc.output_filter, joined, slice_end_inclusive=s.slice_end_inclusive,
-                                    where=f"{where} (joined record)" if proc.join else where)
+            picked = filter_record(proc.output_filter, joined, s, f"{where} (joined record)" if proc.join else where)
             pieces.append(encode_record(picked, fmt_out, s) + sep)
     return b"".join(pieces)
 
@@ -309,6 +316,12 @@ def _response_records(resp: bytes, fmt: str) -> list[bytes]:
         except ValueError:
             pass
     return split_lines(resp)
+
+
+def filter_record(path: jsonpath.JsonPath, value, settings: DataPlaneSettings, where: str):
+    return jsonpath.apply(path, value, slice_end_inclusive=settings.slice_end_inclusive,
+                          slice_past_end=settings.slice_past_end, multi_range=settings.multi_range_filters,
+                          where=where)
 
 
 def _check_count(name: str, b: MiniBatch, got: int) -> None:

@@ -2,15 +2,19 @@
 
 Operators (BTS §3.2, the "Supported JSONPath Operators" table): `$`, `.name`, `*`,
 `['a','b']`, `[i,j]` with negative indexes, `[start:end]`. A bracket may mix indexes and
-ONE slice (`$[0,5:]`); two slices in one bracket (`$[0:2,246:]`) are rejected because
-the service rejects them (sagemaker-python-sdk#1112). Anything else (`..`, `?()`,
-functions) is rejected at parse time, so a bad filter fails in validation, not mid-job.
+slices. Several slices in one bracket (`$[0:2, 5:]`, listed by the developer guide) parse,
+but the service accepts such a job and then fails each object with "Invalid JsonPath: ...
+only single range filters are supported" (aws/sagemaker-python-sdk#1112), so apply()
+fails the record by default (`multi_range`). Anything else (`..`, `?()`, functions) is
+rejected at parse time, so a bad filter fails in validation, not mid-job.
 
 Results follow Jayway JsonPath, the implementation AWS cites: a path made only of single
 names/indexes returns the value itself (`$['class']` -> the class); a multi-index,
 slice or wildcard returns a list; several names on an object return an object with
 those keys. The slice end is inclusive by default (AWS docs: `$[1:4]` is the 2nd-5th
-columns); `slice_end_inclusive=False` gives Jayway/Python's exclusive end.
+columns); `slice_end_inclusive=False` gives Jayway/Python's exclusive end. A slice bound
+outside the row is an error by default, like an index (the guide: "indexes that aren't
+within the dimension size ... you get an error"); `slice_past_end="clip"` clips as Jayway.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class JsonPath:
     @property
     def is_root(self) -> bool:
         return not self.steps
+
+    @property
+    def multi_range(self) -> bool:
+        """Several slices in one bracket: listed by the guide, failed by the service."""
+        return any(sum(isinstance(x, Slice) for x in st.items) > 1 for st in self.steps)
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
@@ -126,11 +135,6 @@ def _bracket(text: str, body: str, pos: int) -> Step:
             items.append(int(m.group(1)))
         else:
             items.append(Slice(_opt_int(m.group(2)), _opt_int(m.group(3))))
-    if sum(isinstance(x, Slice) for x in items) > 1:
-        raise JsonPathError(
-            f"filter {text!r}: several ranges in one bracket; only single range filters are supported "
-            "(as the service); use one slice, e.g. '$[0,5:]'"
-        )
     return Step("indexes", tuple(items))
 
 
@@ -141,14 +145,24 @@ def _opt_int(s: str | None) -> int | None:
 _MISSING = object()
 
 
-def apply(path: JsonPath, value, *, slice_end_inclusive: bool = True, where: str = "record"):
-    """Evaluate `path` on a decoded JSON value (a CSV row is a list of strings)."""
+MULTI_RANGE_MESSAGE = "only single range filters are supported; use one slice per bracket, e.g. '$[0,5:]'"
+
+
+def apply(path: JsonPath, value, *, slice_end_inclusive: bool = True, slice_past_end: str = "error",
+          multi_range: str = "fail_object", where: str = "record"):
+    """Evaluate `path` on a decoded JSON value (a CSV row is a list of strings).
+    `multi_range`: "fail_object" raises as the service does for several slices in one
+    bracket, "apply" evaluates them (the guide's reading)."""
+    if path.multi_range and multi_range != "apply":
+        raise DataError(where, f"Invalid JsonPath: {path.text}: {MULTI_RANGE_MESSAGE}",
+                        "split the ranges, e.g. '$[0,1,2,5:]'")
     current = [value]
     multi = False
+    clip = slice_past_end == "clip"
     for step in path.steps:
         nxt = []
         for v in current:
-            got = _apply_step(path, step, v, slice_end_inclusive, where, multi)
+            got = _apply_step(path, step, v, slice_end_inclusive, where, multi, clip)
             if got is _MISSING:
                 continue
             if step.definite or (step.kind == "names" and isinstance(v, dict)):
@@ -162,7 +176,7 @@ def apply(path: JsonPath, value, *, slice_end_inclusive: bool = True, where: str
     return current[0]
 
 
-def _apply_step(path, step, v, inclusive, where, lenient):
+def _apply_step(path, step, v, inclusive, where, lenient, clip):
     if step.kind == "wildcard":
         if isinstance(v, dict):
             return list(v.values())
@@ -188,6 +202,8 @@ def _apply_step(path, step, v, inclusive, where, lenient):
     out = []
     for it in step.items:
         if isinstance(it, Slice):
+            if not (clip or lenient):
+                _check_slice(path, where, it, n, inclusive)
             r = slice_indexes(it, n, inclusive)
             out.extend(v[r.start:r.stop])
         else:
@@ -210,6 +226,17 @@ def slice_indexes(s: Slice, n: int, inclusive: bool) -> range:
     start = 0 if start < 0 else start
     end = 0 if end < 0 else (n if end > n else end)
     return range(start, end)
+
+
+def _check_slice(path: JsonPath, where: str, s: Slice, n: int, inclusive: bool) -> None:
+    """A slice bound names an index (inclusive end) or the row's end (exclusive end); one
+    outside the row is an error, as an index would be."""
+    if s.start is not None and not -n <= s.start < n:
+        _fail(path, where, f"slice start {s.start} outside a row of {n} element(s)")
+    if s.end is not None:
+        ok = -n <= s.end < n if inclusive else -n <= s.end <= n
+        if not ok:
+            _fail(path, where, f"slice end {s.end} outside a row of {n} element(s)")
 
 
 def _fail(path: JsonPath, where: str, problem: str):

@@ -255,7 +255,7 @@ class LocalRuntime:
         """What CreateTransformJob checks before it answers: the spec, the model, the input
         (an empty one is a ValidationException, as on the service) and a unique name. The
         job is InProgress when this returns; run_started(run) runs it."""
-        spec = validate_job_spec(spec, allow_file_uris=True)
+        spec = validate_job_spec(spec, allow_file_uris=True, multi_range_filters=self.settings.multi_range_filters)
         name = spec["TransformJobName"]
         model = self._models.get(spec["ModelName"])
         if model is None:

@@ -104,13 +104,14 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def validate_job_spec(d: dict, *, allow_file_uris: bool = True) -> dict:
+def validate_job_spec(d: dict, *, allow_file_uris: bool = True, multi_range_filters: str = "fail_object") -> dict:
     """Check `d` against CreateTransformJob's limits; return a copy with the defaults the
     service echoes in DescribeTransformJob filled (BTS §1.1). BatchStrategy, MaxPayloadInMB
     and MaxConcurrentTransforms stay unset when unset: the container may choose them.
 
     `allow_file_uris` admits `file://` URIs and plain paths as S3Uri/S3OutputPath, for the
-    local runtime only.
+    local runtime only. `multi_range_filters="refuse"` refuses several slices in one bracket
+    here; by default they pass, as on the service, and fail each object (jsonpath.py).
     """
     _check(service_model().operation_model("CreateTransformJob").input_shape, d, "", allow_file_uris)
     out = copy.deepcopy(d)
@@ -122,8 +123,12 @@ def validate_job_spec(d: dict, *, allow_file_uris: bool = True) -> dict:
     mpm = out.get("MaxPayloadInMB")
     if mpm is not None and not C.MAX_PAYLOAD_MB_MIN <= mpm <= C.MAX_PAYLOAD_MB_MAX:
         raise SpecError("MaxPayloadInMB", f"{mpm} is out of range", f"{C.MAX_PAYLOAD_MB_MIN}-{C.MAX_PAYLOAD_MB_MAX}")
-    if mct and mpm is not None and mct * mpm > C.PAYLOAD_X_CONCURRENCY_MAX_MB:
-        raise SpecError("MaxConcurrentTransforms", f"{mct} x MaxPayloadInMB {mpm} = {mct * mpm}",
+    # The product is checked with the default payload when MaxPayloadInMB is unset: MCT 50
+    # alone asks for 50 x 6 MB in flight (divergence 11 of issue 10).
+    payload = C.DEFAULT_MAX_PAYLOAD_MB if mpm is None else mpm
+    if mct and mct * payload > C.PAYLOAD_X_CONCURRENCY_MAX_MB:
+        shown = f"{payload} (default)" if mpm is None else f"{payload}"
+        raise SpecError("MaxConcurrentTransforms", f"{mct} x MaxPayloadInMB {shown} = {mct * payload}",
                         f"MaxConcurrentTransforms x MaxPayloadInMB <= {C.PAYLOAD_X_CONCURRENCY_MAX_MB}")
 
     res = out["TransformResources"]
@@ -148,14 +153,44 @@ def validate_job_spec(d: dict, *, allow_file_uris: bool = True) -> dict:
         if len(expr) > C.FILTER_MAX_LEN:
             raise SpecError(f"DataProcessing.{key}", f"is {len(expr)} characters", f"at most {C.FILTER_MAX_LEN}")
         try:
-            jsonpath.parse(expr)
+            path = jsonpath.parse(expr or "$")  # the service model allows length 0: no filter
         except jsonpath.JsonPathError as e:
             raise SpecError(f"DataProcessing.{key}", str(e),
                             "supported operators: $ .name * ['a','b'] [i,j] [start:end] (one range per bracket)") from e
+        if path.multi_range and multi_range_filters == "refuse":
+            raise SpecError(f"DataProcessing.{key}", f"{expr!r}: {jsonpath.MULTI_RANGE_MESSAGE}",
+                            "one range per bracket (setting multi_range_filters=refuse)")
     dp.setdefault("JoinSource", "None")
 
     ti = out["TransformInput"]
     ti.setdefault("CompressionType", "None")
     ti.setdefault("SplitType", "None")
     out["TransformOutput"].setdefault("AssembleWith", "None")
+    _check_data_processing(out)
     return out
+
+
+def _check_data_processing(spec: dict) -> None:
+    """The developer guide's rules for filters and joins (BTS §3.1, DG-DP): a filtered or
+    joined format must be CSV, JSON or JSON Lines; a join needs Accept equal to ContentType,
+    and records that are lines (CSV, JSON Lines, SplitType=Line) need AssembleWith=Line, or
+    the joined records are glued together (divergence 4 of issue 10)."""
+    from velibcast.batch_transform.dataplane import DATA_PROCESSING_TYPES, JSON, media_type
+
+    dp, ti, to = spec["DataProcessing"], spec["TransformInput"], spec["TransformOutput"]
+    supported = ", ".join(DATA_PROCESSING_TYPES)
+    ct, accept = media_type(ti.get("ContentType")), media_type(to.get("Accept"))
+    join = dp["JoinSource"] == "Input"
+    if (join or (dp["InputFilter"] or "$") != "$") and ct not in DATA_PROCESSING_TYPES:
+        raise SpecError("TransformInput.ContentType", f"{ti.get('ContentType')!r} cannot be filtered or joined",
+                        f"one of {supported}")
+    if not join:
+        if (dp["OutputFilter"] or "$") != "$" and accept not in DATA_PROCESSING_TYPES:
+            raise SpecError("TransformOutput.Accept", f"{to.get('Accept')!r} cannot be filtered", f"one of {supported}")
+        return
+    if accept != ct:
+        raise SpecError("TransformOutput.Accept", f"{to.get('Accept')!r} differs from ContentType with JoinSource=Input",
+                        f"Accept equal to ContentType ({ti.get('ContentType')})")
+    if (ct != JSON or ti["SplitType"] == "Line") and to["AssembleWith"] != "Line":
+        raise SpecError("TransformOutput.AssembleWith", f"{to['AssembleWith']} with JoinSource=Input glues the "
+                        "joined records together", "Line when records are lines (CSV, JSON Lines, SplitType=Line)")

@@ -79,11 +79,14 @@ def test_autogluon_example_selects_the_feature_count_with_inclusive_end():
     assert len(ev("$[:14]", row)) == 15
 
 
-def test_several_ranges_in_one_bracket_are_rejected_as_by_the_service():
-    with pytest.raises(jp.JsonPathError, match="single range"):
-        jp.parse("$[0:2,246:]")
-    with pytest.raises(jp.JsonPathError, match="single range"):
-        jp.parse("$[0:2, 5:]")
+def test_several_ranges_in_one_bracket_parse_and_fail_when_applied_as_on_the_service():
+    # Divergence 7: the guide lists `$[0:2, 5:]`; aws/sagemaker-python-sdk#1112 shows the
+    # service accepting the job and failing the object: "only single range filters".
+    path = jp.parse("$[0:2, 5:]")
+    assert path.multi_range and not jp.parse("$[0,5:]").multi_range
+    with pytest.raises(DataError, match=r"obj line 1: Invalid JsonPath: \$\[0:2, 5:\].*only single range filters"):
+        jp.apply(path, ROW, where="obj line 1")
+    assert jp.apply(path, ROW, multi_range="apply") == [0, 1, 2, 5, 6, 7, 8, 9]
 
 
 @pytest.mark.parametrize("expr", ["$..id", "$[?(@.a>1)]", "$.length()", "id", "$.a b", "$[1", "$['a]"])
@@ -102,5 +105,18 @@ def test_missing_attribute_is_an_error():
         ev("$.x", {"a": 1})
 
 
-def test_slice_past_the_end_is_clamped():
-    assert ev("$[8:20]", ROW) == [8, 9]
+def test_slice_past_the_end_is_an_error_like_an_index_by_default():
+    # Divergence 6: the guide: "indexes that aren't within the dimension size ... you get an error".
+    with pytest.raises(DataError, match=r"obj line 2: filter '\$\[8:20\]': slice end 20 outside a row of 10"):
+        jp.apply(jp.parse("$[8:20]"), ROW, where="obj line 2")
+    with pytest.raises(DataError, match="slice start 12 outside a row of 10"):
+        ev("$[12:]", ROW)
+    with pytest.raises(DataError, match="slice end 10 outside"):
+        ev("$[:10]", ROW)                                   # inclusive: index 10 does not exist
+    assert ev("$[:10]", ROW, inclusive=False) == ROW        # exclusive: end 10 is the row's end
+    assert ev("$[-3:]", ROW) == [7, 8, 9] and ev("$[9:]", ROW) == [9]
+
+
+def test_slice_past_the_end_clips_with_the_jayway_setting():
+    assert jp.apply(jp.parse("$[8:20]"), ROW, slice_past_end="clip") == [8, 9]
+    assert jp.apply(jp.parse("$[12:]"), ROW, slice_past_end="clip") == []

@@ -138,3 +138,25 @@ def test_wait_has_a_deadline_from_the_runtime(rt):
     slow = LocalRuntime(rt.storage, rt.state_root, wait_deadline_s=60, clock=lambda: next(ticks), sleep=lambda s: None)
     with pytest.raises(TransformJobTimeout, match="forever still InProgress after 60 s"):
         slow.wait("forever")
+
+
+def test_a_multi_range_filter_creates_the_job_and_fails_each_object_logged(rt, tmp_path):
+    # Divergence 7, the service's timing (aws/sagemaker-python-sdk#1112).
+    put(rt.storage, str(tmp_path / "in"), {"a.csv": "1,2,3,4,5,6\n"})
+    spec = job_spec("ranges", str(tmp_path / "in"), str(tmp_path / "out"),
+                    DataProcessing={"InputFilter": "$[0:1, 4:]"})
+    d = rt.create_transform_job(spec)
+    assert d["TransformJobStatus"] == "Failed" and "only single range filters are supported" in d["FailureReason"]
+    log = rt.storage.read_text(join(rt.state_root, "transform-jobs", "ranges.log"))
+    assert "a.csv: ClientError: " in log and "Invalid JsonPath: $[0:1, 4:]" in log
+
+
+def test_multi_range_refuse_setting_refuses_at_create(tmp_path, model_tar):
+    from velibcast.batch_transform.dataplane import DataPlaneSettings
+    rt = LocalRuntime(Storage(), str(tmp_path / "state"), DataPlaneSettings(multi_range_filters="refuse"))
+    rt.create_model("test-model", model_tar)
+    put(rt.storage, str(tmp_path / "in"), {"a.csv": "1\n"})
+    with pytest.raises(SpecError, match="DataProcessing.InputFilter: .*only single range"):
+        rt.create_transform_job(job_spec("ranges", str(tmp_path / "in"), str(tmp_path / "out"),
+                                         DataProcessing={"InputFilter": "$[0:1, 4:]"}))
+    rt.close()
