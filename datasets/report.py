@@ -26,12 +26,17 @@ REASONS = {
     "missing_coords": REJECTED_RECORD,
     "bad_duedate": REJECTED_RECORD,
     "duplicate_station": REJECTED_RECORD,
+    "bad_station_code": REJECTED_RECORD,
+    "implausible_count": REJECTED_RECORD,
+    "out_of_area": REJECTED_RECORD,
+    "future_duedate": REJECTED_RECORD,
     "unknown_station_id": REJECTED_RECORD,
     "over_capacity": FLAGGED,
     # per object
     "corrupt_gzip": REJECTED_OBJECT,
     "empty_object": REJECTED_OBJECT,
     "bad_key": REJECTED_OBJECT,
+    "misfiled_key": REJECTED_OBJECT,
     "duplicate_snapshot": REJECTED_OBJECT,
     "partial_snapshot": FLAGGED,
     # per window
@@ -121,6 +126,14 @@ _FIXES = {
     "missing_coords": "the station has no coordinates; skip it with on_bad_record=skip",
     "bad_duedate": "duedate must be ISO-8601 with an offset, e.g. 2022-05-23T00:57:18+02:00",
     "duplicate_station": "a snapshot must hold each station once",
+    "bad_station_code": f"station codes must match {C.STATION_CODE_PATTERN}; fix the importer or skip the record",
+    "implausible_count": (f"capacity must be <= {C.STATION_CAPACITY_MAX} and counts <= {C.STATION_COUNT_MAX} "
+                          "(velibcast/constants.py); skip the record with on_bad_record=skip"),
+    "out_of_area": (f"lat/lon must lie in the service area {C.SERVICE_AREA_LAT} x {C.SERVICE_AREA_LON} "
+                    "(velibcast/constants.py); skip the record with on_bad_record=skip"),
+    "future_duedate": "the source's clock is ahead of the capture; skip the record with on_bad_record=skip",
+    "bad_key": "snapshot keys are <YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz or date=<UTC date>/<same>; rename or move the object",
+    "misfiled_key": "move the object to the date=<its capture's UTC date>/ folder",
     "corrupt_gzip": "re-upload the object, or run with on_bad_object=skip",
     "empty_object": "delete the empty object, or run with on_bad_object=skip",
 }

@@ -2,8 +2,9 @@
 
 Each line is one Paris OpenData v2.1 record plus `capture_ts_utc`. Two key layouts are read:
 the seed's flat `<YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz`, found in existing buckets, and the
-importer's `date=YYYY-MM-DD/<same name>`, so a listing touches only the days it needs.
-The capture time in the key is the authority; nothing is listed by LastModified.
+importer's `date=YYYY-MM-DD/<same name>` (the capture's UTC date), so a listing touches only
+the days it needs. The capture time in the key is the authority; nothing is listed by
+LastModified. Keys are matched whole: anything else under a listed prefix is counted.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.errors import TransientError
+from velibcast.errors import DataError, TransientError
 
 UTC = timezone.utc
 SUFFIX = ".jsonl.gz"
-_KEY_RE = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.jsonl\.gz$")
+# [0-9], not \d: \d also matches other scripts' digits, which strptime would then refuse.
+_NAME_RE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)\.jsonl\.gz")
+_PARTITION_RE = re.compile(r"date=([0-9]{4}-[0-9]{2}-[0-9]{2})")
+_CODE_RE = re.compile(C.STATION_CODE_PATTERN)
+_KEY_RULE = "<YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz or date=<its UTC date>/<YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz"
 _OUI_NON = {"OUI": True, "NON": False}
 
 
@@ -73,42 +78,85 @@ def snapshot_uri(root: str, capture_ts: datetime, layout: str = "partitioned") -
 
 
 def capture_ts_from_key(uri: str) -> datetime | None:
-    m = _KEY_RE.search(uri)
+    """The capture time of a snapshot object's name (the last path segment), else None."""
+    m = _NAME_RE.fullmatch(uri.rsplit("/", 1)[-1])
     if not m:
         return None
-    return datetime.strptime(m.group(1), C.SNAPSHOT_KEY_TIME_FORMAT).replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(m.group(1), C.SNAPSHOT_KEY_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # shaped like a time but not one: 2022-05-26T25-61-00Z
+        return None
+
+
+def _partition_date(segment: str) -> date | None:
+    m = _PARTITION_RE.fullmatch(segment)
+    if not m:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
+def key_problem(rel: str) -> tuple[datetime | None, str | None, str]:
+    """(capture time, reason, detail) of a key relative to velib/snapshots/; reason None = a snapshot."""
+    parts = rel.split("/")
+    ts = capture_ts_from_key(parts[-1])
+    if len(parts) == 2 and ts is not None:
+        folder = _partition_date(parts[0])
+        if folder is None:
+            return ts, "bad_key", f"folder {parts[0]!r} is not date=YYYY-MM-DD; keys must be {_KEY_RULE}"
+        if folder != ts.date():
+            return ts, "misfiled_key", (f"capture {ts:%Y-%m-%dT%H:%M:%SZ} filed under {parts[0]}; "
+                                        f"move it to {ts.strftime(C.SNAPSHOT_PARTITION_FORMAT)}/")
+        return ts, None, ""
+    if len(parts) == 1 and ts is not None:
+        return ts, None, ""
+    return None, "bad_key", f"not a snapshot key; keys must be {_KEY_RULE}"
+
+
+def _as_listed(uri: str) -> str:
+    """`uri` spelt as Storage.list spells what it finds (a local path loses `./`)."""
+    if st.is_s3(uri):
+        return uri
+    return ("file://" if uri.startswith("file://") else "") + str(st.local_path(uri))
 
 
 def list_snapshots(
-    storage: st.Storage, root: str, start: datetime, end: datetime, report: SkipReport | None = None
+    storage: st.Storage, root: str, start: datetime, end: datetime, report: SkipReport | None = None,
+    policy: ValidationPolicy | None = None,
 ) -> list[SnapshotRef]:
     """Snapshots captured in [start, end], sorted by capture time, from both layouts.
 
-    Only the UTC days of the range are listed (one flat and one partition prefix per day),
-    each listing paginated. A capture present in both layouts is read once.
+    Only the UTC days of the range are listed (one flat and one partition prefix per day,
+    plus the partitions of the day before and after, where a capture filed under its
+    Europe/Paris date would sit), each listing paginated. A capture present in both layouts
+    is read once. A key that is not exactly a snapshot key, or a capture of the range filed
+    under another date's folder, is rejected as an object (counted, or raised under
+    on_bad_object=fail) and not read.
     """
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    policy = policy or ValidationPolicy()
+    report = report if report is not None else SkipReport()
     base = snapshots_prefix(root)
     found: dict[datetime, SnapshotRef] = {}
-    day = start.date()
-    while day <= end.date():
-        part = st.join(base, day.strftime(C.SNAPSHOT_PARTITION_FORMAT)) + "/"
-        flat = st.join(base, day.isoformat() + "T")
-        for prefix in (part, flat):
-            for info in storage.list(prefix):
-                ts = capture_ts_from_key(info.uri)
-                if ts is None:
-                    if report is not None:
-                        report.add("bad_key", info.uri, "not <YYYY-MM-DDTHH-MM-SSZ>.jsonl.gz")
-                    continue
-                if not (start <= ts <= end):
-                    continue
-                if ts in found:
-                    if report is not None:
-                        report.add("duplicate_snapshot", info.uri, f"same capture as {found[ts].uri}")
-                    continue
-                found[ts] = SnapshotRef(info.uri, ts)
-        day += timedelta(days=1)
+    prefixes = [st.join(base, d.strftime(C.SNAPSHOT_PARTITION_FORMAT)) + "/"
+                for d in days_between(start - timedelta(days=1), end + timedelta(days=1))]
+    prefixes += [st.join(base, d.isoformat() + "T") for d in days_between(start, end)]
+    listed_base = _as_listed(base) + "/"
+    for prefix in prefixes:
+        for info in storage.list(prefix):
+            rel = info.uri[len(listed_base):] if info.uri.startswith(listed_base) else info.uri
+            ts, reason, detail = key_problem(rel)
+            in_range = ts is not None and start <= ts <= end
+            if reason == "bad_key" or (reason and in_range):
+                report.reject(policy, reason, info.uri, detail)
+            if reason or not in_range:
+                continue
+            if ts in found:
+                report.add("duplicate_snapshot", info.uri, f"same capture as {found[ts].uri}")
+                continue
+            found[ts] = SnapshotRef(info.uri, ts)
     return [found[ts] for ts in sorted(found)]
 
 
@@ -217,11 +265,22 @@ def parse_snapshot(
 _INT_FIELDS = ("capacity", "numbikesavailable", "numdocksavailable", "mechanical", "ebike")
 
 
+_INT_MAX = {"capacity": C.STATION_CAPACITY_MAX}  # the counts: STATION_COUNT_MAX
+_LAT, _LON = C.SERVICE_AREA_LAT, C.SERVICE_AREA_LON
+
+
 def record_from_v21(d: dict, capture: datetime) -> StationRecord:
-    """One v2.1-shaped dict to a StationRecord, or _Bad naming the field."""
+    """One v2.1-shaped dict to a StationRecord, or _Bad naming the field.
+
+    The bounds are those the model server enforces (velibcast.constants, "what a valid
+    station record is"), so an accepted record never makes the server refuse a shard.
+    """
     code = d.get("stationcode")
     if type(code) is not str or not code:
         raise _Bad("bad_type", f"stationcode {code!r} is not a non-empty string")
+    if not _CODE_RE.fullmatch(code):
+        raise _Bad("bad_station_code", f"stationcode {code[:40]!r} is not {C.STATION_CODE_PATTERN} "
+                                       "(it would break CSV rows, record ids or keys)")
     vals = []
     for f in _INT_FIELDS:
         v = d.get(f)
@@ -229,6 +288,9 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
             raise _Bad("bad_type", f"station {code}: {f}={v!r} is not an integer")
         if v < 0:
             raise _Bad("negative_count", f"station {code}: {f}={v} is negative")
+        hi = _INT_MAX.get(f, C.STATION_COUNT_MAX)
+        if v > hi:
+            raise _Bad("implausible_count", f"station {code}: {f}={v} is above {hi}")
         vals.append(v)
     flags = []
     for f in ("is_installed", "is_renting", "is_returning"):
@@ -241,6 +303,10 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
     lon = geo.get("lon") if type(geo) is dict else None
     if type(lat) not in (float, int) or type(lon) not in (float, int):
         raise _Bad("missing_coords", f"station {code}: coordonnees_geo={geo!r} lacks numeric lat/lon")
+    # Compared before float(): an int lat can be too large for a float. NaN fails too.
+    if not (_LAT[0] <= lat <= _LAT[1] and _LON[0] <= lon <= _LON[1]):
+        raise _Bad("out_of_area", f"station {code}: lat {lat!r}, lon {lon!r} is outside the service area "
+                                  f"lat {_LAT[0]}..{_LAT[1]}, lon {_LON[0]}..{_LON[1]}")
     due = d.get("duedate")
     if due is None:
         obs = capture
@@ -251,7 +317,14 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
             obs = None
         if obs is None or obs.tzinfo is None:
             raise _Bad("bad_duedate", f"station {code}: duedate={due!r} is not ISO-8601 with an offset")
-        obs = obs.astimezone(UTC)
+        try:
+            obs = obs.astimezone(UTC)
+        except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+            raise _Bad("bad_duedate", f"station {code}: duedate={due!r} is out of range") from None
+        ahead = (obs - capture).total_seconds()
+        if ahead > C.FUTURE_DUEDATE_TOLERANCE_S:
+            raise _Bad("future_duedate", f"station {code}: duedate {due} is {ahead:.0f} s after the capture "
+                                         f"{capture:%Y-%m-%dT%H:%M:%SZ} (tolerance {C.FUTURE_DUEDATE_TOLERANCE_S} s)")
     name = d.get("name")
     return StationRecord(
         code, obs, capture, vals[0], vals[1], vals[2], vals[3], vals[4],
@@ -306,6 +379,11 @@ def parse_snapshot_columns(
     gc.disable()
     try:
         return _parse_columns(data, ref, policy, report)
+    except (DataError, TransientError):
+        raise
+    except Exception as e:  # a parser bug must still name the object, never escape as a bare library error
+        raise DataError(ref.uri, f"cannot be parsed ({type(e).__name__}: {e})",
+                        "report this object to the velibcast maintainers; move it aside to run without it") from e
     finally:
         if enabled:
             gc.enable()
@@ -349,16 +427,20 @@ def _clean_blocks(lines: list[bytes], ref: SnapshotRef):
     return (codes, *(np.concatenate([p[i] for p in parts]) for i in range(1, 9)))
 
 
-_OFFSET_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+_OFFSET_RE = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
+_LOCAL_RE = re.compile(r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-]")
 _OK_INT = {int}
 _OK_NUM_TYPES = ({float}, {int}, {float, int})
 
 
 def _offset_seconds(off: str) -> int | None:
-    m = _OFFSET_RE.match(off)
+    """fromisoformat's rule: minutes may pass 59 (+00:60 is +01:00), the offset must stay under 24 h."""
+    m = _OFFSET_RE.fullmatch(off)
     if not m:
         return None
     sec = int(m.group(2)) * 3600 + int(m.group(3)) * 60
+    if sec >= 86400:
+        return None  # +99:99 moved a record four days (issue 9)
     return -sec if m.group(1) == "-" else sec
 
 
@@ -367,24 +449,32 @@ _get_columns = operator.itemgetter(*_COLUMN_KEYS)
 
 
 def _clean_columns(rows: list, ref: SnapshotRef):
-    """Arrays if every row passes every rule of record_from_v21, else None."""
+    """Arrays if every row passes every rule of record_from_v21, else None.
+
+    None sends the snapshot through the record path, which names the line and reason:
+    this path never decides a rejection, so the two cannot disagree on one.
+    """
     if set(map(type, rows)) != {dict}:
         return None
     try:
         codes, *ints, inst, rent, ret, geos, dues = zip(*map(_get_columns, rows))
     except KeyError:
         return None  # a missing field: the record path says which
-    if set(map(type, codes)) != {str} or "" in codes or len(set(codes)) != len(codes):
+    if set(map(type, codes)) != {str} or len(set(codes)) != len(codes) or not all(map(_CODE_RE.fullmatch, codes)):
         return None
     arrays = []
-    for col in ints:
+    for f, col in zip(_INT_FIELDS, ints):
         if set(map(type, col)) != _OK_INT:
             return None
-        a = np.array(col, dtype=np.int64)
-        if (a < 0).any():
+        try:
+            a = np.array(col, dtype=np.int64)
+        except OverflowError:
+            return None
+        if (a < 0).any() or (a > _INT_MAX.get(f, C.STATION_COUNT_MAX)).any():
             return None
         arrays.append(a)
-    if not (set(inst) | set(rent) | set(ret)) <= {"OUI", "NON"}:
+    flags = inst + rent + ret
+    if set(map(type, flags)) != {str} or not set(flags) <= {"OUI", "NON"}:
         return None
     if set(map(type, geos)) != {dict}:
         return None
@@ -392,21 +482,32 @@ def _clean_columns(rows: list, ref: SnapshotRef):
     lon = [g.get("lon") for g in geos]
     if set(map(type, lat)) not in _OK_NUM_TYPES or set(map(type, lon)) not in _OK_NUM_TYPES:
         return None
+    try:
+        lat_a, lon_a = np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64)
+    except OverflowError:
+        return None
+    # Python compares an int with the bounds exactly; float64 could round an int just
+    # outside onto a bound, so ints near a bound take the record path.
+    if not (((lat_a > _LAT[0]) & (lat_a < _LAT[1])).all() and ((lon_a > _LON[0]) & (lon_a < _LON[1])).all()):
+        return None
     obs = _obs_seconds(dues, ref)
     if obs is None:
         return None
     n = len(codes)
     return (list(codes), obs, arrays[1], arrays[0],
             np.fromiter(map("OUI".__eq__, inst), dtype=bool, count=n), arrays[2],
-            np.fromiter(map("OUI".__eq__, rent), dtype=bool, count=n),
-            np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64))
+            np.fromiter(map("OUI".__eq__, rent), dtype=bool, count=n), lat_a, lon_a)
 
 
 def _obs_seconds(dues, ref: SnapshotRef) -> np.ndarray | None:
+    """Epoch seconds of the duedates, or None when any is not plainly valid (the record path decides)."""
     if set(map(type, dues)) != {str}:
         return None  # null duedates and odd types take the record-by-record path
     if set(map(len, dues)) == {25}:
-        # "YYYY-MM-DDTHH:MM:SS+HH:MM": NumPy parses the local part, the offsets are few
+        # "YYYY-MM-DDTHH:MM:SS+HH:MM": NumPy parses the local part, the offsets are few.
+        # NumPy is laxer than fromisoformat (a space for T, year 0), so the shape is checked first.
+        if not all(map(_LOCAL_RE.match, dues)):
+            return None
         offsets = {}
         for off in {s[19:] for s in dues}:
             offsets[off] = _offset_seconds(off)
@@ -417,18 +518,24 @@ def _obs_seconds(dues, ref: SnapshotRef) -> np.ndarray | None:
         except ValueError:
             return None
         if len(offsets) == 1:
-            return local - next(iter(offsets.values()))
-        return local - np.array([offsets[s[19:]] for s in dues], dtype=np.int64)
-    out = []
-    for s in dues:
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            return None
-        out.append(int(dt.timestamp()))
-    return np.array(out, dtype=np.int64)
+            obs = local - next(iter(offsets.values()))
+        else:
+            obs = local - np.array([offsets[s[19:]] for s in dues], dtype=np.int64)
+    else:
+        out = []
+        for s in dues:
+            try:
+                dt = datetime.fromisoformat(s)
+            except ValueError:
+                return None
+            if dt.tzinfo is None or (dt - ref.capture_ts).total_seconds() > C.FUTURE_DUEDATE_TOLERANCE_S:
+                return None  # the second test exactly as record_from_v21 (fractions of a second)
+            out.append(int(dt.timestamp()))
+        obs = np.array(out, dtype=np.int64)
+    # Before 1970 (year-1 overflow lives there) or after the capture: the record path says which.
+    if (obs < 0).any() or (obs > ref.capture_ts.timestamp() + C.FUTURE_DUEDATE_TOLERANCE_S).any():
+        return None
+    return obs
 
 
 # ---------------------------------------------------------------- writing

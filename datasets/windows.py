@@ -111,7 +111,7 @@ class SnapshotSource:
     def __init__(self, storage: st.Storage, root: str, start: datetime, end: datetime,
                  policy: ValidationPolicy, report: SkipReport, observers: Iterable = ()):
         self.storage, self.policy, self.report = storage, policy, report
-        self.refs = list_snapshots(storage, root, start, end, report)
+        self.refs = list_snapshots(storage, root, start, end, report, policy)
         self.observers = list(observers)
         self._next = 0
         self._cache: deque[SnapshotColumns] = deque()

@@ -34,6 +34,24 @@ PARSE_BLOCK_LINES = 2048             # snapshot lines validated together (fits i
 REPORT_MAX_EXAMPLES = 5             # example messages kept per reason in a skip report
 STALE_DUEDATE_HOURS = 24            # data-quality: a station whose duedate is this old at capture
 
+# ---------------------------------------------------------------- what a valid station record is
+# One notion of validity: snapshot validation (datasets/snapshots.py) rejects what the model
+# server would answer 400 to, so one record can never fail a whole shard. The server's copy
+# lives in transform_code/velib_codec.py (it cannot import this module); a test keeps them equal.
+# Service area: the Vélib' network spans lat 48.758..48.958, lon 2.166..2.538 (GBFS
+# station_information 2022-05 and 2025-10); the box adds ~0.15 degrees (11-16 km) for growth.
+SERVICE_AREA_LAT = (48.6, 49.1)
+SERVICE_AREA_LON = (2.0, 2.7)
+# Largest station: 78 docks (2025); bikes above capacity occur (82 at a 74-dock station, 2022).
+# 200 leaves room for growth and stays far from int32 and float precision limits.
+STATION_CAPACITY_MAX = 200
+STATION_COUNT_MAX = 200             # bikes, docks, mechanical, ebike (history values on the server)
+# Codes appear in record ids, CSV rows, JSON and Parquet: letters, digits, '_' and '-' only
+# ("16107", "31024_relais"); a comma, quote or newline would split a CSV row.
+STATION_CODE_PATTERN = r"[0-9A-Za-z_-]{1,32}"
+# A duedate later than its capture is a clock error; the 2022 series is always >= 131 s earlier.
+FUTURE_DUEDATE_TOLERANCE_S = 300
+
 # ---------------------------------------------------------------- transform inputs
 RECORD_ID_COLUMN = "record_id"
 TRANSFORM_SHARD_MAX_BYTES = 5 * 1024 * 1024

@@ -8,6 +8,7 @@ from ds_helpers import rec, utc
 
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.errors import DataError
 from velibcast.datasets.snapshots import (
     SnapshotRef, capture_ts_from_key, encode_snapshot, list_snapshots, read_snapshot, snapshot_uri, write_snapshot,
 )
@@ -33,6 +34,38 @@ def test_list_by_capture_time_reads_both_layouts_and_only_needed_days(any_root, 
     assert [r.capture_ts for r in refs] == [utc(c) for c in caps[1:4]]
     assert report.counts == {"duplicate_snapshot": 1}
     assert "same capture as" in report.examples["duplicate_snapshot"][0]
+
+
+def test_keys_are_matched_whole_and_misfiled_captures_counted(any_root, storage):
+    """Issue 9: `x<ts>`, `date=D/sub/<ts>`, an impossible time and a capture under another date's
+    folder were read as snapshots, raised a bare ValueError, or were ignored and counted nowhere."""
+    good = write_snapshot(storage, any_root, utc("2022-05-26T04:00:00Z"), [rec()])
+    base = st.join(any_root, "velib", "snapshots")
+    body = encode_snapshot([rec()], utc("2022-05-26T05:00:00Z"))
+    bad = {
+        "bad_key": ["date=2022-05-26/x2022-05-26T05-00-00Z.jsonl.gz", "date=2022-05-26/sub/2022-05-26T05-00-00Z.jsonl.gz",
+                    "2022-05-26T25-61-00Z.jsonl.gz", "date=2022-05-26/2022-05-26T05-00-00Z.jsonl.gz.bak",
+                    "2022-05-26T06-00-00Z.jsonl.gz/part"],
+        # the Europe/Paris date instead of the UTC date: one day later for captures after 22:00Z
+        "misfiled_key": ["date=2022-05-27/2022-05-26T23-00-00Z.jsonl.gz"],
+    }
+    for keys in bad.values():
+        for k in keys:
+            storage.write_bytes(st.join(base, k), body)
+    # a misfiled capture outside the range is another run's business
+    storage.write_bytes(st.join(base, "date=2022-05-25/2022-05-24T23-00-00Z.jsonl.gz"), body)
+    report = SkipReport()
+    refs = list_snapshots(storage, any_root, utc("2022-05-26T00:00Z"), utc("2022-05-26T23:59Z"), report)
+    assert [r.uri for r in refs] == [good]
+    assert report.counts == {"bad_key": 5, "misfiled_key": 1}
+    assert any("2022-05-26T25-61-00Z.jsonl.gz: not a snapshot key" in e for e in report.examples["bad_key"])
+    assert report.examples["misfiled_key"][0].endswith(
+        "date=2022-05-27/2022-05-26T23-00-00Z.jsonl.gz: capture 2022-05-26T23:00:00Z filed under date=2022-05-27; "
+        "move it to date=2022-05-26/")
+    with pytest.raises(DataError) as e:
+        list_snapshots(storage, any_root, utc("2022-05-26T00:00Z"), utc("2022-05-26T23:59Z"), SkipReport(),
+                       ValidationPolicy(on_bad_object="fail"))
+    assert "bad_key" in str(e.value) and "velib/snapshots/" in str(e.value)
 
 
 def test_listing_paginates_past_one_page(tmp_path, storage, monkeypatch):

@@ -37,6 +37,19 @@ def parse(records=None, raw: bytes | None = None, policy=ValidationPolicy()):
     (rec("9", due="yesterday"), "bad_duedate", "duedate='yesterday' is not ISO-8601 with an offset"),
     (rec("9", due="2022-05-23T10:00:00"), "bad_duedate", "is not ISO-8601 with an offset"),
     (rec("1"), "duplicate_station", "station 1 already read from this snapshot"),
+    # issue 9: what the model server would refuse (one record used to fail a whole shard)
+    (rec("9", lat=1000), "out_of_area", "lat 1000, lon 2.35 is outside the service area"),
+    (rec("9", lon=-2.35), "out_of_area", "lon -2.35 is outside the service area"),
+    (rec("9", lat=2 ** 63), "out_of_area", "is outside the service area"),
+    (rec("9", capacity=2 ** 40), "implausible_count", f"capacity={2 ** 40} is above 200"),
+    (rec("9", capacity=2 ** 63), "implausible_count", "is above 200"),
+    (rec("9", bikes=201), "implausible_count", "numbikesavailable=201 is above 200"),
+    (rec("16,107"), "bad_station_code", "stationcode '16,107' is not"),
+    (rec('16"107'), "bad_station_code", "is not [0-9A-Za-z_-]{1,32}"),
+    (rec("16107\n"), "bad_station_code", "is not"),
+    (rec("9", due="2022-05-23T10:00:00+99:99"), "bad_duedate", "+99:99' is not ISO-8601 with an offset"),
+    (rec("9", due="0001-01-01T00:00:00+01:00"), "bad_duedate", "is out of range"),
+    (rec("9", due="2022-05-23T18:30:00+00:00"), "future_duedate", "is 28800 s after the capture 2022-05-23T10:30:00Z"),
 ])
 def test_record_rules_count_and_message(bad, reason, words):
     out, report = parse([rec("1"), bad, rec("2")])
@@ -110,7 +123,28 @@ def test_partial_snapshot_is_flagged_in_a_run(real_store, storage):
     assert "1081 stations" in ex[1] and "1337 stations" in ex[2]
 
 
-@pytest.mark.parametrize("due", [None, "2022-05-23T10:00:00.250+02:00", "2022-05-23T08:00:00Z", "2022-05-23T10:00:00-03:30"])
+def test_duedate_within_the_tolerance_is_kept():
+    out, report = parse([rec("1", due="2022-05-23T10:35:00+00:00"), rec("2", due="2022-05-23T10:35:01+00:00")])
+    assert [r.station_code for r in out] == ["1"] and report.counts == {"future_duedate": 1}
+
+
+def test_a_rejected_record_never_leaves_the_parser():
+    """The values the server refuses (issue 9) stop here: the arrays hold only the good station."""
+    bad = [rec("2", lat=1000), rec("3", capacity=2 ** 40), rec("4,5"), rec("6", due="2022-05-23T10:00:00+99:99")]
+    cols = parse_snapshot_columns(encode_snapshot([rec("1"), *bad], TS), REF, ValidationPolicy(), SkipReport())
+    assert cols.codes == ["1"] and cols.capacity.tolist() == [20] and cols.lat.tolist() == [48.85]
+
+
+def test_fail_policy_names_object_and_line_for_the_new_rules():
+    with pytest.raises(DataError) as e:
+        parse_snapshot_columns(encode_snapshot([rec("1"), rec("2", lat=1000)], TS), REF,
+                               ValidationPolicy(on_bad_record="fail"), SkipReport())
+    assert str(e.value).startswith(f"{REF.uri} line 2: out_of_area: station 2: lat 1000")
+    assert "velibcast/constants.py" in str(e.value)
+
+
+@pytest.mark.parametrize("due", [None, "2022-05-23T10:00:00.250+02:00", "2022-05-23T08:00:00Z", "2022-05-23T05:00:00-03:30",
+                                 "2022-05-23T10:00:00+00:60", "2022-05-23T10:00:00+23:59", "2022-05-23 10:00:00+02:00"])
 def test_columnar_and_record_parsers_agree_on_valid_variants(due):
     out, report = parse([rec("1", due=due), rec("2", due="2022-05-23T10:00:00+02:00")])
     assert len(out) == 2 and report.counts == {}
