@@ -1,20 +1,25 @@
 """`velibcast` command line: ad-hoc runs, the demo, and each stage's own commands.
 
 Stage packages add their subcommands through `register(subparsers)`, so this file only
-knows the run-level commands.
+knows the run-level commands. Arguments and the config are checked before Prefect starts,
+so a user error is reported in about a second, in one or two lines, with exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
-from datetime import date
+import traceback
+from datetime import timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from velibcast.cli_types import utc_time
-from velibcast.errors import VelibcastError
+from velibcast import constants as C
+from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
+from velibcast.errors import ConfigError, VelibcastError
 
 
 def _print_result(res: dict) -> None:
@@ -29,29 +34,43 @@ def _print_result(res: dict) -> None:
         print(f"report:    {res['report_png']}")
 
 
+def _checked_config(path: str):
+    """Load and check the config before Prefect starts: a user error costs a second, not a server start."""
+    from velibcast.config import check_store_writable, load_config
+
+    cfg = load_config(path)
+    check_store_writable(cfg)
+    return cfg
+
+
 def cmd_run(args) -> int:
+    if (args.start is None) != (args.end is None):
+        raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
+    if args.start is not None and args.end <= args.start:
+        raise ConfigError(f"--end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ} "
+                          f"({RANGE_CONVENTION})")
+    _checked_config(args.config)
     from velibcast.flows.nightly import nightly
 
-    if (args.start is None) != (args.end is None):
-        raise SystemExit("give both --start and --end, or neither")
     res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
     _print_result(res)
     return 0
 
 
 def cmd_demo(args) -> int:
-    """Seed ./data from the bundled real sample, train a model if none exists, run one night."""
-    from velibcast.flows.nightly import nightly
-
-    from velibcast.config import REPO_ROOT, load_config
-
-    cfg = load_config(args.config)
+    """Seed the store from the repository's sample_data, train a model if none exists, run one night."""
+    cfg = _checked_config(args.config)
     root = Path(cfg.root)
-    sample = REPO_ROOT / "sample_data"
+    sample = Path("sample_data")
     snaps = root / "velib" / "snapshots"
     if not snaps.exists():
+        if not (sample / "velib").is_dir():
+            raise ConfigError(f"no snapshots in {snaps} and no ./sample_data to seed them from; run the demo from "
+                              "a clone of the repository (make demo), or import snapshots first")
         print(f"seeding {snaps} from {sample}")
         shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
+    from velibcast.flows.nightly import nightly
+
     if not any((root / "models").glob("*/model.tar.gz")):
         from velibcast.training.train import train_model
 
@@ -66,9 +85,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_backfill(args) -> int:
+    if args.end_date <= args.start_date:
+        raise ConfigError(f"--end-date {args.end_date} must be after --start-date {args.start_date} "
+                          f"({RANGE_CONVENTION}; one night: --end-date {args.start_date + timedelta(days=1)})")
+    _checked_config(args.config)
     from velibcast.flows.backfill import backfill
 
-    res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
+    # The flow takes an inclusive last date; the command line is half-open like every other range.
+    res = backfill(start_date=args.start_date, end_date=args.end_date - timedelta(days=1), config=args.config,
                    force=args.force, max_concurrency=args.max_concurrency)
     for r in res["dates"]:
         print(f"{r['run_date']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else ""))
@@ -77,11 +101,9 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_score(args) -> int:
+    cfg = _checked_config(args.config)
     from velibcast.flows.score import score_run
 
-    from velibcast.config import load_config
-
-    cfg = load_config(args.config)
     res = score_run(cfg.storage(), cfg, args.run_date)
     print(res["message"])
     for r in res.get("by_horizon", []):
@@ -92,35 +114,59 @@ def cmd_score(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="velibcast", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = f"""Hourly Vélib' availability forecasts for every Paris station, in batch on
+SageMaker Batch Transform or on velibcast's local runtime.
 
-    r = sub.add_parser("run", help="run the nightly flow once (ad hoc)")
-    r.add_argument("--config", default="configs/local.yaml")
-    r.add_argument("--run-date", type=date.fromisoformat, default=None,
-                   help="Europe/Paris local day to forecast (default: config, else yesterday)")
-    r.add_argument("--start", type=utc_time, default=None, help="first origin (UTC ISO time), with --end")
-    r.add_argument("--end", type=utc_time, default=None, help="end of the origin range, exclusive")
+Start with:  velibcast run --config configs/local.yaml --run-date 2022-05-26
+Times are ISO with a zone (2022-05-26T06:00Z); dates are Europe/Paris days (YYYY-MM-DD);
+{RANGE_CONVENTION}.
+Errors print what, where and how to fix, and exit 2; --debug adds the traceback."""
+
+CONFIG_HELP = "run configuration YAML (default: configs/local.yaml, also found in the installed package)"
+
+
+def _add_config(p) -> None:
+    p.add_argument("--config", default="configs/local.yaml", metavar="YAML", help=CONFIG_HELP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="velibcast", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"velibcast {_version()}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the nightly flow once (ad hoc)", description=(
+        "Forecast one Europe/Paris day (--run-date) or the hourly origins in [--start, --end). " + RANGE_CONVENTION))
+    _add_config(r)
+    r.add_argument("--run-date", type=iso_date, default=None, metavar="YYYY-MM-DD",
+                   help="Europe/Paris day to forecast (default: the config's run.default_run_date, else yesterday)")
+    r.add_argument("--start", type=utc_time, default=None, metavar="TIME",
+                   help="first origin, included (ISO time with zone, e.g. 2022-05-26T06:00Z); needs --end")
+    r.add_argument("--end", type=utc_time, default=None, metavar="TIME",
+                   help="end of the origin range, excluded: [start, end)")
     r.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="seed ./data from the bundled sample, train if needed, run one night")
-    d.add_argument("--config", default="configs/local.yaml")
-    d.add_argument("--force", action="store_true")
+    _add_config(d)
+    d.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("backfill", help="one nightly run per date in a range, skipping complete dates")
-    b.add_argument("--config", default="configs/local.yaml")
-    b.add_argument("--start-date", type=date.fromisoformat, required=True)
-    b.add_argument("--end-date", type=date.fromisoformat, required=True, help="inclusive")
+    b = sub.add_parser("backfill", help="one nightly run per date in [start, end), skipping complete dates",
+                       description="One nightly run per Europe/Paris date in [--start-date, --end-date). "
+                       + RANGE_CONVENTION)
+    _add_config(b)
+    b.add_argument("--start-date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="first date, included")
+    b.add_argument("--end-date", type=iso_date, required=True, metavar="YYYY-MM-DD",
+                   help="end date, excluded: [start, end) (one night: the day after --start-date)")
     b.add_argument("--force", action="store_true", help="rerun dates that are already complete")
-    b.add_argument("--max-concurrency", type=int, default=2)
+    b.add_argument("--max-concurrency", type=int, default=2, help="dates run at once (default 2)")
     b.set_defaults(func=cmd_backfill)
 
     sc = sub.add_parser("score", help="MAE per horizon of a published night, model vs persistence")
-    sc.add_argument("--config", default="configs/local.yaml")
-    sc.add_argument("--run-date", type=date.fromisoformat, required=True)
+    _add_config(sc)
+    sc.add_argument("--run-date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="Europe/Paris day")
     sc.set_defaults(func=cmd_score)
 
     from velibcast.batch_transform import cli as bt_cli
@@ -132,13 +178,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    try:
+        return version("velibcast")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(C.PREFECT_EPHEMERAL_STARTUP_TIMEOUT_S))
     try:
         return args.func(args) or 0
+    except BrokenPipeError:
+        # `velibcast ... | head`: the reader left; say nothing and do not let the interpreter's
+        # final flush of stdout fail again (the recipe of Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except VelibcastError as e:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(unexpected; rerun with --debug for the traceback and report it)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ states what differs. Unknown keys are an error: a typo must not silently fall ba
 from __future__ import annotations
 
 import copy
+import difflib
+import os
+import tempfile
 import hashlib
 import json
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,8 @@ from velibcast import constants as C
 from velibcast.errors import ConfigError
 from velibcast.storage import ClientParams, Storage
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
+# Package data (the repository's configs/ folder): found the same way in a checkout and in a wheel install.
+CONFIG_DIR = Path(str(resources.files("velibcast.configs")))
 
 DEFAULTS: dict[str, Any] = {
     "store": {
@@ -57,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "run": {
         "default_run_date": None,    # None = yesterday in Europe/Paris
     },
-    "pricing": "pricing.yaml",       # relative to configs/
+    "pricing": "pricing.yaml",       # relative to the packaged configs (velibcast.configs)
 }
 
 _ENUMS = {
@@ -68,16 +72,20 @@ _ENUMS = {
 }
 
 
-def _merge(base: dict, override: dict, path: str = "") -> dict:
+def _merge(base: dict, override: dict, path: str = "", source: str = "<overrides>") -> dict:
+    if not isinstance(override or {}, dict):
+        raise ConfigError(f"{source}: {path.rstrip('.') or 'the file'} must be a mapping of keys to values")
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
         where = f"{path}{k}"
         if k not in base:
-            raise ConfigError(f"unknown config key {where!r}; known keys here: {sorted(base)}")
+            close = difflib.get_close_matches(str(k), [str(b) for b in base], n=1)
+            hint = f"did you mean {path}{close[0]!r}? " if close else ""
+            raise ConfigError(f"{source}: unknown key {where!r}; {hint}known keys here: {', '.join(sorted(base))}")
         if isinstance(base[k], dict) and base[k] and not isinstance(v, dict):
-            raise ConfigError(f"config key {where!r} must be a mapping")
+            raise ConfigError(f"{source}: {where!r} must be a mapping (keys: {', '.join(sorted(base[k]))})")
         if isinstance(base[k], dict) and base[k]:
-            out[k] = _merge(base[k], v, where + ".")
+            out[k] = _merge(base[k], v, where + ".", source)
         else:
             out[k] = v
     return out
@@ -130,10 +138,17 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not p.is_file() and (CONFIG_DIR / p.name).is_file():
             p = CONFIG_DIR / p.name
         if not p.is_file():
-            raise ConfigError(f"config file {path} not found (try configs/local.yaml)")
-        raw = yaml.safe_load(p.read_text()) or {}
+            shipped = ", ".join(f"configs/{c.name}" for c in sorted(CONFIG_DIR.glob("*.yaml")) if c.name != "pricing.yaml")
+            raise ConfigError(f"config file {path} not found; give a YAML file that exists, or one of the shipped "
+                              f"configs: {shipped}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{at}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
         source = str(p)
-    data = _merge(DEFAULTS, raw)
+    data = _merge(DEFAULTS, raw, source=source)
     if overrides:
         data = _merge(data, overrides)
     for (sec, key), allowed in _ENUMS.items():
@@ -147,3 +162,23 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if float(data["windows"]["max_staleness_hours"]) <= 0:
         raise ConfigError(f"{source}: windows.max_staleness_hours must be > 0")
     return Config(data, source)
+
+
+def check_store_writable(cfg: Config) -> None:
+    """Fail at start, not after the windows are built, when a local store root cannot be written.
+
+    S3 roots are not probed: a probe would be one more write the IAM policy must allow, and the
+    first real write names the bucket and key if it is refused.
+    """
+    root = cfg.root
+    if root.startswith("s3://"):
+        return
+    path = Path(root[len("file://"):] if root.startswith("file://") else root)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{cfg.source}: store.root {path} is not writable ({e.strerror}); "
+                          "set store.root to a folder you can write, e.g. ./data") from None

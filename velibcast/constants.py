@@ -119,6 +119,12 @@ JOB_NAME_PREFIX = "velibcast"      # IAM policies scope SageMaker resources to t
 RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
 BACKFILL_CONCURRENCY = 2
 
+# ---------------------------------------------------------------- command line
+# A run started from the CLI without PREFECT_API_URL starts a temporary Prefect server. Prefect's
+# 20 s start-up timeout failed `velibcast run` after 62 s on the shared 2-core machine (load ~6);
+# the value only applies when the user has not set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.
+PREFECT_EPHEMERAL_STARTUP_TIMEOUT_S = 120
+
 # ---------------------------------------------------------------- accuracy and run report
 ACCURACY_PREFIX = "accuracy"        # <root>/accuracy/run_date=D/part-0.parquet, one object per date
 # An hour's actual is final once the store holds a capture this long after it: later

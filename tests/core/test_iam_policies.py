@@ -13,12 +13,15 @@ import json
 from datetime import date, datetime, timezone
 from fnmatch import fnmatchcase
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 
 from velibcast import forecasts, manifest
 from velibcast import storage as st
-from velibcast.config import CONFIG_DIR, REPO_ROOT, load_config
+from velibcast.config import CONFIG_DIR, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCT_DIRS = ("velibcast", "datasets", "batch_transform", "flows", "training")
 RUNNER = CONFIG_DIR / "iam" / "runner-policy.json"

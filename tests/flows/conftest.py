@@ -2,12 +2,14 @@
 
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import yaml
 
 from velibcast import storage as st
-from velibcast.config import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session", autouse=True)

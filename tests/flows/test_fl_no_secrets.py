@@ -15,6 +15,7 @@ import logging
 import tarfile
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -195,13 +196,12 @@ def test_no_secret_in_a_whole_nightly_run(secret_root, tmp_path, recorded_logs):
     inherit the environment), join, publish, manifest, artifact."""
     import yaml
 
-    from velibcast.config import REPO_ROOT
     from velibcast.flows.nightly import nightly
     from velibcast.training import package
     from velibcast.training.synthetic import untrained_archive
 
     storage = st.Storage()
-    sample = REPO_ROOT / "sample_data" / "velib" / "snapshots"
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "velib" / "snapshots"
     for p in sorted(sample.rglob("*.jsonl.gz")):
         if "2022-05-25T03" <= p.name[:13] <= "2022-05-26T09":
             storage.write_bytes(st.join(secret_root, "velib", "snapshots", p.name), p.read_bytes())

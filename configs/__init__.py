@@ -1,0 +1,6 @@
+"""The configs and price tables velibcast reads at run time, shipped as package data.
+
+Installed as `velibcast.configs` (see pyproject.toml), so a wheel install finds
+`local.yaml`, `aws.yaml`, `pricing.yaml`, the IAM policies and the Athena DDL without a
+checkout of the repository.
+"""
