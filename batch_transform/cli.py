@@ -3,6 +3,7 @@
     velibcast transform-job run --cli-input-json job.json --model-data MODEL_TAR_GZ_URI
     velibcast transform-job describe NAME
     velibcast serve --model-dir DIR [--port P]
+    velibcast sagemaker-api --port N [--host H]
 
 job.json is what `aws sagemaker create-transform-job --cli-input-json` takes. The local
 runtime is the default backend; `--backend sagemaker --role-arn ARN` runs the same spec
@@ -45,6 +46,15 @@ def register(subparsers) -> None:
     srv = subparsers.add_parser("serve", help="serve a model directory with the SageMaker container contract")
     server.add_arguments(srv)
     srv.set_defaults(func=cmd_serve)
+
+    api = subparsers.add_parser("sagemaker-api", help="a local SageMaker API endpoint (CreateModel, CreateTransformJob, "
+                                                      "...) that runs jobs with the local runtime against S3")
+    api.add_argument("--port", type=int, required=True, help="port to listen on (0 picks a free one)")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: no authentication)")
+    _common(api)
+    api.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                     help="a DataPlaneSettings field, as for transform-job run")
+    api.set_defaults(func=cmd_sagemaker_api)
 
 
 def _common(p) -> None:
@@ -122,4 +132,11 @@ def cmd_serve(args) -> int:
     from velibcast.batch_transform import server
 
     server.serve(args.model_dir, args.port, args.host)
+    return 0
+
+
+def cmd_sagemaker_api(args) -> int:
+    from velibcast.batch_transform import sagemaker_api
+
+    sagemaker_api.serve(args.port, args.host, args.state_root, parse_settings(args.setting))
     return 0

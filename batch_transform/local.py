@@ -165,6 +165,12 @@ class LocalRuntime:
         weakref.finalize(self, shutil.rmtree, model_dir, True)
         return {"ModelArn": self._arn("model", name)}
 
+    def delete_model(self, name: str) -> None:
+        m = self._models.pop(name, None)
+        if m is None:
+            raise ResourceNotFound(f"Could not find model {name!r}")
+        shutil.rmtree(m.model_dir, ignore_errors=True)
+
     def close(self) -> None:
         for m in self._models.values():
             shutil.rmtree(m.model_dir, ignore_errors=True)

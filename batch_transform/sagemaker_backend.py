@@ -64,9 +64,11 @@ class SageMakerBackend:
 
     @classmethod
     def from_config(cls, cfg) -> "SageMakerBackend":
-        """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)."""
+        """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)
+        and `transform.wait_deadline_s`."""
         sm_cfg = cfg["transform"]["sagemaker"]
-        return cls(region=sm_cfg.get("region"), role_arn=sm_cfg.get("role_arn"), image_uri=sm_cfg.get("image_uri"))
+        return cls(region=sm_cfg.get("region"), role_arn=sm_cfg.get("role_arn"), image_uri=sm_cfg.get("image_uri"),
+                   deadline_s=float(cfg["transform"]["wait_deadline_s"]))
 
     # ------------------------------------------------------------ LocalRuntime's surface
     def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:

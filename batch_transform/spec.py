@@ -100,6 +100,12 @@ def _check(shape, value, path: str, allow_file_uris: bool) -> None:
             _check(shape.member, v, f"{path}[{i}]", allow_file_uris)
 
 
+def validate_request(operation: str, body: dict) -> None:
+    """Check any SageMaker request against its input shape in botocore's model (the local
+    SageMaker API's other operations; CreateTransformJob goes through validate_job_spec)."""
+    _check(service_model().operation_model(operation).input_shape, body, "", False)
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "max_shard_bytes": C.TRANSFORM_SHARD_MAX_BYTES,
         "invocations_timeout_s": C.INVOCATIONS_TIMEOUT_S_DEFAULT,
         "invocations_max_retries": C.INVOCATIONS_MAX_RETRIES_DEFAULT,
+        "wait_deadline_s": C.POLL_DEADLINE_S,   # how long a run follows its transform job (both backends)
         "sagemaker": {"role_arn": None, "region": None, "image_uri": None},
     },
     "model": {

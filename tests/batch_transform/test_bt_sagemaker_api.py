@@ -1,0 +1,124 @@
+"""The local SageMaker API endpoint: a real `velibcast sagemaker-api` process, boto3 pointed
+at it with AWS_ENDPOINT_URL_SAGEMAKER, S3 on the moto server."""
+
+import json
+import subprocess
+import sys
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from velibcast.flows.cli import main as velibcast_main
+from velibcast.storage import Storage, join
+
+
+@pytest.fixture
+def api(aws_env, tmp_path, monkeypatch):
+    """The endpoint in its own process; yields a boto3 SageMaker client pointed at it."""
+    proc = subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", "sagemaker-api", "--port", "0",
+                             "--state-root", str(tmp_path / "api-state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" on ", 1)[1].split()[0]
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
+        yield boto3.client("sagemaker")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait(sm, name):
+    sm.get_waiter("transform_job_completed_or_stopped").wait(
+        TransformJobName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 300})
+    return sm.describe_transform_job(TransformJobName=name)
+
+
+def _outputs(storage, prefix):
+    return {o.uri[len(prefix):]: storage.read_bytes(o.uri) for o in storage.list(prefix)}
+
+
+def test_boto3_runs_a_job_like_the_cli(api, s3_root, model_tar, make_spec, tmp_path, capsys):
+    storage = Storage()
+    model_uri = join(s3_root, "models", "model.tar.gz")
+    storage.write_bytes(model_uri, open(model_tar, "rb").read())
+    for key, text in {"a.csv": "st1@t,1,2,3\nst2@t,4,5,6\n", "sub/b.csv": "st3@t,1,1,1\n"}.items():
+        storage.write_bytes(join(s3_root, "in", key), text.encode())
+    dp = {"InputFilter": "$[1:]", "OutputFilter": "$[0,-1:]", "JoinSource": "Input"}
+
+    api.create_model(ModelName="test-model", ExecutionRoleArn="arn:aws:iam::000000000000:role/local",
+                     PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    assert api.describe_model(ModelName="test-model")["PrimaryContainer"]["ModelDataUrl"] == model_uri
+    spec = make_spec("api-job", join(s3_root, "in") + "/", join(s3_root, "out-api"), DataProcessing=dp)
+    arn = api.create_transform_job(**spec)["TransformJobArn"]
+    assert arn.endswith(":transform-job/api-job")
+    d = _wait(api, "api-job")
+    assert d["TransformJobStatus"] == "Completed" and d["TransformEndTime"] >= d["TransformStartTime"]
+    assert d["DataProcessing"] == dp and "LocalOwner" not in d
+
+    # The CLI's run of the same spec writes the same bytes.
+    cli_spec = make_spec("cli-job", join(s3_root, "in") + "/", join(s3_root, "out-cli"), DataProcessing=dp)
+    (tmp_path / "job.json").write_text(json.dumps(cli_spec))
+    assert velibcast_main(["transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"),
+                           "--model-data", model_uri, "--state-root", str(tmp_path / "cli-state")]) == 0
+    got = _outputs(storage, join(s3_root, "out-api"))
+    assert got == _outputs(storage, join(s3_root, "out-cli"))
+    assert got == {"/a.csv.out": b"st1@t,6\nst2@t,15\n", "/sub/b.csv.out": b"st3@t,3\n"}
+
+    # A duplicate name is ResourceInUse.
+    with pytest.raises(ClientError) as ei:
+        api.create_transform_job(**spec)
+    assert ei.value.response["Error"]["Code"] == "ResourceInUse"
+
+    # A bad spec is a ValidationException with the CLI's field message.
+    bad = make_spec("bad-job", join(s3_root, "in"), join(s3_root, "out-bad"), MaxPayloadInMB=200)
+    with pytest.raises(ClientError) as ei:
+        api.create_transform_job(**bad)
+    assert ei.value.response["Error"]["Code"] == "ValidationException"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    capsys.readouterr()
+    assert velibcast_main(["transform-job", "run", "--cli-input-json", str(tmp_path / "bad.json"),
+                           "--model-data", model_uri, "--state-root", str(tmp_path / "cli-state")]) == 2
+    message = ei.value.response["Error"]["Message"]
+    assert message == "MaxPayloadInMB: 200 is out of range (limit: 0-100)"
+    assert f"error: {message}" in capsys.readouterr().err
+
+    # An empty input is refused at create, as on the service.
+    with pytest.raises(ClientError, match="No S3 objects found under S3 URL"):
+        api.create_transform_job(**make_spec("empty-job", join(s3_root, "nothing/"), join(s3_root, "o")))
+
+    summaries = api.list_transform_jobs(NameContains="api")["TransformJobSummaries"]
+    assert [s["TransformJobName"] for s in summaries] == ["api-job"]
+    assert summaries[0]["TransformJobStatus"] == "Completed"
+
+
+def test_errors_botocore_parses(api):
+    with pytest.raises(ClientError) as ei:
+        api.describe_transform_job(TransformJobName="nope")
+    assert ei.value.response["Error"]["Code"] == "ResourceNotFound"
+    assert isinstance(ei.value, api.exceptions.ResourceNotFound)
+    with pytest.raises(ClientError) as ei:
+        api.describe_model(ModelName="nope")
+    assert ei.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not find model" in ei.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as ei:
+        api.stop_transform_job(TransformJobName="nope")
+    assert ei.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_stop_and_delete_model(api, s3_root, model_tar, make_spec):
+    storage = Storage()
+    model_uri = join(s3_root, "models", "model.tar.gz")
+    storage.write_bytes(model_uri, open(model_tar, "rb").read())
+    storage.write_bytes(join(s3_root, "in", "slow.csv"), b"sleep0.5\n" * 40)
+    api.create_model(ModelName="test-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    api.create_transform_job(**make_spec("stop-job", join(s3_root, "in") + "/", join(s3_root, "out"),
+                                         BatchStrategy="SingleRecord"))
+    api.stop_transform_job(TransformJobName="stop-job")
+    d = _wait(api, "stop-job")
+    assert d["TransformJobStatus"] == "Stopped"
+    assert list(storage.list(join(s3_root, "out") + "/")) == []
+    api.delete_model(ModelName="test-model")
+    with pytest.raises(ClientError, match="Could not find model"):
+        api.describe_model(ModelName="test-model")
