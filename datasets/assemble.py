@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes, loads
-from velibcast.datasets.records import layout_for, write_transform_inputs
+from velibcast.datasets.records import ShardWriter, layout_for
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.windows import WindowSummary, iter_windows
+from velibcast.datasets.windows import WindowBatch, WindowSummary, iter_window_batches
 from velibcast.errors import DataError
 
 
@@ -30,6 +36,28 @@ def report_uri_for(out_prefix: str) -> str:
     return st.join(parent, f"windows-report-{name}.json") if parent else f"windows-report-{name}.json"
 
 
+INDEX_SCHEMA = pa.schema([
+    ("record_id", pa.string()),
+    ("station_code", pa.string()),
+    ("origin_ts", pa.timestamp("us", tz="UTC")),
+    ("capacity", pa.int32()),
+    ("unknown_station", pa.bool_()),
+])
+
+
+def index_rows(batch: WindowBatch) -> pa.RecordBatch:
+    """The record index rows of a batch: what the join needs to turn a prediction back into a forecast."""
+    codes = pa.array(batch.station_codes, pa.string())
+    n = len(batch)
+    return pa.record_batch([
+        pc.binary_join_element_wise(codes, "@" + batch.origin_label, ""),
+        codes,
+        pa.array(np.full(n, int(batch.origin_ts.timestamp() * 1_000_000), dtype=np.int64)).cast(pa.timestamp("us", tz="UTC")),
+        pa.array(batch.capacity.astype(np.int32)),
+        pa.array(batch.unknown_station),
+    ], schema=INDEX_SCHEMA)
+
+
 def assemble_transform_inputs(
     storage: st.Storage,
     snapshots_root: str,
@@ -43,13 +71,30 @@ def assemble_transform_inputs(
     shard_count: int = C.TRANSFORM_SHARD_COUNT,
     manifest_uri: str | None = None,
     report_uri: str | None = None,
+    index_uri: str | None = None,
     observers=(),
+    chunk_hours: int = C.WINDOW_CHUNK_HOURS,
 ) -> dict:
+    """The one window path: snapshots -> hourly states -> windows -> shards (+ record index), streaming.
+
+    The nightly flow, the `windows` CLI and the bench call this; nothing else builds windows.
+    Shards are written as they fill; with index_uri, the record index (one row per record
+    sent: record_id, station_code, origin_ts, capacity, unknown_station) is written as Parquet.
+    """
     report = SkipReport()
     summary = WindowSummary()
-    windows = iter_windows(storage, snapshots_root, origins, station_index or {}, report,
-                           max_staleness, policy, summary, observers)
-    shards = write_transform_inputs(storage, windows, out_prefix, fmt, max_shard_bytes, shard_count, manifest_uri)
+    writer = ShardWriter(storage, out_prefix, fmt, max_shard_bytes, shard_count)
+    index_buf = io.BytesIO()
+    index = pq.ParquetWriter(index_buf, INDEX_SCHEMA) if index_uri else None
+    for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
+                                     max_staleness, policy, summary, observers, chunk_hours):
+        writer.add(batch)
+        if index is not None:
+            index.write_batch(index_rows(batch))
+    shards = writer.close(manifest_uri)
+    if index is not None:
+        index.close()
+        storage.write_bytes(index_uri, index_buf.getvalue(), content_type="application/vnd.apache.parquet")
     result = {
         "snapshots_root": snapshots_root,
         "first_origin": f"{min(origins):%Y-%m-%dT%H:%MZ}" if origins else None,
@@ -60,6 +105,7 @@ def assemble_transform_inputs(
         "layout": layout_for(fmt).to_dict(),
         "shards": shards,
         "manifest_file": manifest_uri,
+        "index_uri": index_uri,
     }
     for obs in observers:
         if hasattr(obs, "to_dict"):

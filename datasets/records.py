@@ -12,12 +12,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.errors import DataError
 from velibcast.transform_code.velib_features import (
-    FEATURE_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
+    FEATURE_COLUMNS, HISTORY_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
 )
 
 CSV = "csv"
@@ -79,66 +81,159 @@ def layout_for(fmt: str) -> TransformLayout:
     raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
 
 
-def csv_line(w) -> bytes:
-    # No header: Batch Transform would send it to the model as a record.
-    return (w.record_id + "," + ",".join(map(repr, w.features())) + "\n").encode()
+# ---------------------------------------------------------------- encoding window batches
+# CSV rows are assembled as fixed-width byte tokens (NUL-padded) in one uint8 matrix per batch,
+# then the NULs are dropped: no Python string per window. Values print as Python would
+# (ints as ints, floats by repr), so a row is the same text as ",".join(map(repr, features)).
+_INT_TOKENS: list[np.ndarray] = [np.array([], dtype="S1")]
 
 
-def jsonl_line(w) -> bytes:
-    f = {HISTORY_KEY: w.history, "hour": w.hour, "day_of_week": w.day_of_week, "is_weekend": w.is_weekend,
-         "capacity": w.capacity, "station_index": w.station_index, "lat": w.lat, "lon": w.lon}
-    return dumps_bytes({C.RECORD_ID_COLUMN: w.record_id, "station_code": w.station_code,
-                        "origin_ts": f"{w.origin_ts:%Y-%m-%dT%H:%M:%SZ}", FEATURES_KEY: f}) + b"\n"
+def _int_tokens(values: np.ndarray) -> np.ndarray:
+    """'<int>,' tokens for non-negative ints, from a lookup table grown on demand."""
+    values = np.asarray(values, dtype=np.int64)
+    if len(values) and values.min() < 0:
+        return _repr_tokens(values)
+    top = int(values.max()) + 1 if len(values) else 0
+    if top > len(_INT_TOKENS[0]):
+        size = max(top, 2 * len(_INT_TOKENS[0]), 1024)
+        _INT_TOKENS[0] = np.array([f"{i}," for i in range(size)], dtype="S")
+    return _INT_TOKENS[0][values]
+
+
+def _repr_tokens(values: np.ndarray) -> np.ndarray:
+    """'<repr>,' tokens, formatted once per distinct value (a station's lat/lon repeat across origins)."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    return np.array([f"{v!r}," for v in uniq.tolist()], dtype="S")[inv.reshape(-1)]
+
+
+def _matrix(tokens: np.ndarray) -> np.ndarray:
+    """(n,) or (n, k) fixed-width bytes -> (n, k * width) uint8, NUL-padded."""
+    n = tokens.shape[0]
+    return np.ascontiguousarray(tokens).view(np.uint8).reshape(n, -1)
+
+
+def csv_rows(batch) -> bytes:
+    """The batch's CSV lines (no header: Batch Transform would send it to the model as a record)."""
+    n = len(batch)
+    if not n:
+        return b""
+    ids = np.char.add(batch.code_bytes, ("@" + batch.origin_label + ",").encode())
+    parts = [_matrix(ids), _matrix(_int_tokens(batch.history.reshape(-1)).reshape(n, -1))]
+    for name in STATIC_FEATURES:
+        col = batch.static_column(name)
+        parts.append(_matrix(_repr_tokens(col) if col.dtype.kind == "f" else _int_tokens(col)))
+    m = np.concatenate(parts, axis=1)
+    # the last token's comma becomes the newline
+    last = m.shape[1] - 1 - np.argmax(m[:, ::-1] != 0, axis=1)
+    m[np.arange(n), last] = ord("\n")
+    return m[m != 0].tobytes()
+
+
+def jsonl_rows(batch) -> bytes:
+    ts = f"{batch.origin_ts:%Y-%m-%dT%H:%M:%SZ}"
+    out = []
+    for rid, code, row in zip(batch.record_ids(), batch.station_codes.tolist(), batch.feature_rows()):
+        f = {HISTORY_KEY: row[:len(HISTORY_COLUMNS)],
+             **dict(zip(STATIC_FEATURES, row[len(HISTORY_COLUMNS):]))}
+        out.append(dumps_bytes({C.RECORD_ID_COLUMN: rid, "station_code": code, "origin_ts": ts, FEATURES_KEY: f}))
+    return b"\n".join(out) + b"\n" if out else b""
+
+
+_ENCODERS = {CSV: csv_rows, JSONL: jsonl_rows}
+
+
+class ShardWriter:
+    """Window batches -> shards of at most max_shard_bytes under out_prefix, written as they fill.
+
+    Records are dealt round-robin to `shard_count` open shards (instance_count x
+    MaxConcurrentTransforms), so small inputs still spread over every worker; a shard that
+    would pass max_shard_bytes is written and a new one opened. Memory holds at most
+    shard_count shards. Each batch is encoded once, then split on line boundaries.
+    """
+
+    def __init__(self, storage: st.Storage, out_prefix: str, fmt: str = CSV,
+                 max_shard_bytes: int = C.TRANSFORM_SHARD_MAX_BYTES, shard_count: int = C.TRANSFORM_SHARD_COUNT):
+        if fmt not in _ENCODERS:
+            raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
+        self.storage, self.out_prefix, self.fmt = storage, out_prefix, fmt
+        self.max_shard_bytes = int(max_shard_bytes)
+        self.shard_count = max(1, int(shard_count))
+        self.content_type = layout_for(fmt).content_type
+        self.bufs: list[list[bytes]] = [[] for _ in range(self.shard_count)]
+        self.sizes = [0] * self.shard_count
+        self.records = 0
+        self.uris: list[str] = []
+
+    def _flush(self, k: int) -> None:
+        if not self.bufs[k]:
+            return
+        uri = st.join(self.out_prefix, f"part-{len(self.uris):05d}.{self.fmt}")
+        self.storage.write_bytes(uri, b"".join(self.bufs[k]), content_type=self.content_type)
+        self.uris.append(uri)
+        self.bufs[k], self.sizes[k] = [], 0
+
+    def add(self, batch) -> None:
+        n = len(batch)
+        if not n:
+            return
+        data = _ENCODERS[self.fmt](batch)
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+        starts = np.concatenate([[0], ends[:-1]])
+        lengths = ends - starts
+        big = np.flatnonzero(lengths > self.max_shard_bytes)
+        if len(big):
+            raise DataError(batch.record_ids()[big[0]], f"one record is {int(lengths[big[0]])} bytes > "
+                            f"max_shard_bytes {self.max_shard_bytes}", "raise max_shard_bytes")
+        view = memoryview(data)
+        first = self.records % self.shard_count
+        for k in range(self.shard_count):
+            rows = np.arange((k - first) % self.shard_count, n, self.shard_count)
+            if not len(rows):
+                continue
+            if self.shard_count == 1:
+                self._append(k, data, lengths)
+                continue
+            self._append(k, b"".join(view[s:e] for s, e in zip(starts[rows].tolist(), ends[rows].tolist())),
+                         lengths[rows])
+        self.records += n
+
+    def _append(self, k: int, data: bytes, lengths: np.ndarray) -> None:
+        """Whole lines into shard k, writing it and opening the next where max_shard_bytes would be passed."""
+        ends = np.cumsum(lengths)
+        done = 0
+        while done < len(ends):
+            pos = int(ends[done - 1]) if done else 0
+            upto = int(np.searchsorted(ends, pos + self.max_shard_bytes - self.sizes[k], side="right"))
+            if upto == done:
+                self._flush(k)
+                continue
+            end = int(ends[upto - 1])
+            self.bufs[k].append(data[pos:end])
+            self.sizes[k] += end - pos
+            done = upto
+
+    def close(self, manifest_uri: str | None = None) -> list[str]:
+        for k in range(self.shard_count):
+            self._flush(k)
+        if manifest_uri:
+            write_manifest_file(self.storage, manifest_uri, self.out_prefix, self.uris)
+        return self.uris
 
 
 def write_transform_inputs(
     storage: st.Storage,
-    windows: Iterable,
+    batches: Iterable,
     out_prefix: str,
     fmt: str = CSV,
     max_shard_bytes: int = C.TRANSFORM_SHARD_MAX_BYTES,
     shard_count: int = C.TRANSFORM_SHARD_COUNT,
     manifest_uri: str | None = None,
 ) -> list[str]:
-    """Write windows as shards of at most max_shard_bytes under out_prefix; return their URIs.
-
-    Lines are dealt round-robin to `shard_count` open shards (instance_count x
-    MaxConcurrentTransforms), so small inputs still spread over every worker; a shard that
-    would pass max_shard_bytes is closed and a new one opened. Memory holds at most
-    shard_count shards. With manifest_uri, a ManifestFile listing the shards is written too.
-    """
-    encode = {CSV: csv_line, JSONL: jsonl_line}.get(fmt)
-    if encode is None:
-        raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
-    ext = {CSV: "csv", JSONL: "jsonl"}[fmt]
-    shard_count = max(1, int(shard_count))
-    bufs: list[list[bytes]] = [[] for _ in range(shard_count)]
-    sizes = [0] * shard_count
-    uris: list[str] = []
-
-    def flush(k: int) -> None:
-        if not bufs[k]:
-            return
-        uri = st.join(out_prefix, f"part-{len(uris):05d}.{ext}")
-        storage.write_bytes(uri, b"".join(bufs[k]), content_type=layout_for(fmt).content_type)
-        uris.append(uri)
-        bufs[k], sizes[k] = [], 0
-
-    for n, w in enumerate(windows):
-        line = encode(w)
-        if len(line) > max_shard_bytes:
-            raise DataError(w.record_id, f"one record is {len(line)} bytes > max_shard_bytes {max_shard_bytes}",
-                            "raise max_shard_bytes")
-        k = n % shard_count
-        if sizes[k] + len(line) > max_shard_bytes:
-            flush(k)
-        bufs[k].append(line)
-        sizes[k] += len(line)
-    for k in range(shard_count):
-        flush(k)
-    if manifest_uri:
-        write_manifest_file(storage, manifest_uri, out_prefix, uris)
-    return uris
+    """Write window batches as shards (see ShardWriter); return their URIs."""
+    w = ShardWriter(storage, out_prefix, fmt, max_shard_bytes, shard_count)
+    for b in batches:
+        w.add(b)
+    return w.close(manifest_uri)
 
 
 def write_manifest_file(storage: st.Storage, manifest_uri: str, out_prefix: str, uris: list[str]) -> None:

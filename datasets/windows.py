@@ -28,7 +28,7 @@ from velibcast import storage as st
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
-from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
+from velibcast.transform_code.velib_features import HISTORY_LEN, STATIC_FEATURES, UNKNOWN_STATION_INDEX
 
 UTC = timezone.utc
 PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
@@ -64,32 +64,11 @@ def history_hours(origins: list[datetime]) -> list[datetime]:
     return origins_for_range(min(origins) - (HISTORY_LEN - 1) * HOUR, max(origins) + HOUR)
 
 
-# ---------------------------------------------------------------- windows
-@dataclass(slots=True)
-class Window:
-    station_code: str
-    origin_ts: datetime
-    history: list[int]
-    hour: int
-    day_of_week: int
-    is_weekend: int
-    capacity: int
-    station_index: int
-    lat: float
-    lon: float
-    unknown_station: bool = False
-
-    @property
-    def record_id(self) -> str:
-        return f"{self.station_code}@{self.origin_ts:%Y-%m-%dT%H:%MZ}"
-
-    def features(self) -> list:
-        """Values in FEATURE_COLUMNS order."""
-        return [*self.history, self.hour, self.day_of_week, self.is_weekend, self.capacity,
-                self.station_index, self.lat, self.lon]
-
-
-assert len(FEATURE_COLUMNS) == HISTORY_LEN + 7, "Window.features() follows FEATURE_COLUMNS"
+# ---------------------------------------------------------------- static features
+# Static features that come from the station's record at t; the rest of STATIC_FEATURES come from
+# the origin's local time (static_time_features returns them in STATIC_FEATURES order).
+STATION_FEATURES = ("capacity", "station_index", "lat", "lon")
+TIME_FEATURES = [f for f in STATIC_FEATURES if f not in STATION_FEATURES]
 
 
 def static_time_features(origin: datetime) -> tuple[int, int, int]:
@@ -227,7 +206,13 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     q = (np.arange(n_st, dtype=np.int64)[:, None] << _OBS_BITS) | (h_s - base)[None, :]
     pos = np.searchsorted(keys, q, side="right") - 1
     rec = order[np.maximum(pos, 0)]
-    present = (pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
+    # "present" looks back only as far as any grid holding h reads (snapshot_span), so whether a
+    # skipped window counts as missing_history or stale_history never depends on the chunking.
+    # A record captured before that is older than max_staleness at h: never usable either way.
+    captures = np.array([int(s.ref.capture_ts.timestamp()) for s in snapshots], dtype=np.int64)
+    lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
+    present = ((pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
+               & (captures[seq[rec]] >= h_s[None, :] - lookback))
     usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
 
     def col(name):
@@ -247,7 +232,45 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     )
 
 
-# ---------------------------------------------------------------- windows from a grid
+# ---------------------------------------------------------------- windows of one origin, as columns
+@dataclass
+class WindowBatch:
+    """The windows of one origin as arrays: no Python object per window on the assembly path."""
+
+    origin_ts: datetime
+    station_codes: np.ndarray   # object (str), one per window
+    history: np.ndarray         # int64 (n, HISTORY_LEN), oldest first
+    time_features: tuple        # static_time_features(origin_ts): TIME_FEATURES in order
+    capacity: np.ndarray        # int64
+    station_index: np.ndarray   # int64; UNKNOWN_STATION_INDEX where unknown
+    lat: np.ndarray
+    lon: np.ndarray
+    unknown_station: np.ndarray  # bool
+    code_bytes: np.ndarray      # station codes as UTF-8 bytes ("S"), for the CSV encoder
+
+    def __len__(self) -> int:
+        return len(self.station_codes)
+
+    @property
+    def origin_label(self) -> str:
+        return f"{self.origin_ts:%Y-%m-%dT%H:%MZ}"
+
+    def record_ids(self) -> list[str]:
+        suffix = "@" + self.origin_label
+        return [c + suffix for c in self.station_codes.tolist()]
+
+    def static_column(self, name: str) -> np.ndarray:
+        """One STATIC_FEATURES column, the origin's time features broadcast to every window."""
+        if name in STATION_FEATURES:
+            return getattr(self, name)
+        return np.full(len(self), self.time_features[TIME_FEATURES.index(name)], dtype=np.int64)
+
+    def feature_rows(self) -> list[list]:
+        """Rows in FEATURE_COLUMNS order (for JSON Lines and tests; CSV shards are encoded from the arrays)."""
+        static = [self.static_column(f).tolist() for f in STATIC_FEATURES]
+        return [[*h, *s] for h, s in zip(self.history.tolist(), zip(*static))]
+
+
 def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, t: datetime, detail: str) -> None:
     n = int(mask.sum())
     if not n:
@@ -256,17 +279,14 @@ def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, t
     report.add(reason, f"origin {t:%Y-%m-%dT%H:%MZ}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
-def build_windows(
+def batches_from_grid(
     grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport
-) -> list[Window]:
-    return list(iter_grid_windows(grid, origins, station_index, report))
-
-
-def iter_grid_windows(
-    grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport
-) -> Iterator[Window]:
-    codes = grid.station_codes
-    on_grid = set(codes)
+) -> Iterator[WindowBatch]:
+    """One WindowBatch per origin; every other (station, origin) counted with its first failing reason."""
+    codes = np.array(grid.station_codes, dtype=object)
+    code_bytes = np.array([c.encode() for c in grid.station_codes], dtype="S")
+    index = np.array([station_index.get(c, -1) for c in grid.station_codes], dtype=np.int64)
+    on_grid = set(grid.station_codes)
     missing = sorted(c for c in station_index if c not in on_grid)
     for t in origins:
         j = grid.hour_pos(t)
@@ -288,23 +308,24 @@ def iter_grid_windows(
         emit = np.flatnonzero(all_usable & inst & rent)
         if not len(emit):
             continue
-        hour, dow, weekend = static_time_features(t)
-        hist = grid.bikes[emit, sl].astype(np.int64).tolist()
-        caps = grid.capacity[emit, j].tolist()
-        lats = grid.lat[emit, j].tolist()
-        lons = grid.lon[emit, j].tolist()
-        unknown = []
-        for k, i in enumerate(emit.tolist()):
-            code = codes[i]
-            idx = station_index.get(code)
-            if idx is None:
-                unknown.append(code)
-            yield Window(code, t, hist[k], hour, dow, weekend, caps[k],
-                         UNKNOWN_STATION_INDEX if idx is None else idx, lats[k], lons[k], idx is None)
-        if unknown:
+        idx = index[emit]
+        unknown = idx < 0
+        if unknown.any():
             report.add("unknown_station", f"origin {t:%Y-%m-%dT%H:%MZ}",
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
-                       f"e.g. {', '.join(unknown[:report.max_examples])}", n=len(unknown))
+                       f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
+        yield WindowBatch(
+            origin_ts=t,
+            station_codes=codes[emit],
+            history=grid.bikes[emit, sl].astype(np.int64),
+            time_features=static_time_features(t),
+            capacity=grid.capacity[emit, j],
+            station_index=np.where(unknown, UNKNOWN_STATION_INDEX, idx),
+            lat=grid.lat[emit, j],
+            lon=grid.lon[emit, j],
+            unknown_station=unknown,
+            code_bytes=code_bytes[emit],
+        )
 
 
 # ---------------------------------------------------------------- streaming over a range
@@ -312,17 +333,57 @@ def iter_grid_windows(
 class WindowSummary:
     origins: int = 0
     windows_emitted: int = 0
+    windows_unknown_station: int = 0
     stations: set = field(default_factory=set)
     snapshots_read: int = 0
     records_read: int = 0
 
     def to_dict(self) -> dict:
         return {"origins": self.origins, "windows_emitted": self.windows_emitted,
+                "windows_unknown_station": self.windows_unknown_station,
                 "stations_seen": len(self.stations), "snapshots_read": self.snapshots_read,
                 "records_read": self.records_read}
 
 
-def iter_windows(
+def iter_state_grids(
+    storage: st.Storage,
+    snapshots_root: str,
+    origins: list[datetime],
+    report: SkipReport,
+    max_staleness: timedelta = timedelta(hours=C.MAX_STALENESS_HOURS),
+    policy: ValidationPolicy | None = None,
+    summary: WindowSummary | None = None,
+    observers: Iterable = (),
+    chunk_hours: int = C.WINDOW_CHUNK_HOURS,
+    lookahead_hours: int = 0,
+) -> Iterator[tuple[list[datetime], StateGrid]]:
+    """(origins of a chunk, grid over t-23h of the first .. the last + lookahead_hours), chunk by chunk.
+
+    The one path from snapshots to hourly states: serving windows read it with lookahead 0,
+    training samples with the forecast horizons as lookahead. Each snapshot is parsed once.
+    """
+    policy = policy or ValidationPolicy()
+    summary = summary if summary is not None else WindowSummary()
+    origins = sorted(origins)
+    if not origins:
+        return
+    ahead = lookahead_hours * HOUR
+    lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
+    _, hi = snapshot_span([origins[-1] + ahead], max_staleness)
+    source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
+    for k in range(0, len(origins), chunk_hours):
+        chunk = origins[k:k + chunk_hours]
+        hours = origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
+        lo_c, hi_c = snapshot_span(hours, max_staleness)
+        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness)
+        summary.stations.update(grid.station_codes)
+        summary.origins += len(chunk)
+        summary.snapshots_read = source.snapshots_read
+        summary.records_read = source.records_read
+        yield chunk, grid
+
+
+def iter_window_batches(
     storage: st.Storage,
     snapshots_root: str,
     origins: list[datetime],
@@ -333,25 +394,12 @@ def iter_windows(
     summary: WindowSummary | None = None,
     observers: Iterable = (),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
-) -> Iterator[Window]:
-    """Windows for any range, one chunk of origins at a time."""
-    policy = policy or ValidationPolicy()
+) -> Iterator[WindowBatch]:
+    """The windows of any range, one origin at a time, memory bounded by one chunk's grid."""
     summary = summary if summary is not None else WindowSummary()
-    origins = sorted(origins)
-    if not origins:
-        return
-    lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
-    _, hi = snapshot_span(origins[-1:], max_staleness)
-    source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
-    for k in range(0, len(origins), chunk_hours):
-        chunk = origins[k:k + chunk_hours]
-        hours = history_hours(chunk)
-        lo_c, hi_c = snapshot_span(hours, max_staleness)
-        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness)
-        summary.stations.update(grid.station_codes)
-        summary.origins += len(chunk)
-        for w in iter_grid_windows(grid, chunk, station_index, report):
-            summary.windows_emitted += 1
-            yield w
-    summary.snapshots_read = source.snapshots_read
-    summary.records_read = source.records_read
+    for chunk, grid in iter_state_grids(storage, snapshots_root, origins, report, max_staleness, policy,
+                                        summary, observers, chunk_hours):
+        for b in batches_from_grid(grid, chunk, station_index, report):
+            summary.windows_emitted += len(b)
+            summary.windows_unknown_station += int(b.unknown_station.sum())
+            yield b

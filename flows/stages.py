@@ -118,49 +118,41 @@ def stage_windows(ctx: RunContext) -> dict:
     done = load_stage(ctx, "windows")
     if done:
         return done
-    from velibcast.datasets.records import layout_for, shard_count_for, write_transform_inputs
-    from velibcast.datasets.report import SKIPPED_WINDOW, SkipReport, ValidationPolicy
-    from velibcast.datasets.windows import build_state_grid, build_windows, history_hours
+    from velibcast.datasets.assemble import assemble_transform_inputs
+    from velibcast.datasets.quality import QualityTracker
+    from velibcast.datasets.records import shard_count_for
+    from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 
     t0 = datetime.now(timezone.utc)
-    report = SkipReport()
     policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
                               on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
-    hours = history_hours(ctx.origins)
-    grid = build_state_grid(ctx.storage, ctx.cfg.snapshots_root, hours,
-                            timedelta(hours=float(ctx.cfg["windows"]["max_staleness_hours"])), policy, report)
-    windows = build_windows(grid, ctx.origins, ctx.station_index, report)
     t = ctx.cfg["transform"]
-    fmt = t["format"]
-    layout = layout_for(fmt)
     input_prefix = ctx.path("transform", "input") + "/"
-    shards = write_transform_inputs(ctx.storage, windows, input_prefix, fmt=fmt,
-                                    max_shard_bytes=int(t["max_shard_bytes"]),
-                                    shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]))
-    index = pa.table({
-        "record_id": [w.record_id for w in windows],
-        "station_code": [w.station_code for w in windows],
-        "origin_ts": pa.array([w.origin_ts for w in windows], pa.timestamp("us", tz="UTC")),
-        "capacity": pa.array([int(w.capacity) for w in windows], pa.int32()),
-        "unknown_station": [bool(w.unknown_station) for w in windows],
-    })
-    buf = io.BytesIO()
-    pq.write_table(index, buf)
-    ctx.storage.write_bytes(ctx.path("windows", "index.parquet"), buf.getvalue())
-    skips = report.to_dict()
+    # the one streaming window path (datasets/assemble.py): shards and the record index as it goes
+    result = assemble_transform_inputs(
+        ctx.storage, ctx.cfg.snapshots_root, ctx.origins, input_prefix, fmt=t["format"],
+        station_index=ctx.station_index,
+        max_staleness=timedelta(hours=float(ctx.cfg["windows"]["max_staleness_hours"])), policy=policy,
+        max_shard_bytes=int(t["max_shard_bytes"]),
+        shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
+        report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
+        observers=[QualityTracker()],
+    )
+    skips = result["report"]
     ctx.storage.write_text(ctx.path("windows", "skips.json"), manifest.dumps(skips), "application/json")
+    summary = result["summary"]
     return save_stage(ctx, "windows", {
-        "stations_seen": len(grid.station_codes),
+        "stations_seen": summary["stations_seen"],
         "origins": len(ctx.origins),
-        "windows_emitted": len(windows),
-        "windows_unknown_station": sum(1 for w in windows if w.unknown_station),
+        "windows_emitted": summary["windows_emitted"],
+        "windows_unknown_station": summary["windows_unknown_station"],
         # missing_station counts mapped stations absent from every snapshot: not grid windows
         "windows_skipped_by_reason": {r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
                                       if r != "missing_station"},
         "report": skips,
-        "data_quality": grid.quality,
-        "layout": layout.to_dict(),
-        "shards": shards,
+        "data_quality": result.get("data_quality"),
+        "layout": result["layout"],
+        "shards": result["shards"],
         "input_prefix": input_prefix,
         "started_at": t0.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),

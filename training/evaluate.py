@@ -66,22 +66,15 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
     with the model's own station mapping: how `velibcast evaluate` checks days the model has not seen."""
     import json
     import tempfile
-    from datetime import timedelta
     from pathlib import Path
 
-    from velibcast import constants as C
     from velibcast.datasets.report import SkipReport, ValidationPolicy
-    from velibcast.datasets.windows import build_state_grid
     from velibcast.training.package import extract
-    from velibcast.training.samples import samples_from_grid
+    from velibcast.training.samples import grid_for_samples, samples_from_grid
     from velibcast.transform_code import inference
 
-    hour = timedelta(hours=1)
-    first = start - (F.HISTORY_LEN - 1) * hour
-    hours = [first + i * hour for i in range(int((end - first) / hour) + F.HORIZONS + 1)]
     report = SkipReport()
-    grid = build_state_grid(storage, snapshots_root, hours, timedelta(hours=C.MAX_STALENESS_HOURS),
-                            ValidationPolicy(), report)
+    grid = grid_for_samples(storage, snapshots_root, start, end, report, ValidationPolicy())
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = extract(storage.read_bytes(model_uri), Path(tmp))
         model = inference.model_fn(str(model_dir))

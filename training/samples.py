@@ -10,7 +10,7 @@ the tests both work; vectorised over stations, since a training span has ~100k w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -48,6 +48,20 @@ def calendar(hour_utc: datetime) -> tuple[int, int, int]:
 def non_working(hour_utc: datetime) -> bool:
     """Weekend or French public holiday in Europe/Paris: for metrics by day type."""
     return F.is_non_working_day(hour_utc.astimezone(ZoneInfo(C.LOCAL_TIMEZONE)).date())
+
+
+def grid_for_samples(storage, snapshots_root: str, first_origin: datetime, last_origin: datetime,
+                     report, policy=None):
+    """The state grid samples are cut from: the serving window path's own (iter_state_grids), with
+    the horizons as lookahead and one chunk for the whole span (a training split needs every origin)."""
+    from velibcast.datasets.windows import iter_state_grids, origins_for_range
+
+    origins = origins_for_range(first_origin, last_origin + timedelta(hours=1))
+    if not origins:
+        raise ValueError(f"no origin hour in {first_origin:%Y-%m-%dT%H:%MZ}..{last_origin:%Y-%m-%dT%H:%MZ}")
+    [(_, grid)] = iter_state_grids(storage, snapshots_root, origins, report, timedelta(hours=C.MAX_STALENESS_HOURS),
+                                   policy, chunk_hours=len(origins), lookahead_hours=F.HORIZONS)
+    return grid
 
 
 def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:

@@ -19,7 +19,7 @@ import torch
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.training import evaluate, package
-from velibcast.training.samples import Samples, samples_from_grid, station_mapping, time_split
+from velibcast.training.samples import Samples, grid_for_samples, samples_from_grid, station_mapping, time_split
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
 
@@ -141,13 +141,12 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
     """Hourly states over [start, end] from the snapshot store, then train_on_grid.
     Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz."""
     from velibcast.datasets.report import SkipReport, ValidationPolicy
-    from velibcast.datasets.windows import build_state_grid
 
     start, end = _hour(start), _hour(end)
-    hours = [start + timedelta(hours=i) for i in range(int((end - start) / timedelta(hours=1)) + 1)]
     report = SkipReport()
-    grid = build_state_grid(storage, snapshots_root, hours, timedelta(hours=C.MAX_STALENESS_HOURS),
-                            ValidationPolicy(), report)
+    # origins start+23h .. end-3h: the grid spans [start, end], as samples_from_grid expects
+    grid = grid_for_samples(storage, snapshots_root, start + (F.HISTORY_LEN - 1) * timedelta(hours=1),
+                            end - F.HORIZONS * timedelta(hours=1), report, ValidationPolicy())
     return train_on_grid(grid, storage, out_root, start, end, seed, max_seconds, report.to_dict())
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from ds_helpers import utc
 
@@ -9,13 +10,18 @@ from velibcast import constants as C
 from velibcast.datasets.records import (
     csv_layout, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
 )
-from velibcast.datasets.windows import Window
+from velibcast.datasets.windows import WindowBatch
 from velibcast.errors import DataError
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, OUTPUT_COLUMNS
 
 
-def win(code="16107", hour=22, bikes=3):
-    return Window(code, utc(f"2022-05-24T{hour:02d}:00Z"), [bikes] * 24, 0, 2, 0, 35, 12, 48.865983, 2.275725)
+def win(code="16107", hour=22, bikes=3, n=1):
+    """A batch of n windows of one origin (codes code, code+"1", ... when n > 1)."""
+    codes = [code] if n == 1 else [f"{code}{i}" for i in range(n)]
+    return WindowBatch(utc(f"2022-05-24T{hour:02d}:00Z"), np.array(codes, dtype=object),
+                       np.full((n, 24), bikes, dtype=np.int64), (0, 2, 0), np.full(n, 35), np.full(n, 12),
+                       np.full(n, 48.865983), np.full(n, 2.275725), np.zeros(n, bool),
+                       np.array([c.encode() for c in codes], dtype="S"))
 
 
 def test_csv_layout_filters_follow_columns():
@@ -47,6 +53,16 @@ def test_csv_shards_no_header_and_row_shape(any_root, storage):
     assert lines[0].endswith(",3,0,2,0,35,12,48.865983,2.275725")
 
 
+def test_csv_rows_print_as_python_would(tmp_path, storage):
+    b = win("a", n=3)
+    b.lat[:] = [48.1, 0.1 + 0.2, 1e-7]
+    b.history[1, 5] = 123456
+    [uri] = write_transform_inputs(storage, [b], str(tmp_path / "in"), "csv")
+    want = ["".join(rid + "," + ",".join(map(repr, row)) + "\n")
+            for rid, row in zip(b.record_ids(), b.feature_rows())]
+    assert storage.read_text(uri) == "".join(want)
+
+
 def test_jsonl_record_shape(tmp_path, storage):
     [uri] = write_transform_inputs(storage, [win()], str(tmp_path / "in"), "jsonl")
     d = json.loads(storage.read_text(uri))
@@ -56,15 +72,17 @@ def test_jsonl_record_shape(tmp_path, storage):
 
 
 def test_shards_respect_size_and_count(tmp_path, storage):
-    ws = [win(str(i)) for i in range(200)]
-    one = len(("x" * 0 + "0@2022-05-24T22:00Z," + ",".join(map(repr, ws[0].features())) + "\n").encode())
+    ws = [win(str(i)) for i in range(100)] + [win("x", n=100)]  # one window per batch, then one batch of 100
+    one = len(("0@2022-05-24T22:00Z," + ",".join(map(repr, ws[0].feature_rows()[0])) + "\n").encode())
     uris = write_transform_inputs(storage, ws, str(tmp_path / "a"), "csv", max_shard_bytes=one * 30)
     sizes = [len(storage.read_bytes(u)) for u in uris]
     assert max(sizes) <= one * 30 + 200 and len(uris) >= 7
     lines = [l for u in uris for l in storage.read_text(u).splitlines()]
-    assert sorted(l.split(",")[0] for l in lines) == sorted(w.record_id for w in ws)
-    uris = write_transform_inputs(storage, ws[:10], str(tmp_path / "b"), "csv", shard_count=shard_count_for(2, 2))
+    assert sorted(l.split(",")[0] for l in lines) == sorted(r for w in ws for r in w.record_ids())
+    uris = write_transform_inputs(storage, [win("y", n=10)], str(tmp_path / "b"), "csv", shard_count=shard_count_for(2, 2))
     assert len(uris) == 4
+    # dealt round-robin: 10 records over 4 shards -> 3, 3, 2, 2, each line whole
+    assert sorted(len(storage.read_text(u).splitlines()) for u in uris) == [2, 2, 3, 3]
     with pytest.raises(DataError, match="raise max_shard_bytes"):
         write_transform_inputs(storage, ws[:1], str(tmp_path / "c"), "csv", max_shard_bytes=10)
 

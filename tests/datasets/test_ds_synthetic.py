@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.synthetic import generate_store
-from velibcast.datasets.windows import WindowSummary, iter_windows, origins_for_range
+from velibcast.datasets.windows import WindowSummary, iter_window_batches, origins_for_range
 
 
 def test_synthetic_store_makes_windows(tmp_path, storage):
@@ -14,7 +14,7 @@ def test_synthetic_store_makes_windows(tmp_path, storage):
     assert generate_store(storage, str(tmp_path / "b"), 50, 2, start, seed=1) == c  # deterministic
     report, summary = SkipReport(), WindowSummary()
     origins = origins_for_range(start + timedelta(days=1), start + timedelta(days=2))
-    ws = list(iter_windows(storage, str(tmp_path), origins, {}, report, summary=summary))
-    assert summary.windows_emitted == len(ws) > 0.8 * 50 * 24
+    batches = list(iter_window_batches(storage, str(tmp_path), origins, {}, report, summary=summary))
+    assert summary.windows_emitted == sum(map(len, batches)) > 0.8 * 50 * 24
     assert report.total("records_rejected") == 0 and report.total("objects_rejected") == 0
-    assert all(0 <= b <= w.capacity for w in ws for b in w.history)
+    assert all(((0 <= b.history) & (b.history <= b.capacity[:, None])).all() for b in batches)

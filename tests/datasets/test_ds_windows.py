@@ -1,4 +1,8 @@
-"""Windows: the rule of issue 2 step 4, checked by hand cases and by an independent recomputation on real data."""
+"""Windows: the rule of issue 2 step 4, checked by hand cases and by an independent recomputation on real data.
+
+Every case reads what the one window path (datasets.assemble.assemble_transform_inputs, which the
+nightly flow, the CLI and the bench run) wrote: the CSV shards and the record index.
+"""
 
 import bisect
 import gzip
@@ -8,11 +12,13 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from ds_helpers import rec, utc
 
-from velibcast.datasets.report import SkipReport, ValidationPolicy
+import pyarrow.parquet as pq
+
+from velibcast.datasets.assemble import assemble_transform_inputs
+from velibcast.datasets.report import ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import (
-    WindowSummary, build_state_grid, build_windows, history_hours, iter_windows, origins_for_range,
-    origins_for_run_date, static_time_features,
+    build_state_grid, history_hours, origins_for_range, origins_for_run_date, static_time_features,
 )
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, UNKNOWN_STATION_INDEX
 
@@ -52,11 +58,31 @@ def due(ts: datetime) -> str:
     return ts.isoformat()
 
 
+def _value(text: str):
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, out=None):
+    """Run the one window path; return ({record_id: feature row read back from the shards}, result, index rows)."""
+    out = out or root + "/assembled"
+    result = assemble_transform_inputs(storage, root, origins, out + "/in", station_index=index or {},
+                                       max_staleness=timedelta(hours=staleness), policy=ValidationPolicy(),
+                                       index_uri=out + "/index.parquet", chunk_hours=chunk_hours)
+    rows = {}
+    for uri in result["shards"]:
+        for line in storage.read_text(uri).splitlines():
+            rid, *values = line.split(",")
+            assert rid not in rows
+            rows[rid] = [_value(v) for v in values]
+    index_rows = pq.read_table(storage.open_read(out + "/index.parquet")).to_pylist()
+    assert [r["record_id"] for r in index_rows] == list(rows) or sorted(r["record_id"] for r in index_rows) == sorted(rows)
+    assert result["summary"]["windows_emitted"] == len(rows) == len(index_rows)
+    return rows, result, index_rows
+
+
 def run(storage, root, origins, index=None, staleness=3):
-    report = SkipReport()
-    grid = build_state_grid(storage, root, history_hours(origins), timedelta(hours=staleness),
-                            ValidationPolicy(), report)
-    return build_windows(grid, origins, index or {}, report), report, grid
+    rows, result, index_rows = assembled(storage, root, origins, index, staleness)
+    return rows, result["report"], index_rows
 
 
 T0 = utc("2022-05-23T00:00Z")
@@ -66,15 +92,16 @@ def test_window_values_oldest_first_and_features(any_root, storage):
     hourly_store(storage, any_root, T0, 30,
                  lambda i, cap: [rec("A", bikes=i, docks=0, capacity=40, due=due(T0 + i * H + timedelta(minutes=5)))])
     t = T0 + 28 * H
-    ws, report, _ = run(storage, any_root, [t], {"A": 7})
-    assert len(ws) == 1
-    w = ws[0]
+    ws, report, index_rows = run(storage, any_root, [t], {"A": 7})
+    assert list(ws) == ["A@2022-05-24T04:00Z"]
+    row = ws["A@2022-05-24T04:00Z"]
     # state at h is the record observed at h-55min (obs h+5min is after h)
-    assert w.history == list(range(4, 28))
-    assert w.record_id == "A@2022-05-24T04:00Z"
-    assert w.features()[24:] == [6, 1, 0, 40, 7, 48.85, 2.35]
-    assert len(w.features()) == len(FEATURE_COLUMNS)
-    assert report.counts == {}
+    assert row[:24] == list(range(4, 28))
+    assert row[24:] == [6, 1, 0, 40, 7, 48.85, 2.35]
+    assert len(row) == len(FEATURE_COLUMNS)
+    assert report["counts"] == {}
+    assert index_rows == [{"record_id": "A@2022-05-24T04:00Z", "station_code": "A", "origin_ts": t,
+                           "capacity": 40, "unknown_station": False}]
 
 
 def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
@@ -95,15 +122,16 @@ def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
         return out
 
     hourly_store(storage, root, T0, 31, make)
-    ws, report, _ = run(storage, root, [t], {"ok": 1, "gone": 2})
-    assert sorted(w.station_code for w in ws) == ["edge", "ok"]
-    assert report.counts == {"not_installed": 1, "not_renting": 1, "stale_history": 1, "missing_history": 1,
-                             "missing_station": 1, "unknown_station": 1}
-    assert report.examples["stale_history"] == [
+    ws, report, index_rows = run(storage, root, [t], {"ok": 1, "gone": 2})
+    assert sorted(r.split("@")[0] for r in ws) == ["edge", "ok"]
+    assert report["counts"] == {"not_installed": 1, "not_renting": 1, "stale_history": 1, "missing_history": 1,
+                                "missing_station": 1, "unknown_station": 1}
+    assert report["examples"]["stale_history"] == [
         "origin 2022-05-24T06:00Z: a state of t-23h..t is older than max_staleness; e.g. stations stale"]
-    assert "e.g. gone" in report.examples["missing_station"][0]
-    unknown = [w for w in ws if w.station_code == "edge"][0]
-    assert unknown.station_index == UNKNOWN_STATION_INDEX and unknown.unknown_station
+    assert "e.g. gone" in report["examples"]["missing_station"][0]
+    assert ws["edge@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == UNKNOWN_STATION_INDEX
+    assert ws["ok@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == 1
+    assert {r["station_code"]: r["unknown_station"] for r in index_rows} == {"edge": True, "ok": False}
 
 
 def test_no_duedate_uses_capture_and_ties_go_to_latest_capture(tmp_path, storage):
@@ -113,7 +141,8 @@ def test_no_duedate_uses_capture_and_ties_go_to_latest_capture(tmp_path, storage
     write_snapshot(storage, root, T0 + 25 * H + timedelta(minutes=40), [rec("A", bikes=99, due=due(T0 + 25 * H + timedelta(minutes=10)))], "flat")
     t = T0 + 25 * H + H  # 02:00Z on day 2
     ws, report, _ = run(storage, root, [t])
-    assert ws[0].history[-1] == 99 and ws[0].history[-2] == 24
+    [row] = ws.values()
+    assert row[23] == 99 and row[22] == 24
 
 
 def test_late_capture_of_an_earlier_observation_counts(tmp_path, storage):
@@ -124,9 +153,9 @@ def test_late_capture_of_an_earlier_observation_counts(tmp_path, storage):
                    [rec("A", bikes=7, due=due(T0 + 24 * H - timedelta(minutes=1)))], "flat")
     ws, _, _ = run(storage, root, [T0 + 24 * H - H])
     # obs 23:59 on day 1 is after origin-hour 23:00? no: origin is 2022-05-23T23:00Z, obs 2022-05-23T23:59Z > t
-    assert ws[0].history[-1] == 1
-    ws, _, _ = run(storage, root, [T0 + 24 * H])
-    assert ws[0].history[-1] == 1  # obs at 00:00 exactly (from the regular capture) is later than 23:59
+    assert [row[23] for row in ws.values()] == [1]
+    ws, _, _ = assembled(storage, root, [T0 + 24 * H], out=root + "/second")
+    assert [row[23] for row in ws.values()] == [1]  # obs at 00:00 exactly (from the regular capture) is later than 23:59
 
 
 # ---------------------------------------------------------------- independent recomputation on real data
@@ -167,24 +196,26 @@ def naive_windows(root: str, origins, staleness_h=3):
     return out
 
 
-def test_windows_match_independent_recomputation_on_real_data(real_store, storage):
+def test_windows_match_independent_recomputation_on_real_data(real_store, storage, tmp_path):
     origins = origins_for_run_date(date(2022, 5, 25))[::5] + origins_for_range(utc("2022-05-26T21:00Z"), utc("2022-05-26T23:00Z"))
     expected = naive_windows(real_store, origins)
-    report, summary = SkipReport(), WindowSummary()
-    got = {w.record_id: (w.history, w.capacity, w.lat, w.lon)
-           for w in iter_windows(storage, real_store, origins, {}, report, summary=summary, chunk_hours=3)}
+    rows, result, _ = assembled(storage, real_store, origins, chunk_hours=3, out=str(tmp_path / "a"))
+    got = {rid: (row[:24], row[FEATURE_COLUMNS.index("capacity")], row[FEATURE_COLUMNS.index("lat")],
+                 row[FEATURE_COLUMNS.index("lon")]) for rid, row in rows.items()}
     assert len(expected) > 8000
     assert got.keys() == expected.keys()
     assert got == expected
-    assert summary.windows_emitted == len(got)
+    for rid, row in rows.items():  # the time features are the origin's, in Paris time
+        t = datetime.strptime(rid.split("@")[1], "%Y-%m-%dT%H:%MZ").replace(tzinfo=utc("2022-01-01T00:00Z").tzinfo)
+        assert tuple(row[24:24 + len(static_time_features(t))]) == static_time_features(t)
 
 
-def test_streaming_chunks_give_the_same_windows(real_store, storage):
+def test_streaming_chunks_give_the_same_windows(real_store, storage, tmp_path):
     origins = origins_for_range(utc("2022-05-24T20:00Z"), utc("2022-05-25T04:00Z"))
-    a = [(w.record_id, w.features()) for w in iter_windows(storage, real_store, origins, {}, SkipReport(), chunk_hours=1)]
-    r = SkipReport()
-    b = [(w.record_id, w.features()) for w in iter_windows(storage, real_store, origins, {}, r, chunk_hours=100)]
+    a, ra, _ = assembled(storage, real_store, origins, chunk_hours=1, out=str(tmp_path / "a"))
+    b, rb, _ = assembled(storage, real_store, origins, chunk_hours=100, out=str(tmp_path / "b"))
     assert a == b and len(a) > 5000
+    assert ra["report"]["counts"] == rb["report"]["counts"]
 
 
 def test_grid_masks_are_consistent(real_store, storage):

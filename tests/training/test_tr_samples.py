@@ -29,8 +29,8 @@ def test_samples_match_serving_windows(grid):
                               np.isfinite(grid.bikes), grid.installed, grid.renting, grid.capacity.astype(np.int64),
                               grid.lat, grid.lon)
     origins = [grid.hours[j] for j in range(23, len(grid.hours) - 3)]
-    served = {(w.station_code, w.origin_ts): w.features() for w in
-              windows.build_windows(state, origins, mapping, SkipReport())}
+    served = {(code, b.origin_ts): row for b in windows.batches_from_grid(state, origins, mapping, SkipReport())
+              for code, row in zip(b.station_codes.tolist(), b.feature_rows())}
     ours = {(grid.station_codes[st], grid.hours[o]): row for row, o, st in zip(s.x, s.origin, s.station)}
     assert ours, "no samples"
     # every sample is a served window (the sample also needs its 3 targets, so fewer of them)
