@@ -1,7 +1,8 @@
-"""`velibcast transform-job run|describe` and `velibcast serve`.
+"""`velibcast transform-job run|describe|list` and `velibcast serve`.
 
     velibcast transform-job run --cli-input-json job.json --model-data MODEL_TAR_GZ_URI
-    velibcast transform-job describe NAME
+    velibcast transform-job describe NAME [--config YAML]   # jobs of the config's store, as `velibcast run` left them
+    velibcast transform-job list [--config YAML]
     velibcast serve --model-dir DIR [--port P]
     velibcast sagemaker-api --port N [--host H]
 
@@ -15,12 +16,11 @@ from __future__ import annotations
 import json
 import os
 
-from velibcast import constants as C
 from velibcast.errors import ConfigError
 
 
 def register(subparsers) -> None:
-    tj = subparsers.add_parser("transform-job", help="run or describe a Batch Transform job")
+    tj = subparsers.add_parser("transform-job", help="run, describe or list Batch Transform jobs")
     tj_sub = tj.add_subparsers(dest="transform_command", required=True)
 
     run = tj_sub.add_parser("run", help="create a transform job from CreateTransformJob JSON and run it")
@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     desc.add_argument("--region")
     desc.set_defaults(func=cmd_describe)
 
+    ls = tj_sub.add_parser("list", help="list the local jobs of the configured store, newest first")
+    _common(ls)
+    ls.set_defaults(func=cmd_list)
+
     from velibcast.batch_transform import server
 
     srv = subparsers.add_parser("serve", help="serve a model directory with the SageMaker container contract")
@@ -58,8 +62,27 @@ def register(subparsers) -> None:
 
 
 def _common(p) -> None:
-    p.add_argument("--state-root", default=os.environ.get("VELIBCAST_STATE_ROOT", C.LOCAL_STATE_ROOT_DEFAULT),
-                   help="where the local runtime keeps job state (a path or s3:// URI)")
+    p.add_argument("--config", default="configs/local.yaml", metavar="YAML",
+                   help="run configuration whose store holds the jobs (default: configs/local.yaml)")
+    p.add_argument("--state-root", default=os.environ.get("VELIBCAST_STATE_ROOT"),
+                   help="where the local runtime keeps job state (a path or s3:// URI); default: the config's "
+                        "store.root, where `velibcast run` puts its jobs")
+
+
+def _state_root(args) -> str:
+    """The jobs `velibcast run` started live under the configured store; --state-root overrides."""
+    if args.state_root:
+        return args.state_root
+    from velibcast.config import load_config
+
+    return load_config(args.config).root
+
+
+def _local_runtime(args, settings=None):
+    from velibcast.batch_transform.local import LocalRuntime
+    from velibcast.storage import Storage
+
+    return LocalRuntime(Storage(), _state_root(args), settings)
 
 
 def parse_settings(pairs: list[str]):
@@ -101,10 +124,7 @@ def cmd_run(args) -> int:
 
         backend = SageMakerBackend(region=args.region, role_arn=args.role_arn)
     else:
-        from velibcast.batch_transform.local import LocalRuntime
-        from velibcast.storage import Storage
-
-        backend = LocalRuntime(Storage(), args.state_root, parse_settings(args.setting))
+        backend = _local_runtime(args, parse_settings(args.setting))
     try:
         backend.create_model(spec.get("ModelName", ""), args.model_data)
         d = backend.create_transform_job(spec)
@@ -120,17 +140,44 @@ def cmd_describe(args) -> int:
 
         d = SageMakerBackend(region=args.region).describe_transform_job(args.name)
     else:
-        from velibcast.batch_transform.local import LocalRuntime
-        from velibcast.storage import Storage
+        from velibcast.batch_transform.local import ResourceNotFound
 
-        d = LocalRuntime(Storage(), args.state_root).describe_transform_job(args.name)
+        runtime = _local_runtime(args)
+        try:
+            d = runtime.describe_transform_job(args.name)
+        except ResourceNotFound:
+            raise ResourceNotFound(f"no transform job {args.name!r} under {runtime.state_root}/transform-jobs; "
+                                   "give the --config of the run that started it (or --state-root); "
+                                   "`velibcast transform-job list` shows the jobs there") from None
     _print(d)
     return 0
 
 
+def cmd_list(args) -> int:
+    from velibcast import storage as st
+
+    runtime = _local_runtime(args)
+    names = [i.uri.rsplit("/", 1)[1][: -len(".json")]
+             for i in runtime.storage.list(st.join(runtime.state_root, "transform-jobs") + "/") if i.uri.endswith(".json")]
+    jobs = [runtime.describe_transform_job(n) for n in names]
+    jobs.sort(key=lambda d: d["CreationTime"], reverse=True)
+    print(f"{len(jobs)} transform jobs under {runtime.state_root}/transform-jobs")
+    for d in jobs:
+        print(f"{d['TransformJobName']}  {d['TransformJobStatus']}  created {d['CreationTime']:%Y-%m-%dT%H:%M:%SZ}")
+    return 0
+
+
 def cmd_serve(args) -> int:
+    from pathlib import Path
+
     from velibcast.batch_transform import server
 
+    model_dir = Path(args.model_dir)
+    if model_dir.is_file():
+        raise ConfigError(f"--model-dir {model_dir} is a file; serve takes the extracted model: "
+                          f"mkdir model && tar -xzf {model_dir} -C model, then --model-dir model")
+    if not model_dir.is_dir():
+        raise ConfigError(f"--model-dir {model_dir}: no such directory; give the folder a model.tar.gz was extracted to")
     server.serve(args.model_dir, args.port, args.host)
     return 0
 

@@ -186,9 +186,10 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(C.PREFECT_EPHEMERAL_STARTUP_TIMEOUT_S))
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser().parse_args(argv)  # --help and usage errors write too: inside the BrokenPipe guard
         return args.func(args) or 0
     except BrokenPipeError:
         # `velibcast ... | head`: the reader left; say nothing and do not let the interpreter's
@@ -199,12 +200,12 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except VelibcastError as e:
-        if args.debug:
+        if debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if args.debug:
+        if debug:
             raise
         print(f"error: {type(e).__name__}: {e}\n(unexpected; rerun with --debug for the traceback and report it)",
               file=sys.stderr)

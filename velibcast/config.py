@@ -81,7 +81,7 @@ def _merge(base: dict, override: dict, path: str = "", source: str = "<overrides
         where = f"{path}{k}"
         if k not in base:
             close = difflib.get_close_matches(str(k), [str(b) for b in base], n=1)
-            hint = f"did you mean {path}{close[0]!r}? " if close else ""
+            hint = f"did you mean {path + close[0]!r}? " if close else ""
             raise ConfigError(f"{source}: unknown key {where!r}; {hint}known keys here: {', '.join(sorted(base))}")
         if isinstance(base[k], dict) and base[k] and not isinstance(v, dict):
             raise ConfigError(f"{source}: {where!r} must be a mapping (keys: {', '.join(sorted(base[k]))})")

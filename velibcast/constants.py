@@ -90,7 +90,6 @@ EXECUTION_PARAMETERS_ENV = "VELIBCAST_EXECUTION_PARAMETERS"  # JSON a server ans
 SERVER_START_POLL_S = 0.1           # local runtime: /ping poll interval while a server starts
 INVOKE_RETRY_BACKOFF_S = 0.2        # local runtime: first pause between invocation retries (doubles)
 LOCAL_ACCOUNT_ID = "000000000000"   # account in the local runtime's ARNs
-LOCAL_STATE_ROOT_DEFAULT = ".velibcast/state"  # transform-job CLI: local job state unless --state-root/$VELIBCAST_STATE_ROOT
 
 # ---------------------------------------------------------------- SageMaker backend polling
 POLL_INITIAL_S = 5.0

@@ -1,0 +1,125 @@
+"""The `velibcast` command line as a user meets it: short errors (what, where, fix) with exit status 2,
+before Prefect starts; tracebacks only with --debug; one range convention; quiet closed pipes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+HALF_OPEN = "[start, end)"
+
+
+def velibcast(*args, cwd, stdout=subprocess.PIPE):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    return subprocess.run([sys.executable, "-m", "velibcast.flows.cli", *args], cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+
+
+def user_error(r, *needles):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr
+    assert 1 <= len(lines) <= 2 and "Traceback" not in r.stderr, r.stderr
+    assert "temporary server" not in r.stderr + (r.stdout or "")  # nothing of Prefect was started
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+    return r.stderr
+
+
+def config(tmp_path, doc, name="cfg.yaml"):
+    p = tmp_path / name
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return str(p)
+
+
+def test_missing_config_names_the_file_and_the_shipped_ones(tmp_path):
+    user_error(velibcast("run", "--config", "missing.yaml", cwd=tmp_path), "missing.yaml not found", "configs/local.yaml")
+
+
+def test_typo_in_a_config_key_names_the_file_and_the_likely_key(tmp_path):
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "d")}, "transfrom": {"backend": "local"}})
+    user_error(velibcast("run", "--config", cfg, cwd=tmp_path), cfg, "'transfrom'", "did you mean 'transform'")
+    cfg = config(tmp_path, {"transform": {"batch_strategi": "MultiRecord"}}, "nested.yaml")
+    user_error(velibcast("run", "--config", cfg, cwd=tmp_path), "'transform.batch_strategi'",
+               "did you mean 'transform.batch_strategy'")
+
+
+def test_bad_enum_and_bad_yaml(tmp_path):
+    cfg = config(tmp_path, {"transform": {"backend": "lokal"}})
+    user_error(velibcast("run", "--config", cfg, cwd=tmp_path), "transform.backend='lokal'", "use one of")
+    cfg = config(tmp_path, "store:\n  root: [./data\n", "broken.yaml")
+    user_error(velibcast("run", "--config", cfg, cwd=tmp_path), "broken.yaml line", "not valid YAML")
+
+
+def test_unwritable_store_root_fails_at_start(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "a-file" / "store")}})
+    user_error(velibcast("run", "--config", cfg, cwd=tmp_path), "store.root", "not writable", "set store.root")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--run-date", "26/05/2022"], "write it as YYYY-MM-DD"),
+    (["run", "--start", "2022-05-26 06h"], "write it like 2022-05-26T06:00Z"),
+    (["run", "--start", "2022-05-26T06:00"], "has no time zone"),
+    (["backfill", "--start-date", "2022-05-26", "--end-date", "2022-5-27"], "write it as YYYY-MM-DD"),
+])
+def test_bad_dates_say_what_is_expected(tmp_path, args, needle):
+    r = velibcast(*args, cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_ranges_are_half_open_everywhere(tmp_path):
+    user_error(velibcast("run", "--start", "2022-05-26T06:00Z", "--end", "2022-05-26T06:00Z", cwd=tmp_path),
+               "must be after --start", HALF_OPEN)
+    user_error(velibcast("backfill", "--start-date", "2022-05-26", "--end-date", "2022-05-26", cwd=tmp_path),
+               HALF_OPEN, "one night: --end-date 2022-05-27")
+    for args in (["--help"], ["run", "--help"], ["backfill", "--help"]):
+        r = velibcast(*args, cwd=tmp_path)
+        assert r.returncode == 0 and HALF_OPEN in " ".join(r.stdout.split()), args
+
+
+def test_help_is_for_users_and_every_config_option_has_help(tmp_path):
+    top = velibcast("--help", cwd=tmp_path).stdout
+    assert "Start with:" in top and "register(subparsers)" not in top
+    for cmd in ("run", "demo", "backfill", "score"):
+        out = " ".join(velibcast(cmd, "--help", cwd=tmp_path).stdout.split())
+        assert "--config YAML run configuration YAML" in out, cmd
+
+
+def test_version(tmp_path):
+    from importlib.metadata import version
+
+    r = velibcast("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"velibcast {version('velibcast')}"
+
+
+def test_debug_adds_the_traceback(tmp_path):
+    r = velibcast("--debug", "run", "--config", "missing.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" in r.stderr and r.stderr.strip().endswith(
+        "configs/aws.yaml, configs/local.yaml")
+
+
+def test_a_pipe_closed_early_is_quiet(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written, as `| head -0`
+    try:
+        r = velibcast("--help", cwd=tmp_path, stdout=write)
+    finally:
+        os.close(write)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_serve_a_tarball_says_extract_it(tmp_path):
+    (tmp_path / "model.tar.gz").write_bytes(b"\x1f\x8b")
+    user_error(velibcast("serve", "--model-dir", "model.tar.gz", cwd=tmp_path), "is a file", "tar -xzf model.tar.gz")
+
+
+def test_transform_job_describe_looks_in_the_configured_store(tmp_path):
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}})
+    err = user_error(velibcast("transform-job", "describe", "velibcast-nope", "--config", cfg, cwd=tmp_path),
+                     "no transform job 'velibcast-nope'", str(tmp_path / "store" / "transform-jobs"))
+    assert "transform-job list" in err
+    r = velibcast("transform-job", "list", "--config", cfg, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("0 transform jobs under")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]  # no .velibcast/state left in the cwd
