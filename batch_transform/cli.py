@@ -176,8 +176,6 @@ def cmd_serve(args) -> int:
     if model_dir.is_file():
         raise ConfigError(f"--model-dir {model_dir} is a file; serve takes the extracted model: "
                           f"mkdir model && tar -xzf {model_dir} -C model, then --model-dir model")
-    if not model_dir.is_dir():
-        raise ConfigError(f"--model-dir {model_dir}: no such directory; give the folder a model.tar.gz was extracted to")
     server.serve(args.model_dir, args.port, args.host)
     return 0
 
