@@ -25,7 +25,12 @@ from velibcast.errors import ConfigError
 from velibcast.storage import ClientParams, Storage
 
 # Package data (the repository's configs/ folder): found the same way in a checkout and in a wheel install.
-CONFIG_DIR = Path(str(resources.files("velibcast.configs")))
+try:
+    CONFIG_DIR = Path(str(resources.files("velibcast.configs")))
+except ModuleNotFoundError:
+    # An editable install made before configs/ became the package velibcast.configs maps only the
+    # older packages; its checkout still has configs/ beside velibcast/. `pip install -e .` removes the need.
+    CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 DEFAULTS: dict[str, Any] = {
     "store": {
