@@ -40,6 +40,25 @@ def s3_root(aws_env):
 
 
 @pytest.fixture
+def sagemaker_api(aws_env, tmp_path, monkeypatch):
+    """`velibcast sagemaker-api` in its own process, S3 on the moto server; the standard AWS
+    chain points SageMaker clients at it (AWS_ENDPOINT_URL_SAGEMAKER). Yields its URL."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", "sagemaker-api", "--port", "0",
+                             "--state-root", str(tmp_path / "sagemaker-api-state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().split(" on ", 1)[1].split()[0]
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture
 def storage():
     from velibcast.storage import Storage
 

@@ -2,8 +2,6 @@
 at it with AWS_ENDPOINT_URL_SAGEMAKER, S3 on the moto server."""
 
 import json
-import subprocess
-import sys
 
 import boto3
 import pytest
@@ -14,19 +12,9 @@ from velibcast.storage import Storage, join
 
 
 @pytest.fixture
-def api(aws_env, tmp_path, monkeypatch):
-    """The endpoint in its own process; yields a boto3 SageMaker client pointed at it."""
-    proc = subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", "sagemaker-api", "--port", "0",
-                             "--state-root", str(tmp_path / "api-state")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()
-        url = line.split(" on ", 1)[1].split()[0]
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        yield boto3.client("sagemaker")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def api(sagemaker_api):
+    """A boto3 SageMaker client built the ordinary way, reaching the endpoint through the AWS config."""
+    return boto3.client("sagemaker")
 
 
 def _wait(sm, name):
