@@ -9,6 +9,10 @@ Cases, all on the same synthetic nightly-sized input (record_id + 31 features pe
   multirecord_plain  the same without DataProcessing (what filters + join cost)
   singlerecord       SingleRecord on a subset (one request per record)
   grid_icN_mctM      4 objects, MaxPayloadInMB=1: InstanceCount x MaxConcurrentTransforms
+  overlap_mctM       4 objects of one 1-second request each (SplitType None, the tiny model's
+                     `sleep1`), MaxConcurrentTransforms 1 and 4, against one such object (the
+                     floor): MCT 4 should take about the floor (objects overlap), MCT 1 four times.
+                     `--overlap-only` runs just this case (seconds, not minutes).
 Runtime rates are given two ways: over ProcessingSeconds (servers up, steady state) and over
 the job's wall time (server start included). Each runtime case is also compared with a
 predict_fn floor measured just before it (`vs_adjacent_floor`), since the machine may be
@@ -88,6 +92,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=34_000)
     ap.add_argument("--single-subset", type=int, default=1_000)
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--overlap-only", action="store_true", help="only the MaxConcurrentTransforms overlap case")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-transform-"))
@@ -103,6 +108,14 @@ def main() -> None:
     storage = Storage()
     rt = LocalRuntime(storage, str(work / "state"))
     rt.create_model("bench-model", model_tar)
+    if args.overlap_only:
+        if args.model_data:
+            raise SystemExit("--overlap-only needs the tests' tiny model (its `sleep1` records)")
+        results = {"cpus": os.cpu_count(), "python": platform.python_version(), "cases": {}}
+        overlap_cases(rt, storage, work, results)
+        rt.close()
+        _save(results, args.out)
+        return
     model_dir = rt._models["bench-model"].model_dir
     n_stations = 8
     mappings = Path(model_dir) / "station_mappings.json"
@@ -176,6 +189,8 @@ def main() -> None:
             run_case(f"grid_ic{ic}_mct{mct}", args.records, shards, BatchStrategy="MultiRecord", MaxPayloadInMB=1,
                      MaxConcurrentTransforms=mct, DataProcessing=NIGHTLY_DP,
                      TransformResources={"InstanceType": "ml.m5.xlarge", "InstanceCount": ic})
+    if not args.model_data:
+        overlap_cases(rt, storage, work, results)
     rt.close()
 
     c = results["cases"]
@@ -196,8 +211,42 @@ def main() -> None:
     for k, v in results["ratios"].items():
         print(f"  {k:<42} {v:6.2f}")
     print(f"goal MultiRecord >= 0.8 x floor: {'met' if results['goal_met'] else 'NOT met'}")
-    os.makedirs(args.out, exist_ok=True)
-    path = Path(args.out) / f"transform-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    _save(results, args.out)
+
+
+def overlap_cases(rt, storage, work: Path, results: dict, repeat: int = 3) -> None:
+    """Objects overlapping under MaxConcurrentTransforms (issue 10, divergence 2): ProcessingSeconds
+    of 4 one-request objects at MCT 1 and 4, as ratios to one such object (minimum of `repeat`)."""
+    def processing(key: str, n_objects: int, mct: int) -> float:
+        best = None
+        for r in range(repeat):
+            inp, out = str(work / f"{key}-{r}" / "in"), str(work / f"{key}-{r}" / "out")
+            for i in range(n_objects):
+                storage.write_text(f"{inp}/{i}.csv", "sleep1\n")
+            d = rt.create_transform_job(spec(f"{key}-{r}".replace("_", "-"), inp, out, MaxConcurrentTransforms=mct,
+                                             TransformInput={"ContentType": "text/csv", "SplitType": "None",
+                                                             "DataSource": {"S3DataSource": {
+                                                                 "S3DataType": "S3Prefix", "S3Uri": inp}}}))
+            assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+            t = d["LocalTimings"]["ProcessingSeconds"]
+            best = t if best is None else min(best, t)
+        return best
+
+    floor = processing("overlap_floor", 1, 1)
+    c = results["cases"]
+    c["overlap_floor_one_object"] = {"processing_s": floor}
+    for mct in (1, 4):
+        t = processing(f"overlap_mct{mct}", 4, mct)
+        c[f"overlap_mct{mct}"] = {"objects": 4, "processing_s": t, "vs_one_object": t / floor}
+        print(f"  overlap_mct{mct:<13} 4 objects x 1 s: {t:.2f} s = {t / floor:.2f} x one object ({floor:.2f} s)",
+              flush=True)
+    results.setdefault("ratios", {}).update(
+        {f"overlap_mct{m}_vs_one_object": c[f"overlap_mct{m}"]["vs_one_object"] for m in (1, 4)})
+
+
+def _save(results: dict, out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    path = Path(out) / f"transform-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"saved {path}")
 
