@@ -3,7 +3,11 @@
 Safe to retry from Prefect: run_transform_job goes through attempts.run_idempotent
 (re-attach, reuse, or a new `-rN` attempt after a failure) with deterministic names.
 Polling has its own deadline and backoff, since boto3's waiter gives up after an hour.
-sagemaker-core is used only for the PyTorch inference image URI.
+sagemaker-core is used only for the PyTorch inference image URI, chosen for the job's
+instance type (a GPU instance gets the GPU image). What passes locally must not fail on
+AWS because of the PyTorch container's model server: a request over its 6,553,500-byte
+cap is refused here, and its response timeout (60 s unless SAGEMAKER_MODEL_SERVER_TIMEOUT)
+is set to the job's InvocationsTimeoutInSeconds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from datetime import datetime
 
 from velibcast import constants as C
 from velibcast.batch_transform.attempts import TransformJobFailed, TransformJobTimeout, run_idempotent
-from velibcast.batch_transform.spec import validate_job_spec
+from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import TerminalError, TransientError
 
 log = logging.getLogger("velibcast.sagemaker")
@@ -49,7 +53,8 @@ class SageMakerBackend:
     wait) plus run_transform_job, the create-or-attach loop for callers without their own."""
 
     def __init__(self, client=None, region: str | None = None, *, role_arn: str | None = None,
-                 image_uri: str | None = None, poll_initial_s: float = C.POLL_INITIAL_S,
+                 image_uri: str | None = None, instance_type: str = C.DEFAULT_INSTANCE_TYPE,
+                 model_server_timeout_s: float = C.INVOCATIONS_TIMEOUT_S_DEFAULT, poll_initial_s: float = C.POLL_INITIAL_S,
                  poll_max_s: float = C.POLL_MAX_S, deadline_s: float = C.POLL_DEADLINE_S,
                  sleep=time.sleep, clock=time.monotonic):
         if client is None:
@@ -59,6 +64,8 @@ class SageMakerBackend:
         self.client = client
         self.region = client.meta.region_name
         self.role_arn, self.image_uri = role_arn, image_uri
+        self.instance_type = instance_type                    # the jobs' instance type: picks the image
+        self.model_server_timeout_s = model_server_timeout_s  # the container's response timeout
         self.poll_initial_s, self.poll_max_s, self.deadline_s = poll_initial_s, poll_max_s, deadline_s
         self._sleep, self._clock = sleep, clock
 
@@ -66,15 +73,18 @@ class SageMakerBackend:
     def from_config(cls, cfg) -> "SageMakerBackend":
         """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)
         and `transform.wait_deadline_s`."""
-        sm_cfg = cfg["transform"]["sagemaker"]
+        t = cfg["transform"]
+        sm_cfg = t["sagemaker"]
         return cls(region=sm_cfg.get("region"), role_arn=sm_cfg.get("role_arn"), image_uri=sm_cfg.get("image_uri"),
-                   deadline_s=float(cfg["transform"]["wait_deadline_s"]))
+                   instance_type=t["instance_type"], model_server_timeout_s=float(t["invocations_timeout_s"]),
+                   deadline_s=float(t["wait_deadline_s"]))
 
     # ------------------------------------------------------------ LocalRuntime's surface
     def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:
         if not self.role_arn:
             raise TerminalError("SageMaker needs an execution role: set transform.sagemaker.role_arn")
-        self.ensure_model(name, model_data_url, self.role_arn, image_uri=self.image_uri, environment=environment)
+        self.ensure_model(name, model_data_url, self.role_arn, image_uri=self.image_uri,
+                          instance_type=self.instance_type, environment=environment)
         return {"ModelName": name}
 
     def create_transform_job(self, spec: dict) -> dict:
@@ -103,7 +113,8 @@ class SageMakerBackend:
             raise TerminalError(f"ModelDataUrl {model_data_url!r}: SageMaker needs the model.tar.gz on S3")
         image = image_uri or pytorch_image_uri(self.region, instance_type)
         env = {"SAGEMAKER_PROGRAM": C.HANDLER_PROGRAM_DEFAULT, "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-               "SAGEMAKER_REGION": self.region, **(environment or {})}
+               "SAGEMAKER_REGION": self.region, C.MODEL_SERVER_TIMEOUT_ENV: str(int(self.model_server_timeout_s)),
+               **(environment or {})}
         existing = self._describe("describe_model", ModelName=name)
         if existing is not None:
             have = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
@@ -118,8 +129,28 @@ class SageMakerBackend:
     # ------------------------------------------------------------ jobs
     def run_transform_job(self, spec: dict, wait: bool = True) -> dict:
         """Create-or-attach (attempts.run_idempotent), then by default wait; the final describe dict."""
-        spec = validate_job_spec(spec, allow_file_uris=False)
+        spec = self.validate(spec)
         return run_idempotent(self, lambda name: {**spec, "TransformJobName": name}, spec["TransformJobName"], wait)
+
+    def validate(self, spec: dict) -> dict:
+        """The service's limits, then the PyTorch inference container's model server's."""
+        spec = validate_job_spec(spec, allow_file_uris=False)
+        mb = spec.get("MaxPayloadInMB")
+        mb = C.DEFAULT_MAX_PAYLOAD_MB if mb is None else mb
+        if mb == 0 or mb * C.MB > C.PYTORCH_MODEL_SERVER_MAX_REQUEST_BYTES:
+            size = "unlimited (0, chunked)" if mb == 0 else f"{mb} MB"
+            raise SpecError("MaxPayloadInMB", f"{size} requests exceed the PyTorch inference container's model "
+                            f"server cap of {C.PYTORCH_MODEL_SERVER_MAX_REQUEST_BYTES} bytes (it answers 413)",
+                            "MaxPayloadInMB 1-6 on the AWS PyTorch image")
+        timeout = (spec.get("ModelClientConfig") or {}).get("InvocationsTimeoutInSeconds",
+                                                             C.INVOCATIONS_TIMEOUT_S_DEFAULT)
+        if timeout > self.model_server_timeout_s:
+            raise SpecError("ModelClientConfig.InvocationsTimeoutInSeconds",
+                            f"{timeout} s is longer than the model server's response timeout "
+                            f"({C.MODEL_SERVER_TIMEOUT_ENV}={self.model_server_timeout_s:g} s): a slow mini-batch "
+                            "would be cut by the container first",
+                            "raise transform.invocations_timeout_s (it sets both)")
+        return spec
 
     # ------------------------------------------------------------ attempts.Backend
     def find_transform_job(self, name: str) -> dict | None:
@@ -127,7 +158,7 @@ class SageMakerBackend:
 
     def submit_transform_job(self, spec: dict) -> None:
         try:
-            self._call("create_transform_job", **validate_job_spec(spec, allow_file_uris=False))
+            self._call("create_transform_job", **self.validate(spec))
         except _ClientError as e:
             if _code(e) != "ResourceInUse":
                 raise

@@ -97,6 +97,10 @@ POLL_MAX_S = 60.0
 POLL_DEADLINE_S = 6 * 3600.0
 PYTORCH_INFERENCE_VERSION = "2.6.0"  # AWS PyTorch inference image (sagemaker-core image_uris), CPU
 PYTORCH_INFERENCE_PY_VERSION = "py312"
+# TorchServe in AWS's PyTorch inference image: "Maximum Request Size: 6553500" in its logs
+# (aws/amazon-sagemaker-examples sm-batch_transform_pytorch; 413s in aws/sagemaker-python-sdk#1882).
+PYTORCH_MODEL_SERVER_MAX_REQUEST_BYTES = 6_553_500
+MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"  # sagemaker-inference-toolkit: TorchServe's response timeout, 60 s unset
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # streams: <job name>/<instance id>[/data-log]
 
 # ---------------------------------------------------------------- model

@@ -220,3 +220,46 @@ def test_same_job_spec_through_both_backends(calls, s3_root, make_spec, model_ta
                 "MaxPayloadInMB", "ModelName"):
         assert ld[key] == sent[key] == rd[key], key
     assert sm.billed_seconds(ld) >= 0 and sm.billed_seconds(rd) == 0
+
+
+# ------------------------------------------------------------ round two (issue 10, divergence 12)
+def test_the_image_follows_the_job_s_instance_type(calls, s3_root):
+    client, seen = calls
+    be = sm.SageMakerBackend(client, role_arn=ROLE, instance_type="ml.g4dn.xlarge", sleep=lambda s: None)
+    be.create_model("gpu-model", join(s3_root, "models/v1/model.tar.gz"))
+    image = dict(seen)["CreateModel"]["PrimaryContainer"]["Image"]
+    assert image == sm.pytorch_image_uri("eu-west-3", "ml.g4dn.xlarge") and "-gpu-" in image
+
+
+def test_from_config_takes_the_instance_type_and_the_model_server_timeout(monkeypatch):
+    from velibcast.config import load_config
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    cfg = load_config(None, {"transform": {"backend": "sagemaker", "instance_type": "ml.g4dn.xlarge",
+                                           "invocations_timeout_s": 900,
+                                           "sagemaker": {"role_arn": ROLE, "region": "eu-west-3"}}})
+    be = sm.SageMakerBackend.from_config(cfg)
+    assert be.instance_type == "ml.g4dn.xlarge" and be.model_server_timeout_s == 900
+
+
+def test_the_model_server_timeout_is_the_job_s_invocation_timeout(calls, s3_root, make_spec):
+    # The PyTorch container's TorchServe answers after 60 s by default (SAGEMAKER_MODEL_SERVER_TIMEOUT).
+    client, seen = calls
+    be = sm.SageMakerBackend(client, role_arn=ROLE, model_server_timeout_s=900, sleep=lambda s: None)
+    be.create_model("slow-model", join(s3_root, "models/v1/model.tar.gz"))
+    assert dict(seen)["CreateModel"]["PrimaryContainer"]["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == "900"
+    spec = spec_for(s3_root, make_spec, "slow-1")
+    spec["ModelClientConfig"] = {"InvocationsTimeoutInSeconds": 1200}
+    with pytest.raises(SpecError, match="InvocationsTimeoutInSeconds: 1200 s is longer than the model server"):
+        be.run_transform_job(spec)
+
+
+def test_a_payload_over_the_pytorch_model_server_cap_is_refused(calls, s3_root, make_spec):
+    # TorchServe in AWS's PyTorch inference image caps a request at 6,553,500 bytes.
+    client, seen = calls
+    be = sm.SageMakerBackend(client, sleep=lambda s: None)
+    spec = spec_for(s3_root, make_spec, "big-1")
+    spec["MaxPayloadInMB"] = 7
+    with pytest.raises(SpecError, match="MaxPayloadInMB: 7 MB .* 6553500 bytes"):
+        be.run_transform_job(spec)
+    assert not [op for op, _ in seen if op == "CreateTransformJob"]
+
