@@ -4,7 +4,12 @@ Safe to retry from Prefect: run_transform_job goes through attempts.run_idempote
 (re-attach, reuse, or a new `-rN` attempt after a failure) with deterministic names.
 Polling has its own deadline and backoff, since boto3's waiter gives up after an hour.
 sagemaker-core is used only for the PyTorch inference image URI, chosen for the job's
-instance type (a GPU instance gets the GPU image). What passes locally must not fail on
+instance type (a GPU instance gets the GPU image). Its resource classes were tried for
+create/get/wait and kept out: `Model.get` rejects a DescribeModel answer with an empty
+VpcConfig (moto's, 2 pydantic errors), `TransformJob.wait` sleeps on the wall clock at a
+fixed interval and raises on Failed, and `create` needs the validated spec re-shaped into
+its pydantic shapes; the attach/reuse loop and the deadline policy are ours anyway. They
+do work against the local SageMaker API (test_bt_sagemaker_api.py). What passes locally must not fail on
 AWS because of the PyTorch container's model server: a request over its 6,553,500-byte
 cap is refused here, and its response timeout (60 s unless SAGEMAKER_MODEL_SERVER_TIMEOUT)
 is set to the job's InvocationsTimeoutInSeconds.

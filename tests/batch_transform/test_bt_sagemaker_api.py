@@ -110,3 +110,21 @@ def test_stop_and_delete_model(api, s3_root, model_tar, make_spec):
     api.delete_model(ModelName="test-model")
     with pytest.raises(ClientError, match="Could not find model"):
         api.describe_model(ModelName="test-model")
+
+
+def test_sagemaker_core_resource_classes_work_against_it(api, s3_root, model_tar, make_spec):
+    from sagemaker.core.resources import Model, TransformJob
+    from sagemaker.core.utils.utils import SageMakerClient
+
+    SageMakerClient.reset()  # its cached clients were built before AWS_ENDPOINT_URL_SAGEMAKER was set
+    storage = Storage()
+    model_uri = join(s3_root, "models", "model.tar.gz")
+    storage.write_bytes(model_uri, open(model_tar, "rb").read())
+    storage.write_bytes(join(s3_root, "in", "a.csv"), b"1,2\n")
+    api.create_model(ModelName="test-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    assert Model.get("test-model", region="eu-west-3").primary_container.model_data_url == model_uri
+    api.create_transform_job(**make_spec("core-job", join(s3_root, "in") + "/", join(s3_root, "out")))
+    job = TransformJob.get("core-job", region="eu-west-3")
+    job.wait(poll=1, timeout=300)
+    assert job.transform_job_status == "Completed"
+    assert storage.read_bytes(join(s3_root, "out", "a.csv.out")) == b"3\n\n"
