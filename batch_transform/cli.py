@@ -3,7 +3,7 @@
     velibcast transform-job run --cli-input-json job.json --model-data MODEL_TAR_GZ_URI
     velibcast transform-job describe NAME [--config YAML]   # jobs of the config's store, as `velibcast run` left them
     velibcast transform-job list [--config YAML]
-    velibcast serve --model-dir DIR [--port P]
+    velibcast serve --model-dir DIR [--port P] [--host H]   (127.0.0.1 unless --host)
     velibcast sagemaker-api --port N [--host H]
 
 job.json is what `aws sagemaker create-transform-job --cli-input-json` takes. The local

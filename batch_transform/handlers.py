@@ -55,7 +55,11 @@ class Handlers:
         if hasattr(m, "transform_fn"):
             result = _call(m.transform_fn, self.model, data, content_type, accept)
         else:
-            decoded = _call(self._hook("input_fn"), data, content_type)
+            try:
+                decoded = _call(self._hook("input_fn"), data, content_type)
+            except RecursionError as e:  # decoding deeply nested JSON: the request's fault, and a 500 would be retried
+                raise InferenceError(400, f"the {content_type} body is nested too deeply to decode; "
+                                          "send flat records") from e
             prediction = _call(self._hook("predict_fn"), decoded, self.model)
             result = _call(self._hook("output_fn"), prediction, accept)
         response_type = accept

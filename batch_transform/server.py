@@ -5,13 +5,18 @@
 GET /ping answers 200 with an empty body once the model is loaded. Predictions run in a
 thread pool, so /ping answers while a mini-batch is being computed. GET
 /execution-parameters answers the JSON in $VELIBCAST_EXECUTION_PARAMETERS, else 404 (as
-AWS's PyTorch container). A body larger than SAGEMAKER_MAX_PAYLOAD_IN_MB gets 413.
-Logs are one JSON object per line on stderr.
+AWS's PyTorch container). A body larger than SAGEMAKER_MAX_PAYLOAD_IN_MB gets 413, one
+that has not fully arrived SERVER_READ_TIMEOUT_S after the headers gets 408. Logs (uvicorn's
+too, and a client that disconnects) are one JSON object per line on stderr.
+
+The container entry point (`serve`, `main()`) listens on 0.0.0.0 as the SageMaker contract
+requires; `velibcast serve` listens on 127.0.0.1 unless --host is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -39,6 +44,17 @@ def _setup_logging() -> None:
     log.handlers[:] = [h]
     log.setLevel(logging.INFO)
     log.propagate = False
+    # uvicorn's own messages (bad HTTP, errors outside the app) in the same JSON shape
+    for name in ("uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [h]
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False
+
+
+def read_timeout_s() -> float:
+    raw = os.environ.get(C.SERVER_READ_TIMEOUT_ENV)
+    return float(raw) if raw not in (None, "") else C.SERVER_READ_TIMEOUT_S
 
 
 def max_body_bytes() -> int:
@@ -51,11 +67,12 @@ def max_body_bytes() -> int:
 def build_app(handlers: H.Handlers):
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
 
     limit = max_body_bytes()
+    read_timeout = read_timeout_s()
     exec_params = os.environ.get(C.EXECUTION_PARAMETERS_ENV)
 
     async def ping(request: Request) -> Response:
@@ -71,7 +88,17 @@ def build_app(handlers: H.Handlers):
         declared = request.headers.get("content-length")
         if limit and declared and declared.isdigit() and int(declared) > limit:
             return _error(413, f"payload of {declared} bytes exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit} bytes)", t0)
-        body = await _read_body(request, limit)
+        parts: list[bytes] = []
+        try:
+            body = await asyncio.wait_for(_read_body(request, limit, parts), read_timeout)
+        except asyncio.TimeoutError:
+            return _error(408, f"the request body did not arrive within {read_timeout:g} s of its headers "
+                               f"({sum(map(len, parts))} bytes received); send it at once", t0)
+        except ClientDisconnect:
+            log.warning("client disconnected", extra={"fields": {"while": "reading the request body",
+                                                                 "bytes_in": sum(map(len, parts)),
+                                                                 "ms": round((time.perf_counter() - t0) * 1000, 1)}})
+            return Response(b"", status_code=499)  # never sent: nobody is listening
         if body is None:
             return _error(413, f"payload exceeds SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit} bytes)", t0)
         ctype = request.headers.get("content-type")
@@ -84,8 +111,12 @@ def build_app(handlers: H.Handlers):
             if status >= 500:
                 log.error("invocation failed", extra={"fields": {"status": status, "trace": traceback.format_exc()}})
             return _error(status, message, t0, len(body))
-        log.info("invocation", extra={"fields": {"status": 200, "bytes_in": len(body), "bytes_out": len(out),
-                                                 "ms": round((time.perf_counter() - t0) * 1000, 1)}})
+        fields = {"status": 200, "bytes_in": len(body), "bytes_out": len(out),
+                  "ms": round((time.perf_counter() - t0) * 1000, 1)}
+        if await request.is_disconnected():
+            log.warning("client disconnected", extra={"fields": {**fields, "while": "computing the response"}})
+        else:
+            log.info("invocation", extra={"fields": fields})
         return Response(out, status_code=200, media_type=out_type)
 
     return Starlette(routes=[
@@ -95,9 +126,12 @@ def build_app(handlers: H.Handlers):
     ])
 
 
-async def _read_body(request, limit: int) -> bytes | None:
-    """The body, or None as soon as it passes `limit` (chunked uploads have no length)."""
-    parts, size = [], 0
+async def _read_body(request, limit: int, parts: list[bytes]) -> bytes | None:
+    """The body, or None as soon as it passes `limit` (chunked uploads have no length).
+
+    Chunks go to `parts` as they arrive, so a caller that gives up can say how much came.
+    """
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if limit and size > limit:
@@ -115,7 +149,7 @@ def _error(status: int, message: str, t0: float, n: int | None = None):
     return Response((message.rstrip("\n") + "\n").encode("utf-8"), status_code=status, media_type="text/plain")
 
 
-def serve(model_dir: str, port: int | None = None, host: str = "0.0.0.0") -> None:
+def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HOST) -> None:
     """Load the model once, then serve until SIGTERM/SIGINT (in-flight requests finish)."""
     import uvicorn
 
@@ -126,16 +160,19 @@ def serve(model_dir: str, port: int | None = None, host: str = "0.0.0.0") -> Non
     log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
                                                "seconds": round(time.perf_counter() - t0, 3)}})
     config = uvicorn.Config(build_app(handlers), host=host, port=port, access_log=False, log_level="warning",
-                            timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off")
-    log.info("serving", extra={"fields": {"host": host, "port": port, "max_body_bytes": max_body_bytes()}})
+                            timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off",
+                            log_config=None)  # keep _setup_logging's JSON handlers
+    log.info("serving", extra={"fields": {"host": host, "port": port, "max_body_bytes": max_body_bytes(),
+                                          "read_timeout_s": read_timeout_s()}})
     uvicorn.Server(config).run()
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, host: str = C.SERVER_LOCAL_HOST) -> None:
+    """`host` is the default address: this machine only, except for the container entry point."""
     p.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
                    help="extracted model.tar.gz: artifacts at the root, code/inference.py")
     p.add_argument("--port", type=int, default=None, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["serve"]:
         args = args[1:]
     p = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
-    add_arguments(p)
+    add_arguments(p, host=C.SERVER_CONTAINER_HOST)  # SageMaker connects from outside the container
     a = p.parse_args(args)
     serve(a.model_dir, a.port, a.host)
 

@@ -29,15 +29,23 @@ SUPPORTED = (CSV, JSONLINES, JSON)
 _ALIASES = {"application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES}
 MAX_ERRORS_REPORTED = 10
 
+# What a plausible station is: a copy of velibcast/constants.py ("what a valid station
+# record is"), which this self-contained package cannot import. Snapshot validation rejects
+# the same records, so a shard never holds one this server refuses; a test keeps them equal.
+SERVICE_AREA_LAT = (48.6, 49.1)
+SERVICE_AREA_LON = (2.0, 2.7)
+STATION_CAPACITY_MAX = 200
+STATION_COUNT_MAX = 200
+
 _N = len(F.FEATURE_COLUMNS)
 _INT_FIELDS = {  # field -> inclusive range; None = no upper bound
     "hour": (0, 23),
     "day_of_week": (0, 6),
     "is_weekend": (0, 1),
-    "capacity": (0, None),
+    "capacity": (0, STATION_CAPACITY_MAX),
     "station_index": (0, None),
 }
-_RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
+_RANGES = {"lat": SERVICE_AREA_LAT, "lon": SERVICE_AREA_LON}
 _JSON_FIELDS = [f"{F.HISTORY_KEY}[{j}]" for j in range(F.HISTORY_LEN)] + F.STATIC_FEATURES
 
 
@@ -94,16 +102,10 @@ def decode(body, content_type):
         lines = _lines(text)
         objs = []
         for i, line in enumerate(lines, 1):
-            try:
-                objs.append(json.loads(line))
-            except ValueError as e:
-                raise BadRequest(f"line {i}: not valid JSON ({e}); send one JSON object per line") from None
+            objs.append(_json(line, f"line {i}", "send one JSON object per line"))
         batch = _from_objects(objs, ct, "line")
     else:
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise BadRequest(f"the body is not valid JSON ({e}); send one object or a list of objects") from None
+        doc = _json(text, "the body", "send one object or a list of objects")
         single = isinstance(doc, dict)
         if not single and not isinstance(doc, list):
             raise BadRequest("the JSON body must be an object or a list of objects")
@@ -135,6 +137,15 @@ def encode(counts, unknown, batch, accept):
     if rt == JSONLINES:
         return "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs), rt
     return json.dumps(objs[0] if batch.single else objs, separators=(",", ":")), rt
+
+
+def _json(text, where, fix):
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise BadRequest(f"{where}: not valid JSON ({e}); {fix}") from None
+    except RecursionError:  # deeply nested JSON: a client error, not a 500 the runtime would retry
+        raise BadRequest(f"{where}: JSON nested too deeply; {fix}") from None
 
 
 def _text(body):
@@ -237,7 +248,10 @@ def _row(feats, where):
 
 def _number(v, where):
     if isinstance(v, (int, float)):  # bool is an int: is_weekend may come as true/false
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # an int beyond float range, e.g. 10**400
+            raise BadRequest(f"{where}: {str(v)[:20]}... ({len(str(v))} digits) is out of range; send a plausible number") from None
     if v is None:
         return math.nan  # reported by _validate with the other NaNs
     raise BadRequest(f"{where}: {v!r} is not a number; send a JSON number")
@@ -250,8 +264,11 @@ def _validate(x, where, n_stations):
     hist = x[:, : F.HISTORY_LEN]
     bad_hist = np.zeros_like(bad)
     bad_hist[:, : F.HISTORY_LEN] = np.isfinite(hist) & (hist < 0)
+    big_hist = np.zeros_like(bad)
+    big_hist[:, : F.HISTORY_LEN] = np.isfinite(hist) & (hist > STATION_COUNT_MAX)
     checks = [(bad, "is {v}; every feature must be a finite number (a window with gaps must be skipped upstream)"),
-              (bad_hist, "is {v}; bike counts cannot be negative")]
+              (bad_hist, "is {v}; bike counts cannot be negative"),
+              (big_hist, f"is {{v}}; a station holds at most {STATION_COUNT_MAX} bikes")]
     for name, (lo, hi) in _INT_FIELDS.items():
         col = x[:, F.COL[name]]
         if name == "station_index":
@@ -266,7 +283,7 @@ def _validate(x, where, n_stations):
         col = x[:, F.COL[name]]
         m = np.zeros_like(bad)
         m[:, F.COL[name]] = np.isfinite(col) & ((col < lo) | (col > hi))
-        checks.append((m, f"is {{v}}; must be in [{lo}, {hi}] degrees"))
+        checks.append((m, f"is {{v}}; must be in [{lo}, {hi}] degrees (the Vélib' service area)"))
     errors = []
     n_bad = 0
     for mask, what in checks:

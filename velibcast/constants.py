@@ -86,6 +86,13 @@ DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 HANDLER_PROGRAM_DEFAULT = "inference.py"  # SAGEMAKER_PROGRAM when unset, as the AWS PyTorch container
 SERVER_MAX_PAYLOAD_MB_UNSET = 100   # body limit when SAGEMAKER_MAX_PAYLOAD_IN_MB is unset: the service maximum
 SERVER_GRACEFUL_SHUTDOWN_S = 30.0   # in-flight requests get this long after SIGTERM
+# A request body must arrive within this long of its headers: a client trickling bytes would
+# otherwise hold a worker forever. 100 MB (the payload maximum) in 60 s needs 1.7 MB/s, far
+# below a loopback or in-instance link. $VELIBCAST_SERVER_READ_TIMEOUT_S overrides it.
+SERVER_READ_TIMEOUT_S = 60.0
+SERVER_READ_TIMEOUT_ENV = "VELIBCAST_SERVER_READ_TIMEOUT_S"
+SERVER_CONTAINER_HOST = "0.0.0.0"   # the container entry point: SageMaker reaches the server from outside
+SERVER_LOCAL_HOST = "127.0.0.1"     # `velibcast serve`: this machine only, unless --host says otherwise
 EXECUTION_PARAMETERS_ENV = "VELIBCAST_EXECUTION_PARAMETERS"  # JSON a server answers on /execution-parameters; unset -> 404
 SERVER_START_POLL_S = 0.1           # local runtime: /ping poll interval while a server starts
 INVOKE_RETRY_BACKOFF_S = 0.2        # local runtime: first pause between invocation retries (doubles)

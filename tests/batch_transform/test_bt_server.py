@@ -2,6 +2,8 @@
 
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -40,7 +42,7 @@ def _wait(url, proc):
 def srv(model_dir):
     port = free_port()
     env = {"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
-           C.EXECUTION_PARAMETERS_ENV: json.dumps(EXEC_PARAMS)}
+           C.EXECUTION_PARAMETERS_ENV: json.dumps(EXEC_PARAMS), C.SERVER_READ_TIMEOUT_ENV: "1.5"}
     proc = _start(model_dir, env)
     url = f"http://127.0.0.1:{port}"   # port from SAGEMAKER_BIND_TO_PORT
     _wait(url, proc)
@@ -131,6 +133,103 @@ def test_graceful_shutdown_finishes_in_flight_request(model_dir):
     assert result["r"].status_code == 200
     logs = [json.loads(line) for line in proc.stderr.read().decode().splitlines() if line.startswith("{")]
     assert any(e["event"] == "model loaded" for e in logs)   # structured logs
+
+
+# ------------------------------------------------------------ bad input (issue 9)
+def _raw(url, head: bytes, body: bytes = b"") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    s.sendall(head + body)
+    return s
+
+
+def _response(s: socket.socket) -> str:
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+            data.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def _log_lines(proc, event, deadline_s=30.0):
+    """The server's JSON log lines with this event, reading its stderr (unbuffered) until one comes."""
+    fd, buf, end = proc.stderr.fileno(), b"", time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.5)[0]:
+            buf += os.read(fd, 65536)
+        found = [json.loads(ln) for ln in buf.split(b"\n") if ln.startswith(b"{") and ln.endswith(b"}")]
+        found = [d for d in found if d["event"] == event]
+        if found:
+            return found
+    return []
+
+
+def test_a_body_that_trickles_in_is_cut_off_with_408(srv):
+    """Headers promise 1000 bytes, 10 arrive: the server answers 408 at its read timeout (1.5 s here)."""
+    s = _raw(srv[0], b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\n",
+             b"1,2,3,4,5,")
+    with s:
+        answer = _response(s)
+    assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1.5 s of its headers (10 bytes received)" in answer
+
+
+def test_a_client_disconnect_is_a_json_log_line(srv):
+    url, proc = srv
+    s = _raw(url, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\n",
+             b"1,2,3")
+    s.close()
+    lines = _log_lines(proc, "client disconnected")
+    assert lines and lines[0]["while"] == "reading the request body" and lines[0]["bytes_in"] == 5
+    assert lines[0]["level"] == "warning"
+    assert httpx.get(f"{url}/ping").status_code == 200  # and the server goes on
+
+
+@pytest.fixture(scope="module")
+def velib_srv(tmp_path_factory):
+    """A server of velibcast's own model (transform_code), which validates every field."""
+    from velibcast.training.package import extract
+    from velibcast.training.synthetic import untrained_archive
+
+    model_dir = extract(untrained_archive(20, seed=3), tmp_path_factory.mktemp("velib-model"))
+    port = free_port()
+    proc = _start(str(model_dir), {"SAGEMAKER_BIND_TO_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}"
+    _wait(url, proc)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("which", ["srv", "velib_srv"])
+def test_deeply_nested_json_is_400_over_http(which, request):
+    """A 500 is retried by the runtime and then fails the job; this body can never succeed."""
+    url = request.getfixturevalue(which)[0]
+    r = post(url, "[" * 100_000 + "]" * 100_000, ct="application/json", accept="application/json")
+    assert r.status_code == 400 and "nested too deeply" in r.text
+
+
+def test_implausible_numbers_are_400_naming_the_field(velib_srv):
+    feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "is_weekend": 0, "capacity": 2 ** 40,
+             "station_index": 1, "lat": 1000, "lon": 2.35}
+    r = post(velib_srv[0], json.dumps(feats), ct="application/json", accept="application/json")
+    assert r.status_code == 400
+    assert f"record 1, field capacity: is {2 ** 40}; must be an integer in [0, 200]" in r.text
+    assert "record 1, field lat: is 1000; must be in [48.6, 49.1] degrees" in r.text
+
+
+def test_velibcast_serve_binds_loopback_unless_told(monkeypatch):
+    """Only the container entry point listens on every interface, as the SageMaker contract requires."""
+    from velibcast.flows import cli
+
+    seen = []
+    monkeypatch.setattr(server, "serve", lambda d, p, h: seen.append(h))
+    cli.main(["serve", "--model-dir", "/m"])
+    cli.main(["serve", "--model-dir", "/m", "--host", "0.0.0.0"])
+    server.main(["serve", "--model-dir", "/m"])
+    assert seen == ["127.0.0.1", "0.0.0.0", "0.0.0.0"]
 
 
 def test_port_flag_overrides_the_environment(monkeypatch):

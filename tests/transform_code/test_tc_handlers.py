@@ -167,6 +167,13 @@ def test_not_a_number_is_400(model, features, to_csv):
     ("capacity", -1, "capacity: is -1"),
     ("station_index", 21, "station_index: is 21; must be an integer in [0, 20]; use 0"),
     ("lat", 91, "lat: is 91"),
+    # issue 9: implausible values get a 400 naming the field (the bounds of velibcast/constants.py)
+    ("lat", 1000, "lat: is 1000; must be in [48.6, 49.1] degrees (the Vélib' service area)"),
+    ("lon", -2.35, "lon: is -2.35; must be in [2.0, 2.7]"),
+    ("capacity", 2 ** 40, f"capacity: is {2 ** 40}; must be an integer in [0, 200]"),
+    ("hour", 10 ** 30, "hour: is 1000000000000000019884624838656; must be an integer in [0, 23]"),
+    ("station_index", 1e300, "station_index: is "),
+    ("capacity", 10 ** 400, "capacity: 10000000000000000000... (401 digits) is out of range"),
 ])
 def test_out_of_range_fields_are_400(model, features, field, value, text):
     feats = features(3)
@@ -185,6 +192,33 @@ def test_negative_history_and_missing_fields(model, features):
     feats = features(1)
     feats[0]["history"] = feats[0]["history"][:23]
     assert "got 23 values" in error_of(model, json.dumps(feats), "application/json").message
+
+
+def test_implausible_history_is_400_naming_the_value(model, features, to_csv):
+    feats = features(2)
+    feats[1]["history"][5] = 1e9
+    e = error_of(model, to_csv(feats), "text/csv")
+    assert e.status_code == 400 and "line 2, field bikes_lag18: is 1000000000; a station holds at most 200 bikes" in e.message
+
+
+@pytest.mark.parametrize("ct, body", [
+    ("application/json", "[" * 100_000 + "]" * 100_000),
+    ("application/jsonlines", '{"history": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+    ("application/json", '{"features": ' + '{"a":' * 50_000 + "1" + "}" * 50_001),
+])
+def test_deeply_nested_json_is_400_not_500(model, ct, body):
+    """A 500 is retried by the runtime and fails the job; the body will never parse."""
+    e = error_of(model, body, ct)
+    assert e.status_code == 400 and "nested too deeply" in e.message
+
+
+def test_server_bounds_are_the_pipeline_constants():
+    """velib_codec.py cannot import velibcast (it ships alone as code/): its copy must stay equal."""
+    from velibcast import constants as C
+    from velibcast.transform_code import velib_codec
+
+    for name in ("SERVICE_AREA_LAT", "SERVICE_AREA_LON", "STATION_CAPACITY_MAX", "STATION_COUNT_MAX"):
+        assert getattr(velib_codec, name) == getattr(C, name), name
 
 
 def test_bad_json_is_400(model):
