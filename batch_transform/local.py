@@ -386,9 +386,13 @@ class _JobRun:
             uri = st.as_uri(uri)  # a relative path names outputs by the key under it, not by a cut of "./"
         if kind == "S3Prefix":
             out = []
-            for info in self.rt.storage.list(uri):
-                rel = info.uri[len(uri):].lstrip("/") or info.uri.rsplit("/", 1)[-1]
-                out.append(_Object(info.uri, rel, _log_name(info.uri)))
+            try:
+                for info in self.rt.storage.list(uri):
+                    rel = info.uri[len(uri):].lstrip("/") or info.uri.rsplit("/", 1)[-1]
+                    out.append(_Object(info.uri, rel, _log_name(info.uri)))
+            except st.StorageError as e:  # a missing bucket, no s3:ListBucket: the service's create refuses it
+                raise SpecError(field_, f"cannot list {src['S3Uri']}: {e}",
+                                "the bucket must exist in this region and be listable") from e
         else:
             try:
                 out = self._manifest(uri)

@@ -160,3 +160,11 @@ def test_multi_range_refuse_setting_refuses_at_create(tmp_path, model_tar):
         rt.create_transform_job(job_spec("ranges", str(tmp_path / "in"), str(tmp_path / "out"),
                                          DataProcessing={"InputFilter": "$[0:1, 4:]"}))
     rt.close()
+
+
+def test_an_input_bucket_that_does_not_exist_is_refused_at_create(s3_root, model_tar, tmp_path):
+    rt = LocalRuntime(Storage(), str(tmp_path / "state"))
+    rt.create_model("test-model", model_tar)
+    with pytest.raises(SpecError, match=r"S3Uri: cannot list s3://no-such-bucket-velibcast/in"):
+        rt.create_transform_job(job_spec("nobucket", "s3://no-such-bucket-velibcast/in", join(s3_root, "out")))
+    rt.close()
