@@ -128,13 +128,15 @@ def distribute(objects: list, instance_count: int) -> list[list]:
 class LocalRuntime:
     def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None,
                  progress: Callable[[int, int], None] | None = None, *, wait_deadline_s: float = C.POLL_DEADLINE_S,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 allow_file_uris: bool = True):
         self.storage = storage
         self.state_root = state_root
         self.settings = settings or dp.DataPlaneSettings()
         self.progress = progress  # called with (objects ended, objects) as each object ends
         self.wait_deadline_s = wait_deadline_s  # how long wait() follows a job another process runs
         self._clock, self._sleep = clock, sleep
+        self.allow_file_uris = allow_file_uris  # local paths as S3Uri/S3OutputPath (not for the network API)
         self._models: dict[str, _Model] = {}
         self._stops: dict[str, threading.Event] = {}
 
@@ -261,7 +263,8 @@ class LocalRuntime:
         """What CreateTransformJob checks before it answers: the spec, the model, the input
         (an empty one is a ValidationException, as on the service) and a unique name. The
         job is InProgress when this returns; run_started(run) runs it."""
-        spec = validate_job_spec(spec, allow_file_uris=True, multi_range_filters=self.settings.multi_range_filters)
+        spec = validate_job_spec(spec, allow_file_uris=self.allow_file_uris,
+                                 multi_range_filters=self.settings.multi_range_filters)
         name = spec["TransformJobName"]
         model = self._models.get(spec["ModelName"])
         if model is None:

@@ -11,7 +11,8 @@ moto server or any S3-compatible store). boto3 and sagemaker-core clients pointe
 unchanged: errors carry the service's codes (ValidationException, ResourceInUse,
 ResourceNotFound) in the `{"__type", "message"}` body botocore parses, and requests are
 checked against botocore's service model, CreateTransformJob exactly as the CLI checks it
-(spec.validate_job_spec). SageMaker local mode needs Docker and moto's SageMaker completes
+(spec.validate_job_spec), except that S3Uri and S3OutputPath must be S3 URIs: a client of
+the endpoint never names this host's files. SageMaker local mode needs Docker and moto's SageMaker completes
 jobs without running them; this endpoint transforms.
 
 Not an AWS emulator: no authentication (it binds 127.0.0.1 unless told otherwise), no
@@ -54,7 +55,8 @@ class SageMakerApi:
     """The operations, on a LocalRuntime; `call(op, body) -> dict` or ApiError."""
 
     def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None):
-        self.rt = LocalRuntime(storage, state_root, settings)
+        # S3 only, as the service: a client of the endpoint never names this host's files.
+        self.rt = LocalRuntime(storage, state_root, settings, allow_file_uris=False)
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}

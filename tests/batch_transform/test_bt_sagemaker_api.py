@@ -128,3 +128,14 @@ def test_sagemaker_core_resource_classes_work_against_it(api, s3_root, model_tar
     job.wait(poll=1, timeout=300)
     assert job.transform_job_status == "Completed"
     assert storage.read_bytes(join(s3_root, "out", "a.csv.out")) == b"3\n\n"
+
+
+def test_local_paths_are_refused_over_the_api(api, tmp_path, make_spec, s3_root, model_tar):
+    with pytest.raises(ClientError) as ei:
+        api.create_model(ModelName="local-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_tar})
+    assert ei.value.response["Error"]["Code"] == "ValidationException"
+    model_uri = join(s3_root, "models", "model.tar.gz")
+    Storage().write_bytes(model_uri, open(model_tar, "rb").read())
+    api.create_model(ModelName="test-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    with pytest.raises(ClientError, match="S3Uri.*does not match the service pattern"):
+        api.create_transform_job(**make_spec("local-job", str(tmp_path), join(s3_root, "out")))
