@@ -19,6 +19,7 @@ from velibcast.config import load_config
 from velibcast.errors import NotFound, VelibcastError
 from velibcast.flows import stages
 from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.flows.run_names import backfill_run_name
 
 
 def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
@@ -36,14 +37,27 @@ def child_run(config: str, run_date: date, force: bool) -> dict:
     from velibcast.flows.nightly import nightly
 
     try:
-        res = nightly(run_date=run_date, config=config, force=force)
+        # Dates run side by side: a child scoring "its previous night" could read a date still being
+        # published. The backfill scores each date itself, after that date is published.
+        res = nightly(run_date=run_date, config=config, force=force, score_previous_night=False)
         return {"run_date": run_date.isoformat(), "status": "completed", "run_id": res["run_id"],
                 "forecast_rows": res["counts"]["forecast_rows"]}
     except VelibcastError as e:
         return {"run_date": run_date.isoformat(), "status": "failed", "error": str(e)}
 
 
-@flow(name="backfill", log_prints=True)
+@task(name="score", cache_policy=NO_CACHE, persist_result=False)
+def score_date(config: str, run_date: date) -> dict:
+    from velibcast.flows.score import score_run
+
+    cfg = load_config(config)
+    try:
+        return score_run(cfg.storage(), cfg, run_date)
+    except VelibcastError as e:
+        return {"run_date": run_date.isoformat(), "status": "failed", "message": str(e)}
+
+
+@flow(name="backfill", flow_run_name=backfill_run_name, log_prints=True)
 def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml", force: bool = False,
              max_concurrency: int = C.BACKFILL_CONCURRENCY) -> dict:
     """Run nightly for every date in [start_date, end_date] (inclusive)."""
@@ -66,5 +80,11 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
             logger.info("%s: %s", r["run_date"], r["status"])
             results.append(r)
     results.sort(key=lambda r: r["run_date"])
+    # Every child has ended, so each date scored here is published (and the one before it too).
+    for r in results:
+        if r["status"] == "completed":
+            s = score_date(config, date.fromisoformat(r["run_date"]))
+            r["score"] = s.get("status")
+            logger.info("%s scored: %s", r["run_date"], s.get("message", s.get("status")))
     summary = {s: sum(1 for r in results if r["status"].startswith(s)) for s in ("completed", "skipped", "failed")}
     return {"dates": results, "summary": summary}

@@ -16,11 +16,15 @@ from velibcast import forecasts, manifest
 from velibcast.errors import VelibcastError
 from velibcast.config import load_config
 from velibcast.flows import stages
+from velibcast.flows.prefect_logs import forwarded_to
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_lock
 from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
+from velibcast.flows.run_artifacts import publish_run_artifacts
+from velibcast.flows.run_names import nightly_run_name
+from velibcast.flows.task_policy import RETRY_OPTS, timed
 
-TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
+TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 
 @task(name="prepare", **TASK_OPTS)
@@ -41,7 +45,8 @@ def windows_task(ctx):
 
 @task(name="transform", **TASK_OPTS)
 def transform_task(ctx, windows, progress):
-    return stages.stage_transform(ctx, windows, progress.transform_objects)
+    with forwarded_to(get_run_logger()):  # the runtime's `[sagemaker logs]` lines, from its own threads
+        return stages.stage_transform(ctx, windows, progress.transform_objects)
 
 
 @task(name="join-and-publish", **TASK_OPTS)
@@ -78,29 +83,33 @@ def _optional(logger, what, fn, *args):
         return {"status": "failed", "error": str(e)}
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", flow_run_name=nightly_run_name, log_prints=True)
 def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
-            start: datetime | None = None, end: datetime | None = None, force: bool = False) -> dict:
+            start: datetime | None = None, end: datetime | None = None, force: bool = False,
+            score_previous_night: bool = True) -> dict:
     """Forecast every station for each hourly origin of `run_date` (a Europe/Paris local day;
-    default: yesterday there), or of [start, end) when given."""
+    default: yesterday there), or of [start, end) when given. `score_previous_night=False` leaves
+    the scoring of the day before to the caller (a backfill scores each date once it is published)."""
     logger = get_run_logger()
     started_at = datetime.now(timezone.utc)
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
     progress = RunProgress(ctx.spec.label)
     progress.stage_done("prepare")
-    w = windows_task(ctx)
+    w = timed(windows_task, ctx.cfg, "windows")(ctx)
     progress.stage_done("windows")
     logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["windows_skipped_by_reason"])
-    t = transform_task(ctx, w, progress)
+    t = timed(transform_task, ctx.cfg, "transform")(ctx, w, progress)
     progress.stage_done("transform")
     logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
-    m, manifest_uri = publish_task(ctx, w, t, started_at)
+    m, manifest_uri = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
-    png = _optional(logger, "report PNG", report_task, ctx)
-    scored = _optional(logger, "scoring the previous night", score_task, ctx)
+    png = _optional(logger, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
+    scored = (_optional(logger, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
+              if score_previous_night else {"message": "left to the caller"})
     logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
     stages.report_artifacts(ctx, m, scored)
+    publish_run_artifacts(ctx.spec.label, m, manifest_uri, png.get("uri"))
     progress.stage_done("report")
     logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
                 m["counts"]["forecast_rows"], manifest_uri)

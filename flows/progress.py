@@ -18,22 +18,29 @@ class RunProgress:
     def __init__(self, run_label: str):
         self._lock = threading.Lock()
         self._artifact_id = None
+        self._logger = None
         self._label = run_label
         try:
+            from prefect import get_run_logger
             from prefect.artifacts import create_progress_artifact
             from prefect.context import get_run_context
 
             get_run_context()
+            # The run logger carries its run's id, so lines sent from the runtime's worker threads
+            # (which have no Prefect context) still land in this run's log, and on the console.
+            self._logger = get_run_logger()
             key = "run-progress-" + "".join(ch if ch.isalnum() else "-" for ch in run_label.lower())
             self._artifact_id = create_progress_artifact(0.0, key=key[:100],
                                                          description=f"velibcast run {run_label}")
         except Exception:  # not inside a Prefect run: console lines only
-            self._artifact_id = None
+            self._artifact_id = self._logger = None
 
     def _set(self, percent: float, message: str) -> None:
-        # stderr, not a Prefect logger: the transform reports from the runtime's own threads,
-        # which carry no Prefect run context.
-        print(f"{datetime.now():%H:%M:%S} progress {self._label}: {percent:3.0f}% {message}", file=sys.stderr, flush=True)
+        line = f"progress {self._label}: {percent:3.0f}% {message}"
+        if self._logger is None:
+            print(f"{datetime.now():%H:%M:%S} {line}", file=sys.stderr, flush=True)
+        else:
+            self._logger.info(line)
         if self._artifact_id is None:
             return
         from prefect.artifacts import update_progress_artifact

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "run": {
         "default_run_date": None,    # None = yesterday in Europe/Paris
+        "timeouts_s": dict(C.STAGE_TIMEOUTS_S),  # Prefect timeout_seconds of each stage
     },
     "pricing": "pricing.yaml",       # relative to the packaged configs (velibcast.configs)
 }
@@ -165,6 +166,9 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     except Exception as e:  # credentials never belong here: they come from the AWS chain
         raise ConfigError(f"{source}: store.s3: {e}; allowed keys: endpoint_url, region_name, profile_name, "
                           "max_attempts (credentials come from the standard AWS chain)") from None
+    for stage, seconds in data["run"]["timeouts_s"].items():
+        if not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise ConfigError(f"{source}: run.timeouts_s.{stage}={seconds!r}; give a number of seconds > 0")
     if float(data["windows"]["max_staleness_hours"]) <= 0:
         raise ConfigError(f"{source}: windows.max_staleness_hours must be > 0")
     return Config(data, source)

@@ -128,6 +128,13 @@ MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts o
 JOB_NAME_PREFIX = "velibcast"      # IAM policies scope SageMaker resources to this prefix
 RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
 BACKFILL_CONCURRENCY = 2
+# Prefect retries of a stage that failed with a TransientError (flows/task_policy.py); the
+# store clients already retry each call (S3_MAX_ATTEMPTS), so these cover longer outages.
+STAGE_RETRIES = 2
+STAGE_RETRY_DELAYS_S = (30, 120)
+# Per-stage Prefect timeouts (config run.timeouts_s): generous bounds, so that a stage that hangs
+# cannot hold the nightly slot forever; SageMaker adds instance start-up (minutes) to the transform.
+STAGE_TIMEOUTS_S = {"windows": 1800, "transform": 4 * 3600, "publish": 1800, "report": 600, "score": 600}
 
 # ---------------------------------------------------------------- command line
 # A run started from the CLI without PREFECT_API_URL starts a temporary Prefect server. Prefect's

@@ -1,4 +1,5 @@
-"""prefect.yaml declares what the nightly deployment promises: its entrypoint loads, cron and time zone."""
+"""prefect.yaml declares what the deployments promise: entrypoints load from the installed package,
+production and local deployments side by side, schedules paused on deploy, no machine's path stored."""
 
 from pathlib import Path
 
@@ -6,16 +7,42 @@ import yaml
 from prefect.flows import load_flow_from_entrypoint
 
 REPO = Path(__file__).resolve().parents[2]
+DOC = yaml.safe_load((REPO / "prefect.yaml").read_text())
+DEPLOYMENTS = {d["name"]: d for d in DOC["deployments"]}
 
 
-def test_prefect_yaml_entrypoints_load_and_nightly_is_scheduled_in_paris():
-    doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    deployments = {d["name"]: d for d in doc["deployments"]}
-    nightly = deployments["nightly"]
-    assert nightly["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": True}]
-    assert nightly["work_pool"]["name"] == "velibcast-process"
-    for d in deployments.values():
-        path, name = d["entrypoint"].split(":")
-        flow = load_flow_from_entrypoint(str(REPO / path) + ":" + name)
-        assert flow.name == d["entrypoint"].split(":")[1]
+def test_entrypoints_load_and_parameters_exist():
+    for d in DEPLOYMENTS.values():
+        flow = load_flow_from_entrypoint(d["entrypoint"], use_placeholder_flow=False)
+        assert flow.name == d["entrypoint"].rsplit(".", 1)[1]
         assert set(d["parameters"]) <= set(flow.parameters.properties)
+
+
+def test_production_and_local_deployments_side_by_side():
+    assert DEPLOYMENTS["nightly"]["parameters"]["config"] == "configs/aws.yaml"
+    assert DEPLOYMENTS["nightly-local"]["parameters"]["config"] == "configs/local.yaml"
+    assert DEPLOYMENTS["backfill-local"]["parameters"]["config"] == "configs/local.yaml"
+    assert {d["work_pool"]["name"] for d in DEPLOYMENTS.values()} == {"velibcast-process"}
+
+
+def test_nightly_is_scheduled_in_paris_but_paused_until_asked():
+    assert DEPLOYMENTS["nightly"]["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": False}]
+    for d in DEPLOYMENTS.values():
+        assert all(s.get("active") is False for s in d.get("schedules", [])), d["name"]
+
+
+def test_nothing_of_the_deployers_machine_is_stored():
+    # An explicit empty pull list: `prefect deploy` would otherwise add set_working_directory(<cwd>).
+    assert DOC["pull"] == []
+    text = (REPO / "prefect.yaml").read_text()
+    assert "$PWD" not in text and "/home/" not in text and "/work/" not in text
+    assert all(not d["entrypoint"].split(".")[0].endswith("py") and ":" not in d["entrypoint"]
+               for d in DEPLOYMENTS.values())
+
+
+def test_the_configs_the_deployments_name_ship_with_the_package(tmp_path, monkeypatch):
+    from velibcast.config import CONFIG_DIR, load_config
+
+    monkeypatch.chdir(tmp_path)  # a worker's folder, not a checkout
+    for d in DEPLOYMENTS.values():
+        assert load_config(d["parameters"]["config"]).source == str(CONFIG_DIR / Path(d["parameters"]["config"]).name)

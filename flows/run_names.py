@@ -1,0 +1,50 @@
+"""Flow run names a user can read in the Prefect UI: nightly-2022-05-26, backfill-2022-05-25..2022-05-27.
+
+Prefect calls these when a run starts (flow_run_name=); they read the run's parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+
+def _as_date(v) -> date | None:
+    if v is None or isinstance(v, date):
+        return v
+    return date.fromisoformat(str(v)[:10])
+
+
+def _as_time(v) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+
+
+def nightly_name(params: dict) -> str:
+    start, end = _as_time(params.get("start")), _as_time(params.get("end"))
+    if start is not None and end is not None:
+        return f"nightly-{start:%Y-%m-%dT%H%M}Z-{end:%Y-%m-%dT%H%M}Z"
+    run_date = _as_date(params.get("run_date"))
+    if run_date is None:
+        from velibcast.config import load_config
+        from velibcast.flows.run_identity import yesterday_in_paris
+
+        default = load_config(params.get("config")).data["run"]["default_run_date"]
+        run_date = _as_date(default) or yesterday_in_paris()
+    return f"nightly-{run_date.isoformat()}"
+
+
+def backfill_name(params: dict) -> str:
+    return f"backfill-{_as_date(params['start_date'])}..{_as_date(params['end_date'])}"
+
+
+def nightly_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return nightly_name(flow_run.parameters)
+
+
+def backfill_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return backfill_name(flow_run.parameters)
