@@ -16,6 +16,7 @@ import numpy as np
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.csv_tokens import float_tokens, int_tokens, join_rows, token_matrix
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.errors import DataError
 from velibcast.transform_code.velib_features import (
@@ -82,51 +83,20 @@ def layout_for(fmt: str) -> TransformLayout:
 
 
 # ---------------------------------------------------------------- encoding window batches
-# CSV rows are assembled as fixed-width byte tokens (NUL-padded) in one uint8 matrix per batch,
-# then the NULs are dropped: no Python string per window. Values print as Python would
-# (ints as ints, floats by repr), so a row is the same text as ",".join(map(repr, features)).
-_INT_TOKENS: list[np.ndarray] = [np.array([], dtype="S1")]
-
-
-def _int_tokens(values: np.ndarray) -> np.ndarray:
-    """'<int>,' tokens for non-negative ints, from a lookup table grown on demand."""
-    values = np.asarray(values, dtype=np.int64)
-    if len(values) and values.min() < 0:
-        return _repr_tokens(values)
-    top = int(values.max()) + 1 if len(values) else 0
-    if top > len(_INT_TOKENS[0]):
-        size = max(top, 2 * len(_INT_TOKENS[0]), 1024)
-        _INT_TOKENS[0] = np.array([f"{i}," for i in range(size)], dtype="S")
-    return _INT_TOKENS[0][values]
-
-
-def _repr_tokens(values: np.ndarray) -> np.ndarray:
-    """'<repr>,' tokens, formatted once per distinct value (a station's lat/lon repeat across origins)."""
-    uniq, inv = np.unique(values, return_inverse=True)
-    return np.array([f"{v!r}," for v in uniq.tolist()], dtype="S")[inv.reshape(-1)]
-
-
-def _matrix(tokens: np.ndarray) -> np.ndarray:
-    """(n,) or (n, k) fixed-width bytes -> (n, k * width) uint8, NUL-padded."""
-    n = tokens.shape[0]
-    return np.ascontiguousarray(tokens).view(np.uint8).reshape(n, -1)
-
-
 def csv_rows(batch) -> bytes:
     """The batch's CSV lines (no header: Batch Transform would send it to the model as a record)."""
     n = len(batch)
     if not n:
         return b""
     ids = np.char.add(batch.code_bytes, ("@" + batch.origin_label + ",").encode())
-    parts = [_matrix(ids), _matrix(_int_tokens(batch.history.reshape(-1)).reshape(n, -1))]
+    parts = [token_matrix(ids), token_matrix(int_tokens(batch.history.reshape(-1)).reshape(n, -1))]
     for name in STATIC_FEATURES:
+        if name in batch.float_text:
+            parts.append(token_matrix(batch.float_text[name]))
+            continue
         col = batch.static_column(name)
-        parts.append(_matrix(_repr_tokens(col) if col.dtype.kind == "f" else _int_tokens(col)))
-    m = np.concatenate(parts, axis=1)
-    # the last token's comma becomes the newline
-    last = m.shape[1] - 1 - np.argmax(m[:, ::-1] != 0, axis=1)
-    m[np.arange(n), last] = ord("\n")
-    return m[m != 0].tobytes()
+        parts.append(token_matrix(float_tokens(col) if col.dtype.kind == "f" else int_tokens(col)))
+    return join_rows(np.concatenate(parts, axis=1))
 
 
 def jsonl_rows(batch) -> bytes:

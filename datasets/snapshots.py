@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from velibcast import constants as C
 from velibcast import storage as st
@@ -346,6 +349,7 @@ class SnapshotColumns:
     renting: np.ndarray    # bool
     lat: np.ndarray
     lon: np.ndarray
+    station_ids: np.ndarray | None = None  # set by the windows' snapshot source (a run-wide station registry)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -396,7 +400,9 @@ def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, repo
     body = raw[:-1] if raw.endswith(b"\n") else raw
     cols = None
     if body and b"\n\n" not in body and not body.startswith(b"\n"):
-        cols = _clean_blocks(body.split(b"\n"), ref)
+        cols = _clean_arrow(body, ref)
+        if cols is None:
+            cols = _clean_blocks(body.split(b"\n"), ref)
     if cols is None:
         return SnapshotColumns.from_records(ref, parse_snapshot(data, ref, policy, report))
     over = np.flatnonzero(cols[2] + cols[5] > cols[3])
@@ -404,6 +410,119 @@ def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, repo
         report.add("over_capacity", f"{ref.uri} line {i + 1}",
                    f"station {cols[0][i]}: bikes {cols[2][i]} + docks {cols[5][i]} > capacity {cols[3][i]}")
     return SnapshotColumns(ref, *cols[:5], cols[6], cols[7], cols[8])
+
+
+_GEO = pa.struct([("lat", pa.float64()), ("lon", pa.float64())])
+_FLAG_FIELDS = ("is_installed", "is_renting", "is_returning")
+_ARROW_SCHEMA = pa.schema([("stationcode", pa.string()), *((f, pa.int64()) for f in _INT_FIELDS),
+                           *((f, pa.string()) for f in _FLAG_FIELDS), ("coordonnees_geo", _GEO),
+                           ("duedate", pa.string())])
+_ARROW_PARSE = pa_json.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore")
+_ARROW_READ = pa_json.ReadOptions(block_size=1 << 22)
+_OUI_NON_ARRAY = pa.array(["OUI", "NON"])
+
+
+def _clean_arrow(body: bytes, ref: SnapshotRef):
+    """_clean_columns' result straight from Arrow's JSON reader (C++, no dict per line), or None.
+
+    None is "not decided here": the Python column path and then the record path take the
+    snapshot. Arrow refuses a wrong JSON type, a duplicate key, a non-object line or a
+    non-integer count by itself; the rest of record_from_v21's rules are checked on the
+    columns. Anything Arrow might read differently from orjson (escapes, control bytes,
+    invalid UTF-8, NaN) is left to the Python path. Measured on the real sample (48
+    snapshots): orjson.loads of every line 0.65 s, this reader 0.47 s on one thread.
+    """
+    if b"\\" in body or (not body.isascii() and not _utf8(body)):
+        return None
+    raw = np.frombuffer(body, dtype=np.uint8)
+    if ((raw < 0x20) & (raw != 0x0A)).any():
+        return None
+    # Every line one {...}: pyarrow 26's reader crashes the process on lines such as "null".
+    nl = np.flatnonzero(raw == 0x0A)
+    if raw[0] != 0x7B or raw[-1] != 0x7D or (raw[nl + 1] != 0x7B).any() or (raw[nl - 1] != 0x7D).any():
+        return None
+    try:
+        table = pa_json.read_json(pa.py_buffer(body), read_options=_ARROW_READ, parse_options=_ARROW_PARSE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    n = body.count(b"\n") + 1
+    if table.num_rows != n:
+        return None
+    table = table.combine_chunks()
+    cols = {name: table.column(name).chunk(0) if table.column(name).num_chunks else None for name in table.column_names}
+    if any(c is None or c.null_count for c in cols.values()):
+        return None
+    geo = cols["coordonnees_geo"]
+    lat_c, lon_c = geo.field("lat"), geo.field("lon")
+    if lat_c.null_count or lon_c.null_count:
+        return None
+    codes = cols["stationcode"].to_pylist()
+    if len(set(codes)) != n or not all(map(_CODE_RE.fullmatch, codes)):
+        return None
+    arrays = []
+    for f in _INT_FIELDS:
+        a = cols[f].to_numpy()
+        if (a < 0).any() or (a > _INT_MAX.get(f, C.STATION_COUNT_MAX)).any():
+            return None
+        arrays.append(a)
+    for f in _FLAG_FIELDS:
+        if not pc.all(pc.is_in(cols[f], value_set=_OUI_NON_ARRAY)).as_py():
+            return None
+    lat_a, lon_a = lat_c.to_numpy(), lon_c.to_numpy()
+    # NaN fails these comparisons too
+    if not (((lat_a > _LAT[0]) & (lat_a < _LAT[1])).all() and ((lon_a > _LON[0]) & (lon_a < _LON[1])).all()):
+        return None
+    obs = _obs_seconds_fixed(cols["duedate"], ref)
+    if obs is None:
+        obs = _obs_seconds(cols["duedate"].to_pylist(), ref)
+        if obs is None:
+            return None
+    installed = pc.equal(cols["is_installed"], "OUI").to_numpy(zero_copy_only=False)
+    renting = pc.equal(cols["is_renting"], "OUI").to_numpy(zero_copy_only=False)
+    return (codes, obs, arrays[1], arrays[0], installed, arrays[2], renting, lat_a, lon_a)
+
+
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# "YYYY-MM-DDTHH:MM:SS+HH:MM" position by position: what _LOCAL_RE and _OFFSET_RE accept
+_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24])
+_FIXED = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 22: b":"}
+
+
+def _obs_seconds_fixed(dues: pa.Array, ref: SnapshotRef) -> np.ndarray | None:
+    """_obs_seconds for the common shape, on the bytes of the column (no str per record); None otherwise."""
+    n = len(dues)
+    offsets = np.frombuffer(dues.buffers()[1], dtype=np.int32)[dues.offset:dues.offset + n + 1]
+    if not (np.diff(offsets) == 25).all():
+        return None
+    chars = np.frombuffer(dues.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[0] + 25 * n].reshape(n, 25)
+    digits = chars[:, _DIGITS]
+    if not ((digits >= ord("0")) & (digits <= ord("9"))).all():
+        return None
+    for pos, ch in _FIXED.items():
+        if not (chars[:, pos] == ch[0]).all():
+            return None
+    sign = chars[:, 19]
+    if not ((sign == ord("+")) | (sign == ord("-"))).all() or (chars[:, :4] == ord("0")).all(axis=1).any():
+        return None
+    uniq, inv = np.unique(np.ascontiguousarray(chars[:, 19:]).view("S6").reshape(n), return_inverse=True)
+    off = [_offset_seconds(u.decode()) for u in uniq.tolist()]
+    if None in off:
+        return None
+    try:
+        local = np.ascontiguousarray(chars[:, :19]).view("S19").reshape(n).astype("datetime64[s]").astype(np.int64)
+    except ValueError:
+        return None
+    obs = local - np.array(off, dtype=np.int64)[inv.reshape(-1)]
+    if (obs < 0).any() or (obs > ref.capture_ts.timestamp() + C.FUTURE_DUEDATE_TOLERANCE_S).any():
+        return None
+    return obs
 
 
 def _clean_blocks(lines: list[bytes], ref: SnapshotRef):

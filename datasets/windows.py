@@ -14,7 +14,6 @@ memory follows the span of the windows, not the size of the store.
 from __future__ import annotations
 
 import statistics
-import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.csv_tokens import float_tokens
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
@@ -79,6 +79,37 @@ def static_time_features(origin: datetime) -> tuple[int, int, int]:
 
 
 # ---------------------------------------------------------------- snapshot source
+class StationRegistry:
+    """Station codes -> small ints for a whole run, so grids work on integer ids.
+
+    A feed lists its stations in the same order snapshot after snapshot: a snapshot whose
+    code list equals the previous one (one C-level comparison) reuses its ids and its list
+    of strings; otherwise each code is looked up once.
+    """
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+        self.codes: list[str] = []
+        self._last: tuple[list[str], np.ndarray] = ([], np.empty(0, np.int64))
+
+    def assign(self, cols: SnapshotColumns) -> None:
+        last_codes, last_ids = self._last
+        if cols.codes == last_codes:
+            cols.codes, cols.station_ids = last_codes, last_ids
+            return
+        index = self.index
+        got = list(map(index.get, cols.codes))
+        if None in got:
+            for c in cols.codes:
+                index.setdefault(c, len(index))
+            self.codes.extend(list(index)[len(self.codes):])
+            got = list(map(index.get, cols.codes))
+        ids = np.array(got, dtype=np.int64)
+        cols.codes = [self.codes[i] for i in ids.tolist()]  # one string per station, not per snapshot
+        cols.station_ids = ids
+        self._last = (cols.codes, ids)
+
+
 class SnapshotSource:
     """Parsed snapshots of a range, read in capture order and dropped once behind.
 
@@ -97,6 +128,7 @@ class SnapshotSource:
         self._sizes: deque[int] = deque(maxlen=C.PARTIAL_SNAPSHOT_NEIGHBOURS)
         self.snapshots_read = 0
         self.records_read = 0
+        self.registry = StationRegistry()
 
     def between(self, lo: datetime, hi: datetime) -> list[SnapshotColumns]:
         while self._cache and self._cache[0].ref.capture_ts < lo:
@@ -108,7 +140,9 @@ class SnapshotSource:
         self._next = n
         for ref, data in fetch_many(self.storage, todo):
             cols = parse_snapshot_columns(data, ref, self.policy, self.report)
-            cols.codes = list(map(sys.intern, cols.codes))  # one string per station, not per snapshot
+            self.registry.assign(cols)
+            # bounded counts (STATION_COUNT_MAX): 4 bytes instead of 8 for every record the cache holds
+            cols.bikes, cols.capacity = cols.bikes.astype(np.int32), cols.capacity.astype(np.int32)
             self._check_partial(cols)
             for obs in self.observers:
                 obs.observe(cols)
@@ -174,38 +208,51 @@ def build_state_grid(
     if source is None:
         tracker = QualityTracker()
         source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, [tracker])
-    grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness)
+    grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness, source.registry)
     if tracker is not None:
         grid.quality = tracker.to_dict()
     return grid
 
 
-def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns], max_staleness: timedelta) -> StateGrid:
+def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns], max_staleness: timedelta,
+                        registry: StationRegistry | None = None) -> StateGrid:
     n_h = len(hours)
     snapshots = [c for c in snapshots if len(c)]
     if not snapshots:
         empty = np.zeros((0, n_h))
         return StateGrid(hours, [], empty, empty.astype(bool), empty.astype(bool), empty.astype(bool),
                          empty.astype(bool), empty.astype(np.int64), empty, empty)
+    if registry is None or any(s.station_ids is None for s in snapshots):
+        registry = StationRegistry()
+        for s in snapshots:
+            registry.assign(s)
     base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
-    ids: dict[str, int] = {}
-    sidx_raw = np.fromiter((ids.setdefault(c, len(ids)) for s in snapshots for c in s.codes), dtype=np.int64)
+    sidx_raw = np.concatenate([s.station_ids for s in snapshots])
     # Station order on the grid is the sorted codes, so the output never depends on read order.
-    station_codes = sorted(ids)
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[[ids[c] for c in station_codes]] = np.arange(len(ids))
+    seen = np.unique(sidx_raw)
+    seen_codes = np.array([registry.codes[i] for i in seen.tolist()], dtype=object)
+    by_code = np.argsort(seen_codes, kind="stable")
+    station_codes = seen_codes[by_code].tolist()
+    rank = np.empty(len(registry.codes), dtype=np.int64)
+    rank[seen[by_code]] = np.arange(len(seen))
     sidx = rank[sidx_raw]
+    del sidx_raw
     obs_s = np.concatenate([s.obs for s in snapshots])
     seq = np.repeat(np.arange(len(snapshots)), [len(s) for s in snapshots])
     rel = np.clip(obs_s - base, 0, (1 << _OBS_BITS) - 1)
-    # Ties on observation time go to the latest capture: lexsort's last key is primary.
-    order = np.lexsort((seq, rel, sidx))
-    keys = (sidx[order] << _OBS_BITS) | rel[order]
+    # One int64 key (station, observation time); the stable sort keeps capture order among ties,
+    # so the last of equal keys is the latest capture (one radix-free argsort, 3x cheaper than lexsort).
+    keys = (sidx << _OBS_BITS) | rel
+    del rel
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
     n_st = len(station_codes)
     h_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
     q = (np.arange(n_st, dtype=np.int64)[:, None] << _OBS_BITS) | (h_s - base)[None, :]
     pos = np.searchsorted(keys, q, side="right") - 1
+    del q, keys
     rec = order[np.maximum(pos, 0)]
+    del order
     # "present" looks back only as far as any grid holding h reads (snapshot_span), so whether a
     # skipped window counts as missing_history or stale_history never depends on the chunking.
     # A record captured before that is older than max_staleness at h: never usable either way.
@@ -213,7 +260,9 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
     present = ((pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
                & (captures[seq[rec]] >= h_s[None, :] - lookback))
+    del pos, sidx, seq
     usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
+    del obs_s
 
     def col(name):
         return np.concatenate([getattr(s, name) for s in snapshots])[rec]
@@ -247,6 +296,7 @@ class WindowBatch:
     lon: np.ndarray
     unknown_station: np.ndarray  # bool
     code_bytes: np.ndarray      # station codes as UTF-8 bytes ("S"), for the CSV encoder
+    float_text: dict = field(default_factory=dict)  # {"lat": "<repr>," tokens, ...}, formatted once per grid
 
     def __len__(self) -> int:
         return len(self.station_codes)
@@ -285,6 +335,9 @@ def batches_from_grid(
     """One WindowBatch per origin; every other (station, origin) counted with its first failing reason."""
     codes = np.array(grid.station_codes, dtype=object)
     code_bytes = np.array([c.encode() for c in grid.station_codes], dtype="S")
+    # lat/lon text for the CSV shards, formatted once per grid rather than once per window
+    lat_text, lon_text = (float_tokens(grid.lat[:, -1]), float_tokens(grid.lon[:, -1])) if len(codes) else ({}, {})
+    last = len(grid.hours) - 1
     index = np.array([station_index.get(c, -1) for c in grid.station_codes], dtype=np.int64)
     on_grid = set(grid.station_codes)
     missing = sorted(c for c in station_index if c not in on_grid)
@@ -325,7 +378,16 @@ def batches_from_grid(
             lon=grid.lon[emit, j],
             unknown_station=unknown,
             code_bytes=code_bytes[emit],
+            float_text=_float_text(grid, emit, j, last, lat_text, lon_text),
         )
+
+
+def _float_text(grid: StateGrid, emit: np.ndarray, j: int, last: int, lat_text, lon_text) -> dict:
+    """Tokens of the last hour's lat/lon where the station has not moved since t (nearly always)."""
+    same = (grid.lat[emit, j] == grid.lat[emit, last]) & (grid.lon[emit, j] == grid.lon[emit, last])
+    if not same.all():
+        return {}
+    return {"lat": lat_text[emit], "lon": lon_text[emit]}
 
 
 # ---------------------------------------------------------------- streaming over a range
@@ -375,7 +437,7 @@ def iter_state_grids(
         chunk = origins[k:k + chunk_hours]
         hours = origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
         lo_c, hi_c = snapshot_span(hours, max_staleness)
-        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness)
+        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry)
         summary.stations.update(grid.station_codes)
         summary.origins += len(chunk)
         summary.snapshots_read = source.snapshots_read
