@@ -9,6 +9,7 @@ silently feed the model the wrong values.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -110,6 +111,32 @@ def jsonl_rows(batch) -> bytes:
 
 
 _ENCODERS = {CSV: csv_rows, JSONL: jsonl_rows}
+_CODE_RE = re.compile(C.STATION_CODE_PATTERN)
+_BOUNDS = {"capacity": (0, C.STATION_CAPACITY_MAX), "lat": C.SERVICE_AREA_LAT, "lon": C.SERVICE_AREA_LON}
+
+
+def check_batch(batch) -> None:
+    """The invariant behind "one notion of a valid record": nothing the model server would
+    answer 400 to reaches a shard. Snapshot validation rejects such records first, so this
+    raising is a bug upstream, reported by record id instead of as a failed transform job."""
+    problems = []
+    for name, (lo, hi) in _BOUNDS.items():
+        col = batch.static_column(name)
+        bad = np.flatnonzero(~((col >= lo) & (col <= hi)))  # NaN fails both
+        if len(bad):
+            problems.append((int(bad[0]), f"{name} {col[bad[0]].item()!r} outside [{lo}, {hi}]"))
+    hist = batch.history
+    bad = np.flatnonzero((hist < 0).any(axis=1) | (hist > C.STATION_COUNT_MAX).any(axis=1))
+    if len(bad):
+        problems.append((int(bad[0]), f"a history value outside [0, {C.STATION_COUNT_MAX}]"))
+    codes = batch.station_codes.tolist()
+    bad_codes = [i for i, c in enumerate(codes) if not _CODE_RE.fullmatch(c)]
+    if bad_codes:
+        problems.append((bad_codes[0], f"station code {codes[bad_codes[0]]!r} is not {C.STATION_CODE_PATTERN}"))
+    if problems:
+        i, what = min(problems)
+        raise DataError(batch.record_ids()[i], f"{what}; the model server would refuse the whole shard",
+                        "a bug: snapshot validation (datasets/snapshots.py) must reject this record; report it")
 
 
 class ShardWriter:
@@ -146,6 +173,7 @@ class ShardWriter:
         n = len(batch)
         if not n:
             return
+        check_batch(batch)
         data = _ENCODERS[self.fmt](batch)
         ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
         starts = np.concatenate([[0], ends[:-1]])
@@ -260,5 +288,11 @@ def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[int]]:
 
 def parse_output(data: bytes, fmt: str, where: str) -> list[tuple[str, list[int]]]:
     """Every line of one `.out` object; blank lines (a trailing newline) are not records."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{where} line {line}", f"byte {e.start} is not UTF-8",
+                        "check the model's output_fn encoding") from None
     return [parse_output_line(line, fmt, f"{where} line {n}")
-            for n, line in enumerate(data.decode("utf-8").split("\n"), 1) if line.strip()]
+            for n, line in enumerate(text.split("\n"), 1) if line.strip()]

@@ -8,7 +8,7 @@ from ds_helpers import utc
 
 from velibcast import constants as C
 from velibcast.datasets.records import (
-    csv_layout, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
+    ShardWriter, csv_layout, csv_rows, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
 )
 from velibcast.datasets.windows import WindowBatch
 from velibcast.errors import DataError
@@ -57,10 +57,10 @@ def test_csv_rows_print_as_python_would(tmp_path, storage):
     b = win("a", n=3)
     b.lat[:] = [48.1, 0.1 + 0.2, 1e-7]
     b.history[1, 5] = 123456
-    [uri] = write_transform_inputs(storage, [b], str(tmp_path / "in"), "csv")
+    # the encoder alone: a ShardWriter refuses these implausible values (check_batch)
     want = ["".join(rid + "," + ",".join(map(repr, row)) + "\n")
             for rid, row in zip(b.record_ids(), b.feature_rows())]
-    assert storage.read_text(uri) == "".join(want)
+    assert csv_rows(b).decode() == "".join(want)
 
 
 def test_jsonl_record_shape(tmp_path, storage):
@@ -103,3 +103,26 @@ def test_parse_output_csv_and_json():
         parse_output(b"a@x,1,2\n", "csv", "o")
     with pytest.raises(DataError, match="is not an integer"):
         parse_output(b"a@x,1,2,3.5\n", "csv", "o")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda b: b.lat.__setitem__(1, 1000.0), "lat 1000.0 outside [48.6, 49.1]"),
+    (lambda b: b.capacity.__setitem__(1, 2 ** 40), f"capacity {2 ** 40} outside [0, 200]"),
+    (lambda b: b.history.__setitem__((1, 3), 500), "a history value outside [0, 200]"),
+    (lambda b: b.station_codes.__setitem__(1, "16,1"), "station code '16,1' is not"),
+])
+def test_no_shard_holds_a_record_the_server_would_refuse(tmp_path, storage, change, words):
+    """The invariant behind snapshot validation (issue 9): a bug upstream fails here, by record id."""
+    b = win(n=3)
+    change(b)
+    w = ShardWriter(storage, str(tmp_path / "in"))
+    with pytest.raises(DataError) as e:
+        w.add(b)
+    assert str(e.value).startswith(b.record_ids()[1]) and words in str(e.value)
+    assert not list(storage.list(str(tmp_path / "in") + "/"))
+
+
+def test_parse_output_names_the_line_of_a_non_utf8_byte():
+    with pytest.raises(DataError) as e:
+        parse_output(b"a@x,1,2,3\nb@x,1,\xff,3\n", "csv", "s3://b/out/part-0.csv.out")
+    assert str(e.value).startswith("s3://b/out/part-0.csv.out line 2") and "not UTF-8" in str(e.value)
