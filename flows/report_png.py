@@ -2,8 +2,10 @@
 
 Left, forecast against actual over the night for the busiest stations (most bikes moved)
 and one station the model did not know: each horizon is drawn at its target hour, so a
-horizon that lags the actual curve shows as a shifted line. Right, MAE by horizon for the
-model and for persistence on the same rows: the model is useful where its bar is lower.
+horizon that lags the actual curve shows as a shifted line; the dotted line is the station's
+capacity. Right, MAE by horizon for the model and for persistence on the same rows: the model
+is useful where its bar is lower; below it, a map of the stations coloured by the change the
+model forecasts over the 3 hours after the run's last origin (blue gains bikes, red loses).
 """
 
 from __future__ import annotations
@@ -71,6 +73,45 @@ def pick_stations(df: pd.DataFrame, grid, n_busiest: int = C.REPORT_BUSIEST_STAT
     return known[:n_busiest + (0 if unknown else 1)] + unknown[:1]
 
 
+def change_map(df: pd.DataFrame, grid) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """Per station at the last origin whose actual is known: lat, lon and forecast(+3 h) - actual
+    at the origin (the bikes the model expects the station to gain or lose in the next 3 hours)."""
+    h = max(forecasts.HORIZONS)
+    d = df[df["horizon_h"] == h].reset_index(drop=True)
+    now, _, ok = score._lookup(grid, d["station_code"].astype(str).to_numpy(), d["origin_ts"])
+    d = d.assign(now=now)[ok]
+    if d.empty:
+        return pd.DataFrame(columns=["station_code", "lat", "lon", "change"]), None
+    origin = d["origin_ts"].max()
+    at = d[d["origin_ts"] == origin]
+    idx = at["station_code"].astype(str).map({c: i for i, c in enumerate(grid.station_codes)}).to_numpy(dtype=int)
+    j = int((pd.Timestamp(origin) - pd.Timestamp(grid.hours[0])) // pd.Timedelta(hours=1))
+    lat, lon = (np.asarray(a, dtype=float) for a in (grid.lat, grid.lon))
+    lat, lon = (a[idx, j] if a.ndim == 2 else a[idx] for a in (lat, lon))  # the grid holds them per hour
+    out = pd.DataFrame({"station_code": at["station_code"].to_numpy(), "lat": lat, "lon": lon,
+                        "change": (at["bikes_pred"] - at["now"]).to_numpy()})
+    return out[out["lat"].notna() & out["lon"].notna()].reset_index(drop=True), pd.Timestamp(origin)
+
+
+def _draw_map(fig, ax, m: pd.DataFrame, origin, paris) -> None:
+    h = max(forecasts.HORIZONS)
+    if m.empty:
+        ax.text(0.5, 0.5, "no station coordinates for this night", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    lim = max(1.0, float(np.nanpercentile(np.abs(m["change"]), 98)))
+    sc = ax.scatter(m["lon"], m["lat"], c=m["change"].clip(-lim, lim), cmap="RdBu", vmin=-lim, vmax=lim,
+                    s=12, linewidths=0.2, edgecolors="#555555")
+    # Degrees of longitude are shorter than degrees of latitude at Paris' latitude.
+    ax.set_aspect(1 / np.cos(np.radians(float(m["lat"].median()))), adjustable="datalim")
+    fig.colorbar(sc, ax=ax, shrink=0.85, label=f"bikes in {h} h (forecast - now)")
+    ax.set_title(f"forecast change over the {h} h after {origin.tz_convert(paris):%a %d %b %H:%M}\n"
+                 f"{len(m)} stations (Europe/Paris)", fontsize=10)
+    ax.tick_params(labelsize=7.5)
+    ax.set_xlabel("longitude", fontsize=8)
+    ax.set_ylabel("latitude", fontsize=8)
+
+
 def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str | None = None,
                    grid_or_actuals=None) -> dict:
     """Draw the PNG of the run published for `run_date`; returns its URI and what it shows.
@@ -93,7 +134,7 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     summary = score.summarise(df)
     stations = pick_stations(df, grid)
 
-    fig = plt.figure(figsize=(14, 8), constrained_layout=True)
+    fig = plt.figure(figsize=(15, 9.5), constrained_layout=True)
     gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
     hours = pd.to_datetime(pd.Series(grid.hours), utc=True) if grid.hours else pd.Series([], dtype="datetime64[ns, UTC]")
     span = (df["origin_ts"].min(), df["target_ts"].max())
@@ -116,20 +157,24 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
         ax.set_title(f"station {code} (capacity {cap}){tag}\nMAE all horizons {mae:.2f} bikes, {len(ok)} rows scored",
                      fontsize=9.5)
         top = np.nanmax([*d["bikes_pred"], *d["actual"], 1.0])
-        ax.set_ylim(-0.5, top * 1.15 + 1)
-        if cap <= top * 1.15 + 1:
-            ax.axhline(cap, color="grey", ls=":", lw=1)
+        ax.set_ylim(-0.5, max(top, cap) * 1.08 + 1)  # the capacity line is always in view
+        ax.axhline(cap, color="grey", ls=":", lw=1.2, label="capacity")
         span_h = max(1, int((span[1] - span[0]).total_seconds() // 3600))
         locator = mdates.HourLocator(interval=max(1, span_h // 6), tz=PARIS)
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=PARIS))
+        # Hours only, and the span in words: ConciseDateFormatter labelled the axis with the
+        # date of the span's end (the next day for a night), not the run's date.
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PARIS))
+        a, b = (pd.Timestamp(t).tz_convert(PARIS) for t in span)
+        ax.set_xlabel(f"{a:%a %d %b %H:%M} to {b:%a %d %b %H:%M} (Europe/Paris)", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.set_ylabel("bikes available", fontsize=8.5)
         ax.grid(alpha=0.3)
         if k == 0:
-            ax.legend(fontsize=7.5, ncol=2, loc="upper right", framealpha=0.85)
+            # One legend for the four panels, outside them: inside, it hid the capacity line.
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=5, fontsize=8.5)
 
-    ax = fig.add_subplot(gs[:, 2])
+    ax = fig.add_subplot(gs[0, 2])
     x = np.arange(len(summary))
     model = [r["mae_model"] if r["mae_model"] is not None else np.nan for r in summary]
     pers = [r["mae_persistence"] if r["mae_persistence"] is not None else np.nan for r in summary]
@@ -146,7 +191,9 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     note = "unscorable rows: " + (", ".join(f"{r} {n}" for r, n in unscorable.items() if n) or "none")
     if through is not None:
         note += f"\nactuals through {through:%Y-%m-%d %H:%M} UTC"
-    ax.text(0.0, -0.16, note, transform=ax.transAxes, fontsize=8, va="top")
+    ax.text(0.0, -0.12, note, transform=ax.transAxes, fontsize=8, va="top")
+    changes, map_origin = change_map(df, grid)
+    _draw_map(fig, fig.add_subplot(gs[1, 2]), changes, map_origin, PARIS)
     scored = int(df["reason"].isna().sum())
     fig.suptitle(f"velibcast {run_date} (Europe/Paris) - run {run.run_id}\n"
                  f"{df['station_code'].nunique()} stations, {len(df)} forecast rows, {scored} scored; "
@@ -158,4 +205,6 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     uri = out_uri or report_uri(root, run.run_id)
     storage.write_bytes(uri, buf.getvalue(), content_type="image/png")
     return {"uri": uri, "run_id": run.run_id, "stations": stations, "by_horizon": summary,
-            "scored_rows": scored, "unscorable_by_reason": {r: n for r, n in unscorable.items() if n}}
+            "scored_rows": scored, "unscorable_by_reason": {r: n for r, n in unscorable.items() if n},
+            "map": {"origin": map_origin.isoformat() if map_origin is not None else None, "stations": len(changes),
+                    "change_by_station": dict(zip(changes["station_code"], changes["change"].round(3)))}}

@@ -85,8 +85,9 @@ def grid_from_actuals(actuals) -> "StateGrid":
     bikes[[row[c] for c in df["station_code"].astype(str)], col] = df["bikes"].to_numpy(dtype=float)
     present = ~np.isnan(bikes)
     zeros = np.zeros_like(bikes)
+    unknown = np.full_like(bikes, np.nan)  # an actuals table has no coordinates: NaN, not a point at 0, 0
     return StateGrid(hours, codes, bikes, present, present.copy(), present.copy(), present.copy(),
-                     zeros.astype(np.int64), zeros, zeros)
+                     zeros.astype(np.int64), unknown, unknown.copy())
 
 
 def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -157,3 +157,23 @@ def test_png_from_given_actuals_on_s3(s3_root, storage):
     out = st.join(s3_root, "elsewhere", "night.png")
     res = report_png.render_run_png(storage, s3_root, RUN_DATE, out, grid_or_actuals=actuals)
     assert res["uri"] == out and storage.read_bytes(out)[:4] == b"\x89PNG"
+
+
+def test_png_map_colours_stations_by_the_forecast_change_over_3_hours(tmp_path, storage):
+    root = str(tmp_path / "root")
+    write_captures(storage, root, LAST_TARGET + timedelta(hours=3))
+    publish_night(storage, root, delta=lambda h: h - 2)   # the +3 h forecast is the actual + 1
+    res = report_png.render_run_png(storage, root, RUN_DATE)
+    m = res["map"]
+    t = ORIGINS[-1]
+    assert m["origin"] == t.isoformat().replace("+00:00", "+00:00") and m["stations"] == 4   # Z is never captured
+    assert m["change_by_station"] == {c: pytest.approx(bikes(c, t + timedelta(hours=3)) + 1 - bikes(c, t))
+                                      for c in ("A", "B", "C", "U")}
+
+
+def test_png_map_says_so_when_actuals_have_no_coordinates(s3_root, storage):
+    publish_night(storage, s3_root)
+    hours = score.hours_of(forecasts.read_partition(storage, s3_root, RUN_DATE))
+    actuals = [{"station_code": c, "ts": t, "bikes": bikes(c, t)} for c in ("A", "B", "U") for t in hours]
+    res = report_png.render_run_png(storage, s3_root, RUN_DATE, st.join(s3_root, "n.png"), grid_or_actuals=actuals)
+    assert res["map"]["stations"] == 0
