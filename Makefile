@@ -17,7 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/velibcast demo --config configs/local.yaml
 
+# Lint and type check first (seconds), then the suite; configured in pyproject.toml.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -231,7 +231,7 @@ def prepare(name: str, data: bytes, proc: Processing) -> PreparedObject:
 
 def _pack(name: str, units: list[tuple[int, int, bytes]], proc: Processing) -> list[MiniBatch]:
     limit = proc.max_payload_bytes
-    for line, count, body in units:
+    for line, _count, body in units:
         if limit and len(body) > limit:
             what = "object (SplitType=None)" if proc.split_type == "None" else "record"
             raise DataError(f"{name} line {line}",

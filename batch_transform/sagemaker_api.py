@@ -203,7 +203,7 @@ def make_handler(api: SageMakerApi):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             target = self.headers.get("X-Amz-Target", "")
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:

@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     for threads in a.threads:
         torch.set_num_threads(threads)
         for n in BATCHES:
-            pred = timed(lambda: inference.predict_fn(decoded[n], model), a.min_seconds, 5)
-            full = timed(lambda: inference.output_fn(
+            pred = timed(lambda n=n: inference.predict_fn(decoded[n], model), a.min_seconds, 5)
+            full = timed(lambda n=n: inference.output_fn(
                 inference.predict_fn(inference.input_fn(bodies[n], "text/csv"), model), "text/csv"),
                 a.min_seconds, 5)
             row = {

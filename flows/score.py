@@ -25,6 +25,9 @@ import pyarrow.parquet as pq
 from velibcast import constants as C
 from velibcast import forecasts
 from velibcast import storage as st
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import list_snapshots
+from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound
 
 UTC = timezone.utc
@@ -70,8 +73,6 @@ def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
 # ---------------------------------------------------------------- actuals
 def grid_from_actuals(actuals) -> "StateGrid":
     """A StateGrid from a table of hourly actuals (station_code, ts, bikes): every given value is usable."""
-    from velibcast.datasets.windows import StateGrid, origins_for_range
-
     df = actuals.to_pandas() if isinstance(actuals, pa.Table) else pd.DataFrame(actuals)
     missing = {"station_code", "ts", "bikes"} - set(df.columns)
     if missing:
@@ -167,25 +168,18 @@ def _run_of(table: pa.Table, where: str) -> _Run:
 
 
 def latest_capture(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime) -> datetime | None:
-    from velibcast.datasets.snapshots import list_snapshots
-
     refs = list_snapshots(storage, snapshots_root, start, end)
     return refs[-1].capture_ts if refs else None
 
 
 def hours_of(table: pa.Table) -> list[datetime]:
     """Every hour scoring reads: the first origin (persistence) through the last target."""
-    from velibcast.datasets.windows import origins_for_range
-
     first = pd.Timestamp(pc.min(table.column("origin_ts")).as_py()).to_pydatetime()
     last = pd.Timestamp(pc.max(table.column("target_ts")).as_py()).to_pydatetime()
     return origins_for_range(first, last + HOUR)
 
 
 def load_grid(storage: st.Storage, cfg, hours: list[datetime]):
-    from velibcast.datasets.report import SkipReport, ValidationPolicy
-    from velibcast.datasets.windows import build_state_grid
-
     report = SkipReport()
     policy = ValidationPolicy(on_bad_record=cfg["snapshots"]["on_bad_record"],
                               on_bad_object=cfg["snapshots"]["on_bad_object"])

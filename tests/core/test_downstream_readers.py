@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest

@@ -1,19 +1,14 @@
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.datasets.ds_helpers import SAMPLE_SNAPSHOTS
 
 
 @pytest.fixture(scope="session")
 def real_store(tmp_path_factory):
     """The 85 real snapshots of 2022-05-23..26 in a local store: sample_data/velib, which
     `velibcast snapshots import` made from the real CSV series (sample_data/README.md)."""
-    import shutil
-
-    from ds_helpers import SAMPLE_SNAPSHOTS
-
     root = tmp_path_factory.mktemp("real") / "store"
     shutil.copytree(SAMPLE_SNAPSHOTS, root / "velib")
     assert len(list((root / "velib" / "snapshots").glob("*.jsonl.gz"))) == 85

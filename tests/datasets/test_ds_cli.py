@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from ds_helpers import INFO_2022, SERIES
+from tests.datasets.ds_helpers import INFO_2022, SERIES
 
 from velibcast.datasets import cli
 

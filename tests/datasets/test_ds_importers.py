@@ -1,6 +1,6 @@
 """Importers: each real format lands in the snapshot store and reads back clean."""
 
-from ds_helpers import INFO_2022, SERIES, utc
+from tests.datasets.ds_helpers import INFO_2022, SERIES, utc
 
 from velibcast.datasets.importers import convert_csv_series_file, import_csv_series, load_station_information
 from velibcast.datasets.report import SkipReport, ValidationPolicy
@@ -55,7 +55,7 @@ def test_csv_series_import_whole_folder(any_root, storage, tmp_path):
 # ---------------------------------------------------------------- every real single-snapshot format
 import pytest  # noqa: E402
 
-from ds_helpers import REAL  # noqa: E402
+from tests.datasets.ds_helpers import REAL  # noqa: E402
 from velibcast.datasets.importers import import_source  # noqa: E402
 from velibcast.datasets.snapshots import SnapshotRef, capture_ts_from_key  # noqa: E402
 

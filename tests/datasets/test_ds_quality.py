@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from ds_helpers import rec, utc
+from tests.datasets.ds_helpers import rec, utc
 
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.snapshots import write_snapshot

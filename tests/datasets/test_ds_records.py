@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from ds_helpers import utc
+from tests.datasets.ds_helpers import utc
 
 from velibcast import constants as C
 from velibcast.datasets.records import (

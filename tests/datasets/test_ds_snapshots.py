@@ -4,7 +4,7 @@ import gzip
 from datetime import timedelta
 
 import pytest
-from ds_helpers import rec, utc
+from tests.datasets.ds_helpers import rec, utc
 
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy

@@ -4,7 +4,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from ds_helpers import rec, utc
+from tests.datasets.ds_helpers import rec, utc
 
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot, parse_snapshot_columns

@@ -10,7 +10,7 @@ import json
 from datetime import date, datetime, timedelta
 
 import numpy as np
-from ds_helpers import rec, utc
+from tests.datasets.ds_helpers import rec, utc
 
 import pyarrow.parquet as pq
 
@@ -178,7 +178,7 @@ def naive_windows(root: str, origins, staleness_h=3):
 
         obs_times = [r[0] for r in recs]
 
-        def state(h):
+        def state(h, obs_times=obs_times, recs=recs):
             k = bisect.bisect_right(obs_times, h) - 1  # last of the latest observation time: latest capture
             if k < 0 or h - recs[k][0] > timedelta(hours=staleness_h):
                 return None

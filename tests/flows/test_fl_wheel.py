@@ -27,7 +27,10 @@ def _tracked_sources(dest: Path) -> None:
         if name.startswith(("tests/", "sample_data/", "bench/", "docs/")):
             continue  # not in the wheel; keeps the copy small
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, dest / name)
+        if (REPO / name).is_symlink():  # velibcast/<stage> -> ../<stage>, as git checks it out
+            os.symlink(os.readlink(REPO / name), dest / name)
+        else:
+            shutil.copy2(REPO / name, dest / name)
 
 
 @pytest.fixture(scope="module")

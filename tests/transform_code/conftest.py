@@ -24,7 +24,7 @@ def make_features(n, seed=0, station_index=None):
     """n feature dicts shaped like the JSON Lines `features` object."""
     rnd = random.Random(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         cap = rnd.randint(10, 50)
         out.append({
             "history": [rnd.randint(0, cap) for _ in range(24)],
