@@ -7,7 +7,9 @@ Every message names the object, line, station or field at fault and what to do.
 
 
 class VelibcastError(Exception):
-    """Root of the project's exceptions."""
+    """Root of the project's exceptions. `transient` says whether retrying may help."""
+
+    transient: bool = False
 
 
 class TerminalError(VelibcastError):
@@ -16,6 +18,8 @@ class TerminalError(VelibcastError):
 
 class TransientError(VelibcastError):
     """Retrying may help: throttling, a 5xx, a timeout, a lost connection."""
+
+    transient = True
 
 
 class ConfigError(TerminalError):
@@ -36,7 +40,12 @@ class DataError(TerminalError):
 
 
 class StorageError(VelibcastError):
-    """An object store operation failed for a reason other than transient errors."""
+    """An object store operation failed for a reason other than transient errors.
+    `status` is the store's HTTP status when it answered one."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class TransientStorageError(StorageError, TransientError):
@@ -45,6 +54,11 @@ class TransientStorageError(StorageError, TransientError):
 
 class NotFound(StorageError, TerminalError):
     """The object does not exist."""
+
+
+class AccessDenied(StorageError, TerminalError):
+    """The store refused the credentials (HTTP 403). Never read as "does not exist": S3 answers
+    403 for a missing key when s3:ListBucket is not granted, so a 403 cannot tell the two apart."""
 
 
 def is_transient(exc: BaseException) -> bool:

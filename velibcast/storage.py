@@ -19,7 +19,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from velibcast import constants as C
-from velibcast.errors import NotFound, StorageError, TransientStorageError
+from velibcast.errors import AccessDenied, NotFound, StorageError, TransientStorageError
 
 _TRANSIENT_CODES = {
     "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
@@ -122,10 +122,14 @@ class Storage:
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(f"{uri}: no such object") from e
+                raise NotFound(f"{uri}: no such object", status) from e
+            if status == 403 or code in ("AccessDenied", "403"):
+                raise AccessDenied(f"{op} {uri}: access denied ({code}); the credentials need s3:GetObject, "
+                                   "s3:PutObject, s3:DeleteObject and s3:ListBucket on the bucket "
+                                   "(configs/iam/runner-policy.json)", status) from e
             if code in _TRANSIENT_CODES or (status and status >= 500):
-                raise TransientStorageError(f"{op} {uri} failed after retries: {code} {e}") from e
-            raise StorageError(f"{op} {uri} failed: {code} {e}") from e
+                raise TransientStorageError(f"{op} {uri} failed after retries: {code} {e}", status) from e
+            raise StorageError(f"{op} {uri} failed: {code} {e}", status) from e
         except BotoCoreError as e:
             raise TransientStorageError(f"{op} {uri} failed: {e}") from e
 
@@ -152,10 +156,6 @@ class Storage:
                 return True
             except NotFound:
                 return False
-            except StorageError as e:
-                if "403" in str(e) or "Not Found" in str(e):
-                    return False
-                raise
         return local_path(uri).is_file()
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:

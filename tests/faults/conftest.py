@@ -10,6 +10,7 @@ forwards to moto, except for the requests a schedule picks, which get a fault in
 - `lost`       the request reaches moto and is applied, then the client gets 500 instead of
                moto's answer (the response was lost: the case that makes retries non-idempotent)
 - `truncate`   moto's answer is cut in the middle of its body
+- `denied`     403 AccessDenied (what S3 answers a HEAD of a missing key without s3:ListBucket)
 
 Schedules: `fail_next(n, kind)`, `every(k, kind)` (one request in k), `on_nth({...}, kind)`,
 `rate(p, kind, seed)`, each optionally limited to one HTTP method.
@@ -33,8 +34,9 @@ _ERRORS = {
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
     "throttling": (400, "ThrottlingException", "Rate exceeded"),
     "lost": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "denied": (403, "AccessDenied", "Access Denied"),
 }
-KINDS = ("slowdown", "internal", "throttling", "reset", "lost", "truncate")
+KINDS = ("slowdown", "internal", "throttling", "reset", "lost", "truncate", "denied")
 
 
 @dataclass
@@ -87,7 +89,7 @@ class FaultProxy:
                 if kind == "reset":
                     self.close_connection = True
                     return
-                if kind in ("slowdown", "internal", "throttling"):
+                if kind in ("slowdown", "internal", "throttling", "denied"):
                     return self._error(kind)
                 status, headers, payload = proxy._forward(self.command, self.path, self.headers, body)
                 if kind == "lost":
@@ -108,7 +110,7 @@ class FaultProxy:
 
             def _error(self, kind):
                 status, code, message = _ERRORS[kind]
-                if self.command == "HEAD" and status < 500:
+                if self.command == "HEAD" and status < 500 and status != 403:
                     # A HEAD answer has no body to carry an error code: a 400 would read as
                     # a bad request. S3 throttles with 503 anyway; only other services use 400.
                     status = 503

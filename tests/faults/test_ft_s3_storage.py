@@ -10,7 +10,7 @@ import pytest
 
 from velibcast import forecasts
 from velibcast import storage as st
-from velibcast.errors import TransientStorageError
+from velibcast.errors import AccessDenied, TerminalError, TransientStorageError
 
 RETRYABLE = ["slowdown", "internal", "throttling", "reset"]
 
@@ -154,3 +154,23 @@ def test_a_publish_lock_whose_answer_was_lost_is_still_held_and_released(faulty_
         assert storage.exists(lock_uri(root, d))
     assert not storage.exists(lock_uri(root, d))
     assert "_locks/run_date%3D2022-05-26.json" in proxy.faults()[0].path
+
+
+@pytest.mark.parametrize("op", ["exists", "read", "write"])
+def test_access_denied_is_an_error_never_a_missing_object(faulty_s3, op):
+    """S3 answers 403 to a HEAD of a missing key when s3:ListBucket is not granted, so a 403
+    cannot tell "absent" from "present but forbidden": it is an error, and it says which grant."""
+    storage, root, proxy = faulty_s3
+    uri = st.join(root, "c", "obj.bin")
+    storage.write_bytes(uri, b"kept")
+    calls = {"exists": lambda: storage.exists(uri), "read": lambda: storage.read_bytes(uri),
+             "write": lambda: storage.write_bytes(uri, b"new")}
+    proxy.every(1, "denied")
+    with pytest.raises(AccessDenied) as info:
+        calls[op]()
+    assert isinstance(info.value, TerminalError) and not info.value.transient
+    assert info.value.status == 403
+    assert uri in str(info.value) and "s3:ListBucket" in str(info.value)
+    assert len(proxy.faults()) == 1, "a 403 is not retried"
+    proxy.clear()
+    assert storage.read_bytes(uri) == b"kept"
