@@ -17,21 +17,10 @@ import re
 from typing import Callable, Protocol
 
 from velibcast import constants as C
-from velibcast.errors import TerminalError, TransientError
+from velibcast.batch_transform.errors import TransformJobFailed
+from velibcast.errors import TerminalError
 
 log = logging.getLogger("velibcast.attempts")
-
-
-class TransformJobFailed(TerminalError):
-    """The job ended Failed or Stopped; carries its FailureReason and where its logs are."""
-
-    def __init__(self, name: str, status: str, reason: str, logs: str):
-        self.name, self.status, self.reason, self.logs = name, status, reason, logs
-        super().__init__(f"transform job {name} ended {status}: {reason or 'no FailureReason'}; logs: {logs}")
-
-
-class TransformJobTimeout(TransientError):
-    """Still running at the caller's wait deadline; a retry re-attaches to the same job."""
 
 
 class Backend(Protocol):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+from velibcast.batch_transform.errors import ResourceNotFound
 from velibcast.errors import ConfigError
 
 
@@ -140,8 +141,6 @@ def cmd_describe(args) -> int:
 
         d = SageMakerBackend(region=args.region).describe_transform_job(args.name)
     else:
-        from velibcast.batch_transform.local import ResourceNotFound
-
         runtime = _local_runtime(args)
         try:
             d = runtime.describe_transform_job(args.name)

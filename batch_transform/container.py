@@ -18,24 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from velibcast import constants as C
-from velibcast.errors import TerminalError
-
-
-class ContainerError(TerminalError):
-    """The model server did not start or answer /ping. `detail` is the end of its log."""
-
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
-
-
-class InvocationFailed(Exception):
-    """/invocations failed after retries. `status` is the HTTP status, None for no answer."""
-
-    def __init__(self, status: int | None, body: str):
-        self.status = status
-        self.body = body
-        super().__init__(f"HTTP {status}: {body[:200]}" if status else body)
+from velibcast.batch_transform.errors import ContainerError, InvocationFailed
 
 
 def free_port() -> int:

@@ -38,28 +38,18 @@ from datetime import datetime, timezone
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.batch_transform import dataplane as dp
-from velibcast.batch_transform.attempts import TransformJobTimeout, run_idempotent
-from velibcast.batch_transform.container import ClientConfig, Container, ContainerError, InvocationFailed
+from velibcast.batch_transform.attempts import run_idempotent
+from velibcast.batch_transform.container import ClientConfig, Container
+from velibcast.batch_transform.errors import (
+    ContainerError, InvocationFailed, ResourceInUse, ResourceNotFound, StopRequested, TransformJobTimeout,
+)
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
-from velibcast.errors import DataError, TerminalError, VelibcastError
+from velibcast.errors import DataError, TerminalError
 
 log = logging.getLogger("velibcast.transform")
 
+_MANIFEST_SHAPE = 'expected a JSON array: [{"prefix": "s3://bucket/prefix/"}, "relative/key", ...]'
 _BATCH_STRATEGY_ENV = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
-
-
-class ResourceInUse(TerminalError):
-    """A transform job with this name exists (the service's ResourceInUse)."""
-
-    code = "ResourceInUse"
-
-
-class ResourceNotFound(TerminalError):
-    code = "ResourceNotFound"
-
-
-class StopRequested(VelibcastError):
-    pass
 
 
 @dataclass
@@ -415,10 +405,10 @@ class _JobRun:
             doc = json.loads(self.rt.storage.read_bytes(uri))
             prefix = doc[0]["prefix"]
             rels = doc[1:]
-            assert isinstance(prefix, str) and all(isinstance(r, str) for r in rels)
-        except (ValueError, LookupError, TypeError, AssertionError) as e:
-            raise DataError(uri, "not a manifest", 'expected a JSON array: [{"prefix": "s3://bucket/prefix/"}, '
-                                                   '"relative/key", ...]') from e
+        except (ValueError, LookupError, TypeError) as e:
+            raise DataError(uri, "not a manifest", _MANIFEST_SHAPE) from e
+        if not isinstance(prefix, str) or not all(isinstance(r, str) for r in rels):
+            raise DataError(uri, "not a manifest: the prefix and every entry must be strings", _MANIFEST_SHAPE)
         if not st.is_s3(prefix):
             prefix = st.as_uri(prefix)
         for i, r in enumerate(rels, 1):

@@ -30,7 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from velibcast import storage as st
 from velibcast.batch_transform import dataplane as dp
-from velibcast.batch_transform.local import LocalRuntime, ResourceInUse, ResourceNotFound
+from velibcast.batch_transform.errors import ApiError, ResourceInUse, ResourceNotFound
+from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError, validate_request
 from velibcast.errors import VelibcastError
 
@@ -41,14 +42,6 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 _LOCAL_FIELDS = ("LocalOwner", "LocalTimings")   # local.py's own state, not DescribeTransformJob fields
 _TIMES = ("CreationTime", "TransformStartTime", "TransformEndTime", "LastModifiedTime")
 LIST_MAX_RESULTS_DEFAULT = 10                    # ListTransformJobs' MaxResults default (service model)
-
-
-class ApiError(Exception):
-    """An error answer: HTTP 400 with the service's code and message."""
-
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 class SageMakerApi:

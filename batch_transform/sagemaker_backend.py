@@ -22,7 +22,8 @@ import time
 from datetime import datetime
 
 from velibcast import constants as C
-from velibcast.batch_transform.attempts import TransformJobFailed, TransformJobTimeout, run_idempotent
+from velibcast.batch_transform.attempts import run_idempotent
+from velibcast.batch_transform.errors import ResourceNotFound, TransformJobFailed, TransformJobTimeout
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import TerminalError, TransientError
 
@@ -102,8 +103,6 @@ class SageMakerBackend:
     def describe_transform_job(self, name: str) -> dict:
         d = self._describe("describe_transform_job", TransformJobName=name)
         if d is None:
-            from velibcast.batch_transform.local import ResourceNotFound
-
             raise ResourceNotFound(f"transform job {name} does not exist")
         d = {k: v for k, v in d.items() if k != "ResponseMetadata"}
         d["CloudWatchLogs"] = {"LogGroup": C.TRANSFORM_LOG_GROUP, "LogStreamPrefix": f"{name}/"}

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from velibcast import constants as C
+from velibcast.batch_transform.errors import ResourceInUse, ResourceNotFound
 from velibcast.batch_transform.local import (
-    LocalRuntime, ResourceInUse, ResourceNotFound, container_environment, distribute, resolve_batch_parameters,
+    LocalRuntime, container_environment, distribute, resolve_batch_parameters,
 )
 from velibcast.batch_transform.spec import SpecError
 from velibcast.storage import Storage, join

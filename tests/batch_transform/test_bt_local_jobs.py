@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from velibcast.batch_transform import local as L
-from velibcast.batch_transform.attempts import TransformJobTimeout
+from velibcast.batch_transform.errors import TransformJobTimeout
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError
 from velibcast.storage import Storage, join
@@ -168,3 +168,15 @@ def test_an_input_bucket_that_does_not_exist_is_refused_at_create(s3_root, model
     with pytest.raises(SpecError, match=r"S3Uri: cannot list s3://no-such-bucket-velibcast/in"):
         rt.create_transform_job(job_spec("nobucket", "s3://no-such-bucket-velibcast/in", join(s3_root, "out")))
     rt.close()
+
+
+@pytest.mark.parametrize("doc", [[{"prefix": 7}, "a.csv"], [{"prefix": "p/"}, "a.csv", 5], {"prefix": "p/"}, []])
+def test_a_malformed_manifest_is_refused_at_create_even_under_python_O(rt, tmp_path, doc):
+    """Shape checks are explicit (not `assert`, which `python -O` strips)."""
+    manifest = str(tmp_path / "manifest.json")
+    rt.storage.write_text(manifest, json.dumps(doc))
+    spec = job_spec("bad-manifest", manifest, str(tmp_path / "out"), TransformInput={
+        "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": manifest}}})
+    with pytest.raises(SpecError, match="not a manifest"):
+        rt.create_transform_job(spec)
+    assert not (tmp_path / "out").exists()
