@@ -13,7 +13,7 @@ from typing import Literal
 
 from velibcast import constants as C
 from velibcast.batch_transform import jsonpath
-from velibcast.errors import DataError
+from velibcast.errors import ConfigError, DataError
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -74,7 +74,7 @@ class DataPlaneSettings:
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown data plane setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise ConfigError(f"unknown data plane setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
 

@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from velibcast import constants as C
+# One InferenceError: the model code's own (subclassing the inference toolkit's when installed),
+# so a request the server refuses carries its status the same way a handler's refusal does.
+from velibcast.transform_code.velib_errors import BadRequest, InferenceError
 
 # sagemaker_inference.content_types.UTF8_TYPES: these bodies reach input_fn as str.
 UTF8_TYPES = ("application/json", "text/csv")
-
-
-class InferenceError(Exception):
-    """A request failed; `status_code` is the HTTP status to answer with."""
-
-    def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
 
 
 def status_of(exc: BaseException) -> int:
@@ -49,8 +43,8 @@ class Handlers:
             try:
                 data = body.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InferenceError(400, f"request body is not UTF-8 (byte {e.start}); "
-                                          f"send UTF-8 text for {content_type}") from e
+                raise BadRequest(f"request body is not UTF-8 (byte {e.start}); "
+                                 f"send UTF-8 text for {content_type}") from e
         m = self.module
         if hasattr(m, "transform_fn"):
             result = _call(m.transform_fn, self.model, data, content_type, accept)
@@ -58,8 +52,8 @@ class Handlers:
             try:
                 decoded = _call(self._hook("input_fn"), data, content_type)
             except RecursionError as e:  # decoding deeply nested JSON: the request's fault, and a 500 would be retried
-                raise InferenceError(400, f"the {content_type} body is nested too deeply to decode; "
-                                          "send flat records") from e
+                raise BadRequest(f"the {content_type} body is nested too deeply to decode; "
+                                 "send flat records") from e
             prediction = _call(self._hook("predict_fn"), decoded, self.model)
             result = _call(self._hook("output_fn"), prediction, accept)
         response_type = accept
@@ -97,8 +91,8 @@ def _default_handler():
                 DefaultPytorchInferenceHandler,
             )
         except ImportError as e:
-            raise InferenceError(500, "inference.py leaves out a hook and sagemaker-pytorch-inference is not "
-                                      "installed; define input_fn, predict_fn and output_fn (or transform_fn)") from e
+            raise InferenceError("inference.py leaves out a hook and sagemaker-pytorch-inference is not "
+                                 "installed; define input_fn, predict_fn and output_fn (or transform_fn)") from e
         _DEFAULT = DefaultPytorchInferenceHandler()
     return _DEFAULT
 

@@ -19,7 +19,7 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.csv_tokens import float_tokens, int_tokens, join_rows, token_matrix
 from velibcast.datasets.jsonio import dumps_bytes, loads
-from velibcast.errors import DataError
+from velibcast.errors import ConfigError, DataError
 from velibcast.transform_code.velib_features import (
     FEATURE_COLUMNS, HISTORY_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
 )
@@ -49,7 +49,7 @@ def csv_layout(columns: list[str] | None = None) -> TransformLayout:
     columns = list(columns or [C.RECORD_ID_COLUMN, *FEATURE_COLUMNS])
     first = columns.index(FEATURE_COLUMNS[0])
     if columns[first:] != FEATURE_COLUMNS:
-        raise ValueError(f"CSV columns must end with the model's features in order; got {columns}")
+        raise ConfigError(f"CSV columns must end with the model's features in order; got {columns}")
     id_pos = columns.index(C.RECORD_ID_COLUMN)
     # A CSV join appends the output columns after the input row.
     return TransformLayout(
@@ -80,7 +80,7 @@ def layout_for(fmt: str) -> TransformLayout:
         return csv_layout()
     if fmt == JSONL:
         return jsonl_layout()
-    raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
+    raise ConfigError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
 
 
 # ---------------------------------------------------------------- encoding window batches
@@ -151,7 +151,7 @@ class ShardWriter:
     def __init__(self, storage: st.Storage, out_prefix: str, fmt: str = CSV,
                  max_shard_bytes: int = C.TRANSFORM_SHARD_MAX_BYTES, shard_count: int = C.TRANSFORM_SHARD_COUNT):
         if fmt not in _ENCODERS:
-            raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
+            raise ConfigError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
         self.storage, self.out_prefix, self.fmt = storage, out_prefix, fmt
         self.max_shard_bytes = int(max_shard_bytes)
         self.shard_count = max(1, int(shard_count))
@@ -283,7 +283,7 @@ def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[int]]:
             raise DataError(where, f"expected {{{C.RECORD_ID_COLUMN!r}: str, {SAGEMAKER_OUTPUT_KEY!r}: [...]}}, got {line[:200]!r}",
                             "check the OutputFilter")
         return rid, _ints(out, where)
-    raise ValueError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
+    raise ConfigError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
 
 
 def parse_output(data: bytes, fmt: str, where: str) -> list[tuple[str, list[int]]]:

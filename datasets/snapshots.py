@@ -29,7 +29,7 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.errors import DataError, TransientError
+from velibcast.errors import ConfigError, DataError, TransientError
 
 UTC = timezone.utc
 SUFFIX = ".jsonl.gz"
@@ -77,7 +77,7 @@ def snapshot_uri(root: str, capture_ts: datetime, layout: str = "partitioned") -
         return st.join(snapshots_prefix(root), name)
     if layout == "partitioned":
         return st.join(snapshots_prefix(root), ts.strftime(C.SNAPSHOT_PARTITION_FORMAT), name)
-    raise ValueError(f"snapshot layout {layout!r}: use 'flat' or 'partitioned'")
+    raise ConfigError(f"snapshot layout {layout!r}: use 'flat' or 'partitioned'")
 
 
 def capture_ts_from_key(uri: str) -> datetime | None:

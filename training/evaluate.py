@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from velibcast.errors import ConfigError
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_lstm import to_counts
 
@@ -81,7 +82,7 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
         mapping = json.loads((model_dir / inference.MAPPINGS).read_text())["station_index"]
     s = samples_from_grid(grid, mapping)
     if len(s) == 0:
-        raise ValueError(f"no origin in {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has 24 h of history "
+        raise ConfigError(f"no origin in {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has 24 h of history "
                          "and 3 h of targets in this store")
     unknown = int((s.x[:, F.COL["station_index"]] == F.UNKNOWN_STATION_INDEX).sum())
     return {"model": model.version, "samples": len(s), "unknown_station_samples": unknown,

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from velibcast import constants as C
+from velibcast.errors import ConfigError
 from velibcast.datasets.windows import static_time_features
 from velibcast.transform_code import velib_features as F
 
@@ -58,7 +59,7 @@ def grid_for_samples(storage, snapshots_root: str, first_origin: datetime, last_
 
     origins = origins_for_range(first_origin, last_origin + timedelta(hours=1))
     if not origins:
-        raise ValueError(f"no origin hour in {first_origin:%Y-%m-%dT%H:%MZ}..{last_origin:%Y-%m-%dT%H:%MZ}")
+        raise ConfigError(f"no origin hour in {first_origin:%Y-%m-%dT%H:%MZ}..{last_origin:%Y-%m-%dT%H:%MZ}")
     [(_, grid)] = iter_state_grids(storage, snapshots_root, origins, report, timedelta(hours=C.MAX_STALENESS_HOURS),
                                    policy, chunk_hours=len(origins), lookahead_hours=F.HORIZONS)
     return grid
@@ -105,7 +106,7 @@ def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[st
     n_test = max(1, int(round(n * test_fraction)))
     n_val = max(H + 1, int(round(n * val_fraction)))  # the last H val origins are dropped (their targets are test origins)
     if n - n_test - n_val < H + 1:
-        raise ValueError(f"{n} origin hours cannot be split into train/val/test; train on a longer span")
+        raise ConfigError(f"{n} origin hours cannot be split into train/val/test; train on a longer span")
     val_start, test_start = uniq[n - n_test - n_val], uniq[n - n_test]
     return {
         "train": s.take(s.origin + H < val_start),

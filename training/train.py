@@ -18,6 +18,7 @@ import torch
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.errors import ConfigError
 from velibcast.training import evaluate, package
 from velibcast.training.samples import Samples, grid_for_samples, samples_from_grid, station_mapping, time_split
 from velibcast.transform_code import velib_features as F
@@ -101,7 +102,7 @@ def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end
     parts = time_split(samples, tc["val_fraction"], tc["test_fraction"])
     for name, part in parts.items():
         if len(part) == 0:
-            raise ValueError(f"the {name} part of {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has no samples; "
+            raise ConfigError(f"the {name} part of {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has no samples; "
                              "train on a longer span")
     net, config, scaler, fit_info = fit(parts, len(mapping), seed, max_seconds, tc)
     metrics = {
@@ -152,7 +153,7 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
 
 def _hour(t: datetime) -> datetime:
     if t.tzinfo is None:
-        raise ValueError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
+        raise ConfigError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
     return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from velibcast import constants as C
 from velibcast.batch_transform import dataplane as dp
-from velibcast.errors import DataError
+from velibcast.errors import ConfigError, DataError
 
 
 def proc(ct="text/csv", accept=None, split="Line", strategy="MultiRecord", mb=6, inp="$", out="$",
@@ -235,7 +235,7 @@ def test_media_type_normalises_parameters_and_aliases():
 
 def test_settings_from_dict_rejects_unknown_names():
     assert dp.DataPlaneSettings.from_dict({"slice_end_inclusive": False}).slice_end_inclusive is False
-    with pytest.raises(ValueError, match="unknown data plane setting"):
+    with pytest.raises(ConfigError, match="unknown data plane setting"):
         dp.DataPlaneSettings.from_dict({"nope": 1})
 
 

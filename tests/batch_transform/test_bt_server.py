@@ -290,8 +290,11 @@ def test_accept_defaults_like_the_toolkit(tmp_path, monkeypatch):
 def test_status_of():
     class E(Exception):
         status_code = 422
+    class NotAnError(Exception):
+        status_code = 200
     assert H.status_of(E()) == 422 and H.status_of(RuntimeError()) == 500
-    assert H.status_of(H.InferenceError(200, "x")) == 500
+    assert H.status_of(NotAnError()) == 500, "only an HTTP error status is passed on"
+    assert H.status_of(H.BadRequest("x")) == 400 and H.status_of(H.InferenceError("x")) == 500
 
 
 def test_pre_model_and_warmup_hooks_run_once_around_model_fn(tmp_path, monkeypatch):

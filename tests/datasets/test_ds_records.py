@@ -11,7 +11,7 @@ from velibcast.datasets.records import (
     ShardWriter, csv_layout, csv_rows, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
 )
 from velibcast.datasets.windows import WindowBatch
-from velibcast.errors import DataError
+from velibcast.errors import ConfigError, DataError
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, OUTPUT_COLUMNS
 
 
@@ -31,7 +31,7 @@ def test_csv_layout_filters_follow_columns():
     assert lay.output_columns == ["record_id", *OUTPUT_COLUMNS]
     # another leading column moves the filter with it
     assert csv_layout(["record_id", "batch", *FEATURE_COLUMNS]).input_filter == "$[2:]"
-    with pytest.raises(ValueError, match="must end with the model's features"):
+    with pytest.raises(ConfigError, match="must end with the model's features"):
         csv_layout(["record_id", *reversed(FEATURE_COLUMNS)])
     d = lay.to_dict()
     assert d["content_type"] == "text/csv" and len(d["input_filter"]) <= C.FILTER_MAX_LEN
