@@ -224,3 +224,22 @@ def test_grid_masks_are_consistent(real_store, storage):
     assert grid.bikes.shape == (len(grid.station_codes), len(hours))
     assert np.array_equal(np.isnan(grid.bikes), ~grid.usable)
     assert not (grid.usable & ~grid.present).any()
+
+
+def test_a_future_duedate_no_longer_overrides_later_real_states(tmp_path, storage):
+    """Issue 9: a record dated 8 h after its capture used to be the state of every hour after
+    that date, over the real records observed in between. Now it is rejected and counted."""
+    root = str(tmp_path)
+
+    def make(i, cap):
+        if i == 20:
+            return [rec("A", bikes=99, docks=0, capacity=120, due=due(cap + 8 * H))]
+        return [rec("A", bikes=i, docks=0, capacity=120, due=due(cap - timedelta(minutes=5)))]
+
+    hourly_store(storage, root, T0, 30, make)
+    ws, report, _ = run(storage, root, [T0 + 29 * H], {"A": 1})
+    [row] = ws.values()
+    assert row[23] == 28   # the real state observed at 28:05, not the bogus 99 "observed" at 28:10
+    assert 99 not in row[:24]
+    assert report["counts"] == {"future_duedate": 1}
+    assert "is 28800 s after the capture 2022-05-23T20:10:00Z" in report["examples"]["future_duedate"][0]
