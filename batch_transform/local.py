@@ -109,6 +109,17 @@ def container_environment(spec: dict, model_env: dict) -> dict[str, str]:
     return env
 
 
+def server_thread_env(instances: int, max_concurrent: int, cpus: int | None = None) -> dict[str, str]:
+    """Each local "instance" gets its share of this machine's cores, as a SageMaker instance has
+    its own: the cores divided by instances x MaxConcurrentTransforms, at least one thread per
+    server. Without it every server process starts one compute thread per core (torch/OpenMP
+    default), so 2 instances on 2 cores ran 4 threads and were slower than 1 (issue 11).
+    The model's or job's Environment, applied after, can still set its own."""
+    cpus = cpus or os.cpu_count() or 1
+    n = str(max(1, cpus // max(1, instances * max(1, max_concurrent))))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
 def distribute(objects: list, instance_count: int) -> list[list]:
     """Objects go whole to instances, round-robin in key order (the service's algorithm is
     unknown, BTS §2.3); one object never spans two instances."""
@@ -333,6 +344,7 @@ class _JobRun:
         shares = [s for s in distribute(objects, n) if s]
         env = container_environment(self.spec, self.model.environment)
         conc = self.spec.get("MaxConcurrentTransforms") or C.DEFAULT_MAX_CONCURRENT_TRANSFORMS
+        env = {**server_thread_env(len(shares), conc), **env}
         t0 = time.perf_counter()
         containers = [Container(self.model.model_dir, env, max(conc, 16)) for _ in shares]
         try:
