@@ -294,8 +294,10 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
                 _check_count(obj.name, b, len(outs))
         for k, out_raw in enumerate(outs):
             line = b.first_line + k
-            where = f"{obj.name} line {line}" if proc.pairs_records else f"{obj.name} lines {b.first_line}-" \
-                f"{b.first_line + b.count - 1} (response record {k + 1})"
+            if proc.pairs_records:
+                where = f"{obj.name} line {line}"
+            else:
+                where = f"{obj.name} lines {b.first_line}-{b.first_line + b.count - 1} (response record {k + 1})"
             out_val = decode_record(out_raw, fmt_out, where, what="output from the algorithm")
             if proc.join:
                 joined = join_record(obj.records[line - 1], out_val, proc.in_format, proc.inference_time)
