@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from datetime import datetime
 
 from velibcast.batch_transform.errors import ResourceNotFound
 from velibcast.errors import ConfigError
@@ -79,11 +81,16 @@ def _state_root(args) -> str:
     return load_config(args.config).root
 
 
-def _local_runtime(args, settings=None):
+def _local_runtime(args, settings=None, progress=None):
     from velibcast.batch_transform.local import LocalRuntime
     from velibcast.storage import Storage
 
-    return LocalRuntime(Storage(), _state_root(args), settings)
+    return LocalRuntime(Storage(), _state_root(args), settings, progress=progress)
+
+
+def print_progress(ended: int, total: int) -> None:
+    """One stderr line per input object as it ends: a long job is never silent (stdout keeps the JSON)."""
+    print(f"{datetime.now():%H:%M:%S} transform: {ended}/{total} input objects done", file=sys.stderr, flush=True)
 
 
 def parse_settings(pairs: list[str]):
@@ -125,7 +132,7 @@ def cmd_run(args) -> int:
 
         backend = SageMakerBackend(region=args.region, role_arn=args.role_arn)
     else:
-        backend = _local_runtime(args, parse_settings(args.setting))
+        backend = _local_runtime(args, parse_settings(args.setting), progress=print_progress)
     try:
         backend.create_model(spec.get("ModelName", ""), args.model_data)
         d = backend.create_transform_job(spec)

@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from velibcast import constants as C
+from velibcast import cost
 from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 from velibcast.errors import ConfigError, VelibcastError
 
@@ -32,6 +33,10 @@ def _print_result(res: dict) -> None:
           f"forecast rows {c['forecast_rows']}")
     if res.get("report_png"):
         print(f"report:    {res['report_png']}")
+    if res.get("reused"):
+        print(res["reused"])
+    if res.get("cost_estimate"):
+        print(cost.summary_line(res["cost_estimate"]))
 
 
 def _checked_config(path: str):

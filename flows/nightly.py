@@ -94,6 +94,8 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     started_at = datetime.now(timezone.utc)
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
+    # What an earlier attempt of this run already finished (its stage records): said, not silently reused.
+    reused = [s for s in ("windows", "transform") if stages.load_stage(ctx, s) is not None]
     progress = RunProgress(ctx.spec.label)
     progress.stage_done("prepare")
     w = timed(windows_task, ctx.cfg, "windows")(ctx)
@@ -102,6 +104,8 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     t = timed(transform_task, ctx.cfg, "transform")(ctx, w, progress)
     progress.stage_done("transform")
     logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
+    if reused:
+        logger.info(reuse_message(ctx.run_id, reused, t["describe"]["TransformJobName"]))
     m, manifest_uri = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
     png = _optional(logger, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
@@ -114,4 +118,12 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
                 m["counts"]["forecast_rows"], manifest_uri)
     return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"],
-            "report_png": png.get("uri"), "previous_night_score": scored}
+            "report_png": png.get("uri"), "previous_night_score": scored, "cost_estimate": m["cost_estimate"],
+            "reused": reuse_message(ctx.run_id, reused, t["describe"]["TransformJobName"]) if reused else None}
+
+
+def reuse_message(run_id: str, reused: list[str], job_name: str) -> str:
+    msg = f"rerun of {run_id}: reused {' and '.join(reused)} from an earlier attempt"
+    if "transform" in reused:
+        return msg + f"; transform job {job_name} was not started again, so no new job was billed"
+    return msg + f"; transform job {job_name} ran in this attempt"

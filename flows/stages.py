@@ -242,7 +242,7 @@ def estimate_cost(ctx: RunContext, transform: dict, windows: dict) -> dict:
         # the job GETs each input and PUTs each output (one multipart upload per object, 3 requests);
         # the run itself PUTs inputs and the forecast partition and GETs outputs.
         s3_puts=n_in * 3 + n_in + 1, s3_gets=n_in * 2 + 1,
-        region=ctx.cfg["transform"]["sagemaker"]["region"],
+        region=ctx.cfg["transform"]["sagemaker"]["region"], backend=ctx.cfg["transform"]["backend"],
     )
 
 

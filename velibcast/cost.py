@@ -34,7 +34,9 @@ def billed_seconds(start: datetime | str, end: datetime | str) -> float:
 
 
 def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: float,
-             s3_puts: int, s3_gets: int, region: str | None = None) -> dict:
+             s3_puts: int, s3_gets: int, region: str | None = None, backend: str = "sagemaker") -> dict:
+    """What the job costs on SageMaker. For a local run (backend "local") it is what the same job
+    would cost there: the local runtime itself bills nothing on AWS, and the estimate says so."""
     region = region or prices.get("default_region", "us-east-1")
     table, priced_region = _region_table(prices, region)
     hourly = table["instance_hourly"].get(instance_type)
@@ -44,14 +46,30 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
             f"add it with its source, or use one of {sorted(table['instance_hourly'])}"
         )
     compute = hourly["price"] * instance_count * seconds / 3600.0
-    requests = (s3_puts / 1000.0) * table["s3"]["put_per_1000"]["price"] + \
-               (s3_gets / 1000.0) * table["s3"]["get_per_1000"]["price"]
+    put, get = table["s3"]["put_per_1000"], table["s3"]["get_per_1000"]
+    requests = (s3_puts / 1000.0) * put["price"] + (s3_gets / 1000.0) * get["price"]
+    total = round(compute + requests, 6)
+    local = backend == "local"
+    region_note = None if priced_region == region else (
+        f"no sourced price for {region}; priced with {priced_region} prices (configs/pricing.yaml)")
     return {
+        "what": "estimated cost on SageMaker" + (" of the same job (this run used the local runtime: "
+                                                  "nothing was billed on AWS)" if local else ""),
         "currency": prices.get("currency", "USD"),
-        "total": round(compute + requests, 6),
+        "total": total,
         "compute": round(compute, 6),
         "s3_requests": round(requests, 6),
         "formula": "hourly_price x instance_count x billed_seconds / 3600 + S3 requests",
+        "computation": (f"{hourly['price']} x {instance_count} x {seconds:.1f} s / 3600 + {s3_puts} PUT x "
+                        f"{put['price']}/1000 + {s3_gets} GET x {get['price']}/1000 = {total:.6f} "
+                        f"{prices.get('currency', 'USD')}"),
+        "billed_seconds_source": ("the local job's start and end times, as SageMaker would bill them "
+                                  "(TransformEndTime - TransformStartTime)" if local else
+                                  "DescribeTransformJob TransformEndTime - TransformStartTime"),
+        "s3_price_sources": {"put_per_1000": put["source"], "get_per_1000": get["source"]},
+        "price_table": "configs/pricing.yaml",
+        "price_table_date": prices.get("version"),
+        "region_note": region_note,
         "instance_type": instance_type,
         "instance_count": instance_count,
         "billed_seconds": round(seconds, 3),
@@ -63,3 +81,13 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
         "priced_with_region": priced_region,
         "price_table_version": prices.get("version"),
     }
+
+
+def summary_line(e: dict) -> str:
+    """One line for the console: what the figure is, the figure, where the price comes from."""
+    line = (f"{e['what']}: {e['total']:.4f} {e['currency']} = {e['computation'].rsplit(' = ', 1)[0]} "
+            f"({e['instance_type']} in {e['priced_with_region']}: {e['hourly_price_source']}; "
+            f"table of {e['price_table_date']})")
+    if e.get("region_note"):
+        line += f"\nprice warning: {e['region_note']}"
+    return line

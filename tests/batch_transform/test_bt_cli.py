@@ -26,7 +26,9 @@ def test_run_and_describe(tmp_path, model_tar, make_spec, capsys):
     args = parse(["transform-job", "run", "--cli-input-json", f"file://{tmp_path}/job.json", "--model-data", model_tar,
                   "--state-root", state, "--setting", "json_sort_keys=false"])
     assert args.func(args) == 0
-    assert json.loads(capsys.readouterr().out)["TransformJobStatus"] == "Completed"
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["TransformJobStatus"] == "Completed"
+    assert "transform: 1/1 input objects done" in printed.err  # progress on stderr, the JSON alone on stdout
     assert (tmp_path / "out" / "a.csv.out").read_text() == "id1,1,2,3\n"
     assert velibcast_main(["transform-job", "describe", "cli-job", "--state-root", state]) == 0
     described = json.loads(capsys.readouterr().out)

@@ -25,3 +25,21 @@ def test_paris_falls_back_to_a_priced_region_and_says_so():
 def test_unpriced_instance_is_a_clear_error():
     with pytest.raises(ConfigError, match="ml.p3.2xlarge"):
         cost.estimate(PRICES, instance_type="ml.p3.2xlarge", instance_count=1, seconds=1, s3_puts=0, s3_gets=0)
+
+
+def test_a_local_run_is_priced_as_sagemaker_and_says_so_with_formula_source_and_date():
+    e = cost.estimate(PRICES, instance_type="ml.m5.xlarge", instance_count=1, seconds=360,
+                      s3_puts=10, s3_gets=20, region="us-east-1", backend="local")
+    assert e["what"].startswith("estimated cost on SageMaker") and "nothing was billed on AWS" in e["what"]
+    assert e["computation"] == "0.23 x 1 x 360.0 s / 3600 + 10 PUT x 0.005/1000 + 20 GET x 0.0004/1000 = 0.023058 USD"
+    assert e["price_table_date"] == PRICES["version"] and e["hourly_price_source"] and e["region_note"] is None
+    line = cost.summary_line(e)
+    assert line.startswith("estimated cost on SageMaker") and PRICES["version"] in line and "JHUAPL" not in line
+    assert "LLM-gateway" in line  # the source of the ml.m5.xlarge price
+
+
+def test_a_region_without_a_sourced_price_says_so_in_the_console_line():
+    e = cost.estimate(PRICES, instance_type="ml.m5.xlarge", instance_count=1, seconds=60, s3_puts=0, s3_gets=0,
+                      region="eu-west-3")
+    assert e["region_note"] == "no sourced price for eu-west-3; priced with us-east-1 prices (configs/pricing.yaml)"
+    assert cost.summary_line(e).splitlines()[-1] == "price warning: " + e["region_note"]

@@ -33,6 +33,8 @@ def test_rerun_reuses_completed_stages_and_replaces_the_date(tmp_path, storage, 
     first = e2e.run(cfg)
     second = e2e.run(cfg)
     assert first["run_id"] == second["run_id"]
+    assert first["reused"] is None
+    assert "reused windows and transform" in second["reused"] and "no new job was billed" in second["reused"]
     attempts = list(storage.list(st.join(root, "runs", first["run_id"], "attempts") + "/"))
     assert len(attempts) == 2
     jobs = list(storage.list(st.join(root, "transform-jobs") + "/"))

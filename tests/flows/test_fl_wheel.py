@@ -99,3 +99,6 @@ def test_one_hour_run_from_the_wheel(wheel_venv, tmp_path, storage, trained_mode
     m = json.loads(Path(manifest_uri).read_text())
     assert m["counts"]["origins"] == 1 and m["counts"]["forecast_rows"] == 3 * m["counts"]["windows_emitted"] > 3000
     assert m["cost_estimate"]["total"] >= 0
+    # a local run's cost is what SageMaker would bill, and Paris has no sourced price: both said on the console
+    assert "estimated cost on SageMaker of the same job" in r.stdout
+    assert "price warning: no sourced price for eu-west-3; priced with us-east-1" in r.stdout
