@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     rng = win.add_mutually_exclusive_group(required=True)
     rng.add_argument("--start", type=utc_time, help="first origin (UTC), inclusive; with --end")
     rng.add_argument("--run-date", type=date.fromisoformat, help="the hours of one Europe/Paris day")
-    win.add_argument("--end", type=utc_time, help="last origin bound (UTC), exclusive")
+    win.add_argument("--end", type=utc_time, help="end of the origins (UTC), excluded: [start, end)")
     win.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     win.add_argument("--out", required=True, help="prefix for the shards")
     win.add_argument("--station-mapping", help="the model's station_mappings.json (default: all unknown)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from velibcast import constants as C
 from velibcast.cli_types import utc_time
@@ -24,8 +25,9 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("evaluate", help="MAE of a model.tar.gz vs persistence and seasonal-naive on any span")
     e.add_argument("--model", required=True, help="model.tar.gz URI (s3:// or local)")
     e.add_argument("--snapshots", required=True, help="root holding velib/snapshots/")
-    e.add_argument("--start", type=utc_time, required=True, help="first origin, UTC")
-    e.add_argument("--end", type=utc_time, required=True, help="last origin, UTC (inclusive)")
+    e.add_argument("--start", type=utc_time, required=True, help="first origin, UTC, included")
+    e.add_argument("--end", type=utc_time, required=True,
+                   help="end of the origins, UTC, excluded: [start, end) like every range of velibcast")
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -52,5 +54,7 @@ def cmd_evaluate(args) -> int:
 
     from velibcast.storage import Storage
 
-    print(json.dumps(evaluate_model(Storage(), args.model, args.snapshots, args.start, args.end), indent=2))
+    # evaluate_model takes its last origin; the command line is half-open like every other range.
+    last = args.end - timedelta(hours=1)
+    print(json.dumps(evaluate_model(Storage(), args.model, args.snapshots, args.start, last), indent=2))
     return 0

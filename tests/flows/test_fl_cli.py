@@ -74,7 +74,7 @@ def test_ranges_are_half_open_everywhere(tmp_path):
                "must be after --start", HALF_OPEN)
     user_error(velibcast("backfill", "--start-date", "2022-05-26", "--end-date", "2022-05-26", cwd=tmp_path),
                HALF_OPEN, "one night: --end-date 2022-05-27")
-    for args in (["--help"], ["run", "--help"], ["backfill", "--help"]):
+    for args in (["--help"], ["run", "--help"], ["backfill", "--help"], ["evaluate", "--help"], ["windows", "--help"]):
         r = velibcast(*args, cwd=tmp_path)
         assert r.returncode == 0 and HALF_OPEN in " ".join(r.stdout.split()), args
 
