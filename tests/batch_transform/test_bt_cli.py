@@ -80,6 +80,6 @@ def test_dockerfile_is_consistent_with_the_code():
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["serve"] == "velibcast.batch_transform.server:main"
     assert 'ENTRYPOINT ["serve"]' in text and "USER model" in text and "EXPOSE 8080" in text
-    # `pip install .` needs every folder pyproject.toml maps into the package
-    for folder in tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values():
-        assert f"COPY {folder}/ {folder}/" in text
+    # `pip install .` needs velibcast/ and every stage folder its symlinks point to (configs/ included)
+    for folder in ["velibcast", *(p.name for p in (root / "velibcast").iterdir() if p.is_symlink())]:
+        assert f"COPY {folder}/ {folder}/" in text, folder
