@@ -33,7 +33,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
 from velibcast import constants as C
 from velibcast import storage as st
@@ -45,6 +45,7 @@ from velibcast.batch_transform.errors import (
 )
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError
+from velibcast.timeutil import UTC
 
 log = logging.getLogger("velibcast.transform")
 
@@ -68,7 +69,7 @@ class _Object:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(t: datetime) -> str:
@@ -332,7 +333,7 @@ class _JobRun:
         self.objects_ended = 0
 
     def sm_log(self, message: str) -> None:
-        line = f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}:[sagemaker logs]: {message}"
+        line = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}:[sagemaker logs]: {message}"
         with self._lock:
             self.log_lines.append(line)
         log.info(line)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from velibcast import storage as st
@@ -34,6 +34,7 @@ from velibcast.batch_transform.errors import ApiError, ResourceInUse, ResourceNo
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError, validate_request
 from velibcast.errors import VelibcastError
+from velibcast.timeutil import UTC
 
 log = logging.getLogger("velibcast.sagemaker_api")
 
@@ -92,7 +93,7 @@ class SageMakerApi:
                                                       f"{container['ModelDataUrl']}: {e}") from e
             self._models[name] = {"ModelName": name, "ModelArn": arn, "PrimaryContainer": container,
                                   "ExecutionRoleArn": body.get("ExecutionRoleArn", ""),
-                                  "CreationTime": datetime.now(timezone.utc)}
+                                  "CreationTime": datetime.now(UTC)}
         return {"ModelArn": arn}
 
     def op_DescribeModel(self, body: dict) -> dict:
@@ -175,7 +176,7 @@ def _listed(job: dict, q: dict) -> bool:
                               ("LastModifiedTimeAfter", "LastModifiedTime", True),
                               ("LastModifiedTimeBefore", "LastModifiedTime", False)):
         if key in q:
-            bound = datetime.fromtimestamp(float(q[key]), timezone.utc)
+            bound = datetime.fromtimestamp(float(q[key]), UTC)
             if (job[field] <= bound) if after else (job[field] >= bound):
                 return False
     return True

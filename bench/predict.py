@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ import torch
 from velibcast.training.package import extract
 from velibcast.training.synthetic import untrained_archive
 from velibcast.transform_code import inference
+from velibcast.timeutil import UTC
 
 BATCHES = (1, 100, 10_000)
 N_STATIONS = 1400
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     result = {
         "bench": "predict_fn",
-        "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model.version,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "interop_threads": torch.get_num_interop_threads(),

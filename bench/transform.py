@@ -30,7 +30,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests" / "batch_transform"))
 from velibcast.batch_transform import handlers as H  # noqa: E402
 from velibcast.batch_transform.local import LocalRuntime  # noqa: E402
 from velibcast.storage import Storage  # noqa: E402
+from velibcast.timeutil import UTC  # noqa: E402
 
 N_FEATURES = 31
 NIGHTLY_DP = {"InputFilter": "$[1:]", "OutputFilter": "$[0,-3:]", "JoinSource": "Input"}
@@ -246,7 +247,7 @@ def overlap_cases(rt, storage, work: Path, results: dict, repeat: int = 3) -> No
 
 def _save(results: dict, out: str) -> None:
     os.makedirs(out, exist_ok=True)
-    path = Path(out) / f"transform-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path = Path(out) / f"transform-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"saved {path}")
 

@@ -28,11 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[1]
-UTC = timezone.utc
 SYN_START = datetime(2024, 1, 1, tzinfo=UTC)
 REAL_GOAL, BIG_GOAL, BIG_MEMORY_MB = 1.5, 2.0, 500
 

@@ -13,18 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.jsonio import loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.errors import ConfigError
+from velibcast.timeutil import PARIS, UTC
 
-UTC = timezone.utc
-PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
 _SERIES_NAME_RE = re.compile(r"data_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.csv$")
 
 

@@ -7,11 +7,12 @@ duedate is older than STALE_DUEDATE_HOURS at capture (the feed stopped updating 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from velibcast import constants as C
+from velibcast.timeutil import UTC
 
 
 class QualityTracker:
@@ -77,7 +78,7 @@ class QualityTracker:
         for i in np.flatnonzero(cols.obs < stale_before).tolist():
             code = cols.codes[i]
             if code not in self.stale:
-                self.stale[code] = datetime.fromtimestamp(int(cols.obs[i]), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self.stale[code] = datetime.fromtimestamp(int(cols.obs[i]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @property
     def first_seen(self) -> dict[str, int]:

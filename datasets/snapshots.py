@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +30,8 @@ from velibcast import storage as st
 from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.errors import ConfigError, DataError, TransientError
+from velibcast.timeutil import UTC
 
-UTC = timezone.utc
 SUFFIX = ".jsonl.gz"
 # [0-9], not \d: \d also matches other scripts' digits, which strptime would then refuse.
 _NAME_RE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)\.jsonl\.gz")

@@ -7,15 +7,15 @@ stations that are not installed or not renting. The demo uses real data; this is
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes
 from velibcast.datasets.snapshots import snapshot_uri
+from velibcast.timeutil import UTC
 
-UTC = timezone.utc
 
 
 def generate_store(

@@ -17,8 +17,7 @@ import statistics
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time, timedelta
 
 import numpy as np
 
@@ -29,9 +28,8 @@ from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
 from velibcast.transform_code.velib_features import HISTORY_LEN, STATIC_FEATURES, UNKNOWN_STATION_INDEX
+from velibcast.timeutil import PARIS, UTC
 
-UTC = timezone.utc
-PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
 HOUR = timedelta(hours=1)
 _OBS_BITS = 34  # seconds since the grid's base fit in 34 bits (> 500 years)
 

@@ -7,7 +7,7 @@ own records in the store decide what a rerun reuses.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,6 +23,7 @@ from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_names import nightly_run_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
+from velibcast.timeutil import UTC
 
 TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
@@ -91,7 +92,7 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     default: yesterday there), or of [start, end) when given. `score_previous_night=False` leaves
     the scoring of the day before to the caller (a backfill scores each date once it is published)."""
     logger = get_run_logger()
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
     # What an earlier attempt of this run already finished (its stage records): said, not silently reused.

@@ -12,11 +12,12 @@ import json
 import os
 import socket
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import NotFound, TerminalError
+from velibcast.timeutil import UTC
 
 
 class PublishConflict(TerminalError):
@@ -30,7 +31,7 @@ def lock_uri(root: str, run_date: date) -> str:
 @contextmanager
 def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str):
     uri = lock_uri(root, run_date)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
                        "acquired_at": now.isoformat()}).encode()
     if not storage.put_if_absent(uri, body):

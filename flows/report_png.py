@@ -21,6 +21,7 @@ from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.errors import NotFound
 from velibcast.flows import score
+from velibcast.timeutil import PARIS
 
 HORIZON_COLOURS = {1: "#1f77b4", 2: "#ff7f0e", 3: "#2ca02c"}
 
@@ -124,8 +125,6 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-
-    from velibcast.flows.run_identity import PARIS
 
     table = forecasts.read_partition(storage, root, run_date)
     run = score._run_of(table, forecasts.partition_uri(root, run_date))

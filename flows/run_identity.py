@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from velibcast import constants as C
 from velibcast.errors import ConfigError
+from velibcast.timeutil import PARIS
 
-PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
 
 
 def yesterday_in_paris(now: datetime | None = None) -> date:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,8 @@ from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound
+from velibcast.timeutil import UTC
 
-UTC = timezone.utc
 HOUR = timedelta(hours=1)
 
 # Why a forecast row has no score. Each row gets the first reason that applies.

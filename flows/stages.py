@@ -12,7 +12,7 @@ import json
 import re
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +23,7 @@ from velibcast import storage as st
 from velibcast.config import Config
 from velibcast.errors import ConfigError, NotFound, TerminalError
 from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.timeutil import PARIS, UTC
 
 
 @dataclass
@@ -123,7 +124,7 @@ def stage_windows(ctx: RunContext) -> dict:
     from velibcast.datasets.records import shard_count_for
     from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
                               on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
     t = ctx.cfg["transform"]
@@ -155,7 +156,7 @@ def stage_windows(ctx: RunContext) -> dict:
         "shards": result["shards"],
         "input_prefix": input_prefix,
         "started_at": t0.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
     })
 
 
@@ -247,8 +248,6 @@ def estimate_cost(ctx: RunContext, transform: dict, windows: dict) -> dict:
 
 
 def paris_date(ts: datetime):
-    from velibcast.flows.run_identity import PARIS
-
     return ts.astimezone(PARIS).date()
 
 
@@ -256,7 +255,7 @@ def paris_date(ts: datetime):
 def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, parquet_uri: str,
                    table: pa.Table, started_at: datetime) -> dict:
     d = transform["describe"]
-    finished = datetime.now(timezone.utc)
+    finished = datetime.now(UTC)
     skipped = windows["windows_skipped_by_reason"]
     counts = {
         "stations_seen": windows["stations_seen"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from velibcast import constants as C
 from velibcast.errors import ConfigError
 from velibcast.datasets.windows import static_time_features
 from velibcast.transform_code import velib_features as F
+from velibcast.timeutil import PARIS
 
 
 @dataclass
@@ -48,7 +48,7 @@ def calendar(hour_utc: datetime) -> tuple[int, int, int]:
 
 def non_working(hour_utc: datetime) -> bool:
     """Weekend or French public holiday in Europe/Paris: for metrics by day type."""
-    return F.is_non_working_day(hour_utc.astimezone(ZoneInfo(C.LOCAL_TIMEZONE)).date())
+    return F.is_non_working_day(hour_utc.astimezone(PARIS).date())
 
 
 def grid_for_samples(storage, snapshots_root: str, first_origin: datetime, last_origin: datetime,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from velibcast.training import evaluate, package
 from velibcast.training.samples import Samples, grid_for_samples, samples_from_grid, station_mapping, time_split
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
+from velibcast.timeutil import UTC
 
 
 def train_config() -> dict:
@@ -154,11 +155,11 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
 def _hour(t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ConfigError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
-    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _span(part: Samples) -> dict:

@@ -7,7 +7,8 @@ end is not (RANGE_CONVENTION is quoted in each --help that takes a range).
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime, timezone
+from datetime import date, datetime
+from velibcast.timeutil import UTC
 
 RANGE_CONVENTION = "ranges are half-open [start, end): the start is included, the end is not"
 
@@ -21,7 +22,7 @@ def utc_time(text: str) -> datetime:
             f"{text!r} is not an ISO time; write it like 2022-05-26T06:00Z or 2022-05-26T08:00+02:00") from None
     if t.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone; write it like 2022-05-26T00:00Z")
-    return t.astimezone(timezone.utc)
+    return t.astimezone(UTC)
 
 
 def iso_date(text: str) -> date:

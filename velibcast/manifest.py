@@ -8,9 +8,10 @@ earlier one.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from velibcast import storage as st
+from velibcast.timeutil import UTC
 
 
 def run_dir(root: str, run_id: str) -> str:
@@ -22,7 +23,7 @@ def manifest_uri(root: str, run_id: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _default(o):

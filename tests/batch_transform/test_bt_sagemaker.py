@@ -1,7 +1,7 @@
 """The SageMaker backend against a moto server: request shapes, idempotent reruns, polling."""
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import boto3
 import botocore.session
@@ -15,6 +15,7 @@ from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import TerminalError
 from velibcast.storage import Storage, join
+from velibcast.timeutil import UTC
 
 ROLE = "arn:aws:iam::123456789012:role/velibcast-sagemaker"
 NAME_RE = re.compile(C.JOB_NAME_PATTERN)
@@ -56,7 +57,7 @@ def test_job_name_for_is_deterministic_and_valid():
 
 
 def test_billed_seconds():
-    t = datetime(2022, 5, 26, 2, 30, tzinfo=timezone.utc)
+    t = datetime(2022, 5, 26, 2, 30, tzinfo=UTC)
     assert sm.billed_seconds({"TransformStartTime": t, "TransformEndTime": t + timedelta(seconds=95.5)}) == 95.5
     assert sm.billed_seconds({"TransformStartTime": t.isoformat(),
                               "TransformEndTime": (t + timedelta(seconds=3)).isoformat()}) == 3.0

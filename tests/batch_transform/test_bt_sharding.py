@@ -3,7 +3,7 @@ MaxConcurrentTransforms 2, the windows stage writes 4 x 2 shards of near-equal s
 runtime deals them 2 to each instance, and every record comes back exactly once."""
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,9 +13,9 @@ from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.records import shard_count_for
 from velibcast.datasets.windows import origins_for_range
 from velibcast.storage import Storage
+from velibcast.timeutil import UTC
 
 SAMPLE = str(Path(__file__).resolve().parents[2] / "sample_data")
-UTC = timezone.utc
 
 
 def test_instance_count_4_spreads_objects_evenly_and_every_record_returns_once(tmp_path, model_tar, make_spec):

@@ -2,7 +2,7 @@
 on local paths and on S3 (moto server), including while a date is being republished."""
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -15,8 +15,8 @@ import pytest
 
 from velibcast import forecasts
 from velibcast import storage as st
+from velibcast.timeutil import UTC
 
-UTC = timezone.utc
 D1, D2 = date(2022, 5, 25), date(2022, 5, 26)
 HIVE = pads.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
 KEY = ["station_code", "origin_ts", "horizon_h"]

@@ -1,14 +1,15 @@
 """Join back: exactly one prediction per sent record; the table readers get."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import pyarrow.dataset as pads
 import pytest
 
 from velibcast import forecasts
 from velibcast.errors import DataError
+from velibcast.timeutil import UTC
 
-T0 = datetime(2022, 5, 25, 22, tzinfo=timezone.utc)
+T0 = datetime(2022, 5, 25, 22, tzinfo=UTC)
 SENT = {
     "16107@2022-05-25T22:00Z": forecasts.SentRecord("16107", T0, 35, False),
     "9020@2022-05-25T22:00Z": forecasts.SentRecord("9020", T0, 21, True),
@@ -22,7 +23,7 @@ def test_join_gives_three_rows_per_record_with_targets():
     rows = t.to_pylist()
     assert rows[0]["station_code"] == "16107" and rows[0]["horizon_h"] == 1
     assert [r["bikes_pred"] for r in rows if r["station_code"] == "9020"] == [1, 2, 3]
-    assert rows[2]["target_ts"] == datetime(2022, 5, 26, 1, tzinfo=timezone.utc)
+    assert rows[2]["target_ts"] == datetime(2022, 5, 26, 1, tzinfo=UTC)
 
 
 def test_missing_duplicate_and_foreign_predictions_are_named():

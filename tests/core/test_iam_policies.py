@@ -10,7 +10,7 @@ keys the code really builds for configs/aws.yaml.
 
 import ast
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
+from velibcast.timeutil import UTC
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -286,7 +287,7 @@ def test_runner_reaches_the_store_and_only_reads_snapshots(aws_cfg):
     assert can_list(policy, st.join(root, "runs", "x", "transform", "output") + "/")
     assert can_list(policy, st.join(root, "models") + "/")
 
-    snap = snapshot_uri(aws_cfg.snapshots_root, datetime(2022, 5, 26, 3, tzinfo=timezone.utc))
+    snap = snapshot_uri(aws_cfg.snapshots_root, datetime(2022, 5, 26, 3, tzinfo=UTC))
     assert allows(policy, "s3:GetObject", s3_arn(snap))
     assert can_list(policy, st.join(snapshots_prefix(aws_cfg.snapshots_root), "date=2022-05-26") + "/")
     assert not allows(policy, "s3:PutObject", s3_arn(snap))

@@ -4,10 +4,10 @@ import atexit
 import gzip
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
+from velibcast.timeutil import UTC
 
-UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "real"
 

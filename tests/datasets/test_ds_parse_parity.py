@@ -9,7 +9,7 @@ the same DataError; neither may raise anything else.
 
 import gzip
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from unittest import mock
 
 import numpy as np
@@ -22,8 +22,9 @@ from velibcast.datasets.jsonio import dumps_bytes
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, parse_snapshot, parse_snapshot_columns
 from velibcast.errors import DataError
+from velibcast.timeutil import UTC
 
-CAPTURE = datetime(2022, 5, 23, 10, 30, tzinfo=timezone.utc)
+CAPTURE = datetime(2022, 5, 23, 10, 30, tzinfo=UTC)
 REF = SnapshotRef("s3://b/r/velib/snapshots/2022-05-23T10-30-00Z.jsonl.gz", CAPTURE)
 LAT, LON = C.SERVICE_AREA_LAT, C.SERVICE_AREA_LON
 
@@ -59,10 +60,10 @@ def duedate(draw):
         return draw(hs.sampled_from([None, 1653300000, "yesterday", "", ["2022"]]))
     if kind == 1:  # near the capture, where the future_duedate tolerance sits
         sec = draw(hs.integers(-7200, 2 * C.FUTURE_DUEDATE_TOLERANCE_S))
-        t = datetime.fromtimestamp(CAPTURE.timestamp() + sec, timezone.utc)
+        t = datetime.fromtimestamp(CAPTURE.timestamp() + sec, UTC)
         return t.strftime("%Y-%m-%dT%H:%M:%S") + draw(frac) + draw(hs.sampled_from(["+00:00", "Z"]))
     if kind < 4:  # a valid local time before the capture, any offset: the fast path's own shape
-        t = datetime.fromtimestamp(CAPTURE.timestamp() - draw(hs.integers(0, 3 * 86400)), timezone.utc)
+        t = datetime.fromtimestamp(CAPTURE.timestamp() - draw(hs.integers(0, 3 * 86400)), UTC)
         return t.strftime("%Y-%m-%dT%H:%M:%S") + draw(hs.sampled_from(["", "", "", ".5"])) + draw(offset)
     y, mo, d, sep, h, mi, s = draw(local_time)
     return f"{y}-{mo}-{d}{sep}{h}:{mi}:{s}" + draw(frac) + draw(offset)

@@ -11,6 +11,7 @@ import pytest
 from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.errors import AccessDenied, TerminalError, TransientStorageError
+from velibcast.timeutil import UTC
 
 RETRYABLE = ["slowdown", "internal", "throttling", "reset"]
 
@@ -107,12 +108,12 @@ def test_a_lost_response_to_a_conditional_put_still_tells_the_winner(faulty_s3):
 
 def test_intermittent_faults_on_a_whole_publish_lose_and_duplicate_nothing(faulty_s3):
     """A date's forecasts and its lock go through a proxy failing one request in three."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from velibcast.flows.publish import lock_uri, publish_lock
 
     storage, root, proxy = faulty_s3
-    t0 = datetime(2022, 5, 25, 22, tzinfo=timezone.utc)
+    t0 = datetime(2022, 5, 25, 22, tzinfo=UTC)
     sent = {f"{c}@{t0 + timedelta(hours=k):%Y-%m-%dT%H:%MZ}": forecasts.SentRecord(c, t0 + timedelta(hours=k), 30, False)
             for c in ("16107", "9020") for k in range(24)}
     out = "\n".join(f"{rid},1,2,3" for rid in sent).encode()

@@ -1,13 +1,14 @@
 """Flows run under Prefect for real: one temporary Prefect API server for the session."""
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from velibcast import storage as st
+from velibcast.timeutil import UTC
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +51,7 @@ def trained_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("model-root")
     info = train_model(Storage(), str(SAMPLE.parents[1]),
-                       datetime(2022, 5, 23, tzinfo=timezone.utc), datetime(2022, 5, 25, 12, tzinfo=timezone.utc),
+                       datetime(2022, 5, 23, tzinfo=UTC), datetime(2022, 5, 25, 12, tzinfo=UTC),
                        str(root), seed=1, max_seconds=8)
     return info
 

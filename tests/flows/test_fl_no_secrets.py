@@ -14,7 +14,7 @@ import json
 import logging
 import tarfile
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,6 +24,7 @@ from velibcast import manifest
 from velibcast import storage as st
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, StorageError
+from velibcast.timeutil import UTC
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "SECRETdoNotLeak123",
@@ -151,7 +152,7 @@ def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorde
         storage = cfg.storage()
         night.write_captures(storage, root, night.LAST_TARGET + timedelta(hours=3))
         night.publish_night(storage, root)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         m = {"run_id": "run-1", "started_at": started.isoformat(), "finished_at": started.isoformat(),
              "parameters": {"run_date": night.RUN_DATE.isoformat(), "config": cfg.data, "config_source": cfg.source},
              "counts": {"stations_seen": 5, "windows_emitted": 120, "windows_skipped_by_reason": {"stale_history": 3},
@@ -213,8 +214,8 @@ def test_no_secret_in_a_whole_nightly_run(secret_root, tmp_path, recorded_logs):
         "transform": {"backend": "local", "max_concurrent_transforms": 2},
     }))
     recorded_logs.attach()
-    res = nightly(config=str(cfg_path), start=datetime(2022, 5, 26, 5, tzinfo=timezone.utc),
-                  end=datetime(2022, 5, 26, 7, tzinfo=timezone.utc))
+    res = nightly(config=str(cfg_path), start=datetime(2022, 5, 26, 5, tzinfo=UTC),
+                  end=datetime(2022, 5, 26, 7, tzinfo=UTC))
     assert res["counts"]["forecast_rows"] > 0
     assert any("flow_runs" in ln for ln in recorded_logs.lines), "the run's own log records were recorded"
 

@@ -1,7 +1,7 @@
 """Prefect as its users know it: retries from the error taxonomy, timeouts from the config, named
 flow runs, the runtime's lines in the run log, artifacts that link to the outputs."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import pytest
 from prefect import flow, task
@@ -10,6 +10,7 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError, TransientError
 from velibcast.flows.run_names import backfill_name, nightly_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
+from velibcast.timeutil import UTC
 
 
 def _flaky(error, fail_times):
@@ -55,7 +56,7 @@ def test_flow_run_names():
     assert nightly_name({"run_date": date(2022, 5, 26)}) == "nightly-2022-05-26"
     assert nightly_name({"run_date": "2022-05-26"}) == "nightly-2022-05-26"
     assert nightly_name({"run_date": None, "config": "configs/local.yaml"}) == "nightly-2022-05-26"  # its default
-    start, end = datetime(2022, 5, 26, 6, tzinfo=timezone.utc), datetime(2022, 5, 26, 7, tzinfo=timezone.utc)
+    start, end = datetime(2022, 5, 26, 6, tzinfo=UTC), datetime(2022, 5, 26, 7, tzinfo=UTC)
     assert nightly_name({"start": start, "end": end}) == "nightly-2022-05-26T0600Z-2022-05-26T0700Z"
     assert backfill_name({"start_date": date(2022, 5, 25), "end_date": "2022-05-26"}) == "backfill-2022-05-25..2022-05-26"
 

@@ -1,6 +1,6 @@
 """Accuracy scoring and the run PNG on a small hand-built night whose errors are known."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import pyarrow.dataset as pads
 import pytest
@@ -12,7 +12,6 @@ from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import origins_for_run_date
 from velibcast.flows import report_png, score
 
-UTC = timezone.utc
 RUN_DATE = date(2022, 5, 26)
 ORIGINS = origins_for_run_date(RUN_DATE)           # 2022-05-25T22Z .. 2022-05-26T21Z
 FIRST, LAST_TARGET = ORIGINS[0], ORIGINS[-1] + timedelta(hours=3)

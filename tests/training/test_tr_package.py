@@ -3,7 +3,7 @@
 import io
 import json
 import tarfile
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 import torch
@@ -12,8 +12,9 @@ from velibcast import constants as C
 from velibcast.training import package
 from velibcast.training.synthetic import make_grid, untrained_archive
 from velibcast.training.train import train_on_grid
+from velibcast.timeutil import UTC
 
-START = datetime(2022, 5, 23, tzinfo=timezone.utc)
+START = datetime(2022, 5, 23, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,15 @@
 """Training samples follow the serving windows exactly (no train/serve skew) and split by time."""
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest
 
 from velibcast.training.samples import samples_from_grid, station_mapping, time_split
 from velibcast.training.synthetic import make_grid
+from velibcast.timeutil import UTC
 
-START = datetime(2022, 3, 26, 12, tzinfo=timezone.utc)  # spans the switch to summer time
+START = datetime(2022, 3, 26, 12, tzinfo=UTC)  # spans the switch to summer time
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,12 @@ from velibcast.training.evaluate import evaluate_model
 from velibcast.training.package import extract
 from velibcast.training.train import train_model
 from velibcast.transform_code import inference
+from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "sample_data" / "velib" / "snapshots"
-START = datetime(2022, 5, 23, 0, tzinfo=timezone.utc)
-END = datetime(2022, 5, 24, 23, tzinfo=timezone.utc)
+START = datetime(2022, 5, 23, 0, tzinfo=UTC)
+END = datetime(2022, 5, 24, 23, tzinfo=UTC)
 N_STATIONS = 25
 
 
@@ -25,7 +26,7 @@ def seed_store(storage, root):
     """The snapshots of [START - 4h, END + 4h], cut to the first stations, in root's snapshot layout."""
     keep = None
     for path in sorted(SNAPSHOTS.glob("*.jsonl.gz")):
-        ts = datetime.strptime(path.name[:20], "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=timezone.utc)
+        ts = datetime.strptime(path.name[:20], "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
         if not (START.timestamp() - 4 * 3600 <= ts.timestamp() <= END.timestamp() + 4 * 3600):
             continue
         lines = gzip.decompress(path.read_bytes()).splitlines()
