@@ -7,6 +7,7 @@ choice is a field of DataPlaneSettings, documented there.
 from __future__ import annotations
 
 import json
+import typing
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -75,6 +76,12 @@ class DataPlaneSettings:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"unknown data plane setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in d.items():
+            allowed = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is Literal else (True, False)
+            if value not in allowed or (allowed == (True, False) and not isinstance(value, bool)):
+                raise ConfigError(f"data plane setting {name}={value!r}: expected one of "
+                                  f"{', '.join(map(repr, allowed))}")
         return cls(**d)
 
 

@@ -239,6 +239,14 @@ def test_settings_from_dict_rejects_unknown_names():
         dp.DataPlaneSettings.from_dict({"nope": 1})
 
 
+def test_settings_from_dict_rejects_values_outside_their_choices():
+    assert dp.DataPlaneSettings.from_dict({"slice_past_end": "clip"}).slice_past_end == "clip"
+    with pytest.raises(ConfigError, match="slice_past_end='clamp': expected one of 'error', 'clip'"):
+        dp.DataPlaneSettings.from_dict({"slice_past_end": "clamp"})
+    with pytest.raises(ConfigError, match="json_sort_keys='yes'"):
+        dp.DataPlaneSettings.from_dict({"json_sort_keys": "yes"})
+
+
 def test_slice_setting_reaches_the_filters():
     obj = dp.prepare("o", b"0,1,2,3\n", proc(inp="$[1:2]", slice_end_inclusive=False))
     assert obj.batches[0].payload == b"1\n"
