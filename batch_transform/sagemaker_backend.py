@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 
 from velibcast import constants as C
+from velibcast import cost
 from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.errors import ResourceNotFound, TransformJobFailed, TransformJobTimeout
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
@@ -41,9 +41,7 @@ def billed_seconds(describe: dict) -> float:
     start, end = describe.get("TransformStartTime"), describe.get("TransformEndTime")
     if not start or not end:
         return 0.0
-    if isinstance(start, str):
-        start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    return max(0.0, (end - start).total_seconds())
+    return cost.billed_seconds(start, end)
 
 
 def pytorch_image_uri(region: str, instance_type: str = C.DEFAULT_INSTANCE_TYPE) -> str:

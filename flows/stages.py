@@ -23,7 +23,7 @@ from velibcast import storage as st
 from velibcast.config import Config
 from velibcast.errors import ConfigError, NotFound, TerminalError
 from velibcast.flows.run_identity import RunSpec, run_id_for
-from velibcast.timeutil import PARIS, UTC
+from velibcast.timeutil import PARIS, UTC, seconds_between
 
 
 @dataclass
@@ -312,9 +312,7 @@ def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, 
 
 
 def _seconds(a, b) -> float:
-    a = datetime.fromisoformat(a) if isinstance(a, str) else a
-    b = datetime.fromisoformat(b) if isinstance(b, str) else b
-    return round((b - a).total_seconds(), 3)
+    return round(seconds_between(a, b), 3)
 
 
 def report_artifacts(ctx: RunContext, m: dict, scored: dict | None = None) -> None:

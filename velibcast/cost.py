@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from velibcast.errors import ConfigError
+from velibcast.timeutil import seconds_between
 
 
 def load_prices(path: Path) -> dict:
@@ -26,11 +27,8 @@ def _region_table(prices: dict, region: str) -> tuple[dict, str]:
 
 
 def billed_seconds(start: datetime | str, end: datetime | str) -> float:
-    if isinstance(start, str):
-        start = datetime.fromisoformat(start)
-    if isinstance(end, str):
-        end = datetime.fromisoformat(end)
-    return max(0.0, (end - start).total_seconds())
+    """TransformEndTime - TransformStartTime; never negative (clocks that disagree bill nothing)."""
+    return max(0.0, seconds_between(start, end))
 
 
 def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: float,

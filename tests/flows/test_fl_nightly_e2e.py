@@ -21,7 +21,10 @@ def test_local_and_s3_give_identical_forecasts(tmp_path, s3_root, storage, train
         assert c["records_sent"] == c["predictions_written"] == c["windows_emitted"] > 1000
         assert c["windows_emitted"] + c["windows_skipped"] == c["stations_seen"] * c["origins"]
         assert m["transform_job"]["spec"]["DataProcessing"]["InputFilter"] == m["transform_input_layout"]["input_filter"]
-        assert m["cost_estimate"]["total"] >= 0
+        ce = m["cost_estimate"]   # the job ran for some time and wrote objects: both parts of the bill are > 0
+        assert ce["billed_seconds"] > 0 and ce["s3_puts"] > 0
+        assert ce["total"] == pytest.approx(ce["hourly_price"] * ce["instance_count"] * ce["billed_seconds"] / 3600
+                                            + ce["s3_requests"], abs=1e-5)
         results[name] = table.drop_columns(["run_id"]).to_pylist()
     assert results["local"] == results["s3"]
 

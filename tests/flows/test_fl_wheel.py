@@ -98,7 +98,10 @@ def test_one_hour_run_from_the_wheel(wheel_venv, tmp_path, storage, trained_mode
     manifest_uri = next(l.split(None, 1)[1] for l in r.stdout.splitlines() if l.startswith("manifest:"))
     m = json.loads(Path(manifest_uri).read_text())
     assert m["counts"]["origins"] == 1 and m["counts"]["forecast_rows"] == 3 * m["counts"]["windows_emitted"] > 3000
-    assert m["cost_estimate"]["total"] >= 0
+    ce = m["cost_estimate"]   # the job ran for some time and wrote objects: both parts of the bill are > 0
+    assert ce["billed_seconds"] > 0 and ce["s3_puts"] > 0
+    assert ce["total"] == pytest.approx(ce["hourly_price"] * ce["instance_count"] * ce["billed_seconds"] / 3600
+                                        + ce["s3_requests"], abs=1e-5)
     # a local run's cost is what SageMaker would bill, and Paris has no sourced price: both said on the console
     assert "estimated cost on SageMaker of the same job" in r.stdout
     assert "price warning: no sourced price for eu-west-3; priced with us-east-1" in r.stdout
