@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     snap = subparsers.add_parser("snapshots", help="snapshot store commands")
     snap_sub = snap.add_subparsers(dest="snapshots_command", required=True)
     imp = snap_sub.add_parser("import", help="convert a real source format into the snapshot store")
-    imp.add_argument("--format", required=True, choices=sorted(_formats()),
+    imp.add_argument("--format", required=True, choices=sorted(C.SNAPSHOT_IMPORT_FORMATS),
                      help="source format (see docs/datasets.md)")
     imp.add_argument("--src", required=True, help="source file, or folder for csv-series")
     imp.add_argument("--station-info", help="GBFS station_information.json (csv-series, gbfs)")
@@ -51,12 +51,6 @@ def _policy_args(p) -> None:
 
 def _policy(args) -> ValidationPolicy:
     return ValidationPolicy(on_bad_record=args.on_bad_record, on_bad_object=args.on_bad_object)
-
-
-def _formats() -> dict:
-    from velibcast.datasets import importers
-
-    return importers.FORMATS
 
 
 def cmd_import(args) -> int:

@@ -52,6 +52,11 @@ STATION_CODE_PATTERN = r"[0-9A-Za-z_-]{1,32}"
 # A duedate later than its capture is a clock error; the 2022 series is always >= 131 s earlier.
 FUTURE_DUEDATE_TOLERANCE_S = 300
 
+# The source formats `velibcast snapshots import` reads (datasets/importers.FORMATS has one
+# function each). Named here so the command line is built without importing the importers
+# (pandas, pyarrow): that import was most of the time `velibcast run` took to report a bad config.
+SNAPSHOT_IMPORT_FORMATS = ("csv-series", "gbfs", "v21-json", "v1-json", "portal-csv")
+
 # ---------------------------------------------------------------- transform inputs
 RECORD_ID_COLUMN = "record_id"
 TRANSFORM_SHARD_MAX_BYTES = 5 * 1024 * 1024

@@ -133,3 +133,10 @@ def test_unknown_format_names_the_choices(storage):
 
     with pytest.raises(ConfigError, match="use one of"):
         import_source(storage, "xml", "x", "y")
+
+
+def test_the_cli_format_list_is_the_importers_list():
+    from velibcast import constants as C
+    from velibcast.datasets.importers import FORMATS
+
+    assert set(C.SNAPSHOT_IMPORT_FORMATS) == set(FORMATS)

@@ -123,3 +123,12 @@ def test_transform_job_describe_looks_in_the_configured_store(tmp_path):
     r = velibcast("transform-job", "list", "--config", cfg, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("0 transform jobs under")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]  # no .velibcast/state left in the cwd
+
+
+def test_a_config_error_is_reported_without_loading_the_heavy_stack(tmp_path):
+    """The proxy for "within 2 s" that a test can assert: nothing heavy is imported before the error
+    (measured wall times are in the closing note, not asserted)."""
+    code = ("import sys; from velibcast.flows.cli import main; rc = main(['run', '--config', 'missing.yaml']); "
+            "print(rc, [m for m in ('prefect', 'pandas', 'pyarrow', 'torch', 'numpy', 'boto3') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "2 []", r.stdout + r.stderr
