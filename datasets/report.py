@@ -98,13 +98,6 @@ class SkipReport:
             raise DataError(where, f"{reason}: {detail}", fix or _FIXES.get(reason, ""))
         self.add(reason, where, detail)
 
-    def merge(self, other: "SkipReport") -> "SkipReport":
-        for reason, n in other.counts.items():
-            self.counts[reason] = self.counts.get(reason, 0) + n
-            ex = self.examples.setdefault(reason, [])
-            ex.extend(other.examples.get(reason, [])[: max(0, self.max_examples - len(ex))])
-        return self
-
     def total(self, kind: str) -> int:
         return sum(n for r, n in self.counts.items() if REASONS[r] == kind)
 

@@ -127,9 +127,6 @@ class Config:
         p = Path(self.data["pricing"])
         return p if p.is_absolute() else CONFIG_DIR / p
 
-    def with_overrides(self, **sections) -> "Config":
-        return Config(_merge(self.data, sections), self.source)
-
 
 def _abs(uri: str) -> str:
     if uri.startswith("s3://") or uri.startswith("file://"):

@@ -13,7 +13,6 @@ TMP_PREFIX = "_tmp-"                # names readers (pyarrow, DuckDB, Athena) ig
 # ---------------------------------------------------------------- snapshots and windows
 SNAPSHOT_PREFIX = "velib/snapshots"
 SNAPSHOT_KEY_TIME_FORMAT = "%Y-%m-%dT%H-%M-%SZ"
-HISTORY_HOURS = 24
 MAX_STALENESS_HOURS = 3.0
 LOCAL_TIMEZONE = "Europe/Paris"
 # How far beyond an origin's history the snapshot listing reaches back: the oldest
@@ -83,7 +82,6 @@ INVOCATIONS_MAX_RETRIES_MIN = 0
 INVOCATIONS_MAX_RETRIES_MAX = 3
 ENVIRONMENT_MAX_ENTRIES = 16
 PING_TIMEOUT_S = 2.0
-PING_INTERVAL_S = 0.2
 CONTAINER_START_TIMEOUT_S = 30 * 60.0  # BTS §4.2: the service pings a starting container for up to 30 minutes (amazon-sagemaker-examples#815)
 MB = 1024 * 1024                    # BTS §2.4: 10^6 vs 2^20 is unknown; 2^20 is the stricter reading
 SERVER_DEFAULT_PORT = 8080

@@ -62,4 +62,5 @@ class AccessDenied(StorageError, TerminalError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError)
+    """Whether retrying may help: the error's own `transient` (an InvocationFailed decides by its status)."""
+    return isinstance(exc, VelibcastError) and exc.transient

@@ -11,7 +11,6 @@ import json
 from datetime import datetime
 
 from velibcast import storage as st
-from velibcast.timeutil import UTC
 
 
 def run_dir(root: str, run_id: str) -> str:
@@ -20,10 +19,6 @@ def run_dir(root: str, run_id: str) -> str:
 
 def manifest_uri(root: str, run_id: str) -> str:
     return st.join(run_dir(root, run_id), "manifest.json")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _default(o):

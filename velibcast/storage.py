@@ -9,7 +9,6 @@ endpoint (MinIO, moto, Ceph) works.
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import uuid
@@ -253,9 +252,6 @@ class Storage:
             local_path(uri).unlink()
         except FileNotFoundError:
             pass
-
-    def open_read(self, uri: str) -> io.BufferedIOBase:
-        return io.BytesIO(self.read_bytes(uri))
 
 
 def _list_local(prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:

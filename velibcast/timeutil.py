@@ -1,4 +1,4 @@
-"""Time zones, time formats and durations: one definition each.
+"""Time zones and durations: one definition each.
 
 Every timestamp inside velibcast is timezone-aware UTC; Europe/Paris is used only where a
 person's day is meant (a run date, day types, the report's labels).
@@ -13,14 +13,6 @@ from velibcast import constants as C
 
 UTC = timezone.utc
 PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
-
-HOUR_FORMAT = "%Y-%m-%dT%H:%MZ"        # an hour in messages, ranges and CLI arguments
-SECOND_FORMAT = "%Y-%m-%dT%H:%M:%SZ"   # a UTC instant to the second (logs, manifests, S3 key times)
-
-
-def hour_text(ts: datetime) -> str:
-    """`2022-05-26T06:00Z`: how an hour is written in every message."""
-    return ts.astimezone(UTC).strftime(HOUR_FORMAT)
 
 
 def seconds_between(start: datetime | str, end: datetime | str) -> float:

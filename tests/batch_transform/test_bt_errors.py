@@ -3,7 +3,7 @@
 import pytest
 
 from velibcast.batch_transform import errors as E
-from velibcast.errors import VelibcastError
+from velibcast.errors import VelibcastError, is_transient
 
 
 @pytest.mark.parametrize("status, transient", [(None, True), (500, True), (503, True), (400, False), (415, False)])
@@ -21,3 +21,9 @@ def test_every_engine_error_is_a_velibcast_error_with_a_transient_flag():
         assert isinstance(cls.transient, bool), cls
     assert E.TransformJobTimeout.transient and not E.TransformJobFailed.transient
     assert E.ApiError("ValidationException", "m").status == 400
+
+
+def test_the_task_retry_policy_reads_the_errors_own_transient_flag():
+    assert is_transient(E.InvocationFailed(503, "busy")) and not is_transient(E.InvocationFailed(400, "bad"))
+    assert is_transient(E.TransformJobTimeout("x")) and not is_transient(E.ResourceNotFound("x"))
+    assert not is_transient(RuntimeError("not ours"))

@@ -6,6 +6,7 @@ nightly flow, the CLI and the bench run) wrote: the CSV shards and the record in
 
 import bisect
 import gzip
+import io
 import json
 from datetime import date, datetime, timedelta
 
@@ -74,7 +75,7 @@ def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, o
             rid, *values = line.split(",")
             assert rid not in rows
             rows[rid] = [_value(v) for v in values]
-    index_rows = pq.read_table(storage.open_read(out + "/index.parquet")).to_pylist()
+    index_rows = pq.read_table(io.BytesIO(storage.read_bytes(out + "/index.parquet"))).to_pylist()
     assert [r["record_id"] for r in index_rows] == list(rows) or sorted(r["record_id"] for r in index_rows) == sorted(rows)
     assert result["summary"]["windows_emitted"] == len(rows) == len(index_rows)
     return rows, result, index_rows
