@@ -339,6 +339,58 @@ def _import_portal_csv(storage, src, dest, station_info_uri=None, capture_ts=Non
     return _single(storage, dest, layout, cap, recs, src, source, report)
 
 
+def convert_bins_parquet(data: bytes, where: str, report: SkipReport, station_stride: int = 1) -> dict[datetime, list[dict]]:
+    """Per-station 15-minute aggregates of GBFS (Parquet: tbin_utc naive UTC, stationcode, name,
+    nb_velos_bin, nb_bornes_bin, capacity_bin, lat, lon) -> one snapshot per whole UTC hour H holding,
+    for each station, its latest bin in (H - 1 h, H], with duedate = the bin's time.
+
+    The source has no installed/renting flags nor the mechanical/e-bike split: a station in the
+    feed is taken as installed and renting, and its bikes as mechanical (ebike 0); nothing reads
+    the split. A bin without capacity is counted as `bad_type` and dropped. `station_stride` keeps
+    every n-th station code in sorted order (a smaller bundled sample).
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    cols = ["tbin_utc", "stationcode", "name", "nb_velos_bin", "nb_bornes_bin", "capacity_bin", "lat", "lon"]
+    df = pq.read_table(io.BytesIO(data), columns=cols).to_pandas()
+    codes = sorted(df["stationcode"].dropna().astype(str).unique())
+    df = df[df["stationcode"].isna() | df["stationcode"].isin(set(codes[::max(1, station_stride)]))]
+    bad = df["stationcode"].isna() | df["capacity_bin"].isna() | df["nb_velos_bin"].isna() | df["lat"].isna() | df["lon"].isna()
+    for code, t in df.loc[bad, ["stationcode", "tbin_utc"]].head(report.max_examples).itertuples(index=False):
+        report.add("bad_type", where, f"station {code} bin {t:%Y-%m-%dT%H:%M}: capacity, bikes or coordinates missing", n=0)
+    if bad.any():
+        report.counts["bad_type"] = report.counts.get("bad_type", 0) + int(bad.sum())
+    df = df[~bad].copy()
+    df["hour"] = df["tbin_utc"].dt.ceil("h")
+    df = df.sort_values("tbin_utc").groupby(["hour", "stationcode"], as_index=False).last()
+    out: dict[datetime, list[dict]] = {}
+    for hour, g in df.groupby("hour"):
+        out[pd.Timestamp(hour).tz_localize(UTC).to_pydatetime()] = [
+            {"stationcode": str(r.stationcode), "name": r.name, "is_installed": "OUI", "capacity": int(r.capacity_bin),
+             "numdocksavailable": int(r.nb_bornes_bin), "numbikesavailable": int(r.nb_velos_bin),
+             "mechanical": int(r.nb_velos_bin), "ebike": 0, "is_renting": "OUI", "is_returning": "OUI",
+             "duedate": pd.Timestamp(r.tbin_utc).tz_localize(UTC).isoformat(),
+             "coordonnees_geo": {"lat": float(r.lat), "lon": float(r.lon)}}
+            for r in g.itertuples(index=False)]
+    return out
+
+
+def import_bins_parquet(storage, src, dest, station_info_uri=None, capture_ts=None, layout="partitioned", policy=None,
+                        station_stride: int = 1, start: datetime | None = None, end: datetime | None = None):
+    """See convert_bins_parquet; `start`/`end` keep the hours in [start, end]."""
+    report = SkipReport()
+    hours = convert_bins_parquet(storage.read_bytes(src), src, report, station_stride)
+    n = 0
+    for hour, recs in sorted(hours.items()):
+        if (start and hour < start) or (end and hour > end):
+            continue
+        write_snapshot(storage, dest, hour, recs, layout)
+        n += len(recs)
+    kept = [h for h in hours if not ((start and h < start) or (end and h > end))]
+    return {"files": 1, "records": n, "snapshots_written": len(kept), "report": report.to_dict()}
+
+
 # format name -> importer(storage, src, dest, station_info_uri, capture_ts, layout, policy) -> counts
 FORMATS = {
     "csv-series": _import_csv_series,
@@ -346,6 +398,7 @@ FORMATS = {
     "v21-json": _import_v21,
     "v1-json": _import_v1,
     "portal-csv": _import_portal_csv,
+    "bins-parquet": import_bins_parquet,
 }
 
 

@@ -27,7 +27,8 @@ from velibcast.datasets.csv_tokens import float_tokens
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
-from velibcast.transform_code.velib_features import HISTORY_LEN, STATIC_FEATURES, UNKNOWN_STATION_INDEX
+from velibcast.transform_code.velib_features import (HISTORY_LEN, STATIC_FEATURES, UNKNOWN_STATION_INDEX,
+                                                     is_non_working_day)
 from velibcast.timeutil import PARIS, UTC
 
 HOUR = timedelta(hours=1)
@@ -70,10 +71,9 @@ TIME_FEATURES = [f for f in STATIC_FEATURES if f not in STATION_FEATURES]
 
 
 def static_time_features(origin: datetime) -> tuple[int, int, int]:
-    """hour, day_of_week (Monday = 0), is_weekend, in Europe/Paris local time."""
+    """hour, day_of_week (Monday = 0), non_working_day (weekend or French public holiday), in Europe/Paris time."""
     local = origin.astimezone(PARIS)
-    dow = local.weekday()
-    return local.hour, dow, int(dow >= 5)
+    return local.hour, local.weekday(), int(is_non_working_day(local.date()))
 
 
 # ---------------------------------------------------------------- snapshot source

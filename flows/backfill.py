@@ -20,6 +20,7 @@ from velibcast.errors import NotFound, VelibcastError
 from velibcast.flows import stages
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_names import backfill_run_name
+from velibcast.training.registry import champion_model_uri
 
 
 def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
@@ -64,7 +65,7 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     logger = get_run_logger()
     cfg = load_config(config)
     storage = cfg.storage()
-    model_uri = cfg["model"]["uri"] or stages.latest_model_uri(storage, cfg.root)
+    model_uri = cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
     version, _ = stages.load_model_info(storage, model_uri)
     dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
     results, todo = [], []

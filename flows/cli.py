@@ -37,6 +37,8 @@ def _print_result(res: dict) -> None:
         print(res["reused"])
     if res.get("cost_estimate"):
         print(cost.summary_line(res["cost_estimate"]))
+    if res.get("verdict"):
+        print(f"verdict:   {res['verdict']}")
 
 
 def _checked_config(path: str):
@@ -76,14 +78,22 @@ def cmd_demo(args) -> int:
         shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
     from velibcast.flows.nightly import nightly
 
-    if not any((root / "models").glob("*/model.tar.gz")):
-        from velibcast.training.train import train_model
+    from velibcast.training import registry
+
+    if registry.read_champion(cfg.storage(), cfg.root) is None:
+        from velibcast.flows.train import train
 
         m = cfg["model"]
-        print(f"training a model on {m['train_start']} .. {m['train_end']} (bounded CPU time)")
-        info = train_model(cfg.storage(), cfg.snapshots_root, utc_time(m["train_start"]), utc_time(m["train_end"]),
-                           cfg.root, seed=None, max_seconds=None)
+        print(f"training the default family on {m['train_start']} .. {m['train_end']}; the night forecast below "
+              f"({cfg['run']['default_run_date']}) lies after it, out of sample")
+        info = train(config=args.config)
         print(f"model {info['version']}: {info['model_uri']}")
+        # Two days of data leave no day with training data before it, so no backtest day: the
+        # promotion is forced and says so; the scored night below is the model's first evidence.
+        pointer = registry.promote(cfg.storage(), cfg.root, info["version"], force=True,
+                                   reason="demo: the training span is too short for a backtest day")
+        print(f"champion: {pointer['version']}" + (f" (forced: {'; '.join(pointer['overridden'])})"
+                                                   if pointer["forced"] else ""))
     res = nightly(config=args.config, force=args.force)
     _print_result(res)
     return 0
@@ -111,6 +121,8 @@ def cmd_score(args) -> int:
 
     res = score_run(cfg.storage(), cfg, args.run_date)
     print(res["message"])
+    if res.get("verdict"):
+        print(f"verdict: {res['verdict']}")
     for r in res.get("by_horizon", []):
         print(f"  h{r['horizon_h']}: MAE model {r['mae_model']:.3f}, persistence {r['mae_persistence']:.3f} "
               f"({r['scored_rows']} rows)")

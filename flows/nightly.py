@@ -119,7 +119,7 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
                 m["counts"]["forecast_rows"], manifest_uri)
     return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"],
-            "report_png": png.get("uri"), "previous_night_score": scored, "cost_estimate": m["cost_estimate"],
+            "report_png": png.get("uri"), "verdict": png.get("verdict"), "previous_night_score": scored, "cost_estimate": m["cost_estimate"],
             "reused": reuse_message(ctx.run_id, reused, t["describe"]["TransformJobName"]) if reused else None}
 
 

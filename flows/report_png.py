@@ -11,6 +11,7 @@ model forecasts over the 3 hours after the run's last origin (blue gains bikes, 
 from __future__ import annotations
 
 import io
+import textwrap
 from datetime import date
 
 import numpy as np
@@ -132,6 +133,8 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     df = score.attach_actuals(table, grid, through)
     summary = score.summarise(df)
     stations = pick_stations(df, grid)
+    sample = score.sample_status(df, score.model_training_span(storage, root, run.run_id, run.model_version))
+    verdict = score.verdict(summary, sample, run.model_version)
 
     fig = plt.figure(figsize=(15, 9.5), constrained_layout=True)
     gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
@@ -196,14 +199,15 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     scored = int(df["reason"].isna().sum())
     fig.suptitle(f"velibcast {run_date} (Europe/Paris) - run {run.run_id}\n"
                  f"{df['station_code'].nunique()} stations, {len(df)} forecast rows, {scored} scored; "
-                 f"times in Europe/Paris", fontsize=11)
+                 f"times in Europe/Paris\n" + "\n".join(textwrap.wrap("Verdict: " + verdict, 150)),
+                 fontsize=10.5, color="#b00000" if sample["in_training_span"] else "black")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=C.REPORT_PNG_DPI)
     plt.close(fig)
     uri = out_uri or report_uri(root, run.run_id)
     storage.write_bytes(uri, buf.getvalue(), content_type="image/png")
-    return {"uri": uri, "run_id": run.run_id, "stations": stations, "by_horizon": summary,
+    return {"uri": uri, "run_id": run.run_id, "stations": stations, "by_horizon": summary, "verdict": verdict, **sample,
             "scored_rows": scored, "unscorable_by_reason": {r: n for r, n in unscorable.items() if n},
             "map": {"origin": map_origin.isoformat() if map_origin is not None else None, "stations": len(changes),
                     "change_by_station": dict(zip(changes["station_code"], changes["change"].round(3)))}}

@@ -28,7 +28,7 @@ from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
-from velibcast.errors import DataError, NotFound
+from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.timeutil import UTC
 
 HOUR = timedelta(hours=1)
@@ -151,6 +151,58 @@ def summarise(df: pd.DataFrame) -> list[dict]:
     return out
 
 
+# ---------------------------------------------------------------- verdict
+def model_training_span(storage: st.Storage, root: str, run_id: str, version: str):
+    """(start, end) of the hours the run's model was trained on, from its metadata; None if unknown."""
+    from velibcast import manifest
+    from velibcast.training.evaluate import training_span
+    from velibcast.training.registry import model_uri, read_metadata
+
+    try:
+        uri = manifest.read(storage, root, run_id)["parameters"]["model_uri"]
+    except (NotFound, KeyError):
+        uri = model_uri(root, version)
+    try:
+        return training_span(read_metadata(storage, uri))
+    except (NotFound, VelibcastError):
+        return None
+
+
+def sample_status(df: pd.DataFrame, span) -> dict:
+    """Whether the scored targets overlap the model's training hours (then the score flatters it)."""
+    from velibcast.training.evaluate import in_training_span
+
+    first = pd.Timestamp(df["target_ts"].min()).to_pydatetime()
+    last = pd.Timestamp(df["target_ts"].max()).to_pydatetime()
+    return {"in_training_span": in_training_span(span, first, last),
+            "training_span": None if span is None else [f"{t:%Y-%m-%dT%H:%MZ}" for t in span]}
+
+
+def verdict(rows: list[dict], status: dict, model_version: str) -> str:
+    """One sentence a reader can check against the bars: model vs persistence at each horizon."""
+    scored = [r for r in rows if r["mae_model"] is not None and r["mae_persistence"]]
+    if not scored:
+        return "no row could be scored yet: no verdict"
+    parts = []
+    for r in scored:
+        gain = 100 * (1 - r["mae_model"] / r["mae_persistence"])
+        word = "better" if gain > 0.05 else "worse" if gain < -0.05 else "level"
+        parts.append(f"T+{r['horizon_h']}h {abs(gain):.1f}% {word} ({r['mae_model']:.2f} vs {r['mae_persistence']:.2f})"
+                     if word != "level" else f"T+{r['horizon_h']}h level ({r['mae_model']:.2f})")
+    gains = [r["mae_model"] < r["mae_persistence"] for r in scored]
+    head = ("the model beats persistence at every horizon" if all(gains) else
+            "the model loses to persistence at every horizon" if not any(gains) and all(
+                r["mae_model"] > r["mae_persistence"] for r in scored) else
+            "the model does not beat persistence at every horizon")
+    ins = status.get("in_training_span")
+    span = status.get("training_span")
+    where = (f"IN SAMPLE: these targets are inside the training span of {model_version} ({span[0]}..{span[1]}), "
+             "so this flatters the model" if ins else
+             f"out of sample: {model_version} was trained on {span[0]}..{span[1]}" if ins is False else
+             f"training span of {model_version} unknown")
+    return f"{head}: {'; '.join(parts)} - MAE in bikes, model vs persistence; {where}."
+
+
 # ---------------------------------------------------------------- scoring a date
 @dataclass
 class _Run:
@@ -229,6 +281,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
     uri = accuracy_uri(root, run_date)
     storage.write_bytes(uri, forecasts.to_parquet_bytes(out), content_type="application/vnd.apache.parquet")
     reasons = {r: int((df["reason"] == r).sum()) for r in REASONS}
+    sample = sample_status(df, model_training_span(storage, root, run.run_id, run.model_version))
     return {
         **base,
         "status": status,
@@ -240,5 +293,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         "unscorable_by_reason": {r: n for r, n in reasons.items() if n},
         "by_horizon": [{k: r[k] for k in ("horizon_h", "scored_rows", "mae_model", "mae_persistence")} for r in rows],
         "snapshot_report": report.to_dict()["counts"],
+        **sample,
+        "verdict": verdict(rows, sample, run.model_version),
         "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored",
     }

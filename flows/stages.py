@@ -80,21 +80,17 @@ def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, by
     return out
 
 
-def latest_model_uri(storage: st.Storage, root: str) -> str:
-    """The newest model.tar.gz under <root>/models/ by its metadata's creation time."""
-    candidates = [o.uri for o in storage.list(st.join(root, "models") + "/") if o.uri.endswith(C.MODEL_ARTIFACT_NAME)]
-    if not candidates:
-        raise ConfigError(f"no model under {st.join(root, 'models')}/; run `velibcast train --config ...` "
-                          "or set model.uri in the config")
-    best = max(candidates, key=lambda u: json.loads(_tar_members(storage, u, {"metadata.json"})["metadata.json"]).get("created_at", ""))
-    return best
-
-
 def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
-    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json"})
-    for need in ("metadata.json", "station_mappings.json"):
+    from velibcast.transform_code.velib_features import contract_problem
+
+    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json", "config.json"})
+    for need in ("metadata.json", "station_mappings.json", "config.json"):
         if need not in members:
             raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
+    # Refused before any window is built, not by the servers mid-job.
+    problem = contract_problem(json.loads(members["config.json"]).get("feature_columns"))
+    if problem:
+        raise TerminalError(f"{uri}: {problem}")
     meta = json.loads(members["metadata.json"])
     mappings = json.loads(members["station_mappings.json"])
     return meta["version"], {str(k): int(v) for k, v in mappings["station_index"].items()}
@@ -104,7 +100,9 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
     from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 
     storage = cfg.storage()
-    model_uri = cfg["model"]["uri"] or latest_model_uri(storage, cfg.root)
+    from velibcast.training.registry import champion_model_uri
+
+    model_uri = cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
     version, station_index = load_model_info(storage, model_uri)
     origins = origins_for_run_date(spec.run_date) if spec.start is None else origins_for_range(spec.start, spec.end)
     if not origins:
@@ -285,6 +283,7 @@ def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, 
             "config": ctx.cfg.data,
             "model_uri": ctx.model_uri,
             "model_version": ctx.model_version,
+            "model_backtest": _model_backtest(ctx),
         },
         "counts": counts,
         "skips": windows["report"],
@@ -309,6 +308,13 @@ def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, 
             "run_dir": ctx.run_dir,
         },
     }
+
+
+def _model_backtest(ctx: RunContext) -> dict | None:
+    """The served model's backtest summary (training.registry), so a manifest shows what it stood on."""
+    from velibcast.training.registry import read_metadata, summary_line
+
+    return summary_line(read_metadata(ctx.storage, ctx.model_uri))
 
 
 def _seconds(a, b) -> float:

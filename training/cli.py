@@ -1,60 +1,167 @@
-"""`velibcast train`: train on a span of snapshots and write models/<version>/model.tar.gz."""
+"""`velibcast train | evaluate | models`: train a family, backtest, and manage the champion model."""
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 
 from velibcast import constants as C
-from velibcast.cli_types import utc_time
+from velibcast.cli_types import iso_date, utc_time
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train the LSTM on snapshots, score it against baselines, package it")
+    p = subparsers.add_parser("train", help="train a model family on snapshots, backtest it, package it "
+                                            "(runs the Prefect `train` flow)")
     p.add_argument("--config", default="configs/local.yaml",
                    help="run config: store root, snapshots root and model.train_start/train_end defaults")
     p.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
     p.add_argument("--start", type=utc_time, default=None, help="first hour of training data, UTC (default: config)")
-    p.add_argument("--end", type=utc_time, default=None, help="last hour of training data, UTC (default: config)")
-    p.add_argument("--out", default=None, help="root to write models/<version>/model.tar.gz under (default: store root)")
+    p.add_argument("--end", type=utc_time, default=None,
+                   help="last hour of training data, UTC, included: no target after it is learnt (default: config)")
+    p.add_argument("--out", default=None, help="root to write models/<version>/ under (default: store root)")
+    p.add_argument("--family", choices=C.TRAIN_FAMILIES, default=C.TRAIN_FAMILY,
+                   help="model family (default %(default)s, chosen by backtest)")
+    p.add_argument("--no-backtest", dest="backtest", action="store_false",
+                   help="skip the rolling-origin backtest written into metadata.json (promotion then refuses it)")
+    p.add_argument("--promote", action="store_true", help="promote the new model if it beats persistence and "
+                                                           "the champion on its backtest")
     p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
     p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
-                   help="CPU-seconds cap on the epochs, all threads (default %(default)s)")
+                   help="lstm: CPU-seconds cap on the epochs, all threads (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
-    e = subparsers.add_parser("evaluate", help="MAE of a model.tar.gz vs persistence and seasonal-naive on any span")
-    e.add_argument("--model", required=True, help="model.tar.gz URI (s3:// or local)")
-    e.add_argument("--snapshots", required=True, help="root holding velib/snapshots/")
-    e.add_argument("--start", type=utc_time, required=True, help="first origin, UTC, included")
+    e = subparsers.add_parser("evaluate", help="MAE vs persistence and seasonal-naive: of a model.tar.gz on a span "
+                                               "(--model), or rolling-origin backtest of candidates (--backtest)")
+    e.add_argument("--config", default="configs/local.yaml", help="for the default snapshot root")
+    e.add_argument("--model", default=None, help="model.tar.gz URI (s3:// or local): score it by day, "
+                                                 "flagging days inside its training span as in_sample")
+    e.add_argument("--backtest", action="store_true",
+                   help="for each Europe/Paris day D of the span, train on the days before D and forecast D")
+    e.add_argument("--families", default=",".join(C.TRAIN_FAMILIES),
+                   help="backtest candidates, comma-separated (default %(default)s)")
+    e.add_argument("--days", type=iso_date, nargs="*", default=None, help="backtest only these days (YYYY-MM-DD)")
+    e.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
+    e.add_argument("--start", type=utc_time, required=True,
+                   help="first hour of data (--backtest) or first origin (--model), UTC, included")
     e.add_argument("--end", type=utc_time, required=True,
-                   help="end of the origins, UTC, excluded: [start, end) like every range of velibcast")
+                   help="end of the data hours (--backtest) or of the origins (--model), UTC, excluded: "
+                        "[start, end) like every range of velibcast")
+    e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.set_defaults(func=cmd_evaluate)
+
+    m = subparsers.add_parser("models", help="model versions, their backtests, and the champion the nightly run uses")
+    m.add_argument("--config", default="configs/local.yaml", help="for the store root")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="versions with family, training span and backtest summary; * marks the champion")
+    sh = msub.add_parser("show", help="one version's metadata and backtest table (default: the champion)")
+    sh.add_argument("version", nargs="?", default=None)
+    pr = msub.add_parser("promote", help="make VERSION the champion, if it beats persistence and the champion")
+    pr.add_argument("version")
+    pr.add_argument("--force", action="store_true", help="promote even if it loses (recorded in the pointer)")
+    pr.add_argument("--reason", default=None, help="why (recorded in the pointer)")
+    m.set_defaults(func=cmd_models)
 
 
 def cmd_train(args) -> int:
-    from velibcast.training.train import train_model
-
     from velibcast.config import load_config
     from velibcast.errors import ConfigError
+    from velibcast.flows.train import train
 
     cfg = load_config(args.config)
     start = args.start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
     end = args.end or (utc_time(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
     if start is None or end is None:
         raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
-    info = train_model(cfg.storage(), args.snapshots or cfg.snapshots_root, start, end, args.out or cfg.root,
-                       seed=args.seed, max_seconds=args.max_seconds)
+    info = train(config=args.config, start=start, end=end, family=args.family, snapshots=args.snapshots,
+                 out=args.out, seed=args.seed, max_seconds=args.max_seconds, backtest=args.backtest,
+                 promote=args.promote)
     print(f"model {info['version']}: {info['model_uri']}")
-    print(json.dumps(info["metrics"]["mae_test"]))
+    if info["metrics"].get("backtest"):
+        from velibcast.training.backtest import format_table
+
+        print(format_table(info["metrics"]["backtest"]))
+    if info.get("promotion"):
+        print(info["promotion"])
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from velibcast.config import load_config
+    from velibcast.errors import ConfigError
+
+    cfg = load_config(args.config)
+    snapshots = args.snapshots or cfg.snapshots_root
+    storage = cfg.storage()
+    if args.backtest:
+        from velibcast.datasets.report import SkipReport
+        from velibcast.training.backtest import format_table, rolling_origin
+        from velibcast.training.samples import stream_samples
+
+        families = [f.strip() for f in args.families.split(",") if f.strip()]
+        bad = [f for f in families if f not in C.TRAIN_FAMILIES]
+        if bad:
+            raise ConfigError(f"--families: unknown {bad}; use some of {', '.join(C.TRAIN_FAMILIES)}")
+        # stream_samples takes its last hour; the command line is half-open like every other range.
+        samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport())
+        # Progress on stderr, so --json output stays parseable.
+        bt = rolling_origin(samples, families, days=args.days, progress=lambda line: print(line, file=sys.stderr))
+        print(json.dumps(bt, indent=2) if args.json else format_table(bt))
+        return 0
+    if not args.model:
+        raise ConfigError("give --model URI to score a model on the span, or --backtest to retrain candidates per day")
     from velibcast.training.evaluate import evaluate_model
 
-    from velibcast.storage import Storage
+    res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"model {res['model']} (trained on {res['training_span']}), {res['samples']} windows")
+    for r in res["by_day"]:
+        flag = "IN SAMPLE (the model saw these targets)" if r["in_sample"] else "out of sample"
+        print(f"  {r['day']} {r['day_type']:<12} {r['windows']:>6} windows, {flag}: "
+              + ", ".join(f"{k} {'/'.join(f'{v:.3f}' for v in m)}" for k, m in r["mae"].items()))
+    return 0
 
-    # evaluate_model takes its last origin; the command line is half-open like every other range.
-    last = args.end - timedelta(hours=1)
-    print(json.dumps(evaluate_model(Storage(), args.model, args.snapshots, args.start, last), indent=2))
+
+def cmd_models(args) -> int:
+    from velibcast.config import load_config
+    from velibcast.training import registry
+
+    cfg = load_config(args.config)
+    storage, root = cfg.storage(), cfg.root
+    if args.models_command == "list":
+        rows = registry.describe(storage, root)
+        if not rows:
+            print(f"no model under {registry.models_root(root)}/; train one with `velibcast train`")
+        for r in rows:
+            bt = r["backtest"]
+            ev = ("no backtest day" if bt is None else
+                  f"backtest {len(bt['days'])} days: MAE {'/'.join(f'{v:.3f}' for v in bt['mae_mean_over_days'])} "
+                  f"vs persistence {'/'.join(f'{v:.3f}' for v in bt['persistence_mae_mean_over_days'])} "
+                  f"({' / '.join(f'{g:+.1f}%' for g in bt['gain_vs_persistence_pct'])})")
+            td = r["training_data"]
+            print(f"{'*' if r['champion'] else ' '} {r['version']}  {r['family']}  trained {td['start']}..{td['end']}"
+                  f"  {ev}")
+        return 0
+    if args.models_command == "show":
+        version = args.version
+        if version is None:
+            champ = registry.read_champion(storage, root)
+            if champ is None:
+                print(f"no champion ({registry.champion_uri(root)}); give a VERSION")
+                return 1
+            version = champ["version"]
+            print(json.dumps(champ, indent=2))
+        meta = registry.read_metadata(storage, registry.model_uri(root, version))
+        print(json.dumps({k: v for k, v in meta.items() if k != "metrics"}, indent=2))
+        bt = registry.backtest_of(meta)
+        if bt:
+            from velibcast.training.backtest import format_table
+
+            print(format_table(bt))
+        return 0
+    pointer = registry.promote(storage, root, args.version, force=args.force, reason=args.reason)
+    print(f"champion: {pointer['version']} ({registry.champion_uri(root)})"
+          + (f"; forced over: {'; '.join(pointer['overridden'])}" if pointer["forced"] else ""))
     return 0

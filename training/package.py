@@ -1,8 +1,9 @@
 """model.tar.gz in SageMaker's structure, and the model version that names it.
 
 Layout (what SageMaker extracts to /opt/ml/model):
-    model.pth               state dict (torch.save of tensors only; loads with weights_only=True)
-    config.json scaler.json station_mappings.json metadata.json
+    model.pth               LSTM: state dict (torch.save of tensors only; loads with weights_only=True)
+    trees.json              GBM: the boosted trees as arrays (velib_gbm.py evaluates them with NumPy)
+    config.json station_mappings.json metadata.json (+ scaler.json for the LSTM)
     code/inference.py code/requirements.txt code/velib_*.py
 The archive is byte-reproducible: sorted entries, fixed mtimes and owners, gzip mtime 0.
 """
@@ -21,17 +22,18 @@ import torch
 
 from velibcast import constants as C
 from velibcast import storage as st
-from velibcast.transform_code import inference
+from velibcast.transform_code import inference, velib_gbm
 
 CODE_DIR = Path(inference.__file__).resolve().parent
 CODE_FILES = ["inference.py", "requirements.txt"] + sorted(
     p.name for p in CODE_DIR.glob("velib_*.py")
 )
-JSON_ARTIFACTS = [inference.CONFIG, inference.SCALER, inference.MAPPINGS, inference.METADATA]
+JSON_ARTIFACTS = [inference.CONFIG, inference.MAPPINGS, inference.METADATA]
 
 
 def model_version(start: datetime, end: datetime, config: dict, train_config: dict, seed: int) -> str:
-    """`lstm-<last training day>-<hash8>`: the same data span, configs and seed give the same name.
+    """`<family>-<last training day>-<hash8>` (family: config["family"], else lstm): the same data span,
+    configs and seed give the same name.
 
     Lower-case letters, digits and hyphens only, so it is valid in S3 keys and SageMaker model names.
     """
@@ -40,7 +42,7 @@ def model_version(start: datetime, end: datetime, config: dict, train_config: di
          "seed": seed, "code": code_digest()},
         sort_keys=True,
     )
-    return f"{C.MODEL_VERSION_PREFIX}-{end:%Y%m%d}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+    return f"{config.get('family', 'lstm')}-{end:%Y%m%d}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
 def code_digest() -> str:
@@ -51,15 +53,20 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def build_archive(state_dict: dict, json_artifacts: dict[str, dict]) -> bytes:
+def build_archive(state_dict: dict | None, json_artifacts: dict[str, dict]) -> bytes:
+    """`state_dict`: the LSTM's weights, None for a model whose parameters are JSON (trees.json)."""
     missing = set(JSON_ARTIFACTS) - set(json_artifacts)
     if missing:
         raise ValueError(f"model.tar.gz needs {sorted(missing)}; pass them to build_archive")
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
-    files = {inference.WEIGHTS: buf.getvalue()}
+    files = {}
+    if state_dict is not None:
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
+        files[inference.WEIGHTS] = buf.getvalue()
     for name, obj in json_artifacts.items():
-        files[name] = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+        # trees.json holds ~100k numbers: one per line would triple its size for no reader.
+        indent = None if name == velib_gbm.TREES else 2
+        files[name] = (json.dumps(obj, indent=indent, sort_keys=True) + "\n").encode()
     for name in CODE_FILES:
         files[f"code/{name}"] = (CODE_DIR / name).read_bytes()
     raw = io.BytesIO()

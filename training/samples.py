@@ -17,8 +17,8 @@ import numpy as np
 from velibcast import constants as C
 from velibcast.errors import ConfigError
 from velibcast.datasets.windows import static_time_features
-from velibcast.transform_code import velib_features as F
 from velibcast.timeutil import PARIS
+from velibcast.transform_code import velib_features as F
 
 
 @dataclass
@@ -28,12 +28,19 @@ class Samples:
     origin: np.ndarray       # (n,) int: index into `hours`
     station: np.ndarray      # (n,) int: row of the grid (station_codes)
     hours: list[datetime]    # the grid's hours (UTC)
+    codes: np.ndarray | None = None  # (n,) station codes, when samples of several grids are joined
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, mask: np.ndarray) -> "Samples":
-        return Samples(self.x[mask], self.y[mask], self.origin[mask], self.station[mask], self.hours)
+        return Samples(self.x[mask], self.y[mask], self.origin[mask], self.station[mask], self.hours,
+                       None if self.codes is None else self.codes[mask])
+
+    def local_days(self) -> np.ndarray:
+        """(n,) the Europe/Paris date of each origin, as a proleptic ordinal."""
+        by_hour = np.array([h.astimezone(PARIS).date().toordinal() for h in self.hours], dtype=np.int64)
+        return by_hour[self.origin]
 
 
 def station_mapping(codes) -> dict[str, int]:
@@ -42,27 +49,13 @@ def station_mapping(codes) -> dict[str, int]:
 
 
 def calendar(hour_utc: datetime) -> tuple[int, int, int]:
-    """hour, day_of_week, is_weekend exactly as the serving windows compute them (one source, no skew)."""
+    """hour, day_of_week, non_working_day exactly as the serving windows compute them (one source, no skew)."""
     return static_time_features(hour_utc)
 
 
 def non_working(hour_utc: datetime) -> bool:
     """Weekend or French public holiday in Europe/Paris: for metrics by day type."""
     return F.is_non_working_day(hour_utc.astimezone(PARIS).date())
-
-
-def grid_for_samples(storage, snapshots_root: str, first_origin: datetime, last_origin: datetime,
-                     report, policy=None):
-    """The state grid samples are cut from: the serving window path's own (iter_state_grids), with
-    the horizons as lookahead and one chunk for the whole span (a training split needs every origin)."""
-    from velibcast.datasets.windows import iter_state_grids, origins_for_range
-
-    origins = origins_for_range(first_origin, last_origin + timedelta(hours=1))
-    if not origins:
-        raise ConfigError(f"no origin hour in {first_origin:%Y-%m-%dT%H:%MZ}..{last_origin:%Y-%m-%dT%H:%MZ}")
-    [(_, grid)] = iter_state_grids(storage, snapshots_root, origins, report, timedelta(hours=C.MAX_STALENESS_HOURS),
-                                   policy, chunk_hours=len(origins), lookahead_hours=F.HORIZONS)
-    return grid
 
 
 def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:
@@ -113,3 +106,40 @@ def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[st
         "val": s.take((s.origin >= val_start) & (s.origin + H < test_start)),
         "test": s.take(s.origin >= test_start),
     }
+
+
+def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime, report=None,
+                   chunk_hours: int = C.TRAIN_CHUNK_HOURS) -> tuple[Samples, dict[str, int]]:
+    """Samples of every origin whose history and targets lie in the hours [start, end], chunk by chunk.
+
+    The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
+    lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
+    memory grows with the samples (31 float32 features + 3 targets, ~140 bytes each), not
+    with the snapshots. Returns the samples, with station indices from the mapping of every
+    station seen, and that mapping.
+    """
+    from velibcast.datasets.report import SkipReport
+    from velibcast.datasets.windows import iter_state_grids, origins_for_range
+
+    report = report if report is not None else SkipReport()
+    hour = timedelta(hours=1)
+    L, H = F.HISTORY_LEN, F.HORIZONS
+    hours = origins_for_range(start, end + hour)
+    origins = hours[L - 1 : len(hours) - H]
+    parts, seen = [], set()
+    for _chunk, grid in iter_state_grids(storage, snapshots_root, origins, report,
+                                        timedelta(hours=C.MAX_STALENESS_HOURS), chunk_hours=chunk_hours,
+                                        lookahead_hours=H):
+        s = samples_from_grid(grid, {})
+        seen.update(grid.station_codes)  # a station with no full window yet is still known to the model
+        offset = int((grid.hours[0] - hours[0]) / hour)
+        parts.append((s.x, s.y, s.origin + offset, np.asarray(grid.station_codes, dtype=object)[s.station]
+                      if len(s) else np.empty(0, dtype=object)))
+    if not parts or not sum(len(p[1]) for p in parts):
+        return Samples(np.empty((0, len(F.FEATURE_COLUMNS)), np.float32), np.empty((0, H), np.float32),
+                       np.empty(0, int), np.empty(0, int), hours, np.empty(0, dtype=object)), station_mapping(seen)
+    x, y, origin, codes = (np.concatenate(a) for a in zip(*parts))
+    mapping = station_mapping(seen)
+    x[:, F.COL["station_index"]] = np.array([mapping[c] for c in codes.tolist()], dtype=np.float32)
+    station = np.array([mapping[c] - 1 for c in codes.tolist()], dtype=np.int64)
+    return Samples(x, y, origin, station, hours, codes), mapping

@@ -71,3 +71,27 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
         "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX, "station_index": mapping},
         "metadata.json": {"version": f"untrained-{seed}", "training_data": None, "metrics": None},
     })
+
+
+def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:
+    """A complete model.tar.gz of the gbm family, fitted briefly on a synthetic grid: for handler
+    and toolkit tests, where what matters is that the JSON trees load and answer."""
+    from datetime import datetime
+
+    from velibcast.timeutil import UTC
+
+    from velibcast.training import package
+    from velibcast.training.gbm import fit_gbm
+    from velibcast.training.samples import samples_from_grid, station_mapping
+    from velibcast.transform_code import velib_features as F
+
+    grid = make_grid(n_stations, 24 * 3, datetime(2022, 5, 20, tzinfo=UTC), seed=seed)
+    mapping = station_mapping(grid.station_codes)
+    config, trees, _ = fit_gbm(samples_from_grid(grid, mapping), seed, progress=lambda line: None, rounds=rounds)
+    config["n_stations"] = n_stations
+    return package.build_archive(None, {
+        "config.json": config,
+        "trees.json": trees,
+        "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX, "station_index": mapping},
+        "metadata.json": {"version": f"gbm-synthetic-{seed}", "family": "gbm", "training_data": None, "metrics": None},
+    })

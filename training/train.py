@@ -1,17 +1,23 @@
-"""Train the seed LSTM on a span of snapshots, score it against the baselines, package it.
+"""Train a model family on a span of snapshots, backtest it, package it.
 
-Bounded and repeatable: torch uses TRAIN_TORCH_THREADS threads, every random draw comes
-from `seed`, epochs stop at TRAIN_MAX_EPOCHS or once the process has used `max_seconds` of
-CPU time (time.process_time, all threads), checked after each epoch. CPU time, not wall
-time, so other work on the machine does not cut training short; a cut still depends on the
-machine's speed, so metadata.json records it.
+Families (`velibcast train --family`): `gbm` (the shipped default: LightGBM on engineered
+features, exported as JSON trees, training/gbm.py) and `lstm` (the seed network).
+
+Bounded and repeatable: every random draw comes from `seed`; the LSTM uses
+TRAIN_TORCH_THREADS threads and stops at TRAIN_MAX_EPOCHS or once the process has used
+`max_seconds` of CPU time (time.process_time, all threads), checked after each epoch. CPU
+time, not wall time, so other work on the machine does not cut training short; a cut still
+depends on the machine's speed, so metadata.json records it. Every epoch or boosting round
+block prints a progress line with the elapsed time.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import torch
@@ -19,11 +25,25 @@ import torch
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import ConfigError
-from velibcast.training import evaluate, package
-from velibcast.training.samples import Samples, grid_for_samples, samples_from_grid, station_mapping, time_split
+from velibcast.training import evaluate, package, registry
+from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples, time_split
 from velibcast.transform_code import velib_features as F
-from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
 from velibcast.timeutil import UTC
+from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Fitted:
+    """A trained candidate: what to package and how it predicts (bikes, unrounded)."""
+    family: str
+    config: dict
+    predict: Callable[[np.ndarray], np.ndarray]
+    info: dict
+    state_dict: dict | None = None
+    artifacts: dict = field(default_factory=dict)  # extra JSON files of model.tar.gz
+    train_config: dict = field(default_factory=dict)
 
 
 def train_config() -> dict:
@@ -48,14 +68,15 @@ def fit_scaler(x: np.ndarray) -> dict:
     return out
 
 
-def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: float, tc: dict):
+def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: float, tc: dict,
+        progress: Progress = print):
     """Adam on L1 in bikes (the metric); keeps the epoch with the best validation MAE."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train, val = parts["train"], parts["val"]
-    config = dict(DEFAULT_CONFIG, n_stations=n_stations, feature_columns=F.FEATURE_COLUMNS,
-                  output_columns=F.OUTPUT_COLUMNS,
-                  persistence_on_non_working_days=not bool((train.x[:, F.COL["is_weekend"]] == 1).any()))
+    config = dict(DEFAULT_CONFIG, family="lstm", n_stations=n_stations, feature_columns=F.FEATURE_COLUMNS,
+                  feature_contract=F.FEATURE_CONTRACT, output_columns=F.OUTPUT_COLUMNS,
+                  persistence_on_non_working_days=not bool((train.x[:, F.COL[F.NON_WORKING]] == 1).any()))
     scaler = fit_scaler(train.x)
     net = VelibLSTM(config, scaler)
     opt = torch.optim.Adam(net.parameters(), lr=tc["learning_rate"])
@@ -63,7 +84,7 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
     st_col = xt[:, F.COL["station_index"]].long()
     best = (float("inf"), None, 0)
     history = []
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.monotonic()
     cut_by_time = False
     for epoch in range(1, tc["max_epochs"] + 1):
         net.train()
@@ -78,6 +99,8 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
             opt.step()
         val_mae = float(np.abs(evaluate.predict(net, val.x) - val.y).mean()) if len(val) else float(loss)
         history.append({"epoch": epoch, "val_mae_unrounded": round(val_mae, 4)})
+        progress(f"lstm epoch {epoch}/{tc['max_epochs']}: val MAE {val_mae:.4f} bikes, "
+                 f"{time.monotonic() - wall0:.1f} s elapsed")
         if val_mae < best[0]:
             best = (val_mae, copy.deepcopy(net.state_dict()), epoch)
         if time.process_time() - cpu0 > max_seconds:
@@ -89,72 +112,113 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
                                  "stopped_by_time_limit": cut_by_time, "history": history}
 
 
-def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end: datetime,
-                  seed: int | None = None, max_seconds: float | None = None,
-                  data_report: dict | None = None) -> dict:
-    """None for seed or max_seconds means the default in velibcast.constants."""
+def fit_family(family: str, samples: Samples, n_stations: int, seed: int, max_seconds: float,
+               progress: Progress = print) -> Fitted:
+    if family == "gbm":
+        from velibcast.training.gbm import fit_gbm, gbm_params
+        from velibcast.transform_code.velib_gbm import GbmForecaster
+
+        config, trees, info = fit_gbm(samples, seed, progress)
+        config["n_stations"] = n_stations
+        return Fitted("gbm", config, GbmForecaster(config, trees).predict, info, None, {"trees.json": trees},
+                      dict(gbm_params(seed), rounds=C.GBM_ROUNDS, target="change_over_capacity",
+                           loss="l1_capacity_weighted"))
+    if family == "lstm":
+        torch.set_num_threads(C.TRAIN_TORCH_THREADS)
+        tc = train_config()
+        parts = time_split(samples, tc["val_fraction"], tc["test_fraction"])
+        for name, part in parts.items():
+            if len(part) == 0:
+                raise ConfigError(f"the {name} part of the training span has no samples; train on a longer span")
+        net, config, scaler, info = fit(parts, n_stations, seed, max_seconds, tc, progress)
+        info["mae_test"] = evaluate.mae_table(lambda x: evaluate.predict(net, x), parts["test"].x, parts["test"].y)
+        info["split"] = {name: _span(part) for name, part in parts.items()}
+        # A CPU-time cut depends on the machine: the epochs actually trained are part of the identity.
+        return Fitted("lstm", config, lambda x: evaluate.predict(net, x), info, net.state_dict(),
+                      {"scaler.json": scaler},
+                      dict(tc, epochs_run=info["epochs_run"], best_epoch=info["best_epoch"]))
+    raise ConfigError(f"model family {family!r}: use one of {', '.join(C.TRAIN_FAMILIES)}")
+
+
+def train_on_samples(samples: Samples, mapping: dict[str, int], storage: st.Storage, out_root: str,
+                     start: datetime, end: datetime, family: str | None = None, seed: int | None = None,
+                     max_seconds: float | None = None, data_report: dict | None = None, backtest: bool = True,
+                     progress: Progress = print) -> dict:
+    """Fit `family` on every sample, backtest it over the span (rolling origin), package it under
+    <out_root>/models/<version>/. Returns {version, model_uri, metrics}."""
+    from velibcast.training.backtest import rolling_origin
+
+    family = family or C.TRAIN_FAMILY
     seed = C.TRAIN_SEED if seed is None else seed
     max_seconds = C.TRAIN_MAX_SECONDS if max_seconds is None else max_seconds
-    torch.set_num_threads(C.TRAIN_TORCH_THREADS)
     cpu0, wall0 = time.process_time(), time.monotonic()
-    tc = train_config()
-    mapping = station_mapping(grid.station_codes)
-    samples = samples_from_grid(grid, mapping)
-    parts = time_split(samples, tc["val_fraction"], tc["test_fraction"])
-    for name, part in parts.items():
-        if len(part) == 0:
-            raise ConfigError(f"the {name} part of {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has no samples; "
-                             "train on a longer span")
-    net, config, scaler, fit_info = fit(parts, len(mapping), seed, max_seconds, tc)
-    metrics = {
-        "mae_test": evaluate.mae_table(net, parts["test"].x, parts["test"].y),
-        "mae_val": evaluate.mae_table(net, parts["val"].x, parts["val"].y),
-        "mae_test_by_day_type": evaluate.by_day_type(net, parts["test"]),
-        "split": {name: _span(part) for name, part in parts.items()},
-        "fit": fit_info,
-        "train_cpu_seconds": round(time.process_time() - cpu0, 1),
-        "train_wall_seconds": round(time.monotonic() - wall0, 1),
-    }
-    # A CPU-time cut depends on the machine: the epochs actually trained are part of the identity.
-    version = package.model_version(start, end, config, dict(tc, epochs_run=fit_info["epochs_run"],
-                                                            best_epoch=fit_info["best_epoch"]), seed)
+    progress(f"training {family} on {len(samples)} samples of {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}")
+    fitted = fit_family(family, samples, len(mapping), seed, max_seconds, progress)
+    metrics = {"fit": fitted.info,
+               "in_sample": evaluate.mae_table(fitted.predict, samples.x, samples.y),
+               "train_cpu_seconds": round(time.process_time() - cpu0, 1),
+               "train_wall_seconds": round(time.monotonic() - wall0, 1)}
+    if family == "lstm":
+        metrics["mae_test"] = fitted.info.pop("mae_test")
+        metrics["split"] = fitted.info.pop("split")
+    if backtest:
+        metrics["backtest"] = rolling_origin(samples, [family], seed, max_seconds, progress)
+    version = package.model_version(start, end, fitted.config, fitted.train_config, seed)
     metadata = {
         "version": version,
-        "architecture": config["architecture"],
+        "family": family,
+        "architecture": fitted.config["architecture"],
         "training_data": {"start": _iso(start), "end": _iso(end), "stations": len(mapping),
                           "samples": len(samples), "skips": data_report or {}},
         "seed": seed,
-        "train_config": tc,
+        "train_config": fitted.train_config,
         "metrics": metrics,
         "torch_version": torch.__version__,
     }
-    archive = package.build_archive(net.state_dict(), {
-        "config.json": config,
-        "scaler.json": scaler,
+    archive = package.build_archive(fitted.state_dict, {
+        "config.json": fitted.config,
         "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX, "station_index": mapping},
         "metadata.json": metadata,
+        **fitted.artifacts,
     })
     uri = package.write_model(storage, out_root, version, archive)
+    registry.write_metrics(storage, out_root, version, metrics)
+    progress(f"model {version}: {uri} ({time.monotonic() - wall0:.1f} s)")
     return {"version": version, "model_uri": uri, "metrics": metrics}
 
 
+def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end: datetime,
+                  seed: int | None = None, max_seconds: float | None = None,
+                  data_report: dict | None = None, family: str | None = None, backtest: bool = True,
+                  progress: Progress = print) -> dict:
+    """None for seed, max_seconds or family means the default in velibcast.constants."""
+    mapping = station_mapping(grid.station_codes)
+    return train_on_samples(samples_from_grid(grid, mapping), mapping, storage, out_root, start, end, family,
+                            seed, max_seconds, data_report, backtest, progress)
+
+
 def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime, out_root: str,
-                seed: int | None = None, max_seconds: float | None = None) -> dict:
-    """Hourly states over [start, end] from the snapshot store, then train_on_grid.
+                seed: int | None = None, max_seconds: float | None = None, family: str | None = None,
+                backtest: bool = True, progress: Progress = print) -> dict:
+    """Samples of [start, end] streamed from the snapshot store, then train_on_samples.
     Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz."""
-    from velibcast.datasets.report import SkipReport, ValidationPolicy
+    from velibcast.datasets.report import SkipReport
 
     start, end = _hour(start), _hour(end)
     report = SkipReport()
-    # origins start+23h .. end-3h: the grid spans [start, end], as samples_from_grid expects
-    grid = grid_for_samples(storage, snapshots_root, start + (F.HISTORY_LEN - 1) * timedelta(hours=1),
-                            end - F.HORIZONS * timedelta(hours=1), report, ValidationPolicy())
-    return train_on_grid(grid, storage, out_root, start, end, seed, max_seconds, report.to_dict())
+    t0 = time.monotonic()
+    samples, mapping = stream_samples(storage, snapshots_root, start, end, report)
+    progress(f"read {len(samples)} samples of {len(mapping)} stations in {time.monotonic() - t0:.1f} s")
+    if len(samples) == 0:
+        raise ConfigError(f"{start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} holds no origin with 24 h of history and "
+                         "3 h of targets in this store; train on a longer span")
+    return train_on_samples(samples, mapping, storage, out_root, start, end, family, seed, max_seconds,
+                            report.to_dict(), backtest, progress)
 
 
 def _hour(t: datetime) -> datetime:
     if t.tzinfo is None:
-        raise ConfigError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
+        raise ValueError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 

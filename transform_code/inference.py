@@ -1,5 +1,8 @@
 """SageMaker PyTorch handlers: model_fn / input_fn / predict_fn / output_fn.
 
+Two model families, named by config.json `architecture`: `velib_lstm` (the seed network,
+model.pth) and `velib_gbm` (boosted trees in trees.json, evaluated with NumPy).
+
 AWS's PyTorch inference container (sagemaker-inference toolkit) and our own server
 (velibcast.batch_transform.server) call these four functions the same way. A MultiRecord
 mini-batch is decoded and validated at once and goes through the network in one pass when
@@ -16,13 +19,15 @@ import torch
 try:
     from . import velib_codec as codec
     from . import velib_features as F
+    from . import velib_gbm
     from .velib_errors import ModelLoadError
-    from .velib_lstm import VelibLSTM, to_counts
+    from .velib_lstm import VelibLSTM
 except ImportError:  # code/ on sys.path, as in the SageMaker container
     import velib_codec as codec
     import velib_features as F
+    import velib_gbm
     from velib_errors import ModelLoadError
-    from velib_lstm import VelibLSTM, to_counts
+    from velib_lstm import VelibLSTM
 
 WEIGHTS = "model.pth"
 CONFIG = "config.json"
@@ -37,28 +42,44 @@ FORWARD_BLOCK_ROWS = 512
 
 
 class LoadedModel:
-    __slots__ = ("net", "n_stations", "version")
+    """`predict(x)`: float rows in FEATURE_COLUMNS order -> bikes (n, 3), unrounded, as float64."""
 
-    def __init__(self, net, n_stations, version):
-        self.net = net
+    __slots__ = ("predict", "n_stations", "version", "architecture", "net")
+
+    def __init__(self, predict, n_stations, version, architecture, net=None):
+        self.predict = predict
         self.n_stations = n_stations
         self.version = version
+        self.architecture = architecture
+        self.net = net  # the torch module of an LSTM model, else None
 
 
 def model_fn(model_dir):
     config = _read_json(model_dir, CONFIG)
-    if config.get("feature_columns") != F.FEATURE_COLUMNS:
-        raise ModelLoadError(
-            f"{os.path.join(model_dir, CONFIG)}: feature_columns do not match this code's FEATURE_COLUMNS; "
-            "package the model with the transform_code it was trained with"
-        )
-    scaler = _read_json(model_dir, SCALER)
+    problem = F.contract_problem(config.get("feature_columns"))
+    if problem:
+        raise ModelLoadError(f"{os.path.join(model_dir, CONFIG)}: {problem}")
     mappings = _read_json(model_dir, MAPPINGS)
     n_stations = len(mappings["station_index"])
     if n_stations != config["n_stations"]:
         raise ModelLoadError(
             f"{MAPPINGS} lists {n_stations} stations but {CONFIG} says {config['n_stations']}; repackage the model"
         )
+    version = _read_json(model_dir, METADATA).get("version") if os.path.exists(os.path.join(model_dir, METADATA)) else None
+    arch = config.get("architecture")
+    if arch == velib_gbm.ARCHITECTURE:
+        if not os.path.exists(os.path.join(model_dir, velib_gbm.TREES)):
+            raise ModelLoadError(f"{os.path.join(model_dir, velib_gbm.TREES)}: missing; the model.tar.gz of a "
+                                 f"{arch} model must hold it at its root")
+        try:
+            forecaster = velib_gbm.load(model_dir, config)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"{os.path.join(model_dir, velib_gbm.TREES)}: cannot load ({e}); repackage the model") from None
+        return LoadedModel(forecaster.predict, n_stations, version, arch)
+    if arch not in (None, "velib_lstm"):
+        raise ModelLoadError(f"{os.path.join(model_dir, CONFIG)}: architecture {arch!r} is unknown to this code "
+                             f"(velib_lstm, {velib_gbm.ARCHITECTURE}); package the model with its transform_code")
+    scaler = _read_json(model_dir, SCALER)
     net = VelibLSTM(config, scaler)
     state = torch.load(os.path.join(model_dir, WEIGHTS), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
@@ -67,8 +88,19 @@ def model_fn(model_dir):
     # not on a transform job's first mini-batch (bench/transform.py measured 8.6 s vs 5.7 s).
     with torch.inference_mode():
         net(torch.ones(FORWARD_BLOCK_ROWS, len(F.FEATURE_COLUMNS)))
-    version = _read_json(model_dir, METADATA).get("version") if os.path.exists(os.path.join(model_dir, METADATA)) else None
-    return LoadedModel(net, n_stations, version)
+
+    def predict(x):
+        xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            return torch.cat([net(xt[i : i + FORWARD_BLOCK_ROWS])
+                              for i in range(0, len(xt), FORWARD_BLOCK_ROWS)]).numpy().astype(np.float64)
+
+    return LoadedModel(predict, n_stations, version, "velib_lstm", net)
+
+
+def to_counts(pred, capacity):
+    """Bikes as served: rounded (half to even), clamped to [0, capacity], int64."""
+    return np.minimum(np.clip(np.round(pred), 0.0, None), np.asarray(capacity, dtype=np.float64)[:, None]).astype(np.int64)
 
 
 def input_fn(input_data, content_type):
@@ -79,12 +111,9 @@ def input_fn(input_data, content_type):
 def predict_fn(data, model):
     if data.x[:, F.COL["station_index"]].max() > model.n_stations:
         codec.check_station_index(data, model.n_stations)
-    x = torch.from_numpy(data.x.astype(np.float32))
-    with torch.inference_mode():
-        pred = torch.cat([model.net(x[i : i + FORWARD_BLOCK_ROWS]) for i in range(0, len(x), FORWARD_BLOCK_ROWS)])
-        counts = to_counts(pred, x[:, F.COL["capacity"]])
+    counts = to_counts(model.predict(data.x), data.x[:, F.COL["capacity"]])
     unknown = data.x[:, F.COL["station_index"]] == F.UNKNOWN_STATION_INDEX
-    return counts.numpy(), unknown, data
+    return counts, unknown, data
 
 
 def output_fn(prediction, accept):

@@ -41,7 +41,7 @@ _N = len(F.FEATURE_COLUMNS)
 _INT_FIELDS = {  # field -> inclusive range; None = no upper bound
     "hour": (0, 23),
     "day_of_week": (0, 6),
-    "is_weekend": (0, 1),
+    F.NON_WORKING: (0, 1),
     "capacity": (0, STATION_CAPACITY_MAX),
     "station_index": (0, None),
 }
@@ -241,13 +241,19 @@ def _row(feats, where):
         values.append(_number(v, f"{where}, field {F.HISTORY_KEY}[{j}]"))
     for name in F.STATIC_FEATURES:
         if name not in feats:
+            old = [k for k, new in F.LEGACY_COLUMNS.items() if new == name and k in feats]
+            if old:
+                raise BadRequest(f"{where}, field {name}: missing, but {old[0]} is given: this record follows feature "
+                                 f"contract 1; contract {F.FEATURE_CONTRACT} replaced {old[0]} (weekends only) with "
+                                 f"{name} (weekends and French public holidays); regenerate the inputs with "
+                                 "`velibcast windows`")
             raise BadRequest(f"{where}, field {name}: missing; the features object needs {', '.join([F.HISTORY_KEY] + F.STATIC_FEATURES)}")
         values.append(_number(feats[name], f"{where}, field {name}"))
     return values
 
 
 def _number(v, where):
-    if isinstance(v, (int, float)):  # bool is an int: is_weekend may come as true/false
+    if isinstance(v, (int, float)):  # bool is an int: non_working_day may come as true/false
         try:
             return float(v)
         except OverflowError:  # an int beyond float range, e.g. 10**400

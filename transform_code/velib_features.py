@@ -1,12 +1,22 @@
 """The model's input and output columns: the contract between windows, transform inputs and handlers.
 
 Ships inside model.tar.gz (code/), so it imports nothing outside the standard library.
+
+Contract versions (config.json `feature_contract` of a model; windows always send the current one):
+- 1: `is_weekend` (Saturday or Sunday only). A public holiday looked like a working day.
+- 2: `non_working_day` in the same position (Saturday, Sunday or a French public holiday).
+  Same column count and order, so a CSV line does not show the change: a model of contract 1
+  is refused at load (ModelLoadError naming both) rather than fed a flag it misreads.
 """
 
 import datetime as dt
 
 HISTORY_LEN = 24
-STATIC_FEATURES = ["hour", "day_of_week", "is_weekend", "capacity", "station_index", "lat", "lon"]
+FEATURE_CONTRACT = 2
+NON_WORKING = "non_working_day"
+STATIC_FEATURES = ["hour", "day_of_week", NON_WORKING, "capacity", "station_index", "lat", "lon"]
+# What contract 2 renamed: a JSON record or a model config holding it was made for contract 1.
+LEGACY_COLUMNS = {"is_weekend": NON_WORKING}
 # Oldest first: bikes_lag23 ... bikes_lag0 (the value at the origin t).
 HISTORY_COLUMNS = [f"bikes_lag{HISTORY_LEN - 1 - i}" for i in range(HISTORY_LEN)]
 FEATURE_COLUMNS = HISTORY_COLUMNS + STATIC_FEATURES
@@ -41,5 +51,23 @@ def french_public_holidays(year: int) -> set:
 
 
 def is_non_working_day(local_date) -> bool:
-    """Saturday, Sunday or a French public holiday (a local Europe/Paris date)."""
+    """Saturday, Sunday or a French public holiday (a local Europe/Paris date).
+
+    Bridge days (a Friday after Ascension, a Monday before a Tuesday holiday) are not flagged:
+    they are working days for most employers, a binary flag would put them with Sundays, and
+    the bundled data holds none to learn or check a third class from.
+    """
     return local_date.weekday() >= 5 or local_date in french_public_holidays(local_date.year)
+
+
+def contract_problem(feature_columns):
+    """None when a model's feature_columns are this code's; else what is wrong and the fix."""
+    if feature_columns == FEATURE_COLUMNS:
+        return None
+    legacy = [c for c in (feature_columns or []) if c in LEGACY_COLUMNS]
+    if legacy:
+        return (f"the model was trained on feature contract 1 ({', '.join(legacy)}: weekends only); this code "
+                f"sends contract {FEATURE_CONTRACT} ({NON_WORKING}: weekends and French public holidays). "
+                "Retrain it with `velibcast train` (or run it with the velibcast release it was trained with)")
+    return ("the model's feature_columns do not match this code's FEATURE_COLUMNS; "
+            "package the model with the transform_code it was trained with")

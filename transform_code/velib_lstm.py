@@ -12,8 +12,8 @@ Design choices, each for a reason the data gives:
   so an unknown station gets a learnt "average station" vector instead of an untrained one.
 - hour and day_of_week are cyclic (sin, cos); capacity, lat, lon are standardised with
   the training scaler (scaler.json), held as buffers so the state dict carries weights only.
-- config["persistence_on_non_working_days"]: when training saw no is_weekend=1 sample (the
-  bundled sample is Monday..Thursday), the model has never learnt weekend or holiday
+- config["persistence_on_non_working_days"]: when training saw no non_working_day=1 sample (the
+  first three bundled days are Monday..Wednesday), the model has never learnt weekend or holiday
   dynamics, and applying weekday dynamics to them is worse than persistence (measured on
   Ascension 2022-05-26, see the training metrics). Those records then get persistence.
 """
@@ -40,12 +40,12 @@ DEFAULT_CONFIG = {
 
 _I_HOUR = F.COL["hour"]
 _I_DOW = F.COL["day_of_week"]
-_I_WEEKEND = F.COL["is_weekend"]
+_I_WEEKEND = F.COL[F.NON_WORKING]
 _I_CAP = F.COL["capacity"]
 _I_STATION = F.COL["station_index"]
 _I_LAT = F.COL["lat"]
 _I_LON = F.COL["lon"]
-_N_STATIC = 8  # sin/cos hour, sin/cos dow, is_weekend, capacity, lat, lon
+_N_STATIC = 8  # sin/cos hour, sin/cos dow, non_working_day, capacity, lat, lon
 
 
 class VelibLSTM(nn.Module):

@@ -67,7 +67,7 @@ def test_jsonl_record_shape(tmp_path, storage):
     [uri] = write_transform_inputs(storage, [win()], str(tmp_path / "in"), "jsonl")
     d = json.loads(storage.read_text(uri))
     assert d == {"record_id": "16107@2022-05-24T22:00Z", "station_code": "16107", "origin_ts": "2022-05-24T22:00:00Z",
-                 "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "is_weekend": 0, "capacity": 35,
+                 "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "non_working_day": 0, "capacity": 35,
                               "station_index": 12, "lat": 48.865983, "lon": 2.275725}}
 
 

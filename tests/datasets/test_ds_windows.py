@@ -48,6 +48,17 @@ def test_static_features_in_paris_time():
     assert static_time_features(utc("2022-01-03T10:00Z")) == (11, 0, 0)  # UTC+1 in winter
 
 
+def test_public_holidays_are_non_working_days_in_paris_time():
+    # Ascension 2022 is Thursday 05-26: its first Paris hour is 05-25T22:00Z, its last 05-26T21:00Z.
+    assert static_time_features(utc("2022-05-25T21:00Z")) == (23, 2, 0)
+    assert static_time_features(utc("2022-05-25T22:00Z")) == (0, 3, 1)
+    assert static_time_features(utc("2022-05-26T21:00Z")) == (23, 3, 1)
+    # Friday 05-27 is a bridge day: a working day by decision (velib_features.is_non_working_day).
+    assert static_time_features(utc("2022-05-27T08:00Z"))[2] == 0
+    assert static_time_features(utc("2024-05-09T08:00Z"))[2] == 1  # Ascension 2024 (Easter-derived)
+    assert static_time_features(utc("2022-07-14T08:00Z"))[2] == 1  # fixed-date holiday
+
+
 def hourly_store(storage, root, t0, n_hours, make):
     """A snapshot captured 10 min after each hour; make(i, capture) -> list of records."""
     for i in range(n_hours):

@@ -176,3 +176,39 @@ def test_png_map_says_so_when_actuals_have_no_coordinates(s3_root, storage):
     actuals = [{"station_code": c, "ts": t, "bikes": bikes(c, t)} for c in ("A", "B", "U") for t in hours]
     res = report_png.render_run_png(storage, s3_root, RUN_DATE, st.join(s3_root, "n.png"), grid_or_actuals=actuals)
     assert res["map"]["stations"] == 0
+
+
+def put_metadata_only_model(storage, root, version, start, end):
+    """models/<version>/model.tar.gz holding just the metadata that names its training span."""
+    import gzip
+    import io
+    import json
+    import tarfile
+
+    data = json.dumps({"version": version, "training_data": {"start": start, "end": end}}).encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("metadata.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    storage.write_bytes(st.join(root, "models", version, "model.tar.gz"), gzip.compress(raw.getvalue()))
+
+
+def test_verdict_states_the_comparison_and_whether_the_day_was_seen(tmp_path, storage):
+    root = str(tmp_path / "root")
+    write_captures(storage, root, LAST_TARGET + timedelta(hours=3))
+    publish_night(storage, root, delta=lambda h: 0)  # a perfect model
+    put_metadata_only_model(storage, root, "v1", "2022-05-23T00:00:00Z", "2022-05-25T20:00:00Z")
+    res = score.score_run(storage, cfg_for(root), RUN_DATE)
+    assert res["in_training_span"] is False
+    assert res["verdict"].startswith("the model beats persistence at every horizon: T+1h 100.0% better (0.00 vs ")
+    assert "out of sample: v1 was trained on 2022-05-23T00:00Z..2022-05-25T20:00Z" in res["verdict"]
+    png = report_png.render_run_png(storage, root, RUN_DATE)
+    assert png["verdict"] == res["verdict"] and png["in_training_span"] is False
+
+    put_metadata_only_model(storage, root, "v1", "2022-05-23T00:00:00Z", "2022-05-26T23:00:00Z")
+    publish_night(storage, root, delta=lambda h: 30)  # far off at every horizon
+    res = score.score_run(storage, cfg_for(root), RUN_DATE)
+    assert res["in_training_span"] is True
+    assert res["verdict"].startswith("the model loses to persistence at every horizon: T+1h ")
+    assert "% worse" in res["verdict"] and "IN SAMPLE" in res["verdict"]

@@ -24,9 +24,20 @@ def trained(tmp_path_factory, monkeypatch_module):
     out = tmp_path_factory.mktemp("out")
     from velibcast.storage import Storage
 
-    r1 = train_on_grid(grid, Storage(), str(out / "a"), START, grid.hours[-1], seed=7, max_seconds=60)
-    r2 = train_on_grid(grid, Storage(), str(out / "b"), START, grid.hours[-1], seed=7, max_seconds=60)
+    quiet = dict(family="lstm", backtest=False, progress=lambda line: None)
+    r1 = train_on_grid(grid, Storage(), str(out / "a"), START, grid.hours[-1], seed=7, max_seconds=60, **quiet)
+    r2 = train_on_grid(grid, Storage(), str(out / "b"), START, grid.hours[-1], seed=7, max_seconds=60, **quiet)
     return r1, r2
+
+
+@pytest.fixture(scope="module")
+def trained_gbm(tmp_path_factory):
+    grid = make_grid(8, 24 * 2 + 12, START, seed=1)
+    out = tmp_path_factory.mktemp("gbm")
+    from velibcast.storage import Storage
+
+    quiet = dict(family="gbm", backtest=False, progress=lambda line: None)
+    return [train_on_grid(grid, Storage(), str(out / k), START, grid.hours[-1], seed=7, **quiet) for k in "ab"]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +62,18 @@ def test_sagemaker_structure(trained):
     assert all("/" not in n or n.startswith("code/") for n in names)
 
 
-def test_no_artifact_needs_pickle(trained):
-    r, _ = trained
+def test_gbm_archive_is_json_trees_and_reproducible(trained_gbm):
+    r1, r2 = trained_gbm
+    assert r1["version"] == r2["version"] and r1["version"].startswith("gbm-20220525-")
+    with open(r1["model_uri"], "rb") as a, open(r2["model_uri"], "rb") as b:
+        m1, m2 = members(a.read()), members(b.read())
+    assert "trees.json" in m1 and "model.pth" not in m1 and "code/velib_gbm.py" in m1
+    assert {k: v for k, v in m1.items() if k != "metadata.json"} == {k: v for k, v in m2.items() if k != "metadata.json"}
+
+
+@pytest.mark.parametrize("family", ["lstm", "gbm"])
+def test_no_artifact_needs_pickle(trained, trained_gbm, family):
+    r = trained[0] if family == "lstm" else trained_gbm[0]
     with open(r["model_uri"], "rb") as f:
         files = members(f.read())
     for name, data in files.items():

@@ -40,7 +40,7 @@ def seed_store(storage, root):
 def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_path):
     monkeypatch.setattr(C, "TRAIN_MAX_EPOCHS", 1)
     seed_store(storage, any_root)
-    info = train_model(storage, any_root, START, END, any_root, seed=None, max_seconds=None)
+    info = train_model(storage, any_root, START, END, any_root, seed=None, max_seconds=None, family="lstm")
     assert info["model_uri"] == f"{any_root}/models/{info['version']}/model.tar.gz"
     mae = info["metrics"]["mae_test"]
     assert set(mae) == {"model", "persistence", "seasonal_naive"}
@@ -54,6 +54,7 @@ def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_pat
     ev = evaluate_model(storage, info["model_uri"], any_root, END - timedelta(hours=8), END - timedelta(hours=3))
     assert ev["model"] == info["version"]
     assert (ev["first_origin"], ev["last_origin"]) == ("2022-05-24T15:00Z", "2022-05-24T20:00Z")
+    assert [d["in_sample"] for d in ev["by_day"]] == [True], "those hours are inside the training span"
     assert ev["unknown_station_samples"] == 0 and ev["samples"] > 0
     assert set(ev["mae"]) == {"model", "persistence", "seasonal_naive"}
 
@@ -68,3 +69,4 @@ def test_train_cli_is_registered():
     args = p.parse_args(["train", "--start", "2022-05-23T00:00Z", "--end", "2022-05-25T22:00Z", "--out", "/tmp/x"])
     assert args.func is cli.cmd_train
     assert args.start == START and args.seed == C.TRAIN_SEED and args.max_seconds == C.TRAIN_MAX_SECONDS
+    assert args.family == C.TRAIN_FAMILY == "gbm" and args.backtest

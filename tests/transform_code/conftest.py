@@ -28,7 +28,7 @@ def make_features(n, seed=0, station_index=None):
         cap = rnd.randint(10, 50)
         out.append({
             "history": [rnd.randint(0, cap) for _ in range(24)],
-            "hour": rnd.randint(0, 23), "day_of_week": rnd.randint(0, 6), "is_weekend": 0,
+            "hour": rnd.randint(0, 23), "day_of_week": rnd.randint(0, 6), "non_working_day": 0,
             "capacity": cap,
             "station_index": rnd.randint(1, N_STATIONS) if station_index is None else station_index,
             "lat": 48.85 + rnd.random() / 50, "lon": 2.33 + rnd.random() / 30,
@@ -38,7 +38,7 @@ def make_features(n, seed=0, station_index=None):
 
 def csv_line(f):
     return ",".join(str(v) for v in f["history"] + [f[k] for k in
-                    ["hour", "day_of_week", "is_weekend", "capacity", "station_index", "lat", "lon"]])
+                    ["hour", "day_of_week", "non_working_day", "capacity", "station_index", "lat", "lon"]])
 
 
 @pytest.fixture

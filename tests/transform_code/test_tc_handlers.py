@@ -257,3 +257,27 @@ def test_model_fn_refuses_mismatched_artifacts(model_dir, tmp_path):
     shutil.copy(model_dir / "config.json", bad / "config.json")
     with pytest.raises(ModelLoadError, match="scaler.json"):
         inference.model_fn(str(bad))
+
+
+def test_model_fn_refuses_a_contract_1_model_naming_both_contracts(model_dir, tmp_path):
+    import shutil
+
+    from velibcast.transform_code.velib_errors import ModelLoadError
+
+    old = tmp_path / "m"
+    shutil.copytree(model_dir, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["feature_columns"] = [c if c != "non_working_day" else "is_weekend" for c in cfg["feature_columns"]]
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 2 .non_working_day.*Retrain"):
+        inference.model_fn(str(old))
+
+
+def test_a_contract_1_record_is_400_naming_the_renamed_field(model, features):
+    f = features(2)
+    f[1]["is_weekend"] = f[1].pop("non_working_day")
+    body = "".join(json.dumps(x) + "\n" for x in f)
+    e = error_of(model, body, "application/jsonlines")
+    assert e.status_code == 400
+    assert "line 2, field non_working_day: missing, but is_weekend is given" in e.message
+    assert "velibcast windows" in e.message

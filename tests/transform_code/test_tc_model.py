@@ -16,7 +16,7 @@ def rows(n, weekend):
     x[:, F.COL["capacity"]] = 30
     x[:, : F.HISTORY_LEN] = torch.randint(0, 31, (n, F.HISTORY_LEN)).float()
     x[:, F.COL["hour"]] = 8
-    x[:, F.COL["is_weekend"]] = weekend
+    x[:, F.COL[F.NON_WORKING]] = weekend
     x[:, F.COL["station_index"]] = 1
     return x
 

@@ -96,8 +96,22 @@ class _Ctx:
         self.set_response_status = set_response_status
 
 
+@pytest.fixture(scope="module", params=["lstm", "gbm"])
+def family_dir(request, model_dir, tmp_path_factory):
+    """Both shipped families: the seed LSTM (model.pth) and the boosted trees (trees.json, NumPy)."""
+    if request.param == "lstm":
+        return model_dir
+    from velibcast.training.package import extract
+    from velibcast.training.synthetic import gbm_archive
+
+    d = extract(gbm_archive(20, seed=3), tmp_path_factory.mktemp("gbm-model"))
+    assert (d / "trees.json").exists() and not (d / "model.pth").exists()
+    return d
+
+
 @pytest.fixture(scope="module")
-def toolkit(model_dir):
+def toolkit(family_dir):
+    model_dir = family_dir
     """AWS's Transformer on our code/ folder."""
     from sagemaker_inference.transformer import Transformer
     from sagemaker_pytorch_serving_container.default_pytorch_inference_handler import DefaultPytorchInferenceHandler
@@ -127,7 +141,8 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def server(model_dir):
+def server(family_dir):
+    model_dir = family_dir
     port = _free_port()
     env = dict(os.environ, SAGEMAKER_PROGRAM="inference.py")
     proc = subprocess.Popen([sys.executable, "-m", "velibcast.batch_transform.server", "--model-dir", str(model_dir),

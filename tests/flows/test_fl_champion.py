@@ -1,0 +1,78 @@
+"""The nightly run serves the champion the pointer names, not the newest model, and records its backtest."""
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+
+from velibcast.errors import TerminalError
+from velibcast.training import package, registry
+from velibcast.training.synthetic import untrained_archive
+
+
+def test_nightly_uses_the_champion_not_the_newest_model(tmp_path, storage, trained_model, e2e):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    champion = trained_model["version"]
+    storage.write_bytes(registry.model_uri(root, champion), storage.read_bytes(trained_model["model_uri"]))
+    registry.promote(storage, root, champion, force=True, reason="fixture trained without backtest")
+    # Written after the champion: "the newest model.tar.gz" would pick this one.
+    package.write_model(storage, root, "lstm-newer-0", untrained_archive(5))
+    res = e2e.run(e2e.config(tmp_path, root, None))
+    m = json.loads(storage.read_text(res["manifest_uri"]))
+    assert m["parameters"]["model_version"] == champion != "lstm-newer-0"
+    assert m["parameters"]["model_uri"] == registry.model_uri(root, champion)
+    assert "model_backtest" in m["parameters"]
+
+
+def test_without_champion_the_run_says_how_to_name_one(tmp_path, storage, e2e):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    package.write_model(storage, root, "lstm-only-0", untrained_archive(5))
+    with pytest.raises(Exception, match="no champion model.*velibcast models promote"):
+        e2e.run(e2e.config(tmp_path, root, None))
+
+
+def test_a_contract_1_model_is_refused_before_any_window(tmp_path, storage, e2e):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    raw, out = gzip.decompress(untrained_archive(5)), io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "config.json":
+                cfg = json.loads(data)
+                cfg["feature_columns"] = ["is_weekend" if c == "non_working_day" else c for c in cfg["feature_columns"]]
+                data = json.dumps(cfg).encode()
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    uri = package.write_model(storage, root, "lstm-contract1-0", gzip.compress(out.getvalue()))
+    with pytest.raises(TerminalError, match="feature contract 1 .is_weekend"):
+        e2e.run(e2e.config(tmp_path, root, uri))
+    assert not list(storage.list(root + "/runs/")), "refused before any stage wrote anything"
+
+
+def test_train_flow_logs_progress_packages_and_promotes_only_a_winner(tmp_path, storage, e2e, caplog):
+    from datetime import datetime, timezone
+
+    from velibcast.flows.train import train
+
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)  # 2022-05-25T03 .. 2022-05-26T09 captures
+    cfg = e2e.config(tmp_path, root, None)
+    with caplog.at_level("INFO"):
+        info = train(config=cfg, start=datetime(2022, 5, 25, 3, tzinfo=timezone.utc),
+                     end=datetime(2022, 5, 26, 9, tzinfo=timezone.utc), promote=True)
+    rounds = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
+    assert rounds and all("s elapsed" in m for m in rounds)
+    assert info["version"].startswith("gbm-20220526-")
+    assert storage.exists(registry.model_uri(root, info["version"]))
+    metrics = json.loads(storage.read_text(f"{root}/models/{info['version']}/metrics.json"))
+    bt = metrics["backtest"]
+    # Every origin of this short store is on 2022-05-26: no day has training data before it, so there is no
+    # backtest evidence and promotion refuses the model (the pointer stays absent).
+    assert bt["days"] == [] and [d["day"] for d in bt["skipped_days"]] == ["2022-05-26"]
+    assert registry.read_champion(storage, root) is None
+    assert info["promotion"].startswith("promotion refused") and "no backtest day" in info["promotion"]

@@ -1,0 +1,94 @@
+"""Model lifecycle: the champion pointer, and promotion that refuses a model that loses."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from velibcast.errors import ConfigError
+from velibcast.training import package, registry
+from velibcast.training.synthetic import untrained_archive
+
+NOW = datetime(2022, 6, 1, 3, 0, tzinfo=timezone.utc)
+
+
+def backtest(days):
+    """A backtest table: {day: (model MAE by horizon, persistence MAE by horizon)}."""
+    from velibcast.training.backtest import summarise
+
+    rows = [{"day": d, "day_type": "working", "windows": 100,
+             "mae": {"gbm": list(m), "persistence": list(p), "seasonal_naive": [9.0, 9.0, 9.0]}}
+            for d, (m, p) in days.items()]
+    return {"candidates": ["gbm"], "days": rows, "skipped_days": [], "summary": summarise(rows, ["gbm"])}
+
+
+def put_model(storage, root, version, bt):
+    """A loadable archive whose metadata carries the given backtest."""
+    import gzip
+    import io
+    import tarfile
+
+    raw = gzip.decompress(untrained_archive(3))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "metadata.json":
+                data = json.dumps({"version": version, "family": "gbm", "metrics": {"backtest": bt},
+                                   "training_data": {"start": "2022-05-23T00:00:00Z", "end": "2022-05-25T22:00:00Z"}}).encode()
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    return package.write_model(storage, root, version, gzip.compress(out.getvalue(), mtime=0))
+
+
+def test_no_champion_is_a_clear_error(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-a", backtest({"2022-05-25": ((1, 2, 3), (2, 3, 4))}))
+    with pytest.raises(ConfigError, match="no champion model.*promote one of gbm-a with `velibcast models promote VERSION`"):
+        registry.champion_model_uri(storage, root)
+
+
+def test_promotion_refuses_a_model_that_loses_to_persistence(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-loser", backtest({"2022-05-25": ((1.0, 3.5, 4.5), (2.0, 3.0, 4.0))}))
+    with pytest.raises(registry.PromotionRefused, match=r"does not beat persistence.*T\+2h 3.500 vs 3.000"):
+        registry.promote(storage, root, "gbm-loser", now=NOW)
+    assert registry.read_champion(storage, root) is None, "a refused promotion leaves the pointer alone"
+    p = registry.promote(storage, root, "gbm-loser", force=True, reason="test", now=NOW)
+    assert p["forced"] and "does not beat persistence" in p["overridden"][0] and p["reason"] == "test"
+
+
+def test_promotion_refuses_a_model_that_loses_to_the_champion(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-good", backtest({"2022-05-25": ((1.0, 2.0, 3.0), (2.0, 3.0, 4.0))}))
+    put_model(storage, root, "gbm-worse", backtest({"2022-05-25": ((1.5, 2.5, 3.5), (2.0, 3.0, 4.0)),
+                                                  "2022-05-26": ((0.5, 0.5, 0.5), (2.0, 3.0, 4.0))}))
+    first = registry.promote(storage, root, "gbm-good", now=NOW)
+    assert not first["forced"] and first["previous"] is None
+    with pytest.raises(registry.PromotionRefused, match="loses to the champion gbm-good on the common backtest days "
+                                                         "2022-05-25: MAE 2.500 vs 2.000"):
+        registry.promote(storage, root, "gbm-worse", now=NOW)
+    assert registry.read_champion(storage, root)["version"] == "gbm-good"
+    put_model(storage, root, "gbm-better", backtest({"2022-05-25": ((0.9, 1.9, 2.9), (2.0, 3.0, 4.0))}))
+    p = registry.promote(storage, root, "gbm-better", now=NOW)
+    assert (p["version"], p["previous"], p["forced"]) == ("gbm-better", "gbm-good", False)
+    assert registry.champion_model_uri(storage, root) == registry.model_uri(root, "gbm-better")
+    listed = {r["version"]: r for r in registry.describe(storage, root)}
+    assert [v for v, r in listed.items() if r["champion"]] == ["gbm-better"]
+    assert listed["gbm-worse"]["backtest"]["days"] == ["2022-05-25", "2022-05-26"]
+
+
+def test_a_model_without_backtest_day_needs_force(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-short", {"candidates": ["gbm"], "days": [], "skipped_days": [], "summary": {}})
+    with pytest.raises(registry.PromotionRefused, match="no backtest day"):
+        registry.promote(storage, root, "gbm-short", now=NOW)
+
+
+def test_the_pointer_is_one_object_replaced_whole(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-a", backtest({"2022-05-25": ((1, 2, 3), (2, 3, 4))}))
+    registry.promote(storage, root, "gbm-a", now=NOW)
+    names = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert names == ["champion", "gbm-a"], "no temporary file is left beside the pointer"
+    assert json.loads((tmp_path / "models" / "champion").read_text())["version"] == "gbm-a"

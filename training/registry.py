@@ -1,0 +1,173 @@
+"""Model lifecycle: versions under <root>/models/<version>/, and the champion the nightly run uses.
+
+    models/<version>/model.tar.gz   the model (metadata.json inside holds its backtest)
+    models/<version>/metrics.json   the same metrics, readable without opening the archive
+    models/champion                 {"version", "model_uri", "promoted_at", "forced", "reason", ...}
+
+The pointer is one object written whole (Storage.write_bytes: a local rename or one S3 PUT),
+so a reader sees the old champion or the new one, never a half-written pointer. Training
+never moves it: only `promote` does, and it refuses a model that does not beat persistence
+or the current champion on its backtest unless forced (the reason is recorded).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from datetime import datetime
+
+import numpy as np
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.errors import ConfigError, NotFound
+from velibcast.timeutil import UTC
+
+METRICS = "metrics.json"
+
+
+class PromotionRefused(ConfigError):
+    """The candidate loses on the evidence; `--force` overrides and is recorded."""
+
+
+def models_root(root: str) -> str:
+    return st.join(root, "models")
+
+
+def model_uri(root: str, version: str) -> str:
+    return st.join(models_root(root), version, C.MODEL_ARTIFACT_NAME)
+
+
+def champion_uri(root: str) -> str:
+    return st.join(models_root(root), C.CHAMPION_POINTER)
+
+
+def write_metrics(storage: st.Storage, root: str, version: str, metrics: dict) -> str:
+    uri = st.join(models_root(root), version, METRICS)
+    storage.write_text(uri, json.dumps(metrics, indent=2, sort_keys=True) + "\n", "application/json")
+    return uri
+
+
+def read_metadata(storage: st.Storage, uri: str) -> dict:
+    with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            if m.name.removeprefix("./") == "metadata.json" and m.isfile():
+                return json.loads(tar.extractfile(m).read())
+    raise ConfigError(f"{uri} has no metadata.json at its root; rebuild it with `velibcast train`")
+
+
+def read_champion(storage: st.Storage, root: str) -> dict | None:
+    try:
+        return json.loads(storage.read_text(champion_uri(root)))
+    except NotFound:
+        return None
+
+
+def champion_model_uri(storage: st.Storage, root: str) -> str:
+    """The model the nightly run uses when the config names none."""
+    champ = read_champion(storage, root)
+    if champ is None:
+        known = list_versions(storage, root)
+        hint = (f"promote one of {', '.join(known[:5])} with `velibcast models promote VERSION`" if known
+                else "train one with `velibcast train`, then `velibcast models promote VERSION`")
+        raise ConfigError(f"no champion model: {champion_uri(root)} does not exist; {hint}, "
+                          "or set model.uri in the config")
+    return champ["model_uri"]
+
+
+def list_versions(storage: st.Storage, root: str) -> list[str]:
+    prefix = models_root(root) + "/"
+    out = set()
+    for o in storage.list(prefix):
+        rel = o.uri[len(prefix):]
+        if rel.endswith("/" + C.MODEL_ARTIFACT_NAME):
+            out.add(rel.split("/", 1)[0])
+    return sorted(out)
+
+
+def backtest_of(metadata: dict) -> dict | None:
+    return ((metadata or {}).get("metrics") or {}).get("backtest")
+
+
+def summary_line(metadata: dict) -> dict | None:
+    """The backtest summary of a model's own family: what the manifest and `models list` show."""
+    bt = backtest_of(metadata)
+    if not bt or not bt.get("summary"):
+        return None
+    fam = metadata.get("family") or (bt.get("candidates") or [None])[0]
+    s = bt["summary"].get(fam)
+    if s is None:
+        return None
+    return {"family": fam, "days": [r["day"] for r in bt["days"]],
+            "mae_mean_over_days": s["mae_mean_over_days"],
+            "persistence_mae_mean_over_days": bt["summary"]["persistence"]["mae_mean_over_days"],
+            "gain_vs_persistence_pct": s["gain_vs_persistence_pct"],
+            "beats_persistence_every_day_every_horizon": s["beats_persistence_every_day_every_horizon"]}
+
+
+def _day_maes(metadata: dict) -> dict[str, list[float]]:
+    bt = backtest_of(metadata) or {"days": []}
+    fam = metadata.get("family") or (bt.get("candidates") or ["model"])[0]
+    return {r["day"]: r["mae"][fam] for r in bt["days"] if fam in r["mae"]}
+
+
+def check_promotion(candidate: dict, champion: dict | None) -> list[str]:
+    """Why `candidate` (metadata) should not replace `champion` (metadata or None); empty when it may."""
+    problems = []
+    s = summary_line(candidate)
+    if s is None:
+        return [f"{candidate.get('version')} has no backtest day (its training span has no day with training "
+                "data before it): there is no evidence it beats persistence"]
+    losing = [f"T+{h + 1}h {m:.3f} vs {p:.3f}" for h, (m, p) in
+              enumerate(zip(s["mae_mean_over_days"], s["persistence_mae_mean_over_days"])) if m >= p]
+    if losing:
+        problems.append(f"{candidate['version']} does not beat persistence on its backtest "
+                        f"({', '.join(losing)}, MAE averaged over {len(s['days'])} days)")
+    # An unproven champion (no backtest day, e.g. the demo's) cannot block a proven candidate.
+    if champion is not None and champion.get("version") != candidate.get("version") and _day_maes(champion):
+        mine, theirs = _day_maes(candidate), _day_maes(champion)
+        common = sorted(set(mine) & set(theirs))
+        if not common:
+            problems.append(f"{candidate['version']} and the champion {champion.get('version')} share no backtest "
+                            "day, so they cannot be compared")
+        else:
+            a = float(np.mean([mine[d] for d in common]))
+            b = float(np.mean([theirs[d] for d in common]))
+            if a > b:
+                problems.append(f"{candidate['version']} loses to the champion {champion['version']} on the common "
+                                f"backtest days {', '.join(common)}: MAE {a:.3f} vs {b:.3f} (mean of T+1..3h)")
+    return problems
+
+
+def promote(storage: st.Storage, root: str, version: str, force: bool = False, reason: str | None = None,
+            now: datetime | None = None) -> dict:
+    uri = model_uri(root, version)
+    if not storage.exists(uri):
+        raise ConfigError(f"no model {version}: {uri} does not exist; `velibcast models list` shows the versions")
+    meta = read_metadata(storage, uri)
+    current = read_champion(storage, root)
+    champ_meta = read_metadata(storage, current["model_uri"]) if current else None
+    problems = check_promotion(meta, champ_meta)
+    if problems and not force:
+        raise PromotionRefused("promotion refused: " + "; ".join(problems) + ". Use --force to promote anyway "
+                               "(recorded in the pointer)")
+    pointer = {"version": version, "model_uri": uri,
+               "promoted_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
+               "forced": bool(problems), "overridden": problems, "reason": reason,
+               "previous": current.get("version") if current else None,
+               "backtest_summary": summary_line(meta)}
+    storage.write_text(champion_uri(root), json.dumps(pointer, indent=2) + "\n", "application/json")
+    return pointer
+
+
+def describe(storage: st.Storage, root: str) -> list[dict]:
+    champ = read_champion(storage, root)
+    out = []
+    for v in list_versions(storage, root):
+        meta = read_metadata(storage, model_uri(root, v))
+        out.append({"version": v, "champion": bool(champ and champ["version"] == v),
+                    "family": meta.get("family", meta.get("architecture")),
+                    "training_data": {k: meta.get("training_data", {}).get(k) for k in ("start", "end", "samples")},
+                    "backtest": summary_line(meta)})
+    return out
