@@ -54,7 +54,7 @@ FUTURE_DUEDATE_TOLERANCE_S = 300
 # The source formats `velibcast snapshots import` reads (datasets/importers.FORMATS has one
 # function each). Named here so the command line is built without importing the importers
 # (pandas, pyarrow): that import was most of the time `velibcast run` took to report a bad config.
-SNAPSHOT_IMPORT_FORMATS = ("csv-series", "gbfs", "v21-json", "v1-json", "portal-csv")
+SNAPSHOT_IMPORT_FORMATS = ("csv-series", "gbfs", "v21-json", "v1-json", "portal-csv", "bins-parquet")
 
 # ---------------------------------------------------------------- transform inputs
 RECORD_ID_COLUMN = "record_id"
