@@ -102,7 +102,7 @@ class StationRegistry:
                 index.setdefault(c, len(index))
             self.codes.extend(list(index)[len(self.codes):])
             got = list(map(index.get, cols.codes))
-        ids = np.array(got, dtype=np.int64)
+        ids = np.array(got, dtype=np.int32)
         cols.codes = [self.codes[i] for i in ids.tolist()]  # one string per station, not per snapshot
         cols.station_ids = ids
         self._last = (cols.codes, ids)
@@ -236,7 +236,7 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     sidx = rank[sidx_raw]
     del sidx_raw
     obs_s = np.concatenate([s.obs for s in snapshots])
-    seq = np.repeat(np.arange(len(snapshots)), [len(s) for s in snapshots])
+    seq = np.repeat(np.arange(len(snapshots), dtype=np.int32), [len(s) for s in snapshots])
     rel = np.clip(obs_s - base, 0, (1 << _OBS_BITS) - 1)
     # One int64 key (station, observation time); the stable sort keeps capture order among ties,
     # so the last of equal keys is the latest capture (one radix-free argsort, 3x cheaper than lexsort).
@@ -416,11 +416,15 @@ def iter_state_grids(
     observers: Iterable = (),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
     lookahead_hours: int = 0,
+    grid_cells_max: int | None = C.WINDOW_GRID_CELLS_MAX,
 ) -> Iterator[tuple[list[datetime], StateGrid]]:
     """(origins of a chunk, grid over t-23h of the first .. the last + lookahead_hours), chunk by chunk.
 
     The one path from snapshots to hourly states: serving windows read it with lookahead 0,
     training samples with the forecast horizons as lookahead. Each snapshot is parsed once.
+    With grid_cells_max, the first chunk is one origin; later chunks hold as many origins
+    (up to chunk_hours) as keep stations x grid hours under it, so memory follows the
+    network's size, not only the range (100,000 stations: 7 origins a chunk).
     """
     policy = policy or ValidationPolicy()
     summary = summary if summary is not None else WindowSummary()
@@ -431,8 +435,15 @@ def iter_state_grids(
     lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
     _, hi = snapshot_span([origins[-1] + ahead], max_staleness)
     source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
-    for k in range(0, len(origins), chunk_hours):
-        chunk = origins[k:k + chunk_hours]
+    k = 0
+    while k < len(origins):
+        size = chunk_hours
+        if grid_cells_max is not None:
+            n_st = len(source.registry.codes)
+            fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
+            size = max(1, min(chunk_hours, fits))
+        chunk = origins[k:k + size]
+        k += size
         hours = origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
         lo_c, hi_c = snapshot_span(hours, max_staleness)
         grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry)

@@ -29,6 +29,7 @@ PARTIAL_SNAPSHOT_NEIGHBOURS = 12
 FETCH_ATTEMPTS = 4                  # per snapshot GET, on TransientError, on top of botocore's retries
 FETCH_BACKOFF_S = 0.2               # doubled after each failed attempt
 WINDOW_CHUNK_HOURS = 24             # origins assembled per grid: memory follows this, not the store
+WINDOW_GRID_CELLS_MAX = 3_000_000    # stations x hours of one chunk's grid: ~100 MB of grid, and its snapshots
 PARSE_BLOCK_LINES = 2048             # snapshot lines validated together (fits in CPU cache)
 REPORT_MAX_EXAMPLES = 5             # example messages kept per reason in a skip report
 STALE_DUEDATE_HOURS = 24            # data-quality: a station whose duedate is this old at capture
