@@ -3,11 +3,11 @@
 import gzip
 import json
 import threading
-import time
 
 import pytest
 
 from velibcast import constants as C
+from tests.helpers import wait_until
 from velibcast.batch_transform.errors import ResourceInUse, ResourceNotFound
 from velibcast.batch_transform.local import (
     LocalRuntime, container_environment, distribute, resolve_batch_parameters,
@@ -256,13 +256,8 @@ def test_stop_removes_outputs_and_ends_stopped(rt, tmp_path):
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("d", rt.create_transform_job(spec)))
     t.start()
-    for _ in range(200):
-        try:
-            if rt.describe_transform_job("stopme")["TransformJobStatus"] == "InProgress":
-                break
-        except ResourceNotFound:
-            time.sleep(0.05)
-    time.sleep(1.0)
+    # stop once a.csv's output is written and b.csv is still running: Stopped must remove it
+    wait_until(lambda: (tmp_path / "out" / "a.csv.out").exists(), "a.csv.out is written")
     rt.stop_transform_job("stopme")
     t.join()
     assert result["d"]["TransformJobStatus"] == "Stopped"

@@ -15,7 +15,7 @@ import pytest
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
 from velibcast.batch_transform import server
-from velibcast.batch_transform.container import free_port
+from tests.helpers import free_port, wait_for_ping, wait_until
 
 EXEC_PARAMS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
 
@@ -28,14 +28,7 @@ def _start(model_dir, env, args=()):
 
 
 def _wait(url, proc):
-    for _ in range(300):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("server never answered /ping")
+    wait_for_ping(url, proc)
 
 
 @pytest.fixture(scope="module")
@@ -107,27 +100,29 @@ def test_chunked_payload_over_the_limit_gets_413(srv):
     assert r.status_code == 413
 
 
-def test_ping_answers_while_a_prediction_is_running(srv):
+def test_ping_answers_while_a_prediction_is_running(srv, tmp_path):
     done = threading.Event()
-    t = threading.Thread(target=lambda: (post(srv[0], b"sleep1.5\n"), done.set()))
+    t = threading.Thread(target=lambda: (post(srv[0], f"hold{tmp_path}\n".encode()), done.set()))
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: (tmp_path / "started").exists(), "the prediction has started")
     r = httpx.get(f"{srv[0]}/ping", timeout=1.0)
-    busy = not done.is_set()
+    busy = not done.is_set()          # the prediction cannot end before the release below
+    (tmp_path / "release").touch()
     t.join()
     assert r.status_code == 200 and busy
 
 
-def test_graceful_shutdown_finishes_in_flight_request(model_dir):
+def test_graceful_shutdown_finishes_in_flight_request(model_dir, tmp_path):
     port = free_port()
     proc = _start(model_dir, {}, ["--port", str(port)])   # --port, no SAGEMAKER_BIND_TO_PORT
     url = f"http://127.0.0.1:{port}"
     _wait(url, proc)
     result = {}
-    t = threading.Thread(target=lambda: result.setdefault("r", post(url, b"sleep1\n")))
+    t = threading.Thread(target=lambda: result.setdefault("r", post(url, f"hold{tmp_path}\n".encode())))
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: (tmp_path / "started").exists(), "the request is in flight")
     proc.terminate()
+    (tmp_path / "release").touch()    # the request ends only after SIGTERM was sent
     t.join()
     assert proc.wait(timeout=30) in (0, -15)   # uvicorn re-raises SIGTERM once drained
     assert result["r"].status_code == 200

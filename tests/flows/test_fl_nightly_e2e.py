@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from velibcast import storage as st
+from velibcast.errors import DataError
 
 def test_local_and_s3_give_identical_forecasts(tmp_path, s3_root, storage, trained_model, e2e):
     results = {}
@@ -62,7 +63,7 @@ def test_bad_snapshots_fail_loudly_or_are_counted(tmp_path, storage, trained_mod
     e2e.copy_snapshots(storage, root, corrupt)
     strict = e2e.config(tmp_path, root, trained_model["model_uri"], name="strict",
                      snapshots={"on_bad_record": "fail", "on_bad_object": "fail"})
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(DataError) as exc:
         e2e.run(strict)
     assert "2022-05-26T04" in str(exc.value)
     if corrupt is _bad_line:

@@ -5,6 +5,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from velibcast.datasets import windows
+from velibcast.datasets.report import SkipReport
 from velibcast.training.samples import samples_from_grid, station_mapping, time_split
 from velibcast.training.synthetic import make_grid
 from velibcast.timeutil import UTC
@@ -21,9 +23,6 @@ def grid():
 
 
 def test_samples_match_serving_windows(grid):
-    windows = pytest.importorskip("velibcast.datasets.windows")
-    from velibcast.datasets.report import SkipReport
-
     mapping = station_mapping(grid.station_codes[:-2])  # two stations unknown to the model
     s = samples_from_grid(grid, mapping)
     state = windows.StateGrid(grid.hours, grid.station_codes, grid.bikes, np.ones_like(grid.installed),

@@ -5,7 +5,6 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 
 from velibcast import constants as C
 from velibcast.storage import join
@@ -36,7 +35,6 @@ def seed_store(storage, root):
         storage.write_bytes(join(root, C.SNAPSHOT_PREFIX, path.name), gzip.compress(body, mtime=0))
 
 
-@pytest.mark.skipif(not SNAPSHOTS.is_dir(), reason="bundled snapshots not present")
 def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_path):
     monkeypatch.setattr(C, "TRAIN_MAX_EPOCHS", 1)
     seed_store(storage, any_root)

@@ -11,15 +11,16 @@ line, before the traceback it appends) must be our server's body.
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-pytest.importorskip("sagemaker_inference")
-pytest.importorskip("sagemaker_pytorch_serving_container")
+# AWS's toolkits are test dependencies (pyproject's `test` extra): imported, not skipped when missing.
+from sagemaker_inference.transformer import Transformer
+from sagemaker_pytorch_serving_container.default_pytorch_inference_handler import DefaultPytorchInferenceHandler
+
+from tests.helpers import free_port, wait_for_ping
 
 # The one place the stacks must differ: the toolkit decodes text/csv and application/json
 # bodies itself, before inference.py runs, and answers 500 to bytes that are not UTF-8.
@@ -113,9 +114,6 @@ def family_dir(request, model_dir, tmp_path_factory):
 def toolkit(family_dir):
     model_dir = family_dir
     """AWS's Transformer on our code/ folder."""
-    from sagemaker_inference.transformer import Transformer
-    from sagemaker_pytorch_serving_container.default_pytorch_inference_handler import DefaultPytorchInferenceHandler
-
     mp = pytest.MonkeyPatch()
     mp.setenv("SAGEMAKER_PROGRAM", "inference.py")
     mp.syspath_prepend(str(model_dir / "code"))
@@ -134,33 +132,19 @@ def toolkit(family_dir):
         del sys.modules[name]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(family_dir):
     model_dir = family_dir
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, SAGEMAKER_PROGRAM="inference.py")
     proc = subprocess.Popen([sys.executable, "-m", "velibcast.batch_transform.server", "--model-dir", str(model_dir),
                              "--port", str(port), "--host", "127.0.0.1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/ping")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.1)
+    try:
+        wait_for_ping(f"http://127.0.0.1:{port}", proc)
+    except AssertionError as e:
+        proc.kill()
+        pytest.fail(f"server did not start: {e}")
 
     def call(body, content_type, accept):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)

@@ -2,7 +2,9 @@
 
 A record's output is the sum of its numeric fields. Control words in a record's first
 field make the container misbehave on purpose: boom (400), crash (500), extra (two
-output lines), pid (the server's pid), env (SAGEMAKER_* variables), sleep<s>.
+output lines), pid (the server's pid), env (SAGEMAKER_* variables), sleep<s>, and hold<dir>:
+creates <dir>/started, then waits (up to 60 s) until the test creates <dir>/release, so a test
+knows a request is in flight and decides when it ends.
 """
 
 import json
@@ -56,6 +58,13 @@ def _value(row, model):
         return [";".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("SAGEMAKER_"))]
     if first == "extra":
         return [0, 0]
+    if first.startswith("hold"):
+        folder = first[4:]
+        open(os.path.join(folder, "started"), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(folder, "release")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [0]
     if first.startswith("sleep"):
         time.sleep(float(first[5:]))
         return [0]
