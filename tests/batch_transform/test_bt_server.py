@@ -207,7 +207,7 @@ def test_deeply_nested_json_is_400_over_http(which, request):
 
 
 def test_implausible_numbers_are_400_naming_the_field(velib_srv):
-    feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "is_weekend": 0, "capacity": 2 ** 40,
+    feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "non_working_day": 0, "capacity": 2 ** 40,
              "station_index": 1, "lat": 1000, "lon": 2.35}
     r = post(velib_srv[0], json.dumps(feats), ct="application/json", accept="application/json")
     assert r.status_code == 400
