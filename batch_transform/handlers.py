@@ -101,7 +101,7 @@ def load(model_dir: str | Path) -> Handlers:
     """Import `<model_dir>/code/<SAGEMAKER_PROGRAM>` with code/ on sys.path and run model_fn once."""
     model_dir = Path(model_dir)
     code = model_dir / "code"
-    program = os.environ.get("SAGEMAKER_PROGRAM", C.HANDLER_PROGRAM_DEFAULT)
+    program = os.environ.get(C.USER_PROGRAM_ENV, C.HANDLER_PROGRAM_DEFAULT)
     if not (code / program).is_file():
         raise FileNotFoundError(f"{code / program}: no handler module; a model.tar.gz must hold code/{program}")
     sys.path.insert(0, str(code))
@@ -118,5 +118,5 @@ def load(model_dir: str | Path) -> Handlers:
     model = _call(model_fn, str(model_dir))
     if hasattr(module, "model_warmup_fn"):
         _call(module.model_warmup_fn, str(model_dir), model)
-    accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+    accept = os.environ.get(C.DEFAULT_INVOCATIONS_ACCEPT_ENV, "application/json")
     return Handlers(module, model, accept)

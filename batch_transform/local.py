@@ -100,13 +100,13 @@ def _int_or_none(v):
 def container_environment(spec: dict, model_env: dict) -> dict[str, str]:
     """Model env, then the job's Environment, then SAGEMAKER_BATCH and the three batch
     values only when the API call set them (BTS §4.1)."""
-    env = {**model_env, **(spec.get("Environment") or {}), "SAGEMAKER_BATCH": "true"}
+    env = {**model_env, **(spec.get("Environment") or {}), C.BATCH_ENV: "true"}
     if spec.get("MaxPayloadInMB") is not None:
-        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(spec["MaxPayloadInMB"])
+        env[C.MAX_REQUEST_SIZE] = str(spec["MaxPayloadInMB"])
     if spec.get("BatchStrategy"):
-        env["SAGEMAKER_BATCH_STRATEGY"] = _BATCH_STRATEGY_ENV[spec["BatchStrategy"]]
+        env[C.BATCH_STRATEGY_ENV] = _BATCH_STRATEGY_ENV[spec["BatchStrategy"]]
     if spec.get("MaxConcurrentTransforms"):
-        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(spec["MaxConcurrentTransforms"])
+        env[C.MAX_CONCURRENT_TRANSFORMS_ENV] = str(spec["MaxConcurrentTransforms"])
     return env
 
 

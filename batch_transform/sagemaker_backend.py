@@ -114,8 +114,8 @@ class SageMakerBackend:
         if not model_data_url.startswith("s3://"):
             raise TerminalError(f"ModelDataUrl {model_data_url!r}: SageMaker needs the model.tar.gz on S3")
         image = image_uri or pytorch_image_uri(self.region, instance_type)
-        env = {"SAGEMAKER_PROGRAM": C.HANDLER_PROGRAM_DEFAULT, "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-               "SAGEMAKER_REGION": self.region, C.MODEL_SERVER_TIMEOUT_ENV: str(int(self.model_server_timeout_s)),
+        env = {C.USER_PROGRAM_ENV: C.HANDLER_PROGRAM_DEFAULT, C.SUBMIT_DIRECTORY_ENV: "/opt/ml/model/code",
+               C.REGION_ENV: self.region, C.MODEL_SERVER_TIMEOUT_ENV: str(int(self.model_server_timeout_s)),
                **(environment or {})}
         existing = self._describe("describe_model", ModelName=name)
         if existing is not None:

@@ -59,7 +59,7 @@ def read_timeout_s() -> float:
 
 def max_body_bytes() -> int:
     """0 means no limit (MaxPayloadInMB=0 is the service's unlimited, chunked mode)."""
-    raw = os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB")
+    raw = os.environ.get(C.MAX_REQUEST_SIZE)
     mb = int(raw) if raw not in (None, "") else C.SERVER_MAX_PAYLOAD_MB_UNSET
     return mb * C.MB
 
@@ -154,7 +154,7 @@ def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HO
     import uvicorn
 
     _setup_logging()
-    port = port if port is not None else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", C.SERVER_DEFAULT_PORT))
+    port = port if port is not None else int(os.environ.get(C.BIND_TO_PORT_ENV, C.SERVER_DEFAULT_PORT))
     t0 = time.perf_counter()
     handlers = H.load(model_dir)
     log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),

@@ -112,6 +112,19 @@ PYTORCH_INFERENCE_PY_VERSION = "py312"
 # (aws/amazon-sagemaker-examples sm-batch_transform_pytorch; 413s in aws/sagemaker-python-sdk#1882).
 PYTORCH_MODEL_SERVER_MAX_REQUEST_BYTES = 6_553_500
 MODEL_SERVER_TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"  # sagemaker-inference-toolkit: TorchServe's response timeout, 60 s unset
+
+# The SageMaker container's environment, one name each. Where the inference toolkit names one
+# (sagemaker_inference/parameters.py) ours has its name; tests/batch_transform/test_bt_container_env.py
+# checks they agree. The others are set by the Batch Transform service itself (BTS §4.1).
+USER_PROGRAM_ENV = "SAGEMAKER_PROGRAM"
+SUBMIT_DIRECTORY_ENV = "SAGEMAKER_SUBMIT_DIRECTORY"
+REGION_ENV = "SAGEMAKER_REGION"
+DEFAULT_INVOCATIONS_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+BIND_TO_PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+MAX_REQUEST_SIZE = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+BATCH_ENV = "SAGEMAKER_BATCH"
+BATCH_STRATEGY_ENV = "SAGEMAKER_BATCH_STRATEGY"
+MAX_CONCURRENT_TRANSFORMS_ENV = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # streams: <job name>/<instance id>[/data-log]
 
 # ---------------------------------------------------------------- model
