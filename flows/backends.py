@@ -26,10 +26,16 @@ def _backend(ctx, progress=None):
     return SageMakerBackend.from_config(ctx.cfg)
 
 
-def run_transform(ctx, spec_for: Callable[[str], dict], model_name: str, progress=None) -> tuple[dict, dict]:
+def run_transform(ctx, spec_for: Callable[[str], dict], model_name: str, input_digest: str,
+                  progress=None) -> tuple[dict, dict]:
     """The spec of the attempt that completed, and its describe dict. `progress(ended, total)`
-    hears about each input object as it ends (local runtime; SageMaker reports status changes)."""
+    hears about each input object as it ends (local runtime; SageMaker reports status changes).
+
+    The job's identity includes the digest of its input shards: a rerun whose inputs changed
+    (corrected snapshots, `--force`) gets a job of its own instead of the predictions of the
+    old inputs, and a rerun with the same inputs still re-attaches to or reuses its job."""
     backend = _backend(ctx, progress)
     backend.create_model(model_name, ctx.model_uri)
-    d = run_idempotent(backend, spec_for, job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id}), restart_stopped=ctx.force)
+    base = job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id, "inputs": input_digest[:16]})
+    d = run_idempotent(backend, spec_for, base, restart_stopped=ctx.force)
     return spec_for(d["TransformJobName"]), d

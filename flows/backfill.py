@@ -1,8 +1,10 @@
 """Backfill: one child nightly run per date, a bounded number at a time, one summary.
 
-A date is complete when its forecast partition exists and was published by the run this
-config and model would compute now (same run_id); complete dates are skipped unless
-`force` is set. Child runs are ordinary nightly runs, so each resumes what a killed
+A date is complete when its forecast partition exists, holds only rows of the run this
+config and model would compute now (same run_id), carries that run's manifest, and
+`runs/<run_id>/manifest.json` names the attempt the partition holds with its row count
+(a run that died between publishing and that rewrite is redone); complete dates are
+skipped unless `force` is set. Child runs are ordinary nightly runs, so each resumes what a killed
 backfill left half done.
 """
 
@@ -14,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from velibcast import constants as C
-from velibcast import forecasts
+from velibcast import forecasts, manifest
 from velibcast.config import load_config
 from velibcast.errors import NotFound, VelibcastError
 from velibcast.flows import stages
@@ -26,11 +28,14 @@ from velibcast.training.registry import champion_model_uri
 def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
     expected = run_id_for(RunSpec(run_date), cfg.hash(), model_version)
     try:
-        table = forecasts.read_partition(storage, cfg.root, run_date)
+        table, carried = forecasts.read_partition_manifests(storage, cfg.root, run_date)
+        current = manifest.read(storage, cfg.root, expected)
     except NotFound:
         return False
-    ids = set(table.column("run_id").to_pylist())
-    return ids == {expected}
+    published = carried.get(expected)
+    return (set(table.column("run_id").to_pylist()) == {expected} and published is not None
+            and published.get("attempt") == current.get("attempt")
+            and published["counts"]["forecast_rows"] == table.num_rows)
 
 
 @task(name="child-run", cache_policy=NO_CACHE, persist_result=False)

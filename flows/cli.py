@@ -206,7 +206,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(C.PREFECT_EPHEMERAL_STARTUP_TIMEOUT_S))
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)  # --help and usage errors write too: inside the BrokenPipe guard
+        parser = build_parser()
+        args = parser.parse_args(argv)  # --help and usage errors write too: inside the BrokenPipe guard
+        if args.command == "run" and args.run_date is not None and (args.start or args.end) is not None:
+            parser.error("run: --run-date and --start/--end exclude each other: a range publishes under the "
+                             "Paris dates of its own origins (drop --run-date)")
         return args.func(args) or 0
     except BrokenPipeError:
         # `velibcast ... | head`: the reader left; say nothing and do not let the interpreter's

@@ -12,17 +12,19 @@ from datetime import date, datetime, timedelta
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from velibcast import forecasts, manifest
-from velibcast.errors import VelibcastError
+from velibcast import manifest
 from velibcast.config import load_config
+from velibcast.errors import ConfigError
 from velibcast.flows import stages
 from velibcast.flows.prefect_logs import forwarded_to
 from velibcast.flows.progress import RunProgress
-from velibcast.flows.publish import publish_lock
+from velibcast.flows.publish import publish_run
 from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_names import nightly_run_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
+from velibcast.redact import redact_text
+from velibcast.run_records import to_json
 from velibcast.timeutil import UTC
 
 TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
@@ -30,6 +32,9 @@ TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 @task(name="prepare", **TASK_OPTS)
 def prepare_task(config_path, run_date, start, end, force):
+    if run_date is not None and start is not None:
+        raise ConfigError(f"give a run date ({run_date}) or an origin range ({start} .. {end}), not both: "
+                          "a range publishes under the Paris dates of its own origins")
     cfg = load_config(config_path)
     default = cfg["run"]["default_run_date"]
     if run_date is None and start is None:
@@ -52,12 +57,10 @@ def transform_task(ctx, windows, progress):
 
 @task(name="join-and-publish", **TASK_OPTS)
 def publish_task(ctx, windows, transform, started_at):
+    """Everything recorded and checked first; then the forecasts and their manifest, together."""
     table, join = stages.stage_join(ctx, transform)
-    with publish_lock(ctx.storage, ctx.root, ctx.spec.run_date, ctx.run_id):
-        uri = forecasts.publish(ctx.storage, ctx.root, ctx.spec.run_date, table)
-        m = stages.build_manifest(ctx, windows, transform, join, uri, table, started_at)
-        manifest_uri = manifest.write(ctx.storage, ctx.root, ctx.run_id, m)
-    return m, manifest_uri
+    m = stages.build_manifest(ctx, windows, transform, join, table, started_at)
+    return publish_run(ctx.storage, ctx.root, m, table, ctx.origins, whole_days=ctx.spec.start is None)
 
 
 @task(name="report-png", **TASK_OPTS)
@@ -75,13 +78,19 @@ def score_task(ctx):
     return score_run(ctx.storage, ctx.cfg, ctx.spec.run_date - timedelta(days=1))
 
 
-def _optional(logger, what, fn, *args):
-    """Reports and scores never block tonight's forecasts; a failure is logged with its cause."""
+def _optional(logger, skipped: list, what, fn, *args):
+    """Reports, scores and artifacts never block tonight's forecasts, whatever they raise:
+    the failure is logged with its cause and listed in the run's result."""
     try:
-        return fn(*args)
-    except VelibcastError as e:
-        logger.warning("%s failed: %s", what, e)
-        return {"status": "failed", "error": str(e)}
+        return fn(*args) or {}
+    except Exception as e:  # by design: the forecasts are already published
+        cause = f"{type(e).__name__}: {e}"
+        if e.__cause__ is not None:
+            cause += f" (caused by {type(e.__cause__).__name__}: {e.__cause__})"
+        cause = redact_text(cause)
+        logger.warning("%s skipped: %s", what, cause)
+        skipped.append({"step": what, "error": cause})
+        return {"status": "failed", "error": cause}
 
 
 @flow(name="nightly", flow_run_name=nightly_run_name, log_prints=True)
@@ -96,31 +105,40 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     ctx = prepare_task(config, run_date, start, end, force)
     logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
     # What an earlier attempt of this run already finished (its stage records): said, not silently reused.
-    reused = [s for s in ("windows", "transform") if stages.load_stage(ctx, s) is not None]
+    reused = stages.completed_stages(ctx)
     progress = RunProgress(ctx.spec.label)
     progress.stage_done("prepare")
     w = timed(windows_task, ctx.cfg, "windows")(ctx)
     progress.stage_done("windows")
-    logger.info("windows: %d emitted, skipped %s", w["windows_emitted"], w["windows_skipped_by_reason"])
+    logger.info("windows: %d emitted, skipped %s", w.windows_emitted, w.windows_skipped_by_reason)
     t = timed(transform_task, ctx.cfg, "transform")(ctx, w, progress)
     progress.stage_done("transform")
-    logger.info("transform job %s: %s", t["describe"]["TransformJobName"], t["describe"]["TransformJobStatus"])
+    logger.info("transform job %s: %s", t.describe["TransformJobName"], t.describe["TransformJobStatus"])
     if reused:
-        logger.info(reuse_message(ctx.run_id, reused, t["describe"]["TransformJobName"]))
-    m, manifest_uri = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
+        logger.info(reuse_message(ctx.run_id, reused, t.describe["TransformJobName"]))
+    m = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
-    png = _optional(logger, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
-    scored = (_optional(logger, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
+    skipped: list[dict] = []
+    png = _optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
+    scored = (_optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
               if score_previous_night else {"message": "left to the caller"})
     logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
-    stages.report_artifacts(ctx, m, scored)
-    publish_run_artifacts(ctx.spec.label, m, manifest_uri, png.get("uri"))
+    record = to_json(m)
+    current_manifest = manifest.manifest_uri(ctx.root, ctx.run_id)
+    _optional(logger, skipped, "run summary artifact", stages.report_artifacts, ctx, record, scored)
+    _optional(logger, skipped, "run artifacts", publish_run_artifacts, ctx.spec.label, record, current_manifest,
+              png.get("uri"))
     progress.stage_done("report")
-    logger.info("forecasts: %s (%d rows); manifest: %s", m["outputs"]["forecast_parquet"],
-                m["counts"]["forecast_rows"], manifest_uri)
-    return {"run_id": ctx.run_id, "manifest_uri": manifest_uri, **m["outputs"], "counts": m["counts"],
-            "report_png": png.get("uri"), "verdict": png.get("verdict"), "previous_night_score": scored, "cost_estimate": m["cost_estimate"],
-            "reused": reuse_message(ctx.run_id, reused, t["describe"]["TransformJobName"]) if reused else None}
+    for p in m.outputs.partitions:
+        logger.info("forecasts %s: %s (%d rows of this run, %d replaced, %d in the object)", p.uri, p.action,
+                    p.rows_of_this_run, p.rows_replaced, p.rows_after)
+    logger.info("manifest: %s; skipped optional steps: %s", m.outputs.manifest_uri,
+                [s["step"] for s in skipped] or "none")
+    return {**record["outputs"], "run_id": ctx.run_id, "manifest_uri": current_manifest,
+            "attempt_manifest_uri": m.outputs.manifest_uri, "counts": record["counts"],
+            "report_png": png.get("uri"), "verdict": png.get("verdict"), "previous_night_score": scored,
+            "skipped": skipped, "cost_estimate": record["cost_estimate"],
+            "reused": reuse_message(ctx.run_id, reused, t.describe["TransformJobName"]) if reused else None}
 
 
 def reuse_message(run_id: str, reused: list[str], job_name: str) -> str:

@@ -1,54 +1,200 @@
-"""Publish one night's forecasts under a lock, then write the run's manifest.
+"""Publish a run's forecasts under the dates' locks, with their manifest, last of all.
+
+Order, and what a reader or `backfill.is_complete` sees if the run dies between two steps:
+
+1. (before this module) every record is built and checked: counts, coverage, cost, the
+   typed manifest. A failure here replaces nothing.
+2. Take the lock of each affected date (sorted, so two runs cannot deadlock).
+3. Read each affected date's object and compute the new one: a whole-day run replaces it;
+   a range run keeps the rows of other origins and replaces only its own (read, merge,
+   rewrite). Uniqueness of (station_code, origin_ts, horizon_h) and the Paris date of
+   every origin are checked. Died here: nothing written.
+4. Write `runs/<run_id>/attempts/<attempt>.json`, the attempt's manifest. Died here: the
+   dates still hold the previous objects, each with its own manifest inside.
+5. Write each date's Parquet with this manifest inside (key-value metadata). Died between
+   two dates of a range: each object is whole and carries the manifests of its rows.
+6. Rewrite `runs/<run_id>/manifest.json`. Died before it: the date holds this attempt,
+   but `is_complete` wants manifest.json to name the attempt the date holds, so a
+   backfill reruns the date (stages reused) instead of trusting it.
+7. Release the locks. Died before it: the next run sees the holder is dead and takes over.
 
 The lock is a conditional create (If-None-Match on S3, an atomic link locally) of
-`forecasts/_locks/run_date=D.json`: of two runs publishing the same date, exactly one
-wins; the other fails with a message naming the holder. Names starting with `_` are
-skipped by pyarrow, DuckDB and Athena, so the lock never shows up as data.
+`forecasts/_locks/run_date=D.json`. Its owner is host, pid and the process's start time
+(a reused pid has another start time), and a lease: a holder on this host is dead when its
+pid is gone or started at another time; a holder on another host when its lease expired.
+A takeover is itself a conditional create, of a marker named for the dead holder's token,
+so of two runs taking over the same dead lock exactly one wins. Names starting with `_`
+are skipped by pyarrow, DuckDB and Athena, so locks never show up as data.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
-from contextlib import contextmanager
-from datetime import date, datetime
+import uuid
+from contextlib import ExitStack, contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from velibcast import constants as C
+from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.errors import NotFound, TerminalError
+from velibcast.run_records import Manifest, PartitionOutcome, to_json, validated
 from velibcast.timeutil import UTC
+
+log = logging.getLogger("velibcast.publish")
 
 
 class PublishConflict(TerminalError):
-    """Another run holds the publish lock of this date."""
+    """Another live run holds the publish lock of this date."""
+
+
+# ---------------------------------------------------------------- lock owner
+def process_start(pid: int) -> str | None:
+    """This boot's id and the process's start time in clock ticks (Linux /proc), or None
+    when the process does not exist or /proc is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: fields resume after the last ')'
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def owner_body(run_id: str, now: datetime, lease_s: float = C.RUN_LOCK_TTL_S) -> dict:
+    pid = os.getpid()
+    return {"run_id": run_id, "host": socket.gethostname(), "pid": pid, "process_start": process_start(pid),
+            "token": uuid.uuid4().hex, "acquired_at": now.isoformat(),
+            "lease_expires_at": (now + timedelta(seconds=lease_s)).isoformat()}
+
+
+def holder_is_dead(holder: dict, now: datetime) -> str | None:
+    """Why the holder of a lock cannot be publishing any more, or None if it may be."""
+    if holder.get("host") == socket.gethostname() and holder.get("process_start"):
+        current = process_start(int(holder["pid"]))
+        if current is None:
+            return f"pid {holder['pid']} is gone"
+        if current != holder["process_start"]:
+            return f"pid {holder['pid']} is now another process"
+        return None
+    expires = holder.get("lease_expires_at")
+    if expires is None:  # a lock written before leases: acquired_at + the TTL
+        expires = (datetime.fromisoformat(holder["acquired_at"]) + timedelta(seconds=C.RUN_LOCK_TTL_S)).isoformat()
+    if datetime.fromisoformat(expires) <= now:
+        return f"its lease expired at {expires}"
+    return None
 
 
 def lock_uri(root: str, run_date: date) -> str:
     return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.json")
 
 
+def _takeover_uri(root: str, run_date: date, dead_token: str) -> str:
+    return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.takeover-{dead_token}.json")
+
+
 @contextmanager
-def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str):
+def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str, now: datetime | None = None):
+    now = now or datetime.now(UTC)
     uri = lock_uri(root, run_date)
-    now = datetime.now(UTC)
-    body = json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-                       "acquired_at": now.isoformat()}).encode()
+    mine = owner_body(run_id, now)
+    body = json.dumps(mine).encode()
     if not storage.put_if_absent(uri, body):
         try:
-            holder = json.loads(storage.read_text(uri))
+            raw = storage.read_bytes(uri)
         except NotFound:
-            holder = None  # released between our attempt and the read: try once more
-        if holder is not None:
-            age = (now - datetime.fromisoformat(holder["acquired_at"])).total_seconds()
-            if age < C.RUN_LOCK_TTL_S:
+            raw = None  # released between our attempt and the read: try once more
+        if raw is not None:
+            holder = json.loads(raw)
+            dead = holder_is_dead(holder, now)
+            if dead is None:
                 raise PublishConflict(
                     f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing "
                     f"{run_date} since {holder['acquired_at']}; wait for it, or delete {uri} if that run is dead")
-            storage.delete(uri)  # its holder died long ago
-        if not storage.put_if_absent(uri, body):
+            token = holder.get("token") or f"{holder['pid']}-{holder['acquired_at']}".replace(":", "-")
+            if not storage.put_if_absent(_takeover_uri(root, run_date, token), body):
+                raise PublishConflict(f"another run is taking over the lock {uri} of dead run {holder['run_id']}; "
+                                      "rerun later")
+            log.warning("taking over the publish lock of %s from run %s (host %s): %s",
+                        run_date, holder["run_id"], holder["host"], dead)
+            storage.write_bytes(uri, body)
+        elif not storage.put_if_absent(uri, body):
             raise PublishConflict(f"another run took the publish lock {uri} first; rerun later")
     try:
-        yield
+        yield mine
     finally:
-        storage.delete(uri)
+        try:
+            still_mine = storage.read_bytes(uri) == body
+        except NotFound:
+            still_mine = False
+        if still_mine:
+            storage.delete(uri)
+
+
+# ---------------------------------------------------------------- publishing
+def _ts_array(values) -> pa.Array:
+    return pa.array(values, forecasts.SCHEMA.field("origin_ts").type)
+
+
+def publish_run(storage: st.Storage, root: str, m: Manifest, table: pa.Table, origins: list[datetime],
+                whole_days: bool, now: datetime | None = None) -> Manifest:
+    """Publish `table` (this run's rows) and its manifest; the manifest as published.
+
+    `origins` are every origin the run was asked for (a station absent at one of them has no
+    row): in a range run (`whole_days` False) exactly those origins are replaced in each
+    affected date's object and every other row is kept.
+    """
+    by_date = forecasts.split_by_date(table)
+    origins_by_date: dict[date, list[datetime]] = {}
+    for o in origins:
+        origins_by_date.setdefault(forecasts.paris_date(o), []).append(o)
+    stray = sorted(set(by_date) - set(origins_by_date))
+    if stray:
+        raise TerminalError(f"run {m.run_id}: rows on {stray[0]} outside the run's origins; nothing was published")
+    with ExitStack() as locks:
+        for d in sorted(origins_by_date):
+            locks.enter_context(publish_lock(storage, root, d, m.run_id, now))
+        planned: list[tuple[date, pa.Table, dict]] = []
+        outcomes: list[PartitionOutcome] = []
+        for d, its_origins in sorted(origins_by_date.items()):
+            new = by_date.get(d, forecasts.empty_table())
+            uri = forecasts.partition_uri(root, d)
+            try:
+                existing, carried = forecasts.read_partition_manifests(storage, root, d)
+            except NotFound:
+                existing, carried = None, {}
+            if existing is None or whole_days:
+                merged, kept_runs = new, []
+                rows_before = rows_replaced = 0 if existing is None else existing.num_rows
+                action = "created" if existing is None else "replaced"
+            else:
+                keep = existing.filter(pc.invert(pc.is_in(existing.column("origin_ts"), _ts_array(its_origins))))
+                merged = forecasts.sort_rows(pa.concat_tables([keep.cast(forecasts.SCHEMA), new]))
+                kept_runs = sorted(set(keep.column("run_id").to_pylist()) - {m.run_id})
+                rows_before, rows_replaced, action = existing.num_rows, existing.num_rows - keep.num_rows, "merged"
+            forecasts.check_partition(merged, d, uri)
+            planned.append((d, merged, {r: carried[r] for r in kept_runs if r in carried}))
+            outcomes.append(PartitionOutcome(run_date=d.isoformat(), uri=uri, action=action,
+                                             rows_of_this_run=new.num_rows, rows_before=rows_before,
+                                             rows_after=merged.num_rows, rows_replaced=rows_replaced,
+                                             kept_runs=kept_runs))
+        m.outputs.partitions = outcomes
+        m.finished_at = (now or datetime.now(UTC)).isoformat()
+        m = validated(m)  # a field missing or of the wrong type fails here, before any object is replaced
+        manifest.write_attempt(storage, root, m)
+        body = to_json(m)
+        for d, merged, embedded in planned:
+            forecasts.publish(storage, root, d, merged, {**embedded, m.run_id: body})
+        manifest.write_current(storage, root, m)
+    for o in outcomes:
+        log.info("published %s: %s, %d rows of this run, %d rows replaced, %d rows now%s", o.run_date, o.action,
+                 o.rows_of_this_run, o.rows_replaced, o.rows_after,
+                 f" (kept rows of {', '.join(o.kept_runs)})" if o.kept_runs else "")
+    return m

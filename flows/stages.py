@@ -7,10 +7,13 @@ resumes where it stopped: state lives in the store, not in memory (the dlt patte
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 import tarfile
+import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,9 +24,11 @@ from velibcast import constants as C
 from velibcast import cost, forecasts, manifest
 from velibcast import storage as st
 from velibcast.config import Config
-from velibcast.errors import ConfigError, NotFound, TerminalError
+from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows.run_identity import RunSpec, run_id_for
-from velibcast.timeutil import PARIS, UTC, seconds_between
+from velibcast.run_records import (Counts, JoinRecord, Manifest, Outputs, TransformRecord, WindowsRecord,
+                                   from_json, to_json, validated)
+from velibcast.timeutil import UTC, seconds_between
 
 
 @dataclass
@@ -55,29 +60,60 @@ def stage_record_uri(ctx: RunContext, stage: str) -> str:
     return ctx.path("stages", f"{stage}.json")
 
 
-def load_stage(ctx: RunContext, stage: str) -> dict | None:
+def load_stage(ctx: RunContext, stage: str, cls):
+    """The stage's typed record if a previous attempt completed it (never under --force)."""
     if ctx.force:
         return None
+    uri = stage_record_uri(ctx, stage)
     try:
-        return json.loads(ctx.storage.read_text(stage_record_uri(ctx, stage)))
+        raw = json.loads(ctx.storage.read_text(uri))
     except NotFound:
         return None
+    return from_json(cls, raw, uri)
 
 
-def save_stage(ctx: RunContext, stage: str, record: dict) -> dict:
-    ctx.storage.write_text(stage_record_uri(ctx, stage), manifest.dumps(record), "application/json")
+def completed_stages(ctx: RunContext) -> list[str]:
+    """The stages a previous attempt of this run completed, which this one will reuse."""
+    done = [s for s, cls in (("windows", WindowsRecord), ("transform", TransformRecord))
+            if load_stage(ctx, s, cls) is not None]
+    if "transform" in done:  # reused only for the inputs it was computed from
+        w = load_stage(ctx, "windows", WindowsRecord)
+        t = load_stage(ctx, "transform", TransformRecord)
+        if w is None or t is None or w.input_digest != t.input_digest:
+            done.remove("transform")
+    return done
+
+
+def save_stage(ctx: RunContext, stage: str, record):
+    """Check the record's fields and types, store it, and return it as a later run will read it."""
+    record = validated(record)
+    ctx.storage.write_text(stage_record_uri(ctx, stage), manifest.dumps(to_json(record)), "application/json")
     return record
 
 
 # ---------------------------------------------------------------- model
 def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:
     out = {}
-    with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            name = m.name.removeprefix("./")
-            if name in names and m.isfile():
-                out[name] = tar.extractfile(m).read()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
+            for m in tar.getmembers():
+                name = m.name.removeprefix("./")
+                if name in names and m.isfile():
+                    out[name] = tar.extractfile(m).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(uri, f"not a readable model.tar.gz ({type(e).__name__}: {e})",
+                        "rebuild it with `velibcast train`, delete it, or set model.uri to another model") from e
     return out
+
+
+def _json_member(uri: str, members: dict[str, bytes], name: str) -> dict:
+    try:
+        value = json.loads(members[name])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{uri} member {name}", f"not JSON ({e})", "rebuild the model with `velibcast train`") from e
+    if not isinstance(value, dict):
+        raise DataError(f"{uri} member {name}", "not a JSON object", "rebuild the model with `velibcast train`")
+    return value
 
 
 def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
@@ -88,12 +124,16 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
         if need not in members:
             raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
     # Refused before any window is built, not by the servers mid-job.
-    problem = contract_problem(json.loads(members["config.json"]).get("feature_columns"))
+    problem = contract_problem(_json_member(uri, members, "config.json").get("feature_columns"))
     if problem:
         raise TerminalError(f"{uri}: {problem}")
-    meta = json.loads(members["metadata.json"])
-    mappings = json.loads(members["station_mappings.json"])
-    return meta["version"], {str(k): int(v) for k, v in mappings["station_index"].items()}
+    meta = _json_member(uri, members, "metadata.json")
+    mappings = _json_member(uri, members, "station_mappings.json")
+    try:
+        return str(meta["version"]), {str(k): int(v) for k, v in mappings["station_index"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(uri, f"metadata.json needs 'version' and station_mappings.json 'station_index' ({e!r})",
+                        "rebuild the model with `velibcast train`") from e
 
 
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
@@ -112,9 +152,9 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
 
 
 # ---------------------------------------------------------------- windows
-def stage_windows(ctx: RunContext) -> dict:
+def stage_windows(ctx: RunContext) -> WindowsRecord:
     """Snapshots -> windows -> transform input shards, plus the record index for the join."""
-    done = load_stage(ctx, "windows")
+    done = load_stage(ctx, "windows", WindowsRecord)
     if done:
         return done
     from velibcast.datasets.assemble import assemble_transform_inputs
@@ -127,6 +167,11 @@ def stage_windows(ctx: RunContext) -> dict:
                               on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
     t = ctx.cfg["transform"]
     input_prefix = ctx.path("transform", "input") + "/"
+    # Recomputing: the old record goes first (a failure below leaves no record that describes
+    # files this attempt overwrote), and so do the old shards (none is left behind to be sent).
+    ctx.storage.delete(stage_record_uri(ctx, "windows"))
+    for old in list(ctx.storage.list(input_prefix)):
+        ctx.storage.delete(old.uri)
     # the one streaming window path (datasets/assemble.py): shards and the record index as it goes
     result = assemble_transform_inputs(
         ctx.storage, ctx.cfg.snapshots_root, ctx.origins, input_prefix, fmt=t["format"],
@@ -138,24 +183,75 @@ def stage_windows(ctx: RunContext) -> dict:
         observers=[QualityTracker()],
     )
     skips = result["report"]
-    ctx.storage.write_text(ctx.path("windows", "skips.json"), manifest.dumps(skips), "application/json")
     summary = result["summary"]
-    return save_stage(ctx, "windows", {
-        "stations_seen": summary["stations_seen"],
-        "origins": len(ctx.origins),
-        "windows_emitted": summary["windows_emitted"],
-        "windows_unknown_station": summary["windows_unknown_station"],
+    coverage = dict(known_stations=len(ctx.station_index), windows_by_origin=windows_by_origin(ctx),
+                    stations_seen=summary["stations_seen"], data_quality=result.get("data_quality"),
+                    snapshots_uri=st.join(ctx.cfg.snapshots_root, C.SNAPSHOT_PREFIX) + "/")
+    check_coverage(ctx, **coverage)  # before the transform: a degenerate night costs no job
+    ctx.storage.write_text(ctx.path("windows", "skips.json"), manifest.dumps(skips), "application/json")
+    return save_stage(ctx, "windows", WindowsRecord(
+        origins=len(ctx.origins),
+        windows_emitted=summary["windows_emitted"],
+        windows_unknown_station=summary["windows_unknown_station"],
         # missing_station counts mapped stations absent from every snapshot: not grid windows
-        "windows_skipped_by_reason": {r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
-                                      if r != "missing_station"},
-        "report": skips,
-        "data_quality": result.get("data_quality"),
-        "layout": result["layout"],
-        "shards": result["shards"],
-        "input_prefix": input_prefix,
-        "started_at": t0.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-    })
+        windows_skipped_by_reason={r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
+                                   if r != "missing_station"},
+        report=skips,
+        layout=result["layout"],
+        shards=result["shards"],
+        input_prefix=input_prefix,
+        input_digest=inputs_digest(ctx.storage, result["shards"]),
+        started_at=t0.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        **coverage,
+    ))
+
+
+def windows_by_origin(ctx: RunContext) -> dict[str, int]:
+    """Windows per origin (every origin, 0 when it has none)."""
+    index = read_index_table(ctx)
+    counts = {o.isoformat(): 0 for o in ctx.origins}
+    for row in index.group_by("origin_ts").aggregate([([], "count_all")]).to_pylist():
+        counts[row["origin_ts"].isoformat()] = row["count_all"]
+    return counts
+
+
+def inputs_digest(storage: st.Storage, shards: list[str]) -> str:
+    """sha256 over the shards' names and bytes as stored: what the transform job will read."""
+    h = hashlib.sha256()
+    for uri in sorted(shards):
+        h.update(uri.rsplit("/", 1)[-1].encode() + b"\0")
+        h.update(hashlib.sha256(storage.read_bytes(uri)).digest())
+    return h.hexdigest()
+
+
+def check_coverage(ctx: RunContext, *, known_stations: int, windows_by_origin: dict[str, int],
+                   stations_seen: int, data_quality: dict | None, snapshots_uri: str) -> None:
+    """Refuse a degenerate night (no snapshots for the date, a wrong root, a half import): an
+    origin with windows for fewer than `run.min_station_coverage` of the network, the network
+    being the larger of the stations the model knows and those seen in the snapshots read (so
+    an empty store cannot shrink it to nothing, nor a model that knows few stations)."""
+    minimum = float(ctx.cfg["run"]["min_station_coverage"])
+    network = max(known_stations, stations_seen)
+    low = [(o, n) for o, n in sorted(windows_by_origin.items()) if n < minimum * network]
+    if not low:
+        return
+    q = data_quality or {}
+    found = (f"{q.get('snapshots', 0)} snapshots read for hours {_hhmm(min(windows_by_origin))} - 24 h .. "
+             f"{_hhmm(max(windows_by_origin))}" +
+             (f", captured {q['first_capture']} .. {q['last_capture']}" if q.get("first_capture") else "") +
+             f", {stations_seen} stations seen")
+    raise DataError(
+        f"run date {ctx.spec.run_date} ({ctx.spec.label}), snapshots {snapshots_uri}",
+        f"{len(low)} of {len(windows_by_origin)} origins have windows for fewer than {minimum:.0%} of the "
+        f"{network} stations of the network (the model knows {known_stations}) (first: {_hhmm(low[0][0])} with "
+        f"{low[0][1]}, last: {_hhmm(low[-1][0])} with {low[-1][1]}); found {found}",
+        "check snapshots.root and that the import of these hours finished, then rerun; nothing was published "
+        "(run.min_station_coverage sets the threshold)")
+
+
+def _hhmm(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%dT%H:%MZ")
 
 
 # ---------------------------------------------------------------- transform
@@ -197,44 +293,47 @@ def model_name_for(version: str) -> str:
     return ("velibcast-" + re.sub(r"[^A-Za-z0-9-]+", "-", version)).strip("-")[: C.JOB_NAME_MAX_LEN]
 
 
-def stage_transform(ctx: RunContext, windows: dict, progress=None) -> dict:
-    done = load_stage(ctx, "transform")
-    if done:
-        return done
+def stage_transform(ctx: RunContext, windows: WindowsRecord, progress=None) -> TransformRecord:
+    done = load_stage(ctx, "transform", TransformRecord)
+    if done and done.input_digest == windows.input_digest:
+        return done  # predictions of these very inputs; other inputs get a job of their own
     from velibcast.flows.backends import run_transform
 
     model_name = model_name_for(ctx.model_version)
-    spec_for = lambda job_name: job_spec_for(ctx, windows["layout"], windows["input_prefix"], job_name, model_name)
-    spec, describe = run_transform(ctx, spec_for, model_name, progress)  # raises TransformJobFailed naming the cause
-    return save_stage(ctx, "transform", {
-        "job_spec": spec,
-        "describe": describe,
-        "backend": ctx.cfg["transform"]["backend"],
-    })
+    spec_for = lambda job_name: job_spec_for(ctx, windows.layout, windows.input_prefix, job_name, model_name)
+    # raises TransformJobFailed naming the cause
+    spec, describe = run_transform(ctx, spec_for, model_name, windows.input_digest, progress)
+    return save_stage(ctx, "transform", TransformRecord(
+        job_spec=spec, describe=describe, backend=ctx.cfg["transform"]["backend"],
+        input_digest=windows.input_digest))
 
 
 # ---------------------------------------------------------------- join and publish
+def read_index_table(ctx: RunContext) -> pa.Table:
+    return pq.read_table(io.BytesIO(ctx.storage.read_bytes(ctx.path("windows", "index.parquet"))))
+
+
 def read_index(ctx: RunContext) -> dict[str, forecasts.SentRecord]:
-    table = pq.read_table(io.BytesIO(ctx.storage.read_bytes(ctx.path("windows", "index.parquet"))))
-    rows = table.to_pylist()
+    rows = read_index_table(ctx).to_pylist()
     return {r["record_id"]: forecasts.SentRecord(r["station_code"], r["origin_ts"], r["capacity"], r["unknown_station"])
             for r in rows}
 
 
-def stage_join(ctx: RunContext, transform: dict) -> tuple[pa.Table, dict]:
+def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, JoinRecord]:
     sent = read_index(ctx)
-    out_prefix = transform["job_spec"]["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
+    out_prefix = transform.job_spec["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
     objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
     outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
     table = forecasts.join_predictions(sent, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
-    return table, {"records_sent": len(sent), "output_objects": len(objects), "predictions_joined": table.num_rows // 3}
+    return table, JoinRecord(records_sent=len(sent), output_objects=len(objects),
+                             predictions_joined=table.num_rows // len(forecasts.HORIZONS))
 
 
-def estimate_cost(ctx: RunContext, transform: dict, windows: dict) -> dict:
-    d = transform["describe"]
+def estimate_cost(ctx: RunContext, transform: TransformRecord, windows: WindowsRecord) -> dict:
+    d = transform.describe
     seconds = cost.billed_seconds(d["TransformStartTime"], d["TransformEndTime"])
-    res = transform["job_spec"]["TransformResources"]
-    n_in = len(windows["shards"])
+    res = transform.job_spec["TransformResources"]
+    n_in = len(windows.shards)
     return cost.estimate(
         cost.load_prices(ctx.cfg.pricing_path()),
         instance_type=res["InstanceType"], instance_count=res["InstanceCount"], seconds=seconds,
@@ -246,35 +345,42 @@ def estimate_cost(ctx: RunContext, transform: dict, windows: dict) -> dict:
 
 
 def paris_date(ts: datetime):
-    return ts.astimezone(PARIS).date()
+    return forecasts.paris_date(ts)
 
 
 # ---------------------------------------------------------------- manifest
-def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, parquet_uri: str,
-                   table: pa.Table, started_at: datetime) -> dict:
-    d = transform["describe"]
-    finished = datetime.now(UTC)
-    skipped = windows["windows_skipped_by_reason"]
-    counts = {
-        "stations_seen": windows["stations_seen"],
-        "origins": windows["origins"],
-        "windows_emitted": windows["windows_emitted"],
-        "windows_skipped": sum(skipped.values()),
-        "records_rejected": windows["report"]["by_kind"].get("records_rejected", {}),
-        "objects_rejected": windows["report"]["by_kind"].get("objects_rejected", {}),
-        "windows_skipped_by_reason": skipped,
-        "windows_unknown_station": windows["windows_unknown_station"],
-        "records_sent": join["records_sent"],
-        "predictions_written": join["predictions_joined"],
-        "forecast_rows": table.num_rows,
-    }
-    if counts["records_sent"] != counts["windows_emitted"] or counts["forecast_rows"] != 3 * counts["windows_emitted"]:
+def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: TransformRecord, join: JoinRecord,
+                   table: pa.Table, started_at: datetime) -> Manifest:
+    """Everything the run records, checked, before anything is published: counts that add up,
+    enough of the network covered, a price for the cost estimate, every field typed."""
+    d = transform.describe
+    skipped = windows.windows_skipped_by_reason
+    counts = Counts(
+        stations_seen=windows.stations_seen,
+        origins=windows.origins,
+        windows_emitted=windows.windows_emitted,
+        windows_skipped=sum(skipped.values()),
+        records_rejected=windows.report["by_kind"].get("records_rejected", {}),
+        objects_rejected=windows.report["by_kind"].get("objects_rejected", {}),
+        windows_skipped_by_reason=skipped,
+        windows_unknown_station=windows.windows_unknown_station,
+        records_sent=join.records_sent,
+        predictions_written=join.predictions_joined,
+        forecast_rows=table.num_rows,
+    )
+    if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(forecasts.HORIZONS) * counts.windows_emitted:
         raise TerminalError(f"run {ctx.run_id}: counts do not add up {counts}; nothing was published")
-    return {
-        "run_id": ctx.run_id,
-        "started_at": started_at.isoformat(),
-        "finished_at": finished.isoformat(),
-        "parameters": {
+    check_coverage(ctx, known_stations=windows.known_stations, windows_by_origin=windows.windows_by_origin,
+                   stations_seen=windows.stations_seen, data_quality=windows.data_quality,
+                   snapshots_uri=windows.snapshots_uri)
+    attempt = f"{started_at:%Y-%m-%dT%H-%M-%S.%fZ}-{uuid.uuid4().hex[:8]}"
+    finished = datetime.now(UTC)
+    m = Manifest(
+        run_id=ctx.run_id,
+        attempt=attempt,
+        started_at=started_at.isoformat(),
+        finished_at=finished.isoformat(),
+        parameters={
             "run_date": ctx.spec.run_date.isoformat(),
             "start": ctx.spec.start, "end": ctx.spec.end,
             "origins_first": ctx.origins[0], "origins_last": ctx.origins[-1],
@@ -284,30 +390,34 @@ def build_manifest(ctx: RunContext, windows: dict, transform: dict, join: dict, 
             "model_uri": ctx.model_uri,
             "model_version": ctx.model_version,
             "model_backtest": _model_backtest(ctx),
+            "force": ctx.force,
         },
-        "counts": counts,
-        "skips": windows["report"],
-        "data_quality": windows.get("data_quality"),
-        "transform_input_layout": windows["layout"],
-        "transform_job": {
-            "backend": transform["backend"],
-            "spec": transform["job_spec"],
+        counts=counts,
+        skips=windows.report,
+        data_quality=windows.data_quality,
+        transform_input_layout=windows.layout,
+        transform_job={
+            "backend": transform.backend,
+            "spec": transform.job_spec,
             "status": d["TransformJobStatus"],
+            "input_digest": transform.input_digest,
             "creation_time": d.get("CreationTime"),
             "start_time": d.get("TransformStartTime"),
             "end_time": d.get("TransformEndTime"),
         },
-        "timings_s": {
-            "windows": _seconds(windows["started_at"], windows["finished_at"]),
+        timings_s={
+            "windows": _seconds(windows.started_at, windows.finished_at),
             "transform_billed": _seconds(d["TransformStartTime"], d["TransformEndTime"]),
             "total": (finished - started_at).total_seconds(),
         },
-        "cost_estimate": estimate_cost(ctx, transform, windows),
-        "outputs": {
-            "forecast_parquet": parquet_uri,
-            "run_dir": ctx.run_dir,
-        },
-    }
+        cost_estimate=estimate_cost(ctx, transform, windows),
+        outputs=Outputs(
+            forecast_parquet=forecasts.partition_uri(ctx.root, ctx.spec.run_date),
+            run_dir=ctx.run_dir,
+            manifest_uri=manifest.attempt_uri(ctx.root, ctx.run_id, attempt),
+        ),
+    )
+    return validated(m)
 
 
 def _model_backtest(ctx: RunContext) -> dict | None:

@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "run": {
         "default_run_date": None,    # None = yesterday in Europe/Paris
         "timeouts_s": dict(C.STAGE_TIMEOUTS_S),  # Prefect timeout_seconds of each stage
+        # refuse a night whose origin has windows for fewer than this share of the network
+        "min_station_coverage": C.MIN_STATION_COVERAGE,
     },
     "pricing": "pricing.yaml",       # relative to the packaged configs (velibcast.configs)
 }
@@ -168,6 +170,9 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ConfigError(f"{source}: run.timeouts_s.{stage}={seconds!r}; give a number of seconds > 0")
     if float(data["windows"]["max_staleness_hours"]) <= 0:
         raise ConfigError(f"{source}: windows.max_staleness_hours must be > 0")
+    if not 0.0 <= float(data["run"]["min_station_coverage"]) <= 1.0:
+        raise ConfigError(f"{source}: run.min_station_coverage must be between 0 and 1 (a share of the "
+                          "network's stations)")
     return Config(data, source)
 
 

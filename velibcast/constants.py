@@ -155,7 +155,13 @@ CHAMPION_POINTER = "champion"       # <root>/models/champion: the version the ni
 # ---------------------------------------------------------------- runs
 MAX_JOB_ATTEMPTS = 5                # -r1 .. -r4 after Failed/Stopped attempts of the same run
 JOB_NAME_PREFIX = "velibcast"      # IAM policies scope SageMaker resources to this prefix
-RUN_LOCK_TTL_S = 6 * 3600.0         # a publish lock older than this is taken over (its holder died)
+RUN_LOCK_TTL_S = 6 * 3600.0         # lease of a publish lock: a holder on another host is dead after it
+RUN_RECORD_SCHEMA_VERSION = 2       # run_records: stage records and manifests of another version are refused
+# A night whose origin has windows for fewer than this share of the network (the larger of
+# the stations the model knows and those seen in the snapshots) is refused: empty store,
+# wrong root, half import. On the bundled 2022 sample a normal origin covers ~0.94 of the
+# 1,415 stations seen (3,994 windows for 3 origins; not renting or stale states are skipped).
+MIN_STATION_COVERAGE = 0.5
 BACKFILL_CONCURRENCY = 2
 # Prefect retries of a stage that failed with a TransientError (flows/task_policy.py); the
 # store clients already retry each call (S3_MAX_ATTEMPTS), so these cover longer outages.

@@ -1,26 +1,34 @@
-"""Join Batch Transform outputs back to their windows and publish the forecast table.
+"""Join Batch Transform outputs back to their windows; the forecast table's objects.
 
 The forecast dataset is Hive-partitioned by `run_date` with exactly one object per
-partition, `forecasts/run_date=YYYY-MM-DD/part-0.parquet`. Publishing a date is one
-whole-object PUT (or an atomic rename locally), so readers see the previous night or the
-new one, never half of one and never both.
+partition, `forecasts/run_date=YYYY-MM-DD/part-0.parquet`, holding the forecasts whose
+origin falls on that Europe/Paris day. Writing a date is one whole-object PUT (or an atomic
+rename locally), so readers see the previous object or the new one, never half of one.
+Each object carries, in its Parquet key-value metadata, the manifest of every run whose
+rows it holds (`velibcast.manifests`): a published date always has its manifest, in the
+same object. flows/publish.py decides what an object holds and writes it under a lock.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from velibcast import storage as st
 from velibcast.datasets.records import parse_output_line
 from velibcast.errors import DataError
+from velibcast.timeutil import PARIS
 
 HORIZONS = (1, 2, 3)
 PART_NAME = "part-0.parquet"
+MANIFESTS_KEY = b"velibcast.manifests"  # Parquet key-value metadata: {run_id: manifest} of the rows' runs
+KEY_COLUMNS = ("station_code", "origin_ts", "horizon_h")
 
 SCHEMA = pa.schema([
     pa.field("station_code", pa.string(), nullable=False),
@@ -86,17 +94,67 @@ def partition_uri(root: str, run_date: date) -> str:
     return st.join(root, "forecasts", f"run_date={run_date.isoformat()}", PART_NAME)
 
 
-def to_parquet_bytes(table: pa.Table) -> bytes:
+def paris_date(ts: datetime) -> date:
+    """The partition of an origin: its Europe/Paris calendar day."""
+    return ts.astimezone(PARIS).date()
+
+
+def empty_table() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def sort_rows(table: pa.Table) -> pa.Table:
+    return table.sort_by([(c, "ascending") for c in KEY_COLUMNS])
+
+
+def split_by_date(table: pa.Table) -> dict[date, pa.Table]:
+    """Rows grouped by the Paris date of their origin."""
+    origins = table.column("origin_ts").unique().to_pylist()
+    by_date: dict[date, list] = {}
+    for o in origins:
+        by_date.setdefault(paris_date(o), []).append(o)
+    return {d: table.filter(pc.is_in(table.column("origin_ts"), pa.array(os_, SCHEMA.field("origin_ts").type)))
+            for d, os_ in sorted(by_date.items())}
+
+
+def check_partition(table: pa.Table, run_date: date, where: str) -> None:
+    """One row per (station_code, origin_ts, horizon_h), every origin on `run_date` (Paris)."""
+    wrong = sorted({o for o in table.column("origin_ts").unique().to_pylist() if paris_date(o) != run_date})
+    if wrong:
+        raise DataError(where, f"origin {wrong[0]:%Y-%m-%dT%H:%MZ} is on {paris_date(wrong[0])} in Paris, "
+                        f"not on the partition's date {run_date}", "a bug in the publish step: report it")
+    keys = table.group_by(list(KEY_COLUMNS)).aggregate([([], "count_all")])
+    dup = keys.filter(pc.greater(keys.column("count_all"), 1))
+    if dup.num_rows:
+        r = dup.slice(0, 1).to_pylist()[0]
+        raise DataError(where, f"{dup.num_rows} (station_code, origin_ts, horizon_h) keys appear twice, e.g. "
+                        f"station {r['station_code']} at {r['origin_ts']:%Y-%m-%dT%H:%MZ} +{r['horizon_h']} h",
+                        "nothing was written; a bug in the publish step: report it")
+
+
+def to_parquet_bytes(table: pa.Table, manifests: dict[str, dict] | None = None) -> bytes:
+    if manifests is not None:
+        table = table.replace_schema_metadata({MANIFESTS_KEY: json.dumps(manifests).encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
-def publish(storage: st.Storage, root: str, run_date: date, table: pa.Table) -> str:
+def publish(storage: st.Storage, root: str, run_date: date, table: pa.Table,
+            manifests: dict[str, dict] | None = None) -> str:
+    """Write one date's object whole (flows/publish.py calls this under the date's lock)."""
     uri = partition_uri(root, run_date)
-    storage.write_bytes(uri, to_parquet_bytes(table), content_type="application/vnd.apache.parquet")
+    storage.write_bytes(uri, to_parquet_bytes(table, manifests), content_type="application/vnd.apache.parquet")
     return uri
 
 
 def read_partition(storage: st.Storage, root: str, run_date: date) -> pa.Table:
     return pq.read_table(io.BytesIO(storage.read_bytes(partition_uri(root, run_date))))
+
+
+def read_partition_manifests(storage: st.Storage, root: str, run_date: date) -> tuple[pa.Table, dict[str, dict]]:
+    """A date's rows (schema metadata dropped) and the manifests it carries, by run_id."""
+    table = read_partition(storage, root, run_date)
+    raw = (table.schema.metadata or {}).get(MANIFESTS_KEY)
+    manifests = json.loads(raw) if raw else {}
+    return table.replace_schema_metadata(None), manifests

@@ -1,16 +1,18 @@
 """The run manifest: what a run was asked, what it did, what it cost.
 
-`runs/<run_id>/manifest.json` is the latest attempt of a run; every attempt is also kept
-as `runs/<run_id>/attempts/<started_at>.json`, so a rerun never erases the record of an
-earlier one.
+Every attempt's manifest is written once, before its forecasts are published, as
+`runs/<run_id>/attempts/<attempt>.json`; the published Parquet carries the same manifest
+in its key-value metadata and names that object. `runs/<run_id>/manifest.json` is
+rewritten after the Parquet is in place: it is the latest attempt that published.
+The manifest's shape is `run_records.Manifest`.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from velibcast import storage as st
+from velibcast.redact import redact_text
 
 
 def run_dir(root: str, run_id: str) -> str:
@@ -21,9 +23,11 @@ def manifest_uri(root: str, run_id: str) -> str:
     return st.join(run_dir(root, run_id), "manifest.json")
 
 
+def attempt_uri(root: str, run_id: str, attempt: str) -> str:
+    return st.join(run_dir(root, run_id), "attempts", f"{attempt}.json")
+
+
 def _default(o):
-    if isinstance(o, datetime):
-        return o.isoformat()
     if hasattr(o, "isoformat"):
         return o.isoformat()
     if hasattr(o, "to_dict"):
@@ -32,14 +36,34 @@ def _default(o):
 
 
 def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_default)
+    """JSON of a record, with any credentials in URLs redacted (velibcast.redact)."""
+    return redact_text(json.dumps(obj, indent=2, sort_keys=False, default=_default))
+
+
+def write_attempt(storage: st.Storage, root: str, m) -> str:
+    """This attempt's manifest (a run_records.Manifest), written once before publishing."""
+    import dataclasses
+
+    uri = m.outputs.manifest_uri
+    storage.write_text(uri, dumps(dataclasses.asdict(m)), "application/json")
+    return uri
+
+
+def write_current(storage: st.Storage, root: str, m) -> str:
+    """runs/<run_id>/manifest.json: the latest attempt that published."""
+    import dataclasses
+
+    uri = manifest_uri(root, m.run_id)
+    storage.write_text(uri, dumps(dataclasses.asdict(m)), "application/json")
+    return uri
 
 
 def write(storage: st.Storage, root: str, run_id: str, manifest: dict) -> str:
+    """A manifest given as a dict (score and report tests build one by hand)."""
     body = dumps(manifest)
-    attempt = manifest["started_at"].replace(":", "-") if isinstance(manifest.get("started_at"), str) \
-        else manifest["started_at"].strftime("%Y-%m-%dT%H-%M-%S.%fZ")
-    storage.write_text(st.join(run_dir(root, run_id), "attempts", f"{attempt}.json"), body, "application/json")
+    started = manifest["started_at"]
+    attempt = started.replace(":", "-") if isinstance(started, str) else started.strftime("%Y-%m-%dT%H-%M-%S.%fZ")
+    storage.write_text(attempt_uri(root, run_id, attempt), body, "application/json")
     uri = manifest_uri(root, run_id)
     storage.write_text(uri, body, "application/json")
     return uri

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from velibcast import constants as C
 from velibcast.errors import AccessDenied, NotFound, StorageError, TransientStorageError
+from velibcast.redact import redact_text
 
 _TRANSIENT_CODES = {
     "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
@@ -126,11 +127,12 @@ class Storage:
                 raise AccessDenied(f"{op} {uri}: access denied ({code}); the credentials need s3:GetObject, "
                                    "s3:PutObject, s3:DeleteObject and s3:ListBucket on the bucket "
                                    "(configs/iam/runner-policy.json)", status) from e
+            # botocore's messages may echo the endpoint URL, credentials included: redact
             if code in _TRANSIENT_CODES or (status and status >= 500):
-                raise TransientStorageError(f"{op} {uri} failed after retries: {code} {e}", status) from e
-            raise StorageError(f"{op} {uri} failed: {code} {e}", status) from e
+                raise TransientStorageError(redact_text(f"{op} {uri} failed after retries: {code} {e}"), status) from e
+            raise StorageError(redact_text(f"{op} {uri} failed: {code} {e}"), status) from e
         except BotoCoreError as e:
-            raise TransientStorageError(f"{op} {uri} failed: {e}") from e
+            raise TransientStorageError(redact_text(f"{op} {uri} failed: {e}")) from e
 
     # -- reading -----------------------------------------------------------------
     def read_bytes(self, uri: str) -> bytes:

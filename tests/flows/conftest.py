@@ -31,10 +31,10 @@ START, END = "2022-05-26T05:00Z", "2022-05-26T08:00Z"
 FIRST_CAPTURE, LAST_CAPTURE = "2022-05-25T03", "2022-05-26T09"
 
 
-def _copy_snapshots(storage, root, transform=None):
+def _copy_snapshots(storage, root, transform=None, first=FIRST_CAPTURE, last=LAST_CAPTURE):
     n = 0
     for p in sorted(SAMPLE.rglob("*.jsonl.gz")):
-        if not (FIRST_CAPTURE <= p.name[:13] <= LAST_CAPTURE):
+        if not (first <= p.name[:13] <= last):
             continue
         data = p.read_bytes()
         if transform:
@@ -66,11 +66,57 @@ def _config(tmp_path, root, model_uri, name="cfg", **extra):
     return str(p)
 
 
-def _run(cfg_path, **kwargs):
+def _utc(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _run(cfg_path, start=START, end=END, **kwargs):
     from velibcast.flows.nightly import nightly
 
-    return nightly(config=cfg_path, start=datetime.fromisoformat(START.replace("Z", "+00:00")),
-                   end=datetime.fromisoformat(END.replace("Z", "+00:00")), **kwargs)
+    return nightly(config=cfg_path, start=_utc(start), end=_utc(end), **kwargs)
+
+
+def _published(storage, root) -> dict:
+    """Every published date's object, checked as a reader relies on it; {date: (table, manifests)}.
+
+    - each row sits in the partition of its origin's Europe/Paris date;
+    - (station_code, origin_ts, horizon_h) is unique across the whole dataset;
+    - every run with rows in an object has its manifest inside it, equal to its attempt
+      record `runs/<run_id>/attempts/<attempt>.json`;
+    - a run alone in an object has exactly the rows its manifest says it published there.
+    """
+    import io
+    import json
+    from datetime import date
+
+    import pyarrow.parquet as pq
+
+    from velibcast import forecasts
+
+    out, keys = {}, set()
+    for o in storage.list(st.join(root, "forecasts") + "/"):
+        if not o.uri.endswith("/" + forecasts.PART_NAME):
+            continue
+        d = date.fromisoformat(o.uri.split("run_date=")[1][:10])
+        table = pq.read_table(io.BytesIO(storage.read_bytes(o.uri)))
+        manifests = json.loads(table.schema.metadata[forecasts.MANIFESTS_KEY])
+        rows = table.to_pylist()
+        assert {forecasts.paris_date(r["origin_ts"]) for r in rows} <= {d}, o.uri
+        these = {(r["station_code"], r["origin_ts"], r["horizon_h"]) for r in rows}
+        assert len(these) == len(rows) and not these & keys, f"{o.uri}: duplicate keys"
+        keys |= these
+        runs = {r["run_id"] for r in rows}
+        assert runs <= set(manifests), f"{o.uri}: rows of {runs - set(manifests)} without their manifest"
+        for run_id in runs:
+            m = manifests[run_id]
+            assert json.loads(storage.read_text(m["outputs"]["manifest_uri"])) == m
+            mine = [p for p in m["outputs"]["partitions"] if p["run_date"] == d.isoformat()]
+            assert len(mine) == 1
+            if runs == {run_id}:
+                assert mine[0]["rows_after"] == table.num_rows
+            assert sum(1 for r in rows if r["run_id"] == run_id) <= mine[0]["rows_of_this_run"]
+        out[d] = (table, manifests)
+    return out
 
 
 @pytest.fixture
@@ -78,4 +124,5 @@ def e2e():
     """Helpers for a short real run: copy snapshots, write a config, run the nightly flow."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(copy_snapshots=_copy_snapshots, config=_config, run=_run, START=START, END=END)
+    return SimpleNamespace(copy_snapshots=_copy_snapshots, config=_config, run=_run, published=_published,
+                           utc=_utc, START=START, END=END)

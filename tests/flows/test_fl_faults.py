@@ -88,7 +88,8 @@ def test_sigkill_during_transform_then_rerun_completes_once(tmp_path, storage, t
     # SingleRecord makes the transform long enough to be killed in the middle of it.
     cfg = e2e.config(tmp_path, root, trained_model["model_uri"],
                      transform={"batch_strategy": "SingleRecord", "max_concurrent_transforms": 1})
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # the child starts its own ephemeral Prefect server: 20 s by default is too short on a loaded 2-core machine
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", "run", "--config", cfg,
                              "--start", e2e.START, "--end", e2e.END],

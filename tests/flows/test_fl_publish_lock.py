@@ -1,12 +1,15 @@
-"""Two runs of the same date cannot both publish (conditional create of the lock)."""
+"""Two runs of the same date cannot both publish (conditional create of the lock), and a lock
+whose owner is dead (pid gone or reused, lease expired on another host) is taken over."""
 
 import json
+import os
+import socket
 import threading
 from datetime import date
 
 import pytest
 
-from velibcast.flows.publish import PublishConflict, lock_uri, publish_lock
+from velibcast.flows.publish import PublishConflict, lock_uri, process_start, publish_lock
 
 
 def test_second_holder_is_refused_with_the_holder_named(any_root, storage):
@@ -54,3 +57,122 @@ def test_a_dead_holders_stale_lock_is_taken_over(tmp_path, storage):
                                         "acquired_at": "2000-01-01T00:00:00+00:00"}))
     with publish_lock(storage, str(tmp_path), d, "alive"):
         assert json.loads(storage.read_text(uri))["run_id"] == "alive"
+
+
+# ---------------------------------------------------------------- owner identity
+def _holder(**kw):
+    from datetime import datetime, timezone
+
+    body = {"run_id": "other", "host": socket.gethostname(), "pid": os.getpid(),
+            "process_start": process_start(os.getpid()), "token": "t0",
+            "acquired_at": datetime.now(timezone.utc).isoformat()}
+    body.update(kw)
+    return body
+
+
+def test_a_reused_pid_does_not_keep_the_lock(tmp_path, storage):
+    """The holder's pid exists (it is ours) but started at another time: its holder is dead."""
+    d = date(2022, 5, 29)
+    uri = lock_uri(str(tmp_path), d)
+    storage.write_text(uri, json.dumps(_holder(process_start="another-boot:42")))
+    with publish_lock(storage, str(tmp_path), d, "alive"):
+        assert json.loads(storage.read_text(uri))["run_id"] == "alive"
+    assert not storage.exists(uri)
+
+
+def test_a_live_holder_keeps_the_lock_however_old(tmp_path, storage):
+    d = date(2022, 5, 30)
+    uri = lock_uri(str(tmp_path), d)
+    storage.write_text(uri, json.dumps(_holder(acquired_at="2000-01-01T00:00:00+00:00",
+                                               lease_expires_at="2000-01-01T06:00:00+00:00")))
+    with pytest.raises(PublishConflict, match=f"pid {os.getpid()}"):
+        with publish_lock(storage, str(tmp_path), d, "B"):
+            pass
+    assert json.loads(storage.read_text(uri))["run_id"] == "other"
+
+
+def test_a_holder_on_another_host_keeps_it_until_its_lease_expires(tmp_path, storage):
+    from datetime import datetime, timedelta, timezone
+
+    d = date(2022, 5, 31)
+    uri = lock_uri(str(tmp_path), d)
+    now = datetime(2022, 6, 1, 3, 0, tzinfo=timezone.utc)
+    storage.write_text(uri, json.dumps(_holder(host="elsewhere", pid=1, acquired_at=now.isoformat(),
+                                               lease_expires_at=(now + timedelta(hours=1)).isoformat())))
+    with pytest.raises(PublishConflict, match="elsewhere"):
+        with publish_lock(storage, str(tmp_path), d, "B", now=now + timedelta(minutes=59)):
+            pass
+    with publish_lock(storage, str(tmp_path), d, "B", now=now + timedelta(hours=1, seconds=1)):
+        assert json.loads(storage.read_text(uri))["run_id"] == "B"
+
+
+def test_one_taker_per_dead_holder(tmp_path, storage):
+    """Two runs that both saw the same dead holder: the takeover marker lets only one in."""
+    d = date(2022, 6, 1)
+    uri = lock_uri(str(tmp_path), d)
+    dead = _holder(process_start="another-boot:42", token="dead-token")
+    storage.write_text(uri, json.dumps(dead))
+    with publish_lock(storage, str(tmp_path), d, "first"):
+        storage.write_text(uri, json.dumps(dead))  # what the second run read before the first took over
+        with pytest.raises(PublishConflict, match="taking over"):
+            with publish_lock(storage, str(tmp_path), d, "second"):
+                pass
+
+
+# ---------------------------------------------------------------- SIGKILL inside the publish step
+HANG_IN_PUBLISH = """
+import pathlib, sys, time
+from velibcast import storage as st
+
+_write = st.Storage.write_bytes
+def write_bytes(self, uri, data, content_type=None):
+    if uri.endswith("/part-0.parquet"):
+        pathlib.Path(sys.argv[1]).write_text("inside the publish lock")
+        time.sleep(3600)  # killed here
+    return _write(self, uri, data, content_type)
+st.Storage.write_bytes = write_bytes
+
+from velibcast.flows.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_inside_the_publish_lock_is_taken_over(tmp_path, storage, trained_model, e2e):
+    """Why: a run killed inside the lock blocked its date for 6 hours (PublishConflict naming a dead pid)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from velibcast import forecasts
+
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    cfg = e2e.config(tmp_path, root, trained_model["model_uri"])
+    ready = tmp_path / "in-publish"
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-c", HANG_IN_PUBLISH, str(ready), "run", "--config", cfg,
+                             "--start", e2e.START, "--end", e2e.END],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and not ready.exists():
+            assert proc.poll() is None, "the run ended before it reached the publish step"
+            time.sleep(0.2)
+        assert ready.exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    d = date(2022, 5, 26)
+    held = json.loads(storage.read_text(lock_uri(root, d)))
+    assert held["pid"] == proc.pid and held["host"] == socket.gethostname()
+    assert not storage.exists(forecasts.partition_uri(root, d))
+
+    res = e2e.run(cfg)  # the killed run's pid is gone: taken over at once, not after a 6 h TTL
+    assert not storage.exists(lock_uri(root, d))
+    published = e2e.published(storage, root)
+    table, manifests = published[d]
+    assert table.num_rows == res["counts"]["forecast_rows"] > 0
+    assert json.loads(storage.read_text(res["manifest_uri"]))["attempt"] == manifests[res["run_id"]]["attempt"]
