@@ -192,12 +192,7 @@ class Storage:
             self._s3_call(uri, "PUT", self.s3.put_object, Bucket=b, Key=k, Body=data, **extra)
             return
         p = local_path(uri)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = _write_temp(p, data)
         os.replace(tmp, p)
 
     def write_text(self, uri: str, text: str, content_type: str | None = None) -> None:
@@ -229,12 +224,7 @@ class Storage:
             except NotFound:
                 return False
         p = local_path(uri)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = _write_temp(p, data)
         try:
             # link() creates the name only if it is absent, with the bytes already in place:
             # a concurrent caller never reads an empty lock (O_EXCL then write would show one).
@@ -254,6 +244,17 @@ class Storage:
             local_path(uri).unlink()
         except FileNotFoundError:
             pass
+
+
+def _write_temp(p: Path, data: bytes) -> Path:
+    """`data` in a new temporary file beside `p`, synced to disk, ready to be renamed or linked to `p`."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
 
 
 def _list_local(prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.batch_transform.bt_helpers import job_spec
+from velibcast.batch_transform.local import LocalRuntime
+from velibcast.storage import Storage
+
 MODEL_CODE = Path(__file__).parent / "model_code"
 
 
@@ -43,22 +47,10 @@ def make_spec():
     return job_spec
 
 
-def job_spec(name: str, input_uri: str, output_uri: str, **over) -> dict:
-    """A CreateTransformJob request with the nightly's shape; keyword groups override."""
-    spec = {
-        "TransformJobName": name,
-        "ModelName": "test-model",
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
-            "ContentType": "text/csv",
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": output_uri, "Accept": "text/csv", "AssembleWith": "Line"},
-        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
-    }
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(spec.get(k), dict):
-            spec[k] = {**spec[k], **v}
-        else:
-            spec[k] = v
-    return spec
+@pytest.fixture
+def rt(tmp_path, model_tar):
+    """A local runtime with the test model created as `test-model`."""
+    runtime = LocalRuntime(Storage(), str(tmp_path / "state"))
+    runtime.create_model("test-model", model_tar)
+    yield runtime
+    runtime.close()

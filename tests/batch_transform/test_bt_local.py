@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from tests.batch_transform.bt_helpers import job_spec, log_of, outputs, put
 from velibcast import constants as C
 from tests.helpers import wait_until
 from velibcast.batch_transform.errors import ResourceInUse, ResourceNotFound
@@ -16,33 +17,6 @@ from velibcast.batch_transform.spec import SpecError
 from velibcast.storage import Storage, join
 
 NIGHTLY_FILTERS = {"InputFilter": "$[1:]", "OutputFilter": "$[0,-1:]", "JoinSource": "Input"}
-
-
-@pytest.fixture(autouse=True)
-def _spec(make_spec):
-    global job_spec
-    job_spec = make_spec
-
-
-@pytest.fixture
-def rt(tmp_path, model_tar):
-    runtime = LocalRuntime(Storage(), str(tmp_path / "state"))
-    runtime.create_model("test-model", model_tar)
-    yield runtime
-    runtime.close()
-
-
-def put(storage, base, files: dict):
-    for rel, data in files.items():
-        storage.write_bytes(join(base, rel), data if isinstance(data, bytes) else data.encode())
-
-
-def outputs(storage, base) -> dict:
-    return {o.uri[len(base):].lstrip("/"): storage.read_bytes(o.uri).decode() for o in storage.list(base)}
-
-
-def log_of(rt, name) -> str:
-    return rt.storage.read_text(join(rt.state_root, "transform-jobs", f"{name}.log"))
 
 
 def test_nightly_shape_job_with_join_and_filters(rt, tmp_path):

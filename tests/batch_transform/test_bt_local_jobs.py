@@ -8,34 +8,12 @@ import threading
 
 import pytest
 
+from tests.batch_transform.bt_helpers import job_spec, outputs, put
 from velibcast.batch_transform import local as L
 from velibcast.batch_transform.errors import TransformJobTimeout
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError
 from velibcast.storage import Storage, join
-
-
-@pytest.fixture(autouse=True)
-def _spec(make_spec):
-    global job_spec
-    job_spec = make_spec
-
-
-@pytest.fixture
-def rt(tmp_path, model_tar):
-    runtime = LocalRuntime(Storage(), str(tmp_path / "state"))
-    runtime.create_model("test-model", model_tar)
-    yield runtime
-    runtime.close()
-
-
-def put(storage, base, files: dict):
-    for rel, data in files.items():
-        storage.write_bytes(join(base, rel), data if isinstance(data, bytes) else data.encode())
-
-
-def outputs(storage, base) -> dict:
-    return {o.uri[len(base):].lstrip("/"): storage.read_bytes(o.uri).decode() for o in storage.list(base + "/")}
 
 
 def test_max_concurrent_transforms_overlaps_objects(rt, tmp_path):
