@@ -55,7 +55,8 @@ def test_stage_timeouts_come_from_the_config():
 def test_flow_run_names():
     assert nightly_name({"run_date": date(2022, 5, 26)}) == "nightly-2022-05-26"
     assert nightly_name({"run_date": "2022-05-26"}) == "nightly-2022-05-26"
-    assert nightly_name({"run_date": None, "config": "configs/local.yaml"}) == "nightly-2022-05-26"  # its default
+    default = load_config("configs/local.yaml")["run"]["default_run_date"]
+    assert nightly_name({"run_date": None, "config": "configs/local.yaml"}) == f"nightly-{default}"  # the config's day
     start, end = datetime(2022, 5, 26, 6, tzinfo=UTC), datetime(2022, 5, 26, 7, tzinfo=UTC)
     assert nightly_name({"start": start, "end": end}) == "nightly-2022-05-26T0600Z-2022-05-26T0700Z"
     assert backfill_name({"start_date": date(2022, 5, 25), "end_date": "2022-05-26"}) == "backfill-2022-05-25..2022-05-26"
