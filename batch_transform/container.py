@@ -19,6 +19,7 @@ import httpx
 
 from velibcast import constants as C
 from velibcast.batch_transform.errors import ContainerError, InvocationFailed
+from velibcast.retry import Backoff
 
 
 def free_port() -> int:
@@ -92,8 +93,8 @@ class Container:
             headers["Content-Type"] = content_type
         if accept:
             headers["Accept"] = accept
-        pause = C.INVOKE_RETRY_BACKOFF_S
-        for attempt in range(cfg.max_retries + 1):
+        pauses = Backoff(C.INVOKE_RETRY_BACKOFF_S, cfg.max_retries + 1).pauses()
+        while True:
             try:
                 body = iter((payload,)) if cfg.chunked else payload
                 r = self.client.post("/invocations", content=body, headers=headers, timeout=cfg.timeout_s)
@@ -108,10 +109,10 @@ class Container:
                 failure = InvocationFailed(r.status_code, r.text)
                 if r.status_code < 500 and not cfg.retry_client_errors:
                     raise failure
-            if attempt < cfg.max_retries:
-                time.sleep(pause)
-                pause *= 2
-        raise failure
+            pause = next(pauses, None)
+            if pause is None:
+                raise failure
+            time.sleep(pause)
 
     def close(self) -> None:
         self.client.close()

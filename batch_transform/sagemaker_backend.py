@@ -26,6 +26,7 @@ from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.errors import ResourceNotFound, TransformJobFailed, TransformJobTimeout
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import TerminalError, TransientError
+from velibcast.retry import Backoff
 
 log = logging.getLogger("velibcast.sagemaker")
 
@@ -172,7 +173,8 @@ class SageMakerBackend:
     def wait(self, name: str) -> dict:
         """Poll until the job ends; the final describe dict. Raises TransformJobTimeout at our deadline."""
         deadline = self._clock() + self.deadline_s
-        pause = self.poll_initial_s
+        pauses = Backoff(self.poll_initial_s, max_s=self.poll_max_s).pauses()
+        pause = next(pauses)
         last = None
         while True:
             try:
@@ -193,7 +195,7 @@ class SageMakerBackend:
                 raise TransformJobTimeout(f"transform job {name} still {last} after {self.deadline_s:.0f} s; "
                                           "rerun to re-attach to it (it keeps running)")
             self._sleep(pause)
-            pause = min(pause * 2, self.poll_max_s)
+            pause = next(pauses)
 
     # ------------------------------------------------------------ plumbing
     def _call(self, op: str, **kwargs):

@@ -30,6 +30,7 @@ from velibcast import storage as st
 from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.errors import ConfigError, DataError, TransientError
+from velibcast.retry import Backoff
 from velibcast.timeutil import UTC
 
 SUFFIX = ".jsonl.gz"
@@ -174,16 +175,15 @@ def days_between(start: datetime, end: datetime) -> list[date]:
 # ---------------------------------------------------------------- fetching
 def fetch_bytes(storage: st.Storage, uri: str, attempts: int = C.FETCH_ATTEMPTS) -> bytes:
     """GET with retries on TransientError (botocore has retried already; this covers outages)."""
-    delay = C.FETCH_BACKOFF_S
-    for attempt in range(1, attempts + 1):
+    pauses = Backoff(C.FETCH_BACKOFF_S, attempts).pauses()
+    while True:
         try:
             return storage.read_bytes(uri)
         except TransientError:
-            if attempt == attempts:
+            pause = next(pauses, None)
+            if pause is None:
                 raise
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+            time.sleep(pause)
 
 
 def fetch_many(
