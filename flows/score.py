@@ -30,6 +30,8 @@ from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.timeutil import UTC
+from velibcast import manifest
+from velibcast.training.registry import model_uri, read_metadata
 
 HOUR = timedelta(hours=1)
 
@@ -154,14 +156,12 @@ def summarise(df: pd.DataFrame) -> list[dict]:
 # ---------------------------------------------------------------- verdict
 def model_training_span(storage: st.Storage, root: str, run_id: str, version: str):
     """(start, end) of the hours the run's model was trained on, from its metadata; None if unknown."""
-    from velibcast import manifest
-    from velibcast.training.evaluate import training_span
-    from velibcast.training.registry import model_uri, read_metadata
-
     try:
         uri = manifest.read(storage, root, run_id)["parameters"]["model_uri"]
     except (NotFound, KeyError):
         uri = model_uri(root, version)
+    from velibcast.training.evaluate import training_span  # deliberate: evaluate imports torch (~4 s)
+
     try:
         return training_span(read_metadata(storage, uri))
     except (NotFound, VelibcastError):
@@ -170,7 +170,7 @@ def model_training_span(storage: st.Storage, root: str, run_id: str, version: st
 
 def sample_status(df: pd.DataFrame, span) -> dict:
     """Whether the scored targets overlap the model's training hours (then the score flatters it)."""
-    from velibcast.training.evaluate import in_training_span
+    from velibcast.training.evaluate import in_training_span  # deliberate: evaluate imports torch (~4 s)
 
     first = pd.Timestamp(df["target_ts"].min()).to_pydatetime()
     last = pd.Timestamp(df["target_ts"].max()).to_pydatetime()

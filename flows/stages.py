@@ -29,6 +29,14 @@ from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.run_records import (Counts, JoinRecord, Manifest, Outputs, TransformRecord, WindowsRecord,
                                    from_json, to_json, validated)
 from velibcast.timeutil import UTC, seconds_between
+from velibcast.transform_code.velib_features import contract_problem
+from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+from velibcast.training.registry import champion_model_uri
+from velibcast.datasets.assemble import assemble_transform_inputs
+from velibcast.datasets.quality import QualityTracker
+from velibcast.datasets.records import shard_count_for
+from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
+from velibcast.training.registry import read_metadata, summary_line
 
 
 @dataclass
@@ -117,8 +125,6 @@ def _json_member(uri: str, members: dict[str, bytes], name: str) -> dict:
 
 
 def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
-    from velibcast.transform_code.velib_features import contract_problem
-
     members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json", "config.json"})
     for need in ("metadata.json", "station_mappings.json", "config.json"):
         if need not in members:
@@ -137,10 +143,7 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
 
 
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
-    from velibcast.datasets.windows import origins_for_range, origins_for_run_date
-
     storage = cfg.storage()
-    from velibcast.training.registry import champion_model_uri
 
     model_uri = cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
     version, station_index = load_model_info(storage, model_uri)
@@ -157,10 +160,6 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
     done = load_stage(ctx, "windows", WindowsRecord)
     if done:
         return done
-    from velibcast.datasets.assemble import assemble_transform_inputs
-    from velibcast.datasets.quality import QualityTracker
-    from velibcast.datasets.records import shard_count_for
-    from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 
     t0 = datetime.now(UTC)
     policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
@@ -422,8 +421,6 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
 
 def _model_backtest(ctx: RunContext) -> dict | None:
     """The served model's backtest summary (training.registry), so a manifest shows what it stood on."""
-    from velibcast.training.registry import read_metadata, summary_line
-
     return summary_line(read_metadata(ctx.storage, ctx.model_uri))
 
 

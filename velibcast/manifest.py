@@ -9,6 +9,7 @@ The manifest's shape is `run_records.Manifest`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from velibcast import storage as st
@@ -42,8 +43,6 @@ def dumps(obj) -> str:
 
 def write_attempt(storage: st.Storage, root: str, m) -> str:
     """This attempt's manifest (a run_records.Manifest), written once before publishing."""
-    import dataclasses
-
     uri = m.outputs.manifest_uri
     storage.write_text(uri, dumps(dataclasses.asdict(m)), "application/json")
     return uri
@@ -51,8 +50,6 @@ def write_attempt(storage: st.Storage, root: str, m) -> str:
 
 def write_current(storage: st.Storage, root: str, m) -> str:
     """runs/<run_id>/manifest.json: the latest attempt that published."""
-    import dataclasses
-
     uri = manifest_uri(root, m.run_id)
     storage.write_text(uri, dumps(dataclasses.asdict(m)), "application/json")
     return uri
