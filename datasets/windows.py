@@ -213,7 +213,7 @@ def build_state_grid(
 
 
 def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns], max_staleness: timedelta,
-                        registry: StationRegistry | None = None) -> StateGrid:
+                        registry: StationRegistry | None = None, bounded_lookback: bool = False) -> StateGrid:
     n_h = len(hours)
     snapshots = [c for c in snapshots if len(c)]
     if not snapshots:
@@ -256,8 +256,9 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     # A record captured before that is older than max_staleness at h: never usable either way.
     captures = np.array([int(s.ref.capture_ts.timestamp()) for s in snapshots], dtype=np.int64)
     lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
-    present = ((pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
-               & (captures[seq[rec]] >= h_s[None, :] - lookback))
+    present = (pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
+    if bounded_lookback:  # the chunked window path; build_state_grid keeps every record it read
+        present &= captures[seq[rec]] >= h_s[None, :] - lookback
     del pos, sidx, seq
     usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
     del obs_s
@@ -446,7 +447,8 @@ def iter_state_grids(
         k += size
         hours = origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
         lo_c, hi_c = snapshot_span(hours, max_staleness)
-        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry)
+        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry,
+                                   bounded_lookback=True)
         summary.stations.update(grid.station_codes)
         summary.origins += len(chunk)
         summary.snapshots_read = source.snapshots_read
