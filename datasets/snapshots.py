@@ -409,7 +409,7 @@ def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, repo
     for i in over.tolist():
         report.add("over_capacity", f"{ref.uri} line {i + 1}",
                    f"station {cols[0][i]}: bikes {cols[2][i]} + docks {cols[5][i]} > capacity {cols[3][i]}")
-    return SnapshotColumns(ref, *cols[:5], cols[6], cols[7], cols[8])
+    return SnapshotColumns(ref, cols[0], cols[1], cols[2], cols[3], cols[4], cols[6], cols[7], cols[8])
 
 
 _GEO = pa.struct([("lat", pa.float64()), ("lon", pa.float64())])

@@ -1,11 +1,13 @@
 """Helpers for the Batch Transform tests: a job spec of the nightly's shape, input files, outputs, logs."""
 
+from typing import Any
+
 from velibcast.storage import join
 
 
 def job_spec(name: str, input_uri: str, output_uri: str, **over) -> dict:
     """A CreateTransformJob request with the nightly's shape; keyword groups override."""
-    spec = {
+    spec: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": "test-model",
         "TransformInput": {

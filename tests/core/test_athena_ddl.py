@@ -15,7 +15,7 @@ HIVE_TYPE = {pa.string(): "string", pa.int8(): "tinyint", pa.int32(): "int", pa.
              pa.float64(): "double", pa.bool_(): "boolean", pa.timestamp("us", tz="UTC"): "timestamp"}
 
 
-def table_ddl(name: str) -> str:
+def table_ddl(name: str) -> tuple[str, str]:
     m = re.search(rf"CREATE EXTERNAL TABLE IF NOT EXISTS velibcast\.{name} \((.*?)\n\)\n(.*?)\n\);", DDL, re.S)
     assert m, f"no CREATE EXTERNAL TABLE velibcast.{name}"
     return m.group(1), m.group(2)
