@@ -1,4 +1,4 @@
-"""Prefect flows: `nightly` (one run date or origin range) and `backfill` (many dates).
+"""The `nightly` Prefect flow: one run date or origin range (flows/backfill.py runs it per date).
 
 Tasks are thin wrappers over flows/stages.py, so the same code runs from the CLI, from a
 Prefect deployment and in tests. Task results are not cached by Prefect: the stages'
