@@ -62,6 +62,11 @@ class ValidationPolicy:
     on_bad_record: str = "skip"
     on_bad_object: str = "skip"
 
+    @classmethod
+    def from_config(cls, cfg) -> "ValidationPolicy":
+        """The policy a config's `snapshots` section names (one place for every stage that reads snapshots)."""
+        return cls(on_bad_record=cfg["snapshots"]["on_bad_record"], on_bad_object=cfg["snapshots"]["on_bad_object"])
+
     def __post_init__(self):
         for name in ("on_bad_record", "on_bad_object"):
             if getattr(self, name) not in _POLICY_CHOICES:

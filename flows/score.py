@@ -233,8 +233,7 @@ def hours_of(table: pa.Table) -> list[datetime]:
 
 def load_grid(storage: st.Storage, cfg, hours: list[datetime]):
     report = SkipReport()
-    policy = ValidationPolicy(on_bad_record=cfg["snapshots"]["on_bad_record"],
-                              on_bad_object=cfg["snapshots"]["on_bad_object"])
+    policy = ValidationPolicy.from_config(cfg)
     grid = build_state_grid(storage, cfg.snapshots_root, hours,
                             timedelta(hours=float(cfg["windows"]["max_staleness_hours"])), policy, report)
     return grid, report

@@ -162,8 +162,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         return done
 
     t0 = datetime.now(UTC)
-    policy = ValidationPolicy(on_bad_record=ctx.cfg["snapshots"]["on_bad_record"],
-                              on_bad_object=ctx.cfg["snapshots"]["on_bad_object"])
+    policy = ValidationPolicy.from_config(ctx.cfg)
     t = ctx.cfg["transform"]
     input_prefix = ctx.path("transform", "input") + "/"
     # Recomputing: the old record goes first (a failure below leaves no record that describes

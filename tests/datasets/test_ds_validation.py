@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from tests.datasets.ds_helpers import rec, utc
 
+from velibcast.config import load_config
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot, parse_snapshot_columns
 from velibcast.errors import ConfigError, DataError
@@ -165,3 +166,8 @@ def test_columnar_parser_on_the_real_sample(storage):
         assert cols.codes == [r.station_code for r in recs]
         assert cols.bikes.tolist() == [r.bikes for r in recs] and cols.lat.tolist() == [r.lat for r in recs]
         assert cols.installed.tolist() == [r.is_installed for r in recs]
+
+
+def test_the_policy_comes_from_the_config_s_snapshots_section():
+    cfg = load_config(overrides={"snapshots": {"on_bad_record": "fail", "on_bad_object": "skip"}})
+    assert ValidationPolicy.from_config(cfg) == ValidationPolicy(on_bad_record="fail", on_bad_object="skip")
