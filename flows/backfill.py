@@ -22,7 +22,6 @@ from velibcast.errors import NotFound, VelibcastError
 from velibcast.flows import stages
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_names import backfill_run_name
-from velibcast.training.registry import champion_model_uri
 
 
 def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
@@ -70,8 +69,7 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     logger = get_run_logger()
     cfg = load_config(config)
     storage = cfg.storage()
-    model_uri = cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
-    version, _ = stages.load_model_info(storage, model_uri)
+    version, _ = stages.load_model_info(storage, stages.run_model_uri(cfg, storage))
     dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
     results, todo = [], []
     for d in dates:

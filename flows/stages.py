@@ -142,10 +142,15 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
                         "rebuild the model with `velibcast train`") from e
 
 
+def run_model_uri(cfg: Config, storage: st.Storage) -> str:
+    """The model a run uses: the config's model.uri, else the champion of the store."""
+    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
+
+
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
     storage = cfg.storage()
 
-    model_uri = cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
+    model_uri = run_model_uri(cfg, storage)
     version, station_index = load_model_info(storage, model_uri)
     origins = origins_for_run_date(spec.run_date) if spec.start is None else origins_for_range(spec.start, spec.end)
     if not origins:
