@@ -37,7 +37,7 @@ HOUR = timedelta(hours=1)
 
 # Why a forecast row has no score. Each row gets the first reason that applies.
 NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_HOURS after the target yet
-NO_ACTUAL = "no_actual"              # no record of the station within the grid's lookback of the target hour
+NO_ACTUAL = "no_actual"              # the station has no record at or before the target hour
 STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
 NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
 REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NO_ORIGIN_VALUE)
