@@ -24,7 +24,7 @@ test: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
+	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/overlap.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
 
 clean:
 	rm -rf data bench/results
