@@ -14,7 +14,8 @@ import hashlib
 import json
 import logging
 import re
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from velibcast import constants as C
 from velibcast.batch_transform.errors import TransformJobFailed

@@ -71,7 +71,7 @@ class DataPlaneSettings:
     multi_range_filters: Literal["fail_object", "refuse", "apply"] = "fail_object"
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "DataPlaneSettings":
+    def from_dict(cls, d: dict | None) -> DataPlaneSettings:
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
@@ -111,7 +111,7 @@ class Processing:
 
     @classmethod
     def from_spec(cls, spec: dict, batch_strategy: str, max_payload_mb: int,
-                  settings: DataPlaneSettings | None = None, job_start: str | None = None) -> "Processing":
+                  settings: DataPlaneSettings | None = None, job_start: str | None = None) -> Processing:
         ti, to = spec["TransformInput"], spec.get("TransformOutput", {})
         dp = spec.get("DataProcessing") or {}
         return cls(

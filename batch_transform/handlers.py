@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from velibcast import constants as C
+
 # One InferenceError: the model code's own (subclassing the inference toolkit's when installed),
 # so a request the server refuses carries its status the same way a handler's refusal does.
 from velibcast.transform_code.velib_errors import BadRequest, InferenceError

@@ -30,9 +30,9 @@ import threading
 import time
 import weakref
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 from datetime import datetime
 
 from velibcast import constants as C
@@ -41,7 +41,12 @@ from velibcast.batch_transform import dataplane as dp
 from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.container import ClientConfig, Container
 from velibcast.batch_transform.errors import (
-    ContainerError, InvocationFailed, ResourceInUse, ResourceNotFound, StopRequested, TransformJobTimeout,
+    ContainerError,
+    InvocationFailed,
+    ResourceInUse,
+    ResourceNotFound,
+    StopRequested,
+    TransformJobTimeout,
 )
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError
@@ -261,7 +266,7 @@ class LocalRuntime:
         """CreateTransformJob, blocking until the job ends; the final describe dict."""
         return self.run_started(self.start_transform_job(spec))
 
-    def start_transform_job(self, spec: dict) -> "_JobRun":
+    def start_transform_job(self, spec: dict) -> _JobRun:
         """What CreateTransformJob checks before it answers: the spec, the model, the input
         (an empty one is a ValidationException, as on the service) and a unique name. The
         job is InProgress when this returns; run_started(run) runs it."""
@@ -293,7 +298,7 @@ class LocalRuntime:
         self._stops[name] = run.stop
         return run
 
-    def run_started(self, run: "_JobRun") -> dict:
+    def run_started(self, run: _JobRun) -> dict:
         """Run a job start_transform_job created, to its end; the final describe dict."""
         state, name = run.state, run.spec["TransformJobName"]
         try:

@@ -75,7 +75,7 @@ class SageMakerBackend:
         self._sleep, self._clock = sleep, clock
 
     @classmethod
-    def from_config(cls, cfg) -> "SageMakerBackend":
+    def from_config(cls, cfg) -> SageMakerBackend:
         """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)
         and `transform.wait_deadline_s`."""
         t = cfg["transform"]

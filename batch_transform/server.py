@@ -91,7 +91,7 @@ def build_app(handlers: H.Handlers):
         parts: list[bytes] = []
         try:
             body = await asyncio.wait_for(_read_body(request, limit, parts), read_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _error(408, f"the request body did not arrive within {read_timeout:g} s of its headers "
                                f"({sum(map(len, parts))} bytes received); send it at once", t0)
         except ClientDisconnect:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from velibcast.timeutil import UTC
 from velibcast.training.package import extract
 from velibcast.training.synthetic import untrained_archive
 from velibcast.transform_code import inference
-from velibcast.timeutil import UTC
 
 BATCHES = (1, 100, 10_000)
 N_STATIONS = 1400

@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+
 from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from velibcast.datasets.report import ValidationPolicy
-
 from velibcast import constants as C
 from velibcast.cli_types import utc_time
+from velibcast.datasets.report import ValidationPolicy
 
 
 def register(subparsers) -> None:
@@ -55,7 +54,6 @@ def _policy(args) -> ValidationPolicy:
 
 def cmd_import(args) -> int:
     from velibcast.datasets import importers
-
     from velibcast.storage import Storage
 
     counts = importers.import_source(Storage(), args.format, args.src, args.dest, station_info_uri=args.station_info,
@@ -71,7 +69,6 @@ def cmd_windows(args) -> int:
     )
     from velibcast.datasets.quality import QualityTracker
     from velibcast.datasets.windows import origins_for_range, origins_for_run_date
-
     from velibcast.storage import Storage
 
     if args.run_date:

@@ -21,7 +21,11 @@ from velibcast.datasets.csv_tokens import float_tokens, int_tokens, join_rows, t
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.errors import ConfigError, DataError
 from velibcast.transform_code.velib_features import (
-    FEATURE_COLUMNS, HISTORY_COLUMNS, HISTORY_KEY, OUTPUT_COLUMNS, STATIC_FEATURES,
+    FEATURE_COLUMNS,
+    HISTORY_COLUMNS,
+    HISTORY_KEY,
+    OUTPUT_COLUMNS,
+    STATIC_FEATURES,
 )
 
 CSV = "csv"

@@ -63,7 +63,7 @@ class ValidationPolicy:
     on_bad_object: str = "skip"
 
     @classmethod
-    def from_config(cls, cfg) -> "ValidationPolicy":
+    def from_config(cls, cfg) -> ValidationPolicy:
         """The policy a config's `snapshots` section names (one place for every stage that reads snapshots)."""
         return cls(on_bad_record=cfg["snapshots"]["on_bad_record"], on_bad_object=cfg["snapshots"]["on_bad_object"])
 
@@ -75,7 +75,7 @@ class ValidationPolicy:
                 )
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "ValidationPolicy":
+    def from_dict(cls, d: dict | None) -> ValidationPolicy:
         return cls(**dict(d or {}))
 
 

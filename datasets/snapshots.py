@@ -355,7 +355,7 @@ class SnapshotColumns:
         return len(self.codes)
 
     @classmethod
-    def from_records(cls, ref: SnapshotRef, recs: list[StationRecord]) -> "SnapshotColumns":
+    def from_records(cls, ref: SnapshotRef, recs: list[StationRecord]) -> SnapshotColumns:
         return cls(
             ref, [r.station_code for r in recs],
             np.array([int(r.obs_ts.timestamp()) for r in recs], dtype=np.int64),

@@ -17,7 +17,6 @@ from velibcast.datasets.snapshots import snapshot_uri
 from velibcast.timeutil import UTC
 
 
-
 def generate_store(
     storage: st.Storage,
     root: str,

@@ -27,9 +27,13 @@ from velibcast.datasets.csv_tokens import float_tokens
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
-from velibcast.transform_code.velib_features import (HISTORY_LEN, STATIC_FEATURES, UNKNOWN_STATION_INDEX,
-                                                     is_non_working_day)
 from velibcast.timeutil import PARIS, UTC
+from velibcast.transform_code.velib_features import (
+    HISTORY_LEN,
+    STATIC_FEATURES,
+    UNKNOWN_STATION_INDEX,
+    is_non_working_day,
+)
 
 HOUR = timedelta(hours=1)
 _OBS_BITS = 34  # seconds since the grid's base fit in 34 bits (> 500 years)

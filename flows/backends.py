@@ -8,7 +8,7 @@ starts a second billed job for work already done or under way.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from velibcast import constants as C
 from velibcast.batch_transform.attempts import job_name_for, run_idempotent

@@ -77,7 +77,6 @@ def cmd_demo(args) -> int:
         print(f"seeding {snaps} from {sample}")
         shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
     from velibcast.flows.nightly import nightly
-
     from velibcast.training import registry
 
     if registry.read_champion(cfg.storage(), cfg.root) is None:

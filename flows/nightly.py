@@ -19,8 +19,8 @@ from velibcast.flows import stages
 from velibcast.flows.prefect_logs import forwarded_to
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_run
-from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 from velibcast.flows.run_artifacts import publish_run_artifacts
+from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 from velibcast.flows.run_names import nightly_run_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
 from velibcast.redact import redact_text

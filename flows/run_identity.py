@@ -15,7 +15,6 @@ from velibcast.errors import ConfigError
 from velibcast.timeutil import PARIS
 
 
-
 def yesterday_in_paris(now: datetime | None = None) -> date:
     now = now or datetime.now(PARIS)
     return (now.astimezone(PARIS) - timedelta(days=1)).date()

@@ -23,14 +23,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from velibcast import constants as C
-from velibcast import forecasts
+from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.timeutil import UTC
-from velibcast import manifest
 from velibcast.training.registry import model_uri, read_metadata
 
 HOUR = timedelta(hours=1)
@@ -73,7 +72,7 @@ def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
 
 
 # ---------------------------------------------------------------- actuals
-def grid_from_actuals(actuals) -> "StateGrid":
+def grid_from_actuals(actuals) -> StateGrid:
     """A StateGrid from a table of hourly actuals (station_code, ts, bikes): every given value is usable."""
     df = actuals.to_pandas() if isinstance(actuals, pa.Table) else pd.DataFrame(actuals)
     missing = {"station_code", "ts", "bikes"} - set(df.columns)

@@ -24,19 +24,27 @@ from velibcast import constants as C
 from velibcast import cost, forecasts, manifest
 from velibcast import storage as st
 from velibcast.config import Config
-from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
-from velibcast.flows.run_identity import RunSpec, run_id_for
-from velibcast.run_records import (Counts, JoinRecord, Manifest, Outputs, TransformRecord, WindowsRecord,
-                                   from_json, to_json, validated)
-from velibcast.timeutil import UTC, seconds_between
-from velibcast.transform_code.velib_features import contract_problem
-from velibcast.datasets.windows import origins_for_range, origins_for_run_date
-from velibcast.training.registry import champion_model_uri
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.records import shard_count_for
 from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
-from velibcast.training.registry import read_metadata, summary_line
+from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
+from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.run_records import (
+    Counts,
+    JoinRecord,
+    Manifest,
+    Outputs,
+    TransformRecord,
+    WindowsRecord,
+    from_json,
+    to_json,
+    validated,
+)
+from velibcast.timeutil import UTC, seconds_between
+from velibcast.training.registry import champion_model_uri, read_metadata, summary_line
+from velibcast.transform_code.velib_features import contract_problem
 
 
 @dataclass

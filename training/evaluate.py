@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from velibcast.errors import ConfigError
-from velibcast.transform_code import velib_features as F
 from velibcast.timeutil import UTC
+from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.inference import to_counts
 
 _CAP = F.COL["capacity"]

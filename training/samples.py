@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast import constants as C
-from velibcast.errors import ConfigError
 from velibcast.datasets.windows import static_time_features
+from velibcast.errors import ConfigError
 from velibcast.timeutil import PARIS
 from velibcast.transform_code import velib_features as F
 
@@ -33,7 +33,7 @@ class Samples:
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, mask: np.ndarray) -> "Samples":
+    def take(self, mask: np.ndarray) -> Samples:
         return Samples(self.x[mask], self.y[mask], self.origin[mask], self.station[mask], self.hours,
                        None if self.codes is None else self.codes[mask])
 

@@ -79,7 +79,6 @@ def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:
     from datetime import datetime
 
     from velibcast.timeutil import UTC
-
     from velibcast.training import package
     from velibcast.training.gbm import fit_gbm
     from velibcast.training.samples import samples_from_grid, station_mapping

@@ -25,10 +25,10 @@ import torch
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import ConfigError
+from velibcast.timeutil import UTC
 from velibcast.training import evaluate, package, registry
 from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples, time_split
 from velibcast.transform_code import velib_features as F
-from velibcast.timeutil import UTC
 from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
 
 Progress = Callable[[str], None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date, datetime
+
 from velibcast.timeutil import UTC
 
 RANGE_CONVENTION = "ranges are half-open [start, end): the start is included, the end is not"

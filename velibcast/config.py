@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
-import tempfile
 import hashlib
 import json
-from importlib import resources
+import os
+import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

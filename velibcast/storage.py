@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 from velibcast import constants as C
@@ -37,7 +37,7 @@ class ClientParams:
     max_attempts: int = C.S3_MAX_ATTEMPTS
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "ClientParams":
+    def from_dict(cls, d: dict | None) -> ClientParams:
         d = dict(d or {})
         unknown = set(d) - {"endpoint_url", "region_name", "profile_name", "max_attempts"}
         if unknown:

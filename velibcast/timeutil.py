@@ -6,13 +6,14 @@ person's day is meant (a run date, day types, the report's labels).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime  # UTC is re-exported: import it from here
 from zoneinfo import ZoneInfo
 
 from velibcast import constants as C
 
-UTC = timezone.utc
 PARIS = ZoneInfo(C.LOCAL_TIMEZONE)
+
+__all__ = ["PARIS", "UTC", "seconds_between"]
 
 
 def seconds_between(start: datetime | str, end: datetime | str) -> float:

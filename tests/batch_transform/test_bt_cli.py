@@ -73,8 +73,8 @@ def test_byoc_entry_point_accepts_docker_run_serve(monkeypatch):
 
 
 def test_dockerfile_is_consistent_with_the_code():
-    from pathlib import Path
     import tomllib
+    from pathlib import Path
     root = Path(__file__).resolve().parents[2]
     text = (root / "batch_transform" / "Dockerfile").read_text()
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]

@@ -7,11 +7,14 @@ import threading
 import pytest
 
 from tests.batch_transform.bt_helpers import job_spec, log_of, outputs, put
-from velibcast import constants as C
 from tests.helpers import wait_until
+from velibcast import constants as C
 from velibcast.batch_transform.errors import ResourceInUse, ResourceNotFound
 from velibcast.batch_transform.local import (
-    LocalRuntime, container_environment, distribute, resolve_batch_parameters,
+    LocalRuntime,
+    container_environment,
+    distribute,
+    resolve_batch_parameters,
 )
 from velibcast.batch_transform.spec import SpecError
 from velibcast.storage import Storage, join

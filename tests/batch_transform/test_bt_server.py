@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
+from tests.helpers import free_port, wait_for_ping, wait_until
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
 from velibcast.batch_transform import server
-from tests.helpers import free_port, wait_for_ping, wait_until
 
 EXEC_PARAMS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
 

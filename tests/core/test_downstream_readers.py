@@ -5,8 +5,8 @@ import threading
 from datetime import date, datetime, timedelta
 
 import duckdb
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.dataset as pads

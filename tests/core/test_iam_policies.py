@@ -12,7 +12,7 @@ import ast
 import json
 from datetime import date, datetime
 from fnmatch import fnmatchcase
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ PASSES_ROLE = {"CreateModel"}   # ExecutionRoleArn
 
 
 # ---------------------------------------------------------------- finding the calls
-@lru_cache(maxsize=None)
+@cache
 def _operations(service: str) -> dict[str, str]:
     import botocore.session
     from botocore import xform_name

@@ -5,8 +5,17 @@ import dataclasses
 import pytest
 
 from velibcast.errors import DataError
-from velibcast.run_records import (SCHEMA_VERSION, Counts, Manifest, Outputs, PartitionOutcome, TransformRecord,
-                                   from_json, to_json, validated)
+from velibcast.run_records import (
+    SCHEMA_VERSION,
+    Counts,
+    Manifest,
+    Outputs,
+    PartitionOutcome,
+    TransformRecord,
+    from_json,
+    to_json,
+    validated,
+)
 
 
 def _manifest(**counts_over):

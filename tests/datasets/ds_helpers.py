@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
+
 from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ import argparse
 import json
 
 from tests.datasets.ds_helpers import INFO_2022, SERIES
-
 from velibcast.datasets import cli
 
 

@@ -1,7 +1,6 @@
 """Importers: each real format lands in the snapshot store and reads back clean."""
 
 from tests.datasets.ds_helpers import INFO_2022, SERIES, utc
-
 from velibcast.datasets.importers import convert_csv_series_file, import_csv_series, load_station_information
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots, read_snapshot

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from tests.datasets.ds_helpers import rec, utc
-
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import build_state_grid
@@ -34,8 +33,8 @@ def test_quality_summary_on_the_grid(tmp_path, storage):
 
 def test_quality_on_real_data(real_store, storage):
     from velibcast.datasets.quality import QualityTracker
-    from velibcast.datasets.windows import SnapshotSource
     from velibcast.datasets.report import ValidationPolicy
+    from velibcast.datasets.windows import SnapshotSource
 
     tracker = QualityTracker()
     src = SnapshotSource(storage, real_store, utc("2022-05-23T00:00Z"), utc("2022-05-27T00:00Z"),

@@ -4,11 +4,17 @@ import json
 
 import numpy as np
 import pytest
-from tests.datasets.ds_helpers import utc
 
+from tests.datasets.ds_helpers import utc
 from velibcast import constants as C
 from velibcast.datasets.records import (
-    ShardWriter, csv_layout, csv_rows, jsonl_layout, parse_output, shard_count_for, write_transform_inputs,
+    ShardWriter,
+    csv_layout,
+    csv_rows,
+    jsonl_layout,
+    parse_output,
+    shard_count_for,
+    write_transform_inputs,
 )
 from velibcast.datasets.windows import WindowBatch
 from velibcast.errors import ConfigError, DataError

@@ -4,14 +4,20 @@ import gzip
 from datetime import timedelta
 
 import pytest
-from tests.datasets.ds_helpers import rec, utc
 
+from tests.datasets.ds_helpers import rec, utc
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.errors import DataError
 from velibcast.datasets.snapshots import (
-    SnapshotRef, capture_ts_from_key, encode_snapshot, list_snapshots, read_snapshot, snapshot_uri, write_snapshot,
+    SnapshotRef,
+    capture_ts_from_key,
+    encode_snapshot,
+    list_snapshots,
+    read_snapshot,
+    snapshot_uri,
+    write_snapshot,
 )
+from velibcast.errors import DataError
 
 
 def test_keys_in_both_layouts():

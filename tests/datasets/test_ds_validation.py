@@ -4,8 +4,8 @@ import gzip
 from pathlib import Path
 
 import pytest
-from tests.datasets.ds_helpers import rec, utc
 
+from tests.datasets.ds_helpers import rec, utc
 from velibcast.config import load_config
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot, parse_snapshot_columns

@@ -11,15 +11,18 @@ import json
 from datetime import date, datetime, timedelta
 
 import numpy as np
-from tests.datasets.ds_helpers import rec, utc
-
 import pyarrow.parquet as pq
 
+from tests.datasets.ds_helpers import rec, utc
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import (
-    build_state_grid, history_hours, origins_for_range, origins_for_run_date, static_time_features,
+    build_state_grid,
+    history_hours,
+    origins_for_range,
+    origins_for_run_date,
+    static_time_features,
 )
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, UNKNOWN_STATION_INDEX
 

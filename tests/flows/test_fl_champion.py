@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from velibcast.errors import TerminalError
+from velibcast.timeutil import UTC
 from velibcast.training import package, registry
 from velibcast.training.synthetic import untrained_archive
 
@@ -55,7 +56,7 @@ def test_a_contract_1_model_is_refused_before_any_window(tmp_path, storage, e2e)
 
 
 def test_train_flow_logs_progress_packages_and_promotes_only_a_winner(tmp_path, storage, e2e, caplog):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from velibcast.flows.train import train
 
@@ -63,8 +64,8 @@ def test_train_flow_logs_progress_packages_and_promotes_only_a_winner(tmp_path, 
     e2e.copy_snapshots(storage, root)  # 2022-05-25T03 .. 2022-05-26T09 captures
     cfg = e2e.config(tmp_path, root, None)
     with caplog.at_level("INFO"):
-        info = train(config=cfg, start=datetime(2022, 5, 25, 3, tzinfo=timezone.utc),
-                     end=datetime(2022, 5, 26, 9, tzinfo=timezone.utc), promote=True)
+        info = train(config=cfg, start=datetime(2022, 5, 25, 3, tzinfo=UTC),
+                     end=datetime(2022, 5, 26, 9, tzinfo=UTC), promote=True)
     rounds = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
     assert rounds and all("s elapsed" in m for m in rounds)
     assert info["version"].startswith("gbm-20220526-")

@@ -10,6 +10,7 @@ import pytest
 from velibcast import storage as st
 from velibcast.errors import DataError
 
+
 def test_local_and_s3_give_identical_forecasts(tmp_path, s3_root, storage, trained_model, e2e):
     results = {}
     for name, root in (("local", str(tmp_path / "root")), ("s3", s3_root)):

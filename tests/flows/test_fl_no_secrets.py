@@ -130,13 +130,13 @@ def test_storage_errors_name_the_object_not_the_credentials(secret_env):
 
 
 def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorded_logs):
-    from prefect import flow, get_run_logger
-
-    from velibcast.flows import report_png, score, stages
-
     # the hand-built night of the scoring tests, published to S3 with these credentials
     import importlib.util
     from pathlib import Path
+
+    from prefect import flow, get_run_logger
+
+    from velibcast.flows import report_png, score, stages
 
     spec = importlib.util.spec_from_file_location("night", Path(__file__).with_name("test_fl_score_report.py"))
     night = importlib.util.module_from_spec(spec)

@@ -65,7 +65,12 @@ def test_flow_run_names():
 def test_a_run_is_named_logs_through_prefect_and_links_its_outputs(tmp_path, storage, trained_model, e2e):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId,
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
     )
 
     root = str(tmp_path / "root")

@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 
 from velibcast.flows.publish import PublishConflict, lock_uri, process_start, publish_lock
+from velibcast.timeutil import UTC
 
 
 def test_second_holder_is_refused_with_the_holder_named(any_root, storage):
@@ -61,11 +62,11 @@ def test_a_dead_holders_stale_lock_is_taken_over(tmp_path, storage):
 
 # ---------------------------------------------------------------- owner identity
 def _holder(**kw):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     body = {"run_id": "other", "host": socket.gethostname(), "pid": os.getpid(),
             "process_start": process_start(os.getpid()), "token": "t0",
-            "acquired_at": datetime.now(timezone.utc).isoformat()}
+            "acquired_at": datetime.now(UTC).isoformat()}
     body.update(kw)
     return body
 
@@ -92,11 +93,11 @@ def test_a_live_holder_keeps_the_lock_however_old(tmp_path, storage):
 
 
 def test_a_holder_on_another_host_keeps_it_until_its_lease_expires(tmp_path, storage):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     d = date(2022, 5, 31)
     uri = lock_uri(str(tmp_path), d)
-    now = datetime(2022, 6, 1, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2022, 6, 1, 3, 0, tzinfo=UTC)
     storage.write_text(uri, json.dumps(_holder(host="elsewhere", pid=1, acquired_at=now.isoformat(),
                                                lease_expires_at=(now + timedelta(hours=1)).isoformat())))
     with pytest.raises(PublishConflict, match="elsewhere"):

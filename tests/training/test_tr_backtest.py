@@ -1,14 +1,15 @@
 """Rolling-origin backtests: each day is forecast by a model trained only on targets before it."""
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 import pytest
 
+from velibcast.timeutil import UTC
 from velibcast.training import backtest
 from velibcast.training.samples import samples_from_grid, station_mapping
 from velibcast.training.synthetic import make_grid
 
-START = datetime(2022, 5, 26, 22, tzinfo=timezone.utc)  # Saturday 05-28 and Sunday 05-29 follow in Paris
+START = datetime(2022, 5, 26, 22, tzinfo=UTC)  # Saturday 05-28 and Sunday 05-29 follow in Paris
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,20 @@
 """The gbm family: the NumPy evaluator shipped in code/ is LightGBM's own prediction, from JSON."""
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest
 
 from velibcast import constants as C
+from velibcast.timeutil import UTC
 from velibcast.training.gbm import fit_gbm, gbm_params, trees_spec
 from velibcast.training.samples import samples_from_grid, station_mapping
 from velibcast.training.synthetic import make_grid
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code import velib_gbm
 
-START = datetime(2022, 5, 23, tzinfo=timezone.utc)  # Monday: three working days
+START = datetime(2022, 5, 23, tzinfo=UTC)  # Monday: three working days
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from velibcast import constants as C
+from velibcast.timeutil import UTC
 from velibcast.training import package
 from velibcast.training.synthetic import make_grid, untrained_archive
 from velibcast.training.train import train_on_grid
-from velibcast.timeutil import UTC
 
 START = datetime(2022, 5, 23, tzinfo=UTC)
 

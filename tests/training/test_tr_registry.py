@@ -1,15 +1,16 @@
 """Model lifecycle: the champion pointer, and promotion that refuses a model that loses."""
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
 from velibcast.errors import ConfigError
+from velibcast.timeutil import UTC
 from velibcast.training import package, registry
 from velibcast.training.synthetic import untrained_archive
 
-NOW = datetime(2022, 6, 1, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2022, 6, 1, 3, 0, tzinfo=UTC)
 
 
 def backtest(days):

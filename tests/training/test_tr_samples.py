@@ -7,9 +7,9 @@ import pytest
 
 from velibcast.datasets import windows
 from velibcast.datasets.report import SkipReport
+from velibcast.timeutil import UTC
 from velibcast.training.samples import samples_from_grid, station_mapping, time_split
 from velibcast.training.synthetic import make_grid
-from velibcast.timeutil import UTC
 
 START = datetime(2022, 3, 26, 12, tzinfo=UTC)  # spans the switch to summer time
 

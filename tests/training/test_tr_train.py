@@ -5,14 +5,13 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-
 from velibcast import constants as C
 from velibcast.storage import join
+from velibcast.timeutil import UTC
 from velibcast.training.evaluate import evaluate_model
 from velibcast.training.package import extract
 from velibcast.training.train import train_model
 from velibcast.transform_code import inference
-from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "sample_data" / "velib" / "snapshots"
