@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails if any tracked file reads or cites something outside the repository: the repository is the
-# whole world (a user's clone has no ../shared folder and no /work tree).
+# whole world (a user's clone has no folder beside it and no machine-specific tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Patterns that only an outside reference can match; this file itself is excluded.
