@@ -126,7 +126,7 @@ def encode(counts, unknown, batch, accept):
     """counts int64 (n, 3). CSV: `h1,h2,h3` lines; JSON forms: objects with OUTPUT_COLUMNS and `unknown_station`."""
     rt = response_type(accept, batch.content_type)
     if rt == CSV:
-        return "".join(f"{a},{b},{c}\n" for a, b, c in counts.tolist()), rt
+        return _csv_lines(counts), rt
     objs = []
     ids = batch.record_ids
     for i, (row, unk) in enumerate(zip(counts.tolist(), unknown.tolist())):
@@ -137,6 +137,26 @@ def encode(counts, unknown, batch, accept):
     if rt == JSONLINES:
         return "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in objs), rt
     return json.dumps(objs[0] if batch.single else objs, separators=(",", ":")), rt
+
+
+def _csv_lines(counts):
+    """`a,b,c` lines of non-negative ints with no Python object per value: a list per record
+    made the cyclic GC run a full collection over the server's heap (torch's objects) during
+    output_fn, 0.08 s of a 3,000-record request (bench/transform.py profile, issue 11)."""
+    counts = np.asarray(counts)
+    n = len(counts)
+    if not n or counts.min() < 0 or counts.max() > _CSV_TABLE_MAX:
+        return "".join(",".join(map(str, row)) + "\n" for row in counts.tolist())
+    digits = np.array([str(i) for i in range(int(counts.max()) + 1)], dtype="S")
+    width = digits.dtype.itemsize
+    m = np.zeros((n, counts.shape[1], width + 1), dtype=np.uint8)
+    m[:, :, :width] = digits[counts].view(np.uint8).reshape(n, counts.shape[1], width)
+    m[:, :, width] = ord(",")
+    m[:, -1, width] = ord("\n")
+    return m[m != 0].tobytes().decode("ascii")  # the NULs that pad short numbers go
+
+
+_CSV_TABLE_MAX = 1 << 16  # counts are bikes (<= STATION_COUNT_MAX); a larger value takes the plain path
 
 
 def _json(text, where, fix):

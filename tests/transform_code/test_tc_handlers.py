@@ -3,9 +3,10 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
-from velibcast.transform_code import inference
+from velibcast.transform_code import inference, velib_codec
 from velibcast.transform_code.velib_errors import InferenceError
 
 
@@ -27,6 +28,15 @@ def test_csv_batch_gives_one_line_per_record(model, features, to_csv):
     assert ct == "text/csv"
     assert body.endswith("\n") and not body.endswith("\n\n")
     check_counts([[int(v) for v in ln.split(",")] for ln in body.split("\n")[:-1]], feats)
+
+
+@pytest.mark.parametrize("shape, top", [((3000, 3), 200), ((1, 3), 0), ((4, 3), 9), ((5, 3), 70_000)])
+def test_csv_encoding_reads_as_python_prints_the_counts(shape, top):
+    """The vectorised encoder (no object per value) against the obvious per-row format."""
+    counts = np.random.default_rng(top).integers(0, top + 1, shape)
+    expected = "".join(",".join(map(str, row)) + "\n" for row in counts.tolist())
+    assert velib_codec._csv_lines(counts) == expected
+    assert velib_codec._csv_lines(np.array([[-1, 2, 3]])) == "-1,2,3\n"
 
 
 def test_csv_accepts_str_body_crlf_and_charset(model, features, to_csv):
