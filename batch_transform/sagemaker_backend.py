@@ -21,12 +21,12 @@ import logging
 import time
 
 from velibcast import constants as C
-from velibcast import cost
 from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.errors import ResourceNotFound, TransformJobFailed, TransformJobTimeout
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import TerminalError, TransientError
 from velibcast.retry import Backoff
+from velibcast.timeutil import seconds_between
 
 log = logging.getLogger("velibcast.sagemaker")
 
@@ -38,11 +38,12 @@ __all__ = ["SageMakerBackend", "TransformJobTimeout", "billed_seconds", "pytorch
 
 
 def billed_seconds(describe: dict) -> float:
-    """Billed time per instance: TransformStartTime to TransformEndTime (BTS §5.1)."""
+    """Billed time per instance: TransformStartTime to TransformEndTime (BTS §5.1); never negative
+    (clocks that disagree bill nothing), 0 for a job that has not started or ended."""
     start, end = describe.get("TransformStartTime"), describe.get("TransformEndTime")
     if not start or not end:
         return 0.0
-    return cost.billed_seconds(start, end)
+    return max(0.0, seconds_between(start, end))
 
 
 def pytorch_image_uri(region: str, instance_type: str = C.DEFAULT_INSTANCE_TYPE) -> str:

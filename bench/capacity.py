@@ -84,7 +84,7 @@ def measure(reps: int, work: Path) -> dict:
 
 
 def plan(m: dict) -> dict:
-    from velibcast import cost
+    from velibcast.flows import cost
 
     A = ASSUMPTIONS
     ar, a15 = m["assembly_real"], m["assembly_15k"]

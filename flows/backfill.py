@@ -16,10 +16,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from velibcast import constants as C
-from velibcast import forecasts, manifest
 from velibcast.config import load_config
 from velibcast.errors import NotFound, VelibcastError
-from velibcast.flows import stages
+from velibcast.flows import forecasts, manifest, stages
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_names import backfill_run_name
 

@@ -18,9 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from velibcast import constants as C
-from velibcast import cost
 from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 from velibcast.errors import ConfigError, VelibcastError
+from velibcast.flows import cost
 
 
 def _print_result(res: dict) -> None:

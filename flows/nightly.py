@@ -12,10 +12,9 @@ from datetime import date, datetime, timedelta
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from velibcast import manifest
 from velibcast.config import load_config
 from velibcast.errors import ConfigError
-from velibcast.flows import stages
+from velibcast.flows import manifest, stages
 from velibcast.flows.prefect_logs import forwarded_to
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_run

@@ -42,9 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from velibcast import constants as C
-from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.errors import NotFound, TerminalError
+from velibcast.flows import forecasts, manifest
 from velibcast.run_records import Manifest, PartitionOutcome, to_json, validated
 from velibcast.timeutil import UTC
 

@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 
 from velibcast import constants as C
-from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.errors import NotFound
-from velibcast.flows import score
+from velibcast.flows import forecasts, manifest, score
 from velibcast.timeutil import PARIS
 
 HORIZON_COLOURS = {1: "#1f77b4", 2: "#ff7f0e", 3: "#2ca02c"}

@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from velibcast import constants as C
-from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound, VelibcastError
+from velibcast.flows import forecasts, manifest
 from velibcast.timeutil import UTC
 from velibcast.training.registry import model_uri, read_metadata
 

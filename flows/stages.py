@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from velibcast import constants as C
-from velibcast import cost, forecasts, manifest
 from velibcast import storage as st
+from velibcast.batch_transform.sagemaker_backend import billed_seconds
 from velibcast.config import Config
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.quality import QualityTracker
@@ -30,6 +30,7 @@ from velibcast.datasets.records import shard_count_for
 from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
+from velibcast.flows import cost, forecasts, manifest
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.run_records import (
     Counts,
@@ -38,6 +39,7 @@ from velibcast.run_records import (
     Outputs,
     TransformRecord,
     WindowsRecord,
+    dumps,
     from_json,
     to_json,
     validated,
@@ -103,7 +105,7 @@ def completed_stages(ctx: RunContext) -> list[str]:
 def save_stage(ctx: RunContext, stage: str, record):
     """Check the record's fields and types, store it, and return it as a later run will read it."""
     record = validated(record)
-    ctx.storage.write_text(stage_record_uri(ctx, stage), manifest.dumps(to_json(record)), "application/json")
+    ctx.storage.write_text(stage_record_uri(ctx, stage), dumps(to_json(record)), "application/json")
     return record
 
 
@@ -199,7 +201,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
                     stations_seen=summary["stations_seen"], data_quality=result.get("data_quality"),
                     snapshots_uri=st.join(ctx.cfg.snapshots_root, C.SNAPSHOT_PREFIX) + "/")
     check_coverage(ctx, **coverage)  # before the transform: a degenerate night costs no job
-    ctx.storage.write_text(ctx.path("windows", "skips.json"), manifest.dumps(skips), "application/json")
+    ctx.storage.write_text(ctx.path("windows", "skips.json"), dumps(skips), "application/json")
     return save_stage(ctx, "windows", WindowsRecord(
         origins=len(ctx.origins),
         windows_emitted=summary["windows_emitted"],
@@ -342,7 +344,7 @@ def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, J
 
 def estimate_cost(ctx: RunContext, transform: TransformRecord, windows: WindowsRecord) -> dict:
     d = transform.describe
-    seconds = cost.billed_seconds(d["TransformStartTime"], d["TransformEndTime"])
+    seconds = billed_seconds(d)
     res = transform.job_spec["TransformResources"]
     n_in = len(windows.shards)
     return cost.estimate(

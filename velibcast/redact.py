@@ -2,7 +2,7 @@
 
 Config validation keeps credentials out of `store.s3` keys, but a URL can still carry them
 (`endpoint_url: http://KEY:SECRET@host`, botocore echoing that URL in an error). Every
-record goes through manifest.dumps and every storage error through here.
+record goes through run_records.dumps and every storage error through here.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from velibcast import constants as C
 from velibcast.errors import DataError
+from velibcast.redact import redact_text
 
 SCHEMA_VERSION = C.RUN_RECORD_SCHEMA_VERSION
 
@@ -84,10 +85,21 @@ def from_json(cls, obj: dict, where: str):
     return cls(**kwargs)
 
 
+def _default(o):
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def dumps(obj) -> str:
+    """JSON of a record, with any credentials in URLs redacted (velibcast.redact)."""
+    return redact_text(json.dumps(obj, indent=2, sort_keys=False, default=_default))
+
+
 def to_json(record) -> dict:
     """The record as plain JSON values (datetimes as ISO strings), redacted of credentials."""
-    from velibcast.manifest import dumps
-
     return json.loads(dumps(dataclasses.asdict(record)))
 
 

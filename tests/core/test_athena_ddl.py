@@ -5,10 +5,9 @@ import re
 import pyarrow as pa
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
-from velibcast.flows import score
+from velibcast.flows import forecasts, score
 
 DDL = (CONFIG_DIR / "athena" / "forecasts.sql").read_text()
 HIVE_TYPE = {pa.string(): "string", pa.int8(): "tinyint", pa.int32(): "int", pa.int64(): "bigint",

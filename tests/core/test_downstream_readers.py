@@ -13,8 +13,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
+from velibcast.flows import forecasts
 from velibcast.timeutil import UTC
 
 D1, D2 = date(2022, 5, 25), date(2022, 5, 26)

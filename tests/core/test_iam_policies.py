@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from velibcast import forecasts, manifest
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
+from velibcast.flows import forecasts, manifest
 from velibcast.timeutil import UTC
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

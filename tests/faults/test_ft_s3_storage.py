@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.errors import AccessDenied, TerminalError, TransientStorageError
+from velibcast.flows import forecasts
 from velibcast.timeutil import UTC
 
 RETRYABLE = ["slowdown", "internal", "throttling", "reset"]

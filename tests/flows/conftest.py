@@ -91,7 +91,7 @@ def _published(storage, root) -> dict:
 
     import pyarrow.parquet as pq
 
-    from velibcast import forecasts
+    from velibcast.flows import forecasts
 
     out, keys = {}, set()
     for o in storage.list(st.join(root, "forecasts") + "/"):

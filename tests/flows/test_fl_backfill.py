@@ -5,8 +5,8 @@ from datetime import date
 import pyarrow as pa
 
 from tests.core.test_downstream_readers import night
-from velibcast import forecasts, manifest
 from velibcast.config import load_config
+from velibcast.flows import forecasts, manifest
 from velibcast.flows.backfill import backfill, is_complete
 from velibcast.flows.run_identity import RunSpec, run_id_for
 

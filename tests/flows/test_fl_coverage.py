@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.errors import DataError
+from velibcast.flows import forecasts
 
 
 def test_empty_store_wrong_root_and_missing_last_hours_are_refused(tmp_path, storage, trained_model, e2e):

@@ -11,8 +11,8 @@ import json
 import os
 from datetime import date
 
-from velibcast import forecasts
 from velibcast import storage as st
+from velibcast.flows import forecasts
 
 DROPPED = "16107"  # a station the correction removes: the set of windows changes too
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from velibcast import manifest
 from velibcast import storage as st
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, StorageError
+from velibcast.flows import manifest
 from velibcast.timeutil import UTC
 
 SECRETS = {

@@ -10,9 +10,9 @@ from datetime import date
 
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.errors import ConfigError, DataError
+from velibcast.flows import forecasts
 
 
 def _object(storage, root, d=date(2022, 5, 26)):

@@ -145,7 +145,7 @@ def test_a_run_killed_inside_the_publish_lock_is_taken_over(tmp_path, storage, t
     import sys
     import time
 
-    from velibcast import forecasts
+    from velibcast.flows import forecasts
 
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root)

@@ -5,12 +5,11 @@ from datetime import date, datetime, timedelta
 import pyarrow.dataset as pads
 import pytest
 
-from velibcast import forecasts
 from velibcast import storage as st
 from velibcast.config import load_config
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import origins_for_run_date
-from velibcast.flows import report_png, score
+from velibcast.flows import forecasts, report_png, score
 
 RUN_DATE = date(2022, 5, 26)
 ORIGINS = origins_for_run_date(RUN_DATE)           # 2022-05-25T22Z .. 2022-05-26T21Z

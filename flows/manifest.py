@@ -13,7 +13,7 @@ import dataclasses
 import json
 
 from velibcast import storage as st
-from velibcast.redact import redact_text
+from velibcast.run_records import dumps
 
 
 def run_dir(root: str, run_id: str) -> str:
@@ -26,19 +26,6 @@ def manifest_uri(root: str, run_id: str) -> str:
 
 def attempt_uri(root: str, run_id: str, attempt: str) -> str:
     return st.join(run_dir(root, run_id), "attempts", f"{attempt}.json")
-
-
-def _default(o):
-    if hasattr(o, "isoformat"):
-        return o.isoformat()
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def dumps(obj) -> str:
-    """JSON of a record, with any credentials in URLs redacted (velibcast.redact)."""
-    return redact_text(json.dumps(obj, indent=2, sort_keys=False, default=_default))
 
 
 def write_attempt(storage: st.Storage, root: str, m) -> str:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from velibcast import cost
 from velibcast.errors import ConfigError
+from velibcast.flows import cost
 
 PRICES = cost.load_prices(Path("configs/pricing.yaml"))
 

@@ -5,8 +5,8 @@ from datetime import date, datetime
 import pyarrow.dataset as pads
 import pytest
 
-from velibcast import forecasts
 from velibcast.errors import DataError
+from velibcast.flows import forecasts
 from velibcast.timeutil import UTC
 
 T0 = datetime(2022, 5, 25, 22, tzinfo=UTC)

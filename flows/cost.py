@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from velibcast.errors import ConfigError
-from velibcast.timeutil import seconds_between
 
 
 def load_prices(path: Path) -> dict:
@@ -24,11 +22,6 @@ def _region_table(prices: dict, region: str) -> tuple[dict, str]:
         fb = table["fallback_region"]
         return regions[fb], fb
     return table, region
-
-
-def billed_seconds(start: datetime | str, end: datetime | str) -> float:
-    """TransformEndTime - TransformStartTime; never negative (clocks that disagree bill nothing)."""
-    return max(0.0, seconds_between(start, end))
 
 
 def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: float,
