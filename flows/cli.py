@@ -83,7 +83,7 @@ def cmd_demo(args) -> int:
         from velibcast.flows.train import train
 
         m = cfg["model"]
-        print(f"training the default family on {m['train_start']} .. {m['train_end']}; the night forecast below "
+        print(f"training the default family on [{m['train_start']}, {m['train_end']}); the night forecast below "
               f"({cfg['run']['default_run_date']}) lies after it, out of sample")
         info = train(config=args.config)
         print(f"model {info['version']}: {info['model_uri']}")

@@ -6,7 +6,7 @@ time) go to the flow's logger, so they show in the Prefect UI and on the console
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger
 
@@ -18,6 +18,7 @@ from velibcast.errors import ConfigError
 def train(config: str = "configs/local.yaml", start: datetime | None = None, end: datetime | None = None,
           family: str | None = None, snapshots: str | None = None, out: str | None = None, seed: int | None = None,
           max_seconds: float | None = None, backtest: bool = True, promote: bool = False) -> dict:
+    """Train on the hours in [start, end) (default: model.train_start/train_end of the config)."""
     from velibcast.cli_types import utc_time
     from velibcast.training import registry
     from velibcast.training.train import train_model
@@ -29,7 +30,9 @@ def train(config: str = "configs/local.yaml", start: datetime | None = None, end
     if start is None or end is None:
         raise ConfigError("no training span: give start and end, or model.train_start/train_end in the config")
     storage = cfg.storage()
-    info = train_model(storage, snapshots or cfg.snapshots_root, start, end, out or cfg.root, seed=seed,
+    # [start, end) like every range; train_model takes the last hour it may learn, the one before end.
+    last_hour = end - timedelta(microseconds=1)
+    info = train_model(storage, snapshots or cfg.snapshots_root, start, last_hour, out or cfg.root, seed=seed,
                        max_seconds=max_seconds, family=family, backtest=backtest, progress=logger.info)
     if promote:
         try:

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 
 from velibcast import constants as C
-from velibcast.cli_types import iso_date, utc_time
+from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
     p.add_argument("--start", type=utc_time, default=None, help="first hour of training data, UTC (default: config)")
     p.add_argument("--end", type=utc_time, default=None,
-                   help="last hour of training data, UTC, included: no target after it is learnt (default: config)")
+                   help="end of the training data, UTC, excluded: no target at or after it is learnt "
+                        f"(default: config; {RANGE_CONVENTION})")
     p.add_argument("--out", default=None, help="root to write models/<version>/ under (default: store root)")
     p.add_argument("--family", choices=C.TRAIN_FAMILIES, default=C.TRAIN_FAMILY,
                    help="model family (default %(default)s, chosen by backtest)")

@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {
         "uri": None,                 # a model.tar.gz; None = newest under <root>/models/
         "train_start": None,         # used by `velibcast train` and `make demo`
-        "train_end": None,
+        "train_end": None,           # excluded: [train_start, train_end) like every range
     },
     "run": {
         "default_run_date": None,    # None = yesterday in Europe/Paris

@@ -3,6 +3,7 @@
 import gzip
 import io
 import json
+import logging
 import tarfile
 
 import pytest
@@ -63,13 +64,23 @@ def test_train_flow_logs_progress_packages_and_promotes_only_a_winner(tmp_path, 
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root)  # 2022-05-25T03 .. 2022-05-26T09 captures
     cfg = e2e.config(tmp_path, root, None)
-    with caplog.at_level("INFO"):
-        info = train(config=cfg, start=datetime(2022, 5, 25, 3, tzinfo=UTC),
-                     end=datetime(2022, 5, 26, 9, tzinfo=UTC), promote=True)
+    # Prefect's own logging config stops "prefect" loggers from propagating to the root logger
+    # that caplog listens on; listen on the flow-run logger itself.
+    flow_logger = logging.getLogger("prefect.flow_runs")
+    flow_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="prefect.flow_runs"):
+            # end is half-open like every range: hours before 10:00, the last one learnt is 09:00.
+            info = train(config=cfg, start=datetime(2022, 5, 25, 3, tzinfo=UTC),
+                         end=datetime(2022, 5, 26, 10, tzinfo=UTC), promote=True)
+    finally:
+        flow_logger.removeHandler(caplog.handler)
     rounds = [r.getMessage() for r in caplog.records if "round" in r.getMessage()]
     assert rounds and all("s elapsed" in m for m in rounds)
     assert info["version"].startswith("gbm-20220526-")
     assert storage.exists(registry.model_uri(root, info["version"]))
+    metadata = registry.read_metadata(storage, info["model_uri"])
+    assert metadata["training_data"]["end"] == "2022-05-26T09:00:00Z", "the end hour itself is not learnt"
     metrics = json.loads(storage.read_text(f"{root}/models/{info['version']}/metrics.json"))
     bt = metrics["backtest"]
     # Every origin of this short store is on 2022-05-26: no day has training data before it, so there is no

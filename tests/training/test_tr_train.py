@@ -67,3 +67,16 @@ def test_train_cli_is_registered():
     assert args.func is cli.cmd_train
     assert args.start == START and args.seed == C.TRAIN_SEED and args.max_seconds == C.TRAIN_MAX_SECONDS
     assert args.family == C.TRAIN_FAMILY == "gbm" and args.backtest
+
+
+def test_train_end_is_half_open_and_its_help_says_so():
+    import argparse
+
+    from velibcast.cli_types import RANGE_CONVENTION
+    from velibcast.training import cli
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    cli.register(sub)
+    help_text = " ".join(sub.choices["train"].format_help().split())
+    assert RANGE_CONVENTION in help_text and "included:" not in help_text
