@@ -50,13 +50,24 @@ def _checked_config(path: str):
     return cfg
 
 
+def _checked_run_config(path: str):
+    """_checked_config, and the run's model exists (model.uri, else the store's champion)."""
+    from velibcast.config import load_config
+
+    cfg = load_config(path)
+    from velibcast.flows.preflight import check_run  # after the config: a config error imports no NumPy
+
+    check_run(cfg)
+    return cfg
+
+
 def cmd_run(args) -> int:
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
     if args.start is not None and args.end <= args.start:
         raise ConfigError(f"--end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ} "
                           f"({RANGE_CONVENTION})")
-    _checked_config(args.config)
+    _checked_run_config(args.config)
     from velibcast.flows.nightly import nightly
 
     res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
@@ -102,7 +113,7 @@ def cmd_backfill(args) -> int:
     if args.end_date <= args.start_date:
         raise ConfigError(f"--end-date {args.end_date} must be after --start-date {args.start_date} "
                           f"({RANGE_CONVENTION}; one night: --end-date {args.start_date + timedelta(days=1)})")
-    _checked_config(args.config)
+    _checked_run_config(args.config)
     from velibcast.flows.backfill import backfill
 
     # The flow takes an inclusive last date; the command line is half-open like every other range.

@@ -31,6 +31,7 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import cost, forecasts, manifest
+from velibcast.flows.preflight import run_model_uri
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.run_records import (
     Counts,
@@ -45,7 +46,7 @@ from velibcast.run_records import (
     validated,
 )
 from velibcast.timeutil import UTC, seconds_between
-from velibcast.training.registry import champion_model_uri, read_metadata, summary_line
+from velibcast.training.registry import read_metadata, summary_line
 from velibcast.transform_code.velib_features import contract_problem
 
 
@@ -150,11 +151,6 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(uri, f"metadata.json needs 'version' and station_mappings.json 'station_index' ({e!r})",
                         "rebuild the model with `velibcast train`") from e
-
-
-def run_model_uri(cfg: Config, storage: st.Storage) -> str:
-    """The model a run uses: the config's model.uri, else the champion of the store."""
-    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
 
 
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:

@@ -74,7 +74,8 @@ def test_ranges_are_half_open_everywhere(tmp_path):
                "must be after --start", HALF_OPEN)
     user_error(velibcast("backfill", "--start-date", "2022-05-26", "--end-date", "2022-05-26", cwd=tmp_path),
                HALF_OPEN, "one night: --end-date 2022-05-27")
-    for args in (["--help"], ["run", "--help"], ["backfill", "--help"], ["evaluate", "--help"], ["windows", "--help"]):
+    for args in (["--help"], ["run", "--help"], ["backfill", "--help"], ["evaluate", "--help"], ["windows", "--help"],
+                 ["train", "--help"]):
         r = velibcast(*args, cwd=tmp_path)
         assert r.returncode == 0 and HALF_OPEN in " ".join(r.stdout.split()), args
 
@@ -132,3 +133,30 @@ def test_a_config_error_is_reported_without_loading_the_heavy_stack(tmp_path):
             "print(rc, [m for m in ('prefect', 'pandas', 'pyarrow', 'torch', 'numpy', 'boto3') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "2 []", r.stdout + r.stderr
+
+
+def store_with_an_unpromoted_model(tmp_path):
+    from velibcast.storage import Storage
+    from velibcast.training.package import write_model
+    from velibcast.training.synthetic import untrained_archive
+
+    root = tmp_path / "store"
+    write_model(Storage(), str(root), "gbm-never-promoted", untrained_archive(5))
+    return root
+
+
+@pytest.mark.parametrize("command", [["run", "--run-date", "2022-05-26"],
+                                     ["backfill", "--start-date", "2022-05-25", "--end-date", "2022-05-27"]])
+def test_no_champion_and_no_model_uri_fails_before_prefect(tmp_path, command):
+    root = store_with_an_unpromoted_model(tmp_path)
+    cfg = config(tmp_path, {"store": {"root": str(root)}})
+    user_error(velibcast(*command, "--config", cfg, cwd=tmp_path), "no champion model",
+               str(root / "models" / "champion"), "promote one of gbm-never-promoted", "velibcast models promote", "model.uri")
+    assert not (root / "runs").exists()
+
+
+def test_a_model_uri_that_does_not_exist_fails_before_prefect(tmp_path):
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")},
+                            "model": {"uri": str(tmp_path / "nope" / "model.tar.gz")}})
+    user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
+               "model.uri", str(tmp_path / "nope" / "model.tar.gz"), "does not exist")
