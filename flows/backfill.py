@@ -37,7 +37,7 @@ def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
             and published["counts"]["forecast_rows"] == table.num_rows)
 
 
-@task(name="child-run", cache_policy=NO_CACHE, persist_result=False)
+@task(name="child-run", task_run_name="child-run-{run_date}", cache_policy=NO_CACHE, persist_result=False)
 def child_run(config: str, run_date: date, force: bool) -> dict:
     from velibcast.flows.nightly import nightly
 
@@ -51,7 +51,7 @@ def child_run(config: str, run_date: date, force: bool) -> dict:
         return {"run_date": run_date.isoformat(), "status": "failed", "error": str(e)}
 
 
-@task(name="score", cache_policy=NO_CACHE, persist_result=False)
+@task(name="score", task_run_name="score-{run_date}", cache_policy=NO_CACHE, persist_result=False)
 def score_date(config: str, run_date: date) -> dict:
     from velibcast.flows.score import score_run
 
