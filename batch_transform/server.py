@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -157,6 +158,9 @@ def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HO
     port = port if port is not None else int(os.environ.get(C.BIND_TO_PORT_ENV, C.SERVER_DEFAULT_PORT))
     t0 = time.perf_counter()
     handlers = H.load(model_dir)
+    # The model's objects (torch: ~170,000) live as long as the server: out of the cyclic GC's
+    # view, a full collection during a request no longer scans them (0.11 s each, issue 11).
+    gc.freeze()
     log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
                                                "seconds": round(time.perf_counter() - t0, 3)}})
     config = uvicorn.Config(build_app(handlers), host=host, port=port, access_log=False, log_level="warning",

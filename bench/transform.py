@@ -6,7 +6,8 @@ Model: the real network (transform_code, 1,400 stations), untrained: the cost do
 on the weights. Input: the real nightly's windows (the one window path on sample_data,
 2022-05-25), the first --records CSV lines. Thread budget T = the machine's cores.
 
-  floor        predict_fn on the decoded records in a fresh process with T torch threads
+  floor        predict_fn on the decoded records in a fresh process with T torch threads and the
+               environment a one-instance server gets (local.server_thread_env)
   multirecord  the nightly job: 1 instance, MaxConcurrentTransforms 1, MultiRecord, 6 MB,
                InputFilter $[1:], JoinSource Input, OutputFilter $[0,-3:]; rate over
                ProcessingSeconds (server start excluded). Goal: >= 0.8 x the floor.
@@ -21,6 +22,7 @@ between the floor and the job; the rest of the job's time is HTTP, object I/O an
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -92,6 +94,7 @@ def child_profile(model_tar: str, data_path: str, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     model = inference.model_fn(str(extract(Path(model_tar).read_bytes(), Path(tempfile.mkdtemp()))))
+    gc.freeze()  # as the server does after loading the model
     data = Path(data_path).read_bytes()
     proc = dp.Processing.from_spec(spec("p", "s3://b/in", "s3://b/out"), "MultiRecord", 6, dp.DataPlaneSettings(),
                                    "2022-05-25T00:00:00Z")
@@ -117,8 +120,12 @@ def child_profile(model_tar: str, data_path: str, threads: int) -> dict:
 
 # ---------------------------------------------------------------- parent
 def run_child(kind: str, model_tar: str, data_path: str, threads: int) -> dict:
+    """With the environment a one-instance server gets (server_thread_env): the same thread budget and wait policy."""
+    from velibcast.batch_transform.local import server_thread_env
+
+    env = {**os.environ, **server_thread_env(1, 1)}
     p = subprocess.run([sys.executable, __file__, "--child", kind, model_tar, data_path, str(threads)],
-                       capture_output=True, text=True, cwd=REPO)
+                       capture_output=True, text=True, cwd=REPO, env=env)
     if p.returncode:
         raise SystemExit(f"bench/transform {kind} failed:\n{p.stderr}")
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -52,4 +52,5 @@ def test_each_server_gets_its_share_of_the_cores():
     assert server_thread_env(2, 1, cpus=2)["OMP_NUM_THREADS"] == "1"   # 2 x 1 thread, not 2 x 2
     assert server_thread_env(1, 2, cpus=2)["OMP_NUM_THREADS"] == "1"   # two requests at once share the cores
     assert server_thread_env(4, 4, cpus=2)["OMP_NUM_THREADS"] == "1"   # never 0
-    assert server_thread_env(2, 2, cpus=16) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert server_thread_env(2, 2, cpus=16) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4",
+                                                "OMP_WAIT_POLICY": "PASSIVE"}  # idle threads yield their core
