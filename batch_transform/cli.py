@@ -1,8 +1,9 @@
-"""`velibcast transform-job run|describe|list` and `velibcast serve`.
+"""`velibcast transform-job run|describe|list|stop` and `velibcast serve`.
 
     velibcast transform-job run --cli-input-json job.json --model-data MODEL_TAR_GZ_URI
     velibcast transform-job describe NAME [--config YAML]   # jobs of the config's store, as `velibcast run` left them
     velibcast transform-job list [--config YAML]
+    velibcast transform-job stop NAME [--config YAML]       # a local job, whichever process runs it
     velibcast serve --model-dir DIR [--port P] [--host H]   (127.0.0.1 unless --host)
     velibcast sagemaker-api --port N [--host H]
 
@@ -23,7 +24,7 @@ from velibcast.errors import ConfigError
 
 
 def register(subparsers) -> None:
-    tj = subparsers.add_parser("transform-job", help="run, describe or list Batch Transform jobs")
+    tj = subparsers.add_parser("transform-job", help="run, describe, list or stop Batch Transform jobs")
     tj_sub = tj.add_subparsers(dest="transform_command", required=True)
 
     run = tj_sub.add_parser("run", help="create a transform job from CreateTransformJob JSON and run it")
@@ -43,6 +44,12 @@ def register(subparsers) -> None:
     desc.add_argument("--backend", choices=["local", "sagemaker"], default="local")
     desc.add_argument("--region")
     desc.set_defaults(func=cmd_describe)
+
+    stop = tj_sub.add_parser("stop", help="stop a local job that any process runs on this store: it sends no "
+                                          "further request, removes its outputs and ends Stopped")
+    stop.add_argument("name")
+    _common(stop)
+    stop.set_defaults(func=cmd_stop)
 
     ls = tj_sub.add_parser("list", help="list the local jobs of the configured store, newest first")
     _common(ls)
@@ -149,14 +156,27 @@ def cmd_describe(args) -> int:
         d = SageMakerBackend(region=args.region).describe_transform_job(args.name)
     else:
         runtime = _local_runtime(args)
-        try:
-            d = runtime.describe_transform_job(args.name)
-        except ResourceNotFound:
-            raise ResourceNotFound(f"no transform job {args.name!r} under {runtime.state_root}/transform-jobs; "
-                                   "give the --config of the run that started it (or --state-root); "
-                                   "`velibcast transform-job list` shows the jobs there") from None
+        d = _on_local_job(runtime, args.name, runtime.describe_transform_job)
     _print(d)
     return 0
+
+
+def cmd_stop(args) -> int:
+    runtime = _local_runtime(args)
+    _on_local_job(runtime, args.name, runtime.stop_transform_job)
+    status = runtime.describe_transform_job(args.name)["TransformJobStatus"]
+    print(f"{args.name}: {status}; it ends Stopped, its outputs removed, before its next input object "
+          f"(`velibcast transform-job describe {args.name}` follows it)")
+    return 0
+
+
+def _on_local_job(runtime, name: str, call):
+    try:
+        return call(name)
+    except ResourceNotFound:
+        raise ResourceNotFound(f"no transform job {name!r} under {runtime.state_root}/transform-jobs; "
+                               "give the --config of the run that started it (or --state-root); "
+                               "`velibcast transform-job list` shows the jobs there") from None
 
 
 def cmd_list(args) -> int:

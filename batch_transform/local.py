@@ -199,6 +199,10 @@ class LocalRuntime:
     def _log_uri(self, name: str) -> str:
         return st.join(self.state_root, "transform-jobs", f"{name}.log")
 
+    def _stop_uri(self, name: str) -> str:
+        """A stop request for a job another process runs (stop_transform_job)."""
+        return st.join(self.state_root, "transform-jobs", f"{name}.stop")
+
     def _save(self, state: dict) -> None:
         self.storage.write_text(self._state_uri(state["TransformJobName"]), json.dumps(state, indent=1, sort_keys=True))
 
@@ -212,6 +216,8 @@ class LocalRuntime:
             if k in state:
                 state[k] = datetime.fromisoformat(state[k])
         owner = state.get("LocalOwner", {})
+        if state["TransformJobStatus"] == "InProgress" and self.storage.exists(self._stop_uri(name)):
+            state["TransformJobStatus"] = "Stopping"  # requested by another process; the owner ends it Stopped
         if state["TransformJobStatus"] in ("InProgress", "Stopping") and _dead(owner):
             state.update(TransformJobStatus="Failed", FailureReason=(
                 f"InternalServerError: the process running this job (pid {owner['pid']} started "
@@ -255,10 +261,21 @@ class LocalRuntime:
         return run_idempotent(self, lambda name: {**spec, "TransformJobName": name}, spec["TransformJobName"], wait)
 
     def stop_transform_job(self, name: str) -> None:
-        """Ask a running job to stop: no further requests, its outputs are removed (BTS §1.7)."""
+        """Ask a running job to stop: no further requests, its outputs are removed (BTS §1.7).
+
+        A job this runtime runs stops at once. A job another process runs (the owner in its
+        state) gets a stop request beside its state, which it reads before each input object
+        and before it ends; it describes as Stopping until its owner ends it Stopped."""
         ev = self._stops.get(name)
         if ev is None:
-            raise ResourceNotFound(f"transform job {name!r} is not running in this runtime")
+            status = self.describe_transform_job(name)["TransformJobStatus"]  # ResourceNotFound if none
+            if status == "Stopping":
+                return
+            if status != "InProgress":
+                raise TerminalError(f"transform job {name} is {status}; only an InProgress job can be stopped")
+            self.storage.write_text(self._stop_uri(name), json.dumps({"requested_at": _iso(_now()),
+                                                                      "by": owner_identity()}))
+            return
         state = json.loads(self.storage.read_text(self._state_uri(name)))
         state.update(TransformJobStatus="Stopping", LastModifiedTime=_iso(_now()))
         self._save(state)
@@ -313,6 +330,8 @@ class LocalRuntime:
         finally:
             self._stops.pop(name, None)
             self.storage.write_text(self._log_uri(name), "".join(line + "\n" for line in run.log_lines))
+            if run.stop_requested_elsewhere():
+                self.storage.delete(self._stop_uri(name))
         ended = _now()
         state.update(TransformJobStatus=status, TransformEndTime=_iso(ended), LastModifiedTime=_iso(ended))
         if reason:
@@ -369,7 +388,7 @@ class _JobRun:
         finally:
             for c in containers:
                 c.close()
-        if self.stop.is_set():
+        if self.stop.is_set() or self.stop_requested_elsewhere():
             for uri in self.written:
                 self.rt.storage.delete(uri)
             return "Stopped", None
@@ -378,6 +397,14 @@ class _JobRun:
             return "Failed", (f"ClientError: {len(self.failures)} of {len(objects)} input object(s) failed; first "
                               f"{obj.log_name}: {why}. See job logs for more information")
         return "Completed", None
+
+    def stop_requested_elsewhere(self) -> bool:
+        """Whether another process asked this job to stop (LocalRuntime.stop_transform_job); sets
+        `stop` so requests in flight unwind. Read once per object: one stat, or one HEAD on S3."""
+        if self.rt.storage.exists(self.rt._stop_uri(self.spec["TransformJobName"])):
+            self.stop.set()
+            return True
+        return False
 
     def _start(self, c: Container):
         try:
@@ -453,7 +480,7 @@ class _JobRun:
         # and memory holds at most MCT objects.
         with ThreadPoolExecutor(max_workers=mct) as requests, ThreadPoolExecutor(max_workers=mct) as opened:
             def one(obj: _Object) -> None:
-                if self.stop.is_set():
+                if self.stop.is_set() or self.stop_requested_elsewhere():
                     return
                 self.process_object(c, obj, proc, cfg, requests)
                 self._ended_one()

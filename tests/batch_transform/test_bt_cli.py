@@ -2,12 +2,18 @@
 
 import argparse
 import json
+import subprocess
+import sys
 
 import pytest
 
+from tests.batch_transform.bt_helpers import outputs, put
+from tests.helpers import wait_until
 from velibcast.batch_transform import cli
+from velibcast.batch_transform.local import LocalRuntime
 from velibcast.errors import ConfigError
 from velibcast.flows.cli import main as velibcast_main
+from velibcast.storage import Storage
 
 
 def parse(argv):
@@ -83,3 +89,48 @@ def test_dockerfile_is_consistent_with_the_code():
     # `pip install .` needs velibcast/ and every stage folder its symlinks point to (configs/ included)
     for folder in ["velibcast", *(p.name for p in (root / "velibcast").iterdir() if p.is_symlink())]:
         assert f"COPY {folder}/ {folder}/" in text, folder
+
+
+def velibcast_process(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_stop_from_another_process_ends_the_job_stopped_without_outputs(tmp_path, model_tar, make_spec):
+    """StopTransformJob's contract (Stopping, then Stopped, no outputs left) for a local job that
+    another process runs: `transform-job stop` leaves a stop request the running job reads before
+    each input object."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    put(Storage(), str(tmp_path / "in"), {"a.csv": f"hold{hold}\n", "b.csv": "1\n", "c.csv": "2\n"})
+    # One object at a time: b.csv and c.csv start only after a.csv's held request ends.
+    spec = make_spec("stop-elsewhere", str(tmp_path / "in"), str(tmp_path / "out"), MaxConcurrentTransforms=1)
+    (tmp_path / "job.json").write_text(json.dumps(spec))
+    state = str(tmp_path / "state")
+    runner = velibcast_process("transform-job", "run", "--cli-input-json", str(tmp_path / "job.json"),
+                               "--model-data", model_tar, "--state-root", state)
+    try:
+        wait_until(lambda: (hold / "started").exists() or runner.poll() is not None, "a.csv's request is in flight",
+                   timeout_s=120)
+        assert runner.poll() is None, runner.communicate()
+        stopper = velibcast_process("transform-job", "stop", "stop-elsewhere", "--state-root", state)
+        out, err = stopper.communicate(timeout=120)
+        assert stopper.returncode == 0 and out.startswith("stop-elsewhere: Stopping"), out + err
+        assert LocalRuntime(Storage(), state).describe_transform_job("stop-elsewhere")["TransformJobStatus"] == "Stopping"
+        (hold / "release").touch()
+        out, err = runner.communicate(timeout=120)
+    finally:
+        (hold / "release").touch()
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 1 and json.loads(out)["TransformJobStatus"] == "Stopped", out + err
+    assert outputs(Storage(), str(tmp_path / "out")) == {}, "a.csv's output is removed, b and c never ran"
+    assert LocalRuntime(Storage(), state).describe_transform_job("stop-elsewhere")["TransformJobStatus"] == "Stopped"
+    again = velibcast_process("transform-job", "stop", "stop-elsewhere", "--state-root", state)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and "is Stopped" in err and "Traceback" not in err, err
+
+
+def test_stop_an_unknown_job_names_where_it_looked(tmp_path, capsys):
+    assert velibcast_main(["transform-job", "stop", "nope", "--state-root", str(tmp_path / "s")]) == 2
+    assert "no transform job 'nope' under" in capsys.readouterr().err
