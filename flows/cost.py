@@ -43,6 +43,10 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
     local = backend == "local"
     region_note = None if priced_region == region else (
         f"no sourced price for {region}; priced with {priced_region} prices (configs/pricing.yaml)")
+    currency = prices.get("currency", "USD")
+    price_note = (f"the {instance_type} price ({hourly['price']} {currency}/h) is unsourced "
+                  f"({hourly['source']}): the figure is a guess until configs/pricing.yaml cites a source"
+                  if hourly.get("unsourced") else None)
     return {
         "what": "estimated cost on SageMaker" + (" of the same job (this run used the local runtime: "
                                                   "nothing was billed on AWS)" if local else ""),
@@ -61,6 +65,7 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
         "price_table": "configs/pricing.yaml",
         "price_table_date": prices.get("version"),
         "region_note": region_note,
+        "price_note": price_note,
         "instance_type": instance_type,
         "instance_count": instance_count,
         "billed_seconds": round(seconds, 3),
@@ -79,6 +84,7 @@ def summary_line(e: dict) -> str:
     line = (f"{e['what']}: {e['total']:.4f} {e['currency']} = {e['computation'].rsplit(' = ', 1)[0]} "
             f"({e['instance_type']} in {e['priced_with_region']}: {e['hourly_price_source']}; "
             f"table of {e['price_table_date']})")
-    if e.get("region_note"):
-        line += f"\nprice warning: {e['region_note']}"
+    for note in ("region_note", "price_note"):
+        if e.get(note):
+            line += f"\nprice warning: {e[note]}"
     return line

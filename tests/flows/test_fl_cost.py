@@ -43,3 +43,18 @@ def test_a_region_without_a_sourced_price_says_so_in_the_console_line():
                       region="eu-west-3")
     assert e["region_note"] == "no sourced price for eu-west-3; priced with us-east-1 prices (configs/pricing.yaml)"
     assert cost.summary_line(e).splitlines()[-1] == "price warning: " + e["region_note"]
+
+
+def test_an_unsourced_instance_price_says_so_in_the_console_line():
+    table = PRICES["regions"]["us-east-1"]["instance_hourly"]
+    unsourced = sorted(k for k, v in table.items() if v.get("unsourced"))
+    assert unsourced == ["ml.m5.4xlarge"]
+    # a row is either flagged or names a source: "UNVERIFIED" text alone is not enough for the CLI to warn
+    assert not [k for k, v in table.items() if not v.get("unsourced") and "UNVERIFIED" in v["source"].upper()]
+    e = cost.estimate(PRICES, instance_type="ml.m5.4xlarge", instance_count=1, seconds=60, s3_puts=0, s3_gets=0,
+                      region="us-east-1")
+    assert e["price_note"].startswith("the ml.m5.4xlarge price (0.922 USD/h) is unsourced")
+    assert cost.summary_line(e).splitlines()[-1] == "price warning: " + e["price_note"]
+    sourced = cost.estimate(PRICES, instance_type="ml.m5.xlarge", instance_count=1, seconds=60, s3_puts=0,
+                            s3_gets=0, region="us-east-1")
+    assert sourced["price_note"] is None and "price warning" not in cost.summary_line(sourced)
