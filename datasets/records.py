@@ -133,14 +133,35 @@ def check_batch(batch) -> None:
     bad = np.flatnonzero((hist < 0).any(axis=1) | (hist > C.STATION_COUNT_MAX).any(axis=1))
     if len(bad):
         problems.append((int(bad[0]), f"a history value outside [0, {C.STATION_COUNT_MAX}]"))
-    codes = batch.station_codes.tolist()
-    bad_codes = [i for i, c in enumerate(codes) if not _CODE_RE.fullmatch(c)]
+    codes = batch.station_codes
+    try:
+        suspect = _suspect_codes(np.asarray(codes).astype("S")).tolist()
+    except UnicodeEncodeError:  # not ASCII: the regex looks at every code
+        suspect = range(len(codes))
+    bad_codes = [i for i in suspect if not _CODE_RE.fullmatch(codes[i])]
     if bad_codes:
         problems.append((bad_codes[0], f"station code {codes[bad_codes[0]]!r} is not {C.STATION_CODE_PATTERN}"))
     if problems:
         i, what = min(problems)
         raise DataError(batch.record_ids()[i], f"{what}; the model server would refuse the whole shard",
                         "a bug: snapshot validation (datasets/snapshots.py) must reject this record; report it")
+
+
+_CODE_CHARS = np.zeros(256, dtype=bool)  # the bytes STATION_CODE_PATTERN allows, and NUL (numpy's padding)
+_CODE_CHARS[[0, *b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"]] = True
+_CODE_LEN = re.fullmatch(r"\[.*\]\{1,(\d+)\}", C.STATION_CODE_PATTERN)
+
+
+def _suspect_codes(code_bytes: np.ndarray) -> np.ndarray:
+    """Rows whose code may not match STATION_CODE_PATTERN, by a byte table (the regex, one call
+    per window, was 0.03 s of the real nightly's assembly); the regex then decides on these."""
+    if not len(code_bytes):
+        return np.empty(0, dtype=np.int64)
+    m = np.ascontiguousarray(code_bytes).view(np.uint8).reshape(len(code_bytes), -1)
+    lengths = np.count_nonzero(m, axis=1)
+    inner_nul = lengths != np.char.str_len(code_bytes)  # a NUL inside the code, not padding
+    too_long = lengths > int(_CODE_LEN.group(1)) if _CODE_LEN else np.ones(len(m), dtype=bool)
+    return np.flatnonzero(~_CODE_CHARS[m].all(axis=1) | (lengths == 0) | inner_nul | too_long)
 
 
 class ShardWriter:

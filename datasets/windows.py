@@ -96,7 +96,7 @@ class StationRegistry:
 
     def assign(self, cols: SnapshotColumns) -> None:
         last_codes, last_ids = self._last
-        if cols.codes == last_codes:
+        if cols.codes is last_codes or cols.codes == last_codes:
             cols.codes, cols.station_ids = last_codes, last_ids
             return
         index = self.index
@@ -131,6 +131,7 @@ class SnapshotSource:
         self.snapshots_read = 0
         self.records_read = 0
         self.registry = StationRegistry()
+        self._previous: SnapshotColumns | None = None  # the last snapshot parsed, for its codes
 
     def between(self, lo: datetime, hi: datetime) -> list[SnapshotColumns]:
         while self._cache and self._cache[0].ref.capture_ts < lo:
@@ -141,8 +142,11 @@ class SnapshotSource:
         todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
         self._next = n
         for ref, data in fetch_many(self.storage, todo):
-            cols = parse_snapshot_columns(data, ref, self.policy, self.report)
+            cols = parse_snapshot_columns(data, ref, self.policy, self.report, self._previous)
             self.registry.assign(cols)
+            if self._previous is not None:
+                self._previous.code_array = None  # only the newest is compared against
+            self._previous = cols
             # bounded counts (STATION_COUNT_MAX): 4 bytes instead of 8 for every record the cache holds
             cols.bikes, cols.capacity = cols.bikes.astype(np.int32), cols.capacity.astype(np.int32)
             self._check_partial(cols)

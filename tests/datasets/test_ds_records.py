@@ -116,6 +116,9 @@ def test_parse_output_csv_and_json():
     (lambda b: b.capacity.__setitem__(1, 2 ** 40), f"capacity {2 ** 40} outside [0, 200]"),
     (lambda b: b.history.__setitem__((1, 3), 500), "a history value outside [0, 200]"),
     (lambda b: b.station_codes.__setitem__(1, "16,1"), "station code '16,1' is not"),
+    (lambda b: b.station_codes.__setitem__(1, "16é"), "station code '16é' is not"),
+    (lambda b: b.station_codes.__setitem__(1, "1" * 33), "is not [0-9A-Za-z_-]{1,32}"),
+    (lambda b: b.station_codes.__setitem__(1, ""), "station code '' is not"),
 ])
 def test_no_shard_holds_a_record_the_server_would_refuse(tmp_path, storage, change, words):
     """The invariant behind snapshot validation (issue 9): a bug upstream fails here, by record id."""
