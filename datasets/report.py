@@ -45,6 +45,7 @@ REASONS = {
     "not_installed": SKIPPED_WINDOW,
     "not_renting": SKIPPED_WINDOW,
     "missing_station": SKIPPED_WINDOW,
+    "target_not_observed": SKIPPED_WINDOW,  # training/backtest samples: see datasets.observed
     "unknown_station": NOTE,
 }
 

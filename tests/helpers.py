@@ -9,10 +9,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 POLL_S = 0.02
+REPO = Path(__file__).resolve().parents[1]  # the repository root: bundled data lives in it
 
 
 def free_port() -> int:

@@ -2,7 +2,10 @@
 targets all lie before D, forecast every window of D, score model, persistence and seasonal-naive.
 
 Every day of the table is out of sample by construction. A day with no training sample
-before it is listed under `skipped_days` with the reason, never dropped silently.
+before it is listed under `skipped_days` with the reason, never dropped silently; so is a
+cold-start day, one whose day type (working / non-working) no training day had: no model
+can learn a day type from data that lacks it, and the gbm serves persistence there (its
+fallback), so the row would be a tie by construction. `score_cold_start=True` scores them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ BASELINES = ("persistence", "seasonal_naive")
 
 
 def rolling_origin(samples: Samples, families: list[str], seed: int | None = None, max_seconds: float | None = None,
-                   progress=print, days: list[date] | None = None) -> dict:
+                   progress=print, days: list[date] | None = None, score_cold_start: bool = False) -> dict:
     from velibcast.training.train import fit_family
 
     seed = C.TRAIN_SEED if seed is None else seed
@@ -30,6 +33,7 @@ def rolling_origin(samples: Samples, families: list[str], seed: int | None = Non
     target_day = Samples(samples.x, samples.y, np.minimum(samples.origin + F.HORIZONS, len(samples.hours) - 1),
                          samples.station, samples.hours).local_days()
     n_stations = int(samples.x[:, F.COL["station_index"]].max()) if len(samples) else 0
+    non_working = samples.x[:, F.COL[F.NON_WORKING]] == 1
     wanted = None if days is None else {d.toordinal() for d in days}
     rows, skipped = [], []
     t0 = time.monotonic()
@@ -41,9 +45,15 @@ def rolling_origin(samples: Samples, families: list[str], seed: int | None = Non
         if not train.any():
             skipped.append({"day": day.isoformat(), "reason": "no training sample has all its targets before this day"})
             continue
+        kind = evaluate.day_type(day)
+        train_kinds = non_working[train]
+        if not score_cold_start and not (train_kinds if kind == evaluate.NON_WORKING else ~train_kinds).any():
+            skipped.append({"day": day.isoformat(), "reason": f"cold start: no {kind} day before it to learn its "
+                            "day type from (the model serves persistence on it; score_cold_start scores it)"})
+            continue
         tr, te = samples.take(train), samples.take(test)
         train_days = np.unique(origin_day[train])
-        row = {"day": day.isoformat(), "day_type": evaluate.day_type(day), "windows": len(te),
+        row = {"day": day.isoformat(), "day_type": kind, "windows": len(te),
                "train_samples": len(tr), "train_days": [date.fromordinal(int(train_days[0])).isoformat(),
                                                         date.fromordinal(int(train_days[-1])).isoformat()],
                "train_non_working_samples": int((tr.x[:, F.COL[F.NON_WORKING]] == 1).sum()),

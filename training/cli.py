@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                    help="for each Europe/Paris day D of the span, train on the days before D and forecast D")
     e.add_argument("--families", default=",".join(C.TRAIN_FAMILIES),
                    help="backtest candidates, comma-separated (default %(default)s)")
+    e.add_argument("--score-cold-start", action="store_true",
+                   help="--backtest: also score days whose day type (working / non-working) no earlier day had; "
+                        "by default they are listed as skipped (the model serves persistence on them)")
     e.add_argument("--days", type=iso_date, nargs="*", default=None, help="backtest only these days (YYYY-MM-DD)")
     e.add_argument("--snapshots", default=None, help="root holding velib/snapshots/ (default: from the config)")
     e.add_argument("--start", type=utc_time, required=True,
@@ -106,7 +109,7 @@ def cmd_evaluate(args) -> int:
         # stream_samples takes its last hour; the command line is half-open like every other range.
         samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport())
         # Progress on stderr, so --json output stays parseable.
-        bt = rolling_origin(samples, families, days=args.days, progress=lambda line: print(line, file=sys.stderr))
+        bt = rolling_origin(samples, families, days=args.days, score_cold_start=args.score_cold_start, progress=lambda line: print(line, file=sys.stderr))
         print(json.dumps(bt, indent=2) if args.json else format_table(bt))
         return 0
     if not args.model:

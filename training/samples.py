@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast import constants as C
-from velibcast.datasets.windows import static_time_features
+from velibcast.datasets.observed import capture_times, observed_hours
+from velibcast.datasets.report import SkipReport
+from velibcast.datasets.windows import iter_state_grids, origins_for_range, static_time_features
 from velibcast.errors import ConfigError
 from velibcast.timeutil import PARIS
 from velibcast.transform_code import velib_features as F
@@ -58,7 +60,10 @@ def non_working(hour_utc: datetime) -> bool:
     return F.is_non_working_day(hour_utc.astimezone(PARIS).date())
 
 
-def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:
+def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None = None,
+                      report: SkipReport | None = None) -> Samples:
+    """`observed` (one bool per grid hour, datasets.observed): a sample whose target hours are not all
+    observed is skipped and counted as target_not_observed in `report`; None takes every hour as observed."""
     bikes = np.asarray(grid.bikes, dtype=np.float64)
     n_st, n_h = bikes.shape
     L, H = F.HISTORY_LEN, F.HORIZONS
@@ -72,7 +77,16 @@ def samples_from_grid(grid, mapping: dict[str, int]) -> Samples:
     hist_ok = (cum[:, origins + 1] - cum[:, origins + 1 - L]) == L
     tgt_ok = (cum[:, origins + 1 + H] - cum[:, origins + 1]) == H
     active = np.asarray(grid.installed, bool)[:, origins] & np.asarray(grid.renting, bool)[:, origins]
-    st_idx, o_pos = np.nonzero(hist_ok & tgt_ok & active)
+    ok = hist_ok & tgt_ok & active
+    if observed is not None:
+        seen = np.all(np.asarray(observed, bool)[origins[:, None] + np.arange(1, H + 1)[None, :]], axis=1)
+        if report is not None and (ok & ~seen[None, :]).any():
+            report.add("target_not_observed", f"{int((ok & ~seen[None, :]).sum())} samples",
+                       f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
+                       f"(first origin {grid.hours[int(origins[~seen][0])]:%Y-%m-%dT%H:%MZ})",
+                       n=int((ok & ~seen[None, :]).sum()))
+        ok &= seen[None, :]
+    st_idx, o_pos = np.nonzero(ok)
     o = origins[o_pos]
     hist = bikes[st_idx[:, None], o[:, None] + np.arange(-L + 1, 1)[None, :]]
     y = bikes[st_idx[:, None], o[:, None] + np.arange(1, H + 1)[None, :]]
@@ -110,7 +124,8 @@ def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[st
 
 def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime, report=None,
                    chunk_hours: int = C.TRAIN_CHUNK_HOURS) -> tuple[Samples, dict[str, int]]:
-    """Samples of every origin whose history and targets lie in the hours [start, end], chunk by chunk.
+    """Samples of every origin whose history and targets lie in the hours [start, end], chunk by chunk;
+    targets must be observed (datasets.observed), the others are counted in `report`.
 
     The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
     lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
@@ -118,19 +133,17 @@ def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime,
     with the snapshots. Returns the samples, with station indices from the mapping of every
     station seen, and that mapping.
     """
-    from velibcast.datasets.report import SkipReport
-    from velibcast.datasets.windows import iter_state_grids, origins_for_range
-
     report = report if report is not None else SkipReport()
     hour = timedelta(hours=1)
     L, H = F.HISTORY_LEN, F.HORIZONS
     hours = origins_for_range(start, end + hour)
     origins = hours[L - 1 : len(hours) - H]
     parts, seen = [], set()
+    captures = capture_times(storage, snapshots_root, hours[0], hours[-1])
     for _chunk, grid in iter_state_grids(storage, snapshots_root, origins, report,
                                         timedelta(hours=C.MAX_STALENESS_HOURS), chunk_hours=chunk_hours,
                                         lookahead_hours=H):
-        s = samples_from_grid(grid, {})
+        s = samples_from_grid(grid, {}, observed_hours(grid.hours, captures), report)
         seen.update(grid.station_codes)  # a station with no full window yet is still known to the model
         offset = int((grid.hours[0] - hours[0]) / hour)
         parts.append((s.x, s.y, s.origin + offset, np.asarray(grid.station_codes, dtype=object)[s.station]

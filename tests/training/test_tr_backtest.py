@@ -50,3 +50,19 @@ def test_days_can_be_chosen(result):
     s = samples_from_grid(grid, station_mapping(grid.station_codes))
     bt = backtest.rolling_origin(s, ["gbm"], seed=1, progress=lambda line: None, days=[date(2022, 5, 30)])
     assert [r["day"] for r in bt["days"]] == ["2022-05-30"]
+
+
+def test_a_day_type_never_seen_before_is_a_cold_start_listed_not_scored():
+    grid = make_grid(10, 24 * 4, datetime(2022, 5, 22, 22, tzinfo=UTC), seed=3)  # Mon 05-23 .. Thu 05-26 Paris
+    s = samples_from_grid(grid, station_mapping(grid.station_codes))
+    quiet = lambda line: None
+    bt = backtest.rolling_origin(s, ["gbm"], seed=1, progress=quiet, days=[date(2022, 5, 25), date(2022, 5, 26)])
+    assert [r["day"] for r in bt["days"]] == ["2022-05-25"]
+    (skip,) = bt["skipped_days"]
+    assert skip["day"] == "2022-05-26" and skip["reason"].startswith("cold start: no non_working day before it")
+    scored = backtest.rolling_origin(s, ["gbm"], seed=1, progress=quiet, days=[date(2022, 5, 26)],
+                                     score_cold_start=True)
+    (row,) = scored["days"]
+    assert row["day_type"] == "non_working" and row["train_non_working_samples"] == 0
+    # the fallback: a model that never saw a non-working day serves persistence on one
+    assert row["mae"]["gbm"] == row["mae"]["persistence"]
