@@ -283,6 +283,7 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
                         f"set Accept to one of {', '.join(DATA_PROCESSING_TYPES)}")
     pieces: list[bytes] = []
     sep = b"\n" if proc.assemble_with == "Line" else b""
+    inputs = obj.records or []  # prepare_object keeps them whenever the job joins
     for b, resp in zip(obj.batches, responses):
         if not proc.pairs_records and proc.output_filter.is_root:
             # InputFilter alone: the response passes through as the service sends it back.
@@ -307,7 +308,7 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
                 where = f"{obj.name} lines {b.first_line}-{b.first_line + b.count - 1} (response record {k + 1})"
             out_val = decode_record(out_raw, fmt_out, where, what="output from the algorithm")
             if proc.join:
-                joined = join_record(obj.records[line - 1], out_val, proc.in_format, proc.inference_time)
+                joined = join_record(inputs[line - 1], out_val, proc.in_format, proc.inference_time)
             else:
                 joined = out_val
             picked = filter_record(proc.output_filter, joined, s, f"{where} (joined record)" if proc.join else where)

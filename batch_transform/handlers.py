@@ -39,7 +39,7 @@ class Handlers:
         """One request through the hooks; returns (response body, response content type)."""
         if not accept or accept == "*/*":
             accept = self.default_accept
-        data = body
+        data: bytes | str = body
         if content_type in UTF8_TYPES:
             try:
                 data = body.decode("utf-8")

@@ -27,6 +27,7 @@ import logging
 import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from velibcast import storage as st
 from velibcast.batch_transform import dataplane as dp
@@ -159,7 +160,7 @@ class SageMakerApi:
         start = int(body.get("NextToken") or 0)
         n = body.get("MaxResults", LIST_MAX_RESULTS_DEFAULT)
         page = jobs[start:start + n]
-        out = {"TransformJobSummaries": [
+        out: dict[str, Any] = {"TransformJobSummaries": [
             {k: j[k] for k in ("TransformJobName", "TransformJobArn", "CreationTime", "TransformEndTime",
                                "LastModifiedTime", "TransformJobStatus", "FailureReason") if k in j} for j in page]}
         if start + n < len(jobs):

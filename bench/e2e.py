@@ -64,7 +64,8 @@ def one_run(cfg: Path) -> dict:
                           "--run-date", RUN_DATE], cwd=REPO, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, bufsize=1)
     seen: dict[str, float] = {}
-    tail = []
+    tail: list[str] = []
+    assert p.stdout is not None  # stdout=PIPE
     for line in p.stdout:
         now = time.monotonic() - t0
         tail = (tail + [line.rstrip()])[-30:]

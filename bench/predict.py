@@ -48,7 +48,8 @@ def csv_body(n: int, seed: int = 0) -> str:
 
 def timed(fn, min_seconds: float, min_reps: int) -> list[float]:
     fn()  # warm-up: first call allocates
-    times, t_end = [], time.perf_counter() + min_seconds
+    times: list[float] = []
+    t_end = time.perf_counter() + min_seconds
     while len(times) < min_reps or time.perf_counter() < t_end:
         t0 = time.perf_counter()
         fn()

@@ -14,6 +14,7 @@ import csv
 import io
 import re
 from datetime import datetime
+from typing import Any
 
 from velibcast import storage as st
 from velibcast.datasets.jsonio import loads
@@ -132,7 +133,7 @@ def import_csv_series(
     policy = policy or ValidationPolicy()
     report = report if report is not None else SkipReport()
     info = load_station_information(storage.read_bytes(station_info_uri))
-    counts = {"files": 0, "records": 0, "snapshots_written": 0}
+    counts: dict[str, Any] = {"files": 0, "records": 0, "snapshots_written": 0}
     for obj in storage.list(st.join(src_dir_uri, "data_")):
         ts = capture_ts_from_series_name(obj.uri)
         if ts is None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
+
+loads: Callable[[bytes | str], Any]  # orjson's, else the standard library's (which takes no memoryview)
 
 try:
     import orjson

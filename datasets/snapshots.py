@@ -155,7 +155,7 @@ def list_snapshots(
             in_range = ts is not None and start <= ts <= end
             if reason == "bad_key" or (reason and in_range):
                 report.reject(policy, reason, info.uri, detail)
-            if reason or not in_range:
+            if reason or not in_range or ts is None:  # in_range implies ts; said again for the type checker
                 continue
             if ts in found:
                 report.add("duplicate_snapshot", info.uri, f"same capture as {found[ts].uri}")
@@ -311,6 +311,7 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
         raise _Bad("out_of_area", f"station {code}: lat {lat!r}, lon {lon!r} is outside the service area "
                                   f"lat {_LAT[0]}..{_LAT[1]}, lon {_LON[0]}..{_LON[1]}")
     due = d.get("duedate")
+    obs: datetime | None
     if due is None:
         obs = capture
     else:
@@ -457,8 +458,10 @@ def _clean_arrow(body: bytes, ref: SnapshotRef, previous: SnapshotColumns | None
     if table.num_rows != n:
         return None
     table = table.combine_chunks()
-    cols = {name: table.column(name).chunk(0) if table.column(name).num_chunks else None for name in table.column_names}
-    if any(c is None or c.null_count for c in cols.values()):
+    if any(not table.column(name).num_chunks for name in table.column_names):
+        return None
+    cols = {name: table.column(name).chunk(0) for name in table.column_names}
+    if any(c.null_count for c in cols.values()):
         return None
     geo = cols["coordonnees_geo"]
     lat_c, lon_c = geo.field("lat"), geo.field("lon")

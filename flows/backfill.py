@@ -11,6 +11,7 @@ backfill left half done.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -71,7 +72,8 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     storage = cfg.storage()
     version, _ = stages.load_model_info(storage, run_model_uri(cfg, storage))
     dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
-    results, todo = [], []
+    results: list[dict[str, Any]] = []
+    todo: list[date] = []
     for d in dates:
         if not force and is_complete(cfg, storage, d, version):
             results.append({"run_date": d.isoformat(), "status": "skipped (complete)"})

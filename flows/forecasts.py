@@ -48,7 +48,7 @@ class SentRecord:
     """What the join needs to know about one record sent to the transform."""
 
     station_code: str
-    origin_ts: object  # datetime, UTC
+    origin_ts: datetime  # UTC
     capacity: int
     unknown_station: bool
 

@@ -8,6 +8,7 @@ own records in the store decide what a rerun reuses.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -26,11 +27,12 @@ from velibcast.redact import redact_text
 from velibcast.run_records import to_json
 from velibcast.timeutil import UTC
 
-TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
+TASK_OPTS: dict[str, Any] = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 
 @task(name="prepare", **TASK_OPTS)
-def prepare_task(config_path, run_date, start, end, force):
+def prepare_task(config_path: str, run_date: date | None, start: datetime | None, end: datetime | None,
+                 force: bool) -> stages.RunContext:
     if run_date is not None and start is not None:
         raise ConfigError(f"give a run date ({run_date}) or an origin range ({start} .. {end}), not both: "
                           "a range publishes under the Paris dates of its own origins")

@@ -193,8 +193,8 @@ def publish_run(storage: st.Storage, root: str, m: Manifest, table: pa.Table, or
         for d, merged, embedded in planned:
             forecasts.publish(storage, root, d, merged, {**embedded, m.run_id: body})
         manifest.write_current(storage, root, m)
-    for o in outcomes:
-        log.info("published %s: %s, %d rows of this run, %d rows replaced, %d rows now%s", o.run_date, o.action,
-                 o.rows_of_this_run, o.rows_replaced, o.rows_after,
-                 f" (kept rows of {', '.join(o.kept_runs)})" if o.kept_runs else "")
+    for po in outcomes:
+        log.info("published %s: %s, %d rows of this run, %d rows replaced, %d rows now%s", po.run_date, po.action,
+                 po.rows_of_this_run, po.rows_replaced, po.rows_after,
+                 f" (kept rows of {', '.join(po.kept_runs)})" if po.kept_runs else "")
     return m

@@ -117,8 +117,8 @@ def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, by
         with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
             for m in tar.getmembers():
                 name = m.name.removeprefix("./")
-                if name in names and m.isfile():
-                    out[name] = tar.extractfile(m).read()
+                if name in names and (f := tar.extractfile(m)) is not None:  # None: not a regular file
+                    out[name] = f.read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(uri, f"not a readable model.tar.gz ({type(e).__name__}: {e})",
                         "rebuild it with `velibcast train`, delete it, or set model.uri to another model") from e

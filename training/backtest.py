@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def rolling_origin(samples: Samples, families: list[str], seed: int | None = Non
             continue
         tr, te = samples.take(train), samples.take(test)
         train_days = np.unique(origin_day[train])
-        row = {"day": day.isoformat(), "day_type": kind, "windows": len(te),
+        row: dict[str, Any] = {"day": day.isoformat(), "day_type": kind, "windows": len(te),
                "train_samples": len(tr), "train_days": [date.fromordinal(int(train_days[0])).isoformat(),
                                                         date.fromordinal(int(train_days[-1])).isoformat()],
                "train_non_working_samples": int((tr.x[:, F.COL[F.NON_WORKING]] == 1).sum()),
@@ -72,13 +73,13 @@ def rolling_origin(samples: Samples, families: list[str], seed: int | None = Non
 def summarise(rows: list[dict], families: list[str]) -> dict:
     """Per candidate: MAE by horizon averaged over days, gain over persistence, whether it beat
     persistence at every horizon on every day, and MAE by day type (windows-weighted)."""
-    out = {}
+    out: dict[str, dict] = {}
     if not rows:
         return out
     for name in [*families, *BASELINES]:
         mean = np.mean([r["mae"][name] for r in rows], axis=0)
         pers = np.mean([r["mae"]["persistence"] for r in rows], axis=0)
-        entry = {"mae_mean_over_days": [round(float(v), 4) for v in mean],
+        entry: dict[str, Any] = {"mae_mean_over_days": [round(float(v), 4) for v in mean],
                  "gain_vs_persistence_pct": [round(float(100 * (1 - m / p)), 1) if p else None
                                              for m, p in zip(mean, pers)],
                  "beats_persistence_every_day_every_horizon": all(

@@ -90,7 +90,7 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
         model = inference.model_fn(str(model_dir))
         mapping = json.loads((model_dir / inference.MAPPINGS).read_text())["station_index"]
         meta = json.loads((model_dir / inference.METADATA).read_text())
-    if len(s) == 0:
+    if len(s) == 0 or s.codes is None:  # codes are set whenever a grid gave samples
         raise ConfigError(f"no origin in {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has 24 h of history "
                          "and 3 h of targets in this store")
     # The model's own station mapping, as the windows stage would send it.

@@ -28,7 +28,12 @@ def gbm_params(seed: int) -> dict:
 
 def trees_spec(booster) -> dict:
     """LightGBM's dump_model() -> flat arrays (see velib_gbm). Only numerical `<=` splits occur here."""
-    feature, threshold, left, right, value, roots = [], [], [], [], [], []
+    feature: list[int] = []
+    threshold: list[float | None] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[float] = []
+    roots: list[int] = []
     depth = 0
 
     def add(node, d):
@@ -74,7 +79,7 @@ def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
     for h in range(F.HORIZONS):
         ds = lgb.Dataset(z, (train.y[:, h] - last) / cap, weight=cap, feature_name=velib_gbm.DERIVED_FEATURES,
                          free_raw_data=True)
-        log = {}
+        log: dict[int, float] = {}
 
         def report(env, h=h, log=log):
             k = env.iteration + 1

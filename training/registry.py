@@ -52,8 +52,8 @@ def write_metrics(storage: st.Storage, root: str, version: str, metrics: dict) -
 def read_metadata(storage: st.Storage, uri: str) -> dict:
     with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
         for m in tar.getmembers():
-            if m.name.removeprefix("./") == "metadata.json" and m.isfile():
-                return json.loads(tar.extractfile(m).read())
+            if m.name.removeprefix("./") == "metadata.json" and (f := tar.extractfile(m)) is not None:
+                return json.loads(f.read())
     raise ConfigError(f"{uri} has no metadata.json at its root; rebuild it with `velibcast train`")
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
     opt = torch.optim.Adam(net.parameters(), lr=tc["learning_rate"])
     xt, yt = torch.from_numpy(train.x), torch.from_numpy(train.y)
     st_col = xt[:, F.COL["station_index"]].long()
-    best = (float("inf"), None, 0)
+    best: tuple[float, dict[str, Any] | None, int] = (float("inf"), None, 0)
     history = []
     cpu0, wall0 = time.process_time(), time.monotonic()
     cut_by_time = False

@@ -1,6 +1,7 @@
 """Job spec validation against CreateTransformJob's limits (BTS §1), errors naming field and limit."""
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ BASE = {
 def with_(path: str, value):
     d = copy.deepcopy(BASE)
     *parents, last = path.split(".")
-    cur = d
+    cur: Any = d
     for p in parents:
         cur = cur.setdefault(p, {})
     if value is _DEL:

@@ -28,7 +28,7 @@ CAPTURE = datetime(2022, 5, 23, 10, 30, tzinfo=UTC)
 REF = SnapshotRef("s3://b/r/velib/snapshots/2022-05-23T10-30-00Z.jsonl.gz", CAPTURE)
 LAT, LON = C.SERVICE_AREA_LAT, C.SERVICE_AREA_LON
 
-_ODD = [None, True, False, "5", 1.0, -1, 2 ** 63, 2 ** 64 - 1, [], {}, ""]
+_ODD: list[object] = [None, True, False, "5", 1.0, -1, 2 ** 63, 2 ** 64 - 1, [], {}, ""]
 counts = hs.one_of(hs.integers(0, 90), hs.sampled_from([0, C.STATION_COUNT_MAX, C.STATION_COUNT_MAX + 1, -1, 2 ** 40]),
                    hs.sampled_from(_ODD))
 capacity = hs.one_of(hs.integers(0, 80), hs.sampled_from([C.STATION_CAPACITY_MAX, C.STATION_CAPACITY_MAX + 1, 2 ** 40]),

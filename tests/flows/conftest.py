@@ -93,7 +93,8 @@ def _published(storage, root) -> dict:
 
     from velibcast.flows import forecasts
 
-    out, keys = {}, set()
+    out: dict = {}
+    keys: set = set()
     for o in storage.list(st.join(root, "forecasts") + "/"):
         if not o.uri.endswith("/" + forecasts.PART_NAME):
             continue

@@ -23,8 +23,9 @@ def _patched_model(src_uri: str, dest: str, extra_code: str) -> str:
     """A copy of a model.tar.gz whose code/inference.py misbehaves as `extra_code` says."""
     with tarfile.open(src_uri, "r:gz") as src, tarfile.open(dest, "w:gz") as out:
         for m in src.getmembers():
-            data = src.extractfile(m).read() if m.isfile() else None
-            if m.name.removeprefix("./") == "code/inference.py":
+            f = src.extractfile(m)
+            data = f.read() if f is not None else None
+            if data is not None and m.name.removeprefix("./") == "code/inference.py":
                 data += ("\n" + extra_code).encode()
                 m.size = len(data)
             out.addfile(m, io.BytesIO(data) if data is not None else None)

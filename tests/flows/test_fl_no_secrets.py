@@ -88,7 +88,7 @@ def decoded(name: str, data: bytes) -> list[bytes]:
         out.append(json.dumps(pq.read_table(io.BytesIO(data)).to_pylist(), default=str).encode())
     elif name.endswith(".tar.gz"):
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            out += [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
+            out += [f.read() for m in tar.getmembers() if m.isfile() and (f := tar.extractfile(m)) is not None]
     elif name.endswith(".gz"):
         out.append(gzip.decompress(data))
     return out
