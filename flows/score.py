@@ -2,7 +2,8 @@
 
 The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
 store with the same rule as the windows (datasets/windows.py): the latest observation at
-or before the hour, usable when no older than max_staleness. Persistence predicts the
+or before the hour, usable when no older than max_staleness, at an hour the store holds a
+capture near (datasets/observed.py, the rule training and backtests score by). Persistence predicts the
 state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
 
 Scores go to `<root>/accuracy/run_date=D/part-0.parquet`, one row per horizon, one object
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
@@ -38,8 +40,9 @@ HOUR = timedelta(hours=1)
 NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_HOURS after the target yet
 NO_ACTUAL = "no_actual"              # the station has no record at or before the target hour
 STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
+NOT_OBSERVED = "actual_not_observed"  # no capture near the target hour: a state carried forward (datasets.observed)
 NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
-REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NO_ORIGIN_VALUE)
+REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NOT_OBSERVED, NO_ORIGIN_VALUE)
 
 # Statuses of score_run
 NO_FORECASTS = "no_forecasts"
@@ -110,11 +113,24 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
     return bikes, present, usable
 
 
-def attach_actuals(table: pa.Table, grid, settled_through: datetime | None) -> pd.DataFrame:
+def _observed_at(grid, observed: np.ndarray, ts: pd.Series) -> np.ndarray:
+    if not grid.hours:
+        return np.zeros(len(ts), dtype=bool)
+    cols = ((pd.to_datetime(ts, utc=True) - pd.Timestamp(grid.hours[0])) // HOUR).to_numpy()
+    ok = (cols >= 0) & (cols < len(grid.hours))
+    out = np.zeros(len(ts), dtype=bool)
+    out[ok] = np.asarray(observed, bool)[cols[ok]]
+    return out
+
+
+def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
+                   observed: np.ndarray | None = None) -> pd.DataFrame:
     """The forecast rows with `actual`, `persistence` and `reason` (None when scorable).
 
     `settled_through`: targets after `settled_through - SCORE_SETTLE_HOURS` are not final
-    yet; None treats every target as final (actuals given by hand).
+    yet; None treats every target as final (actuals given by hand). `observed`: one bool per
+    grid hour (datasets.observed); a target hour without a capture near it is not scored,
+    as in training and backtests. None takes every hour as observed.
     """
     df = table.to_pandas()
     codes = df["station_code"].astype(str).to_numpy()
@@ -122,6 +138,8 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None) -> p
     origin, _, origin_ok = _lookup(grid, codes, df["origin_ts"])
     reason = np.full(len(df), None, dtype=object)
     reason[~origin_ok] = NO_ORIGIN_VALUE
+    if observed is not None:
+        reason[~_observed_at(grid, observed, df["target_ts"])] = NOT_OBSERVED
     reason[present & ~usable] = STALE_ACTUAL
     reason[~present] = NO_ACTUAL
     if settled_through is not None:
@@ -268,7 +286,8 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
                            f"{first_target:%Y-%m-%dT%H:%MZ} yet (latest: {through or 'none'}); score again later"}
     grid, report = load_grid(storage, cfg, hours)
-    df = attach_actuals(table, grid, through)
+    df = attach_actuals(table, grid, through,
+                        observed_hours(grid.hours, capture_times(storage, cfg.snapshots_root, hours[0], hours[-1])))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL
     scored_at = (now or datetime.now(UTC)).astimezone(UTC)

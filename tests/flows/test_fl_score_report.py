@@ -211,3 +211,22 @@ def test_verdict_states_the_comparison_and_whether_the_day_was_seen(tmp_path, st
     assert res["in_training_span"] is True
     assert res["verdict"].startswith("the model loses to persistence at every horizon: T+1h ")
     assert "% worse" in res["verdict"] and "IN SAMPLE" in res["verdict"]
+
+
+def test_a_target_hour_the_store_never_captured_is_not_scored(tmp_path, storage):
+    """Without a capture near the hour, the grid carries the previous state forward: scoring
+    against it would hand persistence a perfect score on every station."""
+    root = str(tmp_path / "root")
+    write_captures(storage, root, LAST_TARGET + timedelta(hours=3))
+    gap = ORIGINS[6]
+    storage.delete(next(i.uri for i in storage.list(str(tmp_path / "root" / "velib"))
+                        if f"{gap:%Y-%m-%dT%H-%M-%SZ}" in i.uri))
+    publish_night(storage, root)
+    res = score.score_run(storage, cfg_for(root), RUN_DATE)
+    # A, B and U: 3 origins have a target (T+1..3 h) at the missing hour; C is stale there anyway.
+    assert res["unscorable_by_reason"][score.NOT_OBSERVED] >= 3 * 3
+    df = score.attach_actuals(forecasts.read_partition(storage, root, RUN_DATE),
+                              score.load_grid(storage, cfg_for(root), score.hours_of(
+                                  forecasts.read_partition(storage, root, RUN_DATE)))[0], None)
+    carried = df[(df["target_ts"] == gap) & df["station_code"].isin(["A"])]
+    assert (carried["actual"] == bikes("A", gap - timedelta(hours=1))).all()  # what the store alone would say
