@@ -19,9 +19,9 @@ from prefect.cache_policies import NO_CACHE
 from velibcast import constants as C
 from velibcast.config import load_config
 from velibcast.errors import NotFound, VelibcastError
-from velibcast.flows import forecasts, manifest, stages
-from velibcast.flows.preflight import run_model_uri
+from velibcast.flows import forecasts, manifest
 from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.flows.run_model import load_model_info, run_model_uri
 from velibcast.flows.run_names import backfill_run_name
 
 
@@ -70,7 +70,7 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     logger = get_run_logger()
     cfg = load_config(config)
     storage = cfg.storage()
-    version, _ = stages.load_model_info(storage, run_model_uri(cfg, storage))
+    version, _ = load_model_info(storage, run_model_uri(cfg, storage))
     dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
     results: list[dict[str, Any]] = []
     todo: list[date] = []

@@ -50,14 +50,16 @@ def _checked_config(path: str):
     return cfg
 
 
-def _checked_run_config(path: str):
-    """_checked_config, and the run's model exists (model.uri, else the store's champion)."""
+def _checked_run_config(path: str, args=None):
+    """_checked_config, and the run's model (model.uri, else the store's champion) exists, reads and
+    meets the feature contract; with a run's args, the snapshot store has captures for its hours."""
     from velibcast.config import load_config
 
     cfg = load_config(path)
-    from velibcast.flows.preflight import check_run  # after the config: a config error imports no NumPy
+    from velibcast.flows import preflight  # after the config: a config error imports no NumPy
 
-    check_run(cfg)
+    origins = None if args is None else preflight.run_origins(cfg, args.run_date, args.start, args.end)
+    preflight.check_run(cfg, origins)
     return cfg
 
 
@@ -67,7 +69,7 @@ def cmd_run(args) -> int:
     if args.start is not None and args.end <= args.start:
         raise ConfigError(f"--end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ} "
                           f"({RANGE_CONVENTION})")
-    _checked_run_config(args.config)
+    _checked_run_config(args.config, args)
     from velibcast.flows.nightly import nightly
 
     res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)

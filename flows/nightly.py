@@ -17,10 +17,11 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError
 from velibcast.flows import manifest, stages
 from velibcast.flows.prefect_logs import forwarded_to
+from velibcast.flows.preflight import default_run_date
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_run
 from velibcast.flows.run_artifacts import publish_run_artifacts
-from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
+from velibcast.flows.run_identity import RunSpec
 from velibcast.flows.run_names import nightly_run_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
 from velibcast.redact import redact_text
@@ -37,9 +38,8 @@ def prepare_task(config_path: str, run_date: date | None, start: datetime | None
         raise ConfigError(f"give a run date ({run_date}) or an origin range ({start} .. {end}), not both: "
                           "a range publishes under the Paris dates of its own origins")
     cfg = load_config(config_path)
-    default = cfg["run"]["default_run_date"]
     if run_date is None and start is None:
-        run_date = date.fromisoformat(str(default)) if default else yesterday_in_paris()
+        run_date = default_run_date(cfg)
     if start is not None and run_date is None:
         run_date = stages.paris_date(start)
     return stages.make_context(cfg, RunSpec(run_date, start, end), force=force)

@@ -2,24 +2,39 @@
 
 A user error found here is one line and about a second; found inside a Prefect task it came
 after the temporary API server's start (10 s on this machine) and behind two tracebacks. The
-flows resolve the model through the same function, so a deployment run fails the same way.
+checks need only the config and the store: the root is writable, the model exists, is readable
+and meets the feature contract, and the snapshot store holds captures for the hours the run
+reads. The flows check the model again in their first task, so a deployment run refuses it too.
 """
 
 from __future__ import annotations
 
-from velibcast import storage as st
+from datetime import date, datetime, timedelta
+
 from velibcast.config import Config, check_store_writable
+from velibcast.datasets.snapshots import list_snapshots
+from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError
-from velibcast.training.registry import champion_model_uri
+from velibcast.flows.run_identity import yesterday_in_paris
+from velibcast.flows.run_model import load_model_info, run_model_uri
+from velibcast.transform_code.velib_features import HISTORY_LEN
 
 
-def run_model_uri(cfg: Config, storage: st.Storage) -> str:
-    """The model a run uses: the config's model.uri, else the champion of the store."""
-    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
+def default_run_date(cfg: Config) -> date:
+    """The Paris day a run without --run-date or a range forecasts: run.default_run_date, else yesterday."""
+    default = cfg["run"]["default_run_date"]
+    return date.fromisoformat(str(default)) if default else yesterday_in_paris()
 
 
-def check_run(cfg: Config) -> str:
-    """The store root is writable and the run's model exists; returns the model's URI."""
+def run_origins(cfg: Config, run_date: date | None, start: datetime | None, end: datetime | None) -> list[datetime]:
+    if start is not None and end is not None:
+        return origins_for_range(start, end)
+    return origins_for_run_date(run_date or default_run_date(cfg))
+
+
+def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
+    """Fail with one ConfigError line unless a run can start; returns the model's URI. With
+    `origins`, the snapshot store must hold a capture in the hours their windows read."""
     check_store_writable(cfg)
     storage = cfg.storage()
     uri = run_model_uri(cfg, storage)
@@ -29,4 +44,12 @@ def check_run(cfg: Config) -> str:
                               "or remove it to use the store's champion")
         raise ConfigError(f"the champion pointer of {cfg.root} names {uri}, which does not exist; "
                           "promote another model with `velibcast models promote VERSION --force`")
+    load_model_info(storage, uri)
+    if origins:
+        first = origins[0] - timedelta(hours=HISTORY_LEN + float(cfg["windows"]["max_staleness_hours"]))
+        if not list_snapshots(storage, cfg.snapshots_root, first, origins[-1]):
+            raise ConfigError(
+                f"no snapshot under {cfg.snapshots_root} captured in {first:%Y-%m-%dT%H:%MZ}..{origins[-1]:%Y-%m-%dT%H:%MZ}, "
+                f"the hours the origins {origins[0]:%Y-%m-%dT%H:%MZ}..{origins[-1]:%Y-%m-%dT%H:%MZ} read; check the run "
+                f"date and snapshots.root (or store.root) in {cfg.source}, or bring them in with `velibcast snapshots import`")
     return uri

@@ -11,9 +11,7 @@ import hashlib
 import io
 import json
 import re
-import tarfile
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,8 +29,8 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import cost, forecasts, manifest
-from velibcast.flows.preflight import run_model_uri
 from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.flows.run_model import load_model_info, run_model_uri
 from velibcast.run_records import (
     Counts,
     JoinRecord,
@@ -47,7 +45,6 @@ from velibcast.run_records import (
 )
 from velibcast.timeutil import UTC, seconds_between
 from velibcast.training.registry import read_metadata, summary_line
-from velibcast.transform_code.velib_features import contract_problem
 
 
 @dataclass
@@ -108,49 +105,6 @@ def save_stage(ctx: RunContext, stage: str, record):
     record = validated(record)
     ctx.storage.write_text(stage_record_uri(ctx, stage), dumps(to_json(record)), "application/json")
     return record
-
-
-# ---------------------------------------------------------------- model
-def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:
-    out = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
-            for m in tar.getmembers():
-                name = m.name.removeprefix("./")
-                if name in names and (f := tar.extractfile(m)) is not None:  # None: not a regular file
-                    out[name] = f.read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(uri, f"not a readable model.tar.gz ({type(e).__name__}: {e})",
-                        "rebuild it with `velibcast train`, delete it, or set model.uri to another model") from e
-    return out
-
-
-def _json_member(uri: str, members: dict[str, bytes], name: str) -> dict:
-    try:
-        value = json.loads(members[name])
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{uri} member {name}", f"not JSON ({e})", "rebuild the model with `velibcast train`") from e
-    if not isinstance(value, dict):
-        raise DataError(f"{uri} member {name}", "not a JSON object", "rebuild the model with `velibcast train`")
-    return value
-
-
-def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
-    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json", "config.json"})
-    for need in ("metadata.json", "station_mappings.json", "config.json"):
-        if need not in members:
-            raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
-    # Refused before any window is built, not by the servers mid-job.
-    problem = contract_problem(_json_member(uri, members, "config.json").get("feature_columns"))
-    if problem:
-        raise TerminalError(f"{uri}: {problem}")
-    meta = _json_member(uri, members, "metadata.json")
-    mappings = _json_member(uri, members, "station_mappings.json")
-    try:
-        return str(meta["version"]), {str(k): int(v) for k, v in mappings["station_index"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise DataError(uri, f"metadata.json needs 'version' and station_mappings.json 'station_index' ({e!r})",
-                        "rebuild the model with `velibcast train`") from e
 
 
 def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:

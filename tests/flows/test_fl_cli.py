@@ -160,3 +160,22 @@ def test_a_model_uri_that_does_not_exist_fails_before_prefect(tmp_path):
                             "model": {"uri": str(tmp_path / "nope" / "model.tar.gz")}})
     user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
                "model.uri", str(tmp_path / "nope" / "model.tar.gz"), "does not exist")
+
+
+def test_an_unreadable_model_fails_before_prefect(tmp_path):
+    (tmp_path / "model.tar.gz").write_bytes(b"not a tarball")
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "model": {"uri": str(tmp_path / "model.tar.gz")}})
+    user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
+               str(tmp_path / "model.tar.gz"), "not a readable model.tar.gz")
+
+
+def test_a_run_with_no_snapshot_to_read_fails_before_prefect(tmp_path):
+    from velibcast.storage import Storage
+    from velibcast.training import registry
+
+    root = store_with_an_unpromoted_model(tmp_path)
+    registry.promote(Storage(), str(root), "gbm-never-promoted", force=True, reason="test")
+    cfg = config(tmp_path, {"store": {"root": str(root)}})
+    err = user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
+                     "no snapshot under", str(root), "2022-05-26", "snapshots import")
+    assert not (root / "runs").exists(), err

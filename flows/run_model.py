@@ -1,0 +1,65 @@
+"""The model a run uses: the config's model.uri, else the store's champion; read and checked.
+
+The CLI checks it before Prefect starts (flows/preflight.py) and the flows read it again
+in their first task, so a deployment run refuses a bad model the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zlib
+
+from velibcast import storage as st
+from velibcast.config import Config
+from velibcast.errors import DataError, TerminalError
+from velibcast.training.registry import champion_model_uri
+from velibcast.transform_code.velib_features import contract_problem
+
+
+def run_model_uri(cfg: Config, storage: st.Storage) -> str:
+    """The model a run uses: the config's model.uri, else the champion of the store."""
+    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
+
+
+def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:
+    out = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
+            for m in tar.getmembers():
+                name = m.name.removeprefix("./")
+                if name in names and (f := tar.extractfile(m)) is not None:  # None: not a regular file
+                    out[name] = f.read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(uri, f"not a readable model.tar.gz ({type(e).__name__}: {e})",
+                        "rebuild it with `velibcast train`, delete it, or set model.uri to another model") from e
+    return out
+
+
+def _json_member(uri: str, members: dict[str, bytes], name: str) -> dict:
+    try:
+        value = json.loads(members[name])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{uri} member {name}", f"not JSON ({e})", "rebuild the model with `velibcast train`") from e
+    if not isinstance(value, dict):
+        raise DataError(f"{uri} member {name}", "not a JSON object", "rebuild the model with `velibcast train`")
+    return value
+
+
+def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
+    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json", "config.json"})
+    for need in ("metadata.json", "station_mappings.json", "config.json"):
+        if need not in members:
+            raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
+    # Refused before any window is built, not by the servers mid-job.
+    problem = contract_problem(_json_member(uri, members, "config.json").get("feature_columns"))
+    if problem:
+        raise TerminalError(f"{uri}: {problem}")
+    meta = _json_member(uri, members, "metadata.json")
+    mappings = _json_member(uri, members, "station_mappings.json")
+    try:
+        return str(meta["version"]), {str(k): int(v) for k, v in mappings["station_index"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(uri, f"metadata.json needs 'version' and station_mappings.json 'station_index' ({e!r})",
+                        "rebuild the model with `velibcast train`") from e
