@@ -17,8 +17,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from velibcast import constants as C
+from velibcast.cli_types import RANGE_CONVENTION
 from velibcast.config import load_config
-from velibcast.errors import NotFound, VelibcastError
+from velibcast.errors import ConfigError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
@@ -66,12 +67,15 @@ def score_date(config: str, run_date: date) -> dict:
 @flow(name="backfill", flow_run_name=backfill_run_name, log_prints=True)
 def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml", force: bool = False,
              max_concurrency: int = C.BACKFILL_CONCURRENCY) -> dict:
-    """Run nightly for every date in [start_date, end_date] (inclusive)."""
+    """Run nightly for every date in [start_date, end_date): end_date is excluded, like every range."""
+    if end_date <= start_date:
+        raise ConfigError(f"end_date {end_date} must be after start_date {start_date} ({RANGE_CONVENTION}; "
+                          f"one night: end_date {start_date + timedelta(days=1)})")
     logger = get_run_logger()
     cfg = load_config(config)
     storage = cfg.storage()
     version, _ = load_model_info(storage, run_model_uri(cfg, storage))
-    dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days + 1)]
+    dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days)]
     results: list[dict[str, Any]] = []
     todo: list[date] = []
     for d in dates:

@@ -118,8 +118,7 @@ def cmd_backfill(args) -> int:
     _checked_run_config(args.config)
     from velibcast.flows.backfill import backfill
 
-    # The flow takes an inclusive last date; the command line is half-open like every other range.
-    res = backfill(start_date=args.start_date, end_date=args.end_date - timedelta(days=1), config=args.config,
+    res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
                    force=args.force, max_concurrency=args.max_concurrency)
     for r in res["dates"]:
         print(f"{r['run_date']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else ""))

@@ -5,9 +5,11 @@ import json
 from datetime import date, timedelta
 
 import pyarrow as pa
+import pytest
 
 from tests.core.test_downstream_readers import night
 from velibcast.config import load_config
+from velibcast.errors import ConfigError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.backfill import backfill, is_complete
 from velibcast.flows.run_identity import RunSpec, run_id_for
@@ -38,12 +40,19 @@ def test_a_date_is_complete_only_when_published_whole_by_the_run_this_config_wou
     assert not is_complete(cfg, storage, D, "lstm-2"), "a new model makes the date incomplete"
 
 
+def test_the_flow_takes_a_half_open_date_range_like_the_cli(tmp_path, e2e):
+    cfg_path = e2e.config(tmp_path, str(tmp_path / "root"), "unused-model-uri")
+    with pytest.raises(ConfigError, match=r"end_date 2022-05-26 must be after start_date 2022-05-26 \(ranges are half-open \[start, end\).*"
+                                          "one night: end_date 2022-05-27"):
+        backfill(start_date=D, end_date=D, config=cfg_path)
+
+
 def test_backfill_runs_each_date_once_then_skips_it(tmp_path, storage, trained_model, e2e):
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root)
     # the test store ends at 09Z: the day's later origins have no windows, which a real night refuses
     cfg_path = e2e.config(tmp_path, root, trained_model["model_uri"], run={"min_station_coverage": 0.0})
-    first = backfill(start_date=D, end_date=D, config=cfg_path)
+    first = backfill(start_date=D, end_date=D + timedelta(days=1), config=cfg_path)
     assert first["summary"] == {"completed": 1, "skipped": 0, "failed": 0}, first
     (row,) = first["dates"]
     assert row["run_date"] == D.isoformat() and row["forecast_rows"] > 0
@@ -51,7 +60,7 @@ def test_backfill_runs_each_date_once_then_skips_it(tmp_path, storage, trained_m
     assert set(table.column("run_id").to_pylist()) == {row["run_id"]}
     assert table.num_rows == row["forecast_rows"]
 
-    again = backfill(start_date=D, end_date=D, config=cfg_path)
+    again = backfill(start_date=D, end_date=D + timedelta(days=1), config=cfg_path)
     assert again["summary"] == {"completed": 0, "skipped": 1, "failed": 0}, again
 
 
@@ -80,7 +89,8 @@ def test_backfill_scores_each_date_after_it_and_the_night_before_are_published(t
     e2e.copy_snapshots(storage, root, few_stations(30), first="2022-05-23T20", last="2022-05-26T23")
     cfg_path = e2e.config(tmp_path, root, trained_model["model_uri"], run={"min_station_coverage": 0.0})
     days = [date(2022, 5, 25), date(2022, 5, 26)]
-    state = backfill(start_date=days[0], end_date=days[1], config=cfg_path, max_concurrency=2, return_state=True)
+    state = backfill(start_date=days[0], end_date=days[1] + timedelta(days=1), config=cfg_path, max_concurrency=2,
+                     return_state=True)
     res = state.result()
     assert res["summary"] == {"completed": 2, "skipped": 0, "failed": 0}, res
     # 05-26's last targets are not settled in the sample (it ends 05-26T23:35Z): scored so far, written.
