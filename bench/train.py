@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_HOUR = "2022-05-22T22:00Z"  # 2022-05-23 00:00 in Paris
-DAY_ENDS = {1: "2022-05-23T22:00Z", 2: "2022-05-24T22:00Z", 3: "2022-05-25T22:00Z", 4: "2022-05-26T23:00Z"}
+# --end is excluded ([start, end) like every range): each span ends at midnight in Paris.
+DAY_ENDS = {1: "2022-05-23T22:00Z", 2: "2022-05-24T22:00Z", 3: "2022-05-25T22:00Z", 4: "2022-05-26T22:00Z"}
 
 
 def run_one(days: int, family: str) -> dict:
