@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench backtest clean
 
 # torch goes first, alone, pinned: resolved with the rest, pip would pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -25,6 +25,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/overlap.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
+
+# The backtest table of training/README.md: both bundled samples in one store, every candidate.
+BACKTEST_ROOT := data/backtest
+backtest: $(STAMP)
+	rm -rf $(BACKTEST_ROOT) && mkdir -p $(BACKTEST_ROOT)/velib/snapshots
+	cp sample_data/velib/snapshots/* sample_data/2025-09/velib/snapshots/* $(BACKTEST_ROOT)/velib/snapshots/
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/velibcast evaluate --backtest --snapshots $(BACKTEST_ROOT) \
+	  --families gbm,lstm --start 2022-05-22T22:00Z --end 2025-09-16T12:00Z
 
 clean:
 	rm -rf data bench/results
