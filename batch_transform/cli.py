@@ -21,6 +21,7 @@ from datetime import datetime
 
 from velibcast.batch_transform.errors import ResourceNotFound
 from velibcast.errors import ConfigError
+from velibcast.timeutil import clock, iso_second
 
 
 def register(subparsers) -> None:
@@ -97,7 +98,7 @@ def _local_runtime(args, settings=None, progress=None):
 
 def print_progress(ended: int, total: int) -> None:
     """One stderr line per input object as it ends: a long job is never silent (stdout keeps the JSON)."""
-    print(f"{datetime.now():%H:%M:%S} transform: {ended}/{total} input objects done", file=sys.stderr, flush=True)
+    print(f"{clock(datetime.now())} transform: {ended}/{total} input objects done", file=sys.stderr, flush=True)
 
 
 def parse_settings(pairs: list[str]):
@@ -189,7 +190,7 @@ def cmd_list(args) -> int:
     jobs.sort(key=lambda d: d["CreationTime"], reverse=True)
     print(f"{len(jobs)} transform jobs under {runtime.state_root}/transform-jobs")
     for d in jobs:
-        print(f"{d['TransformJobName']}  {d['TransformJobStatus']}  created {d['CreationTime']:%Y-%m-%dT%H:%M:%SZ}")
+        print(f"{d['TransformJobName']}  {d['TransformJobStatus']}  created {iso_second(d['CreationTime'])}")
     return 0
 
 

@@ -50,7 +50,7 @@ from velibcast.batch_transform.errors import (
 )
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_millis, iso_second
 
 log = logging.getLogger("velibcast.transform")
 
@@ -352,7 +352,7 @@ class _JobRun:
         self.failures: list[tuple[_Object, str]] = []
         self.written: list[str] = []
         self.timings: dict = {}
-        self.job_start = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.job_start = iso_second(_now())
         self._lock = threading.Lock()
         self.objects: list[_Object] = []
         self.state: dict = {}
@@ -360,7 +360,7 @@ class _JobRun:
         self.objects_ended = 0
 
     def sm_log(self, message: str) -> None:
-        line = f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}:[sagemaker logs]: {message}"
+        line = f"{iso_millis(datetime.now(UTC))}:[sagemaker logs]: {message}"
         with self._lock:
             self.log_lines.append(line)
         log.info(line)

@@ -24,16 +24,18 @@ import os
 import sys
 import time
 import traceback
+from datetime import datetime
 
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
+from velibcast.timeutil import UTC, iso_millis
 
 log = logging.getLogger("velibcast.serve")
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        d = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        d = {"ts": iso_millis(datetime.fromtimestamp(record.created, UTC)),
              "level": record.levelname.lower(), "event": record.getMessage()}
         d.update(getattr(record, "fields", {}))
         return json.dumps(d, separators=(",", ":"))

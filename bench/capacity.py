@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 
 REPO = Path(__file__).resolve().parents[1]
 STATIONS = (1_500, 15_000, 150_000)
@@ -149,7 +149,7 @@ def main() -> None:
           f"${p['hourly_price']['price']}/h ({p['hourly_price']['source']})")
     t = table(p)
     print(t)
-    results: dict[str, Any] = {"when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "measured": m, "plan": p,
+    results: dict[str, Any] = {"when": iso_second(datetime.now(UTC)), "measured": m, "plan": p,
                "assumptions": ASSUMPTIONS, "load_average": os.getloadavg()[0]}
     out = REPO / "bench" / "results" / f"capacity-{results['when'].replace(':', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

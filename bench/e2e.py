@@ -31,7 +31,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, key_time
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 15.0
@@ -110,7 +110,7 @@ def main() -> None:
         print(f"  {name:<15} {s:6.2f} s  {s / best['total_s']:6.1%}")
     prefect = best["split_s"]["Prefect start"] + best["split_s"]["exit"]
     print(f"  Prefect's share (start + exit): {prefect:.1f} s = {prefect / best['total_s']:.0%} of the run")
-    out = REPO / "bench" / "results" / f"e2e-{datetime.now(UTC):%Y-%m-%dT%H-%M-%SZ}.json"
+    out = REPO / "bench" / "results" / f"e2e-{key_time(datetime.now(UTC))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs, "best": best, "load_average": os.getloadavg()[0]}, indent=2))
     print(f"saved {out}")

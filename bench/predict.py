@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 from velibcast.training.package import extract
 from velibcast.training.synthetic import untrained_archive
 from velibcast.transform_code import inference
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     result = {
         "bench": "predict_fn",
-        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "when": iso_second(datetime.now(UTC)),
         "model": model.version,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "interop_threads": torch.get_num_interop_threads(),

@@ -33,7 +33,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 
 REPO = Path(__file__).resolve().parents[1]
 N_STATIONS = 1400
@@ -214,7 +214,7 @@ def main() -> None:
         print(f"    {name:<48} {s:8.3f} s  {s / total:6.1%}")
     print(f"    job ProcessingSeconds (best) {best['multirecord']:.3f} s; the rest is HTTP framing, object "
           "reads/writes and waiting for the cores")
-    results: dict[str, Any] = {"when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "records": n, "threads": threads,
+    results: dict[str, Any] = {"when": iso_second(datetime.now(UTC)), "records": n, "threads": threads,
                "load_average": os.getloadavg()[0], "runs": runs, "rates": rate, "profile_cpu_s": profile,
                "ratios": {"multirecord_vs_floor": r_mr, "ic2_vs_ic1": r_ic, "mct2_vs_mct1": r_mct}}
     out = REPO / "bench" / "results" / f"transform-{results['when'].replace(':', '-')}.json"

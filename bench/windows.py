@@ -31,7 +31,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 
 REPO = Path(__file__).resolve().parents[1]
 SYN_START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -165,7 +165,7 @@ def main() -> None:
 
     print(f"bench/windows: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} "
           "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
-    results: dict = {"when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "cpus": os.cpu_count(),
+    results: dict = {"when": iso_second(datetime.now(UTC)), "cpus": os.cpu_count(),
                      "load_average": os.getloadavg()[0], "reps": a.reps}
     real = {"root": str(REPO / "sample_data"), "run_date": "2022-05-25"}
     results["real_nightly"] = interleaved(real, a.reps)

@@ -17,6 +17,7 @@ from velibcast.datasets.records import ShardWriter, layout_for
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.windows import WindowBatch, WindowSummary, iter_window_batches
 from velibcast.errors import DataError
+from velibcast.timeutil import iso_minute
 
 
 def load_station_index(storage: st.Storage, uri: str | None) -> dict[str, int]:
@@ -97,8 +98,8 @@ def assemble_transform_inputs(
         storage.write_bytes(index_uri, index_buf.getvalue(), content_type="application/vnd.apache.parquet")
     result = {
         "snapshots_root": snapshots_root,
-        "first_origin": f"{min(origins):%Y-%m-%dT%H:%MZ}" if origins else None,
-        "last_origin": f"{max(origins):%Y-%m-%dT%H:%MZ}" if origins else None,
+        "first_origin": f"{iso_minute(min(origins))}" if origins else None,
+        "last_origin": f"{iso_minute(max(origins))}" if origins else None,
         "max_staleness_hours": max_staleness.total_seconds() / 3600,
         "summary": summary.to_dict(),
         "report": report.to_dict(),

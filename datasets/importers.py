@@ -21,7 +21,7 @@ from velibcast.datasets.jsonio import loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.errors import ConfigError
-from velibcast.timeutil import PARIS, UTC
+from velibcast.timeutil import PARIS, UTC, iso_minute, iso_second, parse_key_time
 
 _SERIES_NAME_RE = re.compile(r"data_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)\.csv$")
 
@@ -79,7 +79,7 @@ def capture_ts_from_series_name(name: str) -> datetime | None:
     m = _SERIES_NAME_RE.search(name)
     if not m:
         return None
-    return datetime.strptime(m.group(1), "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
+    return parse_key_time(m.group(1))
 
 
 def convert_csv_series_file(
@@ -303,7 +303,7 @@ def _latest_duedate(records: list[dict], where: str) -> datetime:
 def _single(storage, dest, layout, capture, records, where, inferred, report) -> dict:
     uri = write_snapshot(storage, dest, capture, records, layout)
     return {"files": 1, "records": len(records), "snapshots_written": 1, "snapshot": uri,
-            "capture_ts": f"{capture:%Y-%m-%dT%H:%M:%SZ}",
+            "capture_ts": f"{iso_second(capture)}",
             "capture_ts_source": inferred, "report": report.to_dict()}
 
 
@@ -359,7 +359,7 @@ def convert_bins_parquet(data: bytes, where: str, report: SkipReport, station_st
     df = df[df["stationcode"].isna() | df["stationcode"].isin(set(codes[::max(1, station_stride)]))]
     bad = df["stationcode"].isna() | df["capacity_bin"].isna() | df["nb_velos_bin"].isna() | df["lat"].isna() | df["lon"].isna()
     for code, t in df.loc[bad, ["stationcode", "tbin_utc"]].head(report.max_examples).itertuples(index=False):
-        report.add("bad_type", where, f"station {code} bin {t:%Y-%m-%dT%H:%M}: capacity, bikes or coordinates missing", n=0)
+        report.add("bad_type", where, f"station {code} bin {iso_minute(t)}: capacity, bikes or coordinates missing", n=0)
     if bad.any():
         report.counts["bad_type"] = report.counts.get("bad_type", 0) + int(bad.sum())
     df = df[~bad].copy()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast import constants as C
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 
 
 class QualityTracker:
@@ -64,7 +64,7 @@ class QualityTracker:
             self.first_capture = ref.capture_ts
         self.last_capture = ref.capture_ts
         self.station_counts.append(len(cols))
-        ts = f"{ref.capture_ts:%Y-%m-%dT%H:%M:%SZ}"
+        ts = f"{iso_second(ref.capture_ts)}"
         stale_before = int(ref.capture_ts.timestamp() - self.stale_after.total_seconds())
         ids = self._ids(cols.codes)
         cap = np.asarray(cols.capacity, dtype=np.int64)
@@ -78,7 +78,7 @@ class QualityTracker:
         for i in np.flatnonzero(cols.obs < stale_before).tolist():
             code = cols.codes[i]
             if code not in self.stale:
-                self.stale[code] = datetime.fromtimestamp(int(cols.obs[i]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self.stale[code] = iso_second(datetime.fromtimestamp(int(cols.obs[i]), UTC))
 
     @property
     def first_seen(self) -> dict[str, int]:
@@ -97,8 +97,8 @@ class QualityTracker:
         counts = sorted(self.station_counts)
         return {
             "snapshots": self.snapshots,
-            "first_capture": f"{self.first_capture:%Y-%m-%dT%H:%M:%SZ}" if self.first_capture else None,
-            "last_capture": f"{self.last_capture:%Y-%m-%dT%H:%M:%SZ}" if self.last_capture else None,
+            "first_capture": f"{iso_second(self.first_capture)}" if self.first_capture else None,
+            "last_capture": f"{iso_second(self.last_capture)}" if self.last_capture else None,
             "stations": len(self._codes),
             "stations_per_snapshot": {"min": counts[0], "median": counts[len(counts) // 2], "max": counts[-1]}
             if counts else None,

@@ -20,6 +20,7 @@ from velibcast import storage as st
 from velibcast.datasets.csv_tokens import float_tokens, int_tokens, join_rows, token_matrix
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.errors import ConfigError, DataError
+from velibcast.timeutil import iso_second
 from velibcast.transform_code.velib_features import (
     FEATURE_COLUMNS,
     HISTORY_COLUMNS,
@@ -105,7 +106,7 @@ def csv_rows(batch) -> bytes:
 
 
 def jsonl_rows(batch) -> bytes:
-    ts = f"{batch.origin_ts:%Y-%m-%dT%H:%M:%SZ}"
+    ts = f"{iso_second(batch.origin_ts)}"
     out = []
     for rid, code, row in zip(batch.record_ids(), batch.station_codes.tolist(), batch.feature_rows()):
         f = {HISTORY_KEY: row[:len(HISTORY_COLUMNS)],

@@ -31,7 +31,7 @@ from velibcast.datasets.jsonio import DECODE_ERRORS, dumps_bytes, loads
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.errors import ConfigError, DataError, TransientError
 from velibcast.retry import Backoff
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second, key_time, parse_key_time
 
 SUFFIX = ".jsonl.gz"
 # [0-9], not \d: \d also matches other scripts' digits, which strptime would then refuse.
@@ -73,7 +73,7 @@ def snapshots_prefix(root: str) -> str:
 
 def snapshot_uri(root: str, capture_ts: datetime, layout: str = "partitioned") -> str:
     ts = capture_ts.astimezone(UTC)
-    name = ts.strftime(C.SNAPSHOT_KEY_TIME_FORMAT) + SUFFIX
+    name = key_time(ts) + SUFFIX
     if layout == "flat":
         return st.join(snapshots_prefix(root), name)
     if layout == "partitioned":
@@ -87,7 +87,7 @@ def capture_ts_from_key(uri: str) -> datetime | None:
     if not m:
         return None
     try:
-        return datetime.strptime(m.group(1), C.SNAPSHOT_KEY_TIME_FORMAT).replace(tzinfo=UTC)
+        return parse_key_time(m.group(1))
     except ValueError:  # shaped like a time but not one: 2022-05-26T25-61-00Z
         return None
 
@@ -111,7 +111,7 @@ def key_problem(rel: str) -> tuple[datetime | None, str | None, str]:
         if folder is None:
             return ts, "bad_key", f"folder {parts[0]!r} is not date=YYYY-MM-DD; keys must be {_KEY_RULE}"
         if folder != ts.date():
-            return ts, "misfiled_key", (f"capture {ts:%Y-%m-%dT%H:%M:%SZ} filed under {parts[0]}; "
+            return ts, "misfiled_key", (f"capture {iso_second(ts)} filed under {parts[0]}; "
                                         f"move it to {ts.strftime(C.SNAPSHOT_PARTITION_FORMAT)}/")
         return ts, None, ""
     if len(parts) == 1 and ts is not None:
@@ -328,7 +328,7 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
         ahead = (obs - capture).total_seconds()
         if ahead > C.FUTURE_DUEDATE_TOLERANCE_S:
             raise _Bad("future_duedate", f"station {code}: duedate {due} is {ahead:.0f} s after the capture "
-                                         f"{capture:%Y-%m-%dT%H:%M:%SZ} (tolerance {C.FUTURE_DUEDATE_TOLERANCE_S} s)")
+                                         f"{iso_second(capture)} (tolerance {C.FUTURE_DUEDATE_TOLERANCE_S} s)")
     name = d.get("name")
     return StationRecord(
         code, obs, capture, vals[0], vals[1], vals[2], vals[3], vals[4],
@@ -675,7 +675,7 @@ def _obs_seconds(dues, ref: SnapshotRef) -> np.ndarray | None:
 # ---------------------------------------------------------------- writing
 def encode_snapshot(records: Iterable[dict], capture_ts: datetime) -> bytes:
     """Gzipped JSON Lines; mtime=0 so the same records always give the same bytes."""
-    cap = capture_ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cap = iso_second(capture_ts.astimezone(UTC))
     lines = [dumps_bytes({**r, "capture_ts_utc": cap}) for r in records]
     body = b"\n".join(lines) + (b"\n" if lines else b"")
     return gzip.compress(body, compresslevel=C.SNAPSHOT_GZIP_LEVEL, mtime=0)

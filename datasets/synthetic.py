@@ -14,7 +14,7 @@ import numpy as np
 from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes
 from velibcast.datasets.snapshots import snapshot_uri
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_second
 
 
 def generate_store(
@@ -61,7 +61,7 @@ def generate_store(
         lines = []
         b, d, c, e = bikes.tolist(), docks.tolist(), capacity.tolist(), ebike.tolist()
         la, lo = lat.tolist(), lon.tolist()
-        cap_s = capture.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cap_s = iso_second(capture)
         for i in np.flatnonzero(keep).tolist():
             lines.append(dumps_bytes({
                 "stationcode": codes[i], "name": names[i], "is_installed": "OUI" if installed[i] else "NON",

@@ -27,7 +27,7 @@ from velibcast.datasets.csv_tokens import float_tokens
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
-from velibcast.timeutil import PARIS, UTC
+from velibcast.timeutil import PARIS, UTC, iso_minute
 from velibcast.transform_code.velib_features import (
     HISTORY_LEN,
     STATIC_FEATURES,
@@ -187,8 +187,8 @@ class StateGrid:
     def hour_pos(self, ts: datetime) -> int:
         j = int((ts - self.hours[0]) / HOUR)
         if not (0 <= j < len(self.hours)) or self.hours[j] != ts:
-            raise ValueError(f"hour {ts:%Y-%m-%dT%H:%MZ} is not on this grid "
-                             f"({self.hours[0]:%Y-%m-%dT%H:%MZ} .. {self.hours[-1]:%Y-%m-%dT%H:%MZ})")
+            raise ValueError(f"hour {iso_minute(ts)} is not on this grid "
+                             f"({iso_minute(self.hours[0])} .. {iso_minute(self.hours[-1])})")
         return j
 
 
@@ -310,7 +310,7 @@ class WindowBatch:
 
     @property
     def origin_label(self) -> str:
-        return f"{self.origin_ts:%Y-%m-%dT%H:%MZ}"
+        return f"{iso_minute(self.origin_ts)}"
 
     def record_ids(self) -> list[str]:
         suffix = "@" + self.origin_label
@@ -333,7 +333,7 @@ def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, t
     if not n:
         return
     first = [grid.station_codes[i] for i in np.flatnonzero(mask)[: report.max_examples]]
-    report.add(reason, f"origin {t:%Y-%m-%dT%H:%MZ}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
+    report.add(reason, f"origin {iso_minute(t)}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
 def batches_from_grid(
@@ -351,7 +351,7 @@ def batches_from_grid(
     for t in origins:
         j = grid.hour_pos(t)
         if j < HISTORY_LEN - 1:
-            raise ValueError(f"origin {t:%Y-%m-%dT%H:%MZ} needs {HISTORY_LEN - 1} h of history before it on the grid")
+            raise ValueError(f"origin {iso_minute(t)} needs {HISTORY_LEN - 1} h of history before it on the grid")
         sl = slice(j - HISTORY_LEN + 1, j + 1)
         all_present = grid.present[:, sl].all(axis=1)
         all_usable = grid.usable[:, sl].all(axis=1)
@@ -362,7 +362,7 @@ def batches_from_grid(
         _count(report, "not_installed", all_usable & ~inst, grid, t, "not installed at t")
         _count(report, "not_renting", all_usable & inst & ~rent, grid, t, "not renting at t")
         if missing:
-            report.add("missing_station", f"origin {t:%Y-%m-%dT%H:%MZ}",
+            report.add("missing_station", f"origin {iso_minute(t)}",
                        f"in the station mapping but in no snapshot; e.g. {', '.join(missing[:report.max_examples])}",
                        n=len(missing))
         emit = np.flatnonzero(all_usable & inst & rent)
@@ -371,7 +371,7 @@ def batches_from_grid(
         idx = index[emit]
         unknown = idx < 0
         if unknown.any():
-            report.add("unknown_station", f"origin {t:%Y-%m-%dT%H:%MZ}",
+            report.add("unknown_station", f"origin {iso_minute(t)}",
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
                        f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
         yield WindowBatch(

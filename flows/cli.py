@@ -21,6 +21,7 @@ from velibcast import constants as C
 from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost
+from velibcast.timeutil import iso_minute
 
 
 def _print_result(res: dict) -> None:
@@ -67,7 +68,7 @@ def cmd_run(args) -> int:
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
     if args.start is not None and args.end <= args.start:
-        raise ConfigError(f"--end {args.end:%Y-%m-%dT%H:%MZ} must be after --start {args.start:%Y-%m-%dT%H:%MZ} "
+        raise ConfigError(f"--end {iso_minute(args.end)} must be after --start {iso_minute(args.start)} "
                           f"({RANGE_CONVENTION})")
     _checked_run_config(args.config, args)
     from velibcast.flows.nightly import nightly

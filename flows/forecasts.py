@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from velibcast import storage as st
 from velibcast.datasets.records import parse_output_line
 from velibcast.errors import DataError
-from velibcast.timeutil import PARIS
+from velibcast.timeutil import PARIS, iso_minute
 
 HORIZONS = (1, 2, 3)
 PART_NAME = "part-0.parquet"
@@ -121,14 +121,14 @@ def check_partition(table: pa.Table, run_date: date, where: str) -> None:
     """One row per (station_code, origin_ts, horizon_h), every origin on `run_date` (Paris)."""
     wrong = sorted({o for o in table.column("origin_ts").unique().to_pylist() if paris_date(o) != run_date})
     if wrong:
-        raise DataError(where, f"origin {wrong[0]:%Y-%m-%dT%H:%MZ} is on {paris_date(wrong[0])} in Paris, "
+        raise DataError(where, f"origin {iso_minute(wrong[0])} is on {paris_date(wrong[0])} in Paris, "
                         f"not on the partition's date {run_date}", "a bug in the publish step: report it")
     keys = table.group_by(list(KEY_COLUMNS)).aggregate([([], "count_all")])
     dup = keys.filter(pc.greater(keys.column("count_all"), 1))
     if dup.num_rows:
         r = dup.slice(0, 1).to_pylist()[0]
         raise DataError(where, f"{dup.num_rows} (station_code, origin_ts, horizon_h) keys appear twice, e.g. "
-                        f"station {r['station_code']} at {r['origin_ts']:%Y-%m-%dT%H:%MZ} +{r['horizon_h']} h",
+                        f"station {r['station_code']} at {iso_minute(r['origin_ts'])} +{r['horizon_h']} h",
                         "nothing was written; a bug in the publish step: report it")
 
 

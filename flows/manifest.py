@@ -14,6 +14,7 @@ import json
 
 from velibcast import storage as st
 from velibcast.run_records import dumps
+from velibcast.timeutil import key_time_us
 
 
 def run_dir(root: str, run_id: str) -> str:
@@ -46,7 +47,7 @@ def write(storage: st.Storage, root: str, run_id: str, manifest: dict) -> str:
     """A manifest given as a dict (score and report tests build one by hand)."""
     body = dumps(manifest)
     started = manifest["started_at"]
-    attempt = started.replace(":", "-") if isinstance(started, str) else started.strftime("%Y-%m-%dT%H-%M-%S.%fZ")
+    attempt = started.replace(":", "-") if isinstance(started, str) else key_time_us(started)
     storage.write_text(attempt_uri(root, run_id, attempt), body, "application/json")
     uri = manifest_uri(root, run_id)
     storage.write_text(uri, body, "application/json")

@@ -10,6 +10,9 @@ import sys
 import threading
 from datetime import datetime
 
+from velibcast.flows.run_artifacts import artifact_key
+from velibcast.timeutil import clock
+
 # Share of the bar each stage ends at; the transform stage fills the gap before its end.
 STAGE_END = {"prepare": 5.0, "windows": 25.0, "transform": 85.0, "publish": 95.0, "report": 100.0}
 
@@ -29,8 +32,7 @@ class RunProgress:
             # The run logger carries its run's id, so lines sent from the runtime's worker threads
             # (which have no Prefect context) still land in this run's log, and on the console.
             self._logger = get_run_logger()
-            key = "run-progress-" + "".join(ch if ch.isalnum() else "-" for ch in run_label.lower())
-            self._artifact_id = create_progress_artifact(0.0, key=key[:100],
+            self._artifact_id = create_progress_artifact(0.0, key=artifact_key("run-progress", run_label),
                                                          description=f"velibcast run {run_label}")
         except Exception:  # not inside a Prefect run: console lines only
             self._artifact_id = self._logger = None
@@ -38,7 +40,7 @@ class RunProgress:
     def _set(self, percent: float, message: str) -> None:
         line = f"progress {self._label}: {percent:3.0f}% {message}"
         if self._logger is None:
-            print(f"{datetime.now():%H:%M:%S} {line}", file=sys.stderr, flush=True)
+            print(f"{clock(datetime.now())} {line}", file=sys.stderr, flush=True)
         else:
             self._logger.info(line)
         if self._artifact_id is None:

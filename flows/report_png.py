@@ -21,7 +21,7 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import NotFound
 from velibcast.flows import forecasts, manifest, score
-from velibcast.timeutil import PARIS
+from velibcast.timeutil import PARIS, day_label, iso_minute
 
 HORIZON_COLOURS = {1: "#1f77b4", 2: "#ff7f0e", 3: "#2ca02c"}
 
@@ -106,7 +106,7 @@ def _draw_map(fig, ax, m: pd.DataFrame, origin, paris) -> None:
     # Degrees of longitude are shorter than degrees of latitude at Paris' latitude.
     ax.set_aspect(1 / np.cos(np.radians(float(m["lat"].median()))), adjustable="datalim")
     fig.colorbar(sc, ax=ax, shrink=0.85, label=f"bikes in {h} h (forecast - now)")
-    ax.set_title(f"forecast change over the {h} h after {origin.tz_convert(paris):%a %d %b %H:%M}\n"
+    ax.set_title(f"forecast change over the {h} h after {day_label(origin.tz_convert(paris))}\n"
                  f"{len(m)} stations (Europe/Paris)", fontsize=10)
     ax.tick_params(labelsize=7.5)
     ax.set_xlabel("longitude", fontsize=8)
@@ -167,7 +167,7 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
         # date of the span's end (the next day for a night), not the run's date.
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PARIS))
         a, b = (pd.Timestamp(t).tz_convert(PARIS) for t in span)
-        ax.set_xlabel(f"{a:%a %d %b %H:%M} to {b:%a %d %b %H:%M} (Europe/Paris)", fontsize=8)
+        ax.set_xlabel(f"{day_label(a)} to {day_label(b)} (Europe/Paris)", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.set_ylabel("bikes available", fontsize=8.5)
         ax.grid(alpha=0.3)
@@ -191,7 +191,7 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     unscorable = {r: int((df["reason"] == r).sum()) for r in score.REASONS}
     note = "unscorable rows: " + (", ".join(f"{r} {n}" for r, n in unscorable.items() if n) or "none")
     if through is not None:
-        note += f"\nactuals through {through:%Y-%m-%d %H:%M} UTC"
+        note += f"\nactuals through {iso_minute(through)}"
     ax.text(0.0, -0.12, note, transform=ax.transAxes, fontsize=8, va="top")
     changes, map_origin = change_map(df, grid)
     _draw_map(fig, fig.add_subplot(gs[1, 2]), changes, map_origin, PARIS)

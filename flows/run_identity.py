@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from velibcast.errors import ConfigError
-from velibcast.timeutil import PARIS
+from velibcast.timeutil import PARIS, compact_hour
 
 
 def yesterday_in_paris(now: datetime | None = None) -> date:
@@ -30,7 +30,7 @@ class RunSpec:
     def label(self) -> str:
         if self.start is None:
             return self.run_date.isoformat()
-        return f"{self.start:%Y%m%dT%H}-{self.end:%Y%m%dT%H}"
+        return f"{compact_hour(self.start)}-{compact_hour(self.end)}"
 
 
 def run_id_for(spec: RunSpec, config_hash: str, model_version: str) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from velibcast.timeutil import name_minute
+
 
 def _as_date(v) -> date | None:
     if v is None or isinstance(v, date):
@@ -23,7 +25,7 @@ def _as_time(v) -> datetime | None:
 def nightly_name(params: dict) -> str:
     start, end = _as_time(params.get("start")), _as_time(params.get("end"))
     if start is not None and end is not None:
-        return f"nightly-{start:%Y-%m-%dT%H%M}Z-{end:%Y-%m-%dT%H%M}Z"
+        return f"nightly-{name_minute(start)}-{name_minute(end)}"
     run_date = _as_date(params.get("run_date"))
     if run_date is None:
         from velibcast.config import load_config

@@ -31,7 +31,7 @@ from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_minute
 from velibcast.training.registry import model_uri, read_metadata
 
 HOUR = timedelta(hours=1)
@@ -192,7 +192,7 @@ def sample_status(df: pd.DataFrame, span) -> dict:
     first = pd.Timestamp(df["target_ts"].min()).to_pydatetime()
     last = pd.Timestamp(df["target_ts"].max()).to_pydatetime()
     return {"in_training_span": in_training_span(span, first, last),
-            "training_span": None if span is None else [f"{t:%Y-%m-%dT%H:%MZ}" for t in span]}
+            "training_span": None if span is None else [f"{iso_minute(t)}" for t in span]}
 
 
 def verdict(rows: list[dict], status: dict, model_version: str) -> str:
@@ -284,7 +284,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
     if through is None or through < first_target + settle:
         return {**base, "status": NOT_YET, "actuals_through": through.isoformat() if through else None,
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
-                           f"{first_target:%Y-%m-%dT%H:%MZ} yet (latest: {through or 'none'}); score again later"}
+                           f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
     grid, report = load_grid(storage, cfg, hours)
     df = attach_actuals(table, grid, through,
                         observed_hours(grid.hours, capture_times(storage, cfg.snapshots_root, hours[0], hours[-1])))

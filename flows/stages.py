@@ -29,6 +29,7 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import cost, forecasts, manifest
+from velibcast.flows.run_artifacts import artifact_key
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
 from velibcast.run_records import (
@@ -43,7 +44,7 @@ from velibcast.run_records import (
     to_json,
     validated,
 )
-from velibcast.timeutil import UTC, seconds_between
+from velibcast.timeutil import UTC, iso_minute, key_time_us, seconds_between
 from velibcast.training.registry import read_metadata, summary_line
 
 
@@ -214,7 +215,7 @@ def check_coverage(ctx: RunContext, *, known_stations: int, windows_by_origin: d
 
 
 def _hhmm(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%dT%H:%MZ")
+    return iso_minute(datetime.fromisoformat(iso))
 
 
 # ---------------------------------------------------------------- transform
@@ -336,7 +337,7 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
     check_coverage(ctx, known_stations=windows.known_stations, windows_by_origin=windows.windows_by_origin,
                    stations_seen=windows.stations_seen, data_quality=windows.data_quality,
                    snapshots_uri=windows.snapshots_uri)
-    attempt = f"{started_at:%Y-%m-%dT%H-%M-%S.%fZ}-{uuid.uuid4().hex[:8]}"
+    attempt = f"{key_time_us(started_at)}-{uuid.uuid4().hex[:8]}"
     finished = datetime.now(UTC)
     m = Manifest(
         run_id=ctx.run_id,
@@ -415,5 +416,4 @@ def report_artifacts(ctx: RunContext, m: dict, scored: dict | None = None) -> No
           for r in (scored or {}).get("by_horizon", [])),
         {"item": "forecast parquet", "value": m["outputs"]["forecast_parquet"]},
     ]
-    key = "run-summary-" + "".join(ch if ch.isalnum() else "-" for ch in ctx.spec.label.lower())
-    create_table_artifact(rows, key=key[:100], description=f"velibcast run {m['run_id']}")
+    create_table_artifact(rows, key=artifact_key("run-summary", ctx.spec.label), description=f"velibcast run {m['run_id']}")

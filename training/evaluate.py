@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from velibcast.errors import ConfigError
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_minute
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.inference import to_counts
 
@@ -91,7 +91,7 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
         mapping = json.loads((model_dir / inference.MAPPINGS).read_text())["station_index"]
         meta = json.loads((model_dir / inference.METADATA).read_text())
     if len(s) == 0 or s.codes is None:  # codes are set whenever a grid gave samples
-        raise ConfigError(f"no origin in {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} has 24 h of history "
+        raise ConfigError(f"no origin in {iso_minute(start)}..{iso_minute(end)} has 24 h of history "
                          "and 3 h of targets in this store")
     # The model's own station mapping, as the windows stage would send it.
     s.x[:, F.COL["station_index"]] = np.array([mapping.get(c, F.UNKNOWN_STATION_INDEX) for c in s.codes.tolist()],
@@ -108,9 +108,9 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
                         "in_sample": in_training_span(span, first_o + hour, last_o + F.HORIZONS * hour),
                         "mae": mae_table(model.predict, s.x[m], s.y[m])})
     return {"model": model.version, "samples": len(s), "unknown_station_samples": unknown,
-            "training_span": None if span is None else [t.strftime("%Y-%m-%dT%H:%MZ") for t in span],
-            "first_origin": f"{s.hours[int(s.origin.min())]:%Y-%m-%dT%H:%MZ}",
-            "last_origin": f"{s.hours[int(s.origin.max())]:%Y-%m-%dT%H:%MZ}",
+            "training_span": None if span is None else [iso_minute(t) for t in span],
+            "first_origin": f"{iso_minute(s.hours[int(s.origin.min())])}",
+            "last_origin": f"{iso_minute(s.hours[int(s.origin.max())])}",
             "mae": mae_table(model.predict, s.x, s.y), "mae_by_day_type": by_day_type(model.predict, s),
             "by_day": per_day}
 

@@ -22,6 +22,7 @@ import torch
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.timeutil import compact_day
 from velibcast.transform_code import inference, velib_gbm
 
 CODE_DIR = Path(inference.__file__).resolve().parent
@@ -42,7 +43,7 @@ def model_version(start: datetime, end: datetime, config: dict, train_config: di
          "seed": seed, "code": code_digest()},
         sort_keys=True,
     )
-    return f"{config.get('family', 'lstm')}-{end:%Y%m%d}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+    return f"{config.get('family', 'lstm')}-{compact_day(end)}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
 def code_digest() -> str:

@@ -19,7 +19,7 @@ from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.windows import iter_state_grids, origins_for_range, static_time_features
 from velibcast.errors import ConfigError
-from velibcast.timeutil import PARIS
+from velibcast.timeutil import PARIS, iso_minute
 from velibcast.transform_code import velib_features as F
 
 
@@ -83,7 +83,7 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
         if report is not None and (ok & ~seen[None, :]).any():
             report.add("target_not_observed", f"{int((ok & ~seen[None, :]).sum())} samples",
                        f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
-                       f"(first origin {grid.hours[int(origins[~seen][0])]:%Y-%m-%dT%H:%MZ})",
+                       f"(first origin {iso_minute(grid.hours[int(origins[~seen][0])])})",
                        n=int((ok & ~seen[None, :]).sum()))
         ok &= seen[None, :]
     st_idx, o_pos = np.nonzero(ok)

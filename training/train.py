@@ -26,7 +26,7 @@ import torch
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import ConfigError
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_minute, iso_second
 from velibcast.training import evaluate, package, registry
 from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples, time_split
 from velibcast.transform_code import velib_features as F
@@ -153,7 +153,7 @@ def train_on_samples(samples: Samples, mapping: dict[str, int], storage: st.Stor
     seed = C.TRAIN_SEED if seed is None else seed
     max_seconds = C.TRAIN_MAX_SECONDS if max_seconds is None else max_seconds
     cpu0, wall0 = time.process_time(), time.monotonic()
-    progress(f"training {family} on {len(samples)} samples of {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}")
+    progress(f"training {family} on {len(samples)} samples of {iso_minute(start)}..{iso_minute(end)}")
     fitted = fit_family(family, samples, len(mapping), seed, max_seconds, progress)
     metrics = {"fit": fitted.info,
                "in_sample": evaluate.mae_table(fitted.predict, samples.x, samples.y),
@@ -211,7 +211,7 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
     samples, mapping = stream_samples(storage, snapshots_root, start, end, report)
     progress(f"read {len(samples)} samples of {len(mapping)} stations in {time.monotonic() - t0:.1f} s")
     if len(samples) == 0:
-        raise ConfigError(f"{start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} holds no origin with 24 h of history and "
+        raise ConfigError(f"{iso_minute(start)}..{iso_minute(end)} holds no origin with 24 h of history and "
                          "3 h of targets in this store; train on a longer span")
     return train_on_samples(samples, mapping, storage, out_root, start, end, family, seed, max_seconds,
                             report.to_dict(), backtest, progress)
@@ -224,7 +224,7 @@ def _hour(t: datetime) -> datetime:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_second(t.astimezone(UTC))
 
 
 def _span(part: Samples) -> dict:

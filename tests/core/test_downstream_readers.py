@@ -15,7 +15,7 @@ import pytest
 
 from velibcast import storage as st
 from velibcast.flows import forecasts
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_minute
 
 D1, D2 = date(2022, 5, 25), date(2022, 5, 26)
 HIVE = pads.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
@@ -28,7 +28,7 @@ def night(run_date: date, run_id: str, stations=("16107", "9020", "4006"), origi
     for code in stations:
         for k in range(origins):
             t = first + timedelta(hours=k)
-            rid = f"{code}@{t:%Y-%m-%dT%H:%MZ}"
+            rid = f"{code}@{iso_minute(t)}"
             sent[rid] = forecasts.SentRecord(code, t, 30, code == "4006")
             lines.append(f"{rid},{k + offset},{k + offset + 1},{k + offset + 2}")
     return forecasts.join_predictions(sent, [("o.out", "\n".join(lines).encode())], "csv", "lstm-1", run_id)

@@ -24,6 +24,7 @@ from velibcast.datasets.windows import (
     origins_for_run_date,
     static_time_features,
 )
+from velibcast.timeutil import iso_minute, parse_iso_minute, parse_key_time
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, UNKNOWN_STATION_INDEX
 
 H = timedelta(hours=1)
@@ -182,7 +183,7 @@ def naive_windows(root: str, origins, staleness_h=3):
     by_station: dict[str, list] = {}
     for path in glob.glob(os.path.join(root, "velib", "snapshots", "**", "*.jsonl.gz"), recursive=True):
         name = os.path.basename(path)[: -len(".jsonl.gz")]
-        cap = datetime.strptime(name, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=utc("2022-01-01T00:00Z").tzinfo)
+        cap = parse_key_time(name)
         for line in gzip.decompress(open(path, "rb").read()).splitlines():
             d = json.loads(line)
             obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
@@ -206,7 +207,7 @@ def naive_windows(root: str, origins, staleness_h=3):
             last = states[-1]
             if last["is_installed"] != "OUI" or last["is_renting"] != "OUI":
                 continue
-            out[f"{code}@{t:%Y-%m-%dT%H:%MZ}"] = ([s["numbikesavailable"] for s in states], last["capacity"],
+            out[f"{code}@{iso_minute(t)}"] = ([s["numbikesavailable"] for s in states], last["capacity"],
                                                   last["coordonnees_geo"]["lat"], last["coordonnees_geo"]["lon"])
     return out
 
@@ -221,7 +222,7 @@ def test_windows_match_independent_recomputation_on_real_data(real_store, storag
     assert got.keys() == expected.keys()
     assert got == expected
     for rid, row in rows.items():  # the time features are the origin's, in Paris time
-        t = datetime.strptime(rid.split("@")[1], "%Y-%m-%dT%H:%MZ").replace(tzinfo=utc("2022-01-01T00:00Z").tzinfo)
+        t = parse_iso_minute(rid.split("@")[1])
         assert tuple(row[24:24 + len(static_time_features(t))]) == static_time_features(t)
 
 

@@ -11,7 +11,7 @@ import pytest
 from velibcast import storage as st
 from velibcast.errors import AccessDenied, TerminalError, TransientStorageError
 from velibcast.flows import forecasts
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, iso_minute
 
 RETRYABLE = ["slowdown", "internal", "throttling", "reset"]
 
@@ -114,7 +114,7 @@ def test_intermittent_faults_on_a_whole_publish_lose_and_duplicate_nothing(fault
 
     storage, root, proxy = faulty_s3
     t0 = datetime(2022, 5, 25, 22, tzinfo=UTC)
-    sent = {f"{c}@{t0 + timedelta(hours=k):%Y-%m-%dT%H:%MZ}": forecasts.SentRecord(c, t0 + timedelta(hours=k), 30, False)
+    sent = {f"{c}@{iso_minute(t0 + timedelta(hours=k))}": forecasts.SentRecord(c, t0 + timedelta(hours=k), 30, False)
             for c in ("16107", "9020") for k in range(24)}
     out = "\n".join(f"{rid},1,2,3" for rid in sent).encode()
     table = forecasts.join_predictions(sent, [("o.out", out)], "csv", "v1", "run-1")

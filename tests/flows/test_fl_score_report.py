@@ -10,6 +10,7 @@ from velibcast.config import load_config
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import origins_for_run_date
 from velibcast.flows import forecasts, report_png, score
+from velibcast.timeutil import iso_minute
 
 RUN_DATE = date(2022, 5, 26)
 ORIGINS = origins_for_run_date(RUN_DATE)           # 2022-05-25T22Z .. 2022-05-26T21Z
@@ -48,7 +49,7 @@ def publish_night(storage, root, delta=lambda h: h) -> None:
     sent, lines = {}, []
     for t in ORIGINS:
         for code in ("A", "B", "C", "U", "Z"):
-            rid = f"{code}@{t:%Y-%m-%dT%H:%MZ}"
+            rid = f"{code}@{iso_minute(t)}"
             sent[rid] = forecasts.SentRecord(code, t, CAP, code == "U")
             preds = [bikes(code, t + timedelta(hours=h)) + delta(h) for h in forecasts.HORIZONS]
             lines.append(",".join([rid, *map(str, preds)]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from velibcast import constants as C
 from velibcast.storage import join
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, parse_key_time
 from velibcast.training.evaluate import evaluate_model
 from velibcast.training.package import extract
 from velibcast.training.train import train_model
@@ -24,7 +24,7 @@ def seed_store(storage, root):
     """The snapshots of [START - 4h, END + 4h], cut to the first stations, in root's snapshot layout."""
     keep = None
     for path in sorted(SNAPSHOTS.glob("*.jsonl.gz")):
-        ts = datetime.strptime(path.name[:20], "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
+        ts = parse_key_time(path.name[:20])
         if not (START.timestamp() - 4 * 3600 <= ts.timestamp() <= END.timestamp() + 4 * 3600):
             continue
         lines = gzip.decompress(path.read_bytes()).splitlines()
