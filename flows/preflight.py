@@ -17,6 +17,7 @@ from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError
 from velibcast.flows.run_identity import yesterday_in_paris
 from velibcast.flows.run_model import load_model_info, run_model_uri
+from velibcast.timeutil import iso_minute
 from velibcast.transform_code.velib_features import HISTORY_LEN
 
 
@@ -49,7 +50,7 @@ def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
         first = origins[0] - timedelta(hours=HISTORY_LEN + float(cfg["windows"]["max_staleness_hours"]))
         if not list_snapshots(storage, cfg.snapshots_root, first, origins[-1]):
             raise ConfigError(
-                f"no snapshot under {cfg.snapshots_root} captured in {first:%Y-%m-%dT%H:%MZ}..{origins[-1]:%Y-%m-%dT%H:%MZ}, "
-                f"the hours the origins {origins[0]:%Y-%m-%dT%H:%MZ}..{origins[-1]:%Y-%m-%dT%H:%MZ} read; check the run "
+                f"no snapshot under {cfg.snapshots_root} captured in {iso_minute(first)}..{iso_minute(origins[-1])}, "
+                f"the hours the origins {iso_minute(origins[0])}..{iso_minute(origins[-1])} read; check the run "
                 f"date and snapshots.root (or store.root) in {cfg.source}, or bring them in with `velibcast snapshots import`")
     return uri

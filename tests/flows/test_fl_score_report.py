@@ -10,7 +10,7 @@ from velibcast.config import load_config
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import origins_for_run_date
 from velibcast.flows import forecasts, report_png, score
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import iso_minute, key_time
 
 RUN_DATE = date(2022, 5, 26)
 ORIGINS = origins_for_run_date(RUN_DATE)           # 2022-05-25T22Z .. 2022-05-26T21Z
@@ -221,7 +221,7 @@ def test_a_target_hour_the_store_never_captured_is_not_scored(tmp_path, storage)
     write_captures(storage, root, LAST_TARGET + timedelta(hours=3))
     gap = ORIGINS[6]
     storage.delete(next(i.uri for i in storage.list(str(tmp_path / "root" / "velib"))
-                        if f"{gap:%Y-%m-%dT%H-%M-%SZ}" in i.uri))
+                        if f"{key_time(gap)}" in i.uri))
     publish_night(storage, root)
     res = score.score_run(storage, cfg_for(root), RUN_DATE)
     # A, B and U: 3 origins have a target (T+1..3 h) at the missing hour; C is stale there anyway.
