@@ -16,6 +16,10 @@ arrive, and the wall time is split at the flow's own markers:
   exit             -> process exit (Prefect shuts its temporary server down)
 
 Goal: under 15 s in all. Minimum and spread over --reps runs (the machine is shared).
+
+The floor, measured in the same run and interleaved with it: a one-task Prefect flow in a
+fresh process, start to exit, on the same temporary API server. It is what any Prefect run
+costs on this machine at this load; `velibcast run` minus the floor is the pipeline's own time.
 """
 
 from __future__ import annotations
@@ -87,20 +91,52 @@ def one_run(cfg: Path) -> dict:
     return {"total_s": total, "split_s": split}
 
 
+FLOOR_FLOW = """
+from prefect import flow, task
+
+
+@task
+def one():
+    return 1
+
+
+@flow(name="floor")
+def floor():
+    return one()
+
+
+floor()
+"""
+
+
+def floor_run(script: Path) -> float:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the Prefect floor flow failed:\n{out.stderr[-2000:]}")
+    return time.monotonic() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
     print(f"bench/e2e: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} (the machine is shared: "
           "figures are noisy; minimum of the runs)")
-    runs = []
+    runs, floors = [], []
+    script = Path(tempfile.mkdtemp(prefix="bench-e2e-floor-")) / "floor.py"
+    script.write_text(FLOOR_FLOW)
     for _ in range(a.reps):
+        floors.append(floor_run(script))
         root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
         try:
             runs.append(one_run(setup(root)))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        print(f"  run {len(runs)}: {runs[-1]['total_s']:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"  run {len(runs)}: {runs[-1]['total_s']:.1f} s, Prefect floor {floors[-1]:.1f} s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    shutil.rmtree(script.parent, ignore_errors=True)
     best = min(runs, key=lambda r: r["total_s"])
     totals = [r["total_s"] for r in runs]
     print(f"velibcast run, one night ({RUN_DATE}) on configs/local.yaml, training excluded: "
@@ -110,9 +146,12 @@ def main() -> None:
         print(f"  {name:<15} {s:6.2f} s  {s / best['total_s']:6.1%}")
     prefect = best["split_s"]["Prefect start"] + best["split_s"]["exit"]
     print(f"  Prefect's share (start + exit): {prefect:.1f} s = {prefect / best['total_s']:.0%} of the run")
+    floor = min(floors)
+    print(f"floor: a one-task Prefect flow, start to exit, {floor:.1f} s (spread {min(floors):.1f}..{max(floors):.1f} s); "
+          f"velibcast run = {best['total_s'] / floor:.2f} x the floor, {best['total_s'] - floor:.1f} s above it")
     out = REPO / "bench" / "results" / f"e2e-{key_time(datetime.now(UTC))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "best": best, "load_average": os.getloadavg()[0]}, indent=2))
+    out.write_text(json.dumps({"runs": runs, "best": best, "prefect_floor_s": floors, "load_average": os.getloadavg()[0]}, indent=2))
     print(f"saved {out}")
 
 
