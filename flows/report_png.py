@@ -142,10 +142,12 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     for k, code in enumerate(stations[:4]):
         ax = fig.add_subplot(gs[k // 2, k % 2])
         d = df[df["station_code"] == code]
+        actual_line = np.array([])
         if code in grid.station_codes:
             i = grid.station_codes.index(code)
             keep = ((hours >= span[0]) & (hours <= span[1])).to_numpy()
-            ax.plot(hours[keep].dt.tz_convert(PARIS), grid.bikes[i][keep], color="black", lw=2.2,
+            actual_line = grid.bikes[i][keep]
+            ax.plot(hours[keep].dt.tz_convert(PARIS), actual_line, color="black", lw=2.2,
                     marker="o", ms=3, label="actual", zorder=3)
         for h in forecasts.HORIZONS:
             dh = d[d["horizon_h"] == h].sort_values("target_ts")
@@ -157,7 +159,9 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
         tag = " - unknown to the model" if bool(d["unknown_station"].any()) else ""
         ax.set_title(f"station {code} (capacity {cap}){tag}\nMAE all horizons {mae:.2f} bikes, {len(ok)} rows scored",
                      fontsize=9.5)
-        top = np.nanmax([*d["bikes_pred"], *d["actual"], 1.0])
+        # Every plotted value stays in view: the actual line also shows unscored hours, and a
+        # station's count can exceed the capacity of the forecast rows (station 12105 on 2022-05-25).
+        top = np.nanmax([*d["bikes_pred"], *d["actual"], *actual_line, 1.0])
         ax.set_ylim(-0.5, max(top, cap) * 1.08 + 1)  # the capacity line is always in view
         ax.axhline(cap, color="grey", ls=":", lw=1.2, label="capacity")
         span_h = max(1, int((span[1] - span[0]).total_seconds() // 3600))
