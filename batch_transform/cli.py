@@ -18,9 +18,16 @@ import json
 import os
 import sys
 from datetime import datetime
+from pathlib import Path
 
+from velibcast import storage as st
+from velibcast.batch_transform import server
+from velibcast.batch_transform.dataplane import DataPlaneSettings
 from velibcast.batch_transform.errors import ResourceNotFound
+from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
+from velibcast.config import load_config
 from velibcast.errors import ConfigError
+from velibcast.storage import Storage
 from velibcast.timeutil import clock, iso_second
 
 
@@ -56,8 +63,6 @@ def register(subparsers) -> None:
     _common(ls)
     ls.set_defaults(func=cmd_list)
 
-    from velibcast.batch_transform import server
-
     srv = subparsers.add_parser("serve", help="serve a model directory with the SageMaker container contract")
     server.add_arguments(srv)
     srv.set_defaults(func=cmd_serve)
@@ -84,14 +89,13 @@ def _state_root(args) -> str:
     """The jobs `velibcast run` started live under the configured store; --state-root overrides."""
     if args.state_root:
         return args.state_root
-    from velibcast.config import load_config
 
     return load_config(args.config).root
 
 
 def _local_runtime(args, settings=None, progress=None):
+    # lazy, per command: the runtime (~0.4 s) only for commands that run or list jobs
     from velibcast.batch_transform.local import LocalRuntime
-    from velibcast.storage import Storage
 
     return LocalRuntime(Storage(), _state_root(args), settings, progress=progress)
 
@@ -102,8 +106,6 @@ def print_progress(ended: int, total: int) -> None:
 
 
 def parse_settings(pairs: list[str]):
-    from velibcast.batch_transform.dataplane import DataPlaneSettings
-
     d = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -120,8 +122,6 @@ def parse_settings(pairs: list[str]):
 
 
 def _read_spec(arg: str) -> dict:
-    from velibcast.storage import Storage
-
     uri = arg[len("file://"):] if arg.startswith("file://") and not arg.startswith("file:///") else arg
     try:
         return json.loads(Storage().read_text(uri))
@@ -136,7 +136,6 @@ def _print(d: dict) -> None:
 def cmd_run(args) -> int:
     spec = _read_spec(args.cli_input_json)
     if args.backend == "sagemaker":
-        from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
         backend = SageMakerBackend(region=args.region, role_arn=args.role_arn)
     else:
@@ -152,7 +151,6 @@ def cmd_run(args) -> int:
 
 def cmd_describe(args) -> int:
     if args.backend == "sagemaker":
-        from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
         d = SageMakerBackend(region=args.region).describe_transform_job(args.name)
     else:
@@ -181,8 +179,6 @@ def _on_local_job(runtime, name: str, call):
 
 
 def cmd_list(args) -> int:
-    from velibcast import storage as st
-
     runtime = _local_runtime(args)
     names = [i.uri.rsplit("/", 1)[1][: -len(".json")]
              for i in runtime.storage.list(st.join(runtime.state_root, "transform-jobs") + "/") if i.uri.endswith(".json")]
@@ -195,10 +191,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from pathlib import Path
-
-    from velibcast.batch_transform import server
-
     model_dir = Path(args.model_dir)
     if model_dir.is_file():
         raise ConfigError(f"--model-dir {model_dir} is a file; serve takes the extracted model: "
@@ -208,7 +200,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_sagemaker_api(args) -> int:
-    from velibcast.batch_transform import sagemaker_api
+    from velibcast.batch_transform import sagemaker_api  # lazy: per command, the API server only when started
 
     sagemaker_api.serve(args.port, args.host, args.state_root, parse_settings(args.setting))
     return 0

@@ -26,7 +26,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from velibcast.datasets.assemble import assemble_transform_inputs
+from velibcast.datasets.windows import origins_for_run_date
+from velibcast.flows import cost
+from velibcast.storage import Storage
 from velibcast.timeutil import UTC, iso_second
+from velibcast.training.synthetic import untrained_archive
 
 REPO = Path(__file__).resolve().parents[1]
 STATIONS = (1_500, 15_000, 150_000)
@@ -65,10 +70,6 @@ def measure(reps: int, work: Path) -> dict:
     a_real = best([win, "--child", "assembly", json.dumps(real)], reps)
     a_syn = best([win, "--child", "assembly", json.dumps(syn)], reps)
 
-    from velibcast.datasets.assemble import assemble_transform_inputs
-    from velibcast.datasets.windows import origins_for_run_date
-    from velibcast.storage import Storage
-    from velibcast.training.synthetic import untrained_archive
 
     model = work / "model.tar.gz"
     model.write_bytes(untrained_archive(1400, seed=0))
@@ -85,8 +86,6 @@ def measure(reps: int, work: Path) -> dict:
 
 
 def plan(m: dict) -> dict:
-    from velibcast.flows import cost
-
     A = ASSUMPTIONS
     ar, a15 = m["assembly_real"], m["assembly_15k"]
     s_per_record = a15["wall_s"] / a15["records_read"]

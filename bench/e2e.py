@@ -35,7 +35,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from velibcast.storage import Storage
 from velibcast.timeutil import UTC, key_time
+from velibcast.training.package import write_model
+from velibcast.training.registry import promote
+from velibcast.training.synthetic import untrained_archive
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 15.0
@@ -45,11 +49,6 @@ MARKERS = [("Prefect start", "Beginning flow run"), ("prepare", "prepare done"),
 
 
 def setup(root: Path) -> Path:
-    from velibcast.storage import Storage
-    from velibcast.training.package import write_model
-    from velibcast.training.registry import promote
-    from velibcast.training.synthetic import untrained_archive
-
     shutil.copytree(REPO / "sample_data" / "velib", root / "velib")
     write_model(Storage(), str(root), "untrained-0", untrained_archive(1450, seed=0))
     # The nightly run serves the store's champion; an untrained model has no backtest to win with.

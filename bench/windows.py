@@ -21,6 +21,7 @@ Results are printed and saved to bench/results/windows-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -31,6 +32,13 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from velibcast.datasets.assemble import assemble_transform_inputs
+from velibcast.datasets.jsonio import loads
+from velibcast.datasets.quality import QualityTracker
+from velibcast.datasets.snapshots import list_snapshots
+from velibcast.datasets.synthetic import generate_store
+from velibcast.datasets.windows import history_hours, origins_for_range, origins_for_run_date, snapshot_span
+from velibcast.storage import Storage
 from velibcast.timeutil import UTC, iso_second
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +47,6 @@ REAL_GOAL, BIG_GOAL, BIG_MEMORY_MB = 1.5, 2.0, 500
 
 
 def _origins(spec: dict):
-    from velibcast.datasets.windows import origins_for_range, origins_for_run_date
-
     if "run_date" in spec:
         return origins_for_run_date(date.fromisoformat(spec["run_date"]))
     return origins_for_range(datetime.fromisoformat(spec["start"]), datetime.fromisoformat(spec["end"]))
@@ -48,9 +54,6 @@ def _origins(spec: dict):
 
 def case_assembly(spec: dict) -> dict:
     """What the nightly flow runs: snapshots -> windows -> CSV shards + record index (local files)."""
-    from velibcast.datasets.assemble import assemble_transform_inputs
-    from velibcast.datasets.quality import QualityTracker
-    from velibcast.storage import Storage
 
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -64,12 +67,7 @@ def case_assembly(spec: dict) -> dict:
 
 def case_floor(spec: dict) -> dict:
     """Read + gunzip + parse each line of the same snapshot objects the run reads."""
-    import gzip
 
-    from velibcast.datasets.jsonio import loads
-    from velibcast.datasets.snapshots import list_snapshots
-    from velibcast.datasets.windows import history_hours, snapshot_span
-    from velibcast.storage import Storage
 
     origins = _origins(spec)
     stale = timedelta(hours=3)
@@ -89,9 +87,6 @@ def case_floor(spec: dict) -> dict:
 
 
 def case_generate(spec: dict) -> dict:
-    from velibcast.datasets.synthetic import generate_store
-    from velibcast.storage import Storage
-
     t0 = time.perf_counter()
     c = generate_store(Storage(), spec["root"], spec["stations"], spec["days"], SYN_START)
     return {"wall_s": time.perf_counter() - t0, **c}

@@ -7,6 +7,7 @@ stations that are not installed or not renting. The demo uses real data; this is
 
 from __future__ import annotations
 
+import gzip
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -30,7 +31,6 @@ def generate_store(
     gzip_level: int = 1,
 ) -> dict:
     """Write days x 24 hourly snapshots; returns counts. Deterministic for a seed."""
-    import gzip
 
     rng = np.random.default_rng(seed)
     codes = [str(100000 + i) for i in range(n_stations)]

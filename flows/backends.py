@@ -12,16 +12,15 @@ from collections.abc import Callable
 
 from velibcast import constants as C
 from velibcast.batch_transform.attempts import job_name_for, run_idempotent
+from velibcast.batch_transform.local import LocalRuntime
+from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
 
 def _backend(ctx, progress=None):
     if ctx.cfg["transform"]["backend"] == "local":
-        from velibcast.batch_transform.local import LocalRuntime
-
         # Job state under <root>/transform-jobs/; a run attached to another's job waits at most the deadline.
         return LocalRuntime(ctx.storage, ctx.root, progress=progress,
                             wait_deadline_s=float(ctx.cfg["transform"]["wait_deadline_s"]))
-    from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
 
     return SageMakerBackend.from_config(ctx.cfg)
 

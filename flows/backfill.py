@@ -21,9 +21,11 @@ from velibcast.cli_types import RANGE_CONVENTION
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
+from velibcast.flows.nightly import nightly
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
 from velibcast.flows.run_names import backfill_run_name
+from velibcast.flows.score import score_run
 
 
 def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
@@ -41,8 +43,6 @@ def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
 
 @task(name="child-run", task_run_name="child-run-{run_date}", cache_policy=NO_CACHE, persist_result=False)
 def child_run(config: str, run_date: date, force: bool) -> dict:
-    from velibcast.flows.nightly import nightly
-
     try:
         # Dates run side by side: a child scoring "its previous night" could read a date still being
         # published. The backfill scores each date itself, after that date is published.
@@ -55,8 +55,6 @@ def child_run(config: str, run_date: date, force: bool) -> dict:
 
 @task(name="score", task_run_name="score-{run_date}", cache_policy=NO_CACHE, persist_result=False)
 def score_date(config: str, run_date: date) -> dict:
-    from velibcast.flows.score import score_run
-
     cfg = load_config(config)
     try:
         return score_run(cfg.storage(), cfg, run_date)

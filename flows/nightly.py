@@ -20,9 +20,11 @@ from velibcast.flows.prefect_logs import forwarded_to
 from velibcast.flows.preflight import default_run_date
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_run
+from velibcast.flows.report_png import render_run_png
 from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_identity import RunSpec
 from velibcast.flows.run_names import nightly_run_name
+from velibcast.flows.score import score_run
 from velibcast.flows.task_policy import RETRY_OPTS, timed
 from velibcast.redact import redact_text
 from velibcast.run_records import to_json
@@ -66,15 +68,12 @@ def publish_task(ctx, windows, transform, started_at):
 
 @task(name="report-png", **TASK_OPTS)
 def report_task(ctx):
-    from velibcast.flows.report_png import render_run_png
-
     return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date)
 
 
 @task(name="score-previous-night", **TASK_OPTS)
 def score_task(ctx):
     """Accuracy of the night before this run's date, now that its actuals are in the store."""
-    from velibcast.flows.score import score_run
 
     return score_run(ctx.storage, ctx.cfg, ctx.spec.run_date - timedelta(days=1))
 

@@ -24,7 +24,9 @@ class RunProgress:
         self._logger = None
         self._label = run_label
         try:
-            from prefect import get_run_logger
+            from prefect import get_run_logger  # lazy: Prefect in library code: console-only outside a Prefect run
+
+            # lazy: Prefect in library code: console-only outside a Prefect run
             from prefect.artifacts import create_progress_artifact
             from prefect.context import get_run_context
 
@@ -45,6 +47,7 @@ class RunProgress:
             self._logger.info(line)
         if self._artifact_id is None:
             return
+        # lazy: Prefect in library code: console-only outside a Prefect run
         from prefect.artifacts import update_progress_artifact
 
         with self._lock:

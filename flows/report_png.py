@@ -19,6 +19,8 @@ import pandas as pd
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.config import Config, load_config
+from velibcast.datasets.windows import StateGrid
 from velibcast.errors import NotFound
 from velibcast.flows import forecasts, manifest, score
 from velibcast.timeutil import PARIS, day_label, iso_minute
@@ -32,7 +34,6 @@ def report_uri(root: str, run_id: str) -> str:
 
 def _config_of_run(storage: st.Storage, root: str, run_id: str):
     """The config the run recorded in its manifest (snapshot root, staleness), else the defaults."""
-    from velibcast.config import Config, load_config
 
     try:
         return Config(manifest.read(storage, root, run_id)["parameters"]["config"], f"manifest of {run_id}")
@@ -41,8 +42,6 @@ def _config_of_run(storage: st.Storage, root: str, run_id: str):
 
 
 def _actuals(storage, root, table, run_id, grid_or_actuals):
-    from velibcast.datasets.windows import StateGrid
-
     if isinstance(grid_or_actuals, StateGrid):
         return grid_or_actuals, None
     if grid_or_actuals is not None:
@@ -120,11 +119,11 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     `grid_or_actuals`: a StateGrid, or a table (pyarrow, pandas, list of dicts) of hourly
     actuals `station_code, ts, bikes`; None reads them from the snapshot store the run used.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~0.5 s) only when a report is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+    import matplotlib.dates as mdates  # lazy: matplotlib only when a report is drawn
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a report is drawn
 
     table = forecasts.read_partition(storage, root, run_date)
     run = score._run_of(table, forecasts.partition_uri(root, run_date))

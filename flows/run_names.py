@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from velibcast.config import load_config
+from velibcast.flows.run_identity import yesterday_in_paris
 from velibcast.timeutil import name_minute
 
 
@@ -28,9 +30,6 @@ def nightly_name(params: dict) -> str:
         return f"nightly-{name_minute(start)}-{name_minute(end)}"
     run_date = _as_date(params.get("run_date"))
     if run_date is None:
-        from velibcast.config import load_config
-        from velibcast.flows.run_identity import yesterday_in_paris
-
         default = load_config(params.get("config")).data["run"]["default_run_date"]
         run_date = _as_date(default) or yesterday_in_paris()
     return f"nightly-{run_date.isoformat()}"
@@ -41,12 +40,12 @@ def backfill_name(params: dict) -> str:
 
 
 def nightly_run_name() -> str:
-    from prefect.runtime import flow_run
+    from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
 
     return nightly_name(flow_run.parameters)
 
 
 def backfill_run_name() -> str:
-    from prefect.runtime import flow_run
+    from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
 
     return backfill_name(flow_run.parameters)

@@ -29,6 +29,7 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import cost, forecasts, manifest
+from velibcast.flows.backends import run_transform
 from velibcast.flows.run_artifacts import artifact_key
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
@@ -261,7 +262,6 @@ def stage_transform(ctx: RunContext, windows: WindowsRecord, progress=None) -> T
     done = load_stage(ctx, "transform", TransformRecord)
     if done and done.input_digest == windows.input_digest:
         return done  # predictions of these very inputs; other inputs get a job of their own
-    from velibcast.flows.backends import run_transform
 
     model_name = model_name_for(ctx.model_version)
     spec_for = lambda job_name: job_spec_for(ctx, windows.layout, windows.input_prefix, job_name, model_name)
@@ -395,8 +395,9 @@ def _seconds(a, b) -> float:
 
 def report_artifacts(ctx: RunContext, m: dict, scored: dict | None = None) -> None:
     """A Prefect table artifact with the run summary (no-op outside a Prefect run)."""
+    # lazy: Prefect in library code: stages also run outside Prefect
     from prefect.artifacts import create_table_artifact
-    from prefect.context import get_run_context
+    from prefect.context import get_run_context  # lazy: Prefect in library code: stages also run outside Prefect
 
     try:
         get_run_context()

@@ -10,8 +10,11 @@ from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger
 
+from velibcast.cli_types import utc_time
 from velibcast.config import load_config
 from velibcast.errors import ConfigError
+from velibcast.training import registry
+from velibcast.training.train import train_model
 
 
 @flow(name="train", log_prints=True)
@@ -19,9 +22,6 @@ def train(config: str = "configs/local.yaml", start: datetime | None = None, end
           family: str | None = None, snapshots: str | None = None, out: str | None = None, seed: int | None = None,
           max_seconds: float | None = None, backtest: bool = True, promote: bool = False) -> dict:
     """Train on the hours in [start, end) (default: model.train_start/train_end of the config)."""
-    from velibcast.cli_types import utc_time
-    from velibcast.training import registry
-    from velibcast.training.train import train_model
 
     logger = get_run_logger()
     cfg = load_config(config)

@@ -26,6 +26,7 @@ BASELINES = ("persistence", "seasonal_naive")
 
 def rolling_origin(samples: Samples, families: list[str], seed: int | None = None, max_seconds: float | None = None,
                    progress=print, days: list[date] | None = None, score_cold_start: bool = False) -> dict:
+    # lazy: import cycle: train imports backtest for its backtest summary
     from velibcast.training.train import fit_family
 
     seed = C.TRAIN_SEED if seed is None else seed

@@ -8,6 +8,9 @@ from datetime import timedelta
 
 from velibcast import constants as C
 from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
+from velibcast.config import load_config
+from velibcast.datasets.report import SkipReport
+from velibcast.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -68,9 +71,7 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args) -> int:
-    from velibcast.config import load_config
-    from velibcast.errors import ConfigError
-    from velibcast.flows.train import train
+    from velibcast.flows.train import train  # lazy, per command: Prefect (~2 s) and torch (~2 s) only when training
 
     cfg = load_config(args.config)
     start = args.start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
@@ -82,6 +83,7 @@ def cmd_train(args) -> int:
                  promote=args.promote)
     print(f"model {info['version']}: {info['model_uri']}")
     if info["metrics"].get("backtest"):
+        # lazy, per command: torch (~2 s) only when a command needs it
         from velibcast.training.backtest import format_table
 
         print(format_table(info["metrics"]["backtest"]))
@@ -91,14 +93,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from velibcast.config import load_config
-    from velibcast.errors import ConfigError
-
     cfg = load_config(args.config)
     snapshots = args.snapshots or cfg.snapshots_root
     storage = cfg.storage()
     if args.backtest:
-        from velibcast.datasets.report import SkipReport
+        # lazy, per command: torch (~2 s) only when a command needs it
         from velibcast.training.backtest import format_table, rolling_origin
         from velibcast.training.samples import stream_samples
 
@@ -114,6 +113,7 @@ def cmd_evaluate(args) -> int:
         return 0
     if not args.model:
         raise ConfigError("give --model URI to score a model on the span, or --backtest to retrain candidates per day")
+    # lazy, per command: torch (~2 s) only when a command needs it
     from velibcast.training.evaluate import evaluate_model
 
     res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1))
@@ -129,8 +129,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from velibcast.config import load_config
-    from velibcast.training import registry
+    from velibcast.training import registry  # lazy, per command: torch (~2 s) only when a command needs it
 
     cfg = load_config(args.config)
     storage, root = cfg.storage(), cfg.root
@@ -161,6 +160,7 @@ def cmd_models(args) -> int:
         print(json.dumps({k: v for k, v in meta.items() if k != "metrics"}, indent=2))
         bt = registry.backtest_of(meta)
         if bt:
+            # lazy, per command: torch (~2 s) only when a command needs it
             from velibcast.training.backtest import format_table
 
             print(format_table(bt))

@@ -9,13 +9,20 @@ A forecaster here is a function: FEATURE_COLUMNS rows -> bikes (n, 3), unrounded
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import json
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
 from velibcast.timeutil import UTC, iso_minute
+from velibcast.training.package import extract
+from velibcast.training.samples import stream_samples
+from velibcast.transform_code import inference
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.inference import to_counts
 
@@ -72,15 +79,7 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
     """MAE table of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store,
     overall, by day type and by Europe/Paris day; a day that overlaps the model's training span is
     flagged `in_sample` (its score says nothing about unseen days)."""
-    import json
-    import tempfile
-    from datetime import timedelta
-    from pathlib import Path
 
-    from velibcast.datasets.report import SkipReport
-    from velibcast.training.package import extract
-    from velibcast.training.samples import stream_samples
-    from velibcast.transform_code import inference
 
     hour = timedelta(hours=1)
     first = start - (F.HISTORY_LEN - 1) * hour

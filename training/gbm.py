@@ -66,7 +66,7 @@ def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
             rounds: int | None = None) -> tuple[dict, dict, dict]:
     """Returns (config, trees, fit info). One progress line every GBM_PROGRESS_EVERY rounds per horizon."""
     rounds = rounds or C.GBM_ROUNDS
-    import lightgbm as lgb
+    import lightgbm as lgb  # lazy: lightgbm only when fitting (the shipped trees are read with NumPy)
 
     if len(train) == 0:
         raise ConfigError("no training sample; train on a longer span")

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from velibcast.timeutil import UTC
+
 
 @dataclass
 class SyntheticGrid:
@@ -49,11 +51,13 @@ def make_grid(n_stations: int, n_hours: int, start: datetime, seed: int = 0, gap
 def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
     """A complete model.tar.gz with initialised (untrained) weights: for handler tests and the bench,
     where what matters is the shapes and the code path, not the forecasts."""
-    import torch
+    import torch  # lazy: torch (~2 s): only for an LSTM archive
 
-    from velibcast.training import package
-    from velibcast.training.samples import station_mapping
-    from velibcast.transform_code import velib_features as F
+    from velibcast.training import package  # lazy: imports torch: only when an archive is built
+    from velibcast.training.samples import station_mapping  # lazy: imports torch: only when an archive is built
+    from velibcast.transform_code import velib_features as F  # lazy: imports torch: only when an archive is built
+
+    # lazy: imports torch: only for an LSTM archive
     from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
 
     torch.manual_seed(seed)
@@ -76,13 +80,13 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
 def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:
     """A complete model.tar.gz of the gbm family, fitted briefly on a synthetic grid: for handler
     and toolkit tests, where what matters is that the JSON trees load and answer."""
-    from datetime import datetime
 
-    from velibcast.timeutil import UTC
-    from velibcast.training import package
-    from velibcast.training.gbm import fit_gbm
+    from velibcast.training import package  # lazy: imports torch: only when an archive is built
+    from velibcast.training.gbm import fit_gbm  # lazy: imports torch: only when an archive is built
+
+    # lazy: imports torch: only when an archive is built
     from velibcast.training.samples import samples_from_grid, station_mapping
-    from velibcast.transform_code import velib_features as F
+    from velibcast.transform_code import velib_features as F  # lazy: imports torch: only when an archive is built
 
     grid = make_grid(n_stations, 24 * 3, datetime(2022, 5, 20, tzinfo=UTC), seed=seed)
     mapping = station_mapping(grid.station_codes)

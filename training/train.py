@@ -25,11 +25,15 @@ import torch
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
 from velibcast.timeutil import UTC, iso_minute, iso_second
 from velibcast.training import evaluate, package, registry
+from velibcast.training.backtest import rolling_origin
+from velibcast.training.gbm import fit_gbm, gbm_params
 from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples, time_split
 from velibcast.transform_code import velib_features as F
+from velibcast.transform_code.velib_gbm import GbmForecaster
 from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
 
 Progress = Callable[[str], None]
@@ -116,9 +120,6 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
 def fit_family(family: str, samples: Samples, n_stations: int, seed: int, max_seconds: float,
                progress: Progress = print) -> Fitted:
     if family == "gbm":
-        from velibcast.training.gbm import fit_gbm, gbm_params
-        from velibcast.transform_code.velib_gbm import GbmForecaster
-
         config, trees, info = fit_gbm(samples, seed, progress)
         config["n_stations"] = n_stations
         return Fitted("gbm", config, GbmForecaster(config, trees).predict, info, None, {"trees.json": trees},
@@ -147,7 +148,6 @@ def train_on_samples(samples: Samples, mapping: dict[str, int], storage: st.Stor
                      progress: Progress = print) -> dict:
     """Fit `family` on every sample, backtest it over the span (rolling origin), package it under
     <out_root>/models/<version>/. Returns {version, model_uri, metrics}."""
-    from velibcast.training.backtest import rolling_origin
 
     family = family or C.TRAIN_FAMILY
     seed = C.TRAIN_SEED if seed is None else seed
@@ -203,7 +203,6 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
                 backtest: bool = True, progress: Progress = print) -> dict:
     """Samples of [start, end] streamed from the snapshot store, then train_on_samples.
     Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz."""
-    from velibcast.datasets.report import SkipReport
 
     start, end = _hour(start), _hour(end)
     report = SkipReport()
