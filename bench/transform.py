@@ -33,7 +33,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from velibcast.timeutil import UTC, iso_second
+from velibcast.batch_transform import dataplane as dp
+from velibcast.batch_transform.local import LocalRuntime, server_thread_env
+from velibcast.datasets.assemble import assemble_transform_inputs
+from velibcast.datasets.windows import origins_for_run_date
+from velibcast.storage import Storage
+from velibcast.timeutil import UTC, iso_second, key_time
+from velibcast.training.synthetic import untrained_archive
 
 REPO = Path(__file__).resolve().parents[1]
 N_STATIONS = 1400
@@ -43,11 +49,6 @@ GOAL_MULTIRECORD, GOAL_INSTANCES = 0.8, 1.0
 
 def make_inputs(work: Path, n: int) -> tuple[str, list[bytes]]:
     """model.tar.gz path and the first n CSV lines of the real nightly's windows."""
-    from velibcast.datasets.assemble import assemble_transform_inputs
-    from velibcast.datasets.windows import origins_for_run_date
-    from velibcast.storage import Storage
-    from velibcast.training.synthetic import untrained_archive
-
     model = work / "model.tar.gz"
     model.write_bytes(untrained_archive(N_STATIONS, seed=0))
     r = assemble_transform_inputs(Storage(), str(REPO / "sample_data"), origins_for_run_date(date(2022, 5, 25)),
@@ -70,6 +71,7 @@ def spec(name: str, inp: str, out: str, instances: int = 1, mct: int = 1, payloa
 
 # ---------------------------------------------------------------- child: the in-process floor and profile
 def child_floor(model_tar: str, data_path: str, threads: int) -> dict:
+    # lazy: torch is loaded only in the child, which sets its thread budget before any work
     import torch
 
     from velibcast.training.package import extract
@@ -87,9 +89,9 @@ def child_floor(model_tar: str, data_path: str, threads: int) -> dict:
 
 def child_profile(model_tar: str, data_path: str, threads: int) -> dict:
     """CPU seconds of each step the job adds around predict_fn, on the same records."""
+    # lazy: torch is loaded only in the child, which sets its thread budget before any work
     import torch
 
-    from velibcast.batch_transform import dataplane as dp
     from velibcast.training.package import extract
     from velibcast.transform_code import inference
 
@@ -122,8 +124,6 @@ def child_profile(model_tar: str, data_path: str, threads: int) -> dict:
 # ---------------------------------------------------------------- parent
 def run_child(kind: str, model_tar: str, data_path: str, threads: int) -> dict:
     """With the environment a one-instance server gets (server_thread_env): the same thread budget and wait policy."""
-    from velibcast.batch_transform.local import server_thread_env
-
     env = {**os.environ, **server_thread_env(1, 1)}
     p = subprocess.run([sys.executable, __file__, "--child", kind, model_tar, data_path, str(threads)],
                        capture_output=True, text=True, cwd=REPO, env=env)
@@ -149,24 +149,8 @@ def spread(xs: list[float]) -> str:
     return f"{min(xs):.3f}..{max(xs):.3f} s"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--child", nargs=4)
-    ap.add_argument("--records", type=int, default=3000)
-    ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args()
-    if a.child:
-        kind, model_tar, data_path, threads = a.child
-        fn = {"floor": child_floor, "profile": child_profile}[kind]
-        print(json.dumps(fn(model_tar, data_path, int(threads))))
-        return
-
-    from velibcast.batch_transform.local import LocalRuntime
-    from velibcast.storage import Storage
-
-    threads = os.cpu_count() or 1
-    print(f"bench/transform: {threads} cpus = the thread budget, load average {os.getloadavg()[0]:.1f} "
-          "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
+def measure(a, threads: int) -> tuple[int, dict[str, list[dict]], dict[str, float]]:
+    """The floor and the job cases, interleaved --reps times, then the profile: (records, runs, profile)."""
     work = Path(tempfile.mkdtemp(prefix="bench-transform-"))
     model_tar, lines = make_inputs(work, a.records)
     n = len(lines)
@@ -190,7 +174,11 @@ def main() -> None:
         profile = run_child("profile", model_tar, str(data_path), threads)
     finally:
         rt.close()
+    return n, runs, profile
 
+
+def report(n: int, threads: int, runs: dict[str, list[dict]], profile: dict[str, float]) -> dict[str, Any]:
+    """Rates, ratios against their goals and the profile, printed; returns the results to save."""
     secs = {k: [r["wall_s"] if k == "floor" else r["ProcessingSeconds"] for r in v] for k, v in runs.items()}
     best = {k: min(v) for k, v in secs.items()}
     rate = {k: n / best[k] for k in best}
@@ -214,10 +202,28 @@ def main() -> None:
         print(f"    {name:<48} {s:8.3f} s  {s / total:6.1%}")
     print(f"    job ProcessingSeconds (best) {best['multirecord']:.3f} s; the rest is HTTP framing, object "
           "reads/writes and waiting for the cores")
-    results: dict[str, Any] = {"when": iso_second(datetime.now(UTC)), "records": n, "threads": threads,
-               "load_average": os.getloadavg()[0], "runs": runs, "rates": rate, "profile_cpu_s": profile,
-               "ratios": {"multirecord_vs_floor": r_mr, "ic2_vs_ic1": r_ic, "mct2_vs_mct1": r_mct}}
-    out = REPO / "bench" / "results" / f"transform-{results['when'].replace(':', '-')}.json"
+    return {"records": n, "threads": threads, "load_average": os.getloadavg()[0], "runs": runs, "rates": rate,
+            "profile_cpu_s": profile, "ratios": {"multirecord_vs_floor": r_mr, "ic2_vs_ic1": r_ic, "mct2_vs_mct1": r_mct}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", nargs=4)
+    ap.add_argument("--records", type=int, default=3000)
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    if a.child:
+        kind, model_tar, data_path, threads = a.child
+        fn = {"floor": child_floor, "profile": child_profile}[kind]
+        print(json.dumps(fn(model_tar, data_path, int(threads))))
+        return
+    threads = os.cpu_count() or 1
+    print(f"bench/transform: {threads} cpus = the thread budget, load average {os.getloadavg()[0]:.1f} "
+          "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
+    n, runs, profile = measure(a, threads)
+    now = datetime.now(UTC)
+    results = {"when": iso_second(now), **report(n, threads, runs, profile)}
+    out = REPO / "bench" / "results" / f"transform-{key_time(now)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import textwrap
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -112,73 +113,81 @@ def _draw_map(fig, ax, m: pd.DataFrame, origin, paris) -> None:
     ax.set_ylabel("latitude", fontsize=8)
 
 
-def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str | None = None,
-                   grid_or_actuals=None) -> dict:
-    """Draw the PNG of the run published for `run_date`; returns its URI and what it shows.
+@dataclass
+class RunData:
+    """What the report shows of one published date: its rows with actuals and the verdict."""
 
-    `grid_or_actuals`: a StateGrid, or a table (pyarrow, pandas, list of dicts) of hourly
-    actuals `station_code, ts, bikes`; None reads them from the snapshot store the run used.
-    """
-    import matplotlib  # lazy: matplotlib (~0.5 s) only when a report is drawn
+    run: score._Run  # its run_id and model_version
+    grid: StateGrid
+    through: datetime | None       # latest capture read, None when actuals were given
+    df: pd.DataFrame               # forecast rows with their actual and, if unscorable, the reason
+    summary: list[dict]            # MAE by horizon, model and persistence
+    stations: list[str]            # the panels' stations
+    sample: dict                   # whether the targets are inside the model's training span
+    verdict: str
 
-    matplotlib.use("Agg")
-    import matplotlib.dates as mdates  # lazy: matplotlib only when a report is drawn
-    import matplotlib.pyplot as plt  # lazy: matplotlib only when a report is drawn
 
+def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=None) -> RunData:
     table = forecasts.read_partition(storage, root, run_date)
     run = score._run_of(table, forecasts.partition_uri(root, run_date))
     grid, through = _actuals(storage, root, table, run.run_id, grid_or_actuals)
     df = score.attach_actuals(table, grid, through)
     summary = score.summarise(df)
-    stations = pick_stations(df, grid)
     sample = score.sample_status(df, score.model_training_span(storage, root, run.run_id, run.model_version))
-    verdict = score.verdict(summary, sample, run.model_version)
+    return RunData(run, grid, through, df, summary, pick_stations(df, grid), sample,
+                   score.verdict(summary, sample, run.model_version))
 
-    fig = plt.figure(figsize=(15, 9.5), constrained_layout=True)
-    gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
-    hours = pd.to_datetime(pd.Series(grid.hours), utc=True) if grid.hours else pd.Series([], dtype="datetime64[ns, UTC]")
-    span = (df["origin_ts"].min(), df["target_ts"].max())
-    for k, code in enumerate(stations[:4]):
-        ax = fig.add_subplot(gs[k // 2, k % 2])
-        d = df[df["station_code"] == code]
-        actual_line = np.array([])
-        if code in grid.station_codes:
-            i = grid.station_codes.index(code)
-            keep = ((hours >= span[0]) & (hours <= span[1])).to_numpy()
-            actual_line = grid.bikes[i][keep]
-            ax.plot(hours[keep].dt.tz_convert(PARIS), actual_line, color="black", lw=2.2,
-                    marker="o", ms=3, label="actual", zorder=3)
-        for h in forecasts.HORIZONS:
-            dh = d[d["horizon_h"] == h].sort_values("target_ts")
-            ax.plot(dh["target_ts"].dt.tz_convert(PARIS), dh["bikes_pred"], color=HORIZON_COLOURS[h],
-                    lw=1.3, alpha=0.9, label=f"forecast +{h} h")
-        ok = d[d["reason"].isna()]
-        mae = (ok["bikes_pred"] - ok["actual"]).abs().mean() if len(ok) else float("nan")
-        cap = int(d["capacity"].iloc[0]) if len(d) else 0
-        tag = " - unknown to the model" if bool(d["unknown_station"].any()) else ""
-        ax.set_title(f"station {code} (capacity {cap}){tag}\nMAE all horizons {mae:.2f} bikes, {len(ok)} rows scored",
-                     fontsize=9.5)
-        # Every plotted value stays in view: the actual line also shows unscored hours, and a
-        # station's count can exceed the capacity of the forecast rows (station 12105 on 2022-05-25).
-        top = np.nanmax([*d["bikes_pred"], *d["actual"], *actual_line, 1.0])
-        ax.set_ylim(-0.5, max(top, cap) * 1.08 + 1)  # the capacity line is always in view
-        ax.axhline(cap, color="grey", ls=":", lw=1.2, label="capacity")
-        span_h = max(1, int((span[1] - span[0]).total_seconds() // 3600))
-        locator = mdates.HourLocator(interval=max(1, span_h // 6), tz=PARIS)
-        ax.xaxis.set_major_locator(locator)
-        # Hours only, and the span in words: ConciseDateFormatter labelled the axis with the
-        # date of the span's end (the next day for a night), not the run's date.
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PARIS))
-        a, b = (pd.Timestamp(t).tz_convert(PARIS) for t in span)
-        ax.set_xlabel(f"{day_label(a)} to {day_label(b)} (Europe/Paris)", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.set_ylabel("bikes available", fontsize=8.5)
-        ax.grid(alpha=0.3)
-        if k == 0:
-            # One legend for the four panels, outside them: inside, it hid the capacity line.
-            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=5, fontsize=8.5)
 
-    ax = fig.add_subplot(gs[0, 2])
+def _pyplot():
+    """matplotlib, headless."""
+    import matplotlib  # lazy: matplotlib (~0.5 s) only when a report is drawn
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates  # lazy: as above
+    import matplotlib.pyplot as plt  # lazy: as above
+
+    return plt, mdates
+
+
+def _draw_station(ax, d: pd.DataFrame, grid: StateGrid, hours: pd.Series, span, code: str, mdates) -> None:
+    """One station: the actual curve, each horizon at its target hour, the capacity line."""
+    actual_line = np.array([])
+    if code in grid.station_codes:
+        i = grid.station_codes.index(code)
+        keep = ((hours >= span[0]) & (hours <= span[1])).to_numpy()
+        actual_line = grid.bikes[i][keep]
+        ax.plot(hours[keep].dt.tz_convert(PARIS), actual_line, color="black", lw=2.2,
+                marker="o", ms=3, label="actual", zorder=3)
+    for h in forecasts.HORIZONS:
+        dh = d[d["horizon_h"] == h].sort_values("target_ts")
+        ax.plot(dh["target_ts"].dt.tz_convert(PARIS), dh["bikes_pred"], color=HORIZON_COLOURS[h],
+                lw=1.3, alpha=0.9, label=f"forecast +{h} h")
+    ok = d[d["reason"].isna()]
+    mae = (ok["bikes_pred"] - ok["actual"]).abs().mean() if len(ok) else float("nan")
+    cap = int(d["capacity"].iloc[0]) if len(d) else 0
+    tag = " - unknown to the model" if bool(d["unknown_station"].any()) else ""
+    ax.set_title(f"station {code} (capacity {cap}){tag}\nMAE all horizons {mae:.2f} bikes, {len(ok)} rows scored",
+                 fontsize=9.5)
+    # Every plotted value stays in view: the actual line also shows unscored hours, and a
+    # station's count can exceed the capacity of the forecast rows (station 12105 on 2022-05-25).
+    top = np.nanmax([*d["bikes_pred"], *d["actual"], *actual_line, 1.0])
+    ax.set_ylim(-0.5, max(top, cap) * 1.08 + 1)  # the capacity line is always in view
+    ax.axhline(cap, color="grey", ls=":", lw=1.2, label="capacity")
+    span_h = max(1, int((span[1] - span[0]).total_seconds() // 3600))
+    ax.xaxis.set_major_locator(mdates.HourLocator(interval=max(1, span_h // 6), tz=PARIS))
+    # Hours only, and the span in words: ConciseDateFormatter labelled the axis with the
+    # date of the span's end (the next day for a night), not the run's date.
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PARIS))
+    a, b = (pd.Timestamp(t).tz_convert(PARIS) for t in span)
+    ax.set_xlabel(f"{day_label(a)} to {day_label(b)} (Europe/Paris)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.set_ylabel("bikes available", fontsize=8.5)
+    ax.grid(alpha=0.3)
+
+
+def _draw_horizons(ax, data: RunData) -> dict[str, int]:
+    """MAE by horizon, model against persistence on the same rows; returns the unscorable rows by reason."""
+    summary, df = data.summary, data.df
     x = np.arange(len(summary))
     model = [r["mae_model"] if r["mae_model"] is not None else np.nan for r in summary]
     pers = [r["mae_persistence"] if r["mae_persistence"] is not None else np.nan for r in summary]
@@ -193,23 +202,53 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     ax.grid(axis="y", alpha=0.3)
     unscorable = {r: int((df["reason"] == r).sum()) for r in score.REASONS}
     note = "unscorable rows: " + (", ".join(f"{r} {n}" for r, n in unscorable.items() if n) or "none")
-    if through is not None:
-        note += f"\nactuals through {iso_minute(through)}"
+    if data.through is not None:
+        note += f"\nactuals through {iso_minute(data.through)}"
     ax.text(0.0, -0.12, note, transform=ax.transAxes, fontsize=8, va="top")
+    return unscorable
+
+
+def _layout(data: RunData, run_date: date, plt, mdates):
+    """Four station panels left, MAE by horizon and the change map right, the verdict on top."""
+    df, grid = data.df, data.grid
+    fig = plt.figure(figsize=(15, 9.5), constrained_layout=True)
+    gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
+    hours = pd.to_datetime(pd.Series(grid.hours), utc=True) if grid.hours else pd.Series([], dtype="datetime64[ns, UTC]")
+    span = (df["origin_ts"].min(), df["target_ts"].max())
+    for k, code in enumerate(data.stations[:4]):
+        ax = fig.add_subplot(gs[k // 2, k % 2])
+        _draw_station(ax, df[df["station_code"] == code], grid, hours, span, code, mdates)
+        if k == 0:
+            # One legend for the four panels, outside them: inside, it hid the capacity line.
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=5, fontsize=8.5)
+    unscorable = _draw_horizons(fig.add_subplot(gs[0, 2]), data)
     changes, map_origin = change_map(df, grid)
     _draw_map(fig, fig.add_subplot(gs[1, 2]), changes, map_origin, PARIS)
     scored = int(df["reason"].isna().sum())
-    fig.suptitle(f"velibcast {run_date} (Europe/Paris) - run {run.run_id}\n"
+    fig.suptitle(f"velibcast {run_date} (Europe/Paris) - run {data.run.run_id}\n"
                  f"{df['station_code'].nunique()} stations, {len(df)} forecast rows, {scored} scored; "
-                 f"times in Europe/Paris\n" + "\n".join(textwrap.wrap("Verdict: " + verdict, 150)),
-                 fontsize=10.5, color="#b00000" if sample["in_training_span"] else "black")
+                 f"times in Europe/Paris\n" + "\n".join(textwrap.wrap("Verdict: " + data.verdict, 150)),
+                 fontsize=10.5, color="#b00000" if data.sample["in_training_span"] else "black")
+    return fig, unscorable, changes, map_origin, scored
 
+
+def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str | None = None,
+                   grid_or_actuals=None) -> dict:
+    """Draw the PNG of the run published for `run_date`; returns its URI and what it shows.
+
+    `grid_or_actuals`: a StateGrid, or a table (pyarrow, pandas, list of dicts) of hourly
+    actuals `station_code, ts, bikes`; None reads them from the snapshot store the run used.
+    """
+    data = run_data(storage, root, run_date, grid_or_actuals)
+    plt, mdates = _pyplot()
+    fig, unscorable, changes, map_origin, scored = _layout(data, run_date, plt, mdates)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=C.REPORT_PNG_DPI)
     plt.close(fig)
-    uri = out_uri or report_uri(root, run.run_id)
+    uri = out_uri or report_uri(root, data.run.run_id)
     storage.write_bytes(uri, buf.getvalue(), content_type="image/png")
-    return {"uri": uri, "run_id": run.run_id, "stations": stations, "by_horizon": summary, "verdict": verdict, **sample,
+    return {"uri": uri, "run_id": data.run.run_id, "stations": data.stations, "by_horizon": data.summary,
+            "verdict": data.verdict, **data.sample,
             "scored_rows": scored, "unscorable_by_reason": {r: n for r, n in unscorable.items() if n},
             "map": {"origin": map_origin.isoformat() if map_origin is not None else None, "stations": len(changes),
                     "change_by_station": dict(zip(changes["station_code"], changes["change"].round(3)))}}
