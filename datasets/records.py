@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -242,22 +241,6 @@ class ShardWriter:
         if manifest_uri:
             write_manifest_file(self.storage, manifest_uri, self.out_prefix, self.uris)
         return self.uris
-
-
-def write_transform_inputs(
-    storage: st.Storage,
-    batches: Iterable,
-    out_prefix: str,
-    fmt: str = CSV,
-    max_shard_bytes: int = C.TRANSFORM_SHARD_MAX_BYTES,
-    shard_count: int = C.TRANSFORM_SHARD_COUNT,
-    manifest_uri: str | None = None,
-) -> list[str]:
-    """Write window batches as shards (see ShardWriter); return their URIs."""
-    w = ShardWriter(storage, out_prefix, fmt, max_shard_bytes, shard_count)
-    for b in batches:
-        w.add(b)
-    return w.close(manifest_uri)
 
 
 def write_manifest_file(storage: st.Storage, manifest_uri: str, out_prefix: str, uris: list[str]) -> None:

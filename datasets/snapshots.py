@@ -211,12 +211,6 @@ class _Bad(Exception):
         self.reason, self.detail = reason, detail
 
 
-def read_snapshot(
-    storage: st.Storage, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport
-) -> list[StationRecord]:
-    return parse_snapshot(fetch_bytes(storage, ref.uri), ref, policy, report)
-
-
 def decompress(data: bytes, where: str, policy: ValidationPolicy, report: SkipReport) -> bytes | None:
     if not data:
         report.reject(policy, "empty_object", where, "object has 0 bytes")

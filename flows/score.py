@@ -13,7 +13,6 @@ duplicates rows, and two dates scored at once never race on a shared object.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -21,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from velibcast import constants as C
 from velibcast import storage as st
@@ -68,10 +66,6 @@ ACCURACY_SCHEMA = pa.schema([
 
 def accuracy_uri(root: str, run_date: date) -> str:
     return st.join(root, C.ACCURACY_PREFIX, f"run_date={run_date.isoformat()}", forecasts.PART_NAME)
-
-
-def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
-    return pq.read_table(io.BytesIO(storage.read_bytes(accuracy_uri(root, run_date))))
 
 
 # ---------------------------------------------------------------- actuals

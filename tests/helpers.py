@@ -1,17 +1,29 @@
-"""Helpers shared by the tests: a free port, waiting for a server's /ping, waiting for a condition.
+"""Helpers shared by the tests: a free port, waiting for a server's /ping, waiting for a condition;
+reading and writing the stores' objects the way a test needs (the library only needs the streaming paths).
 
 Waiting is always on a condition with a deadline (polled), never a bare sleep standing in for an event.
 """
 
 from __future__ import annotations
 
+import io
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import date
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.datasets.records import CSV, ShardWriter
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import SnapshotRef, StationRecord, fetch_bytes, parse_snapshot
+from velibcast.flows.score import accuracy_uri
 
 POLL_S = 0.02
 REPO = Path(__file__).resolve().parents[1]  # the repository root: bundled data lives in it
@@ -45,3 +57,24 @@ def wait_for_ping(url: str, proc: subprocess.Popen | None = None, timeout_s: flo
             return False
 
     wait_until(up, f"{url}/ping answers 200", timeout_s)
+
+
+def write_transform_inputs(storage: st.Storage, batches: Iterable, out_prefix: str, fmt: str = CSV,
+                           max_shard_bytes: int = C.TRANSFORM_SHARD_MAX_BYTES,
+                           shard_count: int = C.TRANSFORM_SHARD_COUNT, manifest_uri: str | None = None) -> list[str]:
+    """Window batches written as shards (the library's ShardWriter); their URIs."""
+    w = ShardWriter(storage, out_prefix, fmt, max_shard_bytes, shard_count)
+    for b in batches:
+        w.add(b)
+    return w.close(manifest_uri)
+
+
+def read_snapshot(storage: st.Storage, ref: SnapshotRef, policy: ValidationPolicy,
+                  report: SkipReport) -> list[StationRecord]:
+    """One snapshot object's validated records."""
+    return parse_snapshot(fetch_bytes(storage, ref.uri), ref, policy, report)
+
+
+def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
+    """The accuracy partition `velibcast score` wrote for `run_date`."""
+    return pq.read_table(io.BytesIO(storage.read_bytes(accuracy_uri(root, run_date))))

@@ -1,9 +1,10 @@
 """Importers: each real format lands in the snapshot store and reads back clean."""
 
 from tests.datasets.ds_helpers import INFO_2022, SERIES, utc
+from tests.helpers import read_snapshot
 from velibcast.datasets.importers import convert_csv_series_file, import_csv_series, load_station_information
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import list_snapshots, read_snapshot
+from velibcast.datasets.snapshots import list_snapshots
 
 
 def test_csv_series_first_row_verbatim(storage):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.datasets.ds_helpers import utc
+from tests.helpers import write_transform_inputs
 from velibcast import constants as C
 from velibcast.datasets.records import (
     ShardWriter,
@@ -14,7 +15,6 @@ from velibcast.datasets.records import (
     jsonl_layout,
     parse_output,
     shard_count_for,
-    write_transform_inputs,
 )
 from velibcast.datasets.windows import WindowBatch
 from velibcast.errors import ConfigError, DataError

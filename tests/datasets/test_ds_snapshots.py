@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests.datasets.ds_helpers import rec, utc
+from tests.helpers import read_snapshot
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import (
@@ -13,7 +14,6 @@ from velibcast.datasets.snapshots import (
     capture_ts_from_key,
     encode_snapshot,
     list_snapshots,
-    read_snapshot,
     snapshot_uri,
     write_snapshot,
 )

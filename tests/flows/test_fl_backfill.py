@@ -8,12 +8,12 @@ import pyarrow as pa
 import pytest
 
 from tests.core.test_downstream_readers import night
+from tests.helpers import read_accuracy
 from velibcast.config import load_config
 from velibcast.errors import ConfigError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.backfill import backfill, is_complete
 from velibcast.flows.run_identity import RunSpec, run_id_for
-from velibcast.flows.score import read_accuracy
 
 D = date(2022, 5, 26)
 

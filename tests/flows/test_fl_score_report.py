@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta
 import pyarrow.dataset as pads
 import pytest
 
+from tests.helpers import read_accuracy
 from velibcast import storage as st
 from velibcast.config import load_config
 from velibcast.datasets.snapshots import write_snapshot
@@ -79,7 +80,7 @@ def test_score_gives_model_and_persistence_mae_per_horizon(any_root, storage):
     assert reasons[score.STALE_ACTUAL] > 0 and reasons[score.NO_ORIGIN_VALUE] > 0
     assert res["scored_rows"] + res["unscorable_rows"] == res["forecast_rows"]
 
-    acc = score.read_accuracy(storage, any_root, RUN_DATE).to_pylist()
+    acc = read_accuracy(storage, any_root, RUN_DATE).to_pylist()
     assert [r["horizon_h"] for r in acc] == [1, 2, 3]
     for r in acc:
         assert r["mae_model"] == pytest.approx(r["horizon_h"]) and r["bias_model"] == pytest.approx(r["horizon_h"])
