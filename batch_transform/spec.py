@@ -42,6 +42,13 @@ def transform_instance_types() -> list[str]:
     return list(service_model().shape_for("TransformInstanceType").enum)
 
 
+def _check_count(shape, value, path: str, what: str) -> None:
+    """A map's or a list's length against the service model's `max`."""
+    md = shape.metadata
+    if "max" in md and len(value) > md["max"]:
+        raise SpecError(path, f"has {len(value)} {what}", f"at most {md['max']}")
+
+
 def _check(shape, value, path: str, allow_file_uris: bool) -> None:
     t = shape.type_name
     if t == "structure":
@@ -85,18 +92,14 @@ def _check(shape, value, path: str, allow_file_uris: bool) -> None:
     elif t == "map":
         if not isinstance(value, dict):
             raise SpecError(path, "must be an object")
-        md = shape.metadata
-        if "max" in md and len(value) > md["max"]:
-            raise SpecError(path, f"has {len(value)} entries", f"at most {md['max']}")
+        _check_count(shape, value, path, "entries")
         for k, v in value.items():
             _check(shape.key, k, f"{path} key {k!r}", allow_file_uris)
             _check(shape.value, v, f"{path}.{k}", allow_file_uris)
     elif t == "list":
         if not isinstance(value, list):
             raise SpecError(path, "must be a list")
-        md = shape.metadata
-        if "max" in md and len(value) > md["max"]:
-            raise SpecError(path, f"has {len(value)} items", f"at most {md['max']}")
+        _check_count(shape, value, path, "items")
         for i, v in enumerate(value):
             _check(shape.member, v, f"{path}[{i}]", allow_file_uris)
 

@@ -24,7 +24,8 @@ import subprocess
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+
+from bench_results import save
 
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.windows import origins_for_run_date
@@ -148,14 +149,10 @@ def main() -> None:
           f"${p['hourly_price']['price']}/h ({p['hourly_price']['source']})")
     t = table(p)
     print(t)
-    results: dict[str, Any] = {"when": iso_second(datetime.now(UTC)), "measured": m, "plan": p,
-               "assumptions": ASSUMPTIONS, "load_average": os.getloadavg()[0]}
-    out = REPO / "bench" / "results" / f"capacity-{results['when'].replace(':', '-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"saved {out}")
+    now = datetime.now(UTC)
+    save("capacity", {"measured": m, "plan": p, "assumptions": ASSUMPTIONS, "load_average": os.getloadavg()[0]}, now)
     if a.write:
-        write_doc(Path(a.write), p, m, results["when"])
+        write_doc(Path(a.write), p, m, iso_second(now))
         print(f"wrote {a.write}")
 
 

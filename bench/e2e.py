@@ -25,18 +25,17 @@ costs on this machine at this load; `velibcast run` minus the floor is the pipel
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
+from bench_results import save
+
 from velibcast.storage import Storage
-from velibcast.timeutil import UTC, key_time
 from velibcast.training.package import write_model
 from velibcast.training.registry import promote
 from velibcast.training.synthetic import untrained_archive
@@ -148,10 +147,7 @@ def main() -> None:
     floor = min(floors)
     print(f"floor: a one-task Prefect flow, start to exit, {floor:.1f} s (spread {min(floors):.1f}..{max(floors):.1f} s); "
           f"velibcast run = {best['total_s'] / floor:.2f} x the floor, {best['total_s'] - floor:.1f} s above it")
-    out = REPO / "bench" / "results" / f"e2e-{key_time(datetime.now(UTC))}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "best": best, "prefect_floor_s": floors, "load_average": os.getloadavg()[0]}, indent=2))
-    print(f"saved {out}")
+    save("e2e", {"runs": runs, "best": best, "prefect_floor_s": floors, "load_average": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":

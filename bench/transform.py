@@ -29,16 +29,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
+
+from bench_results import save
 
 from velibcast.batch_transform import dataplane as dp
 from velibcast.batch_transform.local import LocalRuntime, server_thread_env
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.windows import origins_for_run_date
 from velibcast.storage import Storage
-from velibcast.timeutil import UTC, iso_second, key_time
 from velibcast.training.synthetic import untrained_archive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,12 +222,7 @@ def main() -> None:
     print(f"bench/transform: {threads} cpus = the thread budget, load average {os.getloadavg()[0]:.1f} "
           "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
     n, runs, profile = measure(a, threads)
-    now = datetime.now(UTC)
-    results = {"when": iso_second(now), **report(n, threads, runs, profile)}
-    out = REPO / "bench" / "results" / f"transform-{key_time(now)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"saved {out}")
+    save("transform", report(n, threads, runs, profile))
 
 
 if __name__ == "__main__":

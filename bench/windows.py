@@ -32,6 +32,8 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from bench_results import save
+
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.jsonio import loads
 from velibcast.datasets.quality import QualityTracker
@@ -39,7 +41,7 @@ from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.synthetic import generate_store
 from velibcast.datasets.windows import history_hours, origins_for_range, origins_for_run_date, snapshot_span
 from velibcast.storage import Storage
-from velibcast.timeutil import UTC, iso_second
+from velibcast.timeutil import UTC
 
 REPO = Path(__file__).resolve().parents[1]
 SYN_START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -160,7 +162,7 @@ def main() -> None:
 
     print(f"bench/windows: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} "
           "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
-    results: dict = {"when": iso_second(datetime.now(UTC)), "cpus": os.cpu_count(),
+    results: dict = {"cpus": os.cpu_count(),
                      "load_average": os.getloadavg()[0], "reps": a.reps}
     real = {"root": str(REPO / "sample_data"), "run_date": "2022-05-25"}
     results["real_nightly"] = interleaved(real, a.reps)
@@ -176,10 +178,7 @@ def main() -> None:
         results["s100k_d2_nightly"] = interleaved(big, a.reps)
         report("100,000 stations x 2 days, nightly of day 2", results["s100k_d2_nightly"], BIG_GOAL, BIG_MEMORY_MB)
 
-    out = REPO / "bench" / "results" / f"windows-{results['when'].replace(':', '-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"saved {out}")
+    save("windows", results)
 
 
 if __name__ == "__main__":

@@ -33,20 +33,20 @@ class _Skip(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _int(row: dict, col: str, code: str) -> int:
+def _converted(row: dict, col: str, code: str, convert, reason: str, what: str):
     v = row.get(col)
     try:
-        return int(v)
+        return convert(v)
     except (TypeError, ValueError):
-        raise _Skip("bad_type", f"station {code}: {col}={v!r} is not an integer") from None
+        raise _Skip(reason, f"station {code}: {col}={v!r} is not {what}") from None
+
+
+def _int(row: dict, col: str, code: str) -> int:
+    return _converted(row, col, code, int, "bad_type", "an integer")
 
 
 def _float(row: dict, col: str, code: str) -> float:
-    v = row.get(col)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise _Skip("missing_coords", f"station {code}: {col}={v!r} is not a number") from None
+    return _converted(row, col, code, float, "missing_coords", "a number")
 
 
 def _flag01(row: dict, col: str, code: str) -> str:
