@@ -348,7 +348,7 @@ class SnapshotColumns:
     code_array: pa.Array | None = None     # the codes as parsed by Arrow: the next snapshot compares against it
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.obs)
 
     @classmethod
     def from_records(cls, ref: SnapshotRef, recs: list[StationRecord]) -> SnapshotColumns:
@@ -397,12 +397,12 @@ def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, repo
     raw = decompress(data, ref.uri, policy, report)
     if raw is None:
         return SnapshotColumns.from_records(ref, [])
-    body = raw[:-1] if raw.endswith(b"\n") else raw
+    trail = raw.endswith(b"\n")
     cols = None
-    if body and b"\n\n" not in body and not body.startswith(b"\n"):
-        cols = _clean_arrow(body, ref, previous)
+    if len(raw) > trail and b"\n\n" not in raw and not raw.startswith(b"\n"):
+        cols = _clean_arrow(raw, ref, previous)  # the object's bytes as they are: no copy without the last newline
         if cols is None:
-            cols = _clean_blocks(body.split(b"\n"), ref)
+            cols = _clean_blocks((raw[:-1] if trail else raw).split(b"\n"), ref)
     if cols is None:
         return SnapshotColumns.from_records(ref, parse_snapshot(data, ref, policy, report))
     over = np.flatnonzero(cols[2] + cols[5] > cols[3])
@@ -419,11 +419,34 @@ _ARROW_SCHEMA = pa.schema([("stationcode", pa.string()), *((f, pa.int64()) for f
                            *((f, pa.string()) for f in _FLAG_FIELDS), ("coordonnees_geo", _GEO),
                            ("duedate", pa.string())])
 _ARROW_PARSE = pa_json.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore")
-# One thread: a snapshot (~0.5 MB for 1,450 stations) is one block anyway, and handing it to
-# Arrow's pool cost CPU and, on a loaded machine, wall time (45 real snapshots, fresh
-# processes: 0.15-0.21 s CPU with the pool, 0.14-0.15 s without).
+# One thread: Arrow's pool cost CPU and, on a loaded machine, wall (45 real snapshots, fresh
+# processes: 0.15-0.21 s CPU with it, 0.14-0.15 s without). 4 MB blocks: one block per
+# 100,000-station snapshot (34 MB) peaked 60 MB higher.
 _ARROW_READ = pa_json.ReadOptions(block_size=1 << 22, use_threads=False)
+_SCAN_BYTES = 1 << 22  # the shape checks look at this much of a body at a time: small temporaries
 _OUI_NON_ARRAY = pa.array(["OUI", "NON"])
+
+
+def _one_object_per_line(raw: bytes) -> int | None:
+    """The number of lines when every line is one {...} and the only control bytes are the
+    newlines between lines (and one at the end), else None. Scanned in slices: the whole-body
+    temporaries were 3 x 34 MB for a 100,000-station snapshot."""
+    trail = raw.endswith(b"\n")
+    end = len(raw) - trail
+    if raw[:1] != b"{" or raw[end - 1:end] != b"}":
+        return None
+    full = np.frombuffer(raw, dtype=np.uint8)
+    lines = 1
+    for a in range(0, end, _SCAN_BYTES):
+        part = full[a:min(a + _SCAN_BYTES, end)]
+        nl = np.flatnonzero(part == 0x0A)
+        if np.count_nonzero(part < 0x20) != len(nl):
+            return None
+        nl += a
+        if len(nl) and ((full[nl - 1] != 0x7D).any() or (full[nl + 1] != 0x7B).any()):
+            return None
+        lines += len(nl)
+    return lines
 
 
 def _clean_arrow(body: bytes, ref: SnapshotRef, previous: SnapshotColumns | None = None):
@@ -438,13 +461,10 @@ def _clean_arrow(body: bytes, ref: SnapshotRef, previous: SnapshotColumns | None
     """
     if b"\\" in body or (not body.isascii() and not _utf8(body)):
         return None
-    # Every line one {...} (pyarrow 26's reader crashes the process on lines such as "null"), and
-    # no control byte but the newlines: each "}\n{" holds one newline and newlines are control
-    # bytes, so as many "}\n{" as control bytes means both (two passes over the body, not five).
-    joins = body.count(b"}\n{")
-    if body[:1] != b"{" or body[-1:] != b"}" or np.count_nonzero(np.frombuffer(body, dtype=np.uint8) < 0x20) != joins:
+    # Every line one {...}: pyarrow 26's reader crashes the process on lines such as "null".
+    n = _one_object_per_line(body)
+    if n is None:
         return None
-    n = joins + 1
     try:
         table = pa_json.read_json(pa.py_buffer(body), read_options=_ARROW_READ, parse_options=_ARROW_PARSE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
