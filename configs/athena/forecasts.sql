@@ -44,6 +44,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.accuracy (
   unscorable_actual_not_settled  bigint,
   unscorable_no_actual           bigint,
   unscorable_stale_actual        bigint,
+  unscorable_actual_not_observed bigint  COMMENT 'no capture near the target hour (a state carried forward)',
   unscorable_no_origin_value     bigint,
   status                         string  COMMENT 'partial | scored',
   actuals_through                timestamp,
