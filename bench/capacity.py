@@ -24,6 +24,7 @@ import subprocess
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench_results import save
 
@@ -37,7 +38,7 @@ from velibcast.training.synthetic import untrained_archive
 REPO = Path(__file__).resolve().parents[1]
 STATIONS = (1_500, 15_000, 150_000)
 INSTANCES = (1, 4, 16)
-ASSUMPTIONS = {
+ASSUMPTIONS: dict[str, Any] = {
     "instance_type": "ml.m5.xlarge",      # configs/aws.yaml
     "instance_cores": 2,                   # 4 vCPUs = 2 physical cores; one of this machine's cores ~ one of them
     "max_concurrent_transforms": 2,        # one request per core: shards = instances x 2

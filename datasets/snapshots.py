@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -300,6 +301,7 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
     lon = geo.get("lon") if type(geo) is dict else None
     if type(lat) not in (float, int) or type(lon) not in (float, int):
         raise _Bad("missing_coords", f"station {code}: coordonnees_geo={geo!r} lacks numeric lat/lon")
+    lat, lon = cast(float, lat), cast(float, lon)  # checked just above (type(), so bool is refused)
     # Compared before float(): an int lat can be too large for a float. NaN fails too.
     if not (_LAT[0] <= lat <= _LAT[1] and _LON[0] <= lon <= _LON[1]):
         raise _Bad("out_of_area", f"station {code}: lat {lat!r}, lon {lon!r} is outside the service area "
@@ -656,11 +658,12 @@ def _obs_seconds(dues, ref: SnapshotRef) -> np.ndarray | None:
         # NumPy is laxer than fromisoformat (a space for T, year 0), so the shape is checked first.
         if not all(map(_LOCAL_RE.match, dues)):
             return None
-        offsets = {}
+        offsets: dict[str, int] = {}
         for off in {s[19:] for s in dues}:
-            offsets[off] = _offset_seconds(off)
-            if offsets[off] is None:
+            seconds = _offset_seconds(off)
+            if seconds is None:
                 return None
+            offsets[off] = seconds
         try:
             local = np.array([s[:19] for s in dues], dtype="datetime64[s]").astype(np.int64)
         except ValueError:

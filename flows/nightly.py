@@ -40,10 +40,8 @@ def prepare_task(config_path: str, run_date: date | None, start: datetime | None
         raise ConfigError(f"give a run date ({run_date}) or an origin range ({start} .. {end}), not both: "
                           "a range publishes under the Paris dates of its own origins")
     cfg = load_config(config_path)
-    if run_date is None and start is None:
-        run_date = default_run_date(cfg)
-    if start is not None and run_date is None:
-        run_date = stages.paris_date(start)
+    if run_date is None:
+        run_date = default_run_date(cfg) if start is None else stages.paris_date(start)
     return stages.make_context(cfg, RunSpec(run_date, start, end), force=force)
 
 

@@ -26,9 +26,13 @@ class RunSpec:
     start: datetime | None = None  # an explicit origin range (UTC) instead of a whole local day
     end: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if (self.start is None) != (self.end is None):
+            raise ConfigError(f"an origin range needs both its start and its end (got {self.start} .. {self.end})")
+
     @property
     def label(self) -> str:
-        if self.start is None:
+        if self.start is None or self.end is None:  # a whole day (both or neither: __post_init__)
             return self.run_date.isoformat()
         return f"{compact_hour(self.start)}-{compact_hour(self.end)}"
 

@@ -114,7 +114,10 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
 
     model_uri = run_model_uri(cfg, storage)
     version, station_index = load_model_info(storage, model_uri)
-    origins = origins_for_run_date(spec.run_date) if spec.start is None else origins_for_range(spec.start, spec.end)
+    if spec.start is None or spec.end is None:  # a whole Paris day
+        origins = origins_for_run_date(spec.run_date)
+    else:
+        origins = origins_for_range(spec.start, spec.end)
     if not origins:
         raise ConfigError(f"the range {spec.label} holds no hourly origin; check --start/--end")
     return RunContext(cfg, storage, spec, origins, model_uri, version, station_index,

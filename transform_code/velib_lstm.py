@@ -51,6 +51,14 @@ _N_STATIC = 8  # sin/cos hour, sin/cos dow, non_working_day, capacity, lat, lon
 class VelibLSTM(nn.Module):
     """Takes raw rows in FEATURE_COLUMNS order (float32, shape (n, 31)); returns bikes (n, 3), unrounded."""
 
+    # The scaler's buffers (register_buffer below), declared so type checkers see tensors.
+    capacity_mean: torch.Tensor
+    capacity_std: torch.Tensor
+    lat_mean: torch.Tensor
+    lat_std: torch.Tensor
+    lon_mean: torch.Tensor
+    lon_std: torch.Tensor
+
     def __init__(self, config: dict, scaler: dict):
         super().__init__()
         self.config = dict(config)

@@ -22,6 +22,7 @@ import http.client
 import random
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
@@ -50,7 +51,7 @@ class Seen:
 @dataclass
 class FaultProxy:
     upstream: str
-    decide: object = None               # (n, method, path) -> kind | None
+    decide: Callable[[int, str, str], str | None] | None = None  # (n, method, path) -> kind | None
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self):
