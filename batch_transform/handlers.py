@@ -87,7 +87,7 @@ def _default_handler():
     sagemaker-pytorch-inference package, as in the AWS container)."""
     global _DEFAULT
     if _DEFAULT is None:
-        try:
+        try:  # lazy: the toolkit is optional (a test dependency), needed only by a module without its own hooks
             from sagemaker_pytorch_serving_container.default_pytorch_inference_handler import (
                 DefaultPytorchInferenceHandler,
             )

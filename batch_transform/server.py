@@ -68,6 +68,7 @@ def max_body_bytes() -> int:
 
 
 def build_app(handlers: H.Handlers):
+    # lazy: the web stack loads only when a server starts (the CLI imports this module for --help)
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
@@ -144,7 +145,7 @@ async def _read_body(request, limit: int, parts: list[bytes]) -> bytes | None:
 
 
 def _error(status: int, message: str, t0: float, n: int | None = None):
-    from starlette.responses import Response
+    from starlette.responses import Response  # lazy: as in build_app
 
     level = logging.WARNING if status < 500 else logging.ERROR
     log.log(level, "invocation rejected", extra={"fields": {"status": status, "bytes_in": n, "message": message[:500],
@@ -154,7 +155,7 @@ def _error(status: int, message: str, t0: float, n: int | None = None):
 
 def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HOST) -> None:
     """Load the model once, then serve until SIGTERM/SIGINT (in-flight requests finish)."""
-    import uvicorn
+    import uvicorn  # lazy: as in build_app
 
     _setup_logging()
     port = port if port is not None else int(os.environ.get(C.BIND_TO_PORT_ENV, C.SERVER_DEFAULT_PORT))
