@@ -20,7 +20,8 @@ from velibcast.transform_code.velib_features import contract_problem
 
 def run_model_uri(cfg: Config, storage: st.Storage) -> str:
     """The model a run uses: the config's model.uri, else the champion of the store."""
-    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root)
+    config = None if cfg.source.startswith("<") else cfg.source
+    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root, config)
 
 
 def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:

@@ -207,9 +207,9 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
             "the model does not beat persistence at every horizon")
     ins = status.get("in_training_span")
     span = status.get("training_span") or ("?", "?")
-    where = (f"IN SAMPLE: these targets are inside the training span of {model_version} ({span[0]}..{span[1]}), "
+    where = (f"IN SAMPLE: these targets are inside the training span of {model_version} (hours {span[0]} through {span[1]}), "
              "so this flatters the model" if ins else
-             f"out of sample: {model_version} was trained on {span[0]}..{span[1]}" if ins is False else
+             f"out of sample: {model_version} was trained on the hours {span[0]} through {span[1]}" if ins is False else
              f"training span of {model_version} unknown")
     return f"{head}: {'; '.join(parts)} - MAE in bikes, model vs persistence; {where}."
 

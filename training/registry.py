@@ -64,13 +64,15 @@ def read_champion(storage: st.Storage, root: str) -> dict | None:
         return None
 
 
-def champion_model_uri(storage: st.Storage, root: str) -> str:
-    """The model the nightly run uses when the config names none."""
+def champion_model_uri(storage: st.Storage, root: str, config: str | None = None) -> str:
+    """The model the nightly run uses when the config names none. `config`: the config file the
+    run was given, quoted in the fix so the commands act on the same store."""
     champ = read_champion(storage, root)
     if champ is None:
         known = list_versions(storage, root)
-        hint = (f"promote one of {', '.join(known[:5])} with `velibcast models promote VERSION`" if known
-                else "train one with `velibcast train`, then `velibcast models promote VERSION`")
+        opt = f" --config {config}" if config else ""
+        hint = (f"promote one of {', '.join(known[:5])} with `velibcast models promote VERSION{opt}`" if known
+                else f"train one with `velibcast train{opt}`, then `velibcast models promote VERSION{opt}`")
         raise ConfigError(f"no champion model: {champion_uri(root)} does not exist; {hint}, "
                           "or set model.uri in the config")
     return champ["model_uri"]

@@ -203,7 +203,7 @@ def test_verdict_states_the_comparison_and_whether_the_day_was_seen(tmp_path, st
     res = score.score_run(storage, cfg_for(root), RUN_DATE)
     assert res["in_training_span"] is False
     assert res["verdict"].startswith("the model beats persistence at every horizon: T+1h 100.0% better (0.00 vs ")
-    assert "out of sample: v1 was trained on 2022-05-23T00:00Z..2022-05-25T20:00Z" in res["verdict"]
+    assert "out of sample: v1 was trained on the hours 2022-05-23T00:00Z through 2022-05-25T20:00Z" in res["verdict"]
     png = report_png.render_run_png(storage, root, RUN_DATE)
     assert png["verdict"] == res["verdict"] and png["in_training_span"] is False
 

@@ -47,6 +47,9 @@ def test_no_champion_is_a_clear_error(storage, tmp_path):
     put_model(storage, root, "gbm-a", backtest({"2022-05-25": ((1, 2, 3), (2, 3, 4))}))
     with pytest.raises(ConfigError, match="no champion model.*promote one of gbm-a with `velibcast models promote VERSION`"):
         registry.champion_model_uri(storage, root)
+    # the fix names the store the run was given, so the commands act on it
+    with pytest.raises(ConfigError, match="`velibcast models promote VERSION --config prod.yaml`"):
+        registry.champion_model_uri(storage, root, "prod.yaml")
 
 
 def test_promotion_refuses_a_model_that_loses_to_persistence(storage, tmp_path):
