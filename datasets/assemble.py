@@ -95,7 +95,7 @@ def assemble_transform_inputs(
             if index is not None:
                 index.write_batch(index_rows(batch))
         shards = writer.close(manifest_uri)
-        if index is not None:
+        if index is not None and index_uri:  # an index is written exactly when index_uri is given
             index.close()
             index_buf.seek(0)
             storage.write_bytes(index_uri, index_buf.read(), content_type="application/vnd.apache.parquet")

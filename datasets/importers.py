@@ -14,7 +14,7 @@ import csv
 import io
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 
@@ -56,14 +56,14 @@ def _flag01(row: dict, col: str, code: str) -> str:
     raise _Skip("bad_type", f"station {code}: {col}={v!r} is not 1 or 0")
 
 
-def paris_local_to_iso(naive: str, code: str) -> str:
+def paris_local_to_iso(naive: str | None, code: str) -> str:
     """'2022-05-23 00:57:18' in Europe/Paris -> '2022-05-23T00:57:18+02:00'.
 
     In the repeated hour of the autumn change the first occurrence (fold=0) is taken:
     the source does not say which one it meant.
     """
     try:
-        dt = datetime.fromisoformat(naive)
+        dt = datetime.fromisoformat(naive or "")  # None: the same refusal as an empty string
     except (TypeError, ValueError):
         raise _Skip("bad_duedate", f"station {code}: duedate {naive!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
     if dt.tzinfo is not None:
@@ -199,6 +199,7 @@ def convert_gbfs(info_doc: dict, status_doc: dict, where: str, policy, report) -
     ts = status_doc.get("last_updated", status_doc.get("lastUpdatedOther"))
     if type(ts) not in (int, float):
         raise ConfigError(f"{where}: station_status has no last_updated/lastUpdatedOther epoch; pass --capture-ts")
+    ts = cast(float, ts)  # checked just above (type(), so bool is refused)
     info = {s["station_id"]: s for s in info_doc["data"]["stations"]}
     out = []
     for n, s in enumerate(status_doc["data"]["stations"], 1):

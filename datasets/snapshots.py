@@ -292,7 +292,8 @@ def record_from_v21(d: dict, capture: datetime) -> StationRecord:
         vals.append(v)
     flags = []
     for f in ("is_installed", "is_renting", "is_returning"):
-        v = _OUI_NON.get(d.get(f)) if type(d.get(f)) is str else None
+        raw = d.get(f)
+        v = _OUI_NON.get(raw) if type(raw) is str else None
         if v is None:
             raise _Bad("bad_type", f"station {code}: {f}={d.get(f)!r} is not \"OUI\" or \"NON\"")
         flags.append(v)

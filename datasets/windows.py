@@ -363,7 +363,7 @@ class WindowBatch:
         return [[*h, *s] for h, s in zip(self.history.tolist(), zip(*static))]
 
 
-def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, t: datetime, detail: str) -> None:
+def _count(report: SkipReport, reason: str, mask: np.ndarray | np.bool_, grid: StateGrid, t: datetime, detail: str) -> None:
     n = int(mask.sum())
     if not n:
         return

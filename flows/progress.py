@@ -51,7 +51,8 @@ class RunProgress:
         from prefect.artifacts import update_progress_artifact
 
         with self._lock:
-            update_progress_artifact(self._artifact_id, round(percent, 1))
+            # Prefect's stubs type the sync_compatible result as UUID | Coroutine; a sync caller gets the UUID.
+            update_progress_artifact(self._artifact_id, round(percent, 1))  # type: ignore[arg-type]
 
     def stage_done(self, stage: str) -> None:
         self._set(STAGE_END[stage], f"{stage} done")

@@ -111,6 +111,9 @@ def fit(parts: dict[str, Samples], n_stations: int, seed: int, max_seconds: floa
         if time.process_time() - cpu0 > max_seconds:
             cut_by_time = epoch < tc["max_epochs"]
             break
+    if best[1] is None:
+        raise ConfigError(f"lstm training: no epoch gave a finite validation MAE ({history[-1] if history else 'no epoch'}); "
+                          "check the training samples for NaN")
     net.load_state_dict(best[1])
     net.eval()
     return net, config, scaler, {"best_epoch": best[2], "epochs_run": len(history),

@@ -41,7 +41,9 @@ def publish_two_dates(storage, root):
     forecasts.publish(storage, root, D2, night(D2, "run-d2-b", stations=("16107", "9020"), offset=10))
 
 
-def s3_filesystem(endpoint: str) -> pafs.S3FileSystem:
+def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
+    if endpoint is None:
+        raise ValueError("an s3:// store in these tests is moto's: give its endpoint")
     scheme, host = endpoint.split("://")
     return pafs.S3FileSystem(endpoint_override=host, scheme=scheme, region="eu-west-3",
                              access_key="testing", secret_key="testing")
@@ -127,7 +129,7 @@ def big_night(run_id: str, seed: int, n_stations: int = 1500) -> pa.Table:
     rng = np.random.default_rng(seed)
     n = n_stations * 24 * 3
     origins = [datetime(2022, 5, 25, 22, tzinfo=UTC) + timedelta(hours=k) for k in range(24)]
-    origin = pa.array(np.repeat(np.tile(origins, n_stations), 3), pa.timestamp("us", tz="UTC"))
+    origin = pa.array(np.repeat(np.tile(np.array(origins, dtype=object), n_stations), 3), pa.timestamp("us", tz="UTC"))
     horizon = np.tile([1, 2, 3], n // 3)
     return pa.table({
         "station_code": np.repeat([str(10000 + i) for i in range(n_stations)], 72),
