@@ -17,7 +17,7 @@ from velibcast import constants as C
 
 # One InferenceError: the model code's own (subclassing the inference toolkit's when installed),
 # so a request the server refuses carries its status the same way a handler's refusal does.
-from velibcast.transform_code.velib_errors import BadRequest, InferenceError
+from velibcast.transform_code.velib_errors import BadRequest, InferenceError, ModelLoadError
 
 # sagemaker_inference.content_types.UTF8_TYPES: these bodies reach input_fn as str.
 UTF8_TYPES = ("application/json", "text/csv")
@@ -104,12 +104,12 @@ def load(model_dir: str | Path) -> Handlers:
     code = model_dir / "code"
     program = os.environ.get(C.USER_PROGRAM_ENV, C.HANDLER_PROGRAM_DEFAULT)
     if not (code / program).is_file():
-        raise FileNotFoundError(f"{code / program}: no handler module; a model.tar.gz must hold code/{program}")
+        raise ModelLoadError(f"{code / program}: no handler module; a model.tar.gz must hold code/{program}")
     sys.path.insert(0, str(code))
     module = importlib.import_module(Path(program).stem)
     has_split = any(hasattr(module, h) for h in ("input_fn", "predict_fn", "output_fn"))
     if hasattr(module, "transform_fn") and has_split:
-        raise ValueError(f"{code / program}: transform_fn cannot be combined with input_fn, predict_fn "
+        raise ModelLoadError(f"{code / program}: transform_fn cannot be combined with input_fn, predict_fn "
                          "or output_fn; keep one style")
     # The toolkit's optional hooks around model_fn: pre_model_fn(model_dir) before it,
     # model_warmup_fn(model_dir, model) after it, both once, before the first request.

@@ -221,7 +221,7 @@ def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: 
 
 def _hour(t: datetime) -> datetime:
     if t.tzinfo is None:
-        raise ValueError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
+        raise ConfigError(f"{t.isoformat()} has no time zone; give UTC times, e.g. 2022-05-23T00:00Z")
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 

@@ -24,8 +24,10 @@ import numpy as np
 
 try:
     from . import velib_features as F
+    from .velib_errors import ModelLoadError
 except ImportError:  # code/ on sys.path, as in the SageMaker container
     import velib_features as F
+    from velib_errors import ModelLoadError
 
 TREES = "trees.json"
 ARCHITECTURE = "velib_gbm"
@@ -78,7 +80,7 @@ class GbmForecaster:
 
     def __init__(self, config, trees):
         if config.get("derived_features") != DERIVED_FEATURES:
-            raise ValueError("config.json derived_features differ from this code's; repackage the model")
+            raise ModelLoadError("config.json derived_features differ from this code's; repackage the model")
         self.config = dict(config)
         self.ensembles = [Ensemble(h) for h in trees["horizons"]]
         self.persist_non_working = bool(config.get("persistence_on_non_working_days", False))

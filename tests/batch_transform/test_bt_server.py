@@ -16,6 +16,7 @@ from tests.helpers import free_port, wait_for_ping, wait_until
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
 from velibcast.batch_transform import server
+from velibcast.transform_code.velib_errors import ModelLoadError
 
 EXEC_PARAMS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
 
@@ -268,7 +269,7 @@ def test_transform_fn_with_split_hooks_is_refused(tmp_path, monkeypatch):
     src = "def transform_fn(m, d, c, a):\n    return d\ndef input_fn(d, c):\n    return d\n"
     d = _module(tmp_path, src, "bt_handler_mixed")
     monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_mixed.py")
-    with pytest.raises(ValueError, match="cannot be combined"):
+    with pytest.raises(ModelLoadError, match="cannot be combined"):
         H.load(d)
 
 

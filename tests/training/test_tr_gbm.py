@@ -13,6 +13,7 @@ from velibcast.training.samples import samples_from_grid, station_mapping
 from velibcast.training.synthetic import make_grid
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code import velib_gbm
+from velibcast.transform_code.velib_errors import ModelLoadError
 
 START = datetime(2022, 5, 23, tzinfo=UTC)  # Monday: three working days
 
@@ -59,5 +60,5 @@ def test_unseen_non_working_days_get_persistence(samples):
 
 def test_a_model_with_other_derived_features_is_refused(samples):
     config, trees, _ = fit_gbm(samples, seed=1, progress=lambda line: None, rounds=2)
-    with pytest.raises(ValueError, match="derived_features"):
+    with pytest.raises(ModelLoadError, match="derived_features"):
         velib_gbm.GbmForecaster(dict(config, derived_features=config["derived_features"][::-1]), trees)
