@@ -38,10 +38,6 @@ def service_model():
     return botocore.session.get_session().get_service_model("sagemaker")
 
 
-def transform_instance_types() -> list[str]:
-    return list(service_model().shape_for("TransformInstanceType").enum)
-
-
 def _check_count(shape, value, path: str, what: str) -> None:
     """A map's or a list's length against the service model's `max`."""
     md = shape.metadata

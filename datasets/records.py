@@ -295,13 +295,13 @@ def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[int]]:
     raise ConfigError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
 
 
-def parse_output(data: bytes, fmt: str, where: str) -> list[tuple[str, list[int]]]:
-    """Every line of one `.out` object; blank lines (a trailing newline) are not records."""
+def output_lines(data: bytes, where: str) -> list[tuple[int, str]]:
+    """(line number, text) of one `.out` object's records; blank lines (a trailing newline) are not
+    records, and a byte that is not UTF-8 is a DataError naming its line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"{where} line {line}", f"byte {e.start} is not UTF-8",
                         "check the model's output_fn encoding") from None
-    return [parse_output_line(line, fmt, f"{where} line {n}")
-            for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    return [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]

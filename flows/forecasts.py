@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from velibcast import storage as st
-from velibcast.datasets.records import parse_output_line
+from velibcast.datasets.records import output_lines, parse_output_line
 from velibcast.errors import DataError
 from velibcast.timeutil import PARIS, iso_minute
 
@@ -59,8 +59,7 @@ def join_predictions(sent: dict[str, SentRecord], outputs: list[tuple[str, bytes
     seen: dict[str, tuple[str, int]] = {}
     cols: dict[str, list] = {f.name: [] for f in SCHEMA}
     for uri, body in outputs:
-        lines = ((n, text) for n, text in enumerate(body.decode("utf-8").split("\n"), 1) if text.strip())
-        for line, text in lines:
+        for line, text in output_lines(body, uri):
             record_id, preds = parse_output_line(text, fmt, f"{uri} line {line}")
             if record_id not in sent:
                 raise DataError(f"{uri} line {line}", f"record_id {record_id!r} was never sent",

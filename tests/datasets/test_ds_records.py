@@ -13,7 +13,8 @@ from velibcast.datasets.records import (
     csv_layout,
     csv_rows,
     jsonl_layout,
-    parse_output,
+    output_lines,
+    parse_output_line,
     shard_count_for,
 )
 from velibcast.datasets.windows import WindowBatch
@@ -99,6 +100,11 @@ def test_manifest_file(any_root, storage):
     m = json.loads(storage.read_text(any_root + "/in.manifest"))
     assert m[0] == {"prefix": any_root + "/in/"} and m[1:] == ["part-00000.csv", "part-00001.csv"]
     assert [m[0]["prefix"] + k for k in m[1:]] == uris
+
+
+def parse_output(data: bytes, fmt: str, where: str) -> list:
+    """One `.out` object's records, as forecasts.join_predictions reads them."""
+    return [parse_output_line(text, fmt, f"{where} line {n}") for n, text in output_lines(data, where)]
 
 
 def test_parse_output_csv_and_json():

@@ -36,6 +36,10 @@ def test_missing_duplicate_and_foreign_predictions_are_named():
         forecasts.join_predictions(SENT, [("o.out", b"x@y,1,2,3\n")], "csv", "v", "r")
     with pytest.raises(DataError, match="o.out line 1: expected 3 outputs"):
         forecasts.join_predictions(SENT, [("o.out", b"a,1\n")], "csv", "v", "r")
+    # a model whose output_fn writes another encoding: a DataError naming the line, not a UnicodeDecodeError
+    with pytest.raises(DataError, match="o.out line 2: byte .* is not UTF-8"):
+        forecasts.join_predictions(SENT, [("o.out", b"16107@2022-05-25T22:00Z,5,6,7\n9020@2022-05-25T22:00Z,\xff\n")],
+                                   "csv", "v", "r")
 
 
 def test_jsonl_outputs_join_too():
