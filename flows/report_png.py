@@ -43,16 +43,17 @@ def _config_of_run(storage: st.Storage, root: str, run_id: str):
 
 
 def _actuals(storage, root, table, run_id, grid_or_actuals):
+    """(grid, latest capture, observed hours): from the store as score_run reads it, so the report
+    scores the same rows; given actuals are final and every one of their hours observed (None)."""
     if isinstance(grid_or_actuals, StateGrid):
-        return grid_or_actuals, None
+        return grid_or_actuals, None, None
     if grid_or_actuals is not None:
-        return score.grid_from_actuals(grid_or_actuals), None
+        return score.grid_from_actuals(grid_or_actuals), None, None
     cfg = _config_of_run(storage, root, run_id)
     hours = score.hours_of(table)
-    through = score.latest_capture(storage, cfg.snapshots_root, hours[0],
-                                   hours[-1] + pd.Timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS))
+    captures = score.captures_for(storage, cfg.snapshots_root, hours)
     grid, _ = score.load_grid(storage, cfg, hours)
-    return grid, through
+    return grid, captures.through, captures.observed(grid.hours)
 
 
 def _activity(grid, code: str) -> float:
@@ -130,8 +131,8 @@ class RunData:
 def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=None) -> RunData:
     table = forecasts.read_partition(storage, root, run_date)
     run = score._run_of(table, forecasts.partition_uri(root, run_date))
-    grid, through = _actuals(storage, root, table, run.run_id, grid_or_actuals)
-    df = score.attach_actuals(table, grid, through)
+    grid, through, observed = _actuals(storage, root, table, run.run_id, grid_or_actuals)
+    df = score.attach_actuals(table, grid, through, observed)
     summary = score.summarise(df)
     sample = score.sample_status(df, score.model_training_span(storage, root, run.run_id, run.model_version))
     return RunData(run, grid, through, df, summary, pick_stations(df, grid), sample,

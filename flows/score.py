@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from velibcast import constants as C
 from velibcast import storage as st
-from velibcast.datasets.observed import capture_times, observed_hours
+from velibcast.datasets.observed import TOLERANCE, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
@@ -89,6 +89,12 @@ def grid_from_actuals(actuals) -> StateGrid:
                      zeros.astype(np.int64), unknown, unknown.copy())
 
 
+def _columns(grid, ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The grid column (hour) of each timestamp, and whether it falls on the grid (which has hours)."""
+    cols = ((pd.to_datetime(ts, utc=True) - pd.Timestamp(grid.hours[0])) // HOUR).to_numpy().astype(np.int64)
+    return cols, (cols >= 0) & (cols < len(grid.hours))
+
+
 def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bikes, present, usable) of the grid at each (station, hour); off-grid counts as absent."""
     n = len(codes)
@@ -97,9 +103,8 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
         return bikes, present, usable
     row_of = {c: i for i, c in enumerate(grid.station_codes)}
     rows = np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
-    base = pd.Timestamp(grid.hours[0])
-    cols = ((pd.to_datetime(ts, utc=True) - base) // pd.Timedelta(hours=1)).to_numpy().astype(np.int64)
-    ok = (rows >= 0) & (cols >= 0) & (cols < len(grid.hours))
+    cols, on_grid = _columns(grid, ts)
+    ok = (rows >= 0) & on_grid
     r, c = rows[ok], cols[ok]
     bikes[ok] = grid.bikes[r, c]
     present[ok] = grid.present[r, c]
@@ -108,12 +113,10 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
 
 
 def _observed_at(grid, observed: np.ndarray, ts: pd.Series) -> np.ndarray:
-    if not grid.hours:
-        return np.zeros(len(ts), dtype=bool)
-    cols = ((pd.to_datetime(ts, utc=True) - pd.Timestamp(grid.hours[0])) // HOUR).to_numpy()
-    ok = (cols >= 0) & (cols < len(grid.hours))
     out = np.zeros(len(ts), dtype=bool)
-    out[ok] = np.asarray(observed, bool)[cols[ok]]
+    if grid.hours:
+        cols, ok = _columns(grid, ts)
+        out[ok] = np.asarray(observed, bool)[cols[ok]]
     return out
 
 
@@ -230,9 +233,23 @@ def _run_of(table: pa.Table, where: str) -> _Run:
     return _Run(ids[0], versions[0])
 
 
-def latest_capture(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime) -> datetime | None:
-    refs = list_snapshots(storage, snapshots_root, start, end)
-    return refs[-1].capture_ts if refs else None
+@dataclass(frozen=True)
+class Captures:
+    """The store's captures around the hours a date is scored on, listed once."""
+
+    times: np.ndarray          # POSIX seconds, sorted, from TOLERANCE before the first hour: datasets.observed
+    through: datetime | None   # the latest capture from the first hour on: how far the actuals are settled
+
+    def observed(self, hours: list[datetime]) -> np.ndarray:
+        """One bool per hour: a capture lies near it (datasets.observed)."""
+        return observed_hours(hours, self.times)
+
+
+def captures_for(storage: st.Storage, snapshots_root: str, hours: list[datetime]) -> Captures:
+    end = hours[-1] + timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS)
+    refs = list_snapshots(storage, snapshots_root, hours[0] - TOLERANCE, end)
+    through = refs[-1].capture_ts if refs and refs[-1].capture_ts >= hours[0] else None
+    return Captures(np.array([r.capture_ts.timestamp() for r in refs], dtype=np.float64), through)
 
 
 def hours_of(table: pa.Table) -> list[datetime]:
@@ -271,8 +288,8 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
     base.update(run_id=run.run_id, model_version=run.model_version)
     hours = hours_of(table)
     last_target = hours[-1]
-    through = latest_capture(storage, cfg.snapshots_root, hours[0],
-                             last_target + timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS))
+    captures = captures_for(storage, cfg.snapshots_root, hours)
+    through = captures.through
     first_target = pd.Timestamp(pc.min(table.column("target_ts")).as_py()).to_pydatetime()
     settle = timedelta(hours=C.SCORE_SETTLE_HOURS)
     if through is None or through < first_target + settle:
@@ -280,8 +297,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
                            f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
     grid, report = load_grid(storage, cfg, hours)
-    df = attach_actuals(table, grid, through,
-                        observed_hours(grid.hours, capture_times(storage, cfg.snapshots_root, hours[0], hours[-1])))
+    df = attach_actuals(table, grid, through, captures.observed(grid.hours))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL
     scored_at = (now or datetime.now(UTC)).astimezone(UTC)

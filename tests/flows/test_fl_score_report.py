@@ -232,3 +232,8 @@ def test_a_target_hour_the_store_never_captured_is_not_scored(tmp_path, storage)
                                   forecasts.read_partition(storage, root, RUN_DATE)))[0], None)
     carried = df[(df["target_ts"] == gap) & df["station_code"].isin(["A"])]
     assert (carried["actual"] == bikes("A", gap - timedelta(hours=1))).all()  # what the store alone would say
+    # the report PNG scores the same rows: its bars and verdict agree with the accuracy written
+    data = report_png.run_data(storage, root, RUN_DATE)
+    assert (data.df["reason"] == score.NOT_OBSERVED).sum() == res["unscorable_by_reason"][score.NOT_OBSERVED]
+    keys = ("horizon_h", "scored_rows", "mae_model", "mae_persistence")
+    assert [{k: r[k] for k in keys} for r in data.summary] == res["by_horizon"]
