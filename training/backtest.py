@@ -58,7 +58,7 @@ def rolling_origin(samples: Samples, families: list[str], seed: int | None = Non
         row: dict[str, Any] = {"day": day.isoformat(), "day_type": kind, "windows": len(te),
                "train_samples": len(tr), "train_days": [date.fromordinal(int(train_days[0])).isoformat(),
                                                         date.fromordinal(int(train_days[-1])).isoformat()],
-               "train_non_working_samples": int((tr.x[:, F.COL[F.NON_WORKING]] == 1).sum()),
+               "train_non_working_samples": int(train_kinds.sum()),
                "mae": evaluate.mae_table(None, te.x, te.y)}
         for fam in families:
             progress(f"backtest {day}: fitting {fam} on {len(tr)} samples ({time.monotonic() - t0:.1f} s elapsed)")

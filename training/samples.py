@@ -80,11 +80,11 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
     ok = hist_ok & tgt_ok & active
     if observed is not None:
         seen = np.all(np.asarray(observed, bool)[origins[:, None] + np.arange(1, H + 1)[None, :]], axis=1)
-        if report is not None and (ok & ~seen[None, :]).any():
-            report.add("target_not_observed", f"{int((ok & ~seen[None, :]).sum())} samples",
+        dropped = int((ok & ~seen[None, :]).sum())
+        if report is not None and dropped:
+            report.add("target_not_observed", f"{dropped} samples",
                        f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
-                       f"(first origin {iso_minute(grid.hours[int(origins[~seen][0])])})",
-                       n=int((ok & ~seen[None, :]).sum()))
+                       f"(first origin {iso_minute(grid.hours[int(origins[~seen][0])])})", n=dropped)
         ok &= seen[None, :]
     st_idx, o_pos = np.nonzero(ok)
     o = origins[o_pos]
