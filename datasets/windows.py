@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
-import pyarrow as pa
 
 from velibcast import constants as C
 from velibcast import storage as st
@@ -38,7 +37,6 @@ from velibcast.transform_code.velib_features import (
 )
 
 HOUR = timedelta(hours=1)
-_ARROW_POOL = pa.default_memory_pool()
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept fixed
 
@@ -175,12 +173,10 @@ class SnapshotSource:
             if self._previous is not None:
                 # Only the newest is compared against; older snapshots keep their station ids, not a
                 # list of codes (8 bytes a record: ~27 MB of a 100,000-station chunk's cache).
-                self._previous.code_array = None
                 self._previous.codes = []
             self._previous = cols
             if len(cols) >= C.LARGE_SNAPSHOT_RECORDS:  # memory over CPU (see keep_large_frees_returned)
                 keep_large_frees_returned()
-                _ARROW_POOL.release_unused()  # a 100,000-station parse leaves ~10 MB in Arrow's pool
             # validated counts fit a byte (STATION_COUNT_MAX, STATION_CAPACITY_MAX <= 255): 1 byte instead
             # of 8 for every record the cache holds (~35 snapshots x 100,000 stations in a chunk)
             cols.bikes, cols.capacity = cols.bikes.astype(np.uint8), cols.capacity.astype(np.uint8)
