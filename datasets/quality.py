@@ -25,9 +25,7 @@ class QualityTracker:
         self.snapshots = 0
         self.first_capture = None
         self.last_capture = None
-        self._index: dict[str, int] = {}
-        self._codes: list[str] = []
-        self._last: tuple[list, np.ndarray] = ([], np.empty(0, np.int64))
+        self._codes: list[str] = []  # the run's station registry (windows.StationRegistry.codes): id -> code
         self._first_seen = np.empty(0, np.int64)   # snapshot number, -1 before
         self._last_seen = np.empty(0, np.int64)
         self._capacity = np.empty(0, np.int64)     # last capacity seen, -1 before
@@ -35,28 +33,16 @@ class QualityTracker:
         self.stale: dict[str, str] = {}
         self.station_counts: list[int] = []
 
-    def _ids(self, codes: list[str]) -> np.ndarray:
-        last_codes, last_ids = self._last
-        if codes is last_codes or codes == last_codes:
-            return last_ids
-        index = self._index
-        got = list(map(index.get, codes))
-        if None in got:
-            for c in codes:
-                if c not in index:
-                    index[c] = len(self._codes)
-                    self._codes.append(c)
-            got = list(map(index.get, codes))
-            grow = len(self._codes) - len(self._first_seen)
+    def _grow(self, n: int) -> None:
+        grow = n - len(self._first_seen)
+        if grow > 0:
             self._first_seen = np.concatenate([self._first_seen, np.full(grow, -1, np.int64)])
             self._last_seen = np.concatenate([self._last_seen, np.full(grow, -1, np.int64)])
             self._capacity = np.concatenate([self._capacity, np.full(grow, -1, np.int64)])
-        ids = np.array(got, dtype=np.int64)
-        self._last = (codes, ids)
-        return ids
 
-    def observe(self, cols) -> None:
-        """One snapshot's SnapshotColumns, in capture order (a snapshot holds each station once)."""
+    def observe(self, cols, codes: list[str]) -> None:
+        """One snapshot's SnapshotColumns, in capture order (a snapshot holds each station once);
+        `codes` names its station_ids (the run's registry, which only grows)."""
         k = self.snapshots
         self.snapshots += 1
         ref = cols.ref
@@ -66,17 +52,19 @@ class QualityTracker:
         self.station_counts.append(len(cols))
         ts = f"{iso_second(ref.capture_ts)}"
         stale_before = int(ref.capture_ts.timestamp() - self.stale_after.total_seconds())
-        ids = self._ids(cols.codes)
+        self._codes = codes
+        ids = cols.station_ids
+        self._grow(len(codes))
         cap = np.asarray(cols.capacity, dtype=np.int64)
         new = self._first_seen[ids] < 0
         self._first_seen[ids[new]] = k
         self._last_seen[ids] = k
         old = self._capacity[ids]
         for i in np.flatnonzero((old >= 0) & (old != cap)).tolist():
-            self.capacity_changes.setdefault(cols.codes[i], []).append([ts, int(old[i]), int(cap[i])])
+            self.capacity_changes.setdefault(codes[ids[i]], []).append([ts, int(old[i]), int(cap[i])])
         self._capacity[ids] = cap
         for i in np.flatnonzero(cols.obs < stale_before).tolist():
-            code = cols.codes[i]
+            code = codes[ids[i]]
             if code not in self.stale:
                 self.stale[code] = iso_second(datetime.fromtimestamp(int(cols.obs[i]), UTC))
 
@@ -90,7 +78,7 @@ class QualityTracker:
 
     def to_dict(self) -> dict:
         last = self.snapshots - 1
-        codes = np.array(self._codes, dtype=object)
+        codes = np.array(self._codes[:len(self._first_seen)], dtype=object)
         appeared = sorted(codes[self._first_seen > 0].tolist())
         disappeared = sorted(codes[self._last_seen < last].tolist())
         n = self.max_listed

@@ -110,32 +110,28 @@ def static_time_features(origin: datetime) -> tuple[int, int, int]:
 class StationRegistry:
     """Station codes -> small ints for a whole run, so grids work on integer ids.
 
-    A feed lists its stations in the same order snapshot after snapshot: a snapshot whose
-    code list equals the previous one (one C-level comparison) reuses its ids and its list
-    of strings; otherwise each code is looked up once.
+    The real feed lists its stations in a new order at every capture (2022-05-23: 1,411 of
+    1,413 moved between two snapshots), so ids are looked up, one dict probe a record.
     """
 
     def __init__(self):
         self.index: dict[str, int] = {}
         self.codes: list[str] = []
-        self._last: tuple[list[str], np.ndarray] = ([], np.empty(0, np.int64))
 
     def assign(self, cols: SnapshotColumns) -> None:
-        last_codes, last_ids = self._last
-        if cols.codes is last_codes or cols.codes == last_codes:
-            cols.codes, cols.station_ids = last_codes, last_ids
-            return
         index = self.index
-        got = list(map(index.get, cols.codes))
-        if None in got:
+        try:
+            ids = np.fromiter(map(index.__getitem__, cols.codes), dtype=np.int32, count=len(cols.codes))
+        except KeyError:
             for c in cols.codes:
-                index.setdefault(c, len(index))
-            self.codes.extend(list(index)[len(self.codes):])
-            got = list(map(index.get, cols.codes))
-        ids = np.array(got, dtype=np.int32)
-        cols.codes = [self.codes[i] for i in ids.tolist()]  # one string per station, not per snapshot
+                if c not in index:
+                    index[c] = len(self.codes)
+                    self.codes.append(c)
+            ids = np.fromiter(map(index.__getitem__, cols.codes), dtype=np.int32, count=len(cols.codes))
         cols.station_ids = ids
-        self._last = (cols.codes, ids)
+        # The ids name the codes from now on: a list of strings per snapshot was 8 bytes a record
+        # (~27 MB of a 100,000-station chunk's cache).
+        cols.codes = []
 
 
 class SnapshotSource:
@@ -157,7 +153,6 @@ class SnapshotSource:
         self.snapshots_read = 0
         self.records_read = 0
         self.registry = StationRegistry()
-        self._previous: SnapshotColumns | None = None  # the last snapshot parsed, for its codes
 
     def between(self, lo: datetime, hi: datetime) -> list[SnapshotColumns]:
         while self._cache and self._cache[0].ref.capture_ts < lo:
@@ -168,13 +163,8 @@ class SnapshotSource:
         todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
         self._next = n
         for ref, data in fetch_many(self.storage, todo):
-            cols = parse_snapshot_columns(data, ref, self.policy, self.report, self._previous)
+            cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index)
             self.registry.assign(cols)
-            if self._previous is not None:
-                # Only the newest is compared against; older snapshots keep their station ids, not a
-                # list of codes (8 bytes a record: ~27 MB of a 100,000-station chunk's cache).
-                self._previous.codes = []
-            self._previous = cols
             if len(cols) >= C.LARGE_SNAPSHOT_RECORDS:  # memory over CPU (see keep_large_frees_returned)
                 keep_large_frees_returned()
             # validated counts fit a byte (STATION_COUNT_MAX, STATION_CAPACITY_MAX <= 255): 1 byte instead
@@ -182,7 +172,7 @@ class SnapshotSource:
             cols.bikes, cols.capacity = cols.bikes.astype(np.uint8), cols.capacity.astype(np.uint8)
             self._check_partial(cols)
             for obs in self.observers:
-                obs.observe(cols)
+                obs.observe(cols, self.registry.codes)
             self.snapshots_read += 1
             self.records_read += len(cols)
             self._cache.append(cols)

@@ -182,9 +182,9 @@ def test_columnar_and_record_paths_agree(on_bad, data, block):
         fast = _run(parse_snapshot_columns, data, policy)
     slow = _run(parse_snapshot, data, policy)
     assert fast == slow
-    if fast[0][0] == "ok":  # parsed again after itself: the codes checked the first time are reused
-        first = parse_snapshot_columns(data, REF, policy, SkipReport())
-        again = _run(lambda d, r, p, rep: parse_snapshot_columns(d, r, p, rep, previous=first), data, policy)
+    if fast[0][0] == "ok":  # parsed again with its codes known: they are not checked again, the result is the same
+        known = set(parse_snapshot_columns(data, REF, policy, SkipReport()).codes)
+        again = _run(lambda d, r, p, rep: parse_snapshot_columns(d, r, p, rep, known_codes=known), data, policy)
         assert again == slow
     kept = slow[0][1] if slow[0][0] == "ok" else None
     if kept:  # what passes is what the model server accepts (velibcast.constants)
@@ -194,17 +194,19 @@ def test_columnar_and_record_paths_agree(on_bad, data, block):
         assert all("," not in c and '"' not in c and "\n" not in c for c in codes)
 
 
-def test_a_snapshot_with_the_previous_codes_reuses_them_and_a_reordered_one_does_not():
+def test_known_codes_skip_the_pattern_check_but_not_the_duplicate_check():
     def snap(codes, bikes=5):
         recs = [dict(stationcode=c, name="n", is_installed="OUI", capacity=30, numdocksavailable=10,
                      numbikesavailable=bikes, mechanical=5, ebike=0, is_renting="OUI", is_returning="OUI",
                      duedate="2022-05-23T10:00:00+02:00", coordonnees_geo={"lat": 48.85, "lon": 2.35}) for c in codes]
         return gzip.compress(b"\n".join(map(dumps_bytes, recs)), mtime=0)
 
-    first = parse_snapshot_columns(snap(["1001", "1002", "1003"]), REF, ValidationPolicy(), SkipReport())
-    same = parse_snapshot_columns(snap(["1001", "1002", "1003"], bikes=7), REF, ValidationPolicy(), SkipReport(), first)
-    assert same.codes is first.codes and same.bikes.tolist() == [7, 7, 7]
-    moved = parse_snapshot_columns(snap(["1002", "1001", "1003"]), REF, ValidationPolicy(), SkipReport(), first)
-    assert moved.codes == ["1002", "1001", "1003"] and moved.codes is not first.codes
-    dup = parse_snapshot_columns(snap(["1001", "1001", "1003"]), REF, ValidationPolicy(), SkipReport(), first)
-    assert dup.codes == ["1001", "1003"]  # the duplicate is still found (record path), not hidden by the reuse
+    known = {"1001", "1002", "1003"}
+    with mock.patch("velibcast.datasets.snapshots._CODE_RE") as pattern:
+        same = parse_snapshot_columns(snap(["1002", "1001", "1003"], bikes=7), REF, ValidationPolicy(), SkipReport(), known)
+    assert pattern.fullmatch.call_count == 0 and same.codes == ["1002", "1001", "1003"] and same.bikes.tolist() == [7] * 3
+    report = SkipReport()
+    dup = parse_snapshot_columns(snap(["1001", "1001", "1003"]), REF, ValidationPolicy(), report, known)
+    assert dup.codes == ["1001", "1003"] and report.counts["duplicate_station"] == 1  # found by the record path
+    new = parse_snapshot_columns(snap(["1001", "16,107"]), REF, ValidationPolicy(), report, known)
+    assert new.codes == ["1001"] and report.counts["bad_station_code"] == 1  # an unknown code is checked

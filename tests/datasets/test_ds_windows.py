@@ -8,12 +8,15 @@ import bisect
 import gzip
 import io
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from tests.datasets.ds_helpers import rec, utc
+from tests.helpers import REPO
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
@@ -259,3 +262,21 @@ def test_a_future_duedate_no_longer_overrides_later_real_states(tmp_path, storag
     assert 99 not in row[:24]
     assert report["counts"] == {"future_duedate": 1}
     assert "is 28800 s after the capture 2022-05-23T20:10:00Z" in report["examples"]["future_duedate"][0]
+
+
+def test_the_window_path_does_not_import_pandas(tmp_path):
+    """pa.array() imports pandas on its first call: 0.25 s of a fresh `velibcast windows` process,
+    half the real nightly's assembly (bench/windows.py). The index is built from Arrow buffers."""
+    code = (
+        "import sys\n"
+        "from datetime import date\n"
+        "from velibcast.datasets.assemble import assemble_transform_inputs\n"
+        "from velibcast.datasets.quality import QualityTracker\n"
+        "from velibcast.datasets.windows import origins_for_run_date\n"
+        "from velibcast.storage import Storage\n"
+        f"r = assemble_transform_inputs(Storage(), {str(REPO / 'sample_data')!r}, origins_for_run_date(date(2022, 5, 25)),\n"
+        f"    {str(tmp_path / 'in')!r}, index_uri={str(tmp_path / 'index.parquet')!r}, observers=[QualityTracker()])\n"
+        "print(r['summary']['windows_emitted'], 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.split() == ["28068", "False"]
