@@ -470,21 +470,24 @@ def _clean_typed(raw: bytes, ref: SnapshotRef, known_codes: Container[str] = ())
     block of bytes at a time so a 100,000-station snapshot never holds all its lines at once.
     """
     end = len(raw) - raw.endswith(b"\n")
-    parts = []
+    columns: tuple[list, ...] | None = None
     start = 0
     try:
         while start < end:
             stop = raw.find(b"\n", min(start + C.PARSE_BLOCK_BYTES, end))
             stop = end if stop < 0 else min(stop, end)
-            parts.append(_columns(list(map(_decode_line, raw[start:stop].split(b"\n")))))
+            part = _columns(list(map(_decode_line, raw[start:stop].split(b"\n"))))
+            if columns is None:
+                columns = part
+            else:  # list.extend, not a comprehension: 1.5 s of the 100,000-station case's 26 s
+                for whole, more in zip(columns, part):
+                    whole.extend(more)
             start = stop + 1
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    if len(parts) == 1:
-        codes, bikes, capacity, installed, docks, renting, lat, lon, dues = parts[0]
-    else:
-        codes, bikes, capacity, installed, docks, renting, lat, lon, dues = ([v for p in parts for v in p[k]]
-                                                                            for k in range(9))
+    if columns is None:
+        return None
+    codes, bikes, capacity, installed, docks, renting, lat, lon, dues = columns
     if len(set(codes)) != len(codes):
         return None
     if not all(map(known_codes.__contains__, codes)) and not all(map(_CODE_RE.fullmatch, codes)):
@@ -492,11 +495,19 @@ def _clean_typed(raw: bytes, ref: SnapshotRef, known_codes: Container[str] = ())
     obs = _obs_of(dues, ref)
     if obs is None:
         return None
-    n = len(codes)
     return (codes, obs, np.array(bikes, dtype=np.int64), np.array(capacity, dtype=np.int64),
-            np.fromiter(map("OUI".__eq__, installed), dtype=bool, count=n), np.array(docks, dtype=np.int64),
-            np.fromiter(map("OUI".__eq__, renting), dtype=bool, count=n),
+            _flags(installed), np.array(docks, dtype=np.int64), _flags(renting),
             np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64))
+
+
+def _flags(values: list[str]) -> np.ndarray:
+    """OUI -> True, NON -> False (the decoder allows nothing else). Nearly every station is
+    installed and renting: list.count settles that case at 0.06 ms for 100,000 values, against
+    8.6 ms for a comparison per value."""
+    if values.count("OUI") == len(values):
+        return np.ones(len(values), dtype=bool)
+    # each value is three ASCII letters: compared as one byte string, 4x cheaper than per value
+    return np.frombuffer("".join(values).encode("ascii"), dtype="S3") == b"OUI"
 
 
 def _obs_of(dues: list, ref: SnapshotRef) -> np.ndarray | None:

@@ -256,7 +256,9 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
     sidx_raw = np.concatenate([s.station_ids for s in snapshots])
     # Station order on the grid is the sorted codes, so the output never depends on read order.
-    seen = np.unique(sidx_raw)
+    # ids are dense (the registry's), so a count finds the seen ones in one pass: np.unique's hash
+    # was 0.9 s of the 100,000-station case
+    seen = np.flatnonzero(np.bincount(sidx_raw, minlength=len(registry.codes)))
     seen_codes = np.array([registry.codes[i] for i in seen.tolist()], dtype=object)
     by_code = np.argsort(seen_codes, kind="stable")
     station_codes = seen_codes[by_code].tolist()
