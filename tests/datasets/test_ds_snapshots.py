@@ -140,5 +140,24 @@ def test_fetch_many_keeps_order_with_bounded_concurrency(tmp_path, storage):
     t0 = utc("2022-05-23T00:00Z")
     refs = [SnapshotRef(write_snapshot(storage, str(tmp_path), t0 + timedelta(hours=i), [rec(str(i))]),
                         t0 + timedelta(hours=i)) for i in range(20)]
-    got = [r for r, _ in fetch_many(storage, refs, concurrency=3)]
+    got = [f.ref for f in fetch_many(storage, refs, concurrency=3)]
     assert got == refs
+
+
+def test_fetch_many_gunzips_small_objects_ahead_and_leaves_bad_ones_to_the_reader(tmp_path, storage):
+    from velibcast.datasets.snapshots import fetch_many, parse_snapshot_columns
+
+    t0 = utc("2022-05-23T12:00Z")
+    good = SnapshotRef(write_snapshot(storage, str(tmp_path), t0, [rec("1"), rec("2")]), t0)
+    big = SnapshotRef(write_snapshot(storage, str(tmp_path), t0 + timedelta(hours=1), [rec(str(i)) for i in range(50)]),
+                      t0 + timedelta(hours=1))
+    bad = SnapshotRef(str(tmp_path / "velib/snapshots/2022-05-23T14-00-00Z.jsonl.gz"), t0 + timedelta(hours=2))
+    storage.write_bytes(bad.uri, b"\x1f\x8b not gzip")
+    limit = len(storage.read_bytes(good.uri))
+    got = list(fetch_many(storage, [good, big, bad], gunzip_below=limit))
+    assert got[0].raw == gzip.decompress(got[0].data)
+    assert got[1].raw is None and got[2].raw is None  # too big; not gzip
+    report = SkipReport()
+    cols = [parse_snapshot_columns(f.data, f.ref, ValidationPolicy(), report, raw=f.raw) for f in got]
+    assert [len(c) for c in cols] == [2, 50, 0]
+    assert report.counts == {"corrupt_gzip": 1} and report.examples["corrupt_gzip"][0].startswith(bad.uri)
