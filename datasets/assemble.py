@@ -74,6 +74,35 @@ def _from_buffer(type_: pa.DataType, n: int, data: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(np.ascontiguousarray(data))])
 
 
+class _IndexWriter:
+    """Record index batches -> Parquet row groups of about INDEX_ROW_GROUP_ROWS rows.
+
+    A row group per origin was 24 groups of ~1,200 rows on the real nightly: 0.011 s of writes
+    and a file readers scan in 24 pieces; buffering holds at most one group (~4 MB).
+    """
+
+    def __init__(self, sink):
+        self.writer = pq.ParquetWriter(sink, INDEX_SCHEMA)
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def add(self, rows: pa.RecordBatch) -> None:
+        self.pending.append(rows)
+        self.rows += rows.num_rows
+        if self.rows >= C.INDEX_ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_batches(self.pending, INDEX_SCHEMA),
+                                    row_group_size=max(self.rows, 1))
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
 def assemble_transform_inputs(
     storage: st.Storage,
     snapshots_root: str,
@@ -103,12 +132,12 @@ def assemble_transform_inputs(
     # The index grows in a local temporary file, read back once the grids are gone: in memory it
     # was ~30 MB of the 100,000-station peak.
     with tempfile.TemporaryFile() as index_buf:
-        index = pq.ParquetWriter(index_buf, INDEX_SCHEMA) if index_uri else None
+        index = _IndexWriter(index_buf) if index_uri else None
         for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
                                          max_staleness, policy, summary, observers, chunk_hours):
             writer.add(batch)
             if index is not None:
-                index.write_batch(index_rows(batch))
+                index.add(index_rows(batch))
         shards = writer.close(manifest_uri)
         if index is not None and index_uri:  # an index is written exactly when index_uri is given
             index.close()

@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
-_INT_TOKENS: list[np.ndarray] = [np.array([], dtype="S1")]
+_INT_TABLES: dict[int, np.ndarray] = {}  # d -> the tokens of 0 .. 10**d - 1, each d + 1 bytes wide
+_INT_TABLE_DIGITS_MAX = 4
 
 
 def int_tokens(values: np.ndarray) -> np.ndarray:
-    """'<int>,' tokens; non-negative ints come from a lookup table grown on demand."""
+    """'<int>,' tokens from a lookup table as wide as the largest value needs.
+
+    One table per digit count, not one grown to the largest value seen: counts (<= 200) take
+    4-byte tokens instead of 5, 24 bytes less padding a CSV row for join_rows to drop.
+    """
     values = np.asarray(values, dtype=np.int64)
-    if len(values) and values.min() < 0:
-        return float_tokens(values)
-    top = int(values.max()) + 1 if len(values) else 0
-    if top > len(_INT_TOKENS[0]):
-        size = max(top, 2 * len(_INT_TOKENS[0]), 1024)
-        _INT_TOKENS[0] = np.array([f"{i}," for i in range(size)], dtype="S")
-    return _INT_TOKENS[0][values]
+    if not len(values):
+        return np.array([], dtype="S1")
+    digits = len(str(int(values.max())))
+    if values.min() < 0 or digits > _INT_TABLE_DIGITS_MAX:
+        return float_tokens(values)  # formatted once per distinct value, as repr prints an int
+    table = _INT_TABLES.get(digits)
+    if table is None:
+        table = _INT_TABLES[digits] = np.array([f"{i}," for i in range(10 ** digits)], dtype=f"S{digits + 1}")
+    return table[values]
 
 
 def float_tokens(values: np.ndarray) -> np.ndarray:

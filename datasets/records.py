@@ -123,21 +123,23 @@ def check_batch(batch) -> None:
     """The invariant behind "one notion of a valid record": nothing the model server would
     answer 400 to reaches a shard. Snapshot validation rejects such records first, so this
     raising is a bug upstream, reported by record id instead of as a failed transform job."""
+    if not len(batch):
+        return
     problems = []
+    # Each column is first checked by its range (NaN fails it), and only a failing one is searched
+    # row by row: the per-row masks were half of this check's 0.012 s on the real nightly.
     for name, (lo, hi) in _BOUNDS.items():
         col = batch.static_column(name)
+        if lo <= col.min() and col.max() <= hi:
+            continue
         bad = np.flatnonzero(~((col >= lo) & (col <= hi)))  # NaN fails both
-        if len(bad):
-            problems.append((int(bad[0]), f"{name} {col[bad[0]].item()!r} outside [{lo}, {hi}]"))
+        problems.append((int(bad[0]), f"{name} {col[bad[0]].item()!r} outside [{lo}, {hi}]"))
     hist = batch.history
-    bad = np.flatnonzero((hist < 0).any(axis=1) | (hist > C.STATION_COUNT_MAX).any(axis=1))
-    if len(bad):
+    if not (0 <= hist.min() and hist.max() <= C.STATION_COUNT_MAX):
+        bad = np.flatnonzero((hist < 0).any(axis=1) | (hist > C.STATION_COUNT_MAX).any(axis=1))
         problems.append((int(bad[0]), f"a history value outside [0, {C.STATION_COUNT_MAX}]"))
     codes = batch.station_codes
-    try:
-        suspect = _suspect_codes(np.asarray(codes).astype("S")).tolist()
-    except UnicodeEncodeError:  # not ASCII: the regex looks at every code
-        suspect = range(len(codes))
+    suspect = _suspect_codes(batch.code_bytes).tolist()  # UTF-8: a byte outside ASCII is suspect
     bad_codes = [i for i in suspect if not _CODE_RE.fullmatch(codes[i])]
     if bad_codes:
         problems.append((bad_codes[0], f"station code {codes[bad_codes[0]]!r} is not {C.STATION_CODE_PATTERN}"))

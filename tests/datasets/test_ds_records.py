@@ -117,14 +117,22 @@ def test_parse_output_csv_and_json():
         parse_output(b"a@x,1,2,3.5\n", "csv", "o")
 
 
+def _set_code(b, i, code):
+    """A station code changed as the window path makes it: the string and the bytes the CSV writes."""
+    b.station_codes[i] = code
+    b.code_bytes = np.array([c.encode() for c in b.station_codes.tolist()], dtype="S")
+
+
 @pytest.mark.parametrize("change, words", [
     (lambda b: b.lat.__setitem__(1, 1000.0), "lat 1000.0 outside [48.6, 49.1]"),
     (lambda b: b.capacity.__setitem__(1, 2 ** 40), f"capacity {2 ** 40} outside [0, 200]"),
+    (lambda b: b.lat.__setitem__(1, float("nan")), "lat nan outside [48.6, 49.1]"),  # a range check NaN must fail
     (lambda b: b.history.__setitem__((1, 3), 500), "a history value outside [0, 200]"),
-    (lambda b: b.station_codes.__setitem__(1, "16,1"), "station code '16,1' is not"),
-    (lambda b: b.station_codes.__setitem__(1, "16é"), "station code '16é' is not"),
-    (lambda b: b.station_codes.__setitem__(1, "1" * 33), "is not [0-9A-Za-z_-]{1,32}"),
-    (lambda b: b.station_codes.__setitem__(1, ""), "station code '' is not"),
+    (lambda b: b.history.__setitem__((1, 0), -1), "a history value outside [0, 200]"),
+    (lambda b: _set_code(b, 1, "16,1"), "station code '16,1' is not"),
+    (lambda b: _set_code(b, 1, "16é"), "station code '16é' is not"),
+    (lambda b: _set_code(b, 1, "1" * 33), "is not [0-9A-Za-z_-]{1,32}"),
+    (lambda b: _set_code(b, 1, ""), "station code '' is not"),
 ])
 def test_no_shard_holds_a_record_the_server_would_refuse(tmp_path, storage, change, words):
     """The invariant behind snapshot validation (issue 9): a bug upstream fails here, by record id."""

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from tests.datasets.ds_helpers import rec, utc
 from tests.helpers import REPO
+from velibcast import constants as C
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
@@ -280,3 +281,16 @@ def test_the_window_path_does_not_import_pandas(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.split() == ["28068", "False"]
+
+
+def test_the_record_index_is_written_in_row_groups_of_many_origins(any_root, storage, monkeypatch):
+    hourly_store(storage, any_root, T0, 30, lambda i, cap: [rec(c, due=due(cap)) for c in "ABC"])
+    origins = [T0 + (24 + k) * H for k in range(6)]
+    _, _, rows = assembled(storage, any_root, origins)
+    assert len(rows) == 18
+    meta = pq.ParquetFile(io.BytesIO(storage.read_bytes(any_root + "/assembled/index.parquet"))).metadata
+    assert meta.num_row_groups == 1  # one group for the whole run, not one per origin
+    monkeypatch.setattr(C, "INDEX_ROW_GROUP_ROWS", 5)
+    _, _, again = assembled(storage, any_root, origins, out=any_root + "/small")
+    meta = pq.ParquetFile(io.BytesIO(storage.read_bytes(any_root + "/small/index.parquet"))).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [6, 6, 6] and again == rows
