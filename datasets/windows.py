@@ -359,14 +359,32 @@ def _count(report: SkipReport, reason: str, mask: np.ndarray | np.bool_, grid: S
     report.add(reason, f"origin {iso_minute(t)}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
+class CoordText:
+    """The CSV text of each station's lat/lon on the last grid, reused by the next grid when no
+    station moved or appeared: 100,000 stations were 1 s of repr() a grid (bench/windows.py)."""
+
+    def __init__(self):
+        self.codes: list[str] = []
+        self.lat = self.lon = np.empty(0)
+        self.text: tuple = ({}, {})
+
+    def of(self, grid: StateGrid) -> tuple:
+        lat, lon = grid.lat[:, -1], grid.lon[:, -1]
+        if not (self.codes == grid.station_codes and np.array_equal(self.lat, lat) and np.array_equal(self.lon, lon)):
+            self.codes, self.lat, self.lon = grid.station_codes, lat, lon
+            self.text = (float_tokens(lat), float_tokens(lon)) if len(lat) else ({}, {})
+        return self.text
+
+
 def batches_from_grid(
-    grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport
+    grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport,
+    coord_text: CoordText | None = None,
 ) -> Iterator[WindowBatch]:
     """One WindowBatch per origin; every other (station, origin) counted with its first failing reason."""
     codes = np.array(grid.station_codes, dtype=object)
     code_bytes = np.array([c.encode() for c in grid.station_codes], dtype="S")
     # lat/lon text for the CSV shards, formatted once per grid rather than once per window
-    lat_text, lon_text = (float_tokens(grid.lat[:, -1]), float_tokens(grid.lon[:, -1])) if len(codes) else ({}, {})
+    lat_text, lon_text = (coord_text or CoordText()).of(grid)
     last = len(grid.hours) - 1
     index = np.array([station_index.get(c, -1) for c in grid.station_codes], dtype=np.int64)
     on_grid = set(grid.station_codes)
@@ -504,9 +522,10 @@ def iter_window_batches(
 ) -> Iterator[WindowBatch]:
     """The windows of any range, one origin at a time, memory bounded by one chunk's grid."""
     summary = summary if summary is not None else WindowSummary()
+    coord_text = CoordText()
     for chunk, grid in iter_state_grids(storage, snapshots_root, origins, report, max_staleness, policy,
                                         summary, observers, chunk_hours):
-        for b in batches_from_grid(grid, chunk, station_index, report):
+        for b in batches_from_grid(grid, chunk, station_index, report, coord_text):
             summary.windows_emitted += len(b)
             summary.windows_unknown_station += int(b.unknown_station.sum())
             yield b

@@ -294,3 +294,15 @@ def test_the_record_index_is_written_in_row_groups_of_many_origins(any_root, sto
     _, _, again = assembled(storage, any_root, origins, out=any_root + "/small")
     meta = pq.ParquetFile(io.BytesIO(storage.read_bytes(any_root + "/small/index.parquet"))).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [6, 6, 6] and again == rows
+
+
+def test_a_station_that_moves_between_chunks_gets_its_new_coordinates(any_root, storage):
+    # CoordText reuses the last grid's lat/lon text only while no station moved; the record of capture
+    # 28 (h + 10 min) is the state from hour 29 on
+    hourly_store(storage, any_root, T0, 34, lambda i, cap: [
+        rec("A", due=due(cap), lat=48.85 if i < 28 else 48.9), rec("B", due=due(cap))])
+    origins = [T0 + (24 + k) * H for k in range(8)]
+    for chunk_hours in (1, 3, 24):
+        rows, _, _ = assembled(storage, any_root, origins, chunk_hours=chunk_hours, out=f"{any_root}/c{chunk_hours}")
+        lats = {rid: row[-2] for rid, row in rows.items() if rid.startswith("A@")}
+        assert lats == {f"A@{iso_minute(t)}": 48.85 if t <= T0 + 28 * H else 48.9 for t in origins}, chunk_hours
