@@ -78,7 +78,8 @@ class _IndexWriter:
     """Record index batches -> Parquet row groups of about INDEX_ROW_GROUP_ROWS rows.
 
     A row group per origin was 24 groups of ~1,200 rows on the real nightly: 0.011 s of writes
-    and a file readers scan in 24 pieces; buffering holds at most one group (~4 MB).
+    and a file readers scan in 24 pieces. Buffering holds at most one group: twice 1 << 16 rows
+    (at 100,000 stations an origin fills a group by itself; two a group cost +5..20 MB of peak).
     """
 
     def __init__(self, sink):

@@ -371,7 +371,8 @@ class CoordText:
     def of(self, grid: StateGrid) -> tuple:
         lat, lon = grid.lat[:, -1], grid.lon[:, -1]
         if not (self.codes == grid.station_codes and np.array_equal(self.lat, lat) and np.array_equal(self.lon, lon)):
-            self.codes, self.lat, self.lon = grid.station_codes, lat, lon
+            # copies: a column view would keep the whole grid alive into the next chunk (+50 MB at 100,000 stations)
+            self.codes, self.lat, self.lon = grid.station_codes, lat.copy(), lon.copy()
             self.text = (float_tokens(lat), float_tokens(lon)) if len(lat) else ({}, {})
         return self.text
 

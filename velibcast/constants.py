@@ -39,7 +39,7 @@ WINDOW_CHUNK_HOURS = 24             # origins assembled per grid: memory follows
 LARGE_SNAPSHOT_RECORDS = 20_000     # from here the window path trades CPU for memory (datasets/windows.py)
 WINDOW_GRID_CELLS_MAX = 3_000_000    # stations x hours of one chunk's grid: ~100 MB of grid, and its snapshots
 PARSE_BLOCK_BYTES = 1 << 20         # snapshot bytes decoded together: a 100,000-station snapshot never holds all its lines
-INDEX_ROW_GROUP_ROWS = 1 << 17       # record index rows buffered per Parquet row group (datasets/assemble.py)
+INDEX_ROW_GROUP_ROWS = 1 << 16       # record index rows buffered per Parquet row group (datasets/assemble.py)
 REPORT_MAX_EXAMPLES = 5             # example messages kept per reason in a skip report
 STALE_DUEDATE_HOURS = 24            # data-quality: a station whose duedate is this old at capture
 
