@@ -553,14 +553,20 @@ _FIXED = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 22: b":"}
 
 
 def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
-    """_obs_seconds for the common shape, on the bytes of all the duedates at once; None otherwise."""
+    """_obs_seconds for the common shape, on the bytes of all the duedates at once; None otherwise.
+
+    Each step is a few array operations: set(map(len)) and np.unique of the offsets were 0.35 ms
+    of this function's 0.48 ms on a 1,400-line snapshot.
+    """
     n = len(dues)
-    if set(map(len, dues)) != {25}:
+    # NUL-separated: 25 ASCII characters each exactly when the length is 26 n - 1 and the only
+    # NULs are the separators (a NUL or a non-ASCII character in a duedate breaks one or the other)
+    blob = "\0".join(dues).encode()
+    if len(blob) != 26 * n - 1 or blob.count(0) != n - 1:
         return None
-    blob = "".join(dues).encode()
-    if len(blob) != 25 * n:
-        return None  # a character outside ASCII
-    chars = np.frombuffer(blob, dtype=np.uint8).reshape(n, 25)
+    chars = np.frombuffer(blob + b"\0", dtype=np.uint8).reshape(n, 26)
+    if chars[:, 25].any():
+        return None
     digits = chars[:, _DIGITS]
     if not ((digits >= ord("0")) & (digits <= ord("9"))).all():
         return None
@@ -570,8 +576,13 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     sign = chars[:, 19]
     if not ((sign == ord("+")) | (sign == ord("-"))).all() or (chars[:, :4] == ord("0")).all(axis=1).any():
         return None
-    uniq, inv = np.unique(np.ascontiguousarray(chars[:, 19:]).view("S6").reshape(n), return_inverse=True)
-    off = [_offset_seconds(u.decode()) for u in uniq.tolist()]
+    offsets = chars[:, 19:25]
+    if (offsets == offsets[0]).all():  # one offset for the whole snapshot, as the feed writes them
+        uniq, inv = [bytes(offsets[0])], np.zeros(n, dtype=np.int64)
+    else:
+        u, inv = np.unique(np.ascontiguousarray(offsets).view("S6").reshape(n), return_inverse=True)
+        uniq = u.tolist()
+    off = [_offset_seconds(u.decode()) for u in uniq]
     if None in off:
         return None
     try:
