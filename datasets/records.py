@@ -101,7 +101,7 @@ def csv_rows(batch) -> bytes:
             continue
         col = batch.static_column(name)
         parts.append(token_matrix(float_tokens(col) if col.dtype.kind == "f" else int_tokens(col)))
-    return join_rows(np.concatenate(parts, axis=1))
+    return join_rows(parts)
 
 
 def jsonl_rows(batch) -> bytes:
