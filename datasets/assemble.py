@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from velibcast import constants as C
 from velibcast import storage as st
+from velibcast.datasets.csv_tokens import token_matrix
 from velibcast.datasets.jsonio import dumps_bytes, loads
 from velibcast.datasets.records import ShardWriter, layout_for
 from velibcast.datasets.report import SkipReport, ValidationPolicy
@@ -51,23 +52,26 @@ def index_rows(batch: WindowBatch) -> pa.RecordBatch:
     Arrays are built from their buffers: pa.array() imports pandas on its first call, 0.25 s of
     a fresh `velibcast windows` process (half the real nightly's assembly).
     """
-    codes = batch.station_codes.tolist()
-    suffix = "@" + batch.origin_label
-    n = len(codes)
+    n = len(batch)
+    codes = token_matrix(batch.code_bytes)
+    suffix = np.frombuffer(("@" + batch.origin_label).encode(), dtype=np.uint8)
     return pa.record_batch([
-        _ascii_strings([c + suffix for c in codes]),
-        _ascii_strings(codes),
+        _strings(np.concatenate([codes, np.broadcast_to(suffix, (n, len(suffix)))], axis=1)),
+        _strings(codes),
         _from_buffer(pa.timestamp("us", tz="UTC"), n, np.full(n, int(batch.origin_ts.timestamp() * 1_000_000), np.int64)),
         _from_buffer(pa.int32(), n, batch.capacity.astype(np.int32)),
         _from_buffer(pa.bool_(), n, np.packbits(batch.unknown_station, bitorder="little")),  # Arrow's bit order
     ], schema=INDEX_SCHEMA)
 
 
-def _ascii_strings(values: list[str]) -> pa.Array:
-    """Station codes and record ids are ASCII (STATION_CODE_PATTERN): a character is a byte."""
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
-    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer("".join(values).encode("ascii")))
+def _strings(rows: np.ndarray) -> pa.Array:
+    """NUL-padded UTF-8 rows (uint8 matrix) -> a string array. Codes hold no NUL (check_batch).
+
+    From the bytes the CSV shards are written from, not a Python string per record: 0.31 ->
+    0.1 ms for a 1,200-record batch."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(np.count_nonzero(rows, axis=1), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(rows.tobytes().translate(None, b"\0")))
 
 
 def _from_buffer(type_: pa.DataType, n: int, data: np.ndarray) -> pa.Array:
