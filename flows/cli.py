@@ -23,7 +23,7 @@ from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
-from velibcast.flows import cost
+from velibcast.flows import cost, prefect_api
 from velibcast.timeutil import iso_minute
 from velibcast.training import cli as tr_cli
 
@@ -73,10 +73,12 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--end {iso_minute(args.end)} must be after --start {iso_minute(args.start)} "
                           f"({RANGE_CONVENTION})")
     _checked_run_config(args.config, args)
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.nightly import nightly
 
-    res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
+    with prefect_api.serving(server):
+        res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
     _print_result(res)
     return 0
 
