@@ -280,19 +280,13 @@ def read_index_table(ctx: RunContext) -> pa.Table:
     return pq.read_table(io.BytesIO(ctx.storage.read_bytes(ctx.path("windows", "index.parquet"))))
 
 
-def read_index(ctx: RunContext) -> dict[str, forecasts.SentRecord]:
-    rows = read_index_table(ctx).to_pylist()
-    return {r["record_id"]: forecasts.SentRecord(r["station_code"], r["origin_ts"], r["capacity"], r["unknown_station"])
-            for r in rows}
-
-
 def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, JoinRecord]:
-    sent = read_index(ctx)
+    index = read_index_table(ctx)
     out_prefix = transform.job_spec["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
     objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
     outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
-    table = forecasts.join_predictions(sent, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
-    return table, JoinRecord(records_sent=len(sent), output_objects=len(objects),
+    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
+    return table, JoinRecord(records_sent=len(index.column("record_id").unique()), output_objects=len(objects),
                              predictions_joined=table.num_rows // len(forecasts.HORIZONS))
 
 
