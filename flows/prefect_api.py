@@ -17,7 +17,9 @@ servers are disabled, the server started here is stopped unused and Prefect deci
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +46,8 @@ class TemporaryServer:
         self.proc: subprocess.Popen | None = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
              "--fd", str(fd), "--log-level", "error", "--lifespan", "on"],
-            pass_fds=(fd,), env={**os.environ, **SERVER_ENV})
+            pass_fds=(fd,), env={**os.environ, **SERVER_ENV},
+            preexec_fn=_terminated_with_parent if sys.platform == "linux" else None)
         self._sock.close()  # the server holds its own copy of the bound socket
         # At exit, after Prefect's log and event workers have drained to it (they drain from
         # threading's exit hooks, which run before atexit's): the order Prefect's own server has.
@@ -81,6 +84,15 @@ class TemporaryServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _terminated_with_parent() -> None:
+    """In the server process (Linux): SIGTERM when the command's process dies, however it dies.
+    atexit does not run when the command is killed, and Prefect's own temporary server outlived it then."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start() -> TemporaryServer | None:
