@@ -44,10 +44,9 @@ class TemporaryServer:
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/api"
         fd = self._sock.fileno()
         self.proc: subprocess.Popen | None = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+            [sys.executable, "-m", __name__, str(os.getpid()), "--factory", "prefect.server.api.server:create_app",
              "--fd", str(fd), "--log-level", "error", "--lifespan", "on"],
-            pass_fds=(fd,), env={**os.environ, **SERVER_ENV},
-            preexec_fn=_terminated_with_parent if sys.platform == "linux" else None)
+            pass_fds=(fd,), env={**os.environ, **SERVER_ENV})
         self._sock.close()  # the server holds its own copy of the bound socket
         # At exit, after Prefect's log and event workers have drained to it (they drain from
         # threading's exit hooks, which run before atexit's): the order Prefect's own server has.
@@ -89,10 +88,19 @@ class TemporaryServer:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _terminated_with_parent() -> None:
-    """In the server process (Linux): SIGTERM when the command's process dies, however it dies.
-    atexit does not run when the command is killed, and Prefect's own temporary server outlived it then."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def serve(argv: list[str]) -> None:
+    """The server process: `<command's pid> <uvicorn arguments>`. On Linux it gets SIGTERM when the
+    command's process dies, however it dies: atexit does not run for a killed command, and Prefect's
+    own temporary server outlived one then. Set here, not in a preexec_fn (unsafe with threads)."""
+    parent, args = int(argv[0]), argv[1:]
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        return  # the command died before the line above: nobody to serve
+    # lazy: uvicorn and Prefect's server only in the server process
+    from uvicorn.main import main as uvicorn_main
+
+    uvicorn_main(args=args, prog_name="uvicorn")
 
 
 def start() -> TemporaryServer | None:
@@ -134,3 +142,7 @@ def serving(server: TemporaryServer | None) -> Iterator[None]:
     # temporary one): no "View at" link to it.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_UI_URL: ""}):
         yield
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
