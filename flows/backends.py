@@ -8,7 +8,8 @@ starts a second billed job for work already done or under way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from velibcast import constants as C
 from velibcast.batch_transform.attempts import job_name_for, run_idempotent
@@ -25,15 +26,32 @@ def _backend(ctx, progress=None):
     return SageMakerBackend.from_config(ctx.cfg)
 
 
-def run_transform(ctx, spec_for: Callable[[str], dict], model_name: str, input_digest: str,
-                  progress=None) -> tuple[dict, dict]:
-    """The spec of the attempt that completed, and its describe dict. `progress(ended, total)`
-    hears about each input object as it ends (local runtime; SageMaker reports status changes).
+@contextmanager
+def transform_backend(ctx, progress=None, servers: tuple[str, dict] | None = None) -> Iterator:
+    """The night's transform backend. `progress(ended, total)` hears about each input object as
+    it ends (local runtime; SageMaker reports status changes). With `servers` (a model name and
+    the spec fields that shape its servers), the local runtime starts the job's model servers at
+    once, so they load while the windows are written (LocalRuntime.start_servers); any the job
+    did not take are stopped on the way out."""
+    backend = _backend(ctx, progress)
+    try:
+        if servers is not None and isinstance(backend, LocalRuntime):
+            model_name, spec = servers
+            backend.create_model(model_name, ctx.model_uri)
+            backend.start_servers(model_name, spec)
+        yield backend
+    finally:
+        if isinstance(backend, LocalRuntime):
+            backend.close()
+
+
+def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str,
+                  input_digest: str) -> tuple[dict, dict]:
+    """The spec of the attempt that completed, and its describe dict.
 
     The job's identity includes the digest of its input shards: a rerun whose inputs changed
     (corrected snapshots, `--force`) gets a job of its own instead of the predictions of the
     old inputs, and a rerun with the same inputs still re-attaches to or reuses its job."""
-    backend = _backend(ctx, progress)
     backend.create_model(model_name, ctx.model_uri)
     base = job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id, "inputs": input_digest[:16]})
     d = run_idempotent(backend, spec_for, base, restart_stopped=ctx.force)

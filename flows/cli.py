@@ -23,7 +23,7 @@ from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
 from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
-from velibcast.flows import cost
+from velibcast.flows import cost, prefect_api
 from velibcast.timeutil import iso_minute
 from velibcast.training import cli as tr_cli
 
@@ -73,10 +73,12 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--end {iso_minute(args.end)} must be after --start {iso_minute(args.start)} "
                           f"({RANGE_CONVENTION})")
     _checked_run_config(args.config, args)
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.nightly import nightly
 
-    res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
+    with prefect_api.serving(server):
+        res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
     _print_result(res)
     return 0
 
@@ -93,28 +95,30 @@ def cmd_demo(args) -> int:
                               "a clone of the repository (make demo), or import snapshots first")
         print(f"seeding {snaps} from {sample}")
         shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.nightly import nightly
     from velibcast.training import registry  # lazy, per command: the registry only when demo checks for a champion
 
-    if registry.read_champion(cfg.storage(), cfg.root) is None:
-        # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
-        from velibcast.flows.train import train
+    with prefect_api.serving(server):
+        if registry.read_champion(cfg.storage(), cfg.root) is None:
+            # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
+            from velibcast.flows.train import train
 
-        m = cfg["model"]
-        print(f"training the default family on [{m['train_start']}, {m['train_end']}); the night forecast below "
-              f"({cfg['run']['default_run_date']}) lies after it, out of sample")
-        info = train(config=args.config)
-        print(f"model {info['version']}: {info['model_uri']}")
-        # Two days of data leave no day with training data before it, so no backtest day: the
-        # promotion is forced and says so; the scored night below is the model's first evidence.
-        pointer = registry.promote(cfg.storage(), cfg.root, info["version"], force=True,
-                                   reason="demo: the training span is too short for a backtest day")
-        print(f"champion: {pointer['version']}" + (f" (forced: {'; '.join(pointer['overridden'])})"
-                                                   if pointer["forced"] else ""))
-    res = nightly(config=args.config, force=args.force)
-    _print_result(res)
-    return 0
+            m = cfg["model"]
+            print(f"training the default family on [{m['train_start']}, {m['train_end']}); the night forecast below "
+                  f"({cfg['run']['default_run_date']}) lies after it, out of sample")
+            info = train(config=args.config)
+            print(f"model {info['version']}: {info['model_uri']}")
+            # Two days of data leave no day with training data before it, so no backtest day: the
+            # promotion is forced and says so; the scored night below is the model's first evidence.
+            pointer = registry.promote(cfg.storage(), cfg.root, info["version"], force=True,
+                                       reason="demo: the training span is too short for a backtest day")
+            print(f"champion: {pointer['version']}" + (f" (forced: {'; '.join(pointer['overridden'])})"
+                                                       if pointer["forced"] else ""))
+        res = nightly(config=args.config, force=args.force)
+        _print_result(res)
+        return 0
 
 
 def cmd_backfill(args) -> int:
@@ -122,11 +126,13 @@ def cmd_backfill(args) -> int:
         raise ConfigError(f"--end-date {args.end_date} must be after --start-date {args.start_date} "
                           f"({RANGE_CONVENTION}; one night: --end-date {args.start_date + timedelta(days=1)})")
     _checked_run_config(args.config)
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.backfill import backfill
 
-    res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
-                   force=args.force, max_concurrency=args.max_concurrency)
+    with prefect_api.serving(server):
+        res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
+                       force=args.force, max_concurrency=args.max_concurrency)
     for r in res["dates"]:
         print(f"{r['run_date']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else ""))
     print(json.dumps(res["summary"]))

@@ -14,13 +14,15 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from velibcast import storage as st
+from velibcast.datasets import assemble
 from velibcast.datasets.records import output_lines, parse_output_line
 from velibcast.errors import DataError
 from velibcast.timeutil import PARIS, iso_minute
@@ -29,6 +31,7 @@ HORIZONS = (1, 2, 3)
 PART_NAME = "part-0.parquet"
 MANIFESTS_KEY = b"velibcast.manifests"  # Parquet key-value metadata: {run_id: manifest} of the rows' runs
 KEY_COLUMNS = ("station_code", "origin_ts", "horizon_h")
+HOUR_US = 3_600_000_000
 
 SCHEMA = pa.schema([
     pa.field("station_code", pa.string(), nullable=False),
@@ -53,15 +56,36 @@ class SentRecord:
     unknown_station: bool
 
 
+def index_of(sent: dict[str, SentRecord]) -> pa.Table:
+    """The record index (as the windows stage writes it) of records held as SentRecords."""
+    recs = list(sent.values())
+    return pa.table([list(sent), [r.station_code for r in recs], [r.origin_ts for r in recs],
+                     [r.capacity for r in recs], [r.unknown_station for r in recs]], schema=assemble.INDEX_SCHEMA)
+
+
 def join_predictions(sent: dict[str, SentRecord], outputs: list[tuple[str, bytes]], fmt: str,
                      model_version: str, run_id: str) -> pa.Table:
-    """Exactly one prediction per sent record, or a DataError naming what is off."""
+    """join_index for records held as SentRecords."""
+    return join_index(index_of(sent), outputs, fmt, model_version, run_id)
+
+
+def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, model_version: str,
+               run_id: str) -> pa.Table:
+    """Exactly one prediction per record of the index, or a DataError naming what is off.
+
+    Lines are parsed one by one (each error names its line); the rows are built by columns, each
+    record's index row taken once per horizon: a row-by-row build of Python values took 0.9 s for
+    a night's 31,289 records (93,867 rows), this 0.35 s."""
+    ids = index.column("record_id").to_pylist()
+    position = {record_id: i for i, record_id in enumerate(ids)}
     seen: dict[str, tuple[str, int]] = {}
-    cols: dict[str, list] = {f.name: [] for f in SCHEMA}
+    rows: list[int] = []
+    preds: list[int] = []
     for uri, body in outputs:
         for line, text in output_lines(body, uri):
-            record_id, preds = parse_output_line(text, fmt, f"{uri} line {line}")
-            if record_id not in sent:
+            record_id, values = parse_output_line(text, fmt, f"{uri} line {line}")
+            i = position.get(record_id)
+            if i is None:
                 raise DataError(f"{uri} line {line}", f"record_id {record_id!r} was never sent",
                                 "the output prefix holds objects of another run; clear it and rerun")
             if record_id in seen:
@@ -69,23 +93,23 @@ def join_predictions(sent: dict[str, SentRecord], outputs: list[tuple[str, bytes
                 raise DataError(f"{uri} line {line}", f"second prediction for {record_id!r} (first at {first[0]} line {first[1]})",
                                 "the input prefix holds a shard twice; clear the run's transform folder and rerun")
             seen[record_id] = (uri, line)
-            rec = sent[record_id]
-            for h, value in zip(HORIZONS, preds):
-                cols["station_code"].append(rec.station_code)
-                cols["origin_ts"].append(rec.origin_ts)
-                cols["horizon_h"].append(h)
-                cols["target_ts"].append(rec.origin_ts + timedelta(hours=h))
-                cols["bikes_pred"].append(value)
-                cols["capacity"].append(rec.capacity)
-                cols["unknown_station"].append(rec.unknown_station)
-                cols["model_version"].append(model_version)
-                cols["run_id"].append(run_id)
-    missing = [r for r in sent if r not in seen]
+            rows.append(i)
+            preds.extend(values)
+    missing = [r for r in position if r not in seen]
     if missing:
         raise DataError(f"transform output ({len(outputs)} objects)",
-                        f"{len(missing)} of {len(sent)} records have no prediction, e.g. {missing[:3]}",
+                        f"{len(missing)} of {len(position)} records have no prediction, e.g. {missing[:3]}",
                         "the transform job did not complete every object; see its FailureReason")
-    table = pa.table(cols, schema=SCHEMA)
+    n, per = len(rows), len(HORIZONS)
+    sent = index.take(pa.array(np.repeat(np.asarray(rows, dtype=np.int64), per)))
+    hours = np.tile(np.asarray(HORIZONS, dtype=np.int64), n)
+    origin = sent.column("origin_ts")
+    table = pa.table([
+        sent.column("station_code"), origin, pa.array(hours.astype(np.int8)),
+        pc.add(origin, pa.array(hours * HOUR_US, pa.duration("us"))),
+        pa.array(preds, pa.int32()), sent.column("capacity"), sent.column("unknown_station"),
+        pa.repeat(pa.scalar(model_version), n * per), pa.repeat(pa.scalar(run_id), n * per),
+    ], schema=SCHEMA)
     return table.sort_by([("station_code", "ascending"), ("origin_ts", "ascending"), ("horizon_h", "ascending")])
 
 

@@ -51,9 +51,9 @@ def windows_task(ctx):
 
 
 @task(name="transform", **TASK_OPTS)
-def transform_task(ctx, windows, progress):
+def transform_task(ctx, windows, backend):
     with forwarded_to(get_run_logger()):  # the runtime's `[sagemaker logs]` lines, from its own threads
-        return stages.stage_transform(ctx, windows, progress.transform_objects)
+        return stages.stage_transform(ctx, windows, backend)
 
 
 @task(name="join-and-publish", **TASK_OPTS)
@@ -106,11 +106,14 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     reused = stages.completed_stages(ctx)
     progress = RunProgress(ctx.spec.label)
     progress.stage_done("prepare")
-    w = timed(windows_task, ctx.cfg, "windows")(ctx)
-    progress.stage_done("windows")
-    logger.info("windows: %d emitted, skipped %s", w.windows_emitted, w.windows_skipped_by_reason)
-    t = timed(transform_task, ctx.cfg, "transform")(ctx, w, progress)
-    progress.stage_done("transform")
+    # The local runtime's model servers load while the windows are written, unless this attempt
+    # reuses an earlier one's transform; they are stopped however the two stages end.
+    with stages.transform_backend(ctx, progress.transform_objects, start_servers="transform" not in reused) as backend:
+        w = timed(windows_task, ctx.cfg, "windows")(ctx)
+        progress.stage_done("windows")
+        logger.info("windows: %d emitted, skipped %s", w.windows_emitted, w.windows_skipped_by_reason)
+        t = timed(transform_task, ctx.cfg, "transform")(ctx, w, backend)
+        progress.stage_done("transform")
     logger.info("transform job %s: %s", t.describe["TransformJobName"], t.describe["TransformJobStatus"])
     if reused:
         logger.info(reuse_message(ctx.run_id, reused, t.describe["TransformJobName"]))

@@ -6,6 +6,11 @@ horizon that lags the actual curve shows as a shifted line; the dotted line is t
 capacity. Right, MAE by horizon for the model and for persistence on the same rows: the model
 is useful where its bar is lower; below it, a map of the stations coloured by the change the
 model forecasts over the 3 hours after the run's last origin (blue gains bikes, red loses).
+
+Drawn on a matplotlib Figure, not through pyplot: no global figure state, no backend to choose
+(a PNG is drawn by Agg), and 0.15 s less to import. The import is at the top: `velibcast run`
+imports this module while its temporary Prefect server boots on the other core (flows/prefect_api.py),
+so matplotlib (0.6 s) is loaded before the flow starts instead of in the report stage.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+from matplotlib import dates as mdates
+from matplotlib.figure import Figure
 
 from velibcast import constants as C
 from velibcast import storage as st
@@ -139,18 +146,7 @@ def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=Non
                    score.verdict(summary, sample, run.model_version))
 
 
-def _pyplot():
-    """matplotlib, headless."""
-    import matplotlib  # lazy: matplotlib (~0.5 s) only when a report is drawn
-
-    matplotlib.use("Agg")
-    import matplotlib.dates as mdates  # lazy: as above
-    import matplotlib.pyplot as plt  # lazy: as above
-
-    return plt, mdates
-
-
-def _draw_station(ax, d: pd.DataFrame, grid: StateGrid, hours: pd.Series, span, code: str, mdates) -> None:
+def _draw_station(ax, d: pd.DataFrame, grid: StateGrid, hours: pd.Series, span, code: str) -> None:
     """One station: the actual curve, each horizon at its target hour, the capacity line."""
     actual_line = np.array([])
     if code in grid.station_codes:
@@ -209,16 +205,16 @@ def _draw_horizons(ax, data: RunData) -> dict[str, int]:
     return unscorable
 
 
-def _layout(data: RunData, run_date: date, plt, mdates):
+def _layout(data: RunData, run_date: date):
     """Four station panels left, MAE by horizon and the change map right, the verdict on top."""
     df, grid = data.df, data.grid
-    fig = plt.figure(figsize=(15, 9.5), constrained_layout=True)
+    fig = Figure(figsize=(15, 9.5), constrained_layout=True)
     gs = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.9])
     hours = pd.to_datetime(pd.Series(grid.hours), utc=True) if grid.hours else pd.Series([], dtype="datetime64[ns, UTC]")
     span = (df["origin_ts"].min(), df["target_ts"].max())
     for k, code in enumerate(data.stations[:4]):
         ax = fig.add_subplot(gs[k // 2, k % 2])
-        _draw_station(ax, df[df["station_code"] == code], grid, hours, span, code, mdates)
+        _draw_station(ax, df[df["station_code"] == code], grid, hours, span, code)
         if k == 0:
             # One legend for the four panels, outside them: inside, it hid the capacity line.
             fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=5, fontsize=8.5)
@@ -241,11 +237,9 @@ def render_run_png(storage: st.Storage, root: str, run_date: date, out_uri: str 
     actuals `station_code, ts, bikes`; None reads them from the snapshot store the run used.
     """
     data = run_data(storage, root, run_date, grid_or_actuals)
-    plt, mdates = _pyplot()
-    fig, unscorable, changes, map_origin, scored = _layout(data, run_date, plt, mdates)
+    fig, unscorable, changes, map_origin, scored = _layout(data, run_date)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=C.REPORT_PNG_DPI)
-    plt.close(fig)
     uri = out_uri or report_uri(root, data.run.run_id)
     storage.write_bytes(uri, buf.getvalue(), content_type="image/png")
     return {"uri": uri, "run_id": data.run.run_id, "stations": data.stations, "by_horizon": data.summary,

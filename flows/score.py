@@ -30,7 +30,7 @@ from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
 from velibcast.timeutil import UTC, iso_minute
-from velibcast.training.registry import model_uri, read_metadata
+from velibcast.training.registry import in_training_span, model_uri, read_metadata, training_span
 
 HOUR = timedelta(hours=1)
 
@@ -174,8 +174,6 @@ def model_training_span(storage: st.Storage, root: str, run_id: str, version: st
         uri = manifest.read(storage, root, run_id)["parameters"]["model_uri"]
     except (NotFound, KeyError):
         uri = model_uri(root, version)
-    from velibcast.training.evaluate import training_span  # deliberate: evaluate imports torch (~4 s)
-
     try:
         return training_span(read_metadata(storage, uri))
     except (NotFound, VelibcastError):
@@ -184,8 +182,6 @@ def model_training_span(storage: st.Storage, root: str, run_id: str, version: st
 
 def sample_status(df: pd.DataFrame, span) -> dict:
     """Whether the scored targets overlap the model's training hours (then the score flatters it)."""
-    from velibcast.training.evaluate import in_training_span  # deliberate: evaluate imports torch (~4 s)
-
     first = pd.Timestamp(df["target_ts"].min()).to_pydatetime()
     last = pd.Timestamp(df["target_ts"].max()).to_pydatetime()
     return {"in_training_span": in_training_span(span, first, last),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,9 @@ import torch
 
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
-from velibcast.timeutil import UTC, iso_minute
+from velibcast.timeutil import iso_minute
 from velibcast.training.package import extract
+from velibcast.training.registry import in_training_span, training_span
 from velibcast.training.samples import stream_samples
 from velibcast.transform_code import inference
 from velibcast.transform_code import velib_features as F
@@ -112,19 +113,3 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
             "last_origin": f"{iso_minute(s.hours[int(s.origin.max())])}",
             "mae": mae_table(model.predict, s.x, s.y), "mae_by_day_type": by_day_type(model.predict, s),
             "by_day": per_day}
-
-
-def training_span(metadata: dict) -> tuple[datetime, datetime] | None:
-    td = (metadata or {}).get("training_data") or {}
-    if not td.get("start") or not td.get("end"):
-        return None
-    parse = lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)
-    return parse(td["start"]), parse(td["end"])
-
-
-def in_training_span(span, first: datetime, last: datetime) -> bool | None:
-    """Whether the target hours [first, last] overlap the training hours (a model has then seen those
-    values as targets); None if the model does not record its span."""
-    if span is None:
-        return None
-    return not (last < span[0] or first > span[1])

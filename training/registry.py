@@ -92,6 +92,22 @@ def backtest_of(metadata: dict) -> dict | None:
     return ((metadata or {}).get("metrics") or {}).get("backtest")
 
 
+def training_span(metadata: dict) -> tuple[datetime, datetime] | None:
+    td = (metadata or {}).get("training_data") or {}
+    if not td.get("start") or not td.get("end"):
+        return None
+    parse = lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)
+    return parse(td["start"]), parse(td["end"])
+
+
+def in_training_span(span, first: datetime, last: datetime) -> bool | None:
+    """Whether the target hours [first, last] overlap the training hours (a model has then seen those
+    values as targets); None if the model does not record its span."""
+    if span is None:
+        return None
+    return not (last < span[0] or first > span[1])
+
+
 def summary_line(metadata: dict) -> dict | None:
     """The backtest summary of a model's own family: what the manifest and `models list` show."""
     bt = backtest_of(metadata)
