@@ -2,8 +2,10 @@
 
     python -m velibcast.batch_transform.server --model-dir DIR [--port P] [--host H]
 
-GET /ping answers 200 with an empty body once the model is loaded. Predictions run in a
-thread pool, so /ping answers while a mini-batch is being computed. GET
+GET /ping answers 200 with an empty body once the model is loaded and warm: the server
+listens only after model_fn, then the model's model_warmup_fn on the invocation thread pool
+(the thread a first request runs on). Predictions run in that pool, so /ping answers while a
+mini-batch is being computed. GET
 /execution-parameters answers the JSON in $VELIBCAST_EXECUTION_PARAMETERS, else 404 (as
 AWS's PyTorch container). A body larger than SAGEMAKER_MAX_PAYLOAD_IN_MB gets 413, one
 that has not fully arrived SERVER_READ_TIMEOUT_S after the headers gets 408. Logs (uvicorn's
@@ -24,6 +26,7 @@ import os
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from velibcast import constants as C
@@ -31,6 +34,11 @@ from velibcast.batch_transform import handlers as H
 from velibcast.timeutil import UTC, iso_millis
 
 log = logging.getLogger("velibcast.serve")
+
+# Threads that run requests: anyio's default limit, which Starlette's run_in_threadpool gave
+# before the server had its own pool (one request per thread; MaxConcurrentTransforms <= 16
+# in this project's jobs, so requests never wait for a thread).
+INVOCATION_THREADS = 40
 
 
 class _JsonFormatter(logging.Formatter):
@@ -67,10 +75,10 @@ def max_body_bytes() -> int:
     return mb * C.MB
 
 
-def build_app(handlers: H.Handlers):
+def build_app(handlers: H.Handlers, pool: ThreadPoolExecutor):
+    """`pool` runs the requests' hooks (serve() warms it up first)."""
     # lazy: the web stack loads only when a server starts (the CLI imports this module for --help)
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
@@ -108,7 +116,8 @@ def build_app(handlers: H.Handlers):
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         try:
-            out, out_type = await run_in_threadpool(handlers.invoke, body, ctype, accept)
+            out, out_type = await asyncio.get_running_loop().run_in_executor(pool, handlers.invoke, body, ctype,
+                                                                              accept)
         except Exception as e:  # every failure becomes an HTTP answer; the status says whose fault
             status = H.status_of(e)
             message = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -161,12 +170,19 @@ def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HO
     port = port if port is not None else int(os.environ.get(C.BIND_TO_PORT_ENV, C.SERVER_DEFAULT_PORT))
     t0 = time.perf_counter()
     handlers = H.load(model_dir)
+    log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
+                                               "seconds": round(time.perf_counter() - t0, 3)}})
+    pool = ThreadPoolExecutor(max_workers=INVOCATION_THREADS, thread_name_prefix="invocations")
+    # model_warmup_fn on the pool's first thread, which serves the next request (one at a time,
+    # or the first of several), before the port opens: the job's first mini-batch does not pay a
+    # process's first-call costs, as the service sends it only once /ping is healthy.
+    t1 = time.perf_counter()
+    pool.submit(handlers.warm_up).result()
+    log.info("model warmed up", extra={"fields": {"seconds": round(time.perf_counter() - t1, 3)}})
     # The model's objects (torch: ~170,000) live as long as the server: out of the cyclic GC's
     # view, a full collection during a request no longer scans them (0.11 s each, issue 11).
     gc.freeze()
-    log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
-                                               "seconds": round(time.perf_counter() - t0, 3)}})
-    config = uvicorn.Config(build_app(handlers), host=host, port=port, access_log=False, log_level="warning",
+    config = uvicorn.Config(build_app(handlers, pool), host=host, port=port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off",
                             log_config=None)  # keep _setup_logging's JSON handlers
     log.info("serving", extra={"fields": {"host": host, "port": port, "max_body_bytes": max_body_bytes(),

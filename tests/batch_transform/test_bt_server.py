@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -240,7 +241,7 @@ def test_execution_parameters_404_when_unset(model_dir, monkeypatch):
     import asyncio
 
     monkeypatch.delenv(C.EXECUTION_PARAMETERS_ENV, raising=False)
-    app = server.build_app(H.load(model_dir))
+    app = server.build_app(H.load(model_dir), ThreadPoolExecutor(max_workers=1))
 
     async def get():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bt") as c:
@@ -302,4 +303,38 @@ def test_pre_model_and_warmup_hooks_run_once_around_model_fn(tmp_path, monkeypat
     d = _module(tmp_path, src, "bt_handler_hooks")
     monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_hooks.py")
     h = H.load(d)
+    assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model", "load leaves the warm-up to the server"
+    h.warm_up()
     assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model,warmup:m"
+
+
+_WARMUP_GATED = ("import os, pathlib, threading, time\n"
+                 "warm = {}\n"
+                 "def model_fn(model_dir):\n    return 'm'\n"
+                 "def model_warmup_fn(model_dir, model):\n"
+                 "    gate = pathlib.Path(os.environ['BT_WARMUP_GATE'])\n"
+                 "    while not gate.exists():\n        time.sleep(0.02)\n"
+                 "    warm['thread'] = threading.get_ident()\n"
+                 "def transform_fn(model, data, ct, accept):\n"
+                 "    return 'warm thread' if warm.get('thread') == threading.get_ident() else 'other thread'\n")
+
+
+def test_ping_is_not_healthy_until_the_warmup_ran_and_requests_run_on_the_warmed_thread(tmp_path):
+    """The service sends work once /ping is 200: the model's warm-up must be over by then, and
+    the first request must run on the thread it warmed."""
+    d = _module(tmp_path, _WARMUP_GATED, "bt_handler_warm")
+    gate = tmp_path / "gate"
+    port = free_port()
+    proc = _start(str(d), {"SAGEMAKER_PROGRAM": "bt_handler_warm.py", "BT_WARMUP_GATE": str(gate)},
+                  ["--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _log_lines(proc, "model loaded"), "model_fn ran"
+        with pytest.raises(httpx.TransportError):  # the warm-up waits for the gate: nothing listens yet
+            httpx.get(f"{url}/ping", timeout=1)
+        gate.touch()
+        _wait(url, proc)
+        assert post(url, b"1\n").content == b"warm thread"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -291,3 +291,16 @@ def test_a_contract_1_record_is_400_naming_the_renamed_field(model, features):
     assert e.status_code == 400
     assert "line 2, field non_working_day: missing, but is_weekend is given" in e.message
     assert "velibcast windows" in e.message
+
+
+def test_warmup_runs_the_whole_path_and_changes_no_prediction(model_dir, model, features, to_csv, monkeypatch):
+    """model_warmup_fn (run once by the server before /ping is healthy) sends valid records
+    through input_fn -> predict_fn -> output_fn, and the model answers the same afterwards."""
+    body = to_csv(features(600, seed=7))
+    before = run(model, body, "text/csv")
+    seen = []
+    original = inference.predict_fn
+    monkeypatch.setattr(inference, "predict_fn", lambda data, m: seen.append(len(data.x)) or original(data, m))
+    inference.model_warmup_fn(str(model_dir), model)
+    assert seen == [inference.FORWARD_BLOCK_ROWS]
+    assert run(model, body, "text/csv") == before
