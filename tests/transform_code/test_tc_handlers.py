@@ -304,3 +304,18 @@ def test_warmup_runs_the_whole_path_and_changes_no_prediction(model_dir, model, 
     inference.model_warmup_fn(str(model_dir), model)
     assert seen == [inference.FORWARD_BLOCK_ROWS]
     assert run(model, body, "text/csv") == before
+
+
+@pytest.mark.parametrize("field", ["7", " 7", "7.0 ", "7e0", "+7", "7_0", "٧", "\t7"])
+def test_csv_read_by_numpy_or_field_by_field_gives_the_same_records(features, to_csv, field, monkeypatch):
+    """_parse_csv reads with np.loadtxt and falls back to float() field by field (which also
+    accepts `7_0` and non-ASCII digits): same matrix either way."""
+    lines = to_csv(features(5)).splitlines()
+    lines[2] = ",".join([field] + lines[2].split(",")[1:])
+    text = "\n".join(lines) + "\n"
+    fast = velib_codec._parse_csv(text)
+
+    def refuse(*a, **k):
+        raise ValueError("field by field")
+    monkeypatch.setattr(velib_codec.np, "loadtxt", refuse)
+    assert np.array_equal(fast, velib_codec._parse_csv(text))
