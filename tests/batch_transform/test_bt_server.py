@@ -308,7 +308,7 @@ def test_pre_model_and_warmup_hooks_run_once_around_model_fn(tmp_path, monkeypat
     assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model,warmup:m"
 
 
-_WARMUP_GATED = ("import os, pathlib, threading, time\n"
+_WARMUP_GATED = ("import json, os, pathlib, sys, threading, time\n"
                  "warm = {}\n"
                  "def model_fn(model_dir):\n    return 'm'\n"
                  "def model_warmup_fn(model_dir, model):\n"
@@ -316,12 +316,14 @@ _WARMUP_GATED = ("import os, pathlib, threading, time\n"
                  "    while not gate.exists():\n        time.sleep(0.02)\n"
                  "    warm['thread'] = threading.get_ident()\n"
                  "def transform_fn(model, data, ct, accept):\n"
-                 "    return 'warm thread' if warm.get('thread') == threading.get_ident() else 'other thread'\n")
+                 "    return json.dumps({'warmed_thread': warm.get('thread') == threading.get_ident(),\n"
+                 "                       'anyio_backend': 'anyio._backends._asyncio' in sys.modules})\n")
 
 
 def test_ping_is_not_healthy_until_the_warmup_ran_and_requests_run_on_the_warmed_thread(tmp_path):
-    """The service sends work once /ping is 200: the model's warm-up must be over by then, and
-    the first request must run on the thread it warmed."""
+    """The service sends work once /ping is 200: the model's warm-up must be over by then, the
+    first request must run on the thread it warmed, and what the request path loads on first
+    use (anyio's backend, for Request.is_disconnected) is loaded already."""
     d = _module(tmp_path, _WARMUP_GATED, "bt_handler_warm")
     gate = tmp_path / "gate"
     port = free_port()
@@ -334,7 +336,7 @@ def test_ping_is_not_healthy_until_the_warmup_ran_and_requests_run_on_the_warmed
             httpx.get(f"{url}/ping", timeout=1)
         gate.touch()
         _wait(url, proc)
-        assert post(url, b"1\n").content == b"warm thread"
+        assert post(url, b"1\n").json() == {"warmed_thread": True, "anyio_backend": True}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
