@@ -366,7 +366,7 @@ def _outcome(p, data):
     try:
         obj, out = run(p, data, lambda payload: b"".join(b"7, 8\n" if b"\t" in ln else b"7,8\n"
                                                          for ln in payload.splitlines()))
-        return [b.payload for b in obj.batches], obj.records, out
+        return [b.payload for b in obj.batches], [obj.record(i) for i in range(len(obj.records or []))], out
     except DataError as e:
         return str(e)
 
