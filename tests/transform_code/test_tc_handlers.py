@@ -302,7 +302,7 @@ def test_warmup_runs_the_whole_path_and_changes_no_prediction(model_dir, model, 
     original = inference.predict_fn
     monkeypatch.setattr(inference, "predict_fn", lambda data, m: seen.append(len(data.x)) or original(data, m))
     inference.model_warmup_fn(str(model_dir), model)
-    assert seen == [inference.FORWARD_BLOCK_ROWS]
+    assert seen == [2 * inference.FORWARD_BLOCK_ROWS]
     assert run(model, body, "text/csv") == before
 
 
