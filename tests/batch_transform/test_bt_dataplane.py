@@ -357,9 +357,11 @@ _OBJECTS = [
     "é,ü,ß\nα,β,γ\n".encode(),                       # multibyte UTF-8
     b'q,"a,b",c\nr,s,t\n',                           # a quoted field: the per-record path
     b"ok,1\nbad\xff,2\n",                            # not UTF-8: the per-record path names the line
+    b"x\\\n.y\n",                                      # `\.` across two lines once assembled without "\n"
 ]
 _FILTERS = [("$", "$"), ("$[1:]", "$[0,-3:]"), ("$[1:]", "$"), ("$[0,2]", "$[-1]"), ("$[*]", "$[1:2]"),
-            ("$[1]", "$[0,1]"), ("$[5:]", "$"), ("$", "$[9]"), ("$[0:2, 3:]", "$"), ("$[0][0]", "$")]
+            ("$[1]", "$[0,1]"), ("$[5:]", "$"), ("$", "$[9]"), ("$[0:2, 3:]", "$"), ("$[0][0]", "$"),
+            ("$", "$[-1,0]"), ("$", "$[0]"), ("$[0]", "$[:1]"), ("$", "$[2:]")]
 
 
 def _outcome(p, data):
@@ -371,13 +373,15 @@ def _outcome(p, data):
         return str(e)
 
 
+@pytest.mark.parametrize("assemble", ["Line", "None"])
 @pytest.mark.parametrize("inclusive", [True, False])
 @pytest.mark.parametrize("past_end", ["error", "clip"])
 @pytest.mark.parametrize("inp, out", _FILTERS)
-def test_csv_rows_cut_by_positions_match_the_per_record_path(inp, out, past_end, inclusive, monkeypatch):
+def test_csv_rows_cut_by_positions_match_the_per_record_path(inp, out, past_end, inclusive, assemble, monkeypatch):
     """prepare/assemble's CSV path for unquoted objects (positions found once per row length)
     gives the requests, records, output and errors of the per-record path it stands in for."""
-    p = proc(inp=inp, out=out, join=True, mb=1, slice_past_end=past_end, slice_end_inclusive=inclusive)
+    p = proc(inp=inp, out=out, join=True, mb=1, slice_past_end=past_end, slice_end_inclusive=inclusive,
+             assemble=assemble)
     fast = [_outcome(p, data) for data in _OBJECTS]
     if (inp, out) == ("$[1:]", "$[0,-3:]"):
         assert dp.prepare("o", _OBJECTS[0], p).plain_csv, "the nightly's objects take the positions path"
