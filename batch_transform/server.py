@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -162,6 +163,28 @@ def _error(status: int, message: str, t0: float, n: int | None = None):
     return Response((message.rstrip("\n") + "\n").encode("utf-8"), status_code=status, media_type="text/plain")
 
 
+def warm_threads() -> int:
+    """Threads to warm: SAGEMAKER_MAX_CONCURRENT_TRANSFORMS (set when the job sets
+    MaxConcurrentTransforms: that many requests at once), else 1."""
+    raw = os.environ.get(C.MAX_CONCURRENT_TRANSFORMS_ENV, "")
+    return min(int(raw), INVOCATION_THREADS) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def _warm_up(pool: ThreadPoolExecutor, handlers: H.Handlers, n: int) -> None:
+    """model_warmup_fn once on each of n pool threads, as TorchServe warms each worker. A thread
+    has its own malloc arena, so a second thread's first request would fault in the model's
+    buffers again. The barrier holds every task until all n run, so each gets its own thread
+    (the pool starts a thread per task while none is idle)."""
+    barrier = threading.Barrier(n)
+
+    def one() -> None:
+        barrier.wait(timeout=C.CONTAINER_START_TIMEOUT_S)
+        handlers.warm_up()
+
+    for f in [pool.submit(one) for _ in range(n)]:
+        f.result()
+
+
 def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HOST) -> None:
     """Load the model once, then serve until SIGTERM/SIGINT (in-flight requests finish)."""
     import anyio  # lazy: as in build_app
@@ -174,12 +197,13 @@ def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HO
     log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
                                                "seconds": round(time.perf_counter() - t0, 3)}})
     pool = ThreadPoolExecutor(max_workers=INVOCATION_THREADS, thread_name_prefix="invocations")
-    # model_warmup_fn on the pool's first thread, which serves the next request (one at a time,
-    # or the first of several), before the port opens: the job's first mini-batch does not pay a
-    # process's first-call costs, as the service sends it only once /ping is healthy.
+    # model_warmup_fn on the pool threads that serve the job's requests, before the port opens:
+    # its first mini-batches do not pay a process's first-call costs, as the service sends them
+    # only once /ping is healthy.
     t1 = time.perf_counter()
-    pool.submit(handlers.warm_up).result()
-    log.info("model warmed up", extra={"fields": {"seconds": round(time.perf_counter() - t1, 3)}})
+    threads = warm_threads()
+    _warm_up(pool, handlers, threads)
+    log.info("model warmed up", extra={"fields": {"seconds": round(time.perf_counter() - t1, 3), "threads": threads}})
     # Request.is_disconnected, the last step of every invocation, imports anyio's asyncio backend
     # on first use: 12 ms of imports, and a job's first request waited 20-28 ms longer outside the
     # handler than the next ones (3,000 records, issue 11). Loaded here, before the port opens.

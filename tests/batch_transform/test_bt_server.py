@@ -340,3 +340,37 @@ def test_ping_is_not_healthy_until_the_warmup_ran_and_requests_run_on_the_warmed
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+_WARMUP_PER_THREAD = ("import json, threading\n"
+                      "warmed = set()\n"
+                      "both_in = threading.Barrier(2)\n"
+                      "def model_fn(model_dir):\n    return 'm'\n"
+                      "def model_warmup_fn(model_dir, model):\n    warmed.add(threading.get_ident())\n"
+                      "def transform_fn(model, data, ct, accept):\n"
+                      "    both_in.wait(timeout=30)\n"
+                      "    return json.dumps({'thread': threading.get_ident(),\n"
+                      "                       'warmed': threading.get_ident() in warmed, 'n_warmed': len(warmed)})\n")
+
+
+def test_each_of_max_concurrent_transforms_threads_is_warmed_before_ping(tmp_path):
+    """With SAGEMAKER_MAX_CONCURRENT_TRANSFORMS=2 two requests run at once, on two threads: both
+    were warmed (a thread's first request would fault in the model's buffers again)."""
+    d = _module(tmp_path, _WARMUP_PER_THREAD, "bt_handler_warm2")
+    port = free_port()
+    proc = _start(str(d), {"SAGEMAKER_PROGRAM": "bt_handler_warm2.py", C.MAX_CONCURRENT_TRANSFORMS_ENV: "2"},
+                  ["--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, proc)
+        answers: list = []
+        ts = [threading.Thread(target=lambda: answers.append(post(url, b"1\n", timeout=60).json())) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert len({a["thread"] for a in answers}) == 2, "the two requests ran at once, on two threads"
+        assert all(a["warmed"] and a["n_warmed"] == 2 for a in answers), answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
