@@ -1,7 +1,9 @@
 """Loading and driving a model's `code/inference.py` as AWS's PyTorch inference container
 does (sagemaker-inference's Transformer): pre_model_fn, model_fn and model_warmup_fn once,
 then transform_fn, or input_fn -> predict_fn -> output_fn per request. Hooks never see
-HTTP; a failure carries its status.
+HTTP; a failure carries its status. `load` runs pre_model_fn and model_fn; the server runs
+`Handlers.warm_up` (model_warmup_fn) on the thread that will serve requests, as TorchServe's
+worker runs the toolkit's initialisation in the thread that then serves.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class Handlers:
     module: object
     model: object
     default_accept: str
+    model_dir: str
+
+    def warm_up(self) -> None:
+        """The toolkit's model_warmup_fn(model_dir, model), if the module has one: once, after
+        model_fn, before the first request."""
+        if hasattr(self.module, "model_warmup_fn"):
+            _call(self.module.model_warmup_fn, self.model_dir, self.model)
 
     def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
         """One request through the hooks; returns (response body, response content type)."""
@@ -99,7 +108,8 @@ def _default_handler():
 
 
 def load(model_dir: str | Path) -> Handlers:
-    """Import `<model_dir>/code/<SAGEMAKER_PROGRAM>` with code/ on sys.path and run model_fn once."""
+    """Import `<model_dir>/code/<SAGEMAKER_PROGRAM>` with code/ on sys.path and run model_fn once;
+    the caller runs `warm_up()` before the first request."""
     model_dir = Path(model_dir)
     code = model_dir / "code"
     program = os.environ.get(C.USER_PROGRAM_ENV, C.HANDLER_PROGRAM_DEFAULT)
@@ -111,13 +121,10 @@ def load(model_dir: str | Path) -> Handlers:
     if hasattr(module, "transform_fn") and has_split:
         raise ModelLoadError(f"{code / program}: transform_fn cannot be combined with input_fn, predict_fn "
                          "or output_fn; keep one style")
-    # The toolkit's optional hooks around model_fn: pre_model_fn(model_dir) before it,
-    # model_warmup_fn(model_dir, model) after it, both once, before the first request.
+    # The toolkit's optional hook before model_fn: pre_model_fn(model_dir), once.
     if hasattr(module, "pre_model_fn"):
         _call(module.pre_model_fn, str(model_dir))
     model_fn = getattr(module, "model_fn", None) or _default_handler().default_model_fn
     model = _call(model_fn, str(model_dir))
-    if hasattr(module, "model_warmup_fn"):
-        _call(module.model_warmup_fn, str(model_dir), model)
     accept = os.environ.get(C.DEFAULT_INVOCATIONS_ACCEPT_ENV, "application/json")
-    return Handlers(module, model, accept)
+    return Handlers(module, model, accept, str(model_dir))

@@ -2,8 +2,10 @@
 
     python -m velibcast.batch_transform.server --model-dir DIR [--port P] [--host H]
 
-GET /ping answers 200 with an empty body once the model is loaded. Predictions run in a
-thread pool, so /ping answers while a mini-batch is being computed. GET
+GET /ping answers 200 with an empty body once the model is loaded and warm: the server
+listens only after model_fn, then the model's model_warmup_fn on the invocation thread pool
+(the thread a first request runs on). Predictions run in that pool, so /ping answers while a
+mini-batch is being computed. GET
 /execution-parameters answers the JSON in $VELIBCAST_EXECUTION_PARAMETERS, else 404 (as
 AWS's PyTorch container). A body larger than SAGEMAKER_MAX_PAYLOAD_IN_MB gets 413, one
 that has not fully arrived SERVER_READ_TIMEOUT_S after the headers gets 408. Logs (uvicorn's
@@ -22,8 +24,10 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from velibcast import constants as C
@@ -31,6 +35,11 @@ from velibcast.batch_transform import handlers as H
 from velibcast.timeutil import UTC, iso_millis
 
 log = logging.getLogger("velibcast.serve")
+
+# Threads that run requests: anyio's default limit, which Starlette's run_in_threadpool gave
+# before the server had its own pool (one request per thread; MaxConcurrentTransforms <= 16
+# in this project's jobs, so requests never wait for a thread).
+INVOCATION_THREADS = 40
 
 
 class _JsonFormatter(logging.Formatter):
@@ -67,10 +76,10 @@ def max_body_bytes() -> int:
     return mb * C.MB
 
 
-def build_app(handlers: H.Handlers):
+def build_app(handlers: H.Handlers, pool: ThreadPoolExecutor):
+    """`pool` runs the requests' hooks (serve() warms it up first)."""
     # lazy: the web stack loads only when a server starts (the CLI imports this module for --help)
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
     from starlette.routing import Route
@@ -108,7 +117,8 @@ def build_app(handlers: H.Handlers):
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         try:
-            out, out_type = await run_in_threadpool(handlers.invoke, body, ctype, accept)
+            out, out_type = await asyncio.get_running_loop().run_in_executor(pool, handlers.invoke, body, ctype,
+                                                                              accept)
         except Exception as e:  # every failure becomes an HTTP answer; the status says whose fault
             status = H.status_of(e)
             message = getattr(e, "message", None) or str(e) or type(e).__name__
@@ -153,20 +163,55 @@ def _error(status: int, message: str, t0: float, n: int | None = None):
     return Response((message.rstrip("\n") + "\n").encode("utf-8"), status_code=status, media_type="text/plain")
 
 
+def warm_threads() -> int:
+    """Threads to warm: SAGEMAKER_MAX_CONCURRENT_TRANSFORMS (set when the job sets
+    MaxConcurrentTransforms: that many requests at once), else 1."""
+    raw = os.environ.get(C.MAX_CONCURRENT_TRANSFORMS_ENV, "")
+    return min(int(raw), INVOCATION_THREADS) if raw.isdigit() and int(raw) > 0 else 1
+
+
+def _warm_up(pool: ThreadPoolExecutor, handlers: H.Handlers, n: int) -> None:
+    """model_warmup_fn once on each of n pool threads, as TorchServe warms each worker. A thread
+    has its own malloc arena, so a second thread's first request would fault in the model's
+    buffers again. The barrier holds every task until all n run, so each gets its own thread
+    (the pool starts a thread per task while none is idle)."""
+    barrier = threading.Barrier(n)
+
+    def one() -> None:
+        barrier.wait(timeout=C.CONTAINER_START_TIMEOUT_S)
+        handlers.warm_up()
+
+    for f in [pool.submit(one) for _ in range(n)]:
+        f.result()
+
+
 def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HOST) -> None:
     """Load the model once, then serve until SIGTERM/SIGINT (in-flight requests finish)."""
-    import uvicorn  # lazy: as in build_app
+    import anyio  # lazy: as in build_app
+    import uvicorn
 
     _setup_logging()
     port = port if port is not None else int(os.environ.get(C.BIND_TO_PORT_ENV, C.SERVER_DEFAULT_PORT))
     t0 = time.perf_counter()
     handlers = H.load(model_dir)
+    log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
+                                               "seconds": round(time.perf_counter() - t0, 3)}})
+    pool = ThreadPoolExecutor(max_workers=INVOCATION_THREADS, thread_name_prefix="invocations")
+    # model_warmup_fn on the pool threads that serve the job's requests, before the port opens:
+    # its first mini-batches do not pay a process's first-call costs, as the service sends them
+    # only once /ping is healthy.
+    t1 = time.perf_counter()
+    threads = warm_threads()
+    _warm_up(pool, handlers, threads)
+    log.info("model warmed up", extra={"fields": {"seconds": round(time.perf_counter() - t1, 3), "threads": threads}})
+    # Request.is_disconnected, the last step of every invocation, imports anyio's asyncio backend
+    # on first use: 12 ms of imports, and a job's first request waited 20-28 ms longer outside the
+    # handler than the next ones (3,000 records, issue 11). Loaded here, before the port opens.
+    anyio.run(anyio.sleep, 0)
     # The model's objects (torch: ~170,000) live as long as the server: out of the cyclic GC's
     # view, a full collection during a request no longer scans them (0.11 s each, issue 11).
     gc.freeze()
-    log.info("model loaded", extra={"fields": {"model_dir": str(model_dir),
-                                               "seconds": round(time.perf_counter() - t0, 3)}})
-    config = uvicorn.Config(build_app(handlers), host=host, port=port, access_log=False, log_level="warning",
+    config = uvicorn.Config(build_app(handlers, pool), host=host, port=port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off",
                             log_config=None)  # keep _setup_logging's JSON handlers
     log.info("serving", extra={"fields": {"host": host, "port": port, "max_body_bytes": max_body_bytes(),

@@ -14,7 +14,8 @@ on the weights. Input: the real nightly's windows (the one window path on sample
   ic2_mct1     the same records in 4 objects (1 MB payloads) on 2 instances, vs ic1_mct1:
                each server gets T / instances threads; goal: not slower (>= 1.0).
   ic1_mct2     one instance, two requests at once, vs ic1_mct1 (one run, reported only).
-Each ratio is min(case) / min(floor) over --reps interleaved repetitions, with the spread.
+Each ratio is min(case) / min(floor) over --reps interleaved repetitions, with the spread,
+then the median of the repetitions' own ratios (each pairs cases measured seconds apart).
 The profile (CPU seconds of each step in one process, same records) says where the time goes
 between the floor and the job; the rest of the job's time is HTTP, object I/O and waiting.
 """
@@ -25,6 +26,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,6 +199,14 @@ def report(n: int, threads: int, runs: dict[str, list[dict]], profile: dict[str,
     print(f"  ratio 2 instances x {max(1, threads // 2)} thread(s) / 1 instance x {threads} = {r_ic:.2f}; "
           f"goal >= {GOAL_INSTANCES}: {'met' if r_ic >= GOAL_INSTANCES else 'NOT met'}")
     print(f"  ratio MaxConcurrentTransforms 2 / 1 (one instance) = {r_mct:.2f} (reported)")
+    # The mins above come from different moments; on a shared machine one case can catch two
+    # free cores and the other not (floor 0.21 s with both cores, 0.37-0.42 s with one). Each
+    # repetition's own ratio, its neighbours measured within seconds, says how steady that is.
+    paired_mr = sorted(f / j for f, j in zip(secs["floor"], secs["multirecord"]))
+    paired_ic = sorted(one / two for one, two in zip(secs["ic1_mct1"], secs["ic2_mct1"]))
+    print(f"  per repetition: multirecord / floor median {statistics.median(paired_mr):.2f} "
+          f"({paired_mr[0]:.2f}..{paired_mr[-1]:.2f}); ic2_mct1 / ic1_mct1 median "
+          f"{statistics.median(paired_ic):.2f} ({paired_ic[0]:.2f}..{paired_ic[-1]:.2f})")
     total = sum(profile.values())
     print(f"  profile, CPU seconds in one process ({total:.3f} s in all):")
     for name, s in profile.items():
@@ -204,7 +214,9 @@ def report(n: int, threads: int, runs: dict[str, list[dict]], profile: dict[str,
     print(f"    job ProcessingSeconds (best) {best['multirecord']:.3f} s; the rest is HTTP framing, object "
           "reads/writes and waiting for the cores")
     return {"records": n, "threads": threads, "load_average": os.getloadavg()[0], "runs": runs, "rates": rate,
-            "profile_cpu_s": profile, "ratios": {"multirecord_vs_floor": r_mr, "ic2_vs_ic1": r_ic, "mct2_vs_mct1": r_mct}}
+            "profile_cpu_s": profile, "ratios": {"multirecord_vs_floor": r_mr, "ic2_vs_ic1": r_ic, "mct2_vs_mct1": r_mct,
+                                                 "multirecord_vs_floor_per_rep": paired_mr,
+                                                 "ic2_vs_ic1_per_rep": paired_ic}}
 
 
 def main() -> None:

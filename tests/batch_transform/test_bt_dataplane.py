@@ -346,3 +346,45 @@ def test_no_input_filter_passes_each_record_s_bytes_through():
     assert dp.prepare("o", data, p).batches[0].payload == data
     csv = b'x, 1,"q"\n'
     assert dp.prepare("o", csv, proc(join=True)).batches[0].payload == csv
+
+
+# ------------------------------------------------------------ CSV rows cut by column positions
+_OBJECTS = [
+    b"id1,1,2,3\nid2,4,5,6\n",                       # the nightly's shape
+    b"id1,1,2,3\r\nid2,4,5,6\r\nid3,7,8,9",         # CRLF, no final newline
+    b"a,b\nc\n\nd,e,f,g\n",                          # rows of several lengths and an empty one
+    b"x, y,z\nu,\\.,v\nw,\tt,s\n",                   # fields that need quotes when re-encoded
+    "é,ü,ß\nα,β,γ\n".encode(),                       # multibyte UTF-8
+    b'q,"a,b",c\nr,s,t\n',                           # a quoted field: the per-record path
+    b"ok,1\nbad\xff,2\n",                            # not UTF-8: the per-record path names the line
+    b"x\\\n.y\n",                                      # `\.` across two lines once assembled without "\n"
+]
+_FILTERS = [("$", "$"), ("$[1:]", "$[0,-3:]"), ("$[1:]", "$"), ("$[0,2]", "$[-1]"), ("$[*]", "$[1:2]"),
+            ("$[1]", "$[0,1]"), ("$[5:]", "$"), ("$", "$[9]"), ("$[0:2, 3:]", "$"), ("$[0][0]", "$"),
+            ("$", "$[-1,0]"), ("$", "$[0]"), ("$[0]", "$[:1]"), ("$", "$[2:]")]
+
+
+def _outcome(p, data):
+    try:
+        obj, out = run(p, data, lambda payload: b"".join(b"7, 8\n" if b"\t" in ln else b"7,8\n"
+                                                         for ln in payload.splitlines()))
+        return [b.payload for b in obj.batches], [obj.record(i) for i in range(len(obj.records or []))], out
+    except DataError as e:
+        return str(e)
+
+
+@pytest.mark.parametrize("assemble", ["Line", "None"])
+@pytest.mark.parametrize("inclusive", [True, False])
+@pytest.mark.parametrize("past_end", ["error", "clip"])
+@pytest.mark.parametrize("inp, out", _FILTERS)
+def test_csv_rows_cut_by_positions_match_the_per_record_path(inp, out, past_end, inclusive, assemble, monkeypatch):
+    """prepare/assemble's CSV path for unquoted objects (positions found once per row length)
+    gives the requests, records, output and errors of the per-record path it stands in for."""
+    p = proc(inp=inp, out=out, join=True, mb=1, slice_past_end=past_end, slice_end_inclusive=inclusive,
+             assemble=assemble)
+    fast = [_outcome(p, data) for data in _OBJECTS]
+    if (inp, out) == ("$[1:]", "$[0,-3:]"):
+        assert dp.prepare("o", _OBJECTS[0], p).plain_csv, "the nightly's objects take the positions path"
+    monkeypatch.setattr(dp, "_prepare_plain_csv", lambda *a: None)
+    monkeypatch.setattr(dp, "_join_plain_csv", lambda *a: None)
+    assert fast == [_outcome(p, data) for data in _OBJECTS]

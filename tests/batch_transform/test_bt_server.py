@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -240,7 +241,7 @@ def test_execution_parameters_404_when_unset(model_dir, monkeypatch):
     import asyncio
 
     monkeypatch.delenv(C.EXECUTION_PARAMETERS_ENV, raising=False)
-    app = server.build_app(H.load(model_dir))
+    app = server.build_app(H.load(model_dir), ThreadPoolExecutor(max_workers=1))
 
     async def get():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bt") as c:
@@ -302,4 +303,74 @@ def test_pre_model_and_warmup_hooks_run_once_around_model_fn(tmp_path, monkeypat
     d = _module(tmp_path, src, "bt_handler_hooks")
     monkeypatch.setenv("SAGEMAKER_PROGRAM", "bt_handler_hooks.py")
     h = H.load(d)
+    assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model", "load leaves the warm-up to the server"
+    h.warm_up()
     assert h.invoke(b"", "text/csv", "text/csv")[0] == b"pre,model,warmup:m"
+
+
+_WARMUP_GATED = ("import json, os, pathlib, sys, threading, time\n"
+                 "warm = {}\n"
+                 "def model_fn(model_dir):\n    return 'm'\n"
+                 "def model_warmup_fn(model_dir, model):\n"
+                 "    gate = pathlib.Path(os.environ['BT_WARMUP_GATE'])\n"
+                 "    while not gate.exists():\n        time.sleep(0.02)\n"
+                 "    warm['thread'] = threading.get_ident()\n"
+                 "def transform_fn(model, data, ct, accept):\n"
+                 "    return json.dumps({'warmed_thread': warm.get('thread') == threading.get_ident(),\n"
+                 "                       'anyio_backend': 'anyio._backends._asyncio' in sys.modules})\n")
+
+
+def test_ping_is_not_healthy_until_the_warmup_ran_and_requests_run_on_the_warmed_thread(tmp_path):
+    """The service sends work once /ping is 200: the model's warm-up must be over by then, the
+    first request must run on the thread it warmed, and what the request path loads on first
+    use (anyio's backend, for Request.is_disconnected) is loaded already."""
+    d = _module(tmp_path, _WARMUP_GATED, "bt_handler_warm")
+    gate = tmp_path / "gate"
+    port = free_port()
+    proc = _start(str(d), {"SAGEMAKER_PROGRAM": "bt_handler_warm.py", "BT_WARMUP_GATE": str(gate)},
+                  ["--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _log_lines(proc, "model loaded"), "model_fn ran"
+        with pytest.raises(httpx.TransportError):  # the warm-up waits for the gate: nothing listens yet
+            httpx.get(f"{url}/ping", timeout=1)
+        gate.touch()
+        _wait(url, proc)
+        assert post(url, b"1\n").json() == {"warmed_thread": True, "anyio_backend": True}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+_WARMUP_PER_THREAD = ("import json, threading\n"
+                      "warmed = set()\n"
+                      "both_in = threading.Barrier(2)\n"
+                      "def model_fn(model_dir):\n    return 'm'\n"
+                      "def model_warmup_fn(model_dir, model):\n    warmed.add(threading.get_ident())\n"
+                      "def transform_fn(model, data, ct, accept):\n"
+                      "    both_in.wait(timeout=30)\n"
+                      "    return json.dumps({'thread': threading.get_ident(),\n"
+                      "                       'warmed': threading.get_ident() in warmed, 'n_warmed': len(warmed)})\n")
+
+
+def test_each_of_max_concurrent_transforms_threads_is_warmed_before_ping(tmp_path):
+    """With SAGEMAKER_MAX_CONCURRENT_TRANSFORMS=2 two requests run at once, on two threads: both
+    were warmed (a thread's first request would fault in the model's buffers again)."""
+    d = _module(tmp_path, _WARMUP_PER_THREAD, "bt_handler_warm2")
+    port = free_port()
+    proc = _start(str(d), {"SAGEMAKER_PROGRAM": "bt_handler_warm2.py", C.MAX_CONCURRENT_TRANSFORMS_ENV: "2"},
+                  ["--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, proc)
+        answers: list = []
+        ts = [threading.Thread(target=lambda: answers.append(post(url, b"1\n", timeout=60).json())) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert len({a["thread"] for a in answers}) == 2, "the two requests ran at once, on two threads"
+        assert all(a["warmed"] and a["n_warmed"] == 2 for a in answers), answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -291,3 +291,34 @@ def test_a_contract_1_record_is_400_naming_the_renamed_field(model, features):
     assert e.status_code == 400
     assert "line 2, field non_working_day: missing, but is_weekend is given" in e.message
     assert "velibcast windows" in e.message
+
+
+def test_warmup_runs_the_whole_path_and_changes_no_prediction(model_dir, model, features, to_csv, monkeypatch):
+    """model_warmup_fn (run once by the server before /ping is healthy) sends valid records
+    through input_fn -> predict_fn -> output_fn, and the model answers the same afterwards."""
+    body = to_csv(features(600, seed=7))
+    before = run(model, body, "text/csv")
+    seen, hooks = [], []
+    original = model.predict
+    monkeypatch.setattr(model, "predict", lambda x: seen.append(len(x)) or original(x))
+    monkeypatch.setattr(inference, "predict_fn", lambda *a: hooks.append(a))
+    inference.model_warmup_fn(str(model_dir), model)
+    assert seen == [2 * inference.FORWARD_BLOCK_ROWS]
+    assert hooks == [], "a module wrapping predict_fn (the fault tests count its calls) sees requests only"
+    monkeypatch.undo()
+    assert run(model, body, "text/csv") == before
+
+
+@pytest.mark.parametrize("field", ["7", " 7", "7.0 ", "7e0", "+7", "7_0", "٧", "\t7"])
+def test_csv_read_by_numpy_or_field_by_field_gives_the_same_records(features, to_csv, field, monkeypatch):
+    """_parse_csv reads with np.loadtxt and falls back to float() field by field (which also
+    accepts `7_0` and non-ASCII digits): same matrix either way."""
+    lines = to_csv(features(5)).splitlines()
+    lines[2] = ",".join([field] + lines[2].split(",")[1:])
+    text = "\n".join(lines) + "\n"
+    fast = velib_codec._parse_csv(text)
+
+    def refuse(*a, **k):
+        raise ValueError("field by field")
+    monkeypatch.setattr(velib_codec.np, "loadtxt", refuse)
+    assert np.array_equal(fast, velib_codec._parse_csv(text))
