@@ -131,7 +131,7 @@ def table(p: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--work", default=str(REPO / "bench" / ".work"))
     ap.add_argument("--write", help="also write the plan as Markdown to this file (docs/capacity-plan.md)")
     a = ap.parse_args()

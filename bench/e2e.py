@@ -1,6 +1,6 @@
 """bench/e2e: `velibcast run` for one night on the embedded default, from process start to exit.
 
-    .venv/bin/python bench/e2e.py [--reps 3]
+    .venv/bin/python bench/e2e.py [--reps 5]
 
 configs/local.yaml with only store.root moved to a fresh temporary folder per repetition
 (holding the bundled sample's snapshots and a model of the real network's size, untrained and
@@ -151,7 +151,7 @@ def _spread(xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     # The server this bench keeps up, like the runs' own: no telemetry calls to the network.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
