@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 
 from velibcast import constants as C
 from velibcast import storage as st
-from velibcast.datasets.csv_tokens import token_matrix
+from velibcast.datasets.csv_tokens import packed, token_matrix
 from velibcast.datasets.jsonio import dumps_bytes, loads
-from velibcast.datasets.records import ShardWriter, layout_for
+from velibcast.datasets.records import ShardWriter, layout_for, record_id_parts
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.windows import WindowBatch, WindowSummary, iter_window_batches
 from velibcast.errors import DataError
@@ -53,11 +53,9 @@ def index_rows(batch: WindowBatch) -> pa.RecordBatch:
     a fresh `velibcast windows` process (half the real nightly's assembly).
     """
     n = len(batch)
-    codes = token_matrix(batch.code_bytes)
-    suffix = np.frombuffer(("@" + batch.origin_label).encode(), dtype=np.uint8)
     return pa.record_batch([
-        _strings(np.concatenate([codes, np.broadcast_to(suffix, (n, len(suffix)))], axis=1)),
-        _strings(codes),
+        _strings(np.concatenate(record_id_parts(batch), axis=1)),
+        _strings(token_matrix(batch.code_bytes)),
         _from_buffer(pa.timestamp("us", tz="UTC"), n, np.full(n, int(batch.origin_ts.timestamp() * 1_000_000), np.int64)),
         _from_buffer(pa.int32(), n, batch.capacity.astype(np.int32)),
         _from_buffer(pa.bool_(), n, np.packbits(batch.unknown_station, bitorder="little")),  # Arrow's bit order
@@ -71,7 +69,7 @@ def _strings(rows: np.ndarray) -> pa.Array:
     0.1 ms for a 1,200-record batch."""
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(np.count_nonzero(rows, axis=1), out=offsets[1:])
-    return pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(rows.tobytes().translate(None, b"\0")))
+    return pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(packed(rows)))
 
 
 def _from_buffer(type_: pa.DataType, n: int, data: np.ndarray) -> pa.Array:

@@ -58,6 +58,11 @@ def join_rows(parts: list[np.ndarray]) -> bytes:
         return b""
     tail = np.array(parts[-1], copy=True)
     tail[np.arange(n), tail.shape[1] - 1 - np.argmax(tail[:, ::-1] != 0, axis=1)] = ord("\n")
-    # bytes.translate drops the NULs in one C loop: 2.7x faster than a boolean mask (40 MB: 0.06 s
-    # against 0.16 s), 1.2 s of the 100,000-station case
-    return np.concatenate([*parts[:-1], tail], axis=1).tobytes().translate(None, b"\0")
+    return packed(np.concatenate([*parts[:-1], tail], axis=1))
+
+
+def packed(m: np.ndarray) -> bytes:
+    """A NUL-padded uint8 matrix's bytes without the NULs, row after row. bytes.translate drops
+    them in one C loop: 2.7x faster than a boolean mask (40 MB: 0.06 s against 0.16 s), 1.2 s
+    of the 100,000-station case."""
+    return m.tobytes().translate(None, b"\0")

@@ -88,15 +88,20 @@ def layout_for(fmt: str) -> TransformLayout:
 
 
 # ---------------------------------------------------------------- encoding window batches
+def record_id_parts(batch, end: str = "") -> list[np.ndarray]:
+    """The batch's record ids (`<code>@<origin>` + end) as token matrices side by side, NUL-padded,
+    for the CSV shards and the record index alike. Not numpy.char: its first import was 1.5 ms
+    of a fresh process's assembly."""
+    suffix = np.frombuffer(("@" + batch.origin_label + end).encode(), dtype=np.uint8)
+    return [token_matrix(batch.code_bytes), np.broadcast_to(suffix, (len(batch), len(suffix)))]
+
+
 def csv_rows(batch) -> bytes:
     """The batch's CSV lines (no header: Batch Transform would send it to the model as a record)."""
     n = len(batch)
     if not n:
         return b""
-    # numpy.char is not used: its first import was 1.5 ms of a fresh process's assembly
-    suffix = np.frombuffer(("@" + batch.origin_label + ",").encode(), dtype=np.uint8)
-    parts = [token_matrix(batch.code_bytes), np.broadcast_to(suffix, (n, len(suffix))),
-             token_matrix(int_tokens(batch.history.reshape(-1)).reshape(n, -1))]
+    parts = [*record_id_parts(batch, ","), token_matrix(int_tokens(batch.history.reshape(-1)).reshape(n, -1))]
     for name in STATIC_FEATURES:
         if name in batch.float_text:
             parts.append(token_matrix(batch.float_text[name]))

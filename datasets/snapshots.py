@@ -559,8 +559,9 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     of this function's 0.48 ms on a 1,400-line snapshot.
     """
     n = len(dues)
-    # NUL-separated: 25 ASCII characters each exactly when the length is 26 n - 1 and the only
-    # NULs are the separators (a NUL or a non-ASCII character in a duedate breaks one or the other)
+    # NUL-separated, every duedate is 25 ASCII characters exactly when the length is 26 n - 1, the
+    # only NULs are the n - 1 separators and they sit at every 26th byte (a NUL, a non-ASCII
+    # character or one duedate longer than another breaks one of the three)
     blob = "\0".join(dues).encode()
     if len(blob) != 26 * n - 1 or blob.count(0) != n - 1:
         return None
