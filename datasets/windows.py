@@ -473,9 +473,11 @@ def iter_state_grids(
 
     The one path from snapshots to hourly states: serving windows read it with lookahead 0,
     training samples with the forecast horizons as lookahead. Each snapshot is parsed once.
-    With grid_cells_max, the first chunk is one origin; later chunks hold as many origins
-    (up to chunk_hours) as keep stations x grid hours under it, so memory follows the
-    network's size, not only the range (100,000 stations: 7 origins a chunk).
+    With grid_cells_max, a chunk holds as many origins (up to chunk_hours) as keep stations x
+    grid hours under it, so memory follows the network's size, not only the range (100,000
+    stations: 7 origins a chunk). The stations are counted in the snapshots of the first
+    origin's hours, which the first chunk reads anyway: sized before any was read, the first
+    chunk was one origin, and the real nightly built two grids where one holds it (~10 ms).
     """
     policy = policy or ValidationPolicy()
     summary = summary if summary is not None else WindowSummary()
@@ -490,6 +492,9 @@ def iter_state_grids(
     while k < len(origins):
         size = chunk_hours
         if grid_cells_max is not None:
+            if k == 0:
+                first = origins_for_range(origins[0] - (HISTORY_LEN - 1) * HOUR, origins[0] + ahead + HOUR)
+                source.between(*snapshot_span(first, max_staleness))
             n_st = len(source.registry.codes)
             fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
             size = max(1, min(chunk_hours, fits))

@@ -20,9 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from velibcast import constants as C
+from velibcast import storage as st
 from velibcast.datasets.jsonio import dumps_bytes
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import SnapshotRef, parse_snapshot, parse_snapshot_columns
+from velibcast.datasets.snapshots import (
+    SnapshotRef,
+    _clean_typed,
+    _line_count,
+    list_snapshots,
+    parse_snapshot,
+    parse_snapshot_columns,
+)
 from velibcast.errors import DataError
 from velibcast.timeutil import UTC
 
@@ -210,3 +218,39 @@ def test_known_codes_skip_the_pattern_check_but_not_the_duplicate_check():
     assert dup.codes == ["1001", "1003"] and report.counts["duplicate_station"] == 1  # found by the record path
     new = parse_snapshot_columns(snap(["1001", "16,107"]), REF, ValidationPolicy(), report, known)
     assert new.codes == ["1001"] and report.counts["bad_station_code"] == 1  # an unknown code is checked
+
+
+def test_every_bundled_real_snapshot_takes_the_fast_path():
+    """The parity property holds trivially if the fast path always gives up: the real feed must not."""
+    root = str(st.local_path(__file__).parents[2] / "sample_data")
+    storage = st.Storage()
+    refs = list_snapshots(storage, root, datetime(2022, 5, 22, tzinfo=UTC), datetime(2022, 5, 28, tzinfo=UTC))
+    with mock.patch("velibcast.datasets.snapshots.parse_snapshot", side_effect=AssertionError("record path")):
+        for ref in refs[::7]:
+            cols = parse_snapshot_columns(storage.read_bytes(ref.uri), ref, ValidationPolicy(), SkipReport())
+            assert len(cols) > 1000
+
+
+@pytest.mark.parametrize("body, lines", [
+    (b'{"a":1}', 1), (b'{"a":1}\n{"a":2}', 2), (b'{"a":"}\\n{"}\n{"a":2}', 2),
+    (b'\n{"a":1}', None),                 # a blank first line
+    (b'{"a":1}\n\n{"a":2}', None),        # a blank line inside
+    (b'{"a":1}\r\n{"a":2}', None),        # CRLF: the record path reads it
+    (b'{"a":1} \n{"a":2}', None), (b'{"a":1}\n {"a":2}', None),
+    (b'{"a":\n1}', None),                 # a value across two lines
+])
+def test_lines_are_decoded_as_one_stream_only_between_a_close_and_an_open_brace(body, lines):
+    assert _line_count(body, len(body)) == lines
+
+
+def test_two_values_on_one_line_are_not_read_as_two_lines():
+    """Three lines holding three values, one line holding two: the stream has four, the lines three."""
+    recs = [dict(stationcode=str(1000 + i), name="n", is_installed="OUI", capacity=30, numdocksavailable=10,
+                 numbikesavailable=5, mechanical=5, ebike=0, is_renting="OUI", is_returning="OUI",
+                 duedate="2022-05-23T10:00:00+02:00", coordonnees_geo={"lat": 48.85, "lon": 2.35}) for i in range(4)]
+    lines = [dumps_bytes(r) for r in recs]
+    raw = lines[0] + b"\n" + lines[1] + lines[2] + b"\n" + lines[3] + b"\n"
+    assert _line_count(raw, len(raw) - 1) == 3 and _clean_typed(raw, REF) is None
+    report = SkipReport()
+    cols = parse_snapshot_columns(gzip.compress(raw, mtime=0), REF, ValidationPolicy(), report)
+    assert cols.codes == ["1000", "1003"] and report.counts == {"bad_json": 1}

@@ -19,17 +19,18 @@ from tests.datasets.ds_helpers import rec, utc
 from tests.helpers import REPO
 from velibcast import constants as C
 from velibcast.datasets.assemble import assemble_transform_inputs
-from velibcast.datasets.report import ValidationPolicy
+from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import (
     build_state_grid,
     history_hours,
+    iter_state_grids,
     origins_for_range,
     origins_for_run_date,
     static_time_features,
 )
 from velibcast.timeutil import iso_minute, parse_iso_minute, parse_key_time
-from velibcast.transform_code.velib_features import FEATURE_COLUMNS, UNKNOWN_STATION_INDEX
+from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
 
 H = timedelta(hours=1)
 
@@ -308,3 +309,15 @@ def test_a_station_that_moves_between_chunks_gets_its_new_coordinates(any_root, 
         rows, _, _ = assembled(storage, any_root, origins, chunk_hours=chunk_hours, out=f"{any_root}/c{chunk_hours}")
         lats = {rid: row[-2] for rid, row in rows.items() if rid.startswith("A@")}
         assert lats == {f"A@{iso_minute(t)}": 48.85 if t <= T0 + 28 * H else 48.9 for t in origins}, chunk_hours
+
+
+def test_chunks_are_sized_by_the_stations_of_the_first_origins_hours(real_store, storage):
+    """The real nightly fits one grid; a cap on grid cells sizes every chunk, the first included."""
+    origins = origins_for_run_date(date(2022, 5, 25))
+    sizes = [len(chunk) for chunk, _ in iter_state_grids(storage, real_store, origins, SkipReport())]
+    assert sizes == [24]
+    n_st = 1415  # the stations of 2022-05-23..25
+    capped = [(len(chunk), grid.bikes.size) for chunk, grid in iter_state_grids(
+        storage, real_store, origins, SkipReport(), grid_cells_max=n_st * (HISTORY_LEN - 1 + 5))]
+    assert [n for n, _ in capped] == [5, 5, 5, 5, 4]
+    assert all(cells <= n_st * (HISTORY_LEN - 1 + 5) for _, cells in capped)
