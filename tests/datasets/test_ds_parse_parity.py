@@ -27,6 +27,7 @@ from velibcast.datasets.snapshots import (
     SnapshotRef,
     _clean_typed,
     _line_count,
+    _obs_seconds_fixed,
     list_snapshots,
     parse_snapshot,
     parse_snapshot_columns,
@@ -254,3 +255,37 @@ def test_two_values_on_one_line_are_not_read_as_two_lines():
     report = SkipReport()
     cols = parse_snapshot_columns(gzip.compress(raw, mtime=0), REF, ValidationPolicy(), report)
     assert cols.codes == ["1000", "1003"] and report.counts == {"bad_json": 1}
+
+
+EDGE_DUEDATES = ["2022-05-23T12:00:00+02:00", "2024-02-29T10:00:00+00:00", "2022-02-29T10:00:00+00:00",
+                 "2022-04-31T10:00:00+00:00", "2022-13-01T10:00:00+00:00", "2022-00-10T10:00:00+00:00",
+                 "2022-05-00T10:00:00+00:00", "2022-05-23T24:00:00+00:00", "2022-05-23T23:60:00+00:00",
+                 "2022-05-23T23:59:60+00:00", "2022-05-23T23:59:59-23:59", "2022-05-23T01:00:00+00:60",
+                 "2022-05-23T01:00:00+23:99", "2022-05-23T01:00:00+24:00", "2022-05-23T1a:00:00+00:00",
+                 "2022-05-23T10:00:00+0a:00", "0000-05-23T10:00:00+00:00", "0001-01-01T00:00:00+00:00",
+                 "1970-01-01T00:00:00+00:00", "1969-12-31T23:59:59+00:00", "2022-05-23T10:00:00,00:00",
+                 "2022-05-23 10:00:00+00:00", "2022-05-23T10:00:00+02:00".replace("-", "/", 1),
+                 "２022-05-23T10:00:00+00:00", "2022-05-23T10:00:00\x00+0:00"]
+
+
+@pytest.mark.parametrize("due", EDGE_DUEDATES)
+def test_duedates_read_by_position_agree_with_fromisoformat(due):
+    """The strided-bytes reader (_obs_seconds_fixed) gives fromisoformat's epoch where the record
+    path accepts the duedate, else gives up; alone and beside a plain duedate (all or nothing)."""
+    plain = "2022-05-23T11:00:00+02:00"
+    try:
+        want = datetime.fromisoformat(due)
+        expected = int(want.timestamp()) if want.tzinfo and 0 <= want.timestamp() <= CAPTURE.timestamp() else None
+    except ValueError:
+        expected = None
+    for dues in ([due], [plain, due], [due, plain, plain]):
+        got = _obs_seconds_fixed(dues, REF)
+        if expected is None:
+            assert got is None, dues
+        elif due[10] == "T":  # the reader's own shape: it must not give up either
+            assert got is not None and got.tolist()[dues.index(due)] == expected and got.dtype == np.int64
+        else:  # another shape fromisoformat reads (a space for T): the record path reads it
+            assert got is None
+    east_west = _obs_seconds_fixed(["2022-05-23T12:00:00+02:00", "2022-05-23T06:00:00-02:00"], REF)
+    assert east_west is not None and east_west.tolist() == [
+        int(datetime(2022, 5, 23, 10, tzinfo=UTC).timestamp()), int(datetime(2022, 5, 23, 8, tzinfo=UTC).timestamp())]
