@@ -107,6 +107,12 @@ class _IndexWriter:
         self._flush()
         self.writer.close()
 
+    def abandon(self) -> None:
+        """Close the Parquet writer while its file is open, on any path: left to the garbage
+        collector after a failed run, it wrote its footer to the closed temporary file."""
+        if self.writer.is_open:
+            self.writer.close()
+
 
 def assemble_transform_inputs(
     storage: st.Storage,
@@ -138,16 +144,20 @@ def assemble_transform_inputs(
     # was ~30 MB of the 100,000-station peak.
     with tempfile.TemporaryFile() as index_buf:
         index = _IndexWriter(index_buf) if index_uri else None
-        for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
-                                         max_staleness, policy, summary, observers, chunk_hours):
-            writer.add(batch)
+        try:
+            for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
+                                             max_staleness, policy, summary, observers, chunk_hours):
+                writer.add(batch)
+                if index is not None:
+                    index.add(index_rows(batch))
+            shards = writer.close(manifest_uri)
+            if index is not None and index_uri:  # an index is written exactly when index_uri is given
+                index.close()
+                index_buf.seek(0)
+                storage.write_bytes(index_uri, index_buf.read(), content_type="application/vnd.apache.parquet")
+        finally:
             if index is not None:
-                index.add(index_rows(batch))
-        shards = writer.close(manifest_uri)
-        if index is not None and index_uri:  # an index is written exactly when index_uri is given
-            index.close()
-            index_buf.seek(0)
-            storage.write_bytes(index_uri, index_buf.read(), content_type="application/vnd.apache.parquet")
+                index.abandon()
     result = {
         "snapshots_root": snapshots_root,
         "first_origin": f"{iso_minute(min(origins))}" if origins else None,

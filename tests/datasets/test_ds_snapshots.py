@@ -26,6 +26,10 @@ def test_keys_in_both_layouts():
     assert snapshot_uri("s3://b/r", ts) == "s3://b/r/velib/snapshots/date=2022-05-23/2022-05-23T02-26-46Z.jsonl.gz"
     assert capture_ts_from_key(snapshot_uri("/x", ts)) == ts
     assert capture_ts_from_key("/x/velib/snapshots/notes.txt") is None
+    for name in ["2022-05-23T02-26-46Z.jsonl", "2022-05-23T02-26-46Z.jsonl.gz.tmp", "2022-05-23T2-26-46Z.jsonl.gz",
+                 "٢٠٢٢-05-23T02-26-46Z.jsonl.gz", "2022-05-23T02-26-46z.jsonl.gz", "x2022-05-23T02-26-46Z.jsonl.gz",
+                 "2022-05-23T25-26-46Z.jsonl.gz", ".jsonl.gz"]:
+        assert capture_ts_from_key(f"/x/velib/snapshots/{name}") is None, name
 
 
 def test_list_by_capture_time_reads_both_layouts_and_only_needed_days(any_root, storage):

@@ -5,6 +5,7 @@ nightly flow, the CLI and the bench run) wrote: the CSV shards and the record in
 """
 
 import bisect
+import gc
 import gzip
 import io
 import json
@@ -14,13 +15,14 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from tests.datasets.ds_helpers import rec, utc
 from tests.helpers import REPO
 from velibcast import constants as C
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import write_snapshot
+from velibcast.datasets.snapshots import snapshot_uri, write_snapshot
 from velibcast.datasets.windows import (
     build_state_grid,
     history_hours,
@@ -29,6 +31,7 @@ from velibcast.datasets.windows import (
     origins_for_run_date,
     static_time_features,
 )
+from velibcast.errors import DataError
 from velibcast.timeutil import iso_minute, parse_iso_minute, parse_key_time
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
 
@@ -321,3 +324,21 @@ def test_chunks_are_sized_by_the_stations_of_the_first_origins_hours(real_store,
         storage, real_store, origins, SkipReport(), grid_cells_max=n_st * (HISTORY_LEN - 1 + 5))]
     assert [n for n, _ in capped] == [5, 5, 5, 5, 4]
     assert all(cells <= n_st * (HISTORY_LEN - 1 + 5) for _, cells in capped)
+
+
+def test_a_failed_assembly_leaves_no_index_writer_behind(tmp_path, storage, monkeypatch):
+    """A run that fails mid-way closes its record index writer while the index's temporary file
+    is open: left to the garbage collector, it wrote its footer to a closed file ("Exception
+    ignored in ParquetWriter.__del__", seen in another test's warnings)."""
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 30, lambda i, cap: [rec(c, due=due(cap)) for c in "AB"])
+    bad = T0 + 27 * H + timedelta(minutes=10)
+    storage.write_bytes(snapshot_uri(root, bad, layout="flat"), b"not gzip")
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with pytest.raises(DataError, match="corrupt_gzip|cannot gunzip"):
+        assemble_transform_inputs(storage, root, [T0 + (24 + k) * H for k in range(6)], root + "/in",
+                                  index_uri=root + "/index.parquet", policy=ValidationPolicy(on_bad_object="fail"))
+    gc.collect()
+    assert [str(u.exc_value) for u in ignored] == []
+    assert not storage.exists(root + "/index.parquet")
