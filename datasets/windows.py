@@ -351,12 +351,22 @@ class WindowBatch:
         return [[*h, *s] for h, s in zip(self.history.tolist(), zip(*static))]
 
 
-def _count(report: SkipReport, reason: str, mask: np.ndarray | np.bool_, grid: StateGrid, t: datetime, detail: str) -> None:
-    n = int(mask.sum())
-    if not n:
-        return
-    first = [grid.station_codes[i] for i in np.flatnonzero(mask)[: report.max_examples]]
-    report.add(reason, f"origin {iso_minute(t)}", f"{detail}; e.g. stations {', '.join(first)}", n=n)
+def _count(report: SkipReport, reason: str, mask: np.ndarray, n: int, grid: StateGrid, where: str,
+           detail: str) -> None:
+    if n:
+        first = [grid.station_codes[i] for i in np.flatnonzero(mask)[: report.max_examples]]
+        report.add(reason, where, f"{detail}; e.g. stations {', '.join(first)}", n=n)
+
+
+def _whole_history(mask: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(stations, origins): mask holds at every hour of t-23h..t, for the origins ending at hours `ends`.
+
+    By a running count of the hours that fail, for every origin at once: two .all() over a
+    24-hour slice per origin were ~0.1 ms of each origin's 0.6 ms on the real nightly.
+    """
+    fails = np.zeros((mask.shape[0], mask.shape[1] + 1), dtype=np.int32)
+    np.cumsum(~mask, axis=1, out=fails[:, 1:])
+    return fails[:, ends + 1] == fails[:, ends + 1 - HISTORY_LEN]
 
 
 class CoordText:
@@ -386,40 +396,47 @@ def batches_from_grid(
     code_bytes = np.array([c.encode() for c in grid.station_codes], dtype="S")
     # lat/lon text for the CSV shards, formatted once per grid rather than once per window
     lat_text, lon_text = (coord_text or CoordText()).of(grid)
-    last = len(grid.hours) - 1
     index = np.array([station_index.get(c, -1) for c in grid.station_codes], dtype=np.int64)
     on_grid = set(grid.station_codes)
     missing = sorted(c for c in station_index if c not in on_grid)
-    for t in origins:
-        j = grid.hour_pos(t)
+    ends = np.array([grid.hour_pos(t) for t in origins], dtype=np.int64)
+    for t, j in zip(origins, ends.tolist()):
         if j < HISTORY_LEN - 1:
             raise ValueError(f"origin {iso_minute(t)} needs {HISTORY_LEN - 1} h of history before it on the grid")
-        sl = slice(j - HISTORY_LEN + 1, j + 1)
-        all_present = grid.present[:, sl].all(axis=1)
-        all_usable = grid.usable[:, sl].all(axis=1)
-        inst, rent = grid.installed[:, j], grid.renting[:, j]
-        _count(report, "missing_history", ~all_present, grid, t, "no record at or before some hour of t-23h..t")
-        _count(report, "stale_history", all_present & ~all_usable, grid, t,
-               "a state of t-23h..t is older than max_staleness")
-        _count(report, "not_installed", all_usable & ~inst, grid, t, "not installed at t")
-        _count(report, "not_renting", all_usable & inst & ~rent, grid, t, "not renting at t")
+    # every origin's masks at once (stations x origins), then one column an origin
+    all_present, all_usable = _whole_history(grid.present, ends), _whole_history(grid.usable, ends)
+    inst, rent = grid.installed[:, ends], grid.renting[:, ends]
+    reasons = [
+        ("missing_history", ~all_present, "no record at or before some hour of t-23h..t"),
+        ("stale_history", all_present & ~all_usable, "a state of t-23h..t is older than max_staleness"),
+        ("not_installed", all_usable & ~inst, "not installed at t"),
+        ("not_renting", all_usable & inst & ~rent, "not renting at t"),
+    ]
+    counts = [mask.sum(axis=0).tolist() for _, mask, _ in reasons]
+    emitted = all_usable & inst & rent
+    # where a station has not moved since t (nearly always), its lat/lon text is the last hour's
+    still = ((grid.lat[:, ends] == grid.lat[:, -1:]) & (grid.lon[:, ends] == grid.lon[:, -1:]))
+    for k, (t, j) in enumerate(zip(origins, ends.tolist())):
+        where = f"origin {iso_minute(t)}"
+        for (reason, mask, detail), n in zip(reasons, counts):
+            _count(report, reason, mask[:, k], n[k], grid, where, detail)
         if missing:
-            report.add("missing_station", f"origin {iso_minute(t)}",
+            report.add("missing_station", where,
                        f"in the station mapping but in no snapshot; e.g. {', '.join(missing[:report.max_examples])}",
                        n=len(missing))
-        emit = np.flatnonzero(all_usable & inst & rent)
+        emit = np.flatnonzero(emitted[:, k])
         if not len(emit):
             continue
         idx = index[emit]
         unknown = idx < 0
         if unknown.any():
-            report.add("unknown_station", f"origin {iso_minute(t)}",
+            report.add("unknown_station", where,
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
                        f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
         yield WindowBatch(
             origin_ts=t,
             station_codes=codes[emit],
-            history=grid.bikes[emit, sl].astype(np.int64),
+            history=grid.bikes[emit, j - HISTORY_LEN + 1:j + 1].astype(np.int64),
             time_features=static_time_features(t),
             capacity=grid.capacity[emit, j],
             station_index=np.where(unknown, UNKNOWN_STATION_INDEX, idx),
@@ -427,16 +444,8 @@ def batches_from_grid(
             lon=grid.lon[emit, j],
             unknown_station=unknown,
             code_bytes=code_bytes[emit],
-            float_text=_float_text(grid, emit, j, last, lat_text, lon_text),
+            float_text={"lat": lat_text[emit], "lon": lon_text[emit]} if still[emit, k].all() else {},
         )
-
-
-def _float_text(grid: StateGrid, emit: np.ndarray, j: int, last: int, lat_text, lon_text) -> dict:
-    """Tokens of the last hour's lat/lon where the station has not moved since t (nearly always)."""
-    same = (grid.lat[emit, j] == grid.lat[emit, last]) & (grid.lon[emit, j] == grid.lon[emit, last])
-    if not same.all():
-        return {}
-    return {"lat": lat_text[emit], "lon": lon_text[emit]}
 
 
 # ---------------------------------------------------------------- streaming over a range

@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -24,6 +25,7 @@ from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import snapshot_uri, write_snapshot
 from velibcast.datasets.windows import (
+    batches_from_grid,
     build_state_grid,
     history_hours,
     iter_state_grids,
@@ -342,3 +344,26 @@ def test_a_failed_assembly_leaves_no_index_writer_behind(tmp_path, storage, monk
     gc.collect()
     assert [str(u.exc_value) for u in ignored] == []
     assert not storage.exists(root + "/index.parquet")
+
+
+def test_skip_counts_follow_the_rule_origin_by_origin(real_store, storage):
+    """Every origin's masks are computed at once (running counts over the grid); recomputed here
+    one origin at a time from the rule, the counts agree, and every station-origin is emitted
+    or counted once."""
+    origins = origins_for_run_date(date(2022, 5, 25))
+    [(chunk, grid)] = list(iter_state_grids(storage, real_store, origins, SkipReport()))
+    report = SkipReport()
+    emitted = {b.origin_ts: len(b) for b in batches_from_grid(grid, chunk, {"16107": 1}, report)}
+    expected: Counter = Counter()
+    for t in chunk:
+        j = grid.hour_pos(t)
+        present = grid.present[:, j - 23:j + 1].all(axis=1)
+        usable = grid.usable[:, j - 23:j + 1].all(axis=1)
+        inst, rent = grid.installed[:, j], grid.renting[:, j]
+        expected.update({"missing_history": int((~present).sum()), "stale_history": int((present & ~usable).sum()),
+                         "not_installed": int((usable & ~inst).sum()), "not_renting": int((usable & inst & ~rent).sum())})
+        assert emitted.get(t, 0) == int((usable & inst & rent).sum())
+    counts = report.to_dict()["counts"]
+    assert min(expected["missing_history"], expected["stale_history"], expected["not_renting"]) > 0  # not_installed: none that night
+    assert {r: counts[r] for r in expected} == dict(expected)
+    assert sum(emitted.values()) + sum(expected.values()) == len(grid.station_codes) * len(chunk)
