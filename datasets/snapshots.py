@@ -439,7 +439,7 @@ class _Geo(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     lon: Annotated[float, msgspec.Meta(ge=_LON[0], le=_LON[1])]
 
 
-class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
     """One line exactly as record_from_v21 accepts it, checked by msgspec's decoder in C.
 
     Every field of the feed is declared: the other v2.1 fields are decoded rather than skipped,
@@ -448,9 +448,12 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     feed; a container there could be nested deeper than orjson's limit (1,024), which msgspec
     would read. A line with another field or shape takes the record path, which reads it all the
     same (tests/datasets/test_ds_parse_parity.py holds the two paths to one result).
+    Fields are declared in the order of the v2.1 API's records (kw_only lets defaults sit
+    between): msgspec tries the next declared field first, 1.46 -> 1.40 ms a 1,400-line snapshot.
     """
 
     stationcode: str
+    name: _Scalar = None
     is_installed: _Flag
     capacity: Annotated[int, msgspec.Meta(ge=0, le=C.STATION_CAPACITY_MAX)]
     numdocksavailable: _Count
@@ -459,13 +462,12 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     ebike: _Count
     is_renting: _Flag
     is_returning: _Flag
-    coordonnees_geo: _Geo
     duedate: str | None = None  # missing or null: the capture time, as record_from_v21
-    name: _Scalar = None
-    capture_ts_utc: _Scalar = None
+    coordonnees_geo: _Geo
     nom_arrondissement_communes: _Scalar = None
     code_insee_commune: _Scalar = None
     station_opening_hours: _Scalar = None
+    capture_ts_utc: _Scalar = None  # appended by the capture
 
 
 _decode_lines = msgspec.json.Decoder(_Line).decode_lines
