@@ -186,7 +186,6 @@ class Fetched(NamedTuple):
     ref: SnapshotRef
     data: bytes           # the object as stored
     raw: bytes | None     # gunzipped in the fetch thread when small enough (see fetch_many), else None
-    lines: int | None     # _line_count(raw), found in the fetch thread with raw, else None
 
 
 def fetch_many(
@@ -197,9 +196,8 @@ def fetch_many(
 
     Bounded look-ahead keeps memory at `concurrency` objects, however long the range. Objects
     of at most `gunzip_below` bytes are also gunzipped in the fetch threads (zlib releases the
-    GIL, so it overlaps the parsing of the previous object), and their lines framed there (NumPy
-    releases it too: 0.14 ms a 1,400-line snapshot off the parsing thread); a larger object
-    would hold its decompressed bytes ahead, ~9x its size, `concurrency` times over.
+    GIL, so it overlaps the parsing of the previous object); a larger object would hold its
+    decompressed bytes ahead, ~9x its size, `concurrency` times over.
     """
     refs = iter(refs)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -214,13 +212,13 @@ def fetch_many(
 
 def _fetch(storage: st.Storage, ref: SnapshotRef, gunzip_below: int) -> Fetched:
     data = fetch_bytes(storage, ref.uri)
+    raw = None
     if 0 < len(data) <= gunzip_below:
         try:
             raw = gzip.decompress(data)
-            return Fetched(ref, data, raw, _line_count(raw))
         except (OSError, EOFError, zlib.error):
             pass  # gunzipped again on the reading thread, which reports it in order (decompress)
-    return Fetched(ref, data, None, None)
+    return Fetched(ref, data, raw)
 
 
 # ---------------------------------------------------------------- parsing and validation
@@ -385,7 +383,7 @@ class SnapshotColumns:
 
 def parse_snapshot_columns(
     data: bytes, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport,
-    known_codes: Container[str] = (), raw: bytes | None = None, lines: int | None = None,
+    known_codes: Container[str] = (), raw: bytes | None = None,
 ) -> SnapshotColumns:
     """Same result, counts and messages as parse_snapshot, checked a column at a time.
 
@@ -393,15 +391,14 @@ def parse_snapshot_columns(
     object has blank lines, which would shift line numbers), the snapshot goes through
     parse_snapshot, so rejections are always counted and worded by one piece of code.
     `known_codes`: codes already checked in this run (the run's station registry); only the
-    others are matched against STATION_CODE_PATTERN. `raw`: the object already gunzipped;
-    `lines`: _line_count(raw), if already found.
+    others are matched against STATION_CODE_PATTERN. `raw`: the object already gunzipped.
     """
     # The record path makes one dict per line and keeps none of them; the cyclic GC would scan
     # them (and everything cached) again and again, which made 100,000-station snapshots 8x slower.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_columns(data, ref, policy, report, known_codes, raw, lines)
+        return _parse_columns(data, ref, policy, report, known_codes, raw)
     except (DataError, TransientError):
         raise
     except Exception as e:  # a parser bug must still name the object, never escape as a bare library error
@@ -413,13 +410,11 @@ def parse_snapshot_columns(
 
 
 def _parse_columns(data: bytes, ref: SnapshotRef, policy: ValidationPolicy, report: SkipReport,
-                   known_codes: Container[str] = (), raw: bytes | None = None,
-                   lines: int | None = None) -> SnapshotColumns:
-    if raw is None:
-        raw, lines = decompress(data, ref.uri, policy, report), None
+                   known_codes: Container[str] = (), raw: bytes | None = None) -> SnapshotColumns:
+    raw = raw if raw is not None else decompress(data, ref.uri, policy, report)
     if raw is None:
         return SnapshotColumns.from_records(ref, [])
-    cols = _clean_typed(raw, ref, known_codes, lines) if len(raw) > raw.endswith(b"\n") else None
+    cols = _clean_typed(raw, ref, known_codes) if len(raw) > raw.endswith(b"\n") else None
     if cols is None:
         return SnapshotColumns.from_records(ref, parse_snapshot(data, ref, policy, report))
     codes, obs, bikes, capacity, installed, docks, renting, lat, lon = cols
@@ -485,9 +480,9 @@ def _columns(rows: list[_Line]) -> tuple[list, ...]:
             [g.lat for g in geo], [g.lon for g in geo], [r.duedate for r in rows])
 
 
-def _line_count(raw: bytes) -> int:
-    """The number of lines of raw (a final newline ends the last) when every newline between
-    them sits between a "}" and a "{", else 0 (the record path then reads the object line by line).
+def _line_count(raw: bytes, end: int) -> int | None:
+    """The number of lines in raw[:end] when every newline there sits between a "}" and a "{",
+    else None (the record path then reads the object line by line).
 
     Why that is enough for decoding the lines as one stream (msgspec's decode_lines, which is
     laxer: it reads values across and within lines): a JSON string holds no raw newline, and
@@ -495,21 +490,20 @@ def _line_count(raw: bytes) -> int:
     separates two top-level values. Every line then holds at least one whole value, and when
     the stream decodes to exactly as many values as there are lines, each line holds exactly
     one, as per-line decoding requires. One stream instead of bytes.split and a call a line:
-    1.92 -> 1.56 ms for a 1,400-line snapshot; this check costs 0.15 ms (in the fetch threads).
+    1.92 -> 1.56 ms for a 1,400-line snapshot; this check costs 0.15 ms.
     """
-    end = len(raw) - raw.endswith(b"\n")
     a = np.frombuffer(raw, dtype=np.uint8, count=end)
     nl = np.flatnonzero(a == _NEWLINE)
     if not len(nl):
         return 1
     if nl[0] == 0 or nl[-1] == end - 1:  # a blank line
-        return 0
+        return None
     if not ((a[nl - 1] == _CLOSE).all() and (a[nl + 1] == _OPEN).all()):
-        return 0
+        return None
     return len(nl) + 1
 
 
-def _clean_typed(raw: bytes, ref: SnapshotRef, known_codes: Container[str] = (), lines: int | None = None):
+def _clean_typed(raw: bytes, ref: SnapshotRef, known_codes: Container[str] = ()):
     """(codes, obs, bikes, capacity, installed, docks, renting, lat, lon) when every line passes
     every rule of record_from_v21, else None (the record path then names each rejection).
 
@@ -520,8 +514,8 @@ def _clean_typed(raw: bytes, ref: SnapshotRef, known_codes: Container[str] = (),
     bytes at a time so a 100,000-station snapshot never holds all its lines at once.
     """
     end = len(raw) - raw.endswith(b"\n")
-    lines = _line_count(raw) if lines is None else lines
-    if not lines:
+    lines = _line_count(raw, end)
+    if lines is None:
         return None
     columns: tuple[list, ...] = ()
     start = decoded = 0

@@ -169,8 +169,8 @@ class SnapshotSource:
             n += 1
         todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
         self._next = n
-        for ref, data, raw, lines in fetch_many(self.storage, todo, gunzip_below=C.GUNZIP_AHEAD_MAX_BYTES):
-            cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index, raw, lines)
+        for ref, data, raw in fetch_many(self.storage, todo, gunzip_below=C.GUNZIP_AHEAD_MAX_BYTES):
+            cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index, raw)
             self.registry.assign(cols)
             if len(cols) >= C.LARGE_SNAPSHOT_RECORDS:  # memory over CPU (see keep_large_frees_returned)
                 keep_large_frees_returned()

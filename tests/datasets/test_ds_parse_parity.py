@@ -233,16 +233,15 @@ def test_every_bundled_real_snapshot_takes_the_fast_path():
 
 
 @pytest.mark.parametrize("body, lines", [
-    (b'{"a":1}', 1), (b'{"a":1}\n', 1), (b'{"a":1}\n{"a":2}', 2), (b'{"a":"}\\n{"}\n{"a":2}\n', 2),
-    (b'\n{"a":1}', 0),                 # a blank first line
-    (b'{"a":1}\n\n{"a":2}', 0),        # a blank line inside
-    (b'{"a":1}\n\n', 0),               # a blank last line
-    (b'{"a":1}\r\n{"a":2}', 0),        # CRLF: the record path reads it
-    (b'{"a":1} \n{"a":2}', 0), (b'{"a":1}\n {"a":2}', 0),
-    (b'{"a":\n1}', 0),                 # a value across two lines
+    (b'{"a":1}', 1), (b'{"a":1}\n{"a":2}', 2), (b'{"a":"}\\n{"}\n{"a":2}', 2),
+    (b'\n{"a":1}', None),                 # a blank first line
+    (b'{"a":1}\n\n{"a":2}', None),        # a blank line inside
+    (b'{"a":1}\r\n{"a":2}', None),        # CRLF: the record path reads it
+    (b'{"a":1} \n{"a":2}', None), (b'{"a":1}\n {"a":2}', None),
+    (b'{"a":\n1}', None),                 # a value across two lines
 ])
 def test_lines_are_decoded_as_one_stream_only_between_a_close_and_an_open_brace(body, lines):
-    assert _line_count(body) == lines
+    assert _line_count(body, len(body)) == lines
 
 
 def test_two_values_on_one_line_are_not_read_as_two_lines():
@@ -252,7 +251,7 @@ def test_two_values_on_one_line_are_not_read_as_two_lines():
                  duedate="2022-05-23T10:00:00+02:00", coordonnees_geo={"lat": 48.85, "lon": 2.35}) for i in range(4)]
     lines = [dumps_bytes(r) for r in recs]
     raw = lines[0] + b"\n" + lines[1] + lines[2] + b"\n" + lines[3] + b"\n"
-    assert _line_count(raw) == 3 and _clean_typed(raw, REF) is None
+    assert _line_count(raw, len(raw) - 1) == 3 and _clean_typed(raw, REF) is None
     report = SkipReport()
     cols = parse_snapshot_columns(gzip.compress(raw, mtime=0), REF, ValidationPolicy(), report)
     assert cols.codes == ["1000", "1003"] and report.counts == {"bad_json": 1}
