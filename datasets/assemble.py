@@ -150,12 +150,14 @@ def assemble_transform_inputs(
                 writer.add(batch)
                 if index is not None:
                     index.add(index_rows(batch))
-            shards = writer.close(manifest_uri)
+            writer.flush()  # the last shards are written while the index is finished
             if index is not None and index_uri:  # an index is written exactly when index_uri is given
                 index.close()
                 index_buf.seek(0)
                 storage.write_bytes(index_uri, index_buf.read(), content_type="application/vnd.apache.parquet")
+            shards = writer.close(manifest_uri)
         finally:
+            writer.abandon()
             if index is not None:
                 index.abandon()
     result = {

@@ -70,6 +70,7 @@ SNAPSHOT_IMPORT_FORMATS = ("csv-series", "gbfs", "v21-json", "v1-json", "portal-
 RECORD_ID_COLUMN = "record_id"
 TRANSFORM_SHARD_MAX_BYTES = 5 * 1024 * 1024
 TRANSFORM_SHARD_COUNT = 1           # minimum shards: instance_count x MaxConcurrentTransforms
+SHARD_WRITES_IN_FLIGHT = 2          # full transform shards written in the background (datasets/records.py)
 
 # ---------------------------------------------------------------- Batch Transform (BTS §1)
 JOB_NAME_MAX_LEN = 63

@@ -1,6 +1,7 @@
 """Transform inputs: layouts and filters derived from columns, CSV/JSONL lines, shards, outputs."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from tests.datasets.ds_helpers import utc
 from tests.helpers import write_transform_inputs
 from velibcast import constants as C
+from velibcast import storage as st
 from velibcast.datasets.records import (
     ShardWriter,
     csv_layout,
@@ -18,7 +20,7 @@ from velibcast.datasets.records import (
     shard_count_for,
 )
 from velibcast.datasets.windows import WindowBatch
-from velibcast.errors import ConfigError, DataError
+from velibcast.errors import ConfigError, DataError, StorageError
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS, OUTPUT_COLUMNS
 
 
@@ -149,3 +151,64 @@ def test_parse_output_names_the_line_of_a_non_utf8_byte():
     with pytest.raises(DataError) as e:
         parse_output(b"a@x,1,2,3\nb@x,1,\xff,3\n", "csv", "s3://b/out/part-0.csv.out")
     assert str(e.value).startswith("s3://b/out/part-0.csv.out line 2") and "not UTF-8" in str(e.value)
+
+
+class _GatedStorage(st.Storage):
+    """A real local store whose shard writes wait for a gate, counting how many run at once."""
+
+    def __init__(self, fail_on: str | None = None):
+        super().__init__()
+        self.gate, self.lock = threading.Event(), threading.Lock()
+        self.running = self.most = 0
+        self.fail_on = fail_on
+
+    def write_bytes(self, uri, data, content_type=None):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            assert self.gate.wait(timeout=60)
+            if self.fail_on and uri.endswith(self.fail_on):
+                raise StorageError(f"{uri}: PUT refused (403)")
+            super().write_bytes(uri, data, content_type)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _shard_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("shard-write")]
+
+
+def test_full_shards_are_written_in_the_background_a_bounded_number_at_a_time(tmp_path):
+    storage = _GatedStorage()
+    one = len(csv_rows(win()))
+    w = ShardWriter(storage, str(tmp_path / "in"), max_shard_bytes=one * 2)
+    # two records a shard: the 3rd and the 5th record each start a shard's write, held at the gate,
+    # and add returns all the same (a write in the caller's thread would wait here)
+    for i in range(5):
+        w.add(win(str(16000 + i)))
+    assert C.SHARD_WRITES_IN_FLIGHT == 2 and storage.running == 2 and list(storage.list(str(tmp_path / "in") + "/")) == []
+    storage.gate.set()
+    for i in range(9):
+        w.add(win(str(17000 + i)))
+    uris = w.close()
+    assert storage.most == C.SHARD_WRITES_IN_FLIGHT  # never more at once, however many shards fill
+    assert [u.rsplit("/", 1)[1] for u in uris] == [f"part-{k:05d}.csv" for k in range(7)]
+    lines = [ln for u in uris for ln in storage.read_text(u).splitlines()]
+    assert [ln.split("@")[0] for ln in lines] == [str(16000 + i) for i in range(5)] + [str(17000 + i) for i in range(9)]
+    assert _shard_threads() == []
+
+
+def test_a_failed_shard_write_fails_the_close_and_leaves_no_thread(tmp_path):
+    storage = _GatedStorage(fail_on="part-00001.csv")
+    storage.gate.set()
+    one = len(csv_rows(win()))
+    w = ShardWriter(storage, str(tmp_path / "in"), max_shard_bytes=one)
+    with pytest.raises(StorageError, match="part-00001.csv: PUT refused"):
+        for i in range(6):
+            w.add(win(str(16000 + i)))
+        w.close(str(tmp_path / "manifest.json"))
+    w.abandon()
+    assert _shard_threads() == []
+    assert not storage.exists(str(tmp_path / "manifest.json"))  # no manifest names a shard that is not there
