@@ -603,7 +603,7 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
 
     Each check reads one byte position of every duedate as a strided slice of the joined bytes
     (one C loop, ~2 us), the time fields are looked up two digits at a time and only the date is
-    parsed by NumPy: 0.30 -> 0.17 ms a 1,400-line snapshot, against a (n, 26) byte matrix
+    parsed by NumPy: 0.30 -> 0.12 ms a 1,400-line snapshot, against a (n, 26) byte matrix
     checked and parsed column by column (24 array operations of 3..5 us, and 0.11 ms to parse).
     """
     n = len(dues)
@@ -613,7 +613,10 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     blob = "\0".join(dues).encode() + b"\0"
     if len(blob) != 26 * n or blob[25::26] != bytes(n):
         return None
-    if not all(blob[i::26].isdigit() for i in _DATE_DIGITS):
+    # nearly always one date for the whole snapshot: then its first duedate's is checked and parsed
+    # for all (0.05 ms of the 0.17 ms was NumPy parsing the same date 1,400 times)
+    rows = 1 if all(blob[i::26] == blob[i:i + 1] * n for i in _DATE_DIGITS) else n
+    if not all(blob[i:26 * rows:26].isdigit() for i in _DATE_DIGITS):
         return None
     if any(blob[i::26] != sep * n for i, sep in _SEPARATORS.items()) or blob[19::26].translate(None, b"+-"):
         return None
@@ -622,7 +625,7 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     if time_of_day.min() < 0 or offset.min() < 0 or offset.max() >= 86400:
         return None  # a field out of range; +99:99 moved a record four days (issue 9)
     try:  # NumPy checks the calendar: month, day of the month, leap years
-        days = np.ndarray((n,), "S10", blob, 0, (26,)).astype("datetime64[D]").astype(np.int64)
+        days = np.ndarray((rows,), "S10", blob, 0, (26,)).astype("datetime64[D]").astype(np.int64)
     except ValueError:
         return None
     west = np.frombuffer(blob[19::26], dtype=np.uint8) == ord("-")
