@@ -183,7 +183,7 @@ the windows stage writes (`shard_count_for`), dealt whole to instances in key or
   {p['memory_mb_per_1000_stations']:.1f} MB per 1,000 stations (a line through 1,415 real and
   15,000 synthetic stations; `bench/windows.py` measures 100,000 directly). Past
   `LARGE_SNAPSHOT_RECORDS` (20,000) stations the window path returns freed memory to the system,
-  so the line is an upper bound there: `bench/windows.py` measured 460 MB at 100,000 stations on
+  so the line is an upper bound there: `bench/windows.py` measured 455 MB at 100,000 stations on
   2026-12-03 (4.7 KB per station), where the line gives {p['memory_mb_base'] + p['memory_mb_per_1000_stations'] * 100:,.0f} MB.
 - {p['emitted_fraction']:.0%} of (station, origin) pairs of the real nightly emit a window.
 - Transform, real network size, one torch thread, CPU µs per record:
