@@ -598,6 +598,11 @@ _PAIRS = {11: _pair_table(23, 3600), 14: _pair_table(59, 60), 17: _pair_table(59
 _OFFSET_PAIRS = {20: _pair_table(99, 3600), 23: _pair_table(99, 60)}
 
 
+def _pairs(blob: bytes, n: int, tables: dict[int, np.ndarray]) -> np.ndarray:
+    """Sum over {position: table} of each duedate's two digits there, looked up in the table."""
+    return sum(t[np.ndarray((n,), "<u2", blob, i, (26,))] for i, t in tables.items())
+
+
 def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     """_obs_seconds for the common shape, on the bytes of all the duedates at once; None otherwise.
 
@@ -618,17 +623,17 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
     rows = 1 if all(blob[i::26] == blob[i:i + 1] * n for i in _DATE_DIGITS) else n
     if not all(blob[i:26 * rows:26].isdigit() for i in _DATE_DIGITS):
         return None
-    if any(blob[i::26] != sep * n for i, sep in _SEPARATORS.items()) or blob[19::26].translate(None, b"+-"):
+    signs = blob[19::26]
+    if any(blob[i::26] != sep * n for i, sep in _SEPARATORS.items()) or signs.translate(None, b"+-"):
         return None
-    time_of_day = sum(t[np.ndarray((n,), "<u2", blob, i, (26,))] for i, t in _PAIRS.items())
-    offset = sum(t[np.ndarray((n,), "<u2", blob, i, (26,))] for i, t in _OFFSET_PAIRS.items())
+    time_of_day, offset = _pairs(blob, n, _PAIRS), _pairs(blob, n, _OFFSET_PAIRS)
     if time_of_day.min() < 0 or offset.min() < 0 or offset.max() >= 86400:
         return None  # a field out of range; +99:99 moved a record four days (issue 9)
     try:  # NumPy checks the calendar: month, day of the month, leap years
         days = np.ndarray((rows,), "S10", blob, 0, (26,)).astype("datetime64[D]").astype(np.int64)
     except ValueError:
         return None
-    west = np.frombuffer(blob[19::26], dtype=np.uint8) == ord("-")
+    west = np.frombuffer(signs, dtype=np.uint8) == ord("-")
     obs = days * 86400 + time_of_day - np.where(west, -offset, offset)
     # Before 1970 (year 0000 and year-1 overflow live there) or after the capture: the record path says which.
     if obs.min() < 0 or obs.max() > ref.capture_ts.timestamp() + C.FUTURE_DUEDATE_TOLERANCE_S:

@@ -501,6 +501,10 @@ def iter_state_grids(
     if not origins:
         return
     ahead = lookahead_hours * HOUR
+
+    def grid_hours(chunk: list[datetime]) -> list[datetime]:  # t-23h of the first .. the last + lookahead
+        return origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
+
     lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
     _, hi = snapshot_span([origins[-1] + ahead], max_staleness)
     source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
@@ -509,14 +513,13 @@ def iter_state_grids(
         size = chunk_hours
         if grid_cells_max is not None:
             if k == 0:
-                first = origins_for_range(origins[0] - (HISTORY_LEN - 1) * HOUR, origins[0] + ahead + HOUR)
-                source.between(*snapshot_span(first, max_staleness))
+                source.between(*snapshot_span(grid_hours(origins[:1]), max_staleness))
             n_st = len(source.registry.codes)
             fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
             size = max(1, min(chunk_hours, fits))
         chunk = origins[k:k + size]
         k += size
-        hours = origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
+        hours = grid_hours(chunk)
         lo_c, hi_c = snapshot_span(hours, max_staleness)
         grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry,
                                    bounded_lookback=True)
