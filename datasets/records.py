@@ -304,7 +304,7 @@ def _ints(values, where: str) -> list[int]:
     for v in values:
         try:
             f = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer no float holds
             raise DataError(where, f"output value {v!r} is not a number", "check the model's output_fn") from None
         if not math.isfinite(f) or f != int(f):
             raise DataError(where, f"output value {v!r} is not an integer", "the model must output whole bikes")

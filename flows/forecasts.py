@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -44,6 +45,13 @@ SCHEMA = pa.schema([
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
 ])
+
+
+# What each prediction column may hold, (low, high) inclusive; a bound naming a column is the row's
+# own value of it (a station holds no more bikes than its capacity). A model is code we run: its
+# output is input, checked like a snapshot record, and before the cast to the schema's int32 so a
+# value beyond it is named instead of wrapped or refused by Arrow.
+PREDICTION_RANGES: dict[str, tuple[int | str, int | str]] = {"bikes_pred": (0, "capacity")}
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
     ids = index.column("record_id").to_pylist()
     position = {record_id: i for i, record_id in enumerate(ids)}
     seen: dict[str, tuple[str, int]] = {}
+    sources: list[tuple[str, int]] = []  # (object, line) of each joined record, in the order of rows
     rows: list[int] = []
     preds: list[int] = []
     for uri, body in outputs:
@@ -93,6 +102,7 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
                 raise DataError(f"{uri} line {line}", f"second prediction for {record_id!r} (first at {first[0]} line {first[1]})",
                                 "the input prefix holds a shard twice; clear the run's transform folder and rerun")
             seen[record_id] = (uri, line)
+            sources.append((uri, line))
             rows.append(i)
             preds.extend(values)
     missing = [r for r in position if r not in seen]
@@ -103,6 +113,15 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
     n, per = len(rows), len(HORIZONS)
     sent = index.take(pa.array(np.repeat(np.asarray(rows, dtype=np.int64), per)))
     hours = np.tile(np.asarray(HORIZONS, dtype=np.int64), n)
+    codes = sent.column("station_code")
+
+    def where(row: int) -> str:
+        uri, line = sources[row // per]
+        return (f"{uri} line {line}, record {ids[rows[row // per]]} "
+                f"(station {codes[row].as_py()}, +{HORIZONS[row % per]} h)")
+
+    check_prediction_values({"bikes_pred": np.asarray(preds, dtype=np.float64),
+                             "capacity": sent.column("capacity").to_numpy()}, where)
     origin = sent.column("origin_ts")
     table = pa.table([
         sent.column("station_code"), origin, pa.array(hours.astype(np.int8)),
@@ -111,6 +130,21 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
         pa.repeat(pa.scalar(model_version), n * per), pa.repeat(pa.scalar(run_id), n * per),
     ], schema=SCHEMA)
     return table.sort_by([("station_code", "ascending"), ("origin_ts", "ascending"), ("horizon_h", "ascending")])
+
+
+def check_prediction_values(columns: dict[str, np.ndarray], where: Callable[[int], str]) -> None:
+    """Every row of each PREDICTION_RANGES column within its bounds, or a DataError naming the first
+    row outside them by `where(row)` (its object, line, record and station)."""
+    for name, bounds in PREDICTION_RANGES.items():
+        values = columns[name]
+        lo, hi = (columns[b] if isinstance(b, str) else b for b in bounds)
+        bad = np.flatnonzero(~((values >= lo) & (values <= hi)))  # NaN fails both
+        if len(bad):
+            i = int(bad[0])
+            low, high = (b[i] if isinstance(b, np.ndarray) else b for b in (lo, hi))
+            raise DataError(where(i), f"{name} {values[i]:.15g} is outside [{low}, {high}]",
+                            "the model's output_fn must answer one line per record, in the request's order, "
+                            "each value in range; fix the model or serve another; nothing was published")
 
 
 def partition_uri(root: str, run_date: date) -> str:

@@ -57,3 +57,29 @@ def test_publish_replaces_a_date_whole(tmp_path, storage):
     forecasts.publish(storage, root, date(2022, 5, 26), t)
     ds = pads.dataset(str(tmp_path / "forecasts"), format="parquet", partitioning="hive")
     assert ds.to_table().num_rows == 6
+
+
+@pytest.mark.parametrize("values, problem", [
+    ("-5,6,7", r"bikes_pred -5 is outside \[0, 35\]"),
+    ("5,36,7", r"bikes_pred 36 is outside \[0, 35\]"),
+    ("5,6,2147483648", r"bikes_pred 2147483648 is outside \[0, 35\]"),        # above int32
+    ("5,6,99999999999999999999", r"bikes_pred 1e\+20 is outside \[0, 35\]"),  # above int64
+])
+def test_a_prediction_outside_zero_to_capacity_is_named_by_object_line_record_and_station(values, problem):
+    out = f"9020@2022-05-25T22:00Z,1,2,3\n16107@2022-05-25T22:00Z,{values}\n".encode()
+    with pytest.raises(DataError, match=r"o.out line 2, record 16107@2022-05-25T22:00Z \(station 16107, \+\d h\): "
+                                        + problem + r".*output_fn.*nothing was published") as info:
+        forecasts.join_predictions(SENT, [("o.out", out)], "csv", "v", "r")
+    assert isinstance(info.value, DataError)
+
+
+def test_a_json_prediction_too_large_for_a_float_is_a_data_error_naming_its_line():
+    out = (b'{"record_id":"16107@2022-05-25T22:00Z","SageMakerOutput":[5,6,' + b"9" * 400 + b']}\n')
+    with pytest.raises(DataError, match="o.out line 1: "):
+        forecasts.join_predictions(SENT, [("o.out", out)], "jsonl", "v", "r")
+
+
+def test_the_allowed_ranges_are_one_table_of_output_columns():
+    """Adding an output column to check is one line: its name and its bounds (a bound naming a
+    column is the record's own value of it)."""
+    assert forecasts.PREDICTION_RANGES == {"bikes_pred": (0, "capacity")}
