@@ -19,6 +19,7 @@ import httpx
 
 from velibcast import constants as C
 from velibcast.batch_transform.errors import ContainerError, InvocationFailed
+from velibcast.batch_transform.lifeline import Lifeline
 from velibcast.retry import Backoff
 
 
@@ -37,14 +38,15 @@ class ClientConfig:
 
 
 class Container:
-    def __init__(self, model_dir: str, env: dict[str, str], concurrency: int):
+    def __init__(self, model_dir: str, env: dict[str, str], concurrency: int, lifeline: Lifeline):
+        """The server's log goes to `lifeline`'s folder, and the server ends when this process does."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="velibcast-server-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", dir=lifeline.folder, delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "velibcast.batch_transform.server", "--model-dir", model_dir,
-             "--port", str(self.port), "--host", "127.0.0.1"],
-            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+             "--port", str(self.port), "--host", "127.0.0.1", "--lifeline-fd", str(lifeline.fd)],
+            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(lifeline.fd,),
         )
         self.client = httpx.Client(base_url=self.url, limits=httpx.Limits(max_connections=max(1, concurrency)))
 

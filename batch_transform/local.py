@@ -48,6 +48,7 @@ from velibcast.batch_transform.errors import (
     StopRequested,
     TransformJobTimeout,
 )
+from velibcast.batch_transform.lifeline import Lifeline
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError
 from velibcast.timeutil import UTC, iso_millis, iso_second
@@ -156,6 +157,7 @@ class LocalRuntime:
         self._models: dict[str, _Model] = {}
         self._stops: dict[str, threading.Event] = {}
         self._started: dict[tuple, list[Container]] = {}  # start_servers: servers a coming job takes
+        self._lifeline: Lifeline | None = None  # the extracted models and server logs; made with the first model
 
     # ------------------------------------------------------------ models
     def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:
@@ -167,7 +169,7 @@ class LocalRuntime:
         if known:
             raise ResourceInUse(f"model {name!r} exists with ModelDataUrl {known.model_data_url}; "
                                 "use another ModelName for other model data")
-        model_dir = tempfile.mkdtemp(prefix=f"velibcast-model-{name}-")
+        model_dir = tempfile.mkdtemp(prefix=f"model-{name}-", dir=self._home().folder)
         data = self.storage.read_bytes(model_data_url)
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
@@ -180,8 +182,6 @@ class LocalRuntime:
             raise TerminalError(f"{model_data_url}: no code/{C.HANDLER_PROGRAM_DEFAULT} inside; package the "
                                 "handlers as SageMaker's PyTorch container expects")
         self._models[name] = _Model(name, model_data_url, model_dir, dict(environment or {}))
-        # Callers that never call close() still leave no extracted models behind.
-        weakref.finalize(self, shutil.rmtree, model_dir, True)
         return {"ModelArn": self._arn("model", name)}
 
     def delete_model(self, name: str) -> None:
@@ -196,9 +196,19 @@ class LocalRuntime:
             for c in started:
                 c.close()
         self._started.clear()
-        for m in self._models.values():
-            shutil.rmtree(m.model_dir, ignore_errors=True)
         self._models.clear()
+        if self._lifeline is not None:
+            self._lifeline.close()  # the extracted models with it
+            self._lifeline = None
+
+    def _home(self) -> Lifeline:
+        """The runtime's temporary folder, tied to this process: a killed process's models and
+        servers go too (lifeline.py)."""
+        if self._lifeline is None:
+            self._lifeline = Lifeline(prefix="velibcast-runtime-")
+            # Callers that never call close() still leave no extracted models behind.
+            weakref.finalize(self, self._lifeline.close)
+        return self._lifeline
 
     # ------------------------------------------------------------ servers started ahead of a job
     def start_servers(self, model_name: str, spec: dict) -> None:
@@ -214,14 +224,14 @@ class LocalRuntime:
         instances = int(spec["TransformResources"]["InstanceCount"])
         env, conc = server_plan(spec, model.environment, instances)
         self._started.setdefault(_server_key(model, env, conc), []).extend(
-            Container(model.model_dir, env, conc) for _ in range(instances))
+            Container(model.model_dir, env, conc, self._home()) for _ in range(instances))
 
     def _servers_for(self, model: _Model, env: dict[str, str], conc: int, n: int) -> list[Container]:
         """n servers of this model and environment: those started ahead first, then new ones."""
         ahead = self._started.pop(_server_key(model, env, conc), [])
         for c in ahead[n:]:
             c.close()
-        return ahead[:n] + [Container(model.model_dir, env, conc) for _ in range(n - len(ahead[:n]))]
+        return ahead[:n] + [Container(model.model_dir, env, conc, self._home()) for _ in range(n - len(ahead[:n]))]
 
     def _arn(self, kind: str, name: str) -> str:
         region = os.environ.get("AWS_DEFAULT_REGION", "local")

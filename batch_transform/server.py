@@ -32,6 +32,7 @@ from datetime import datetime
 
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
+from velibcast.batch_transform.lifeline import on_parent_exit
 from velibcast.timeutil import UTC, iso_millis
 
 log = logging.getLogger("velibcast.serve")
@@ -234,7 +235,12 @@ def main(argv: list[str] | None = None) -> None:
         args = args[1:]
     p = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
     add_arguments(p, host=C.SERVER_CONTAINER_HOST)  # SageMaker connects from outside the container
+    # The local runtime's tie to its process (lifeline.py): not part of the container contract.
+    p.add_argument("--lifeline-fd", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(args)
+    if a.lifeline_fd is not None:
+        # Nobody is left to read an answer, and a graceful stop would wait for a request in flight.
+        on_parent_exit(a.lifeline_fd, lambda: os._exit(1))
     serve(a.model_dir, a.port, a.host)
 
 

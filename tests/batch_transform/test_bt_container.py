@@ -4,6 +4,7 @@ import os
 
 from velibcast import constants as C
 from velibcast.batch_transform.container import Container
+from velibcast.batch_transform.lifeline import Lifeline
 
 SLOW_MODEL = '''
 import os, time
@@ -34,10 +35,12 @@ def test_a_model_that_loads_in_130_s_is_waited_for(tmp_path):
             ready.write_text("loaded")       # the model finishes loading at t = 130 s
         os.sched_yield()
 
-    c = Container(str(tmp_path / "m"), {"TEST_READY_FILE": str(ready)}, 1)
+    lifeline = Lifeline(prefix="velibcast-test-")
+    c = Container(str(tmp_path / "m"), {"TEST_READY_FILE": str(ready)}, 1, lifeline)
     try:
         c.wait_ready(clock=clock, sleep=sleep)
         assert fake["now"] >= 130
     finally:
         c.close()
+        lifeline.close()
     assert C.CONTAINER_START_TIMEOUT_S == 30 * 60
