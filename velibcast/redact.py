@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 
-# userinfo = anything up to an "@" that comes before the first "/" of the authority
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s\"'<>]+)@")
+# userinfo: `user:password@`, the password running to the next "@" whatever it holds, because AWS
+# secrets and session tokens hold "/", "+" and "=" (a URL that should percent-encode them rarely
+# does); without a ":", a name up to an "@" before the first "/", so `s3://bucket/key@v` is a path.
+# A URL with a port and an "@" later in its path loses its host as well: too much is the safe side.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)"
+                       r"(?P<userinfo>[^/@\s\"'<>:]*:[^@\s\"'<>]*|[^/@\s\"'<>]+)@")
 MASK = "***"
 
 

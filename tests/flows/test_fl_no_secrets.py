@@ -12,6 +12,9 @@ import gzip
 import io
 import json
 import logging
+import string
+import subprocess
+import sys
 import tarfile
 import uuid
 from datetime import datetime, timedelta
@@ -19,11 +22,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from velibcast import storage as st
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, StorageError
 from velibcast.flows import manifest
+from velibcast.run_records import dumps
 from velibcast.timeutil import UTC
 
 SECRETS = {
@@ -226,3 +233,33 @@ def test_no_secret_in_a_whole_nightly_run(secret_root, tmp_path, recorded_logs):
     with get_client(sync_client=True) as client:
         api_text = json.dumps([x.model_dump(mode="json") for x in client.read_logs() + client.read_artifacts()])
     assert not leaks_in(api_text)
+
+
+# An AWS secret access key: 40 characters of base64's alphabet, "/" and "+" included, "=" padding.
+AWS_SECRET = hs.text(string.ascii_letters + string.digits + "+/=", min_size=40, max_size=40)
+AWS_KEY_ID = hs.text(string.ascii_uppercase + string.digits, min_size=20, max_size=20)
+
+
+@settings(max_examples=50, deadline=None)
+@given(key=AWS_KEY_ID, secret=AWS_SECRET)
+def test_a_secret_in_an_endpoint_url_reaches_no_record_and_no_error_line(key, secret):
+    """Whatever characters the secret holds: the config recorded in a manifest (and the Parquet
+    metadata that embeds it) and the error a store call raises carry neither key nor secret."""
+    url = f"http://{key}:{secret}@127.0.0.1:1"
+    cfg = load_config(None, overrides={"store": {"root": "s3://velib-bucket/root",
+                                                 "s3": {"endpoint_url": url, "max_attempts": 1}}})
+    with pytest.raises(StorageError) as info:
+        cfg.storage().read_bytes("s3://velib-bucket/root/x")
+    for text in (dumps({"parameters": {"config": cfg.data}}), str(info.value)):
+        assert secret not in text and key not in text, text
+
+
+def test_the_cli_error_line_does_not_carry_a_secret_with_a_slash(tmp_path):
+    key, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEK=="
+    cfg = tmp_path / "leaky.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"root": "s3://velib-bucket/root", "s3": {
+        "endpoint_url": f"http://{key}:{secret}@127.0.0.1:1", "max_attempts": 1}}}))
+    res = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "run", "--config", str(cfg),
+                          "--run-date", "2022-05-26"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "error:" in res.stderr, res.stderr
+    assert secret not in res.stderr + res.stdout and key not in res.stderr + res.stdout
