@@ -5,7 +5,7 @@
     velibcast transform-job list [--config YAML]
     velibcast transform-job stop NAME [--config YAML]       # a local job, whichever process runs it
     velibcast serve --model-dir DIR [--port P] [--host H]   (127.0.0.1 unless --host)
-    velibcast sagemaker-api --port N [--host H]
+    velibcast sagemaker-api --port N [--host H]             # jobs kept where `transform-job list` looks
 
 job.json is what `aws sagemaker create-transform-job --cli-input-json` takes. The local
 runtime is the default backend; `--backend sagemaker --role-arn ARN` runs the same spec
@@ -202,5 +202,5 @@ def cmd_serve(args) -> int:
 def cmd_sagemaker_api(args) -> int:
     from velibcast.batch_transform import sagemaker_api  # lazy: per command, the API server only when started
 
-    sagemaker_api.serve(args.port, args.host, args.state_root, parse_settings(args.setting))
+    sagemaker_api.serve(args.port, args.host, _state_root(args), parse_settings(args.setting))
     return 0

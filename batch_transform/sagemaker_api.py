@@ -17,7 +17,8 @@ jobs without running them; this endpoint transforms.
 
 Not an AWS emulator: no authentication (it binds 127.0.0.1 unless told otherwise), no
 Image (the model runs with velibcast's server under the PyTorch handler contract), models
-are kept in memory for the life of the process, jobs on disk under --state-root.
+are kept in memory for the life of the process, jobs on disk under the --config's store.root
+(./data with configs/local.yaml, where `velibcast transform-job list` looks) or --state-root.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 at it with AWS_ENDPOINT_URL_SAGEMAKER, S3 on the moto server."""
 
 import json
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -139,3 +141,35 @@ def test_local_paths_are_refused_over_the_api(api, tmp_path, make_spec, s3_root,
     api.create_model(ModelName="test-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
     with pytest.raises(ClientError, match="S3Uri.*does not match the service pattern"):
         api.create_transform_job(**make_spec("local-job", str(tmp_path), join(s3_root, "out")))
+
+
+def test_sagemaker_api_with_only_a_port_runs_a_job_and_keeps_it_under_the_default_store(
+        aws_env, s3_root, model_tar, make_spec, tmp_path, monkeypatch):
+    """The README's command, nothing added: job state goes to configs/local.yaml's store.root
+    (./data of the folder it starts in), it says so on its first line, and `velibcast
+    transform-job list` from that folder finds the job."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VELIBCAST_STATE_ROOT", raising=False)
+    proc = subprocess.Popen([sys.executable, "-m", "velibcast.flows.cli", "sagemaker-api", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.rstrip().endswith(f"job state in {tmp_path / 'data'}"), first
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", first.split(" on ", 1)[1].split()[0])
+        sm = boto3.client("sagemaker")
+        storage = Storage()
+        model_uri = join(s3_root, "models", "model.tar.gz")
+        storage.write_bytes(model_uri, open(model_tar, "rb").read())
+        storage.write_bytes(join(s3_root, "in", "a.csv"), b"st1@t,1,2,3\n")
+        sm.create_model(ModelName="test-model", PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+        sm.create_transform_job(**make_spec("default-state-job", join(s3_root, "in") + "/", join(s3_root, "out"),
+                                            DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input"}))
+        assert _wait(sm, "default-state-job")["TransformJobStatus"] == "Completed"
+        assert _outputs(storage, join(s3_root, "out")) == {"/a.csv.out": b"st1@t,1,2,3,6\n"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert (tmp_path / "data" / "transform-jobs" / "default-state-job.json").is_file()
+    listed = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "transform-job", "list"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "default-state-job  Completed" in listed
