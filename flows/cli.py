@@ -19,12 +19,11 @@ from pathlib import Path
 
 from velibcast import constants as C
 from velibcast.batch_transform import cli as bt_cli
-from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
+from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
 from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost, prefect_api
-from velibcast.timeutil import iso_minute
 from velibcast.training import cli as tr_cli
 
 
@@ -69,9 +68,8 @@ def _checked_run_config(path: str, args=None):
 def cmd_run(args) -> int:
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
-    if args.start is not None and args.end <= args.start:
-        raise ConfigError(f"--end {iso_minute(args.end)} must be after --start {iso_minute(args.start)} "
-                          f"({RANGE_CONVENTION})")
+    if args.start is not None:
+        check_range(args.start, args.end)
     _checked_run_config(args.config, args)
     server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads

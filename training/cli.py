@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from velibcast import constants as C
-from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
+from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
 from velibcast.config import load_config
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
+from velibcast.timeutil import iso_minute
 
 
 def register(subparsers) -> None:
@@ -70,14 +72,27 @@ def register(subparsers) -> None:
     m.set_defaults(func=cmd_models)
 
 
-def cmd_train(args) -> int:
-    from velibcast.flows.train import train  # lazy, per command: Prefect (~2 s) and torch (~2 s) only when training
+def _config_time(cfg, key: str) -> datetime | None:
+    """model.<key> of the config as a UTC time, None when unset."""
+    text = cfg["model"][key]
+    if not text:
+        return None
+    try:
+        return utc_time(str(text))
+    except argparse.ArgumentTypeError as e:
+        raise ConfigError(f"{cfg.source}: model.{key}: {e}") from None
 
+
+def cmd_train(args) -> int:
     cfg = load_config(args.config)
-    start = args.start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
-    end = args.end or (utc_time(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
+    start = args.start or _config_time(cfg, "train_start")
+    end = args.end or _config_time(cfg, "train_end")
     if start is None or end is None:
         raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
+    check_range(start, end, "--start" if args.start else f"model.train_start of {cfg.source}",
+                "--end" if args.end else f"model.train_end of {cfg.source}")
+    from velibcast.flows.train import train  # lazy, per command: Prefect (~2 s) and torch (~2 s) only when training
+
     info = train(config=args.config, start=start, end=end, family=args.family, snapshots=args.snapshots,
                  out=args.out, seed=args.seed, max_seconds=args.max_seconds, backtest=args.backtest,
                  promote=args.promote)
@@ -93,9 +108,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    check_range(args.start, args.end)
     cfg = load_config(args.config)
     snapshots = args.snapshots or cfg.snapshots_root
     storage = cfg.storage()
+    from velibcast.datasets.snapshots import list_snapshots  # lazy, per command: NumPy only past the range check
+
+    # the data hours of the span: a span with none scores nothing, and would print an empty table
+    if not list_snapshots(storage, snapshots, args.start, args.end - timedelta(hours=1)):
+        raise ConfigError(f"no snapshot under {snapshots} captured in [{iso_minute(args.start)}, "
+                          f"{iso_minute(args.end)}); check --start/--end and --snapshots (or snapshots.root in "
+                          f"{cfg.source}), or bring them in with `velibcast snapshots import`")
     if args.backtest:
         # lazy, per command: torch (~2 s) only when a command needs it
         from velibcast.training.backtest import format_table, rolling_origin
@@ -109,6 +132,11 @@ def cmd_evaluate(args) -> int:
         samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport())
         # Progress on stderr, so --json output stays parseable.
         bt = rolling_origin(samples, families, days=args.days, score_cold_start=args.score_cold_start, progress=lambda line: print(line, file=sys.stderr))
+        if not bt["days"]:
+            why = "; ".join(f"{s['day']}: {s['reason']}" for s in bt["skipped_days"]) or \
+                "no origin in it has 24 h of history and observed targets"
+            raise ConfigError(f"no day of [{iso_minute(args.start)}, {iso_minute(args.end)}) could be backtested "
+                              f"({why}); widen the span: each day is scored by a model trained on the days before it")
         print(json.dumps(bt, indent=2) if args.json else format_table(bt))
         return 0
     if not args.model:

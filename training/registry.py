@@ -31,6 +31,10 @@ class PromotionRefused(ConfigError):
     """The candidate loses on the evidence; `--force` overrides and is recorded."""
 
 
+class CorruptPointer(ConfigError):
+    """The champion pointer is not one (a hand edit, a copy cut short); `promote --force` replaces it."""
+
+
 def models_root(root: str) -> str:
     return st.join(root, "models")
 
@@ -58,10 +62,18 @@ def read_metadata(storage: st.Storage, uri: str) -> dict:
 
 
 def read_champion(storage: st.Storage, root: str) -> dict | None:
+    """The champion pointer, None when there is none. Its readers need version and model_uri as text."""
+    uri = champion_uri(root)
     try:
-        return json.loads(storage.read_text(champion_uri(root)))
+        pointer = json.loads(storage.read_text(uri))
     except NotFound:
         return None
+    except ValueError:  # not JSON, or not even text
+        pointer = None
+    if not (isinstance(pointer, dict) and all(isinstance(pointer.get(k), str) for k in ("version", "model_uri"))):
+        raise CorruptPointer(f"{uri}: not a champion pointer (a JSON object whose version and model_uri are text); "
+                             "point it at a model again with `velibcast models promote VERSION --force`")
+    return pointer
 
 
 def champion_model_uri(storage: st.Storage, root: str, config: str | None = None) -> str:
@@ -164,7 +176,12 @@ def promote(storage: st.Storage, root: str, version: str, force: bool = False, r
     if not storage.exists(uri):
         raise ConfigError(f"no model {version}: {uri} does not exist; `velibcast models list` shows the versions")
     meta = read_metadata(storage, uri)
-    current = read_champion(storage, root)
+    try:
+        current = read_champion(storage, root)
+    except CorruptPointer:
+        if not force:
+            raise
+        current = None  # nothing to compare with: the pointer is replaced whole below
     champ_meta = read_metadata(storage, current["model_uri"]) if current else None
     problems = check_promotion(meta, champ_meta)
     if problems and not force:

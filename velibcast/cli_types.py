@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from datetime import date, datetime
 
-from velibcast.timeutil import UTC
+from velibcast.errors import ConfigError
+from velibcast.timeutil import UTC, iso_minute
 
 RANGE_CONVENTION = "ranges are half-open [start, end): the start is included, the end is not"
 
@@ -32,3 +33,10 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; write it as YYYY-MM-DD, e.g. 2022-05-26") from None
+
+
+def check_range(start: datetime, end: datetime, start_name: str = "--start", end_name: str = "--end") -> None:
+    """A range holds at least its start: an empty or reversed one is a ConfigError before any work."""
+    if end <= start:
+        raise ConfigError(f"{end_name} {iso_minute(end)} must be after {start_name} {iso_minute(start)} "
+                          f"({RANGE_CONVENTION})")

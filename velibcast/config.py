@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,30 @@ def _merge(base: dict, override: dict, path: str = "", source: str = "<overrides
     return out
 
 
+def _check_types(defaults: dict, data: dict, source: str, path: str = "") -> None:
+    """Each value of the type its default has: a list as store.root or text as a share failed deep
+    inside a run, as an AttributeError or a ValueError. A default of None takes text (or a YAML
+    date, which a date key reads as text), a number takes an integer or a decimal."""
+    for k, default in defaults.items():
+        key, v = f"{path}{k}", data[k]
+        if isinstance(default, dict) and default:
+            _check_types(default, v, source, key + ".")
+            continue
+        if isinstance(default, dict):
+            if not isinstance(v, dict):  # not echoed: a misplaced credential would be printed
+                raise ConfigError(f"{source}: {key} must be a mapping of keys to values, not a {type(v).__name__}")
+            continue
+        if isinstance(default, (int, float)):
+            fits, wanted = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        elif isinstance(default, str):
+            fits, wanted = isinstance(v, str), "text"
+        else:
+            fits, wanted = v is None or isinstance(v, (str, date)), "text"
+        if not fits:
+            hint = f"like the default {default!r}" if default is not None else "or left out"
+            raise ConfigError(f"{source}: {key}={v!r} must be {wanted}, {hint}")
+
+
 @dataclass(frozen=True)
 class Config:
     data: dict
@@ -157,6 +182,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     data = _merge(DEFAULTS, raw, source=source)
     if overrides:
         data = _merge(data, overrides)
+    _check_types(DEFAULTS, data, source)
     for (sec, key), allowed in _ENUMS.items():
         if data[sec][key] not in allowed:
             raise ConfigError(f"{source}: {sec}.{key}={data[sec][key]!r}; use one of {sorted(allowed)}")

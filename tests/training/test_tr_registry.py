@@ -96,3 +96,21 @@ def test_the_pointer_is_one_object_replaced_whole(storage, tmp_path):
     names = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert names == ["champion", "gbm-a"], "no temporary file is left beside the pointer"
     assert json.loads((tmp_path / "models" / "champion").read_text())["version"] == "gbm-a"
+
+
+@pytest.mark.parametrize("pointer", ["{not json", "[]", '{"version": "gbm-x"}', '{"version": 3, "model_uri": []}'])
+def test_a_corrupt_champion_pointer_is_a_config_error_naming_it(storage, tmp_path, pointer):
+    storage.write_text(registry.champion_uri(str(tmp_path)), pointer)
+    with pytest.raises(ConfigError, match=rf"{registry.champion_uri(str(tmp_path))}: not a champion pointer.*"
+                                          r"velibcast models promote VERSION --force"):
+        registry.read_champion(storage, str(tmp_path))
+
+
+def test_promote_force_replaces_a_corrupt_champion_pointer(storage, tmp_path):
+    root = str(tmp_path)
+    put_model(storage, root, "gbm-a", backtest({"2022-05-25": ((1, 2, 3), (2, 3, 4))}))
+    storage.write_text(registry.champion_uri(root), "[]")
+    with pytest.raises(registry.CorruptPointer):
+        registry.promote(storage, root, "gbm-a", now=NOW)
+    registry.promote(storage, root, "gbm-a", force=True, reason="the pointer was corrupt", now=NOW)
+    assert registry.read_champion(storage, root)["version"] == "gbm-a"
