@@ -9,7 +9,7 @@ S3_LIST_PAGE_SIZE = 1000            # ListObjectsV2 MaxKeys ceiling
 S3_MAX_ATTEMPTS = 5                 # botocore "standard" retry mode attempts
 FETCH_CONCURRENCY = 8               # snapshot GETs in flight
 GUNZIP_AHEAD_MAX_BYTES = 1 << 20     # snapshots gunzipped in the fetch threads (see fetch_many)
-TMP_PREFIX = "_tmp-"                # names readers (pyarrow, DuckDB, Athena) ignore
+TMP_PREFIX = "_tmp-"                # names pyarrow, Hive and Athena skip (storage adds a .tmp ending for globs)
 
 # ---------------------------------------------------------------- snapshots and windows
 SNAPSHOT_PREFIX = "velib/snapshots"

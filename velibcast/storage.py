@@ -247,9 +247,13 @@ class Storage:
 
 
 def _write_temp(p: Path, data: bytes) -> Path:
-    """`data` in a new temporary file beside `p`, synced to disk, ready to be renamed or linked to `p`."""
+    """`data` in a new temporary file beside `p`, synced to disk, ready to be renamed or linked to `p`.
+
+    Beside, so the rename stays on one filesystem and is atomic. Its name hides it from every
+    reader of the folder: the `_` prefix from pyarrow, Hive and Athena, the `.tmp` ending from
+    globs such as DuckDB's or polars' `**/*.parquet`, which skip no prefix."""
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}"
+    tmp = p.parent / f"{C.TMP_PREFIX}{uuid.uuid4().hex}-{p.name}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.dataset as pads
@@ -122,6 +123,23 @@ def test_duckdb_reads_the_dataset(any_root, storage, endpoint):
         n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning = true) "
                     f"where run_date = DATE '{D2}'").fetchall()[0][0]
         assert n == 24
+
+
+def test_a_temporary_file_left_by_a_killed_writer_is_not_counted_by_duckdb_or_polars_globs(tmp_path, storage):
+    """The query users type is a `**` glob of the dataset. A writer killed between writing its
+    temporary file and renaming it leaves that file, whole, where it wrote it: no glob of the
+    dataset's Parquet objects may count its rows."""
+    root = str(tmp_path / "root")
+    publish_two_dates(storage, root)
+    target = tmp_path / "root" / "forecasts" / "run_date=2022-05-26" / forecasts.PART_NAME
+    left = st._write_temp(target, target.read_bytes())  # what the writer had done when it was killed
+    assert left.exists()
+    glob = st.join(root, "forecasts", "**", "*.parquet")
+    duck = duckdb.sql(f"select run_date, count(*) from read_parquet('{glob}', hive_partitioning = true) "
+                      "group by run_date order by run_date").fetchall()
+    assert duck == [(D1, 36), (D2, 24)]
+    lazy = pl.scan_parquet(glob, hive_partitioning=True)
+    assert lazy.select(pl.len()).collect().item() == 36 + 24
 
 
 def big_night(run_id: str, seed: int, n_stations: int = 1500) -> pa.Table:
