@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
 from velibcast.errors import ConfigError
 
+UNSOURCED = "unsourced"
+_SOURCE_HELP = ("name the public AWS page it was read on (an https://...aws.amazon.com page) and the date it was "
+                f"read (read: YYYY-MM-DD), or write source: {UNSOURCED}")
+
 
 def load_prices(path: Path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The price table; every price a user can check on an AWS page, or plainly unsourced."""
+    prices = yaml.safe_load(Path(path).read_text())
+    for region, table in prices["regions"].items():
+        for name, row in {**table.get("instance_hourly", {}), **table.get("s3", {})}.items():
+            _check_source(f"{path}: {region} {name}", row)
+    return prices
+
+
+def _check_source(where: str, row: dict) -> None:
+    source = row.get("source")
+    if source == UNSOURCED:
+        return
+    if source is None:
+        raise ConfigError(f"{where}: no source; {_SOURCE_HELP}")
+    url = urlparse(str(source))
+    host = url.hostname or ""
+    if url.scheme != "https" or not (host == "aws.amazon.com" or host.endswith(".aws.amazon.com")):
+        raise ConfigError(f"{where}: source {source!r} is not an https://...aws.amazon.com page; {_SOURCE_HELP}")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(row.get("read"))):  # YAML reads a bare date as a date
+        raise ConfigError(f"{where}: {source} needs the date it was read (read: YYYY-MM-DD)")
+
+
+def _source(row: dict) -> str | dict:
+    if row["source"] == UNSOURCED:
+        return UNSOURCED
+    return {"url": row["source"], "read": str(row["read"])}
+
+
+def _prices_note(priced_region: str, region: str, sources: dict) -> str:
+    """Whose prices and where each was read, in one clause: "unsourced" is said once when no price has a source."""
+    whose = f"{priced_region} prices" + ("" if priced_region == region else f", used for {region}")
+    if all(s == UNSOURCED for s in sources.values()):
+        return f"{whose}: {UNSOURCED}"
+    return whose + ": " + "; ".join(f"{name} {UNSOURCED}" if s == UNSOURCED else f"{name} {s['url']} read {s['read']}"
+                                    for name, s in sources.items())
 
 
 def _region_table(prices: dict, region: str) -> tuple[dict, str]:
@@ -34,19 +74,15 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
     if hourly is None:
         raise ConfigError(
             f"no price for {instance_type} in configs/pricing.yaml ({priced_region}); "
-            f"add it with its source, or use one of {sorted(table['instance_hourly'])}"
+            f"add it with the AWS page and date it was read (or source: {UNSOURCED}), "
+            f"or use one of {sorted(table['instance_hourly'])}"
         )
     compute = hourly["price"] * instance_count * seconds / 3600.0
     put, get = table["s3"]["put_per_1000"], table["s3"]["get_per_1000"]
     requests = (s3_puts / 1000.0) * put["price"] + (s3_gets / 1000.0) * get["price"]
     total = round(compute + requests, 6)
     local = backend == "local"
-    region_note = None if priced_region == region else (
-        f"no sourced price for {region}; priced with {priced_region} prices (configs/pricing.yaml)")
-    currency = prices.get("currency", "USD")
-    price_note = (f"the {instance_type} price ({hourly['price']} {currency}/h) is unsourced "
-                  f"({hourly['source']}): the figure is a guess until configs/pricing.yaml cites a source"
-                  if hourly.get("unsourced") else None)
+    sources = {instance_type: _source(hourly), "S3 PUT": _source(put), "S3 GET": _source(get)}
     return {
         "what": "estimated cost on SageMaker" + (" of the same job (this run used the local runtime: "
                                                   "nothing was billed on AWS)" if local else ""),
@@ -61,16 +97,14 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
         "billed_seconds_source": ("the local job's start and end times, as SageMaker would bill them "
                                   "(TransformEndTime - TransformStartTime)" if local else
                                   "DescribeTransformJob TransformEndTime - TransformStartTime"),
-        "s3_price_sources": {"put_per_1000": put["source"], "get_per_1000": get["source"]},
+        "price_sources": sources,
+        "prices_note": _prices_note(priced_region, region, sources),
         "price_table": "configs/pricing.yaml",
         "price_table_date": prices.get("version"),
-        "region_note": region_note,
-        "price_note": price_note,
         "instance_type": instance_type,
         "instance_count": instance_count,
         "billed_seconds": round(seconds, 3),
         "hourly_price": hourly["price"],
-        "hourly_price_source": hourly["source"],
         "s3_puts": s3_puts,
         "s3_gets": s3_gets,
         "region": region,
@@ -80,11 +114,6 @@ def estimate(prices: dict, *, instance_type: str, instance_count: int, seconds: 
 
 
 def summary_line(e: dict) -> str:
-    """One line for the console: what the figure is, the figure, where the price comes from."""
-    line = (f"{e['what']}: {e['total']:.4f} {e['currency']} = {e['computation'].rsplit(' = ', 1)[0]} "
-            f"({e['instance_type']} in {e['priced_with_region']}: {e['hourly_price_source']}; "
-            f"table of {e['price_table_date']})")
-    for note in ("region_note", "price_note"):
-        if e.get(note):
-            line += f"\nprice warning: {e[note]}"
-    return line
+    """One line for the console: what the figure is, the figure, where its prices were read."""
+    return (f"{e['what']}: {e['total']:.4f} {e['currency']} = {e['computation'].rsplit(' = ', 1)[0]} "
+            f"({e['prices_note']})")

@@ -102,6 +102,7 @@ def test_one_hour_run_from_the_wheel(wheel_venv, tmp_path, storage, trained_mode
     assert ce["billed_seconds"] > 0 and ce["s3_puts"] > 0
     assert ce["total"] == pytest.approx(ce["hourly_price"] * ce["instance_count"] * ce["billed_seconds"] / 3600
                                         + ce["s3_requests"], abs=1e-5)
-    # a local run's cost is what SageMaker would bill, and Paris has no sourced price: both said on the console
-    assert "estimated cost on SageMaker of the same job" in r.stdout
-    assert "price warning: no sourced price for eu-west-3; priced with us-east-1" in r.stdout
+    # a local run's cost is what SageMaker would bill, and whose prices it used, unsourced: one console line
+    cost_line = next(l for l in r.stdout.splitlines() if l.startswith("estimated cost on SageMaker of the same job"))
+    assert cost_line.endswith("(us-east-1 prices, used for eu-west-3: unsourced)")
+    assert r.stdout.count("unsourced") == 1
