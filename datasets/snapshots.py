@@ -42,6 +42,7 @@ _OUI_NON = {"OUI": True, "NON": False}
 class SnapshotRef:
     uri: str
     capture_ts: datetime
+    version: str = ""  # the object's version as listed (storage.ObjectInfo): what reuse of windows is keyed on
 
 
 @dataclass(slots=True)
@@ -156,7 +157,7 @@ def list_snapshots(
             if ts in found:
                 report.add("duplicate_snapshot", info.uri, f"same capture as {found[ts].uri}")
                 continue
-            found[ts] = SnapshotRef(info.uri, ts)
+            found[ts] = SnapshotRef(info.uri, ts, info.version)
     return [found[ts] for ts in sorted(found)]
 
 

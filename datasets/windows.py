@@ -28,7 +28,13 @@ from velibcast import storage as st
 from velibcast.datasets.csv_tokens import float_tokens
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import SnapshotColumns, fetch_many, list_snapshots, parse_snapshot_columns
+from velibcast.datasets.snapshots import (
+    SnapshotColumns,
+    SnapshotRef,
+    fetch_many,
+    list_snapshots,
+    parse_snapshot_columns,
+)
 from velibcast.timeutil import PARIS, UTC, iso_minute
 from velibcast.transform_code.velib_features import (
     HISTORY_LEN,
@@ -224,6 +230,20 @@ def snapshot_span(hours: list[datetime], max_staleness: timedelta) -> tuple[date
     """Captures that can hold a state of these hours (see CAPTURE_LAG_MAX_HOURS)."""
     return (hours[0] - max_staleness - timedelta(hours=C.LISTING_MARGIN_HOURS),
             hours[-1] + timedelta(hours=C.CAPTURE_LAG_MAX_HOURS))
+
+
+def snapshot_range(origins: list[datetime], max_staleness: timedelta,
+                   lookahead_hours: int = 0) -> tuple[datetime, datetime]:
+    """Captures the windows of sorted `origins` (and `lookahead_hours` of targets after them) may read."""
+    lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
+    _, hi = snapshot_span([origins[-1] + lookahead_hours * HOUR], max_staleness)
+    return lo, hi
+
+
+def snapshots_read(storage: st.Storage, snapshots_root: str, origins: list[datetime], max_staleness: timedelta,
+                   policy: ValidationPolicy) -> list[SnapshotRef]:
+    """The snapshot objects the windows of `origins` read, as listed now (each with its version)."""
+    return list_snapshots(storage, snapshots_root, *snapshot_range(sorted(origins), max_staleness), SkipReport(), policy)
 
 
 def build_state_grid(
@@ -505,9 +525,8 @@ def iter_state_grids(
     def grid_hours(chunk: list[datetime]) -> list[datetime]:  # t-23h of the first .. the last + lookahead
         return origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
 
-    lo, _ = snapshot_span(history_hours(origins[:1]), max_staleness)
-    _, hi = snapshot_span([origins[-1] + ahead], max_staleness)
-    source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, observers)
+    source = SnapshotSource(storage, snapshots_root, *snapshot_range(origins, max_staleness, lookahead_hours),
+                            policy, report, observers)
     k = 0
     while k < len(origins):
         size = chunk_hours

@@ -49,10 +49,12 @@ def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str
                   input_digest: str) -> tuple[dict, dict]:
     """The spec of the attempt that completed, and its describe dict.
 
-    The job's identity includes the digest of its input shards: a rerun whose inputs changed
-    (corrected snapshots, `--force`) gets a job of its own instead of the predictions of the
-    old inputs, and a rerun with the same inputs still re-attaches to or reuses its job."""
+    The job's identity includes the digests of its input shards and of the model artifact: a
+    rerun whose inputs changed (corrected snapshots, `--force`) or whose model.tar.gz is another
+    one under the same version gets a job of its own instead of the old predictions, and a rerun
+    with the same inputs and model still re-attaches to or reuses its job."""
     backend.create_model(model_name, ctx.model_uri)
-    base = job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id, "inputs": input_digest[:16]})
+    base = job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id, "inputs": input_digest[:16],
+                         "model": ctx.model_digest[:16]})
     d = run_idempotent(backend, spec_for, base, restart_stopped=ctx.force)
     return spec_for(d["TransformJobName"]), d

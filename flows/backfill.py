@@ -72,12 +72,12 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     logger = get_run_logger()
     cfg = load_config(config)
     storage = cfg.storage()
-    version, _ = load_model_info(storage, run_model_uri(cfg, storage))
+    model = load_model_info(storage, run_model_uri(cfg, storage))
     dates = [start_date + timedelta(days=i) for i in range((end_date - start_date).days)]
     results: list[dict[str, Any]] = []
     todo: list[date] = []
     for d in dates:
-        if not force and is_complete(cfg, storage, d, version):
+        if not force and is_complete(cfg, storage, d, model.version):
             results.append({"run_date": d.isoformat(), "status": "skipped (complete)"})
         else:
             todo.append(d)

@@ -6,11 +6,14 @@ in their first task, so a deployment run refuses a bad model the same way.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import zlib
+from dataclasses import dataclass
 
+from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.config import Config
 from velibcast.errors import DataError, TerminalError
@@ -24,10 +27,20 @@ def run_model_uri(cfg: Config, storage: st.Storage) -> str:
     return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root, config)
 
 
-def _tar_members(storage: st.Storage, uri: str, names: set[str]) -> dict[str, bytes]:
+HANDLERS = f"code/{C.HANDLER_PROGRAM_DEFAULT}"  # what SageMaker's PyTorch container runs
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    version: str                  # as metadata.json says: it names the run, not the artifact
+    station_index: dict[str, int]
+    sha256: str                   # of the model.tar.gz's bytes: what reuse of a run's stages is keyed on
+
+
+def _tar_members(data: bytes, uri: str, names: set[str]) -> dict[str, bytes]:
     out = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(uri)), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for m in tar.getmembers():
                 name = m.name.removeprefix("./")
                 if name in names and (f := tar.extractfile(m)) is not None:  # None: not a regular file
@@ -48,11 +61,15 @@ def _json_member(uri: str, members: dict[str, bytes], name: str) -> dict:
     return value
 
 
-def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]:
-    members = _tar_members(storage, uri, {"metadata.json", "station_mappings.json", "config.json"})
+def load_model_info(storage: st.Storage, uri: str) -> ModelInfo:
+    data = storage.read_bytes(uri)
+    members = _tar_members(data, uri, {"metadata.json", "station_mappings.json", "config.json", HANDLERS})
     for need in ("metadata.json", "station_mappings.json", "config.json"):
         if need not in members:
             raise TerminalError(f"{uri} has no {need} at its root; rebuild it with `velibcast train`")
+    if HANDLERS not in members:  # else found by the model servers, after the windows were built
+        raise TerminalError(f"{uri} has no {HANDLERS}, the handlers the model servers run; rebuild it with "
+                            "`velibcast train`, or point model.uri (or the champion) at another model")
     # Refused before any window is built, not by the servers mid-job.
     problem = contract_problem(_json_member(uri, members, "config.json").get("feature_columns"))
     if problem:
@@ -60,7 +77,8 @@ def load_model_info(storage: st.Storage, uri: str) -> tuple[str, dict[str, int]]
     meta = _json_member(uri, members, "metadata.json")
     mappings = _json_member(uri, members, "station_mappings.json")
     try:
-        return str(meta["version"]), {str(k): int(v) for k, v in mappings["station_index"].items()}
+        return ModelInfo(str(meta["version"]), {str(k): int(v) for k, v in mappings["station_index"].items()},
+                         hashlib.sha256(data).hexdigest())
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(uri, f"metadata.json needs 'version' and station_mappings.json 'station_index' ({e!r})",
                         "rebuild the model with `velibcast train`") from e

@@ -26,7 +26,7 @@ from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.records import shard_count_for
 from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
-from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+from velibcast.datasets.windows import origins_for_range, origins_for_run_date, snapshots_read
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import backends, cost, forecasts, manifest
 from velibcast.flows.run_artifacts import artifact_key
@@ -58,6 +58,8 @@ class RunContext:
     model_version: str
     station_index: dict[str, int]
     run_id: str
+    model_digest: str      # sha256 of the model.tar.gz's bytes
+    snapshots_digest: str  # the snapshot objects the windows read, as listed when the run started
     force: bool = False
 
     @property
@@ -78,7 +80,9 @@ def stage_record_uri(ctx: RunContext, stage: str) -> str:
 
 
 def load_stage(ctx: RunContext, stage: str, cls):
-    """The stage's typed record if a previous attempt completed it (never under --force)."""
+    """The stage's typed record if a previous attempt completed it from what this run would read
+    now (never under --force): the same model artifact's bytes, not only its version, and for the
+    windows the same snapshot objects, not only their names."""
     if ctx.force:
         return None
     uri = stage_record_uri(ctx, stage)
@@ -86,7 +90,12 @@ def load_stage(ctx: RunContext, stage: str, cls):
         raw = json.loads(ctx.storage.read_text(uri))
     except NotFound:
         return None
-    return from_json(cls, raw, uri)
+    record = from_json(cls, raw, uri)
+    if record.model_digest != ctx.model_digest:
+        return None
+    if isinstance(record, WindowsRecord) and record.snapshots_digest != ctx.snapshots_digest:
+        return None
+    return record
 
 
 def completed_stages(ctx: RunContext) -> list[str]:
@@ -112,15 +121,29 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
     storage = cfg.storage()
 
     model_uri = run_model_uri(cfg, storage)
-    version, station_index = load_model_info(storage, model_uri)
+    model = load_model_info(storage, model_uri)
     if spec.start is None or spec.end is None:  # a whole Paris day
         origins = origins_for_run_date(spec.run_date)
     else:
         origins = origins_for_range(spec.start, spec.end)
     if not origins:
         raise ConfigError(f"the range {spec.label} holds no hourly origin; check --start/--end")
-    return RunContext(cfg, storage, spec, origins, model_uri, version, station_index,
-                      run_id_for(spec, cfg.hash(), version), force)
+    return RunContext(cfg, storage, spec, origins, model_uri, model.version, model.station_index,
+                      run_id_for(spec, cfg.hash(), model.version), model.sha256,
+                      snapshots_digest(cfg, storage, origins), force)
+
+
+def snapshots_digest(cfg: Config, storage: st.Storage, origins: list[datetime]) -> str:
+    """sha256 over the snapshot objects the windows of `origins` read, by name and version as listed
+    (the ETag on S3, size and mtime locally): snapshots corrected under the same keys change it."""
+    h = hashlib.sha256()
+    for ref in snapshots_read(storage, cfg.snapshots_root, origins, _max_staleness(cfg), ValidationPolicy.from_config(cfg)):
+        h.update(f"{ref.uri}\0{ref.version}\0".encode())
+    return h.hexdigest()
+
+
+def _max_staleness(cfg: Config) -> timedelta:
+    return timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
 
 
 # ---------------------------------------------------------------- windows
@@ -143,7 +166,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
     result = assemble_transform_inputs(
         ctx.storage, ctx.cfg.snapshots_root, ctx.origins, input_prefix, fmt=t["format"],
         station_index=ctx.station_index,
-        max_staleness=timedelta(hours=float(ctx.cfg["windows"]["max_staleness_hours"])), policy=policy,
+        max_staleness=_max_staleness(ctx.cfg), policy=policy,
         max_shard_bytes=int(t["max_shard_bytes"]),
         shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
         report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
@@ -170,6 +193,8 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         input_digest=inputs_digest(ctx.storage, result["shards"]),
         started_at=t0.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
+        model_digest=ctx.model_digest,
+        snapshots_digest=ctx.snapshots_digest,
         **coverage,
     ))
 
@@ -282,7 +307,7 @@ def transform_backend(ctx: RunContext, progress=None, start_servers: bool = Fals
 def stage_transform(ctx: RunContext, windows: WindowsRecord, backend) -> TransformRecord:
     done = load_stage(ctx, "transform", TransformRecord)
     if done and done.input_digest == windows.input_digest:
-        return done  # predictions of these very inputs; other inputs get a job of their own
+        return done  # predictions of these very inputs by this very model; others get a job of their own
 
     model_name = model_name_for(ctx.model_version)
     spec_for = lambda job_name: job_spec_for(ctx, windows.layout, windows.input_prefix, job_name, model_name)
@@ -290,7 +315,7 @@ def stage_transform(ctx: RunContext, windows: WindowsRecord, backend) -> Transfo
     spec, describe = backends.run_transform(backend, ctx, spec_for, model_name, windows.input_digest)
     return save_stage(ctx, "transform", TransformRecord(
         job_spec=spec, describe=describe, backend=ctx.cfg["transform"]["backend"],
-        input_digest=windows.input_digest))
+        input_digest=windows.input_digest, model_digest=ctx.model_digest))
 
 
 # ---------------------------------------------------------------- join and publish
@@ -368,6 +393,7 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
             "config": ctx.cfg.data,
             "model_uri": ctx.model_uri,
             "model_version": ctx.model_version,
+            "model_sha256": ctx.model_digest,
             "model_backtest": _model_backtest(ctx),
             "force": ctx.force,
         },

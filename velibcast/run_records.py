@@ -128,6 +128,10 @@ class WindowsRecord:
     started_at: str
     finished_at: str
     schema_version: int = SCHEMA_VERSION
+    # What the stage read, by content: a rerun reuses the record only if both are unchanged (a record
+    # written before they were recorded has "" and is recomputed).
+    model_digest: str = ""            # sha256 of the model.tar.gz's bytes (its station index shapes the windows)
+    snapshots_digest: str = ""        # the snapshot objects of the span, by name and version as listed
 
 
 @dataclass
@@ -137,6 +141,7 @@ class TransformRecord:
     backend: str
     input_digest: str
     schema_version: int = SCHEMA_VERSION
+    model_digest: str = ""            # sha256 of the model.tar.gz that made the predictions
 
 
 @dataclass

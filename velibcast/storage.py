@@ -49,6 +49,7 @@ class ClientParams:
 class ObjectInfo:
     uri: str
     size: int
+    version: str = ""  # changes when the object is rewritten: its ETag on S3, size and mtime locally
 
 
 def is_s3(uri: str) -> bool:
@@ -179,7 +180,7 @@ class Storage:
                 for obj in page.get("Contents", []):
                     if obj["Key"].endswith("/"):
                         continue  # folder markers are not objects to process
-                    yield ObjectInfo(f"s3://{b}/{obj['Key']}", obj["Size"])
+                    yield ObjectInfo(f"s3://{b}/{obj['Key']}", obj["Size"], obj.get("ETag", ""))
         else:
             yield from _list_local(prefix, start_after)
 
@@ -282,4 +283,5 @@ def _list_local(prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
             if full.startswith(sp) and (sa is None or full > sa):
                 found.append(full)
     for full in sorted(found):
-        yield ObjectInfo(f"{scheme}{full}", os.path.getsize(full))
+        s = os.stat(full)
+        yield ObjectInfo(f"{scheme}{full}", s.st_size, f"{s.st_size}-{s.st_mtime_ns}")

@@ -179,3 +179,23 @@ def test_a_run_with_no_snapshot_to_read_fails_before_prefect(tmp_path):
     err = user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
                      "no snapshot under", str(root), "2022-05-26", "snapshots import")
     assert not (root / "runs").exists(), err
+
+
+def test_a_model_without_code_inference_py_fails_before_prefect(tmp_path):
+    """The model servers would find it only after the windows were built."""
+    import gzip
+    import io
+    import tarfile
+
+    from velibcast.training.synthetic import untrained_archive
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(untrained_archive(3)))) as src, \
+            tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            if not m.name.startswith("code/"):
+                dst.addfile(m, src.extractfile(m))
+    (tmp_path / "model.tar.gz").write_bytes(gzip.compress(out.getvalue()))
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "model": {"uri": str(tmp_path / "model.tar.gz")}})
+    user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path),
+               str(tmp_path / "model.tar.gz"), "has no code/inference.py", "velibcast train")
