@@ -23,7 +23,7 @@ from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_tim
 from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
-from velibcast.flows import cost, prefect_api
+from velibcast.flows import cost, prefect_api, prefect_logs
 from velibcast.training import cli as tr_cli
 
 
@@ -65,6 +65,12 @@ def _checked_run_config(path: str, args=None):
     return cfg
 
 
+def _prefect_console(args) -> None:
+    """After Prefect is imported: a failed run's traceback only with --debug (the error's line ends the output)."""
+    if not args.debug:
+        prefect_logs.console_without_tracebacks()
+
+
 def cmd_run(args) -> int:
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
@@ -75,6 +81,7 @@ def cmd_run(args) -> int:
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.nightly import nightly
 
+    _prefect_console(args)
     with prefect_api.serving(server):
         res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
     _print_result(res)
@@ -98,6 +105,7 @@ def cmd_demo(args) -> int:
     from velibcast.flows.nightly import nightly
     from velibcast.training import registry  # lazy, per command: the registry only when demo checks for a champion
 
+    _prefect_console(args)
     with prefect_api.serving(server):
         if registry.read_champion(cfg.storage(), cfg.root) is None:
             # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
@@ -128,6 +136,7 @@ def cmd_backfill(args) -> int:
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.backfill import backfill
 
+    _prefect_console(args)
     with prefect_api.serving(server):
         res = backfill(start_date=args.start_date, end_date=args.end_date, config=args.config,
                        force=args.force, max_concurrency=args.max_concurrency)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.config import Config, check_store_writable
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
@@ -33,10 +34,42 @@ def run_origins(cfg: Config, run_date: date | None, start: datetime | None, end:
     return origins_for_run_date(run_date or default_run_date(cfg))
 
 
+# The transform settings that become CreateTransformJob fields (stages.job_spec_for), by field.
+TRANSFORM_FIELDS = {
+    "MaxConcurrentTransforms": "max_concurrent_transforms",
+    "MaxPayloadInMB": "max_payload_mb",
+    "BatchStrategy": "batch_strategy",
+    "ModelClientConfig.InvocationsTimeoutInSeconds": "invocations_timeout_s",
+    "ModelClientConfig.InvocationsMaxRetries": "invocations_max_retries",
+    "TransformResources.InstanceType": "instance_type",
+    "TransformResources.InstanceCount": "instance_count",
+}
+
+
+def check_transform(cfg: Config) -> None:
+    """The config's transform settings within CreateTransformJob's limits, checked on a stand-in job:
+    the run's own job is validated only once its windows are written."""
+    t = cfg["transform"]
+    spec: dict = {"TransformJobName": "preflight", "ModelName": "preflight",
+                  "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                                     "S3Uri": "s3://preflight/input/"}}},
+                  "TransformOutput": {"S3OutputPath": "s3://preflight/output/"}}
+    for field, key in TRANSFORM_FIELDS.items():
+        parent, _, name = field.rpartition(".")
+        (spec.setdefault(parent, {}) if parent else spec)[name] = t[key]
+    try:
+        validate_job_spec(spec)
+    except SpecError as e:
+        key = TRANSFORM_FIELDS[e.field]
+        raise ConfigError(f"{cfg.source}: transform.{key}={t[key]!r}: the transform job's {e}; change it in "
+                          "the config") from None
+
+
 def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
     """Fail with one ConfigError line unless a run can start; returns the model's URI. With
     `origins`, the snapshot store must hold a capture in the hours their windows read."""
     check_store_writable(cfg)
+    check_transform(cfg)
     storage = cfg.storage()
     uri = run_model_uri(cfg, storage)
     if not storage.exists(uri):

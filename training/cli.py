@@ -12,6 +12,7 @@ from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_tim
 from velibcast.config import load_config
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
+from velibcast.flows.prefect_logs import console_without_tracebacks
 from velibcast.timeutil import iso_minute
 
 
@@ -93,6 +94,8 @@ def cmd_train(args) -> int:
                 "--end" if args.end else f"model.train_end of {cfg.source}")
     from velibcast.flows.train import train  # lazy, per command: Prefect (~2 s) and torch (~2 s) only when training
 
+    if not args.debug:
+        console_without_tracebacks()
     info = train(config=args.config, start=start, end=end, family=args.family, snapshots=args.snapshots,
                  out=args.out, seed=args.seed, max_seconds=args.max_seconds, backtest=args.backtest,
                  promote=args.promote)

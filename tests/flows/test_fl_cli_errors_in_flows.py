@@ -1,0 +1,58 @@
+"""An error raised inside a Prefect run reaches the console as the command's one clean line (the
+traceback only with --debug), and what can be checked before the run is: an out-of-range
+transform setting, a model.tar.gz that would write outside its folder."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+from tests.flows.test_fl_cli import config, user_error, velibcast
+
+TARGET = "2022-05-26T06-46-26Z.jsonl.gz"   # a capture inside the run's range
+
+
+def _bad_record(name, data):
+    """One record of TARGET with a latitude far outside Paris, on its 4th line."""
+    if name != TARGET:
+        return data
+    lines = gzip.decompress(data).rstrip(b"\n").split(b"\n")
+    rec = json.loads(lines[3])
+    rec["coordonnees_geo"] = {**rec["coordonnees_geo"], "lat": 1000}
+    lines[3] = json.dumps(rec).encode()
+    return gzip.compress(b"\n".join(lines) + b"\n")
+
+
+def _run_cli(tmp_path, cfg, e2e, *extra):
+    # the command starts its own temporary Prefect server, as a user's does
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.run([sys.executable, "-m", "velibcast.flows.cli", *extra, "run", "--config", cfg,
+                           "--start", e2e.START, "--end", e2e.END], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_an_error_inside_the_flow_prints_its_line_without_a_traceback_unless_debug(tmp_path, storage,
+                                                                                    trained_model, e2e):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root, _bad_record)
+    cfg = e2e.config(tmp_path, root, trained_model["model_uri"], snapshots={"on_bad_record": "fail"})
+    r = _run_cli(tmp_path, cfg, e2e)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and TARGET in last and "line 4" in last, last
+    assert r.stderr.count(TARGET + " line 4") >= 1
+
+    debug = _run_cli(tmp_path, cfg, e2e, "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == last
+
+
+def test_an_instance_count_out_of_range_fails_before_prefect(tmp_path):
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "transform": {"instance_count": -3}})
+    user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path), cfg,
+               "transform.instance_count=-3", "TransformResources.InstanceCount", "out of range")
+
