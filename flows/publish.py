@@ -23,8 +23,11 @@ The lock is a conditional create (If-None-Match on S3, an atomic link locally) o
 (a reused pid has another start time), and a lease: a holder on this host is dead when its
 pid is gone or started at another time; a holder on another host when its lease expired.
 A takeover is itself a conditional create, of a marker named for the dead holder's token,
-so of two runs taking over the same dead lock exactly one wins. Names starting with `_`
-are skipped by pyarrow, DuckDB and Athena, so locks never show up as data.
+so of two runs taking over the same dead lock exactly one wins; the winner checks the lock
+still holds the dead holder's bytes, deletes it and creates its own (conditionally again).
+Releasing deletes the lock and the date's takeover markers: locks exist only while a run
+publishes. Names starting with `_` are skipped by pyarrow, DuckDB and Athena, so locks never
+show up as data.
 """
 
 from __future__ import annotations
@@ -96,8 +99,12 @@ def lock_uri(root: str, run_date: date) -> str:
     return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.json")
 
 
+def _takeover_prefix(root: str, run_date: date) -> str:
+    return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.takeover-")
+
+
 def _takeover_uri(root: str, run_date: date, dead_token: str) -> str:
-    return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.takeover-{dead_token}.json")
+    return f"{_takeover_prefix(root, run_date)}{dead_token}.json"
 
 
 @contextmanager
@@ -119,23 +126,37 @@ def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str, no
                     f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing "
                     f"{run_date} since {holder['acquired_at']}; wait for it, or delete {uri} if that run is dead")
             token = holder.get("token") or f"{holder['pid']}-{holder['acquired_at']}".replace(":", "-")
-            if not storage.put_if_absent(_takeover_uri(root, run_date, token), body):
+            marker = _takeover_uri(root, run_date, token)
+            if not storage.put_if_absent(marker, body):
                 raise PublishConflict(f"another run is taking over the lock {uri} of dead run {holder['run_id']}; "
                                       "rerun later")
             log.warning("taking over the publish lock of %s from run %s (host %s): %s",
                         run_date, holder["run_id"], holder["host"], dead)
-            storage.write_bytes(uri, body)
+            # Only the marker's winner may delete the dead holder's lock, and only while it holds
+            # those bytes: a taker that read them long ago finds another lock, or none, and stops.
+            if _read_or_none(storage, uri) == raw:
+                storage.delete(uri)
+            if not storage.put_if_absent(uri, body):
+                storage.delete(marker)
+                raise PublishConflict(f"another run took the publish lock {uri} first; rerun later")
         elif not storage.put_if_absent(uri, body):
             raise PublishConflict(f"another run took the publish lock {uri} first; rerun later")
     try:
         yield mine
     finally:
-        try:
-            still_mine = storage.read_bytes(uri) == body
-        except NotFound:
-            still_mine = False
-        if still_mine:
+        if _read_or_none(storage, uri) == body:
+            # Markers of this date go too, ours and any a taker killed after its takeover left:
+            # one recreated by a taker that read a dead holder long ago finds no dead lock to take.
+            for m in list(storage.list(_takeover_prefix(root, run_date))):
+                storage.delete(m.uri)
             storage.delete(uri)
+
+
+def _read_or_none(storage: st.Storage, uri: str) -> bytes | None:
+    try:
+        return storage.read_bytes(uri)
+    except NotFound:
+        return None
 
 
 # ---------------------------------------------------------------- publishing

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.timeutil import compact_day
+from velibcast.training.registry import model_uri
 from velibcast.transform_code import inference, velib_gbm
 
 CODE_DIR = Path(inference.__file__).resolve().parent
@@ -82,7 +82,7 @@ def build_archive(state_dict: dict | None, json_artifacts: dict[str, dict]) -> b
 
 
 def write_model(storage: st.Storage, out_root: str, version: str, archive: bytes) -> str:
-    uri = st.join(out_root, "models", version, C.MODEL_ARTIFACT_NAME)
+    uri = model_uri(out_root, version)
     storage.write_bytes(uri, archive, content_type="application/gzip")
     return uri
 

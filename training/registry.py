@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from datetime import datetime
 
@@ -39,8 +40,17 @@ def models_root(root: str) -> str:
     return st.join(root, "models")
 
 
+def check_version(version: str) -> str:
+    """`version` if it is a model version name (C.MODEL_VERSION_PATTERN, and not the champion
+    pointer's name), else a ConfigError: every path under models/ is built from a checked one."""
+    if not re.fullmatch(C.MODEL_VERSION_PATTERN, version) or version == C.CHAMPION_POINTER:
+        raise ConfigError(f"{version!r} is not a model version name (letters, digits, '.', '_' and '-', starting "
+                          f"with a letter or digit, not {C.CHAMPION_POINTER!r}); `velibcast models list` shows the versions")
+    return version
+
+
 def model_uri(root: str, version: str) -> str:
-    return st.join(models_root(root), version, C.MODEL_ARTIFACT_NAME)
+    return st.join(models_root(root), check_version(version), C.MODEL_ARTIFACT_NAME)
 
 
 def champion_uri(root: str) -> str:

@@ -139,6 +139,9 @@ TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"  # streams: <job name>/<ins
 
 # ---------------------------------------------------------------- model
 MODEL_ARTIFACT_NAME = "model.tar.gz"
+# A model version names one folder under models/: no "/" nor "." or ".." (a name from a user cannot
+# point outside it), characters safe in S3 keys and run ids.
+MODEL_VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 TRAIN_SEED = 20220526
 TRAIN_MAX_SECONDS = 120.0           # CPU seconds (all threads) of the epochs; a cut is recorded in metadata.json
 TRAIN_TORCH_THREADS = 1             # measured: 1 thread trains 3.5x more samples per CPU-second than 2 (LSTM 128, batch 512)

@@ -9,6 +9,7 @@ endpoint (MinIO, moto, Ceph) works.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import uuid
@@ -225,16 +226,17 @@ class Storage:
             except NotFound:
                 return False
         p = local_path(uri)
-        tmp = _write_temp(p, data)
+        unnamed = _unnamed_file(p.parent, data)
+        if unnamed is None:
+            tmp = _write_temp(p, data)
+            try:
+                return _link_if_absent(str(tmp), p)
+            finally:
+                tmp.unlink()
         try:
-            # link() creates the name only if it is absent, with the bytes already in place:
-            # a concurrent caller never reads an empty lock (O_EXCL then write would show one).
-            os.link(tmp, p)
-            return True
-        except FileExistsError:
-            return False
+            return _link_if_absent(f"/proc/self/fd/{unnamed}", p)
         finally:
-            tmp.unlink()
+            os.close(unnamed)
 
     def delete(self, uri: str) -> None:
         if is_s3(uri):
@@ -245,6 +247,46 @@ class Storage:
             local_path(uri).unlink()
         except FileNotFoundError:
             pass
+
+
+def _unnamed_file(folder: Path, data: bytes) -> int | None:
+    """A descriptor of `data` written and synced in an unnamed file of `folder` (Linux O_TMPFILE), or
+    None where the OS or the filesystem (NFS) has none. It gets a name only when linked: a writer
+    killed before leaves nothing behind, where a named temporary stayed beside the lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None:
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY, 0o644)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _link_if_absent(src: str, p: Path) -> bool:
+    """Link `src` to `p` unless `p` exists; True if this call created `p`. The name appears with
+    its bytes in place, so a concurrent caller never reads an empty lock (O_EXCL then write would
+    show one). Through the folder's descriptor os.link is linkat with AT_SYMLINK_FOLLOW, which
+    links the file /proc/self/fd/N stands for, not that link."""
+    folder = os.open(p.parent, os.O_DIRECTORY)
+    try:
+        os.link(src, p.name, dst_dir_fd=folder)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.close(folder)
 
 
 def _write_temp(p: Path, data: bytes) -> Path:

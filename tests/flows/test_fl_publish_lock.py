@@ -3,8 +3,12 @@ whose owner is dead (pid gone or reused, lease expired on another host) is taken
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from datetime import date
 
 import pytest
@@ -177,3 +181,65 @@ def test_a_run_killed_inside_the_publish_lock_is_taken_over(tmp_path, storage, t
     table, manifests = published[d]
     assert table.num_rows == res["counts"]["forecast_rows"] > 0
     assert json.loads(storage.read_text(res["manifest_uri"]))["attempt"] == manifests[res["run_id"]]["attempt"]
+
+
+# ---------------------------------------------------------------- nothing left behind
+HOLD_A_LOCK = """
+import sys, time
+from datetime import date
+from velibcast.storage import Storage
+from velibcast.flows.publish import publish_lock
+root, d, mode = sys.argv[1], date.fromisoformat(sys.argv[2]), sys.argv[3]
+storage = Storage()
+if mode == "hold":
+    with publish_lock(storage, root, d, "killed"):
+        print("held", flush=True)
+        time.sleep(600)
+else:  # take and release the lock over and over, to be killed at any moment of it
+    print("looping", flush=True)
+    while True:
+        with publish_lock(storage, root, d, "killed"):
+            pass
+"""
+
+
+def _killed_child(root: str, d: date, mode: str, after_s: float = 0.0) -> None:
+    """A process holding (or taking and releasing) the date's lock, killed with SIGKILL."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_LOCK, root, d.isoformat(), mode],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() in ("held", "looping")
+        time.sleep(after_s)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def _locks_folder(storage, root) -> list[str]:
+    if storage_is_local(root):
+        folder = os.path.join(root, "forecasts", "_locks")
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return [o.uri for o in storage.list(root.rstrip("/") + "/forecasts/_locks/")]
+
+
+def storage_is_local(root: str) -> bool:
+    return not root.startswith("s3://")
+
+
+def test_a_lock_taken_over_from_a_killed_run_leaves_no_marker_once_released(any_root, storage):
+    d = date(2022, 6, 2)
+    _killed_child(any_root, d, "hold")
+    with publish_lock(storage, any_root, d, "rerun"):
+        pass
+    assert _locks_folder(storage, any_root) == []
+
+
+def test_a_publisher_killed_at_any_moment_leaves_nothing_in_the_locks_folder_after_the_next_run(tmp_path, storage):
+    """Locks exist only while a run publishes: no lock, no takeover marker, no temporary file."""
+    d = date(2022, 6, 3)
+    root = str(tmp_path)
+    for i in range(6):
+        _killed_child(root, d, "loop", after_s=0.2 + 0.03 * i)
+        with publish_lock(storage, root, d, f"rerun-{i}"):
+            pass
+        assert _locks_folder(storage, root) == [], f"after kill {i}"

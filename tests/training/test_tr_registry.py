@@ -114,3 +114,19 @@ def test_promote_force_replaces_a_corrupt_champion_pointer(storage, tmp_path):
         registry.promote(storage, root, "gbm-a", now=NOW)
     registry.promote(storage, root, "gbm-a", force=True, reason="the pointer was corrupt", now=NOW)
     assert registry.read_champion(storage, root)["version"] == "gbm-a"
+
+
+@pytest.mark.parametrize("version", ["../../x", "..", ".", "a/b", "/x", "a\\b", "", "-x", "gbm x"])
+def test_a_name_that_is_not_a_version_is_refused_and_the_champion_stays_under_models(storage, tmp_path, version):
+    root = str(tmp_path / "a" / "b")
+    # a model where `promote ../../x` would find one: outside models/
+    storage.write_bytes(str(tmp_path / "a" / "x" / "model.tar.gz"), untrained_archive(3))
+    with pytest.raises(ConfigError, match=r"is not a model version name.*velibcast models list"):
+        registry.promote(storage, root, version, force=True, now=NOW)
+    assert registry.read_champion(storage, root) is None
+
+
+def test_version_names_are_one_rule_for_training_and_promotion(storage, tmp_path):
+    with pytest.raises(ConfigError, match="is not a model version name"):
+        package.write_model(storage, str(tmp_path), "../escape", untrained_archive(3))
+    assert not (tmp_path / "escape").exists()
