@@ -1,7 +1,8 @@
 """Backfill: one child nightly run per date, a bounded number at a time, one summary.
 
 A date is complete when its forecast partition exists, holds only rows of the run this
-config and model would compute now (same run_id), carries that run's manifest, and
+config and model would compute now (same run_id, and the same model.tar.gz bytes: another
+artifact under the same version is another model), carries that run's manifest, and
 `runs/<run_id>/manifest.json` names the attempt the partition holds with its row count
 (a run that died between publishing and that rewrite is redone); complete dates are
 skipped unless `force` is set. Child runs are ordinary nightly runs, so each resumes what a killed
@@ -23,13 +24,13 @@ from velibcast.errors import ConfigError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.nightly import nightly
 from velibcast.flows.run_identity import RunSpec, run_id_for
-from velibcast.flows.run_model import load_model_info, run_model_uri
+from velibcast.flows.run_model import ModelInfo, load_model_info, run_model_uri
 from velibcast.flows.run_names import backfill_run_name
 from velibcast.flows.score import score_run
 
 
-def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
-    expected = run_id_for(RunSpec(run_date), cfg.hash(), model_version)
+def is_complete(cfg, storage, run_date: date, model: ModelInfo) -> bool:
+    expected = run_id_for(RunSpec(run_date), cfg.hash(), model.version)
     try:
         table, carried = forecasts.read_partition_manifests(storage, cfg.root, run_date)
         current = manifest.read(storage, cfg.root, expected)
@@ -38,6 +39,7 @@ def is_complete(cfg, storage, run_date: date, model_version: str) -> bool:
     published = carried.get(expected)
     return (set(table.column("run_id").to_pylist()) == {expected} and published is not None
             and published.get("attempt") == current.get("attempt")
+            and (published.get("parameters") or {}).get("model_sha256") == model.sha256
             and published["counts"]["forecast_rows"] == table.num_rows)
 
 
@@ -77,7 +79,7 @@ def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml
     results: list[dict[str, Any]] = []
     todo: list[date] = []
     for d in dates:
-        if not force and is_complete(cfg, storage, d, model.version):
+        if not force and is_complete(cfg, storage, d, model):
             results.append({"run_date": d.isoformat(), "status": "skipped (complete)"})
         else:
             todo.append(d)

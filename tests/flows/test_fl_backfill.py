@@ -14,6 +14,7 @@ from velibcast.errors import ConfigError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.backfill import backfill, is_complete
 from velibcast.flows.run_identity import RunSpec, run_id_for
+from velibcast.flows.run_model import ModelInfo
 
 D = date(2022, 5, 26)
 
@@ -21,23 +22,27 @@ D = date(2022, 5, 26)
 def test_a_date_is_complete_only_when_published_whole_by_the_run_this_config_would_make(tmp_path, storage, e2e):
     root = str(tmp_path / "root")
     cfg = load_config(e2e.config(tmp_path, root, "unused-model-uri"))
-    expected = run_id_for(RunSpec(D), cfg.hash(), "lstm-1")
+    model = ModelInfo("lstm-1", {}, "a" * 64)
+    expected = run_id_for(RunSpec(D), cfg.hash(), model.version)
     ours = night(D, expected)
-    m = {"run_id": expected, "attempt": "a1", "counts": {"forecast_rows": ours.num_rows}}
-    assert not is_complete(cfg, storage, D, "lstm-1"), "nothing published yet"
+    m = {"run_id": expected, "attempt": "a1", "counts": {"forecast_rows": ours.num_rows},
+         "parameters": {"model_sha256": model.sha256}}
+    assert not is_complete(cfg, storage, D, model), "nothing published yet"
     forecasts.publish(storage, cfg.root, D, night(D, "another-run"), {"another-run": {**m, "run_id": "another-run"}})
-    assert not is_complete(cfg, storage, D, "lstm-1"), "published by another run (config or model)"
+    assert not is_complete(cfg, storage, D, model), "published by another run (config or model)"
     forecasts.publish(storage, cfg.root, D, pa.concat_tables([ours, night(D, "another-run")]), {expected: m})
-    assert not is_complete(cfg, storage, D, "lstm-1"), "two runs mixed in one partition"
+    assert not is_complete(cfg, storage, D, model), "two runs mixed in one partition"
     forecasts.publish(storage, cfg.root, D, ours)
-    assert not is_complete(cfg, storage, D, "lstm-1"), "no manifest inside the object"
+    assert not is_complete(cfg, storage, D, model), "no manifest inside the object"
     forecasts.publish(storage, cfg.root, D, ours, {expected: m})
-    assert not is_complete(cfg, storage, D, "lstm-1"), "killed before runs/<run_id>/manifest.json named the attempt"
+    assert not is_complete(cfg, storage, D, model), "killed before runs/<run_id>/manifest.json named the attempt"
     storage.write_text(manifest.manifest_uri(cfg.root, expected), '{"attempt": "a0"}')
-    assert not is_complete(cfg, storage, D, "lstm-1"), "manifest.json names an earlier attempt"
+    assert not is_complete(cfg, storage, D, model), "manifest.json names an earlier attempt"
     storage.write_text(manifest.manifest_uri(cfg.root, expected), '{"attempt": "a1"}')
-    assert is_complete(cfg, storage, D, "lstm-1")
-    assert not is_complete(cfg, storage, D, "lstm-2"), "a new model makes the date incomplete"
+    assert is_complete(cfg, storage, D, model)
+    assert not is_complete(cfg, storage, D, ModelInfo("lstm-2", {}, model.sha256)), "a new model makes the date incomplete"
+    assert not is_complete(cfg, storage, D, ModelInfo("lstm-1", {}, "b" * 64)), (
+        "another model.tar.gz under the same version makes the date incomplete")
 
 
 def test_the_flow_takes_a_half_open_date_range_like_the_cli(tmp_path, e2e):
