@@ -37,11 +37,23 @@ class ModelInfo:
     sha256: str                   # of the model.tar.gz's bytes: what reuse of a run's stages is keyed on
 
 
+# Where the archive is checked as if extracted: any absolute folder; the model servers' own is the SageMaker one.
+_EXTRACTED_AT = "/opt/ml/model"
+
+
 def _tar_members(data: bytes, uri: str, names: set[str]) -> dict[str, bytes]:
+    """`names`' contents; every member checked by the rule the runtime extracts with (tarfile's "data"
+    filter), so an archive it would refuse is refused before any window is built."""
     out = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for m in tar.getmembers():
+                try:
+                    tarfile.data_filter(m, _EXTRACTED_AT)
+                except tarfile.FilterError as e:
+                    raise DataError(uri, f"member {m.name!r} cannot be extracted safely ({e})",
+                                    "rebuild the model with `velibcast train`, or set model.uri to another "
+                                    "model") from None
                 name = m.name.removeprefix("./")
                 if name in names and (f := tar.extractfile(m)) is not None:  # None: not a regular file
                     out[name] = f.read()

@@ -3,10 +3,12 @@ traceback only with --debug), and what can be checked before the run is: an out-
 transform setting, a model.tar.gz that would write outside its folder."""
 
 import gzip
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 
 from tests.flows.test_fl_cli import config, user_error, velibcast
 
@@ -56,3 +58,23 @@ def test_an_instance_count_out_of_range_fails_before_prefect(tmp_path):
     user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path), cfg,
                "transform.instance_count=-3", "TransformResources.InstanceCount", "out of range")
 
+
+
+def _traversal_model(src: str, dest) -> str:
+    """A copy of a working model.tar.gz with one more member that would land outside its folder."""
+    out = io.BytesIO()
+    with tarfile.open(src, "r:gz") as tar, tarfile.open(fileobj=out, mode="w:gz") as dst:
+        for m in tar.getmembers():
+            dst.addfile(m, tar.extractfile(m) if m.isfile() else None)
+        evil = tarfile.TarInfo("code/../../escaped.py")
+        evil.size = 3
+        dst.addfile(evil, io.BytesIO(b"x=1"))
+    dest.write_bytes(out.getvalue())
+    return str(dest)
+
+
+def test_a_model_tarball_with_a_path_leaving_its_folder_fails_before_prefect(tmp_path, trained_model):
+    model = _traversal_model(trained_model["model_uri"], tmp_path / "model.tar.gz")
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "model": {"uri": model}})
+    user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path), model,
+               "code/../../escaped.py", "velibcast train")
