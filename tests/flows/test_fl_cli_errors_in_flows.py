@@ -11,6 +11,7 @@ import sys
 import tarfile
 
 from tests.flows.test_fl_cli import config, user_error, velibcast
+from tests.flows.test_fl_faults import _patched_model
 
 TARGET = "2022-05-26T06-46-26Z.jsonl.gz"   # a capture inside the run's range
 
@@ -78,3 +79,22 @@ def test_a_model_tarball_with_a_path_leaving_its_folder_fails_before_prefect(tmp
     cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "model": {"uri": model}})
     user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path), model,
                "code/../../escaped.py", "velibcast train")
+
+
+ABOVE_INT64 = """
+_orig_output_fn = output_fn
+def output_fn(prediction, accept):
+    counts, unknown, batch = prediction
+    return _orig_output_fn((counts.astype(object) * 0 + 2 ** 70, unknown, batch), accept)
+"""
+
+
+def test_a_model_output_above_int64_exits_2_with_its_line(tmp_path, storage, trained_model, e2e):
+    """It raised a bare OverflowError, an "unexpected" exit 1."""
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    model = _patched_model(trained_model["model_uri"], str(tmp_path / "huge.tar.gz"), ABOVE_INT64)
+    r = _run_cli(tmp_path, e2e.config(tmp_path, root, model), e2e)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and ".out line" in last and "bikes_pred 1.18059162071741e+21 is outside" in last
