@@ -38,6 +38,12 @@ def test_train_with_a_reversed_span_in_the_config_names_the_config_keys(tmp_path
                HALF_OPEN)
 
 
+def test_train_with_a_time_in_the_config_that_is_not_one_names_the_key(tmp_path):
+    cfg = _store(tmp_path, model={"train_start": "yesterday", "train_end": "2022-05-23T00:00Z"})
+    user_error(velibcast("train", "--config", cfg, cwd=tmp_path), cfg, "model.train_start", "'yesterday'",
+               "write it like 2022-05-26T06:00Z")
+
+
 @pytest.mark.parametrize("mode", [["--backtest"], ["--model", "model.tar.gz"]])
 @pytest.mark.parametrize("start, end", EMPTY_AND_REVERSED)
 def test_evaluate_with_an_empty_or_reversed_range_exits_2_before_any_work(tmp_path, mode, start, end):
