@@ -34,7 +34,8 @@ class Lifeline:
     def __init__(self, prefix: str):
         self.folder = tempfile.mkdtemp(prefix=prefix)
         # Both ends are non-inheritable (PEP 446): a child holds the read end only when given it,
-        # and none holds the write end, so end of file means this process closed it or ended.
+        # and none holds the write end (children are started with exec, which closes it), so end
+        # of file means this process closed it or ended.
         self.fd, self._write_fd = os.pipe()
         self._sweeper: subprocess.Popen | None = subprocess.Popen(
             [sys.executable, "-m", __name__, str(self.fd), self.folder], pass_fds=(self.fd,),
