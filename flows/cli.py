@@ -67,6 +67,16 @@ def _checked_run_config(path: str, args=None):
 
 
 def cmd_run(args) -> int:
+    dated = args.run_date is not None or args.start is not None or args.end is not None
+    product = args.product or ("evaluation" if dated else "day-ahead")
+    if product != "evaluation":
+        if dated:
+            raise ConfigError(f"--product {product} forecasts from an --as-of time (default: now); --run-date and "
+                              "--start/--end belong to the evaluation product (--product evaluation)")
+        return _run_product(args, product)
+    if args.as_of is not None:
+        raise ConfigError("--as-of belongs to the day-ahead and nowcast products; the evaluation product takes "
+                          "--run-date or --start/--end")
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
     if args.start is not None and args.end <= args.start:
@@ -79,6 +89,24 @@ def cmd_run(args) -> int:
 
     with prefect_api.serving(server):
         res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
+    _print_result(res)
+    return 0
+
+
+def _run_product(args, product: str) -> int:
+    cfg = load_config(args.config)
+    # lazy, per command: a config error imports no NumPy
+    from velibcast.flows import preflight
+
+    spec = preflight.product_spec(cfg, product, args.as_of)
+    preflight.check_run(cfg)
+    assert spec.as_of is not None and spec.start is not None  # product_spec sets both
+    print(f"{product} as of {iso_minute(spec.as_of)}: origin {iso_minute(spec.start)} (the latest whole hour with data)")
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
+    from velibcast.flows.nightly import forecast  # lazy, per command: Prefect (~2 s) loads only for a run
+
+    with prefect_api.serving(server):
+        res = forecast(product=product, as_of=spec.as_of, config=args.config, force=args.force)
     _print_result(res)
     return 0
 
@@ -178,9 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run the nightly flow once (ad hoc)", description=(
-        "Forecast one Europe/Paris day (--run-date) or the hourly origins in [--start, --end). " + RANGE_CONVENTION))
+    r = sub.add_parser("run", help="forecast once (ad hoc): day-ahead, nowcast, or the evaluation of past days",
+                       description=(
+        "Forecast the hours ahead as of a time (--product day-ahead: horizons 1..24, the default; --product "
+        "nowcast: 1..3), from the latest whole hour with data at --as-of, reading no capture taken after it; or, "
+        "as the evaluation product, every hourly origin of one past Europe/Paris day (--run-date) or of "
+        "[--start, --end). " + RANGE_CONVENTION))
     _add_config(r)
+    r.add_argument("--product", choices=("day-ahead", "nowcast", "evaluation"), default=None,
+                   help="day-ahead (default), nowcast, or evaluation (the default when --run-date or --start is given)")
+    r.add_argument("--as-of", type=utc_time, default=None, metavar="TIME",
+                   help="forecast as of this time (ISO with a zone; default: now): no capture taken after it is read")
     r.add_argument("--run-date", type=iso_date, default=None, metavar="YYYY-MM-DD",
                    help="Europe/Paris day to forecast (default: the config's run.default_run_date, else yesterday)")
     r.add_argument("--start", type=utc_time, default=None, metavar="TIME",

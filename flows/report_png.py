@@ -31,6 +31,7 @@ from velibcast.config import Config, load_config
 from velibcast.datasets.windows import StateGrid
 from velibcast.errors import NotFound
 from velibcast.flows import forecasts, manifest, score
+from velibcast.flows.products import EVALUATION
 from velibcast.timeutil import PARIS, day_label, iso_minute
 
 HORIZON_COLOURS = {1: "#1f77b4", 2: "#ff7f0e", 3: "#2ca02c"}
@@ -85,7 +86,7 @@ def pick_stations(df: pd.DataFrame, grid, n_busiest: int = C.REPORT_BUSIEST_STAT
 def change_map(df: pd.DataFrame, grid) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """Per station at the last origin whose actual is known: lat, lon and forecast(+3 h) - actual
     at the origin (the bikes the model expects the station to gain or lose in the next 3 hours)."""
-    h = max(forecasts.HORIZONS)
+    h = max(EVALUATION.horizons)
     d = df[df["horizon_h"] == h].reset_index(drop=True)
     now, _, ok = score._lookup(grid, d["station_code"].astype(str).to_numpy(), d["origin_ts"])
     d = d.assign(now=now)[ok]
@@ -103,7 +104,7 @@ def change_map(df: pd.DataFrame, grid) -> tuple[pd.DataFrame, pd.Timestamp | Non
 
 
 def _draw_map(fig, ax, m: pd.DataFrame, origin, paris) -> None:
-    h = max(forecasts.HORIZONS)
+    h = max(EVALUATION.horizons)
     if m.empty:
         ax.text(0.5, 0.5, "no station coordinates for this night", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -125,7 +126,7 @@ def _draw_map(fig, ax, m: pd.DataFrame, origin, paris) -> None:
 class RunData:
     """What the report shows of one published date: its rows with actuals and the verdict."""
 
-    run: score._Run  # its run_id and model_version
+    run: score.RunOf  # its run_id and model_version
     grid: StateGrid
     through: datetime | None       # latest capture read, None when actuals were given
     df: pd.DataFrame               # forecast rows with their actual and, if unscorable, the reason
@@ -135,12 +136,13 @@ class RunData:
     verdict: str
 
 
-def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=None) -> RunData:
-    table = forecasts.read_partition(storage, root, run_date)
-    run = score._run_of(table, forecasts.partition_uri(root, run_date))
+def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=None,
+             product: str = "evaluation") -> RunData:
+    table = forecasts.read_partition(storage, root, product, run_date)
+    run = score.latest_run(table)
     grid, through, observed = _actuals(storage, root, table, run.run_id, grid_or_actuals)
     df = score.attach_actuals(table, grid, through, observed)
-    summary = score.summarise(df)
+    summary = score.by_horizon(score.summarise(df))
     sample = score.sample_status(df, score.model_training_span(storage, root, run.run_id, run.model_version))
     return RunData(run, grid, through, df, summary, pick_stations(df, grid), sample,
                    score.verdict(summary, sample, run.model_version))
@@ -155,7 +157,7 @@ def _draw_station(ax, d: pd.DataFrame, grid: StateGrid, hours: pd.Series, span, 
         actual_line = grid.bikes[i][keep]
         ax.plot(hours[keep].dt.tz_convert(PARIS), actual_line, color="black", lw=2.2,
                 marker="o", ms=3, label="actual", zorder=3)
-    for h in forecasts.HORIZONS:
+    for h in EVALUATION.horizons:
         dh = d[d["horizon_h"] == h].sort_values("target_ts")
         ax.plot(dh["target_ts"].dt.tz_convert(PARIS), dh["bikes_pred"], color=HORIZON_COLOURS[h],
                 lw=1.3, alpha=0.9, label=f"forecast +{h} h")

@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 from velibcast.config import load_config
 from velibcast.flows.run_identity import yesterday_in_paris
-from velibcast.timeutil import name_minute
+from velibcast.timeutil import UTC, name_minute
 
 
 def _as_date(v) -> date | None:
@@ -35,6 +35,11 @@ def nightly_name(params: dict) -> str:
     return f"nightly-{run_date.isoformat()}"
 
 
+def forecast_name(params: dict) -> str:
+    as_of = _as_time(params.get("as_of"))
+    return f"{params.get('product', 'day-ahead')}-{name_minute(as_of.astimezone(UTC)) if as_of else 'now'}"
+
+
 def backfill_name(params: dict) -> str:
     return f"backfill-{_as_date(params['start_date'])}..{_as_date(params['end_date'])}"
 
@@ -43,6 +48,12 @@ def nightly_run_name() -> str:
     from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
 
     return nightly_name(flow_run.parameters)
+
+
+def forecast_run_name() -> str:
+    from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
+
+    return forecast_name(flow_run.parameters)
 
 
 def backfill_run_name() -> str:

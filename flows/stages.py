@@ -29,6 +29,7 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import backends, cost, forecasts, manifest
+from velibcast.flows.products import Product, product_named
 from velibcast.flows.run_artifacts import artifact_key
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
@@ -70,6 +71,10 @@ class RunContext:
 
     def path(self, *parts: str) -> str:
         return st.join(self.run_dir, *parts)
+
+    @property
+    def product(self) -> Product:
+        return product_named(self.spec.product)
 
 
 # ---------------------------------------------------------------- stage records
@@ -147,7 +152,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         max_shard_bytes=int(t["max_shard_bytes"]),
         shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
         report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
-        observers=[QualityTracker()],
+        observers=[QualityTracker()], as_of=ctx.spec.as_of,
     )
     skips = result["report"]
     summary = result["summary"]
@@ -303,9 +308,10 @@ def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, J
     out_prefix = transform.job_spec["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
     objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
     outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
-    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
+    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id,
+                                 ctx.product)
     return table, JoinRecord(records_sent=len(index.column("record_id").unique()), output_objects=len(objects),
-                             predictions_joined=table.num_rows // len(forecasts.HORIZONS))
+                             predictions_joined=table.num_rows // len(ctx.product.horizons))
 
 
 def estimate_cost(ctx: RunContext, transform: TransformRecord, windows: WindowsRecord) -> dict:
@@ -346,8 +352,9 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         records_sent=join.records_sent,
         predictions_written=join.predictions_joined,
         forecast_rows=table.num_rows,
+        **coverage_of(windows.windows_emitted, skipped),
     )
-    if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(forecasts.HORIZONS) * counts.windows_emitted:
+    if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(ctx.product.horizons) * counts.windows_emitted:
         raise TerminalError(f"run {ctx.run_id}: counts do not add up {counts}; nothing was published")
     check_coverage(ctx, known_stations=windows.known_stations, windows_by_origin=windows.windows_by_origin,
                    stations_seen=windows.stations_seen, data_quality=windows.data_quality,
@@ -360,6 +367,8 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         started_at=started_at.isoformat(),
         finished_at=finished.isoformat(),
         parameters={
+            "product": ctx.product.name,
+            "as_of": ctx.spec.as_of,
             "run_date": ctx.spec.run_date.isoformat(),
             "start": ctx.spec.start, "end": ctx.spec.end,
             "origins_first": ctx.origins[0], "origins_last": ctx.origins[-1],
@@ -391,12 +400,24 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         },
         cost_estimate=estimate_cost(ctx, transform, windows),
         outputs=Outputs(
-            forecast_parquet=forecasts.partition_uri(ctx.root, ctx.spec.run_date),
+            forecast_parquet=forecasts.partition_uri(ctx.root, ctx.product.name, ctx.spec.run_date),
             run_dir=ctx.run_dir,
             manifest_uri=manifest.attempt_uri(ctx.root, ctx.run_id, attempt),
         ),
     )
     return validated(m)
+
+
+# Reasons a station-origin has no window although the station is not closed: only these count
+# against coverage (a station not installed or not renting at its origin is closed, not missed).
+CLOSED_REASONS = ("not_installed", "not_renting")
+
+
+def coverage_of(emitted: int, skipped_by_reason: dict[str, int]) -> dict:
+    """Station-origins open or of unknown state, and the share of them forecast."""
+    missed = sum(n for r, n in skipped_by_reason.items() if r not in CLOSED_REASONS)
+    open_ = emitted + missed
+    return {"station_origins_open": open_, "coverage": round(emitted / open_, 4) if open_ else 0.0}
 
 
 def _model_backtest(ctx: RunContext) -> dict | None:
