@@ -75,7 +75,7 @@ def publish_task(ctx, windows, transform, started_at):
 
 @task(name="report-png", **TASK_OPTS)
 def report_task(ctx):
-    return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date)
+    return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date, product=ctx.product.name)
 
 
 @task(name="score-previous-night", **TASK_OPTS)
@@ -83,6 +83,15 @@ def score_task(ctx):
     """Accuracy of the night before this run's date, now that its actuals are in the store."""
 
     return score_run(ctx.storage, ctx.cfg, ctx.spec.run_date - timedelta(days=1))
+
+
+@task(name="score-published", **TASK_OPTS)
+def score_published_task(ctx):
+    """Forward accuracy: the product's forecasts of the day before and of this run's date, scored
+    on the targets observed by this run's as-of time (later ones wait for a later run)."""
+    days = [ctx.spec.run_date - timedelta(days=1), ctx.spec.run_date]
+    res = [score_run(ctx.storage, ctx.cfg, d, product=ctx.product.name, as_of=ctx.spec.as_of) for d in days]
+    return {"dates": res, "message": "; ".join(f"{r['run_date']}: {r['status']}" for r in res)}
 
 
 def _optional(logger, skipped: list, what, fn, *args):
@@ -119,10 +128,11 @@ def forecast(product: str = "day-ahead", as_of: datetime | None = None, config: 
     reading no capture taken after it: `day-ahead` for horizons 1..24, `nowcast` for 1..3."""
     started_at = datetime.now(UTC)
     ctx = prepare_product_task(config, product, as_of, force)
-    return _run(ctx, started_at, report=False, score_previous_night=False)
+    return _run(ctx, started_at, report=True, score_previous_night=False, score_published=True)
 
 
-def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previous_night: bool) -> dict:
+def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previous_night: bool,
+         score_published: bool = False) -> dict:
     logger = get_run_logger()
     logger.info("run %s (%s): %d origins, model %s", ctx.run_id, ctx.product.name, len(ctx.origins),
                 ctx.model_version)
@@ -146,8 +156,13 @@ def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previ
     skipped: list[dict] = []
     png = (_optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx) if report
            else {"message": f"no report PNG for the {ctx.product.name} product"})
-    scored = (_optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
-              if score_previous_night else {"message": "left to the caller"})
+    if score_published:
+        scored = _optional(logger, skipped, "scoring published forecasts", timed(score_published_task, ctx.cfg, "score"),
+                           ctx)
+    elif score_previous_night:
+        scored = _optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
+    else:
+        scored = {"message": "left to the caller"}
     logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
     record = to_json(m)
     current_manifest = manifest.manifest_uri(ctx.root, ctx.run_id)
