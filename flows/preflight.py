@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from velibcast.cli_types import utc_time
 from velibcast.config import Config, check_store_writable
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import latest_origin, origins_for_range, origins_for_run_date
@@ -29,12 +30,14 @@ def default_run_date(cfg: Config) -> date:
 
 
 def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
-    """The run of a day-ahead or nowcast product as of `as_of` (default: now): its one origin is
+    """The run of a day-ahead or nowcast product as of `as_of` (default: run.default_as_of, else
+    now): its one origin is
     the latest whole hour with data at that time; it reads no capture taken after `as_of`."""
     p = product_named(product)
     if not p.as_of:
         raise ConfigError(f"the {p.name} product forecasts past days: give --run-date or --start/--end, not --as-of")
-    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    default = cfg["run"]["default_as_of"]
+    as_of = (as_of or (utc_time(str(default)) if default else datetime.now(UTC))).astimezone(UTC)
     staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
     origin = latest_origin(cfg.storage(), cfg.snapshots_root, as_of, staleness)
     if origin is None:
