@@ -225,14 +225,26 @@ def to_parquet_bytes(table: pa.Table, manifests: dict[str, dict] | None = None) 
 
 def publish(storage: st.Storage, root: str, product: str, run_date: date, table: pa.Table,
             manifests: dict[str, dict] | None = None) -> str:
-    """Write one date's object whole (flows/publish.py calls this under the date's lock)."""
+    """Write one date's object whole (flows/publish.py calls this under the date's lock).
+
+    The product is the partition's folder and not a column of the object, as run_date is: Hive
+    readers take both from the path, and a column of the same name clashes with the folder's
+    (pandas and pyarrow refuse to merge the two types; Athena cannot declare both)."""
     uri = partition_uri(root, product, run_date)
-    storage.write_bytes(uri, to_parquet_bytes(table, manifests), content_type="application/vnd.apache.parquet")
+    others = sorted(set(table.column("product").unique().to_pylist()) - {product})
+    if others:
+        raise DataError(uri, f"rows of product {others[0]!r} in the partition of product {product!r}",
+                        "nothing was written; a bug in the publish step: report it")
+    storage.write_bytes(uri, to_parquet_bytes(table.drop_columns(["product"]), manifests),
+                        content_type="application/vnd.apache.parquet")
     return uri
 
 
 def read_partition(storage: st.Storage, root: str, product: str, run_date: date) -> pa.Table:
-    return pq.read_table(io.BytesIO(storage.read_bytes(partition_uri(root, product, run_date))))
+    """A date's rows as SCHEMA has them: the product column comes back from the partition's folder."""
+    table = pq.read_table(io.BytesIO(storage.read_bytes(partition_uri(root, product, run_date))))
+    return table.add_column(SCHEMA.get_field_index("product"), SCHEMA.field("product"),
+                            pa.array([product] * table.num_rows, pa.string()))
 
 
 def read_partition_manifests(storage: st.Storage, root: str, product: str,
