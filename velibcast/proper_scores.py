@@ -17,6 +17,12 @@ import numpy as np
 
 QUANTILES = {"bikes_p10": 0.1, "bikes_p50": 0.5, "bikes_p90": 0.9}
 RELIABILITY_BINS = 10
+# Day-ahead horizons are judged in buckets: the next hours (a nowcast's span), the morning,
+# the day, and the evening and night, where a station's daily profile matters most.
+HORIZON_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
+# Probabilities are stored as float32: 0.7 reads back as 0.69999999. Rounding before binning
+# keeps a forecast on its bin's lower edge in that bin.
+_BIN_DECIMALS = 6
 
 
 def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
@@ -53,7 +59,7 @@ def reliability(p: np.ndarray, event: np.ndarray, bins: int = RELIABILITY_BINS) 
     """One dict per non-empty bin of [0, 1]: its bounds, forecasts in it, mean forecast, observed frequency."""
     p = np.asarray(p, np.float64)
     event = np.asarray(event, np.float64)
-    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    which = np.minimum(np.floor(np.round(p * bins, _BIN_DECIMALS)).astype(np.int64), bins - 1)
     out = []
     for b in range(bins):
         m = which == b
@@ -61,3 +67,7 @@ def reliability(p: np.ndarray, event: np.ndarray, bins: int = RELIABILITY_BINS) 
             out.append({"lo": b / bins, "hi": (b + 1) / bins, "n": int(m.sum()),
                         "mean_forecast": float(p[m].mean()), "observed": float(event[m].mean())})
     return out
+
+
+def bucket_of(horizon: int) -> tuple[int, int]:
+    return next(b for b in HORIZON_BUCKETS if b[0] <= horizon <= b[1])
