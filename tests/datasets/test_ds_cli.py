@@ -34,7 +34,8 @@ def test_windows_command_on_real_store(real_store, tmp_path, capsys):
     assert "windows for 2 origins" in printed
     rep = json.loads((tmp_path / "inputs" / "windows-report-run1.json").read_text())
     assert rep["summary"]["windows_emitted"] > 2000 and len(rep["shards"]) == 2
-    assert rep["report"]["by_kind"]["windows_skipped"]["stale_history"] > 0
+    assert rep["report"]["by_kind"]["windows_skipped"]["not_renting"] > 0
+    assert rep["report"]["by_kind"]["notes"]["filled_history"] > 0
     assert rep["data_quality"]["stations"] > 1400
     assert rep["layout"]["input_filter"] == "$.features"
     lines = [l for s in rep["shards"] for l in open(s).read().splitlines()]

@@ -103,7 +103,7 @@ def test_read_v21_records_and_obs_time(any_root, storage):
 
 def test_real_bundled_sample_reads_clean(storage):
     root = str(st.local_path(__file__).parents[2] / "sample_data")
-    refs = list_snapshots(storage, root, utc("2022-05-22T00:00Z"), utc("2022-05-28T00:00Z"))
+    refs = list_snapshots(storage, root, utc("2022-05-22T23:30Z"), utc("2022-05-28T00:00Z"))
     assert len(refs) == 85
     report = SkipReport()
     recs = read_snapshot(storage, refs[0], ValidationPolicy(), report)
