@@ -118,14 +118,15 @@ def publish_lock(storage: st.Storage, root: str, product: str, run_date: date, r
             dead = holder_is_dead(holder, now)
             if dead is None:
                 raise PublishConflict(
-                    f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing "
-                    f"{run_date} since {holder['acquired_at']}; wait for it, or delete {uri} if that run is dead")
+                    f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing the "
+                    f"{product} forecasts of {run_date} since {holder['acquired_at']}; wait for it, or delete {uri} "
+                    "if that run is dead")
             token = holder.get("token") or f"{holder['pid']}-{holder['acquired_at']}".replace(":", "-")
             if not storage.put_if_absent(_takeover_uri(root, product, run_date, token), body):
                 raise PublishConflict(f"another run is taking over the lock {uri} of dead run {holder['run_id']}; "
                                       "rerun later")
-            log.warning("taking over the publish lock of %s from run %s (host %s): %s",
-                        run_date, holder["run_id"], holder["host"], dead)
+            log.warning("taking over the publish lock of %s %s from run %s (host %s): %s",
+                        product, run_date, holder["run_id"], holder["host"], dead)
             storage.write_bytes(uri, body)
         elif not storage.put_if_absent(uri, body):
             raise PublishConflict(f"another run took the publish lock {uri} first; rerun later")
