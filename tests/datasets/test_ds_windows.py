@@ -30,6 +30,7 @@ from velibcast.datasets.windows import (
     build_state_grid,
     history_hours,
     iter_state_grids,
+    latest_origin,
     origins_for_range,
     origins_for_run_date,
 )
@@ -442,3 +443,81 @@ def test_windows_and_counts_follow_the_rule_station_by_station(real_store, stora
     assert len(got) + sum(expected[r] for r in ("missing_at_origin", "stale_at_origin", "not_installed",
                                                 "not_renting")) == len(grid.station_codes) * len(chunk)
     assert summary.windows_emitted == len(got)
+
+
+# ---------------------------------------------------------------- as of a time: no look-ahead
+def store_cut_at(src_root: str, dest_root: str, as_of: datetime) -> int:
+    """A copy of a local store holding only the captures taken at or before as_of; how many."""
+    import glob
+    import os
+    import shutil
+
+    kept = 0
+    for path in glob.glob(os.path.join(src_root, "velib", "snapshots", "**", "*.jsonl.gz"), recursive=True):
+        if parse_key_time(os.path.basename(path)[: -len(".jsonl.gz")]) <= as_of:
+            dest = os.path.join(dest_root, os.path.relpath(path, src_root))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(path, dest)
+            kept += 1
+    return kept
+
+
+def inputs_as_bytes(storage, result) -> dict:
+    """What a transform job and the join read: each shard's bytes by name, and the record index's."""
+    out = {uri.rsplit("/", 1)[-1]: storage.read_bytes(uri) for uri in result["shards"]}
+    out["index.parquet"] = storage.read_bytes(result["index_uri"])
+    return out
+
+
+def test_a_store_with_later_captures_gives_the_inputs_of_the_store_cut_at_as_of(real_store, storage, tmp_path):
+    """As of 09:05Z the origin is 09:00Z; the capture of 09:37Z holds records observed before 09:00
+    (published late), which a run reading the whole store would put in the windows."""
+    as_of = utc("2022-05-25T09:05Z")
+    cut = str(tmp_path / "cut")
+    assert store_cut_at(real_store, cut, as_of) < 85
+    origin = latest_origin(storage, real_store, as_of)
+    assert origin == utc("2022-05-25T09:00Z") == latest_origin(storage, cut, as_of)
+    origins = [origin - k * H for k in range(5, -1, -1)]
+    _, full, _ = assembled(storage, real_store, origins, out=str(tmp_path / "full"), as_of=as_of)
+    _, cut_result, _ = assembled(storage, cut, origins, out=str(tmp_path / "from-cut"), as_of=as_of)
+    assert inputs_as_bytes(storage, full) == inputs_as_bytes(storage, cut_result)
+    assert full["report"]["counts"] == cut_result["report"]["counts"]
+    assert full["summary"] == cut_result["summary"]
+    assert full["summary"]["windows_emitted"] > 8000
+    # the control: without the cut, the later captures change the windows
+    _, leaky, _ = assembled(storage, real_store, origins, out=str(tmp_path / "leaky"))
+    assert inputs_as_bytes(storage, leaky) != inputs_as_bytes(storage, full)
+
+
+def test_a_late_published_observation_captured_after_as_of_is_not_read(tmp_path, storage):
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 30, lambda i, cap: [rec("A", bikes=i, due=due(cap))])
+    t = T0 + 29 * H
+    # observed 5 min before t, captured 40 min after it
+    write_snapshot(storage, root, t + 40 * timedelta(minutes=1), [rec("A", bikes=99, due=due(t - 5 * timedelta(minutes=1)))],
+                   "flat")
+    leaky, _, _ = assembled(storage, root, [t], out=root + "/leaky")
+    assert leaky[f"A@{iso_minute(t)}"][23] == 99
+    as_of = t + 30 * timedelta(minutes=1)
+    rows, result, _ = assembled(storage, root, [t], out=root + "/as-of", as_of=as_of)
+    assert rows[f"A@{iso_minute(t)}"][23] == 28  # the capture of t - 50 min
+    assert result["as_of"] == "2022-05-24T05:30:00Z"
+    with pytest.raises(ValueError, match="after the run's as-of time"):
+        assembled(storage, root, [t + H], out=root + "/late", as_of=as_of)
+
+
+def test_latest_origin_is_the_latest_whole_hour_with_a_capture_within_staleness(tmp_path, storage):
+    root = str(tmp_path)
+    for c in ["2022-05-24T21:37:00Z", "2022-05-24T23:37:15Z", "2022-05-25T02:32:23Z", "2022-05-25T06:00:00Z"]:
+        write_snapshot(storage, root, utc(c), [rec(due=None)], "flat")
+    assert latest_origin(storage, root, utc("2022-05-25T06:00Z")) == utc("2022-05-25T06:00Z")  # exactly on the hour
+    assert latest_origin(storage, root, utc("2022-05-25T05:59:59Z")) == utc("2022-05-25T05:00Z")  # 02:32 within 3 h
+    # 02:30 Europe/Paris in the scraper's nightly gap: the hour after the last evening capture
+    assert latest_origin(storage, root, utc("2022-05-25T00:30Z")) == utc("2022-05-25T00:00Z")
+    # before the 02:32 capture, 23:37:15 is within 3 h of 02:00, within 2 h of 01:00 only
+    assert latest_origin(storage, root, utc("2022-05-25T02:31Z")) == utc("2022-05-25T02:00Z")
+    assert latest_origin(storage, root, utc("2022-05-25T02:31Z"), timedelta(hours=2)) == utc("2022-05-25T01:00Z")
+    # a capture exactly max_staleness before the hour is not within it: (h - max_staleness, h]
+    assert latest_origin(storage, root, utc("2022-05-25T09:30Z")) == utc("2022-05-25T08:00Z")
+    assert latest_origin(storage, root, utc("2022-05-24T21:36:59Z")) is None  # nothing captured yet
+    assert latest_origin(storage, root, utc("2022-05-27T12:00Z")) is None  # nothing within a day and staleness
