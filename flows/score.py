@@ -30,9 +30,16 @@ from velibcast import storage as st
 from velibcast.datasets.observed import TOLERANCE, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
-from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
+from velibcast.datasets.windows import (
+    SnapshotSource,
+    StateGrid,
+    build_state_grid,
+    origins_for_range,
+    snapshot_span,
+)
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
+from velibcast.flows.products import product_named
 from velibcast.timeutil import UTC, iso_minute
 from velibcast.training.registry import in_training_span, model_uri, read_metadata, training_span
 
@@ -216,7 +223,8 @@ def sample_status(df: pd.DataFrame, span) -> dict:
 
 
 def verdict(rows: list[dict], status: dict, model_version: str) -> str:
-    """One sentence a reader can check against the bars: model vs persistence at each horizon."""
+    """One sentence a reader can check against the bars: model vs persistence at each pooled
+    horizon or bucket (`label`)."""
     scored = [r for r in rows if r["mae_model"] is not None and r["mae_persistence"]]
     if not scored:
         return "no row could be scored yet: no verdict"
@@ -224,8 +232,8 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
     for r in scored:
         gain = 100 * (1 - r["mae_model"] / r["mae_persistence"])
         word = "better" if gain > 0.05 else "worse" if gain < -0.05 else "level"
-        parts.append(f"T+{r['horizon_h']}h {abs(gain):.1f}% {word} ({r['mae_model']:.2f} vs {r['mae_persistence']:.2f})"
-                     if word != "level" else f"T+{r['horizon_h']}h level ({r['mae_model']:.2f})")
+        parts.append(f"{r['label']} {abs(gain):.1f}% {word} ({r['mae_model']:.2f} vs {r['mae_persistence']:.2f})"
+                     if word != "level" else f"{r['label']} level ({r['mae_model']:.2f})")
     gains = [r["mae_model"] < r["mae_persistence"] for r in scored]
     head = ("the model beats persistence at every horizon" if all(gains) else
             "the model loses to persistence at every horizon" if not any(gains) and all(
@@ -241,22 +249,47 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
 
 
 # ---------------------------------------------------------------- scoring a date
-def by_horizon(rows: list[dict]) -> list[dict]:
-    """The per-run rows of a date pooled per horizon: each mean weighted by its run's scored rows."""
+SCORE_COLUMNS = ("mae_model", "mae_persistence", "bias_model", *(f"pinball_{q}" for q in ps.QUANTILES),
+                 "coverage_p10_p90", "brier_empty", "brier_empty_persistence", "brier_full", "brier_full_persistence")
+
+
+def _pool(rows: list[dict], span_of) -> list[dict]:
+    """Rows (one per run and horizon) pooled per span of horizons (lo, hi): each score is a mean
+    over rows, so the pooled one is the runs' and horizons' means weighted by their scored rows."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault(span_of(r["horizon_h"]), []).append(r)
     out = []
-    for h in sorted({r["horizon_h"] for r in rows}):
-        rs = [r for r in rows if r["horizon_h"] == h]
-        n = sum(r["scored_rows"] for r in rs)
-        pooled = {"horizon_h": h, "scored_rows": n, "forecast_rows": sum(r["forecast_rows"] for r in rs)}
+    for (lo, hi), rs in sorted(groups.items()):
+        pooled: dict = {"label": f"T+{lo}h" if lo == hi else f"T+{lo}-{hi}h", "horizons": [lo, hi],
+                        "scored_rows": sum(r["scored_rows"] for r in rs),
+                        "forecast_rows": sum(r["forecast_rows"] for r in rs)}
         for k in SCORE_COLUMNS:
             vals = [(r[k], r["scored_rows"]) for r in rs if r[k] is not None and r["scored_rows"]]
             pooled[k] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
+        for event in ("empty", "full"):
+            b, ref = pooled[f"brier_{event}"], pooled[f"brier_{event}_persistence"]
+            pooled[f"brier_skill_{event}"] = None if b is None or ref is None else ps.skill(b, ref)
         out.append(pooled)
     return out
 
 
-SCORE_COLUMNS = ("mae_model", "mae_persistence", "bias_model", *(f"pinball_{q}" for q in ps.QUANTILES),
-                 "coverage_p10_p90", "brier_empty", "brier_empty_persistence", "brier_full", "brier_full_persistence")
+def by_horizon(rows: list[dict]) -> list[dict]:
+    """The rows of a date (one per run and horizon) pooled per horizon."""
+    return [{"horizon_h": p["horizons"][0], **p} for p in _pool(rows, lambda h: (h, h))]
+
+
+def by_bucket(rows: list[dict]) -> list[dict]:
+    """The rows of a date pooled per horizon bucket (proper_scores.HORIZON_BUCKETS)."""
+    return _pool(rows, ps.bucket_of)
+
+
+def judged(rows: list[dict], product: str) -> list[dict]:
+    """What a product is judged on: each horizon, or each bucket when its horizons reach past
+    the first bucket (the day-ahead's 24 horizons make a sentence no one reads)."""
+    if max(product_named(product).horizons) > ps.HORIZON_BUCKETS[0][1]:
+        return by_bucket(rows)
+    return by_horizon(rows)
 
 
 @dataclass
@@ -287,8 +320,7 @@ class Captures:
 def captures_for(storage: st.Storage, snapshots_root: str, hours: list[datetime],
                  as_of: datetime | None = None) -> Captures:
     end = hours[-1] + timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS)
-    refs = [r for r in list_snapshots(storage, snapshots_root, hours[0] - TOLERANCE, end)
-            if as_of is None or r.capture_ts <= as_of]
+    refs = list_snapshots(storage, snapshots_root, hours[0] - TOLERANCE, end, as_of=as_of)
     through = refs[-1].capture_ts if refs and refs[-1].capture_ts >= hours[0] else None
     return Captures(np.array([r.capture_ts.timestamp() for r in refs], dtype=np.float64), through)
 
@@ -300,12 +332,14 @@ def hours_of(table: pa.Table) -> list[datetime]:
     return origins_for_range(first, last + HOUR)
 
 
-def load_grid(storage: st.Storage, cfg, hours: list[datetime]):
+def load_grid(storage: st.Storage, cfg, hours: list[datetime], as_of: datetime | None = None):
+    """The hourly states of `hours` by the windows' rule, from captures taken at or before `as_of`."""
     report = SkipReport()
     policy = ValidationPolicy.from_config(cfg)
-    grid = build_state_grid(storage, cfg.snapshots_root, hours,
-                            timedelta(hours=float(cfg["windows"]["max_staleness_hours"])), policy, report)
-    return grid, report
+    staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    lo, hi = snapshot_span(hours, staleness)
+    source = SnapshotSource(storage, cfg.snapshots_root, lo, hi, policy, report, as_of=as_of)
+    return build_state_grid(storage, cfg.snapshots_root, hours, staleness, policy, report, source), report
 
 
 def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = None,
@@ -340,7 +374,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         return {**base, "status": NOT_YET, "actuals_through": through.isoformat() if through else None,
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
                            f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
-    grid, report = load_grid(storage, cfg, hours)
+    grid, report = load_grid(storage, cfg, hours, as_of)
     df = attach_actuals(table, grid, through, captures.observed(grid.hours))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL
@@ -351,8 +385,8 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
     uri = accuracy_uri(root, product, run_date)
     storage.write_bytes(uri, forecasts.to_parquet_bytes(out), content_type="application/vnd.apache.parquet")
     reasons = {r: int((df["reason"] == r).sum()) for r in REASONS}
-    pooled = by_horizon(rows)
-    sample = sample_status(df, model_training_span(storage, root, run_ids[-1], versions[-1]))
+    latest = latest_run(table)
+    sample = sample_status(df, model_training_span(storage, root, latest.run_id, latest.model_version))
     return {
         **base,
         "status": status,
@@ -362,9 +396,10 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         "scored_rows": int(df["reason"].isna().sum()),
         "unscorable_rows": sum(reasons.values()),
         "unscorable_by_reason": {r: n for r, n in reasons.items() if n},
-        "by_horizon": pooled,
+        "by_horizon": by_horizon(rows),
+        "by_bucket": by_bucket(rows),
         "snapshot_report": report.to_dict()["counts"],
         **sample,
-        "verdict": verdict(pooled, sample, ", ".join(versions)),
+        "verdict": verdict(judged(rows, product), sample, ", ".join(versions)),
         "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored",
     }
