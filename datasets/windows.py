@@ -100,10 +100,12 @@ def history_hours(origins: list[datetime]) -> list[datetime]:
 def latest_origin(storage: st.Storage, snapshots_root: str, as_of: datetime,
                   max_staleness: timedelta = timedelta(hours=C.MAX_STALENESS_HOURS)) -> datetime | None:
     """The origin of a forecast issued at as_of: the latest whole UTC hour h <= as_of with a capture
-    taken in (h - max_staleness, h]; None when no hour of the HISTORY_LEN hours before as_of has one.
+    taken in (h - max_staleness, h]; None when no hour of the HISTORY_LEN hours before as_of has one
+    (a store silent for a whole window's span has nothing to forecast from).
 
-    Any later hour's states would be older than max_staleness (or not captured yet): at 02:30 Paris
-    time, inside the scraper's nightly gap, the origin is the hour after the last evening capture.
+    At any later hour every state would be older than max_staleness, or not captured yet: at 02:30
+    Paris time, inside the scraper's nightly gap, the origin is the hour after the last evening
+    capture. Only captures taken at or before as_of are listed.
     """
     search_from = as_of - HISTORY_LEN * HOUR - max_staleness
     captures = [r.capture_ts for r in list_snapshots(storage, snapshots_root, search_from, as_of, as_of=as_of)]
@@ -306,7 +308,8 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     rec = order[np.maximum(pos, 0)]
     del order
     # "present" looks back only as far as any grid holding h reads (snapshot_span), so whether a
-    # skipped window counts as missing_history or stale_history never depends on the chunking.
+    # skipped window counts as missing_at_origin or stale_at_origin, and whether a station counts as
+    # open, never depends on the chunking.
     # A record captured before that is older than max_staleness at h: never usable either way.
     captures = np.array([int(s.ref.capture_ts.timestamp()) for s in snapshots], dtype=np.int64)
     lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
@@ -418,8 +421,9 @@ class CoordText:
 class WindowSummary:
     """What the windows of a range cover, in total and per origin.
 
-    Open stations are those whose latest record at or before t says installed and renting,
-    however old: the stations a forecast is owed to. Their share with a window is the coverage.
+    Open stations are those whose latest record at or before t says installed and renting, even
+    when it is older than max_staleness (a record captured before the grid's look-back is none):
+    the stations a forecast is owed to. Their share with a window is `open_coverage`.
     """
 
     origins: int = 0
