@@ -1,4 +1,5 @@
-"""Flow run names a user can read in the Prefect UI: nightly-2022-05-26, backfill-2022-05-25..2022-05-27.
+"""Flow run names a user can read in the Prefect UI: nightly-2022-05-26, day-ahead-2022-05-26T0030Z,
+backfill-2022-05-25..2022-05-27.
 
 Prefect calls these when a run starts (flow_run_name=); they read the run's parameters.
 """
@@ -37,6 +38,8 @@ def nightly_name(params: dict) -> str:
 
 def forecast_name(params: dict) -> str:
     as_of = _as_time(params.get("as_of"))
+    if as_of is None:  # the flow then runs as of the config's default_as_of, if it has one
+        as_of = _as_time(load_config(params.get("config")).data["run"]["default_as_of"])
     return f"{params.get('product', 'day-ahead')}-{name_minute(as_of.astimezone(UTC)) if as_of else 'now'}"
 
 
