@@ -384,19 +384,23 @@ def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, w
         report.add(reason, where, f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
-def filled_history(bikes: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(history, filled) of windows (rows) over their hours t-23h .. t (columns), each usable at t.
+def fill_history(bikes: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Fill in place the hours without a usable state of windows (rows) over t-23h .. t (columns),
+    each usable at t; return how many hours of each window were filled.
 
-    An hour without a usable state takes the state of the nearest earlier usable hour of the
-    window: a station that publishes nothing has not changed. Before the window's first usable
-    hour there is none, so those hours take the first usable one, which is still at or before t.
-    `filled` marks the hours so taken.
+    Such an hour takes the state of the nearest earlier usable hour of the window: a station that
+    publishes nothing has not changed. Before the window's first usable hour there is none, so
+    those hours take the first usable one, which is still at or before t.
     """
+    hours_filled = np.count_nonzero(~usable, axis=1)
+    rows = np.flatnonzero(hours_filled)  # only these have an hour to fill: few, on a large network too
+    gaps = usable[rows]
     hours = np.arange(bikes.shape[1])
-    last_usable = np.maximum.accumulate(np.where(usable, hours, -1), axis=1)
-    first_usable = np.argmax(usable, axis=1)[:, None]
+    last_usable = np.maximum.accumulate(np.where(gaps, hours, -1), axis=1)
+    first_usable = np.argmax(gaps, axis=1)[:, None]
     source = np.where(last_usable >= 0, last_usable, first_usable)
-    return np.take_along_axis(bikes, source, axis=1).astype(np.int64), ~usable
+    bikes[rows] = np.take_along_axis(bikes[rows], source, axis=1)
+    return hours_filled
 
 
 class CoordText:
@@ -434,17 +438,16 @@ class WindowSummary:
     records_read: int = 0
     by_origin: dict = field(default_factory=dict)  # origin (ISO minute) -> its counts, as to_dict shows them
 
-    def add_origin(self, origin: datetime, open_stations: int, filled: np.ndarray, unknown: np.ndarray) -> None:
-        """An origin's windows: `filled` (windows x hours) marks their filled hours, `unknown` their
-        stations missing from the model's mapping."""
-        filled_per_window = filled.sum(axis=1)
+    def add_origin(self, origin: datetime, open_stations: int, hours_filled: np.ndarray, unknown: np.ndarray) -> None:
+        """An origin's windows, by the hours filled in each (fill_history) and whether their station
+        is missing from the model's mapping."""
         self.by_origin[iso_minute(origin)] = {
             "open_stations": open_stations,
-            "windows": len(filled),
-            "windows_filled": int((filled_per_window > 0).sum()),
-            "hours_filled": int(filled_per_window.sum()),
+            "windows": len(hours_filled),
+            "windows_filled": int(np.count_nonzero(hours_filled)),
+            "hours_filled": int(hours_filled.sum()),
         }
-        self.windows_emitted += len(filled)
+        self.windows_emitted += len(hours_filled)
         self.windows_unknown_station += int(unknown.sum())
 
     def to_dict(self) -> dict:
@@ -493,13 +496,14 @@ def batches_from_grid(
                        n=len(missing))
         emit = np.flatnonzero(usable & installed & renting)
         window = slice(j - HISTORY_LEN + 1, j + 1)
-        history, filled = filled_history(grid.bikes[emit, window], grid.usable[emit, window])
-        refilled = filled.any(axis=1)
-        if refilled.any():
+        history = grid.bikes[emit, window]  # a copy (an index array selects the rows)
+        hours_filled = fill_history(history, grid.usable[emit, window])
+        refilled = np.flatnonzero(hours_filled)
+        if len(refilled):
             report.add("filled_history", where, "hours of t-23h..t-1 without a usable state, carried from the "
-                       f"nearest usable hour; e.g. stations {', '.join(codes[emit[refilled][:report.max_examples]])}",
-                       n=int(refilled.sum()))
-            report.add("filled_hours", where, "hours carried in those windows", n=int(filled.sum()))
+                       f"nearest usable hour; e.g. stations {', '.join(codes[emit[refilled[:report.max_examples]]])}",
+                       n=len(refilled))
+            report.add("filled_hours", where, "hours carried in those windows", n=int(hours_filled.sum()))
         idx = index[emit]
         unknown = idx < 0
         if unknown.any():
@@ -507,7 +511,7 @@ def batches_from_grid(
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
                        f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
         if summary is not None:
-            summary.add_origin(t, int((installed & renting).sum()), filled, unknown)
+            summary.add_origin(t, int((installed & renting).sum()), hours_filled, unknown)
         if not len(emit):
             continue
         # where no emitted station has moved since t (nearly always), its lat/lon text is the last hour's
@@ -515,7 +519,7 @@ def batches_from_grid(
         yield WindowBatch(
             origin_ts=t,
             station_codes=codes[emit],
-            history=history,
+            history=history.astype(np.int64),
             time_features=time_features(t.astimezone(PARIS)),
             capacity=grid.capacity[emit, j],
             station_index=np.where(unknown, UNKNOWN_STATION_INDEX, idx),
