@@ -426,8 +426,8 @@ class WindowSummary:
     """What the windows of a range cover, in total and per origin.
 
     Open stations are those whose latest record at or before t says installed and renting, even
-    when it is older than max_staleness (a record captured before the grid's look-back is none):
-    the stations a forecast is owed to. Their share with a window is `open_coverage`.
+    when it is older than max_staleness (as far back as a grid looks: StateGrid.present): the
+    stations a forecast is owed to. Their share with a window is `open_coverage`.
     """
 
     origins: int = 0
