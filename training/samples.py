@@ -17,7 +17,7 @@ import numpy as np
 from velibcast import constants as C
 from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport
-from velibcast.datasets.windows import iter_state_grids, origins_for_range, static_time_features
+from velibcast.datasets.windows import iter_state_grids, origins_for_range
 from velibcast.errors import ConfigError
 from velibcast.timeutil import PARIS, iso_minute
 from velibcast.transform_code import velib_features as F
@@ -50,9 +50,9 @@ def station_mapping(codes) -> dict[str, int]:
     return {code: i + 1 for i, code in enumerate(sorted(set(codes)))}
 
 
-def calendar(hour_utc: datetime) -> tuple[int, int, int]:
-    """hour, day_of_week, non_working_day exactly as the serving windows compute them (one source, no skew)."""
-    return static_time_features(hour_utc)
+def calendar(hour_utc: datetime) -> tuple[int, int, int, int]:
+    """TIME_FEATURES of an origin, by the one calendar rule the serving windows use (no skew)."""
+    return F.time_features(hour_utc.astimezone(PARIS))
 
 
 def non_working(hour_utc: datetime) -> bool:
