@@ -27,7 +27,9 @@ def table_ddl(name: str) -> tuple[str, str]:
 
 
 def declared(block: str) -> list[tuple[str, str]]:
-    return [tuple(w.rstrip(",") for w in line.split()[:2]) for line in block.strip().splitlines()]
+    """(name, type) of each line of a column or partition list."""
+    pairs = [line.split()[:2] for line in block.strip().splitlines()]
+    return [(name, kind.rstrip(",")) for name, kind in pairs]
 
 
 @pytest.mark.parametrize("name,schema,uri_of", [("forecasts", forecasts.SCHEMA, forecasts.partition_uri),
