@@ -2,6 +2,7 @@
 
 from datetime import date, datetime, timedelta
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
@@ -363,3 +364,12 @@ def test_a_target_hour_the_store_never_captured_is_not_scored(tmp_path, storage)
     assert (data.df["reason"] == score.NOT_OBSERVED).sum() == res["unscorable_by_reason"][score.NOT_OBSERVED]
     keys = ("horizon_h", "scored_rows", "mae_model", "mae_persistence")
     assert [{k: r[k] for k in keys} for r in data.summary] == [{k: r[k] for k in keys} for r in res["by_horizon"]]
+
+
+def test_the_morning_peak_is_08_00_in_paris_on_clock_change_days_else_the_nearest_target():
+    def hours(start, n):
+        return pd.Series(pd.date_range(start, periods=n, freq="h"))
+    assert report_png.peak_target(hours("2022-03-26T22:00Z", 24)) == pd.Timestamp("2022-03-27T06:00Z")  # summer time
+    assert report_png.peak_target(hours("2022-10-29T22:00Z", 24)) == pd.Timestamp("2022-10-30T07:00Z")  # winter time
+    # a nowcast at 23:00 (Paris): 00:00-02:00 the next day, 02:00 is the nearest
+    assert report_png.peak_target(hours("2022-05-26T22:00Z", 3)) == pd.Timestamp("2022-05-27T00:00Z")
