@@ -28,15 +28,14 @@ def register(subparsers) -> None:
                    help="model family (default %(default)s, chosen by backtest)")
     p.add_argument("--no-backtest", dest="backtest", action="store_false",
                    help="skip the rolling-origin backtest written into metadata.json (promotion then refuses it)")
-    p.add_argument("--promote", action="store_true", help="promote the new model if it beats persistence and "
-                                                           "the champion on its backtest")
+    p.add_argument("--promote", action="store_true", help="promote the new model (the one both products, day-ahead "
+                                                           "and nowcast, serve) if it beats persistence and the "
+                                                           "champion on its backtest")
     p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
-    p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
-                   help="lstm: CPU-seconds cap on the epochs, all threads (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
-    e = subparsers.add_parser("evaluate", help="MAE vs persistence and seasonal-naive: of a model.tar.gz on a span "
-                                               "(--model), or rolling-origin backtest of candidates (--backtest)")
+    e = subparsers.add_parser("evaluate", help="scores vs persistence and the other baselines: of a model.tar.gz on "
+                                               "a span (--model), or rolling-origin backtest of candidates (--backtest)")
     e.add_argument("--config", default="configs/local.yaml", help="for the default snapshot root")
     e.add_argument("--model", default=None, help="model.tar.gz URI (s3:// or local): score it by day, "
                                                  "flagging days inside its training span as in_sample")
@@ -79,7 +78,7 @@ def cmd_train(args) -> int:
     if start is None or end is None:
         raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
     info = train(config=args.config, start=start, end=end, family=args.family, snapshots=args.snapshots,
-                 out=args.out, seed=args.seed, max_seconds=args.max_seconds, backtest=args.backtest,
+                 out=args.out, seed=args.seed, backtest=args.backtest,
                  promote=args.promote)
     print(f"model {info['version']}: {info['model_uri']}")
     if info["metrics"].get("backtest"):
@@ -123,8 +122,9 @@ def cmd_evaluate(args) -> int:
     print(f"model {res['model']} (trained on {res['training_span']}), {res['samples']} windows")
     for r in res["by_day"]:
         flag = "IN SAMPLE (the model saw these targets)" if r["in_sample"] else "out of sample"
-        print(f"  {r['day']} {r['day_type']:<12} {r['windows']:>6} windows, {flag}: "
-              + ", ".join(f"{k} {'/'.join(f'{v:.3f}' for v in m)}" for k, m in r["mae"].items()))
+        print(f"  {r['day']} {r['day_type']:<12} {r['windows']:>6} windows, {flag}: MAE T+1/2/3/6/12/24h "
+              + ", ".join(f"{k} {'/'.join('-' if m[h - 1] is None else f'{m[h - 1]:.3f}' for h in (1, 2, 3, 6, 12, 24))}"
+                          for k, m in r["mae"].items()))
     return 0
 
 
@@ -140,9 +140,10 @@ def cmd_models(args) -> int:
         for r in rows:
             bt = r["backtest"]
             ev = ("no backtest day" if bt is None else
-                  f"backtest {len(bt['days'])} days: MAE {'/'.join(f'{v:.3f}' for v in bt['mae_mean_over_days'])} "
-                  f"vs persistence {'/'.join(f'{v:.3f}' for v in bt['persistence_mae_mean_over_days'])} "
-                  f"({' / '.join(f'{g:+.1f}%' for g in bt['gain_vs_persistence_pct'])})")
+                  f"backtest {len(bt['days'])} days, MAE vs persistence by horizon: " + ", ".join(
+                      f"{b} {m:.3f}/{p:.3f}" for b, m, p in zip(bt["buckets"], bt["mae_by_bucket"],
+                                                                bt["persistence_mae_by_bucket"])
+                      if m is not None and p is not None))
             td = r["training_data"]
             print(f"{'*' if r['champion'] else ' '} {r['version']}  {r['family']}  trained {td['start']}..{td['end']}"
                   f"  {ev}")

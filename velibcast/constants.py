@@ -150,9 +150,13 @@ TRAIN_FAMILY = "gbm"
 TRAIN_FAMILIES = ("gbm",)
 # LightGBM, absolute error on the change over capacity, weighted by capacity (= MAE in bikes).
 GBM_ROUNDS = 150
-GBM_MAX_ROWS = 400_000            # (origin, horizon) rows drawn per fit: bounds the fit's CPU time
+GBM_HORIZON_GROUPS = ((1, 3), (4, 24))  # one ensemble each: the nowcast's horizons get rows of their own
+GBM_MAX_ROWS = 250_000              # (origin, horizon) rows drawn per group: bounds the fit's CPU time
 GBM_LEARNING_RATE = 0.08
 GBM_NUM_LEAVES = 31
+# Leaf-wise trees of 31 leaves reached depth 20+; NumPy serving walks every tree to the deepest
+# leaf, so the depth bounds the serving time (a backtest day forecasts ~800,000 origin-horizons).
+GBM_MAX_DEPTH = 8
 GBM_MIN_DATA_IN_LEAF = 200
 GBM_THREADS = 1                     # measured: 2 OpenMP threads on this shared 2-core machine ran 15x slower than 1
 GBM_PROGRESS_EVERY = 25             # boosting rounds between progress lines (and the last one)
