@@ -195,6 +195,7 @@ class RunData:
     run: score.RunOf               # the latest run: its rows fill the station panels and the map
     grid: StateGrid
     through: datetime | None       # latest capture read, None when actuals were given
+    observed: np.ndarray | None    # per grid hour: a capture lies near it (None: every hour of given actuals)
     df: pd.DataFrame               # every forecast row with its actual and, if unscorable, the reason
     shown: pd.DataFrame            # the rows drawn on the station panels and the map
     summary: list[dict]            # MAE by horizon, model and persistence
@@ -218,16 +219,19 @@ def run_data(storage: st.Storage, root: str, run_date: date, grid_or_actuals=Non
     rows = score.summarise(df)
     judged = score.judged(rows, product)
     sample = score.sample_status(df, score.model_training_span(storage, root, run.run_id, run.model_version))
-    return RunData(p, run, grid, through, df, shown, score.by_horizon(rows), judged, reliability_of(df),
+    return RunData(p, run, grid, through, observed, df, shown, score.by_horizon(rows), judged, reliability_of(df),
                    pick_stations(shown, grid), sample, score.verdict(judged, sample, run.model_version))
 
 
-def _actual_line(ax, grid: StateGrid, hours: pd.Series, span, code: str) -> np.ndarray:
-    """The station's actual states over `span`, drawn; the values drawn."""
+def _actual_line(ax, data: RunData, hours: pd.Series, span, code: str) -> np.ndarray:
+    """The station's actual states over `span` at the hours a capture saw, drawn; the values drawn.
+    A state the grid carries forward past the last capture is not what happened."""
+    grid = data.grid
     if code not in grid.station_codes:
         return np.array([])
     keep = ((hours >= span[0]) & (hours <= span[1])).to_numpy()
-    line = grid.bikes[grid.station_codes.index(code)][keep]
+    seen = np.ones(len(hours), bool) if data.observed is None else np.asarray(data.observed, bool)
+    line = np.where(seen, grid.bikes[grid.station_codes.index(code)], np.nan)[keep]
     ax.plot(hours[keep].dt.tz_convert(PARIS), line, color="black", lw=2.2, marker="o", ms=3, label="actual", zorder=3)
     return line
 
@@ -253,19 +257,19 @@ def _draw_horizons_lines(ax, d: pd.DataFrame) -> None:
                 lw=1.3, alpha=0.9, label=f"forecast +{h} h")
 
 
-def _draw_station(ax, d: pd.DataFrame, grid: StateGrid, hours: pd.Series, span, code: str, forward: bool) -> None:
+def _draw_station(ax, data: RunData, d: pd.DataFrame, hours: pd.Series, span, code: str) -> None:
     """One station against what happened, and its capacity line."""
-    actual_line = _actual_line(ax, grid, hours, span, code)
-    if forward:
+    actual_line = _actual_line(ax, data, hours, span, code)
+    if data.product.as_of:
         _draw_band(ax, d)
     else:
         _draw_horizons_lines(ax, d)
     ok = d[d["reason"].isna()]
-    mae = (ok["bikes_pred"] - ok["actual"]).abs().mean() if len(ok) else float("nan")
+    scored = (f"MAE all horizons {(ok['bikes_pred'] - ok['actual']).abs().mean():.2f} bikes, {len(ok)} rows scored"
+              if len(ok) else "no target observed yet")
     cap = int(d["capacity"].iloc[0]) if len(d) else 0
     tag = " - unknown to the model" if bool(d["unknown_station"].any()) else ""
-    ax.set_title(f"station {code} (capacity {cap}){tag}\nMAE all horizons {mae:.2f} bikes, {len(ok)} rows scored",
-                 fontsize=9.5)
+    ax.set_title(f"station {code} (capacity {cap}){tag}\n{scored}", fontsize=9.5)
     # Every plotted value stays in view: the actual line also shows unscored hours, and a
     # station's count can exceed the capacity of the forecast rows (station 12105 on 2022-05-25).
     top = np.nanmax([*d["bikes_pred"], *d["bikes_p90"], *d["actual"], *actual_line, 1.0])
@@ -297,6 +301,8 @@ def _draw_mae(ax, judged: list[dict]) -> None:
     ax.set_title("error by horizon (same rows for both)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_ylim(0, np.nanmax([*model, *pers, 0.5]) * 1.3)  # room for the labels and the legend
+    if not any(r["scored_rows"] for r in judged):
+        ax.text(0.5, 0.5, "no target observed yet", ha="center", va="center", transform=ax.transAxes)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -336,7 +342,7 @@ def _layout(data: RunData, run_date: date):
     span = (first - pd.Timedelta(hours=CONTEXT_HOURS) if forward else first, shown["target_ts"].max())
     for k, code in enumerate(data.stations[:4]):
         ax = fig.add_subplot(gs[3 * (k // 2):3 * (k // 2) + 3, k % 2])
-        _draw_station(ax, shown[shown["station_code"] == code], grid, hours, span, code, forward)
+        _draw_station(ax, data, shown[shown["station_code"] == code], hours, span, code)
         if k == 0:
             # One legend for the four panels, outside them: inside, it hid the capacity line.
             fig.legend(*ax.get_legend_handles_labels(), loc="outside lower left", ncol=7, fontsize=8.5)

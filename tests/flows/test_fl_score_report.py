@@ -373,3 +373,17 @@ def test_the_morning_peak_is_08_00_in_paris_on_clock_change_days_else_the_neares
     assert report_png.peak_target(hours("2022-10-29T22:00Z", 24)) == pd.Timestamp("2022-10-30T07:00Z")  # winter time
     # a nowcast at 23:00 (Paris): 00:00-02:00 the next day, 02:00 is the nearest
     assert report_png.peak_target(hours("2022-05-26T22:00Z", 3)) == pd.Timestamp("2022-05-27T00:00Z")
+
+
+def test_a_day_ahead_png_drawn_before_any_target_is_observed(tmp_path, storage):
+    """At 02:30 nothing the run forecasts has happened: the PNG shows the forecast and says so."""
+    root = str(tmp_path / "root")
+    origin = ORIGINS[2]
+    write_captures(storage, root, origin + timedelta(minutes=30))
+    forecasts.publish(storage, root, DAY_AHEAD.name, RUN_DATE, joined([origin], DAY_AHEAD, lambda h: h % 2, "ahead-1"))
+    png = report_png.render_run_png(storage, root, RUN_DATE, product=DAY_AHEAD.name)
+    assert storage.read_bytes(png["uri"])[:4] == b"\x89PNG"
+    assert png["scored_rows"] == 0 and png["unscorable_by_reason"] == {score.NOT_SETTLED: len(CODES) * 24}
+    assert png["reliability"] == {"p_empty": [], "p_full": []}
+    assert png["verdict"].startswith("no row could be scored yet")
+    assert png["map"]["stations"] == 6 and png["stations"][-1] == "U"
