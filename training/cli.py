@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from velibcast import constants as C
 from velibcast.cli_types import RANGE_CONVENTION, iso_date, utc_time
@@ -54,6 +55,8 @@ def register(subparsers) -> None:
                    help="end of the data hours (--backtest) or of the origins (--model), UTC, excluded: "
                         "[start, end) like every range of velibcast")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    e.add_argument("--json-out", default=None, help="--backtest: also write the JSON (every score per horizon and "
+                                                    "day, the reliability diagrams' data) to this local path")
     e.set_defaults(func=cmd_evaluate)
 
     m = subparsers.add_parser("models", help="model versions, their backtests, and the champion the nightly run uses")
@@ -70,7 +73,8 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args) -> int:
-    from velibcast.flows.train import train  # lazy, per command: Prefect (~2 s) and torch (~2 s) only when training
+    # lazy, per command: Prefect (~2 s) and the training stack only when training
+    from velibcast.flows.train import train
 
     cfg = load_config(args.config)
     start = args.start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
@@ -82,7 +86,7 @@ def cmd_train(args) -> int:
                  promote=args.promote)
     print(f"model {info['version']}: {info['model_uri']}")
     if info["metrics"].get("backtest"):
-        # lazy, per command: torch (~2 s) only when a command needs it
+        # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
         from velibcast.training.backtest import format_table
 
         print(format_table(info["metrics"]["backtest"]))
@@ -96,7 +100,7 @@ def cmd_evaluate(args) -> int:
     snapshots = args.snapshots or cfg.snapshots_root
     storage = cfg.storage()
     if args.backtest:
-        # lazy, per command: torch (~2 s) only when a command needs it
+        # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
         from velibcast.training.backtest import format_table, rolling_origin
         from velibcast.training.samples import stream_samples
 
@@ -108,11 +112,14 @@ def cmd_evaluate(args) -> int:
         samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport())
         # Progress on stderr, so --json output stays parseable.
         bt = rolling_origin(samples, families, days=args.days, score_cold_start=args.score_cold_start, progress=lambda line: print(line, file=sys.stderr))
+        if args.json_out:
+            Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json_out).write_text(json.dumps(bt, indent=2) + "\n")
         print(json.dumps(bt, indent=2) if args.json else format_table(bt))
         return 0
     if not args.model:
         raise ConfigError("give --model URI to score a model on the span, or --backtest to retrain candidates per day")
-    # lazy, per command: torch (~2 s) only when a command needs it
+    # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
     from velibcast.training.evaluate import evaluate_model
 
     res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1))
@@ -129,7 +136,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from velibcast.training import registry  # lazy, per command: torch (~2 s) only when a command needs it
+    # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
+    from velibcast.training import registry
 
     cfg = load_config(args.config)
     storage, root = cfg.storage(), cfg.root
@@ -161,7 +169,7 @@ def cmd_models(args) -> int:
         print(json.dumps({k: v for k, v in meta.items() if k != "metrics"}, indent=2))
         bt = registry.backtest_of(meta)
         if bt:
-            # lazy, per command: torch (~2 s) only when a command needs it
+            # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
             from velibcast.training.backtest import format_table
 
             print(format_table(bt))

@@ -92,13 +92,12 @@ def references(train_x: np.ndarray, x: np.ndarray) -> dict:
     """Baselines and event references from the training rows `train_x` for rows `x`:
     {"profile": bikes (n, H), "p_empty": {"climatology", "persistence"}, "p_full": {...}}."""
     n_st = int(max(train_x[:, F.COL["station_index"]].max(), x[:, F.COL["station_index"]].max()))
-    cap = capacity(x)
-    now = np.asarray(x[:, F.HISTORY_LEN - 1], dtype=np.float64)
+    cap, now = np.asarray(x[:, _CAP], dtype=np.float64), np.asarray(x[:, F.HISTORY_LEN - 1], dtype=np.float64)
 
     def table(values):
         return velib_profile.Profiles(velib_profile.build(train_x, values), n_st)
 
-    train_cap, train_now = capacity(train_x), train_x[:, F.HISTORY_LEN - 1]
+    train_cap, train_now = train_x[:, _CAP], train_x[:, F.HISTORY_LEN - 1]
     return {"profile": target_profile(table(None), x) * cap[:, None],
             "p_empty": {"climatology": target_profile(table(train_now <= 0), x),
                         "persistence": np.repeat((now <= 0)[:, None], H, axis=1).astype(np.float64)},
@@ -131,7 +130,7 @@ def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines
         diff = y - quantities[:, :, _Q[q_name]]
         out["pinball"][q_name] = mean(np.maximum(tau * diff, (tau - 1) * diff))
     out["coverage_p10_p90"] = mean((y >= quantities[:, :, _Q["bikes_p10"]]) & (y <= quantities[:, :, _Q["bikes_p90"]]))
-    events = {"p_empty": y <= 0, "p_full": y >= cap}
+    events = {"p_empty": y <= 0, "p_full": y >= x[:, _CAP][:, None]}  # a 0-dock station is full (and empty)
     out["brier"], out["reliability"] = {}, {}
     for ev in EVENTS:
         happened = events[ev].astype(np.float64)

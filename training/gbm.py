@@ -133,7 +133,7 @@ def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
         z = velib_gbm.derive(x, horizon, *own_value_left_out(train, rows, horizon, tables))
         ds = lgb.Dataset(z, change, weight=cap,
                          feature_name=velib_gbm.DERIVED_FEATURES, free_raw_data=True)
-        name = f"T+{first}..{last}h"
+        name = f"T+{first}h" if first == last else f"T+{first}..{last}h"
         progress(f"gbm {name}: {len(rows)} (origin, horizon) rows of {len(train)} origins, "
                  f"{time.monotonic() - t0:.1f} s elapsed")
         log[name] = {}

@@ -11,6 +11,12 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast.timeutil import UTC
+from velibcast.training import package
+from velibcast.training.gbm import gbm_config
+from velibcast.training.samples import samples_from_grid, station_mapping
+from velibcast.training.train import fit_family
+from velibcast.transform_code import velib_distribution, velib_gbm, velib_profile
+from velibcast.transform_code import velib_features as F
 
 
 @dataclass
@@ -49,10 +55,6 @@ def make_grid(n_stations: int, n_hours: int, start: datetime, seed: int = 0, gap
 
 
 def _archive(config: dict, artifacts: dict, n_stations: int, version: str) -> bytes:
-    from velibcast.training import package  # lazy: the archive code only when an archive is built
-    from velibcast.training.samples import station_mapping
-    from velibcast.transform_code import velib_features as F
-
     return package.build_archive({
         "config.json": dict(config, n_stations=n_stations),
         "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX,
@@ -66,10 +68,6 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
     """A complete gbm model.tar.gz with random trees, profiles and distribution, no fit: for handler
     tests and the bench, where what matters is the shapes and the code path, not the forecasts. The
     trees move forecasts off persistence, so rounding and clamping are exercised."""
-    from velibcast.training.gbm import gbm_config  # lazy: training code only when an archive is built
-    from velibcast.transform_code import velib_distribution, velib_gbm, velib_profile
-    from velibcast.transform_code import velib_features as F
-
     rng = np.random.default_rng(seed)
     n_trees, n_feat = 12, len(velib_gbm.DERIVED_FEATURES)
     # Stumps: node 3k splits, 3k+1 and 3k+2 are its leaves (a leaf points to itself).
@@ -83,10 +81,11 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
         nodes["value"] += [0.0, *rng.normal(0, 0.15, 2).tolist()]
     trees = {"ensembles": [{"horizons": [1, F.MAX_HORIZON], "nodes": nodes, "roots": [3 * k for k in range(n_trees)],
                             "depth": 1}]}
-    x = np.zeros((n_stations, len(F.FEATURE_COLUMNS)))
-    x[:, F.COL["station_index"]] = np.arange(1, n_stations + 1)
-    x[:, F.COL["capacity"]] = 20
-    profiles = velib_profile.build(np.repeat(x, 48, axis=0), rng.random(48 * n_stations))
+    x = np.zeros((2 * 24 * n_stations, len(F.FEATURE_COLUMNS)))  # every station, day type and hour once
+    x[:, F.COL["station_index"]] = np.repeat(np.arange(1, n_stations + 1), 48)
+    x[:, F.COL[F.NON_WORKING]] = np.tile(np.repeat([0, 1], 24), n_stations)
+    x[:, F.COL["hour"]] = np.tile(np.arange(24), 2 * n_stations)
+    profiles = velib_profile.build(x, rng.random(len(x)))
     n_pairs = 24 * 9 * 400
     pred, horizon = rng.uniform(0, 30, n_pairs), rng.integers(1, F.MAX_HORIZON + 1, n_pairs)
     actual = np.clip(np.round(pred + rng.normal(0, 1 + horizon / 4)), 0, 30)
@@ -98,9 +97,6 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
 def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:
     """A complete model.tar.gz of the gbm family, fitted briefly on a synthetic grid with its calibrated
     distribution (training.train.fit_family): for handler, toolkit and server tests."""
-    from velibcast.training.samples import samples_from_grid, station_mapping  # lazy: training code
-    from velibcast.training.train import fit_family  # lazy: training code only when an archive is built
-
     grid = make_grid(n_stations, 24 * 4, datetime(2022, 5, 20, tzinfo=UTC), seed=seed)
     samples = samples_from_grid(grid, station_mapping(grid.station_codes))
     fitted = fit_family("gbm", samples, n_stations, seed, progress=lambda line: None, rounds=rounds)

@@ -4,7 +4,7 @@ Trained with LightGBM (velibcast.training.gbm), shipped as plain JSON (trees.jso
 profiles.json and distribution.json), so the SageMaker PyTorch container needs nothing new
 and nothing is unpickled.
 
-- One ensemble per group of horizons (config["horizon_groups"]: the nowcast's 1..3 h, then the
+- One ensemble per group of horizons (trees.json; trained as the nowcast's 1..3 h, then the
   rest of the day), the horizon being a feature: the horizons of a group share most of what
   they learn (a station's rhythm, how fast it drifts back to it), and a fit on rows sampled
   across them trains in a fraction of one fit per horizon's time; the first hours, where the
@@ -15,13 +15,14 @@ and nothing is unpickled.
   earlier occupancies minus it, the occupancy 24 h before the target minus it, the origin's
   and the target's local hour and day type, day_of_week, capacity, lat, lon, and the station
   profile (velib_profile) at the target hour, at the origin hour, and the occupancy now minus
-  the profile now. The station enters through its profile only, so an unknown station gets the
+  the profile now, and the profile's change from now to the target. The station enters through its profile only, so an unknown station gets the
   network's profile and is otherwise served like a known one.
 - config["persistence_on_non_working_days"]: set when training saw no non-working day; a
   target on one then gets persistence (weekday dynamics on a holiday lose to it).
 
 trees.json: {"ensembles": [{"horizons": [first, last], "nodes": {feature, threshold, left,
-right, value}, "roots": [...], "depth": d}, ...]}, one per group, covering 1..MAX_HORIZON. Every node is an array entry; a leaf has threshold +inf and both children pointing to itself,
+right, value}, "roots": [...], "depth": d}, ...]}, one per group, covering 1..MAX_HORIZON once.
+Every node is an array entry; a leaf has threshold +inf and both children pointing to itself,
 so `depth` steps of "go left if x[feature] <= threshold" reach every leaf.
 """
 

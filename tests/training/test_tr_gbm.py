@@ -74,7 +74,7 @@ def test_fit_reports_progress_and_beats_persistence_on_an_unseen_day(samples, wo
     config, artifacts, _ = fit_gbm(working, seed=1, progress=lines.append, rounds=50)
     groups = len(C.GBM_HORIZON_GROUPS)
     assert sum("round" in line for line in lines) == groups * (50 // C.GBM_PROGRESS_EVERY)
-    assert lines[0].startswith("gbm T+1..3h: ") and lines[1].startswith("gbm T+1..3h round 25/50: train L1")
+    assert lines[0].startswith("gbm T+1h: ") and lines[1].startswith("gbm T+1h round 25/50: train L1")
     assert lines[1].endswith("s elapsed")
     model = velib_gbm.GbmForecaster(dict(config, n_stations=30), artifacts[velib_gbm.TREES],
                                     velib_profile.Profiles(artifacts[velib_profile.FILE], 30))

@@ -40,7 +40,7 @@ def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_pat
     lines = []
     info = train_model(storage, any_root, START, END, any_root, seed=None, backtest=False, progress=lines.append)
     assert info["model_uri"] == f"{any_root}/models/{info['version']}/model.tar.gz"
-    assert any(line.startswith("gbm T+1..3h round 10/10") and line.endswith("s elapsed") for line in lines)
+    assert any(line.startswith("gbm T+2..3h round 10/10") and line.endswith("s elapsed") for line in lines)
     model_dir = extract(storage.read_bytes(info["model_uri"]), tmp_path / "m")
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["training_data"]["stations"] == N_STATIONS
