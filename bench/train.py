@@ -1,6 +1,6 @@
 """Training cost of the default family on the bundled real days: time and peak memory vs days.
 
-    .venv/bin/python bench/train.py [--days 2 3 4] [--family gbm] [--repeats 1] [--out bench/results/train.json]
+    .venv/bin/python bench/train.py [--days 5 10 15] [--family gbm] [--repeats 1] [--out bench/results/train.json]
 
 Each span (the first N Europe/Paris days of sample_data, N in --days) is trained in a fresh
 process (`velibcast train --no-backtest` on a temporary store), so the peak RSS it reports
@@ -20,12 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIRST_HOUR = "2022-05-22T22:00Z"  # 2022-05-23 00:00 in Paris
+FIRST = datetime(2022, 5, 11, 22)  # 2022-05-12 00:00 in Paris (summer time), the first bundled day
+
+
+def utc(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%MZ")
+
+
 # --end is excluded ([start, end) like every range): each span ends at midnight in Paris.
-DAY_ENDS = {1: "2022-05-23T22:00Z", 2: "2022-05-24T22:00Z", 3: "2022-05-25T22:00Z", 4: "2022-05-26T22:00Z"}
+DAY_ENDS = {n: utc(FIRST + timedelta(days=n)) for n in range(1, 16)}
 
 
 def run_one(days: int, family: str) -> dict:
@@ -35,7 +42,7 @@ def run_one(days: int, family: str) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "train", "--config", str(cfg),
-                              "--start", FIRST_HOUR, "--end", DAY_ENDS[days], "--family", family, "--no-backtest"],
+                              "--start", utc(FIRST), "--end", DAY_ENDS[days], "--family", family, "--no-backtest"],
                              capture_output=True, text=True, env=dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false"))
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -52,8 +59,8 @@ def run_one(days: int, family: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    # One day yields no sample (24 h of history first): the floor is the two-day span.
-    ap.add_argument("--days", type=int, nargs="+", default=[2, 3, 4])
+    # The first day yields no sample (24 h of history first, and the store starts at 10:22Z).
+    ap.add_argument("--days", type=int, nargs="+", default=[5, 10, 15])
     ap.add_argument("--family", default="gbm")
     ap.add_argument("--repeats", type=int, default=1, help="minimum over this many runs per span")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "train.json"))

@@ -17,7 +17,7 @@ from velibcast.datasets.records import ShardWriter, layout_for, record_id_parts
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.windows import WindowBatch, WindowSummary, iter_window_batches
 from velibcast.errors import DataError
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import iso_minute, iso_second
 
 
 def load_station_index(storage: st.Storage, uri: str | None) -> dict[str, int]:
@@ -130,12 +130,14 @@ def assemble_transform_inputs(
     index_uri: str | None = None,
     observers=(),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
+    as_of: datetime | None = None,
 ) -> dict:
     """The one window path: snapshots -> hourly states -> windows -> shards (+ record index), streaming.
 
     The nightly flow, the `windows` CLI and the bench call this; nothing else builds windows.
     Shards are written as they fill; with index_uri, the record index (one row per record
     sent: record_id, station_code, origin_ts, capacity, unknown_station) is written as Parquet.
+    With as_of, no capture taken after it is read (a forecast issued then could not have seen it).
     """
     report = SkipReport()
     summary = WindowSummary()
@@ -146,7 +148,7 @@ def assemble_transform_inputs(
         index = _IndexWriter(index_buf) if index_uri else None
         try:
             for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
-                                             max_staleness, policy, summary, observers, chunk_hours):
+                                             max_staleness, policy, summary, observers, chunk_hours, as_of):
                 writer.add(batch)
                 if index is not None:
                     index.add(index_rows(batch))
@@ -165,6 +167,7 @@ def assemble_transform_inputs(
         "first_origin": f"{iso_minute(min(origins))}" if origins else None,
         "last_origin": f"{iso_minute(max(origins))}" if origins else None,
         "max_staleness_hours": max_staleness.total_seconds() / 3600,
+        "as_of": iso_second(as_of) if as_of is not None else None,
         "summary": summary.to_dict(),
         "report": report.to_dict(),
         "layout": layout_for(fmt).to_dict(),

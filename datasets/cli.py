@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     rng = win.add_mutually_exclusive_group(required=True)
     rng.add_argument("--start", type=utc_time, help="first origin (UTC), inclusive; with --end")
     rng.add_argument("--run-date", type=date.fromisoformat, help="the hours of one Europe/Paris day")
+    rng.add_argument("--as-of", type=utc_time,
+                     help="the one origin of a forecast issued then (the latest whole hour with data), "
+                          "reading no capture taken after it")
     win.add_argument("--end", type=utc_time, help="end of the origins (UTC), excluded: [start, end)")
     win.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     win.add_argument("--out", required=True, help="prefix for the shards")
@@ -69,25 +72,35 @@ def cmd_windows(args) -> int:
         load_station_index,
     )
     from velibcast.datasets.quality import QualityTracker
-    from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+    from velibcast.datasets.windows import latest_origin, origins_for_range, origins_for_run_date
 
+    storage = Storage()
+    max_staleness = timedelta(hours=args.max_staleness_hours)
     if args.run_date:
         origins = origins_for_run_date(args.run_date)
+    elif args.as_of:
+        origin = latest_origin(storage, args.snapshots, args.as_of, max_staleness)
+        if origin is None:
+            raise SystemExit(f"windows: no snapshot under {args.snapshots} captured at or before {args.as_of:%Y-%m-%dT%H:%MZ} "
+                             f"within {args.max_staleness_hours:g} h before a whole hour; check --as-of and --snapshots")
+        origins = [origin]
     else:
         if args.end is None:
             raise SystemExit("windows: --start needs --end")
         origins = origins_for_range(args.start, args.end)
-    storage = Storage()
     result = assemble_transform_inputs(
         storage, args.snapshots, origins, args.out, fmt=args.format,
         station_index=load_station_index(storage, args.station_mapping),
-        max_staleness=timedelta(hours=args.max_staleness_hours), policy=_policy(args),
+        max_staleness=max_staleness, policy=_policy(args),
         max_shard_bytes=args.max_shard_bytes, shard_count=args.shards,
-        manifest_uri=args.manifest_file, report_uri=args.report, observers=[QualityTracker()],
+        manifest_uri=args.manifest_file, report_uri=args.report, observers=[QualityTracker()], as_of=args.as_of,
     )
     s = result["summary"]
     print(f"{s['windows_emitted']} windows for {s['origins']} origins from {s['snapshots_read']} snapshots "
           f"({s['stations_seen']} stations) -> {len(result['shards'])} shard(s) under {args.out}")
+    if s["open_coverage"] is not None:
+        print(f"{s['open_coverage']:.1%} of {s['open_station_origins']} open station-origins have a window; "
+              f"{s['windows_filled']} windows with {s['hours_filled']} hours carried from a neighbouring hour")
     print(f"skips by reason: {json.dumps(result['report']['counts'])}")
     print(f"report: {result['report_uri']}")
     return 0

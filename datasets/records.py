@@ -8,7 +8,6 @@ silently feed the model the wrong values.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -296,27 +295,24 @@ def shard_count_for(instance_count: int, max_concurrent_transforms: int) -> int:
 
 
 # ---------------------------------------------------------------- reading outputs back
-def _ints(values, where: str) -> list[int]:
-    if len(values) != len(OUTPUT_COLUMNS):
-        raise DataError(where, f"expected {len(OUTPUT_COLUMNS)} outputs {OUTPUT_COLUMNS}, got {values!r}",
-                        "check the model's output_fn and the OutputFilter")
+def _numbers(values, where: str) -> list[float]:
+    """The output values as numbers. Whether they are possible (one per OUTPUT_COLUMNS, whole bikes
+    within the station's capacity, probabilities in [0, 1], quantiles in order) is checked by the
+    join, which knows the record's station and names it (flows/forecasts.check_prediction_values)."""
     out = []
     for v in values:
         try:
-            f = float(v)
+            out.append(float(v))
         except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer no float holds
             raise DataError(where, f"output value {v!r} is not a number", "check the model's output_fn") from None
-        if not math.isfinite(f) or f != int(f):
-            raise DataError(where, f"output value {v!r} is not an integer", "the model must output whole bikes")
-        out.append(int(f))
     return out
 
 
-def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[int]]:
-    """One `.out` line after the OutputFilter: record_id + 3 ints."""
+def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[float]]:
+    """One `.out` line after the OutputFilter: record_id and its values (OUTPUT_COLUMNS)."""
     if fmt == CSV:
         parts = line.rstrip("\r\n").split(",")
-        return parts[0], _ints(parts[1:], where)
+        return parts[0], _numbers(parts[1:], where)
     if fmt == JSONL:
         try:
             d = loads(line)
@@ -332,7 +328,7 @@ def parse_output_line(line: str, fmt: str, where: str) -> tuple[str, list[int]]:
         if not isinstance(rid, str) or not isinstance(out, list):
             raise DataError(where, f"expected {{{C.RECORD_ID_COLUMN!r}: str, {SAGEMAKER_OUTPUT_KEY!r}: [...]}}, got {line[:200]!r}",
                             "check the OutputFilter")
-        return rid, _ints(out, where)
+        return rid, _numbers(out, where)
     raise ConfigError(f"transform input format {fmt!r}: use 'csv' or 'jsonl'")
 
 

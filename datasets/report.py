@@ -40,13 +40,15 @@ REASONS = {
     "duplicate_snapshot": REJECTED_OBJECT,
     "partial_snapshot": FLAGGED,
     # per window
-    "missing_history": SKIPPED_WINDOW,
-    "stale_history": SKIPPED_WINDOW,
+    "missing_at_origin": SKIPPED_WINDOW,
+    "stale_at_origin": SKIPPED_WINDOW,
     "not_installed": SKIPPED_WINDOW,
     "not_renting": SKIPPED_WINDOW,
     "missing_station": SKIPPED_WINDOW,
     "target_not_observed": SKIPPED_WINDOW,  # training/backtest samples: see datasets.observed
     "unknown_station": NOTE,
+    "filled_history": NOTE,   # windows sent with some hours of t-23h..t-1 carried from a neighbouring hour
+    "filled_hours": NOTE,     # the hours so carried, over those windows
 }
 
 _POLICY_CHOICES = ("skip", "fail")

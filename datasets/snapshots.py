@@ -125,9 +125,12 @@ def _as_listed(uri: str) -> str:
 
 def list_snapshots(
     storage: st.Storage, root: str, start: datetime, end: datetime, report: SkipReport | None = None,
-    policy: ValidationPolicy | None = None,
+    policy: ValidationPolicy | None = None, as_of: datetime | None = None,
 ) -> list[SnapshotRef]:
     """Snapshots captured in [start, end], sorted by capture time, from both layouts.
+
+    With as_of, nothing captured after it is listed, so nothing after it can be read: a run
+    "as of" a time sees the store as it was then, whatever was captured since.
 
     Only the UTC days of the range are listed (one flat and one partition prefix per day,
     plus the partitions of the day before and after, where a capture filed under its
@@ -137,6 +140,8 @@ def list_snapshots(
     on_bad_object=fail) and not read.
     """
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if as_of is not None:
+        end = min(end, as_of.astimezone(UTC))
     policy = policy or ValidationPolicy()
     report = report if report is not None else SkipReport()
     base = snapshots_prefix(root)

@@ -1,10 +1,12 @@
 """Station windows: 24 hourly states per station and origin, and their static features.
 
-The rule (issue 2, step 4): the state of a station at hour h is its record with the latest
-observation time (duedate, else capture time) <= h; it is usable when h - obs <= max_staleness.
-A window holds the states at t-23h .. t, oldest first, and is emitted only when all 24 are
-usable and the station is installed and renting at t. Every other (station, origin) is
-counted with the first failing reason.
+The rule: the state of a station at hour h is its record with the latest observation time
+(duedate, else capture time) <= h; it is usable when h - obs <= max_staleness. A window is
+emitted for every station with a usable state at the origin t that is installed and renting
+at t. It holds the states at t-23h .. t, oldest first; an hour without a usable state takes
+the nearest earlier usable state of the window (a quiet station's state did not change), or,
+before the first one, the first later one (still data at or before t). Every other
+(station, origin) is counted with the first failing reason, and the filled hours are counted.
 
 States are computed on a grid (station x hour) with NumPy. Origins are processed in chunks
 of WINDOW_CHUNK_HOURS, and a chunk's grid needs only the snapshots of its own span, so
@@ -35,12 +37,13 @@ from velibcast.datasets.snapshots import (
     list_snapshots,
     parse_snapshot_columns,
 )
-from velibcast.timeutil import PARIS, UTC, iso_minute
+from velibcast.timeutil import PARIS, UTC, iso_minute, iso_second
 from velibcast.transform_code.velib_features import (
     HISTORY_LEN,
     STATIC_FEATURES,
+    TIME_FEATURES,
     UNKNOWN_STATION_INDEX,
-    is_non_working_day,
+    time_features,
 )
 
 HOUR = timedelta(hours=1)
@@ -100,17 +103,30 @@ def history_hours(origins: list[datetime]) -> list[datetime]:
     return origins_for_range(min(origins) - (HISTORY_LEN - 1) * HOUR, max(origins) + HOUR)
 
 
+def latest_origin(storage: st.Storage, snapshots_root: str, as_of: datetime,
+                  max_staleness: timedelta = timedelta(hours=C.MAX_STALENESS_HOURS)) -> datetime | None:
+    """The origin of a forecast issued at as_of: the latest whole UTC hour h <= as_of with a capture
+    taken in (h - max_staleness, h]; None when no hour of the HISTORY_LEN hours before as_of has one
+    (a store silent for a whole window's span has nothing to forecast from).
+
+    At any later hour every state would be older than max_staleness, or not captured yet: at 02:30
+    Paris time, inside the scraper's nightly gap, the origin is the hour after the last evening
+    capture. Only captures taken at or before as_of are listed.
+    """
+    search_from = as_of - HISTORY_LEN * HOUR - max_staleness
+    captures = [r.capture_ts for r in list_snapshots(storage, snapshots_root, search_from, as_of, as_of=as_of)]
+    h = as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while h > as_of - HISTORY_LEN * HOUR:
+        if any(h - max_staleness < c <= h for c in captures):
+            return h
+        h -= HOUR
+    return None
+
+
 # ---------------------------------------------------------------- static features
-# Static features that come from the station's record at t; the rest of STATIC_FEATURES come from
-# the origin's local time (static_time_features returns them in STATIC_FEATURES order).
-STATION_FEATURES = ("capacity", "station_index", "lat", "lon")
-TIME_FEATURES = [f for f in STATIC_FEATURES if f not in STATION_FEATURES]
-
-
-def static_time_features(origin: datetime) -> tuple[int, int, int]:
-    """hour, day_of_week (Monday = 0), non_working_day (weekend or French public holiday), in Europe/Paris time."""
-    local = origin.astimezone(PARIS)
-    return local.hour, local.weekday(), int(is_non_working_day(local.date()))
+# Static features that come from the station's record at t; the others are TIME_FEATURES, from
+# the origin's Europe/Paris time (velib_features.time_features, the one calendar rule).
+STATION_FEATURES = [f for f in STATIC_FEATURES if f not in TIME_FEATURES]
 
 
 # ---------------------------------------------------------------- snapshot source
@@ -152,13 +168,15 @@ class SnapshotSource:
 
     Fetches run ahead with bounded concurrency; a snapshot is parsed once even when two
     chunks need it. Partial snapshots are flagged against the median station count of
-    the previous PARTIAL_SNAPSHOT_NEIGHBOURS snapshots.
+    the previous PARTIAL_SNAPSHOT_NEIGHBOURS snapshots. With as_of, no capture taken after
+    it is listed or read (list_snapshots).
     """
 
     def __init__(self, storage: st.Storage, root: str, start: datetime, end: datetime,
-                 policy: ValidationPolicy, report: SkipReport, observers: Iterable = ()):
+                 policy: ValidationPolicy, report: SkipReport, observers: Iterable = (),
+                 as_of: datetime | None = None):
         self.storage, self.policy, self.report = storage, policy, report
-        self.refs = list_snapshots(storage, root, start, end, report, policy)
+        self.refs = list_snapshots(storage, root, start, end, report, policy, as_of)
         self.observers = list(observers)
         self._next = 0
         self._cache: deque[SnapshotColumns] = deque()
@@ -241,9 +259,10 @@ def snapshot_range(origins: list[datetime], max_staleness: timedelta,
 
 
 def snapshots_read(storage: st.Storage, snapshots_root: str, origins: list[datetime], max_staleness: timedelta,
-                   policy: ValidationPolicy) -> list[SnapshotRef]:
+                   policy: ValidationPolicy, as_of: datetime | None = None) -> list[SnapshotRef]:
     """The snapshot objects the windows of `origins` read, as listed now (each with its version)."""
-    return list_snapshots(storage, snapshots_root, *snapshot_range(sorted(origins), max_staleness), SkipReport(), policy)
+    return list_snapshots(storage, snapshots_root, *snapshot_range(sorted(origins), max_staleness), SkipReport(), policy,
+                          as_of=as_of)
 
 
 def build_state_grid(
@@ -310,7 +329,8 @@ def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns],
     rec = order[np.maximum(pos, 0)]
     del order
     # "present" looks back only as far as any grid holding h reads (snapshot_span), so whether a
-    # skipped window counts as missing_history or stale_history never depends on the chunking.
+    # skipped window counts as missing_at_origin or stale_at_origin, and whether a station counts as
+    # open, never depends on the chunking.
     # A record captured before that is older than max_staleness at h: never usable either way.
     captures = np.array([int(s.ref.capture_ts.timestamp()) for s in snapshots], dtype=np.int64)
     lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
@@ -346,7 +366,7 @@ class WindowBatch:
     origin_ts: datetime
     station_codes: np.ndarray   # object (str), one per window
     history: np.ndarray         # int64 (n, HISTORY_LEN), oldest first
-    time_features: tuple        # static_time_features(origin_ts): TIME_FEATURES in order
+    time_features: tuple        # velib_features.time_features of the origin in Paris time: TIME_FEATURES in order
     capacity: np.ndarray        # int64
     station_index: np.ndarray   # int64; UNKNOWN_STATION_INDEX where unknown
     lat: np.ndarray
@@ -378,22 +398,30 @@ class WindowBatch:
         return [[*h, *s] for h, s in zip(self.history.tolist(), zip(*static))]
 
 
-def _count(report: SkipReport, reason: str, mask: np.ndarray, n: int, grid: StateGrid, where: str,
-           detail: str) -> None:
+def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, where: str, detail: str) -> None:
+    n = int(mask.sum())
     if n:
         first = [grid.station_codes[i] for i in np.flatnonzero(mask)[: report.max_examples]]
         report.add(reason, where, f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
-def _whole_history(mask: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """(stations, origins): mask holds at every hour of t-23h..t, for the origins ending at hours `ends`.
+def fill_history(bikes: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Fill in place the hours without a usable state of windows (rows) over t-23h .. t (columns),
+    each usable at t; return how many hours of each window were filled.
 
-    By a running count of the hours that fail, for every origin at once: two .all() over a
-    24-hour slice per origin were ~0.1 ms of each origin's 0.6 ms on the real nightly.
+    Such an hour takes the state of the nearest earlier usable hour of the window: a station that
+    publishes nothing has not changed. Before the window's first usable hour there is none, so
+    those hours take the first usable one, which is still at or before t.
     """
-    fails = np.zeros((mask.shape[0], mask.shape[1] + 1), dtype=np.int32)
-    np.cumsum(~mask, axis=1, out=fails[:, 1:])
-    return fails[:, ends + 1] == fails[:, ends + 1 - HISTORY_LEN]
+    hours_filled = np.count_nonzero(~usable, axis=1)
+    rows = np.flatnonzero(hours_filled)  # only these have an hour to fill: few, on a large network too
+    gaps = usable[rows]
+    hours = np.arange(bikes.shape[1])
+    last_usable = np.maximum.accumulate(np.where(gaps, hours, -1), axis=1)
+    first_usable = np.argmax(gaps, axis=1)[:, None]
+    source = np.where(last_usable >= 0, last_usable, first_usable)
+    bikes[rows] = np.take_along_axis(bikes[rows], source, axis=1)
+    return hours_filled
 
 
 class CoordText:
@@ -414,11 +442,56 @@ class CoordText:
         return self.text
 
 
+@dataclass
+class WindowSummary:
+    """What the windows of a range cover, in total and per origin.
+
+    Open stations are those whose latest record at or before t says installed and renting, even
+    when it is older than max_staleness (as far back as a grid looks: StateGrid.present): the
+    stations a forecast is owed to. Their share with a window is `open_coverage`.
+    """
+
+    origins: int = 0
+    windows_emitted: int = 0
+    windows_unknown_station: int = 0
+    stations: set = field(default_factory=set)
+    snapshots_read: int = 0
+    records_read: int = 0
+    by_origin: dict = field(default_factory=dict)  # origin (ISO minute) -> its counts, as to_dict shows them
+
+    def add_origin(self, origin: datetime, open_stations: int, hours_filled: np.ndarray, unknown: np.ndarray) -> None:
+        """An origin's windows, by the hours filled in each (fill_history) and whether their station
+        is missing from the model's mapping."""
+        self.by_origin[iso_minute(origin)] = {
+            "open_stations": open_stations,
+            "windows": len(hours_filled),
+            "windows_filled": int(np.count_nonzero(hours_filled)),
+            "hours_filled": int(hours_filled.sum()),
+        }
+        self.windows_emitted += len(hours_filled)
+        self.windows_unknown_station += int(unknown.sum())
+
+    def to_dict(self) -> dict:
+        def total(key: str) -> int:
+            return sum(o[key] for o in self.by_origin.values())
+
+        open_stations = total("open_stations")
+        return {"origins": self.origins, "windows_emitted": self.windows_emitted,
+                "windows_unknown_station": self.windows_unknown_station,
+                "stations_seen": len(self.stations), "snapshots_read": self.snapshots_read,
+                "records_read": self.records_read,
+                "open_station_origins": open_stations,
+                "open_coverage": self.windows_emitted / open_stations if open_stations else None,
+                "windows_filled": total("windows_filled"), "hours_filled": total("hours_filled"),
+                "by_origin": dict(sorted(self.by_origin.items()))}
+
+
 def batches_from_grid(
     grid: StateGrid, origins: list[datetime], station_index: dict[str, int], report: SkipReport,
-    coord_text: CoordText | None = None,
+    coord_text: CoordText | None = None, summary: WindowSummary | None = None,
 ) -> Iterator[WindowBatch]:
-    """One WindowBatch per origin; every other (station, origin) counted with its first failing reason."""
+    """One WindowBatch per origin with windows; every other (station, origin) counted with its
+    first failing reason, the filled hours counted as notes (and per origin in `summary`)."""
     codes = np.array(grid.station_codes, dtype=object)
     code_bytes = np.array([c.encode() for c in grid.station_codes], dtype="S")
     # lat/lon text for the CSV shards, formatted once per grid rather than once per window
@@ -426,72 +499,60 @@ def batches_from_grid(
     index = np.array([station_index.get(c, -1) for c in grid.station_codes], dtype=np.int64)
     on_grid = set(grid.station_codes)
     missing = sorted(c for c in station_index if c not in on_grid)
-    ends = np.array([grid.hour_pos(t) for t in origins], dtype=np.int64)
-    for t, j in zip(origins, ends.tolist()):
-        if j < HISTORY_LEN - 1:
+    for t in origins:
+        if grid.hour_pos(t) < HISTORY_LEN - 1:
             raise ValueError(f"origin {iso_minute(t)} needs {HISTORY_LEN - 1} h of history before it on the grid")
-    # every origin's masks at once (stations x origins), then one column an origin
-    all_present, all_usable = _whole_history(grid.present, ends), _whole_history(grid.usable, ends)
-    inst, rent = grid.installed[:, ends], grid.renting[:, ends]
-    reasons = [
-        ("missing_history", ~all_present, "no record at or before some hour of t-23h..t"),
-        ("stale_history", all_present & ~all_usable, "a state of t-23h..t is older than max_staleness"),
-        ("not_installed", all_usable & ~inst, "not installed at t"),
-        ("not_renting", all_usable & inst & ~rent, "not renting at t"),
-    ]
-    counts = [mask.sum(axis=0).tolist() for _, mask, _ in reasons]
-    emitted = all_usable & inst & rent
-    # where a station has not moved since t (nearly always), its lat/lon text is the last hour's
-    still = ((grid.lat[:, ends] == grid.lat[:, -1:]) & (grid.lon[:, ends] == grid.lon[:, -1:]))
-    for k, (t, j) in enumerate(zip(origins, ends.tolist())):
+    for t in origins:
+        j = grid.hour_pos(t)
         where = f"origin {iso_minute(t)}"
-        for (reason, mask, detail), n in zip(reasons, counts):
-            _count(report, reason, mask[:, k], n[k], grid, where, detail)
+        present, usable = grid.present[:, j], grid.usable[:, j]
+        installed, renting = grid.installed[:, j], grid.renting[:, j]
+        _count(report, "missing_at_origin", ~present, grid, where, "no record at or before t")
+        _count(report, "stale_at_origin", present & ~usable, grid, where, "the state at t is older than max_staleness")
+        _count(report, "not_installed", usable & ~installed, grid, where, "not installed at t")
+        _count(report, "not_renting", usable & installed & ~renting, grid, where, "not renting at t")
         if missing:
             report.add("missing_station", where,
                        f"in the station mapping but in no snapshot; e.g. {', '.join(missing[:report.max_examples])}",
                        n=len(missing))
-        emit = np.flatnonzero(emitted[:, k])
-        if not len(emit):
-            continue
+        emit = np.flatnonzero(usable & installed & renting)
+        window = slice(j - HISTORY_LEN + 1, j + 1)
+        history = grid.bikes[emit, window]  # a copy (an index array selects the rows)
+        hours_filled = fill_history(history, grid.usable[emit, window])
+        refilled = np.flatnonzero(hours_filled)
+        if len(refilled):
+            report.add("filled_history", where, "hours of t-23h..t-1 without a usable state, carried from the "
+                       f"nearest usable hour; e.g. stations {', '.join(codes[emit[refilled[:report.max_examples]]])}",
+                       n=len(refilled))
+            report.add("filled_hours", where, "hours carried in those windows", n=int(hours_filled.sum()))
         idx = index[emit]
         unknown = idx < 0
         if unknown.any():
             report.add("unknown_station", where,
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
                        f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
+        if summary is not None:
+            summary.add_origin(t, int((installed & renting).sum()), hours_filled, unknown)
+        if not len(emit):
+            continue
+        # where no emitted station has moved since t (nearly always), its lat/lon text is the last hour's
+        still = (grid.lat[emit, j] == grid.lat[emit, -1]).all() and (grid.lon[emit, j] == grid.lon[emit, -1]).all()
         yield WindowBatch(
             origin_ts=t,
             station_codes=codes[emit],
-            history=grid.bikes[emit, j - HISTORY_LEN + 1:j + 1].astype(np.int64),
-            time_features=static_time_features(t),
+            history=history.astype(np.int64),
+            time_features=time_features(t.astimezone(PARIS)),
             capacity=grid.capacity[emit, j],
             station_index=np.where(unknown, UNKNOWN_STATION_INDEX, idx),
             lat=grid.lat[emit, j],
             lon=grid.lon[emit, j],
             unknown_station=unknown,
             code_bytes=code_bytes[emit],
-            float_text={"lat": lat_text[emit], "lon": lon_text[emit]} if still[emit, k].all() else {},
+            float_text={"lat": lat_text[emit], "lon": lon_text[emit]} if still else {},
         )
 
 
 # ---------------------------------------------------------------- streaming over a range
-@dataclass
-class WindowSummary:
-    origins: int = 0
-    windows_emitted: int = 0
-    windows_unknown_station: int = 0
-    stations: set = field(default_factory=set)
-    snapshots_read: int = 0
-    records_read: int = 0
-
-    def to_dict(self) -> dict:
-        return {"origins": self.origins, "windows_emitted": self.windows_emitted,
-                "windows_unknown_station": self.windows_unknown_station,
-                "stations_seen": len(self.stations), "snapshots_read": self.snapshots_read,
-                "records_read": self.records_read}
-
-
 def iter_state_grids(
     storage: st.Storage,
     snapshots_root: str,
@@ -504,6 +565,7 @@ def iter_state_grids(
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
     lookahead_hours: int = 0,
     grid_cells_max: int | None = C.WINDOW_GRID_CELLS_MAX,
+    as_of: datetime | None = None,
 ) -> Iterator[tuple[list[datetime], StateGrid]]:
     """(origins of a chunk, grid over t-23h of the first .. the last + lookahead_hours), chunk by chunk.
 
@@ -514,19 +576,24 @@ def iter_state_grids(
     stations: 7 origins a chunk). The stations are counted in the snapshots of the first
     origin's hours, which the first chunk reads anyway: sized before any was read, the first
     chunk was one origin, and the real nightly built two grids where one holds it (~10 ms).
+
+    With as_of, only captures taken at or before it are read, and an origin after it is refused:
+    its window would be built from data its time could not have had.
     """
     policy = policy or ValidationPolicy()
     summary = summary if summary is not None else WindowSummary()
     origins = sorted(origins)
     if not origins:
         return
+    if as_of is not None and origins[-1] > as_of:
+        raise ValueError(f"origin {iso_minute(origins[-1])} is after the run's as-of time {iso_second(as_of)}")
     ahead = lookahead_hours * HOUR
 
     def grid_hours(chunk: list[datetime]) -> list[datetime]:  # t-23h of the first .. the last + lookahead
         return origins_for_range(chunk[0] - (HISTORY_LEN - 1) * HOUR, chunk[-1] + ahead + HOUR)
 
     source = SnapshotSource(storage, snapshots_root, *snapshot_range(origins, max_staleness, lookahead_hours),
-                            policy, report, observers)
+                            policy, report, observers, as_of)
     k = 0
     while k < len(origins):
         size = chunk_hours
@@ -563,14 +630,13 @@ def iter_window_batches(
     summary: WindowSummary | None = None,
     observers: Iterable = (),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
+    as_of: datetime | None = None,
 ) -> Iterator[WindowBatch]:
-    """The windows of any range, one origin at a time, memory bounded by one chunk's grid."""
+    """The windows of any range, one origin at a time, memory bounded by one chunk's grid;
+    with as_of, from the captures taken at or before it only."""
     summary = summary if summary is not None else WindowSummary()
     coord_text = CoordText()
     for chunk, grid in iter_state_grids(storage, snapshots_root, origins, report, max_staleness, policy,
-                                        summary, observers, chunk_hours):
-        for b in batches_from_grid(grid, chunk, station_index, report, coord_text):
-            summary.windows_emitted += len(b)
-            summary.windows_unknown_station += int(b.unknown_station.sum())
-            yield b
+                                        summary, observers, chunk_hours, as_of=as_of):
+        yield from batches_from_grid(grid, chunk, station_index, report, coord_text, summary)
         del grid  # not held while the next chunk is built (see iter_state_grids)

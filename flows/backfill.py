@@ -23,6 +23,7 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.nightly import nightly
+from velibcast.flows.products import EVALUATION
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import ModelInfo, load_model_info, run_model_uri
 from velibcast.flows.run_names import backfill_run_name
@@ -32,7 +33,7 @@ from velibcast.flows.score import score_run
 def is_complete(cfg, storage, run_date: date, model: ModelInfo) -> bool:
     expected = run_id_for(RunSpec(run_date), cfg.hash(), model.version)
     try:
-        table, carried = forecasts.read_partition_manifests(storage, cfg.root, run_date)
+        table, carried = forecasts.read_partition_manifests(storage, cfg.root, EVALUATION.name, run_date)
         current = manifest.read(storage, cfg.root, expected)
     except NotFound:
         return False

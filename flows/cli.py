@@ -24,6 +24,7 @@ from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost, prefect_api, prefect_logs
+from velibcast.timeutil import iso_minute
 from velibcast.training import cli as tr_cli
 
 
@@ -72,6 +73,16 @@ def _prefect_console(args) -> None:
 
 
 def cmd_run(args) -> int:
+    dated = args.run_date is not None or args.start is not None or args.end is not None
+    product = args.product or ("evaluation" if dated else "day-ahead")
+    if product != "evaluation":
+        if dated:
+            raise ConfigError(f"--product {product} forecasts from an --as-of time (default: now); --run-date and "
+                              "--start/--end belong to the evaluation product (--product evaluation)")
+        return _run_product(args, product)
+    if args.as_of is not None:
+        raise ConfigError("--as-of belongs to the day-ahead and nowcast products; the evaluation product takes "
+                          "--run-date or --start/--end")
     if (args.start is None) != (args.end is None):
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
     if args.start is not None:
@@ -88,8 +99,27 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _run_product(args, product: str) -> int:
+    cfg = load_config(args.config)
+    # lazy, per command: a config error imports no NumPy
+    from velibcast.flows import preflight
+
+    spec = preflight.product_spec(cfg, product, args.as_of)
+    preflight.check_run(cfg)
+    assert spec.as_of is not None and spec.start is not None  # product_spec sets both
+    print(f"{product} as of {iso_minute(spec.as_of)}: origin {iso_minute(spec.start)} (the latest whole hour with data)")
+    server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
+    from velibcast.flows.nightly import forecast  # lazy, per command: Prefect (~2 s) loads only for a run
+
+    with prefect_api.serving(server):
+        res = forecast(product=product, as_of=spec.as_of, config=args.config, force=args.force)
+    _print_result(res)
+    return 0
+
+
 def cmd_demo(args) -> int:
-    """Seed the store from the repository's sample_data, train a model if none exists, run one night."""
+    """Seed the store from the repository's sample_data, train a model if none exists, issue the
+    day-ahead forecast as of run.default_as_of, and score it against what happened that day."""
     cfg = _checked_config(args.config)
     root = Path(cfg.root)
     sample = Path("sample_data")
@@ -100,9 +130,14 @@ def cmd_demo(args) -> int:
                               "a clone of the repository (make demo), or import snapshots first")
         print(f"seeding {snaps} from {sample}")
         shutil.copytree(sample / "velib", root / "velib", dirs_exist_ok=True)
+    from velibcast.flows import preflight  # lazy, per command: a config error imports no NumPy
+
+    spec = preflight.product_spec(cfg, "day-ahead", None)
+    assert spec.as_of is not None and spec.start is not None  # product_spec sets both
     server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
-    from velibcast.flows.nightly import nightly
+    from velibcast.flows.nightly import forecast
+    from velibcast.flows.score import score_run
     from velibcast.training import registry  # lazy, per command: the registry only when demo checks for a champion
 
     _prefect_console(args)
@@ -112,18 +147,23 @@ def cmd_demo(args) -> int:
             from velibcast.flows.train import train
 
             m = cfg["model"]
-            print(f"training the default family on [{m['train_start']}, {m['train_end']}); the night forecast below "
-                  f"({cfg['run']['default_run_date']}) lies after it, out of sample")
+            print(f"training the default family on [{m['train_start']}, {m['train_end']}); the day-ahead forecast "
+                  f"below, as of {iso_minute(spec.as_of)}, forecasts hours after it, out of sample")
             info = train(config=args.config)
             print(f"model {info['version']}: {info['model_uri']}")
-            # Two days of data leave no day with training data before it, so no backtest day: the
-            # promotion is forced and says so; the scored night below is the model's first evidence.
+            # The demo serves what it trained, whatever its backtest says: the scored day below is
+            # the evidence, and the promotion says it was forced.
             pointer = registry.promote(cfg.storage(), cfg.root, info["version"], force=True,
-                                       reason="demo: the training span is too short for a backtest day")
+                                       reason="demo: serve the model just trained")
             print(f"champion: {pointer['version']}" + (f" (forced: {'; '.join(pointer['overridden'])})"
                                                        if pointer["forced"] else ""))
-        res = nightly(config=args.config, force=args.force)
+        print(f"day-ahead as of {iso_minute(spec.as_of)}: origin {iso_minute(spec.start)}")
+        res = forecast(product="day-ahead", as_of=spec.as_of, config=args.config, force=args.force)
         _print_result(res)
+        # The bundled sample holds the day that was forecast: score it now, as the next
+        # nights' runs would once its hours are observed.
+        scored = score_run(cfg.storage(), cfg, spec.run_date, product="day-ahead")
+        _print_score(scored)
         return 0
 
 
@@ -151,22 +191,36 @@ def cmd_score(args) -> int:
     # lazy, per command: --help and user errors exit in ~0.2 s, before pandas and Prefect load
     from velibcast.flows.score import score_run
 
-    res = score_run(cfg.storage(), cfg, args.run_date)
+    _print_score(score_run(cfg.storage(), cfg, args.run_date, product=args.product))
+    return 0
+
+
+def _num(v, fmt: str = ".2f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _print_score(res: dict) -> None:
+    """The accuracy of a product's date per horizon: MAE against persistence and the proper scores."""
     print(res["message"])
     if res.get("verdict"):
         print(f"verdict: {res['verdict']}")
-    for r in res.get("by_horizon", []):
-        print(f"  h{r['horizon_h']}: MAE model {r['mae_model']:.3f}, persistence {r['mae_persistence']:.3f} "
-              f"({r['scored_rows']} rows)")
+    rows = res.get("by_horizon", [])
+    if rows:
+        print("  h   rows   MAE model  persist.  pinball p10/p50/p90   cover80  Brier empty (pers.)  Brier full (pers.)")
+    for r in rows:
+        print(f"  {r['horizon_h']:>2} {r['scored_rows']:>6}   {_num(r['mae_model']):>9} {_num(r['mae_persistence']):>9}"
+              f"  {_num(r['pinball_bikes_p10'])}/{_num(r['pinball_bikes_p50'])}/{_num(r['pinball_bikes_p90'])}"
+              f"        {_num(r['coverage_p10_p90'], '.0%'):>5}   {_num(r['brier_empty'], '.3f')} "
+              f"({_num(r['brier_empty_persistence'], '.3f')})      {_num(r['brier_full'], '.3f')} "
+              f"({_num(r['brier_full_persistence'], '.3f')})")
     if res.get("accuracy_uri"):
         print(f"accuracy: {res['accuracy_uri']}")
-    return 0
 
 
 DESCRIPTION = f"""Hourly Vélib' availability forecasts for every Paris station, in batch on
 SageMaker Batch Transform or on velibcast's local runtime.
 
-Start with:  velibcast run --config configs/local.yaml --run-date 2022-05-26
+Start with:  velibcast run --config configs/local.yaml --product day-ahead --as-of 2022-05-25T02:30+02:00
 Times are ISO with a zone (2022-05-26T06:00Z); dates are Europe/Paris days (YYYY-MM-DD);
 {RANGE_CONVENTION}.
 Errors print what, where and how to fix, and exit 2; --debug adds the traceback."""
@@ -185,9 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run the nightly flow once (ad hoc)", description=(
-        "Forecast one Europe/Paris day (--run-date) or the hourly origins in [--start, --end). " + RANGE_CONVENTION))
+    r = sub.add_parser("run", help="forecast once (ad hoc): day-ahead, nowcast, or the evaluation of past days",
+                       description=(
+        "Forecast the hours ahead as of a time (--product day-ahead: horizons 1..24, the default; --product "
+        "nowcast: 1..3), from the latest whole hour with data at --as-of, reading no capture taken after it; or, "
+        "as the evaluation product, every hourly origin of one past Europe/Paris day (--run-date) or of "
+        "[--start, --end). " + RANGE_CONVENTION))
     _add_config(r)
+    r.add_argument("--product", choices=("day-ahead", "nowcast", "evaluation"), default=None,
+                   help="day-ahead (default), nowcast, or evaluation (the default when --run-date or --start is given)")
+    r.add_argument("--as-of", type=utc_time, default=None, metavar="TIME",
+                   help="forecast as of this time (ISO with a zone; default: now): no capture taken after it is read")
     r.add_argument("--run-date", type=iso_date, default=None, metavar="YYYY-MM-DD",
                    help="Europe/Paris day to forecast (default: the config's run.default_run_date, else yesterday)")
     r.add_argument("--start", type=utc_time, default=None, metavar="TIME",
@@ -197,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="seed ./data from the bundled sample, train if needed, run one night")
+    d = sub.add_parser("demo", help="seed ./data from the bundled sample, train if needed, forecast a day ahead",
+                       description="Seed ./data from the bundled sample, train the default family on "
+                       "model.train_start/train_end if the store has no champion, issue the day-ahead forecast as "
+                       "of run.default_as_of, and score it against the day that followed.")
     _add_config(d)
     d.add_argument("--force", action="store_true", help="recompute stages even if a previous attempt completed them")
     d.set_defaults(func=cmd_demo)
@@ -213,9 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-concurrency", type=int, default=2, help="dates run at once (default 2)")
     b.set_defaults(func=cmd_backfill)
 
-    sc = sub.add_parser("score", help="MAE per horizon of a published night, model vs persistence")
+    sc = sub.add_parser("score", help="accuracy of a product's published date: MAE vs persistence, proper scores",
+                        description="Score the forecasts a product published for a Europe/Paris date against the "
+                        "snapshots observed since: per horizon, MAE of the model and of persistence, pinball loss "
+                        "of P10/P50/P90, coverage of the P10-P90 interval, Brier scores of p_empty and p_full "
+                        "beside persistence's. Written to accuracy/product=P/run_date=D/.")
     _add_config(sc)
     sc.add_argument("--run-date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="Europe/Paris day")
+    sc.add_argument("--product", choices=("day-ahead", "nowcast", "evaluation"), default="evaluation",
+                    help="which product's forecasts (default: evaluation)")
     sc.set_defaults(func=cmd_score)
 
 

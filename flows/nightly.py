@@ -1,4 +1,6 @@
-"""The `nightly` Prefect flow: one run date or origin range (flows/backfill.py runs it per date).
+"""The Prefect flows of one run: `forecast` (the day-ahead and nowcast products, as of a time)
+and `nightly` (the evaluation product: one past run date or origin range; flows/backfill.py
+runs it per date). Both run the same stages (flows/products.py says what differs).
 
 Tasks are thin wrappers over flows/stages.py, so the same code runs from the CLI, from a
 Prefect deployment and in tests. Task results are not cached by Prefect: the stages'
@@ -17,13 +19,13 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError
 from velibcast.flows import manifest, stages
 from velibcast.flows.prefect_logs import forwarded_to
-from velibcast.flows.preflight import default_run_date
+from velibcast.flows.preflight import default_run_date, product_spec
 from velibcast.flows.progress import RunProgress
 from velibcast.flows.publish import publish_run
 from velibcast.flows.report_png import render_run_png
 from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_identity import RunSpec
-from velibcast.flows.run_names import nightly_run_name
+from velibcast.flows.run_names import forecast_run_name, nightly_run_name
 from velibcast.flows.score import score_run
 from velibcast.flows.task_policy import RETRY_OPTS, timed
 from velibcast.redact import redact_text
@@ -45,6 +47,12 @@ def prepare_task(config_path: str, run_date: date | None, start: datetime | None
     return stages.make_context(cfg, RunSpec(run_date, start, end), force=force)
 
 
+@task(name="prepare", **TASK_OPTS)
+def prepare_product_task(config_path: str, product: str, as_of: datetime | None, force: bool) -> stages.RunContext:
+    cfg = load_config(config_path)
+    return stages.make_context(cfg, product_spec(cfg, product, as_of), force=force)
+
+
 @task(name="windows", **TASK_OPTS)
 def windows_task(ctx):
     return stages.stage_windows(ctx)
@@ -61,12 +69,13 @@ def publish_task(ctx, windows, transform, started_at):
     """Everything recorded and checked first; then the forecasts and their manifest, together."""
     table, join = stages.stage_join(ctx, transform)
     m = stages.build_manifest(ctx, windows, transform, join, table, started_at)
-    return publish_run(ctx.storage, ctx.root, m, table, ctx.origins, whole_days=ctx.spec.start is None)
+    return publish_run(ctx.storage, ctx.root, ctx.product.name, m, table, ctx.origins,
+                       whole_days=ctx.spec.start is None)
 
 
 @task(name="report-png", **TASK_OPTS)
 def report_task(ctx):
-    return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date)
+    return render_run_png(ctx.storage, ctx.root, ctx.spec.run_date, product=ctx.product.name)
 
 
 @task(name="score-previous-night", **TASK_OPTS)
@@ -74,6 +83,15 @@ def score_task(ctx):
     """Accuracy of the night before this run's date, now that its actuals are in the store."""
 
     return score_run(ctx.storage, ctx.cfg, ctx.spec.run_date - timedelta(days=1))
+
+
+@task(name="score-published", **TASK_OPTS)
+def score_published_task(ctx):
+    """Forward accuracy: the product's forecasts of the day before and of this run's date, scored
+    on the targets observed by this run's as-of time (later ones wait for a later run)."""
+    days = [ctx.spec.run_date - timedelta(days=1), ctx.spec.run_date]
+    res = [score_run(ctx.storage, ctx.cfg, d, product=ctx.product.name, as_of=ctx.spec.as_of) for d in days]
+    return {"dates": res, "message": "; ".join(f"{r['run_date']}: {r['status']}" for r in res)}
 
 
 def _optional(logger, skipped: list, what, fn, *args):
@@ -98,10 +116,26 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     """Forecast every station for each hourly origin of `run_date` (a Europe/Paris local day;
     default: yesterday there), or of [start, end) when given. `score_previous_night=False` leaves
     the scoring of the day before to the caller (a backfill scores each date once it is published)."""
-    logger = get_run_logger()
     started_at = datetime.now(UTC)
     ctx = prepare_task(config, run_date, start, end, force)
-    logger.info("run %s: %d origins, model %s", ctx.run_id, len(ctx.origins), ctx.model_version)
+    return _run(ctx, started_at, report=True, score_previous_night=score_previous_night)
+
+
+@flow(name="forecast", flow_run_name=forecast_run_name, log_prints=True)
+def forecast(product: str = "day-ahead", as_of: datetime | None = None, config: str = "configs/local.yaml",
+             force: bool = False) -> dict:
+    """Forecast every open station from the latest whole hour with data at `as_of` (default: now),
+    reading no capture taken after it: `day-ahead` for horizons 1..24, `nowcast` for 1..3."""
+    started_at = datetime.now(UTC)
+    ctx = prepare_product_task(config, product, as_of, force)
+    return _run(ctx, started_at, report=True, score_previous_night=False, score_published=True)
+
+
+def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previous_night: bool,
+         score_published: bool = False) -> dict:
+    logger = get_run_logger()
+    logger.info("run %s (%s): %d origins, model %s", ctx.run_id, ctx.product.name, len(ctx.origins),
+                ctx.model_version)
     # What an earlier attempt of this run already finished (its stage records): said, not silently reused.
     reused = stages.completed_stages(ctx)
     progress = RunProgress(ctx.spec.label)
@@ -120,9 +154,15 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     m = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
     skipped: list[dict] = []
-    png = _optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
-    scored = (_optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
-              if score_previous_night else {"message": "left to the caller"})
+    png = (_optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx) if report
+           else {"message": f"no report PNG for the {ctx.product.name} product"})
+    if score_published:
+        scored = _optional(logger, skipped, "scoring published forecasts", timed(score_published_task, ctx.cfg, "score"),
+                           ctx)
+    elif score_previous_night:
+        scored = _optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
+    else:
+        scored = {"message": "left to the caller"}
     logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
     record = to_json(m)
     current_manifest = manifest.manifest_uri(ctx.root, ctx.run_id)

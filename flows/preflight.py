@@ -12,13 +12,15 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
+from velibcast.cli_types import utc_time
 from velibcast.config import Config, check_store_writable
 from velibcast.datasets.snapshots import list_snapshots
-from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+from velibcast.datasets.windows import latest_origin, origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError
-from velibcast.flows.run_identity import yesterday_in_paris
+from velibcast.flows.products import product_named
+from velibcast.flows.run_identity import RunSpec, yesterday_in_paris
 from velibcast.flows.run_model import load_model_info, run_model_uri
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import PARIS, UTC, iso_minute
 from velibcast.transform_code.velib_features import HISTORY_LEN
 
 
@@ -26,6 +28,25 @@ def default_run_date(cfg: Config) -> date:
     """The Paris day a run without --run-date or a range forecasts: run.default_run_date, else yesterday."""
     default = cfg["run"]["default_run_date"]
     return date.fromisoformat(str(default)) if default else yesterday_in_paris()
+
+
+def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
+    """The run of a day-ahead or nowcast product as of `as_of` (default: run.default_as_of, else
+    now): its one origin is
+    the latest whole hour with data at that time; it reads no capture taken after `as_of`."""
+    p = product_named(product)
+    if not p.as_of:
+        raise ConfigError(f"the {p.name} product forecasts past days: give --run-date or --start/--end, not --as-of")
+    default = cfg["run"]["default_as_of"]
+    as_of = (as_of or (utc_time(str(default)) if default else datetime.now(UTC))).astimezone(UTC)
+    staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    origin = latest_origin(cfg.storage(), cfg.snapshots_root, as_of, staleness)
+    if origin is None:
+        raise ConfigError(
+            f"no snapshot under {cfg.snapshots_root} captured at or before {iso_minute(as_of)} within "
+            f"{staleness.total_seconds() / 3600:g} h before a whole hour, so no origin to forecast from; check --as-of "
+            f"and snapshots.root in {cfg.source}, or bring captures in with `velibcast snapshots import`")
+    return RunSpec(origin.astimezone(PARIS).date(), origin, origin + timedelta(hours=1), p.name, as_of)
 
 
 def run_origins(cfg: Config, run_date: date | None, start: datetime | None, end: datetime | None) -> list[datetime]:

@@ -19,7 +19,7 @@ Order, and what a reader or `backfill.is_complete` sees if the run dies between 
 7. Release the locks. Died before it: the next run sees the holder is dead and takes over.
 
 The lock is a conditional create (If-None-Match on S3, an atomic link locally) of
-`forecasts/_locks/run_date=D.json`. Its owner is host, pid and the process's start time
+`forecasts/_locks/product=P/run_date=D.json`. Its owner is host, pid and the process's start time
 (a reused pid has another start time), and a lease: a holder on this host is dead when its
 pid is gone or started at another time; a holder on another host when its lease expired.
 A takeover is itself a conditional create, of a marker named for the dead holder's token,
@@ -95,22 +95,23 @@ def holder_is_dead(holder: dict, now: datetime) -> str | None:
     return None
 
 
-def lock_uri(root: str, run_date: date) -> str:
-    return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.json")
+def lock_uri(root: str, product: str, run_date: date) -> str:
+    return st.join(root, "forecasts", "_locks", f"product={product}", f"run_date={run_date.isoformat()}.json")
 
 
-def _takeover_prefix(root: str, run_date: date) -> str:
-    return st.join(root, "forecasts", "_locks", f"run_date={run_date.isoformat()}.takeover-")
+def _takeover_prefix(root: str, product: str, run_date: date) -> str:
+    return st.join(root, "forecasts", "_locks", f"product={product}", f"run_date={run_date.isoformat()}.takeover-")
 
 
-def _takeover_uri(root: str, run_date: date, dead_token: str) -> str:
-    return f"{_takeover_prefix(root, run_date)}{dead_token}.json"
+def _takeover_uri(root: str, product: str, run_date: date, dead_token: str) -> str:
+    return f"{_takeover_prefix(root, product, run_date)}{dead_token}.json"
 
 
 @contextmanager
-def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str, now: datetime | None = None):
+def publish_lock(storage: st.Storage, root: str, product: str, run_date: date, run_id: str,
+                 now: datetime | None = None):
     now = now or datetime.now(UTC)
-    uri = lock_uri(root, run_date)
+    uri = lock_uri(root, product, run_date)
     mine = owner_body(run_id, now)
     body = json.dumps(mine).encode()
     if not storage.put_if_absent(uri, body):
@@ -123,15 +124,16 @@ def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str, no
             dead = holder_is_dead(holder, now)
             if dead is None:
                 raise PublishConflict(
-                    f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing "
-                    f"{run_date} since {holder['acquired_at']}; wait for it, or delete {uri} if that run is dead")
+                    f"run {holder['run_id']} (host {holder['host']}, pid {holder['pid']}) is publishing the "
+                    f"{product} forecasts of {run_date} since {holder['acquired_at']}; wait for it, or delete {uri} "
+                    "if that run is dead")
             token = holder.get("token") or f"{holder['pid']}-{holder['acquired_at']}".replace(":", "-")
-            marker = _takeover_uri(root, run_date, token)
+            marker = _takeover_uri(root, product, run_date, token)
             if not storage.put_if_absent(marker, body):
                 raise PublishConflict(f"another run is taking over the lock {uri} of dead run {holder['run_id']}; "
                                       "rerun later")
-            log.warning("taking over the publish lock of %s from run %s (host %s): %s",
-                        run_date, holder["run_id"], holder["host"], dead)
+            log.warning("taking over the publish lock of %s %s from run %s (host %s): %s",
+                        product, run_date, holder["run_id"], holder["host"], dead)
             # Only the marker's winner may delete the dead holder's lock, and only while it holds
             # those bytes: a taker that read them long ago finds another lock, or none, and stops.
             if _read_or_none(storage, uri) == raw:
@@ -147,7 +149,7 @@ def publish_lock(storage: st.Storage, root: str, run_date: date, run_id: str, no
         if _read_or_none(storage, uri) == body:
             # Markers of this date go too, ours and any a taker killed after its takeover left:
             # one recreated by a taker that read a dead holder long ago finds no dead lock to take.
-            for m in list(storage.list(_takeover_prefix(root, run_date))):
+            for m in list(storage.list(_takeover_prefix(root, product, run_date))):
                 storage.delete(m.uri)
             storage.delete(uri)
 
@@ -164,8 +166,8 @@ def _ts_array(values) -> pa.Array:
     return pa.array(values, forecasts.SCHEMA.field("origin_ts").type)
 
 
-def publish_run(storage: st.Storage, root: str, m: Manifest, table: pa.Table, origins: list[datetime],
-                whole_days: bool, now: datetime | None = None) -> Manifest:
+def publish_run(storage: st.Storage, root: str, product: str, m: Manifest, table: pa.Table,
+                origins: list[datetime], whole_days: bool, now: datetime | None = None) -> Manifest:
     """Publish `table` (this run's rows) and its manifest; the manifest as published.
 
     `origins` are every origin the run was asked for (a station absent at one of them has no
@@ -181,14 +183,14 @@ def publish_run(storage: st.Storage, root: str, m: Manifest, table: pa.Table, or
         raise TerminalError(f"run {m.run_id}: rows on {stray[0]} outside the run's origins; nothing was published")
     with ExitStack() as locks:
         for d in sorted(origins_by_date):
-            locks.enter_context(publish_lock(storage, root, d, m.run_id, now))
+            locks.enter_context(publish_lock(storage, root, product, d, m.run_id, now))
         planned: list[tuple[date, pa.Table, dict]] = []
         outcomes: list[PartitionOutcome] = []
         for d, its_origins in sorted(origins_by_date.items()):
             new = by_date.get(d, forecasts.empty_table())
-            uri = forecasts.partition_uri(root, d)
+            uri = forecasts.partition_uri(root, product, d)
             try:
-                existing, carried = forecasts.read_partition_manifests(storage, root, d)
+                existing, carried = forecasts.read_partition_manifests(storage, root, product, d)
             except NotFound:
                 existing, carried = None, {}
             if existing is None or whole_days:
@@ -212,7 +214,7 @@ def publish_run(storage: st.Storage, root: str, m: Manifest, table: pa.Table, or
         manifest.write_attempt(storage, root, m)
         body = to_json(m)
         for d, merged, embedded in planned:
-            forecasts.publish(storage, root, d, merged, {**embedded, m.run_id: body})
+            forecasts.publish(storage, root, product, d, merged, {**embedded, m.run_id: body})
         manifest.write_current(storage, root, m)
     for po in outcomes:
         log.info("published %s: %s, %d rows of this run, %d rows replaced, %d rows now%s", po.run_date, po.action,

@@ -25,6 +25,8 @@ class RunSpec:
     run_date: date                 # the partition the forecasts are published under
     start: datetime | None = None  # an explicit origin range (UTC) instead of a whole local day
     end: datetime | None = None
+    product: str = "evaluation"    # flows/products.py
+    as_of: datetime | None = None  # a day-ahead or nowcast run reads no capture taken after it
 
     def __post_init__(self) -> None:
         if (self.start is None) != (self.end is None):
@@ -32,6 +34,8 @@ class RunSpec:
 
     @property
     def label(self) -> str:
+        if self.as_of is not None and self.start is not None:  # one origin, found from the as-of time
+            return f"{self.product}-{compact_hour(self.start)}"
         if self.start is None or self.end is None:  # a whole day (both or neither: __post_init__)
             return self.run_date.isoformat()
         return f"{compact_hour(self.start)}-{compact_hour(self.end)}"

@@ -1,4 +1,5 @@
-"""Flow run names a user can read in the Prefect UI: nightly-2022-05-26, backfill-2022-05-25..2022-05-27.
+"""Flow run names a user can read in the Prefect UI: nightly-2022-05-26, day-ahead-2022-05-26T0030Z,
+backfill-2022-05-25..2022-05-27.
 
 Prefect calls these when a run starts (flow_run_name=); they read the run's parameters.
 """
@@ -9,7 +10,7 @@ from datetime import date, datetime
 
 from velibcast.config import load_config
 from velibcast.flows.run_identity import yesterday_in_paris
-from velibcast.timeutil import name_minute
+from velibcast.timeutil import UTC, name_minute
 
 
 def _as_date(v) -> date | None:
@@ -35,6 +36,13 @@ def nightly_name(params: dict) -> str:
     return f"nightly-{run_date.isoformat()}"
 
 
+def forecast_name(params: dict) -> str:
+    as_of = _as_time(params.get("as_of"))
+    if as_of is None:  # the flow then runs as of the config's default_as_of, if it has one
+        as_of = _as_time(load_config(params.get("config")).data["run"]["default_as_of"])
+    return f"{params.get('product', 'day-ahead')}-{name_minute(as_of.astimezone(UTC)) if as_of else 'now'}"
+
+
 def backfill_name(params: dict) -> str:
     return f"backfill-{_as_date(params['start_date'])}..{_as_date(params['end_date'])}"
 
@@ -43,6 +51,12 @@ def nightly_run_name() -> str:
     from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
 
     return nightly_name(flow_run.parameters)
+
+
+def forecast_run_name() -> str:
+    from prefect.runtime import flow_run  # lazy: Prefect's runtime context, read only when Prefect names a run
+
+    return forecast_name(flow_run.parameters)
 
 
 def backfill_run_name() -> str:

@@ -1,4 +1,7 @@
-"""Accuracy of a published night: MAE per horizon for the model and for persistence.
+"""Accuracy of published forecasts once their targets are observed: per run and horizon, the
+MAE of the model and of persistence, and the proper scores of the distribution (pinball loss
+per quantile, coverage of the P10-P90 interval, Brier scores of p_empty and p_full with their
+skill against persistence; velibcast/proper_scores.py).
 
 The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
 store with the same rule as the windows (datasets/windows.py): the latest observation at
@@ -6,8 +9,8 @@ or before the hour, usable when no older than max_staleness, at an hour the stor
 capture near (datasets/observed.py, the rule training and backtests score by). Persistence predicts the
 state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
 
-Scores go to `<root>/accuracy/run_date=D/part-0.parquet`, one row per horizon, one object
-per date replaced whole: rescoring a date (actuals arrived late, the date was rerun) never
+Scores go to `<root>/accuracy/product=P/run_date=D/part-0.parquet`, one row per run and
+horizon (a date of hourly nowcasts holds many runs), one object per product and date replaced whole: rescoring a date (actuals arrived late, the date was rerun) never
 duplicates rows, and two dates scored at once never race on a shared object.
 """
 
@@ -22,13 +25,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from velibcast import constants as C
+from velibcast import proper_scores as ps
 from velibcast import storage as st
 from velibcast.datasets.observed import TOLERANCE, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
-from velibcast.datasets.windows import StateGrid, build_state_grid, origins_for_range
+from velibcast.datasets.windows import (
+    SnapshotSource,
+    StateGrid,
+    build_state_grid,
+    origins_for_range,
+    snapshot_span,
+)
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
+from velibcast.flows.products import product_named
 from velibcast.timeutil import UTC, iso_minute
 from velibcast.training.registry import in_training_span, model_uri, read_metadata, training_span
 
@@ -49,6 +60,7 @@ PARTIAL = "partial"
 SCORED = "scored"
 
 ACCURACY_SCHEMA = pa.schema([
+    pa.field("product", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("horizon_h", pa.int8(), nullable=False),
@@ -57,6 +69,12 @@ ACCURACY_SCHEMA = pa.schema([
     pa.field("mae_model", pa.float64()),          # null when no row is scored
     pa.field("mae_persistence", pa.float64()),
     pa.field("bias_model", pa.float64()),         # mean(pred - actual): > 0 over-predicts
+    *(pa.field(f"pinball_{q}", pa.float64()) for q in ps.QUANTILES),
+    pa.field("coverage_p10_p90", pa.float64()),   # share of actuals inside [bikes_p10, bikes_p90]
+    pa.field("brier_empty", pa.float64()),
+    pa.field("brier_empty_persistence", pa.float64()),  # 1 if empty at the origin, else 0
+    pa.field("brier_full", pa.float64()),
+    pa.field("brier_full_persistence", pa.float64()),
     *(pa.field(f"unscorable_{r}", pa.int64(), nullable=False) for r in REASONS),
     pa.field("status", pa.string(), nullable=False),            # partial | scored
     pa.field("actuals_through", pa.timestamp("us", tz="UTC")),  # latest capture seen in the store
@@ -64,8 +82,9 @@ ACCURACY_SCHEMA = pa.schema([
 ])
 
 
-def accuracy_uri(root: str, run_date: date) -> str:
-    return st.join(root, C.ACCURACY_PREFIX, f"run_date={run_date.isoformat()}", forecasts.PART_NAME)
+def accuracy_uri(root: str, product: str, run_date: date) -> str:
+    return st.join(root, C.ACCURACY_PREFIX, f"product={product}", f"run_date={run_date.isoformat()}",
+                   forecasts.PART_NAME)
 
 
 # ---------------------------------------------------------------- actuals
@@ -149,22 +168,37 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
 
 
 def summarise(df: pd.DataFrame) -> list[dict]:
-    """One dict per horizon: counts, MAE of the model and of persistence on the same rows."""
+    """One dict per run and horizon: counts, MAE of the model and of persistence on the same
+    rows, and the distribution's proper scores (None where no row is scored)."""
     out = []
-    for h in forecasts.HORIZONS:
-        d = df[df["horizon_h"] == h]
+    for (run_id, version, h), d in df.groupby(["run_id", "model_version", "horizon_h"], sort=True):
         ok = d[d["reason"].isna()]
-        err = ok["bikes_pred"] - ok["actual"]
-        out.append({
-            "horizon_h": h,
-            "forecast_rows": len(d),
-            "scored_rows": len(ok),
-            "mae_model": float(err.abs().mean()) if len(ok) else None,
-            "mae_persistence": float((ok["persistence"] - ok["actual"]).abs().mean()) if len(ok) else None,
-            "bias_model": float(err.mean()) if len(ok) else None,
-            **{f"unscorable_{r}": int((d["reason"] == r).sum()) for r in REASONS},
-        })
+        out.append({"run_id": run_id, "model_version": version, "horizon_h": int(h), "forecast_rows": len(d),
+                    "scored_rows": len(ok), **scores_of(ok),
+                    **{f"unscorable_{r}": int((d["reason"] == r).sum()) for r in REASONS}})
     return out
+
+
+def scores_of(ok: pd.DataFrame) -> dict:
+    """MAE, bias and proper scores of scored rows (actual and persistence known)."""
+    if not len(ok):
+        return {k: None for k in ("mae_model", "mae_persistence", "bias_model", "coverage_p10_p90", "brier_empty",
+                                  "brier_empty_persistence", "brier_full", "brier_full_persistence",
+                                  *(f"pinball_{q}" for q in ps.QUANTILES))}
+    y, cap = ok["actual"].to_numpy(), ok["capacity"].to_numpy()
+    err = ok["bikes_pred"].to_numpy() - y
+    was_empty, was_full = ps.empty(ok["persistence"]), ps.full(ok["persistence"], cap)
+    return {
+        "mae_model": float(np.abs(err).mean()),
+        "mae_persistence": float((ok["persistence"] - ok["actual"]).abs().mean()),
+        "bias_model": float(err.mean()),
+        **{f"pinball_{q}": ps.pinball(y, ok[q].to_numpy(), tau) for q, tau in ps.QUANTILES.items()},
+        "coverage_p10_p90": ps.coverage(y, ok["bikes_p10"].to_numpy(), ok["bikes_p90"].to_numpy()),
+        "brier_empty": ps.brier(ok["p_empty"].to_numpy(), ps.empty(y)),
+        "brier_empty_persistence": ps.brier(was_empty, ps.empty(y)),
+        "brier_full": ps.brier(ok["p_full"].to_numpy(), ps.full(y, cap)),
+        "brier_full_persistence": ps.brier(was_full, ps.full(y, cap)),
+    }
 
 
 # ---------------------------------------------------------------- verdict
@@ -189,7 +223,8 @@ def sample_status(df: pd.DataFrame, span) -> dict:
 
 
 def verdict(rows: list[dict], status: dict, model_version: str) -> str:
-    """One sentence a reader can check against the bars: model vs persistence at each horizon."""
+    """One sentence a reader can check against the bars: model vs persistence at each pooled
+    horizon or bucket (`label`)."""
     scored = [r for r in rows if r["mae_model"] is not None and r["mae_persistence"]]
     if not scored:
         return "no row could be scored yet: no verdict"
@@ -197,8 +232,8 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
     for r in scored:
         gain = 100 * (1 - r["mae_model"] / r["mae_persistence"])
         word = "better" if gain > 0.05 else "worse" if gain < -0.05 else "level"
-        parts.append(f"T+{r['horizon_h']}h {abs(gain):.1f}% {word} ({r['mae_model']:.2f} vs {r['mae_persistence']:.2f})"
-                     if word != "level" else f"T+{r['horizon_h']}h level ({r['mae_model']:.2f})")
+        parts.append(f"{r['label']} {abs(gain):.1f}% {word} ({r['mae_model']:.2f} vs {r['mae_persistence']:.2f})"
+                     if word != "level" else f"{r['label']} level ({r['mae_model']:.2f})")
     gains = [r["mae_model"] < r["mae_persistence"] for r in scored]
     head = ("the model beats persistence at every horizon" if all(gains) else
             "the model loses to persistence at every horizon" if not any(gains) and all(
@@ -214,19 +249,60 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
 
 
 # ---------------------------------------------------------------- scoring a date
+SCORE_COLUMNS = ("mae_model", "mae_persistence", "bias_model", *(f"pinball_{q}" for q in ps.QUANTILES),
+                 "coverage_p10_p90", "brier_empty", "brier_empty_persistence", "brier_full", "brier_full_persistence")
+
+
+def _pool(rows: list[dict], span_of) -> list[dict]:
+    """Rows (one per run and horizon) pooled per span of horizons (lo, hi): each score is a mean
+    over rows, so the pooled one is the runs' and horizons' means weighted by their scored rows."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault(span_of(r["horizon_h"]), []).append(r)
+    out = []
+    for (lo, hi), rs in sorted(groups.items()):
+        pooled: dict = {"label": f"T+{lo}h" if lo == hi else f"T+{lo}-{hi}h", "horizons": [lo, hi],
+                        "scored_rows": sum(r["scored_rows"] for r in rs),
+                        "forecast_rows": sum(r["forecast_rows"] for r in rs)}
+        for k in SCORE_COLUMNS:
+            vals = [(r[k], r["scored_rows"]) for r in rs if r[k] is not None and r["scored_rows"]]
+            pooled[k] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
+        for event in ("empty", "full"):
+            b, ref = pooled[f"brier_{event}"], pooled[f"brier_{event}_persistence"]
+            pooled[f"brier_skill_{event}"] = None if b is None or ref is None else ps.skill(b, ref)
+        out.append(pooled)
+    return out
+
+
+def by_horizon(rows: list[dict]) -> list[dict]:
+    """The rows of a date (one per run and horizon) pooled per horizon."""
+    return [{"horizon_h": p["horizons"][0], **p} for p in _pool(rows, lambda h: (h, h))]
+
+
+def by_bucket(rows: list[dict]) -> list[dict]:
+    """The rows of a date pooled per horizon bucket (proper_scores.HORIZON_BUCKETS)."""
+    return _pool(rows, ps.bucket_of)
+
+
+def judged(rows: list[dict], product: str) -> list[dict]:
+    """What a product is judged on: each horizon, or each bucket when its horizons reach past
+    the first bucket (the day-ahead's 24 horizons make a sentence no one reads)."""
+    if max(product_named(product).horizons) > ps.HORIZON_BUCKETS[0][1]:
+        return by_bucket(rows)
+    return by_horizon(rows)
+
+
 @dataclass
-class _Run:
+class RunOf:
+    """The run whose rows a report draws: a date published by one run, or the latest of several."""
+
     run_id: str
     model_version: str
 
 
-def _run_of(table: pa.Table, where: str) -> _Run:
-    ids = sorted(set(table.column("run_id").to_pylist()))
-    versions = sorted(set(table.column("model_version").to_pylist()))
-    if len(ids) != 1 or len(versions) != 1:
-        raise DataError(where, f"holds {len(ids)} run ids {ids[:3]} and {len(versions)} model versions",
-                        "a date is published by one run; republish it with `velibcast run --run-date D --force`")
-    return _Run(ids[0], versions[0])
+def latest_run(table: pa.Table) -> RunOf:
+    last = table.filter(pc.equal(table.column("origin_ts"), pc.max(table.column("origin_ts"))))
+    return RunOf(last.column("run_id")[0].as_py(), last.column("model_version")[0].as_py())
 
 
 @dataclass(frozen=True)
@@ -241,9 +317,10 @@ class Captures:
         return observed_hours(hours, self.times)
 
 
-def captures_for(storage: st.Storage, snapshots_root: str, hours: list[datetime]) -> Captures:
+def captures_for(storage: st.Storage, snapshots_root: str, hours: list[datetime],
+                 as_of: datetime | None = None) -> Captures:
     end = hours[-1] + timedelta(hours=C.SCORE_SETTLE_HOURS + C.CAPTURE_LAG_MAX_HOURS)
-    refs = list_snapshots(storage, snapshots_root, hours[0] - TOLERANCE, end)
+    refs = list_snapshots(storage, snapshots_root, hours[0] - TOLERANCE, end, as_of=as_of)
     through = refs[-1].capture_ts if refs and refs[-1].capture_ts >= hours[0] else None
     return Captures(np.array([r.capture_ts.timestamp() for r in refs], dtype=np.float64), through)
 
@@ -255,16 +332,20 @@ def hours_of(table: pa.Table) -> list[datetime]:
     return origins_for_range(first, last + HOUR)
 
 
-def load_grid(storage: st.Storage, cfg, hours: list[datetime]):
+def load_grid(storage: st.Storage, cfg, hours: list[datetime], as_of: datetime | None = None):
+    """The hourly states of `hours` by the windows' rule, from captures taken at or before `as_of`."""
     report = SkipReport()
     policy = ValidationPolicy.from_config(cfg)
-    grid = build_state_grid(storage, cfg.snapshots_root, hours,
-                            timedelta(hours=float(cfg["windows"]["max_staleness_hours"])), policy, report)
-    return grid, report
+    staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    lo, hi = snapshot_span(hours, staleness)
+    source = SnapshotSource(storage, cfg.snapshots_root, lo, hi, policy, report, as_of=as_of)
+    return build_state_grid(storage, cfg.snapshots_root, hours, staleness, policy, report, source), report
 
 
-def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = None) -> dict:
-    """Score the forecasts published for `run_date` against the actuals in the snapshot store.
+def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = None,
+              product: str = "evaluation", as_of: datetime | None = None) -> dict:
+    """Score a product's forecasts published for `run_date` against the actuals in the snapshot
+    store (only captures taken at or before `as_of`, when given).
 
     Returns a dict whose `status` is one of:
     - `no_forecasts`: nothing is published for the date;
@@ -273,18 +354,19 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
     - `scored`: every target is final (rows may still lack an actual: see `unscorable_by_reason`).
     """
     root = cfg.root
-    where = forecasts.partition_uri(root, run_date)
-    base = {"run_date": run_date.isoformat(), "forecasts": where}
+    where = forecasts.partition_uri(root, product, run_date)
+    base: dict = {"product": product, "run_date": run_date.isoformat(), "forecasts": where}
     try:
-        table = forecasts.read_partition(storage, root, run_date)
+        table = forecasts.read_partition(storage, root, product, run_date)
     except NotFound:
         return {**base, "status": NO_FORECASTS,
-                "message": f"no forecasts published for {run_date} ({where}); run `velibcast run --run-date {run_date}` first"}
-    run = _run_of(table, where)
-    base.update(run_id=run.run_id, model_version=run.model_version)
+                "message": f"no {product} forecasts published for {run_date} ({where}); nothing to score"}
+    run_ids = sorted(set(table.column("run_id").to_pylist()))
+    versions = sorted(set(table.column("model_version").to_pylist()))
+    base.update({"run_ids": run_ids, "model_versions": versions})
     hours = hours_of(table)
     last_target = hours[-1]
-    captures = captures_for(storage, cfg.snapshots_root, hours)
+    captures = captures_for(storage, cfg.snapshots_root, hours, as_of)
     through = captures.through
     first_target = pd.Timestamp(pc.min(table.column("target_ts")).as_py()).to_pydatetime()
     settle = timedelta(hours=C.SCORE_SETTLE_HOURS)
@@ -292,19 +374,19 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         return {**base, "status": NOT_YET, "actuals_through": through.isoformat() if through else None,
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
                            f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
-    grid, report = load_grid(storage, cfg, hours)
+    grid, report = load_grid(storage, cfg, hours, as_of)
     df = attach_actuals(table, grid, through, captures.observed(grid.hours))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL
     scored_at = (now or datetime.now(UTC)).astimezone(UTC)
     out = pa.Table.from_pylist(
-        [{"run_id": run.run_id, "model_version": run.model_version, **r, "status": status,
-          "actuals_through": through, "scored_at": scored_at} for r in rows],
-        schema=ACCURACY_SCHEMA)
-    uri = accuracy_uri(root, run_date)
+        [{"product": product, **r, "status": status, "actuals_through": through, "scored_at": scored_at}
+         for r in rows], schema=ACCURACY_SCHEMA)
+    uri = accuracy_uri(root, product, run_date)
     storage.write_bytes(uri, forecasts.to_parquet_bytes(out), content_type="application/vnd.apache.parquet")
     reasons = {r: int((df["reason"] == r).sum()) for r in REASONS}
-    sample = sample_status(df, model_training_span(storage, root, run.run_id, run.model_version))
+    latest = latest_run(table)
+    sample = sample_status(df, model_training_span(storage, root, latest.run_id, latest.model_version))
     return {
         **base,
         "status": status,
@@ -314,9 +396,10 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         "scored_rows": int(df["reason"].isna().sum()),
         "unscorable_rows": sum(reasons.values()),
         "unscorable_by_reason": {r: n for r, n in reasons.items() if n},
-        "by_horizon": [{k: r[k] for k in ("horizon_h", "scored_rows", "mae_model", "mae_persistence")} for r in rows],
+        "by_horizon": by_horizon(rows),
+        "by_bucket": by_bucket(rows),
         "snapshot_report": report.to_dict()["counts"],
         **sample,
-        "verdict": verdict(rows, sample, run.model_version),
+        "verdict": verdict(judged(rows, product), sample, ", ".join(versions)),
         "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored",
     }

@@ -29,6 +29,7 @@ from velibcast.datasets.report import SKIPPED_WINDOW, ValidationPolicy
 from velibcast.datasets.windows import origins_for_range, origins_for_run_date, snapshots_read
 from velibcast.errors import ConfigError, DataError, NotFound, TerminalError
 from velibcast.flows import backends, cost, forecasts, manifest
+from velibcast.flows.products import Product, product_named
 from velibcast.flows.run_artifacts import artifact_key
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import load_model_info, run_model_uri
@@ -72,6 +73,10 @@ class RunContext:
 
     def path(self, *parts: str) -> str:
         return st.join(self.run_dir, *parts)
+
+    @property
+    def product(self) -> Product:
+        return product_named(self.spec.product)
 
 
 # ---------------------------------------------------------------- stage records
@@ -130,14 +135,15 @@ def make_context(cfg: Config, spec: RunSpec, force: bool = False) -> RunContext:
         raise ConfigError(f"the range {spec.label} holds no hourly origin; check --start/--end")
     return RunContext(cfg, storage, spec, origins, model_uri, model.version, model.station_index,
                       run_id_for(spec, cfg.hash(), model.version), model.sha256,
-                      snapshots_digest(cfg, storage, origins), force)
+                      snapshots_digest(cfg, storage, origins, spec.as_of), force)
 
 
-def snapshots_digest(cfg: Config, storage: st.Storage, origins: list[datetime]) -> str:
+def snapshots_digest(cfg: Config, storage: st.Storage, origins: list[datetime], as_of: datetime | None = None) -> str:
     """sha256 over the snapshot objects the windows of `origins` read, by name and version as listed
     (the ETag on S3, size and mtime locally): snapshots corrected under the same keys change it."""
     h = hashlib.sha256()
-    for ref in snapshots_read(storage, cfg.snapshots_root, origins, _max_staleness(cfg), ValidationPolicy.from_config(cfg)):
+    for ref in snapshots_read(storage, cfg.snapshots_root, origins, _max_staleness(cfg),
+                              ValidationPolicy.from_config(cfg), as_of):
         h.update(f"{ref.uri}\0{ref.version}\0".encode())
     return h.hexdigest()
 
@@ -170,7 +176,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         max_shard_bytes=int(t["max_shard_bytes"]),
         shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
         report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
-        observers=[QualityTracker()],
+        observers=[QualityTracker()], as_of=ctx.spec.as_of,
     )
     skips = result["report"]
     summary = result["summary"]
@@ -328,9 +334,10 @@ def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, J
     out_prefix = transform.job_spec["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
     objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
     outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
-    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id)
+    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id,
+                                 ctx.product)
     return table, JoinRecord(records_sent=len(index.column("record_id").unique()), output_objects=len(objects),
-                             predictions_joined=table.num_rows // len(forecasts.HORIZONS))
+                             predictions_joined=table.num_rows // len(ctx.product.horizons))
 
 
 def estimate_cost(ctx: RunContext, transform: TransformRecord, windows: WindowsRecord) -> dict:
@@ -371,8 +378,9 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         records_sent=join.records_sent,
         predictions_written=join.predictions_joined,
         forecast_rows=table.num_rows,
+        **coverage_of(windows.windows_emitted, skipped),
     )
-    if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(forecasts.HORIZONS) * counts.windows_emitted:
+    if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(ctx.product.horizons) * counts.windows_emitted:
         raise TerminalError(f"run {ctx.run_id}: counts do not add up {counts}; nothing was published")
     check_coverage(ctx, known_stations=windows.known_stations, windows_by_origin=windows.windows_by_origin,
                    stations_seen=windows.stations_seen, data_quality=windows.data_quality,
@@ -385,6 +393,8 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         started_at=started_at.isoformat(),
         finished_at=finished.isoformat(),
         parameters={
+            "product": ctx.product.name,
+            "as_of": ctx.spec.as_of,
             "run_date": ctx.spec.run_date.isoformat(),
             "start": ctx.spec.start, "end": ctx.spec.end,
             "origins_first": ctx.origins[0], "origins_last": ctx.origins[-1],
@@ -417,12 +427,24 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         },
         cost_estimate=estimate_cost(ctx, transform, windows),
         outputs=Outputs(
-            forecast_parquet=forecasts.partition_uri(ctx.root, ctx.spec.run_date),
+            forecast_parquet=forecasts.partition_uri(ctx.root, ctx.product.name, ctx.spec.run_date),
             run_dir=ctx.run_dir,
             manifest_uri=manifest.attempt_uri(ctx.root, ctx.run_id, attempt),
         ),
     )
     return validated(m)
+
+
+# Reasons a station-origin has no window although the station is not closed: only these count
+# against coverage (a station not installed or not renting at its origin is closed, not missed).
+CLOSED_REASONS = ("not_installed", "not_renting")
+
+
+def coverage_of(emitted: int, skipped_by_reason: dict[str, int]) -> dict:
+    """Station-origins open or of unknown state, and the share of them forecast."""
+    missed = sum(n for r, n in skipped_by_reason.items() if r not in CLOSED_REASONS)
+    open_ = emitted + missed
+    return {"station_origins_open": open_, "coverage": round(emitted / open_, 4) if open_ else 0.0}
 
 
 def _model_backtest(ctx: RunContext) -> dict | None:

@@ -23,7 +23,9 @@ from velibcast import storage as st
 from velibcast.datasets.records import CSV, ShardWriter
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import SnapshotRef, StationRecord, fetch_bytes, parse_snapshot
+from velibcast.flows.products import EVALUATION
 from velibcast.flows.score import accuracy_uri
+from velibcast.transform_code.velib_features import MAX_HORIZON
 
 POLL_S = 0.02
 REPO = Path(__file__).resolve().parents[1]  # the repository root: bundled data lives in it
@@ -75,6 +77,23 @@ def read_snapshot(storage: st.Storage, ref: SnapshotRef, policy: ValidationPolic
     return parse_snapshot(fetch_bytes(storage, ref.uri), ref, policy, report)
 
 
-def read_accuracy(storage: st.Storage, root: str, run_date: date) -> pa.Table:
+def read_accuracy(storage: st.Storage, root: str, run_date: date, product: str = EVALUATION.name) -> pa.Table:
     """The accuracy partition `velibcast score` wrote for `run_date`."""
-    return pq.read_table(io.BytesIO(storage.read_bytes(accuracy_uri(root, run_date))))
+    return pq.read_table(io.BytesIO(storage.read_bytes(accuracy_uri(root, product, run_date))))
+
+
+def output_values(bikes_by_horizon: list[int], capacity: int, spread: int = 2) -> list[str]:
+    """A model's output for one record (OUTPUT_COLUMNS, as text) whose point forecast at horizon h is
+    bikes_by_horizon[h - 1] (the last value repeats beyond the list): P10/P90 `spread` bikes either
+    side (clamped), P50 the point, p_empty / p_full 1 when the point is at 0 / at capacity, else 0.05."""
+    out = []
+    for h in range(MAX_HORIZON):
+        b = bikes_by_horizon[min(h, len(bikes_by_horizon) - 1)]
+        lo, hi = max(0, b - spread), min(capacity, b + spread)
+        out += [str(b), str(lo), str(b), str(hi), "1" if b == 0 else "0.05", "1" if b >= capacity else "0.05"]
+    return out
+
+
+def output_line(record_id: str, bikes_by_horizon: list[int], capacity: int, spread: int = 2) -> str:
+    """One CSV `.out` line after the OutputFilter: the record id and output_values."""
+    return ",".join([record_id, *output_values(bikes_by_horizon, capacity, spread)])

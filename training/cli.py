@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from velibcast import constants as C
 from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
@@ -31,15 +32,14 @@ def register(subparsers) -> None:
                    help="model family (default %(default)s, chosen by backtest)")
     p.add_argument("--no-backtest", dest="backtest", action="store_false",
                    help="skip the rolling-origin backtest written into metadata.json (promotion then refuses it)")
-    p.add_argument("--promote", action="store_true", help="promote the new model if it beats persistence and "
-                                                           "the champion on its backtest")
+    p.add_argument("--promote", action="store_true", help="promote the new model (the one both products, day-ahead "
+                                                           "and nowcast, serve) if it beats persistence and the "
+                                                           "champion on its backtest")
     p.add_argument("--seed", type=int, default=C.TRAIN_SEED)
-    p.add_argument("--max-seconds", type=float, default=C.TRAIN_MAX_SECONDS,
-                   help="lstm: CPU-seconds cap on the epochs, all threads (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
-    e = subparsers.add_parser("evaluate", help="MAE vs persistence and seasonal-naive: of a model.tar.gz on a span "
-                                               "(--model), or rolling-origin backtest of candidates (--backtest)")
+    e = subparsers.add_parser("evaluate", help="scores vs persistence and the other baselines: of a model.tar.gz on "
+                                               "a span (--model), or rolling-origin backtest of candidates (--backtest)")
     e.add_argument("--config", default="configs/local.yaml", help="for the default snapshot root")
     e.add_argument("--model", default=None, help="model.tar.gz URI (s3:// or local): score it by day, "
                                                  "flagging days inside its training span as in_sample")
@@ -58,6 +58,8 @@ def register(subparsers) -> None:
                    help="end of the data hours (--backtest) or of the origins (--model), UTC, excluded: "
                         "[start, end) like every range of velibcast")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    e.add_argument("--json-out", default=None, help="--backtest: also write the JSON (every score per horizon and "
+                                                    "day, the reliability diagrams' data) to this local path")
     e.set_defaults(func=cmd_evaluate)
 
     m = subparsers.add_parser("models", help="model versions, their backtests, and the champion the nightly run uses")
@@ -97,11 +99,11 @@ def cmd_train(args) -> int:
     if not args.debug:
         console_without_tracebacks()
     info = train(config=args.config, start=start, end=end, family=args.family, snapshots=args.snapshots,
-                 out=args.out, seed=args.seed, max_seconds=args.max_seconds, backtest=args.backtest,
+                 out=args.out, seed=args.seed, backtest=args.backtest,
                  promote=args.promote)
     print(f"model {info['version']}: {info['model_uri']}")
     if info["metrics"].get("backtest"):
-        # lazy, per command: torch (~2 s) only when a command needs it
+        # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
         from velibcast.training.backtest import format_table
 
         print(format_table(info["metrics"]["backtest"]))
@@ -123,7 +125,7 @@ def cmd_evaluate(args) -> int:
                           f"{iso_minute(args.end)}); check --start/--end and --snapshots (or snapshots.root in "
                           f"{cfg.source}), or bring them in with `velibcast snapshots import`")
     if args.backtest:
-        # lazy, per command: torch (~2 s) only when a command needs it
+        # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
         from velibcast.training.backtest import format_table, rolling_origin
         from velibcast.training.samples import stream_samples
 
@@ -140,11 +142,14 @@ def cmd_evaluate(args) -> int:
                 "no origin in it has 24 h of history and observed targets"
             raise ConfigError(f"no day of [{iso_minute(args.start)}, {iso_minute(args.end)}) could be backtested "
                               f"({why}); widen the span: each day is scored by a model trained on the days before it")
+        if args.json_out:
+            Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json_out).write_text(json.dumps(bt, indent=2) + "\n")
         print(json.dumps(bt, indent=2) if args.json else format_table(bt))
         return 0
     if not args.model:
         raise ConfigError("give --model URI to score a model on the span, or --backtest to retrain candidates per day")
-    # lazy, per command: torch (~2 s) only when a command needs it
+    # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
     from velibcast.training.evaluate import evaluate_model
 
     res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1))
@@ -154,13 +159,15 @@ def cmd_evaluate(args) -> int:
     print(f"model {res['model']} (trained on {res['training_span']}), {res['samples']} windows")
     for r in res["by_day"]:
         flag = "IN SAMPLE (the model saw these targets)" if r["in_sample"] else "out of sample"
-        print(f"  {r['day']} {r['day_type']:<12} {r['windows']:>6} windows, {flag}: "
-              + ", ".join(f"{k} {'/'.join(f'{v:.3f}' for v in m)}" for k, m in r["mae"].items()))
+        print(f"  {r['day']} {r['day_type']:<12} {r['windows']:>6} windows, {flag}: MAE T+1/2/3/6/12/24h "
+              + ", ".join(f"{k} {'/'.join('-' if m[h - 1] is None else f'{m[h - 1]:.3f}' for h in (1, 2, 3, 6, 12, 24))}"
+                          for k, m in r["mae"].items()))
     return 0
 
 
 def cmd_models(args) -> int:
-    from velibcast.training import registry  # lazy, per command: torch (~2 s) only when a command needs it
+    # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
+    from velibcast.training import registry
 
     cfg = load_config(args.config)
     storage, root = cfg.storage(), cfg.root
@@ -171,9 +178,10 @@ def cmd_models(args) -> int:
         for r in rows:
             bt = r["backtest"]
             ev = ("no backtest day" if bt is None else
-                  f"backtest {len(bt['days'])} days: MAE {'/'.join(f'{v:.3f}' for v in bt['mae_mean_over_days'])} "
-                  f"vs persistence {'/'.join(f'{v:.3f}' for v in bt['persistence_mae_mean_over_days'])} "
-                  f"({' / '.join(f'{g:+.1f}%' for g in bt['gain_vs_persistence_pct'])})")
+                  f"backtest {len(bt['days'])} days, MAE vs persistence by horizon: " + ", ".join(
+                      f"{b} {m:.3f}/{p:.3f}" for b, m, p in zip(bt["buckets"], bt["mae_by_bucket"],
+                                                                bt["persistence_mae_by_bucket"])
+                      if m is not None and p is not None))
             td = r["training_data"]
             print(f"{'*' if r['champion'] else ' '} {r['version']}  {r['family']}  trained {td['start']}..{td['end']}"
                   f"  {ev}")
@@ -191,7 +199,7 @@ def cmd_models(args) -> int:
         print(json.dumps({k: v for k, v in meta.items() if k != "metrics"}, indent=2))
         bt = registry.backtest_of(meta)
         if bt:
-            # lazy, per command: torch (~2 s) only when a command needs it
+            # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
             from velibcast.training.backtest import format_table
 
             print(format_table(bt))

@@ -1,10 +1,18 @@
-"""MAE per horizon of a forecaster against the two obvious baselines.
+"""Scores of a forecaster's predictive distribution per horizon, against the simple alternatives.
 
-Every forecaster is scored as served: integers clamped to [0, capacity]
-(transform_code.inference.to_counts, the handlers' own rounding).
+Point forecasts are scored as served (rounded, clamped: velib_distribution.served), by MAE
+against three baselines:
 - persistence: the count stays as it is at t;
-- seasonal-naive: the count at the same hour yesterday (t+h-24h, inside the 24-hour window).
-A forecaster here is a function: FEATURE_COLUMNS rows -> bikes (n, 3), unrounded.
+- same_day_type: the count at the target's hour on the latest earlier day of the target's day
+  type (working / non-working), at most a week back, read from the states the samples hold
+  (all at or before the origin); persistence where that state is unknown;
+- profile: the station's mean occupancy at the target's hour and day type over the training
+  days (velib_profile), times capacity.
+The distribution is scored by pinball loss per quantile, the share of outcomes inside
+[p10, p90], and the Brier score of p_empty and p_full against two references: the station's
+historical frequency for that hour and day type (training days) and persistence (1 if empty,
+or full, now). Every score is kept per horizon with its count, so days and horizon buckets
+are averaged by outcomes, not by rows of a table.
 """
 
 from __future__ import annotations
@@ -15,76 +23,136 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import PARIS, iso_minute
 from velibcast.training.package import extract
 from velibcast.training.registry import in_training_span, training_span
-from velibcast.training.samples import stream_samples
-from velibcast.transform_code import inference
+from velibcast.training.samples import Samples, stream_samples
+from velibcast.transform_code import inference, velib_gbm, velib_profile
 from velibcast.transform_code import velib_features as F
-from velibcast.transform_code.inference import to_counts
+from velibcast.transform_code.velib_distribution import served
 
 _CAP = F.COL["capacity"]
+H = F.MAX_HORIZON
 WORKING, NON_WORKING = "working", "non_working"
-
-
-def served(pred: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    return to_counts(np.asarray(pred, dtype=np.float64), capacity)
-
-
-def persistence(x: np.ndarray) -> np.ndarray:
-    return np.repeat(x[:, F.HISTORY_LEN - 1 : F.HISTORY_LEN], F.HORIZONS, axis=1)
-
-
-def seasonal_naive(x: np.ndarray) -> np.ndarray:
-    # Oldest first: column k holds t-23h+k, so t+h-24h is column h-1.
-    return x[:, 0 : F.HORIZONS]
-
-
-def predict(net, x: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """The LSTM's forward pass in batches, as float64 bikes."""
-    net.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            out.append(net(torch.from_numpy(np.asarray(x[i : i + batch], dtype=np.float32))).numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.empty((0, F.HORIZONS))
-
-
-def mae_table(forecaster, x: np.ndarray, y: np.ndarray, name: str = "model") -> dict[str, list[float]]:
-    cap = x[:, _CAP]
-    table = {"persistence": served(persistence(x), cap), "seasonal_naive": served(seasonal_naive(x), cap)}
-    if forecaster is not None:
-        table = {name: served(forecaster(x), cap), **table}
-    return {k: [round(float(v), 4) for v in np.abs(p - y).mean(axis=0)] for k, p in table.items()}
+BASELINES = ("persistence", "same_day_type", "profile")
+QUANTILES = {"bikes_p10": 0.1, "bikes_p50": 0.5, "bikes_p90": 0.9}
+EVENTS = ("p_empty", "p_full")
+RELIABILITY_BINS = 10
+_Q = {name: F.OUTPUT_QUANTITIES.index(name) for name in F.OUTPUT_QUANTITIES}
 
 
 def day_type(d: date) -> str:
     return NON_WORKING if F.is_non_working_day(d) else WORKING
 
 
-def by_day_type(forecaster, s) -> dict:
-    """The table separately for working days and non-working ones (weekends, French public holidays)."""
-    flag = s.x[:, F.COL[F.NON_WORKING]] == 1
-    out = {}
-    for name, mask in ((WORKING, ~flag), (NON_WORKING, flag)):
-        if mask.any():
-            out[name] = dict(samples=int(mask.sum()), **mae_table(forecaster, s.x[mask], s.y[mask]))
+def capacity(x: np.ndarray) -> np.ndarray:
+    return np.maximum(np.asarray(x[:, _CAP], dtype=np.float64), 1.0)
+
+
+def persistence(x: np.ndarray) -> np.ndarray:
+    return np.repeat(np.asarray(x[:, F.HISTORY_LEN - 1 : F.HISTORY_LEN], dtype=np.float64), H, axis=1)
+
+
+def same_day_type(s: Samples) -> np.ndarray:
+    """(n, H) the same_day_type baseline for every sample of `s` (see the module docstring)."""
+    n_hours = len(s.hours)
+    if not len(s):
+        return np.empty((0, H))
+    state = np.full((int(s.station.max()) + 1, n_hours), np.nan)
+    state[s.station, s.origin] = s.x[:, F.HISTORY_LEN - 1]
+    kind = np.array([F.is_non_working_day(h.astimezone(PARIS).date()) for h in s.hours])
+    target = s.origin[:, None] + np.arange(1, H + 1)[None, :]
+    kind_t = kind[np.minimum(target, n_hours - 1)]
+    out = persistence(s.x)
+    found = np.zeros(target.shape, bool)
+    for k in range(1, 8):
+        past = target - 24 * k
+        ok = ~found & (past >= 0) & (kind[np.maximum(past, 0)] == kind_t)
+        value = state[s.station[:, None], np.maximum(past, 0)]
+        out = np.where(ok & np.isfinite(value), value, out)
+        found |= ok
+    return out
+
+
+def target_profile(profiles: velib_profile.Profiles, x: np.ndarray) -> np.ndarray:
+    """(n, H) a profile table at each target's local hour and day type."""
+    x = np.asarray(x, dtype=np.float64)
+    horizon = np.arange(1, H + 1)
+    out = np.empty((len(x), H))
+    for h in horizon:
+        hour, day = velib_gbm.target_calendar(x, h)
+        out[:, h - 1] = profiles.lookup(x[:, F.COL["station_index"]], day, hour)
+    return out
+
+
+def references(train_x: np.ndarray, x: np.ndarray) -> dict:
+    """Baselines and event references from the training rows `train_x` for rows `x`:
+    {"profile": bikes (n, H), "p_empty": {"climatology", "persistence"}, "p_full": {...}}."""
+    n_st = int(max(train_x[:, F.COL["station_index"]].max(), x[:, F.COL["station_index"]].max()))
+    cap, now = np.asarray(x[:, _CAP], dtype=np.float64), np.asarray(x[:, F.HISTORY_LEN - 1], dtype=np.float64)
+
+    def table(values):
+        return velib_profile.Profiles(velib_profile.build(train_x, values), n_st)
+
+    train_cap, train_now = train_x[:, _CAP], train_x[:, F.HISTORY_LEN - 1]
+    return {"profile": target_profile(table(None), x) * cap[:, None],
+            "p_empty": {"climatology": target_profile(table(train_now <= 0), x),
+                        "persistence": np.repeat((now <= 0)[:, None], H, axis=1).astype(np.float64)},
+            "p_full": {"climatology": target_profile(table(train_now >= train_cap), x),
+                       "persistence": np.repeat((now >= cap)[:, None], H, axis=1).astype(np.float64)}}
+
+
+def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines: dict[str, np.ndarray],
+          refs: dict | None, name: str = "model") -> dict:
+    """Per horizon: n (observed targets), mae of the model and each baseline; with `quantities`
+    (n, H, 6) also pinball per quantile, coverage of [p10, p90], Brier of the events with their
+    references, and reliability counts (RELIABILITY_BINS bins of predicted probability)."""
+    y = np.asarray(y, dtype=np.float64)
+    seen = np.isfinite(y)
+    n = seen.sum(axis=0)
+    cap = capacity(x)[:, None]
+
+    def mean(err):
+        return [round(float(v), 4) if c else None
+                for v, c in zip(np.where(seen, err, 0.0).sum(axis=0) / np.maximum(n, 1), n)]
+
+    points = {k: served(v, cap) for k, v in baselines.items()}
+    if quantities is not None:
+        points = {name: quantities[:, :, _Q["bikes"]], **points}
+    out: dict = {"n": n.tolist(), "mae": {k: mean(np.abs(p - y)) for k, p in points.items()}}
+    if quantities is None:
+        return out
+    out["pinball"] = {}
+    for q_name, tau in QUANTILES.items():
+        diff = y - quantities[:, :, _Q[q_name]]
+        out["pinball"][q_name] = mean(np.maximum(tau * diff, (tau - 1) * diff))
+    out["coverage_p10_p90"] = mean((y >= quantities[:, :, _Q["bikes_p10"]]) & (y <= quantities[:, :, _Q["bikes_p90"]]))
+    events = {"p_empty": y <= 0, "p_full": y >= x[:, _CAP][:, None]}  # a 0-dock station is full (and empty)
+    out["brier"], out["reliability"] = {}, {}
+    for ev in EVENTS:
+        happened = events[ev].astype(np.float64)
+        p = quantities[:, :, _Q[ev]]
+        out["brier"][ev] = {name: mean((p - happened) ** 2),
+                            **{k: mean((r - happened) ** 2) for k, r in (refs or {}).get(ev, {}).items()}}
+        b = np.minimum((p * RELIABILITY_BINS).astype(np.int64), RELIABILITY_BINS - 1)[seen]
+        out["reliability"][ev] = {"count": np.bincount(b, minlength=RELIABILITY_BINS).tolist(),
+                                  "sum_predicted": [round(float(v), 3) for v in
+                                                    np.bincount(b, p[seen], RELIABILITY_BINS)],
+                                  "observed": np.bincount(b, happened[seen], RELIABILITY_BINS).astype(int).tolist()}
     return out
 
 
 def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> dict:
-    """MAE table of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store,
-    overall, by day type and by Europe/Paris day; a day that overlaps the model's training span is
-    flagged `in_sample` (its score says nothing about unseen days)."""
-
-
+    """Scores of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store, by
+    Europe/Paris day; a day that overlaps the model's training span is flagged `in_sample` (its score
+    says nothing about unseen days). Baselines: persistence and same_day_type."""
     hour = timedelta(hours=1)
     first = start - (F.HISTORY_LEN - 1) * hour
-    s, _ = stream_samples(storage, snapshots_root, first, end + F.HORIZONS * hour, SkipReport())
+    s, _ = stream_samples(storage, snapshots_root, first, end + H * hour, SkipReport())
+    s = s.take(s.origin <= int((end - first) / hour))  # the origins asked for; later hours are their targets
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = extract(storage.read_bytes(model_uri), Path(tmp))
         model = inference.model_fn(str(model_dir))
@@ -92,24 +160,25 @@ def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> 
         meta = json.loads((model_dir / inference.METADATA).read_text())
     if len(s) == 0 or s.codes is None:  # codes are set whenever a grid gave samples
         raise ConfigError(f"no origin in {iso_minute(start)}..{iso_minute(end)} has 24 h of history "
-                         "and 3 h of targets in this store")
+                         "and an observed target in this store")
     # The model's own station mapping, as the windows stage would send it.
     s.x[:, F.COL["station_index"]] = np.array([mapping.get(c, F.UNKNOWN_STATION_INDEX) for c in s.codes.tolist()],
                                               dtype=np.float32)
     unknown = int((s.x[:, F.COL["station_index"]] == F.UNKNOWN_STATION_INDEX).sum())
     span = training_span(meta)
     days = s.local_days()
+    seasonal = same_day_type(s)
     per_day = []
     for d in np.unique(days):
         m = days == d
         day = date.fromordinal(int(d))
+        x = s.x[m].astype(np.float64)
         first_o, last_o = s.hours[int(s.origin[m].min())], s.hours[int(s.origin[m].max())]
         per_day.append({"day": day.isoformat(), "day_type": day_type(day), "windows": int(m.sum()),
-                        "in_sample": in_training_span(span, first_o + hour, last_o + F.HORIZONS * hour),
-                        "mae": mae_table(model.predict, s.x[m], s.y[m])})
+                        "in_sample": in_training_span(span, first_o + hour, last_o + H * hour),
+                        **score(model.quantities(x), s.y[m], x,
+                                {"persistence": persistence(x), "same_day_type": seasonal[m]}, None)})
     return {"model": model.version, "samples": len(s), "unknown_station_samples": unknown,
             "training_span": None if span is None else [iso_minute(t) for t in span],
             "first_origin": f"{iso_minute(s.hours[int(s.origin.min())])}",
-            "last_origin": f"{iso_minute(s.hours[int(s.origin.max())])}",
-            "mae": mae_table(model.predict, s.x, s.y), "mae_by_day_type": by_day_type(model.predict, s),
-            "by_day": per_day}
+            "last_origin": f"{iso_minute(s.hours[int(s.origin.max())])}", "by_day": per_day}

@@ -1,9 +1,10 @@
 """model.tar.gz in SageMaker's structure, and the model version that names it.
 
 Layout (what SageMaker extracts to /opt/ml/model):
-    model.pth               LSTM: state dict (torch.save of tensors only; loads with weights_only=True)
-    trees.json              GBM: the boosted trees as arrays (velib_gbm.py evaluates them with NumPy)
-    config.json station_mappings.json metadata.json (+ scaler.json for the LSTM)
+    trees.json profiles.json   gbm: the boosted trees as arrays (velib_gbm.py evaluates them with NumPy)
+                               and the station profiles
+    distribution.json          the residual levels of the predictive distribution
+    config.json station_mappings.json metadata.json
     code/inference.py code/requirements.txt code/velib_*.py
 The archive is byte-reproducible: sorted entries, fixed mtimes and owners, gzip mtime 0.
 """
@@ -18,22 +19,21 @@ import tarfile
 from datetime import datetime
 from pathlib import Path
 
-import torch
-
 from velibcast import storage as st
 from velibcast.timeutil import compact_day
 from velibcast.training.registry import model_uri
-from velibcast.transform_code import inference, velib_gbm
+from velibcast.transform_code import inference, velib_distribution, velib_gbm
 
 CODE_DIR = Path(inference.__file__).resolve().parent
 CODE_FILES = ["inference.py", "requirements.txt"] + sorted(
     p.name for p in CODE_DIR.glob("velib_*.py")
 )
 JSON_ARTIFACTS = [inference.CONFIG, inference.MAPPINGS, inference.METADATA]
+PARAMETER_FILES = (*velib_gbm.FILES, velib_distribution.FILE)
 
 
 def model_version(start: datetime, end: datetime, config: dict, train_config: dict, seed: int) -> str:
-    """`<family>-<last training day>-<hash8>` (family: config["family"], else lstm): the same data span,
+    """`<family>-<last training day>-<hash8>` (family: config["family"]): the same data span,
     configs and seed give the same name.
 
     Lower-case letters, digits and hyphens only, so it is valid in S3 keys and SageMaker model names.
@@ -43,7 +43,7 @@ def model_version(start: datetime, end: datetime, config: dict, train_config: di
          "seed": seed, "code": code_digest()},
         sort_keys=True,
     )
-    return f"{config.get('family', 'lstm')}-{compact_day(end)}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
+    return f"{config['family']}-{compact_day(end)}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
 def code_digest() -> str:
@@ -54,19 +54,15 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def build_archive(state_dict: dict | None, json_artifacts: dict[str, dict]) -> bytes:
-    """`state_dict`: the LSTM's weights, None for a model whose parameters are JSON (trees.json)."""
+def build_archive(json_artifacts: dict[str, dict]) -> bytes:
+    """Every parameter of a model is JSON: no pickle, nothing torch must load."""
     missing = set(JSON_ARTIFACTS) - set(json_artifacts)
     if missing:
         raise ValueError(f"model.tar.gz needs {sorted(missing)}; pass them to build_archive")
     files = {}
-    if state_dict is not None:
-        buf = io.BytesIO()
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
-        files[inference.WEIGHTS] = buf.getvalue()
     for name, obj in json_artifacts.items():
-        # trees.json holds ~100k numbers: one per line would triple its size for no reader.
-        indent = None if name == velib_gbm.TREES else 2
+        # The parameters hold ~100k numbers: one per line would triple their size for no reader.
+        indent = None if name in PARAMETER_FILES else 2
         files[name] = (json.dumps(obj, indent=indent, sort_keys=True) + "\n").encode()
     for name in CODE_FILES:
         files[f"code/{name}"] = (CODE_DIR / name).read_bytes()

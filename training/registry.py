@@ -131,7 +131,8 @@ def in_training_span(span, first: datetime, last: datetime) -> bool | None:
 
 
 def summary_line(metadata: dict) -> dict | None:
-    """The backtest summary of a model's own family: what the manifest and `models list` show."""
+    """The backtest summary of a model's own family, by horizon bucket (training.backtest.BUCKETS):
+    what the manifest and `models list` show."""
     bt = backtest_of(metadata)
     if not bt or not bt.get("summary"):
         return None
@@ -139,17 +140,25 @@ def summary_line(metadata: dict) -> dict | None:
     s = bt["summary"].get(fam)
     if s is None:
         return None
-    return {"family": fam, "days": [r["day"] for r in bt["days"]],
-            "mae_mean_over_days": s["mae_mean_over_days"],
-            "persistence_mae_mean_over_days": bt["summary"]["persistence"]["mae_mean_over_days"],
+    return {"family": fam, "days": [r["day"] for r in bt["days"]], "buckets": s["buckets"],
+            "mae_by_bucket": s["mae_by_bucket"],
+            "persistence_mae_by_bucket": bt["summary"]["persistence"]["mae_by_bucket"],
             "gain_vs_persistence_pct": s["gain_vs_persistence_pct"],
             "beats_persistence_every_day_every_horizon": s["beats_persistence_every_day_every_horizon"]}
 
 
-def _day_maes(metadata: dict) -> dict[str, list[float]]:
+def _day_maes(metadata: dict) -> dict[str, float]:
+    """Backtest day -> the family's MAE over every horizon, weighted by the outcomes scored."""
     bt = backtest_of(metadata) or {"days": []}
     fam = metadata.get("family") or (bt.get("candidates") or ["model"])[0]
-    return {r["day"]: r["mae"][fam] for r in bt["days"] if fam in r["mae"]}
+    out = {}
+    for r in bt["days"]:
+        sc = (r.get("scores") or {}).get(fam)
+        if sc:
+            pairs = [(m, c) for m, c in zip(sc["mae"][fam], sc["n"]) if m is not None and c]
+            if pairs:
+                out[r["day"]] = sum(m * c for m, c in pairs) / sum(c for _, c in pairs)
+    return out
 
 
 def check_promotion(candidate: dict, champion: dict | None) -> list[str]:
@@ -159,11 +168,12 @@ def check_promotion(candidate: dict, champion: dict | None) -> list[str]:
     if s is None:
         return [f"{candidate.get('version')} has no backtest day (its training span has no day with training "
                 "data before it): there is no evidence it beats persistence"]
-    losing = [f"T+{h + 1}h {m:.3f} vs {p:.3f}" for h, (m, p) in
-              enumerate(zip(s["mae_mean_over_days"], s["persistence_mae_mean_over_days"])) if m >= p]
+    losing = [f"{b} {m:.3f} vs {p:.3f}" for b, m, p in zip(s["buckets"], s["mae_by_bucket"],
+                                                           s["persistence_mae_by_bucket"])
+              if m is not None and p is not None and m >= p]
     if losing:
         problems.append(f"{candidate['version']} does not beat persistence on its backtest "
-                        f"({', '.join(losing)}, MAE averaged over {len(s['days'])} days)")
+                        f"({', '.join(losing)}, MAE over {len(s['days'])} days)")
     # An unproven champion (no backtest day, e.g. the demo's) cannot block a proven candidate.
     if champion is not None and champion.get("version") != candidate.get("version") and _day_maes(champion):
         mine, theirs = _day_maes(candidate), _day_maes(champion)
@@ -176,7 +186,7 @@ def check_promotion(candidate: dict, champion: dict | None) -> list[str]:
             b = float(np.mean([theirs[d] for d in common]))
             if a > b:
                 problems.append(f"{candidate['version']} loses to the champion {champion['version']} on the common "
-                                f"backtest days {', '.join(common)}: MAE {a:.3f} vs {b:.3f} (mean of T+1..3h)")
+                                f"backtest days {', '.join(common)}: MAE {a:.3f} vs {b:.3f} (every horizon)")
     return problems
 
 

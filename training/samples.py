@@ -1,8 +1,10 @@
-"""Supervised samples (features + the bikes at T+1h..T+3h) from an hourly state grid.
+"""Supervised samples (features + the bikes at T+1h..T+MAX_HORIZON) from an hourly state grid.
 
-The window rule is the serving rule of issue 2 step 4 (velibcast.datasets.windows): all 24
-states t-23h..t usable, station installed and renting at t. A sample also needs its three
-targets usable. The grid is read by attribute (hours, station_codes, bikes, installed,
+The window rule is the serving rule (velibcast.datasets.windows): all 24 states t-23h..t
+usable, station installed and renting at t. A target that is not usable, not observed or
+beyond the span is NaN: an origin trains the horizons it has (dropping every origin with one
+missing target out of 24 would drop most of them on the 2022 store, whose captures drift
+around the hour), and an origin with no target at all is dropped. The grid is read by attribute (hours, station_codes, bikes, installed,
 renting, capacity, lat, lon), so velibcast.datasets' StateGrid and the synthetic grid of
 the tests both work; vectorised over stations, since a training span has ~100k windows.
 """
@@ -17,16 +19,15 @@ import numpy as np
 from velibcast import constants as C
 from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport
-from velibcast.datasets.windows import iter_state_grids, origins_for_range, static_time_features
-from velibcast.errors import ConfigError
+from velibcast.datasets.windows import iter_state_grids, origins_for_range
 from velibcast.timeutil import PARIS, iso_minute
 from velibcast.transform_code import velib_features as F
 
 
 @dataclass
 class Samples:
-    x: np.ndarray            # (n, 31) float32, FEATURE_COLUMNS order
-    y: np.ndarray            # (n, 3) float32, bikes at t+1h..t+3h
+    x: np.ndarray            # (n, 32) float32, FEATURE_COLUMNS order
+    y: np.ndarray            # (n, MAX_HORIZON) float32, bikes at t+1h..t+MAX_HORIZON, NaN when unknown
     origin: np.ndarray       # (n,) int: index into `hours`
     station: np.ndarray      # (n,) int: row of the grid (station_codes)
     hours: list[datetime]    # the grid's hours (UTC)
@@ -44,15 +45,24 @@ class Samples:
         by_hour = np.array([h.astimezone(PARIS).date().toordinal() for h in self.hours], dtype=np.int64)
         return by_hour[self.origin]
 
+    def targets_before(self, hour: int) -> Samples:
+        """What a model trained before grid hour `hour` may learn: targets at or after it become NaN,
+        and origins left without any target are dropped."""
+        late = self.origin[:, None] + np.arange(1, F.MAX_HORIZON + 1)[None, :] >= hour
+        y = np.where(late, np.float32(np.nan), self.y)
+        keep = (self.origin < hour) & np.isfinite(y).any(axis=1)
+        return Samples(self.x[keep], y[keep], self.origin[keep], self.station[keep], self.hours,
+                       None if self.codes is None else self.codes[keep])
+
 
 def station_mapping(codes) -> dict[str, int]:
     """Known stations get 1..N in sorted code order; 0 stays reserved for unknown ones."""
     return {code: i + 1 for i, code in enumerate(sorted(set(codes)))}
 
 
-def calendar(hour_utc: datetime) -> tuple[int, int, int]:
-    """hour, day_of_week, non_working_day exactly as the serving windows compute them (one source, no skew)."""
-    return static_time_features(hour_utc)
+def calendar(hour_utc: datetime) -> tuple[int, int, int, int]:
+    """TIME_FEATURES of an origin, by the one calendar rule the serving windows use (no skew)."""
+    return F.time_features(hour_utc.astimezone(PARIS))
 
 
 def non_working(hour_utc: datetime) -> bool:
@@ -61,40 +71,44 @@ def non_working(hour_utc: datetime) -> bool:
 
 
 def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None = None,
-                      report: SkipReport | None = None) -> Samples:
-    """`observed` (one bool per grid hour, datasets.observed): a sample whose target hours are not all
-    observed is skipped and counted as target_not_observed in `report`; None takes every hour as observed."""
+                      report: SkipReport | None = None, last_hour: int | None = None) -> Samples:
+    """Origins are the grid hours with 24 h of history before them and MAX_HORIZON hours after.
+    `observed` (one bool per grid hour, datasets.observed): a target hour without a capture is NaN and
+    counted as target_not_observed in `report`; None takes every hour as observed. Targets after grid
+    hour `last_hour` (the end of a training span) are NaN, not counted: they are not the span's to learn."""
     bikes = np.asarray(grid.bikes, dtype=np.float64)
     n_st, n_h = bikes.shape
-    L, H = F.HISTORY_LEN, F.HORIZONS
+    L, H = F.HISTORY_LEN, F.MAX_HORIZON
     origins = np.arange(L - 1, n_h - H)
     if len(origins) == 0:
-        return Samples(np.empty((0, len(F.FEATURE_COLUMNS)), np.float32), np.empty((0, H), np.float32),
-                       np.empty(0, int), np.empty(0, int), list(grid.hours))
+        return _empty(list(grid.hours))
     usable = np.isfinite(bikes)
-    # Counts of usable hours over each span, by cumulative sums: O(stations x hours).
+    # Counts of usable hours over each history, by cumulative sums: O(stations x hours).
     cum = np.concatenate([np.zeros((n_st, 1), int), np.cumsum(usable, axis=1)], axis=1)
     hist_ok = (cum[:, origins + 1] - cum[:, origins + 1 - L]) == L
-    tgt_ok = (cum[:, origins + 1 + H] - cum[:, origins + 1]) == H
     active = np.asarray(grid.installed, bool)[:, origins] & np.asarray(grid.renting, bool)[:, origins]
-    ok = hist_ok & tgt_ok & active
-    if observed is not None:
-        seen = np.all(np.asarray(observed, bool)[origins[:, None] + np.arange(1, H + 1)[None, :]], axis=1)
-        dropped = int((ok & ~seen[None, :]).sum())
-        if report is not None and dropped:
-            report.add("target_not_observed", f"{dropped} samples",
-                       f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
-                       f"(first origin {iso_minute(grid.hours[int(origins[~seen][0])])})", n=dropped)
-        ok &= seen[None, :]
-    st_idx, o_pos = np.nonzero(ok)
+    st_idx, o_pos = np.nonzero(hist_ok & active)
     o = origins[o_pos]
+    target_pos = o[:, None] + np.arange(1, H + 1)[None, :]
+    y = bikes[st_idx[:, None], target_pos]
+    if last_hour is not None:
+        y[target_pos > last_hour] = np.nan
+    if observed is not None:
+        unseen = np.isfinite(y) & ~np.asarray(observed, bool)[target_pos]
+        if report is not None and unseen.any():
+            first = int(target_pos[unseen].min())
+            report.add("target_not_observed", f"{int(unseen.sum())} targets",
+                       f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
+                       f"(first {iso_minute(grid.hours[first])})", n=int(unseen.sum()))
+        y[unseen] = np.nan
+    keep = np.isfinite(y).any(axis=1)
+    st_idx, o, y = st_idx[keep], o[keep], y[keep]
     hist = bikes[st_idx[:, None], o[:, None] + np.arange(-L + 1, 1)[None, :]]
-    y = bikes[st_idx[:, None], o[:, None] + np.arange(1, H + 1)[None, :]]
     cal = np.array([calendar(h) for h in grid.hours], dtype=np.float64)
     codes = list(grid.station_codes)
     index = np.array([mapping.get(c, F.UNKNOWN_STATION_INDEX) for c in codes], dtype=np.float64)
     static = np.column_stack([
-        cal[o, 0], cal[o, 1], cal[o, 2],
+        cal[o],
         np.asarray(grid.capacity, np.float64)[st_idx, o],
         index[st_idx],
         np.asarray(grid.lat, np.float64)[st_idx, o],
@@ -104,53 +118,41 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
     return Samples(x, y.astype(np.float32), o, st_idx, list(grid.hours))
 
 
-def time_split(s: Samples, val_fraction: float, test_fraction: float) -> dict[str, Samples]:
-    """Train / val / test by origin time, latest last. A sample whose targets reach into the
-    next part's origins is dropped, so no target is seen in training that a later part forecasts."""
-    uniq = np.unique(s.origin)
-    n = len(uniq)
-    H = F.HORIZONS
-    n_test = max(1, int(round(n * test_fraction)))
-    n_val = max(H + 1, int(round(n * val_fraction)))  # the last H val origins are dropped (their targets are test origins)
-    if n - n_test - n_val < H + 1:
-        raise ConfigError(f"{n} origin hours cannot be split into train/val/test; train on a longer span")
-    val_start, test_start = uniq[n - n_test - n_val], uniq[n - n_test]
-    return {
-        "train": s.take(s.origin + H < val_start),
-        "val": s.take((s.origin >= val_start) & (s.origin + H < test_start)),
-        "test": s.take(s.origin >= test_start),
-    }
+def _empty(hours: list[datetime]) -> Samples:
+    return Samples(np.empty((0, len(F.FEATURE_COLUMNS)), np.float32), np.empty((0, F.MAX_HORIZON), np.float32),
+                   np.empty(0, int), np.empty(0, int), hours, np.empty(0, dtype=object))
 
 
 def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime, report=None,
                    chunk_hours: int = C.TRAIN_CHUNK_HOURS) -> tuple[Samples, dict[str, int]]:
-    """Samples of every origin whose history and targets lie in the hours [start, end], chunk by chunk;
-    targets must be observed (datasets.observed), the others are counted in `report`.
+    """Samples of every origin whose history lies in the hours [start, end], chunk by chunk, with its
+    targets in them; a target must be observed (datasets.observed), the others are NaN, counted in `report`.
 
     The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
     lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
-    memory grows with the samples (31 float32 features + 3 targets, ~140 bytes each), not
+    memory grows with the samples (32 float32 features + 24 targets, ~220 bytes each), not
     with the snapshots. Returns the samples, with station indices from the mapping of every
     station seen, and that mapping.
     """
     report = report if report is not None else SkipReport()
     hour = timedelta(hours=1)
-    L, H = F.HISTORY_LEN, F.HORIZONS
+    L, H = F.HISTORY_LEN, F.MAX_HORIZON
     hours = origins_for_range(start, end + hour)
-    origins = hours[L - 1 : len(hours) - H]
+    # Every origin with history in the span and a target in it; targets after `end` are masked.
+    origins = hours[L - 1 : len(hours) - 1]
     parts, seen = [], set()
     captures = capture_times(storage, snapshots_root, hours[0], hours[-1])
     for _chunk, grid in iter_state_grids(storage, snapshots_root, origins, report,
                                         timedelta(hours=C.MAX_STALENESS_HOURS), chunk_hours=chunk_hours,
                                         lookahead_hours=H):
-        s = samples_from_grid(grid, {}, observed_hours(grid.hours, captures), report)
-        seen.update(grid.station_codes)  # a station with no full window yet is still known to the model
         offset = int((grid.hours[0] - hours[0]) / hour)
+        s = samples_from_grid(grid, {}, observed_hours(grid.hours, captures), report,
+                              last_hour=len(hours) - 1 - offset)
+        seen.update(grid.station_codes)  # a station with no full window yet is still known to the model
         parts.append((s.x, s.y, s.origin + offset, np.asarray(grid.station_codes, dtype=object)[s.station]
                       if len(s) else np.empty(0, dtype=object)))
     if not parts or not sum(len(p[1]) for p in parts):
-        return Samples(np.empty((0, len(F.FEATURE_COLUMNS)), np.float32), np.empty((0, H), np.float32),
-                       np.empty(0, int), np.empty(0, int), hours, np.empty(0, dtype=object)), station_mapping(seen)
+        return _empty(hours), station_mapping(seen)
     x, y, origin, codes = (np.concatenate(a) for a in zip(*parts))
     mapping = station_mapping(seen)
     x[:, F.COL["station_index"]] = np.array([mapping[c] for c in codes.tolist()], dtype=np.float32)

@@ -11,6 +11,12 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast.timeutil import UTC
+from velibcast.training import package
+from velibcast.training.gbm import gbm_config
+from velibcast.training.samples import samples_from_grid, station_mapping
+from velibcast.training.train import fit_family
+from velibcast.transform_code import velib_distribution, velib_gbm, velib_profile
+from velibcast.transform_code import velib_features as F
 
 
 @dataclass
@@ -48,53 +54,50 @@ def make_grid(n_stations: int, n_hours: int, start: datetime, seed: int = 0, gap
     )
 
 
-def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
-    """A complete model.tar.gz with initialised (untrained) weights: for handler tests and the bench,
-    where what matters is the shapes and the code path, not the forecasts."""
-    import torch  # lazy: torch (~2 s): only for an LSTM archive
-
-    from velibcast.training import package  # lazy: imports torch: only when an archive is built
-    from velibcast.training.samples import station_mapping  # lazy: imports torch: only when an archive is built
-    from velibcast.transform_code import velib_features as F  # lazy: imports torch: only when an archive is built
-
-    # lazy: imports torch: only for an LSTM archive
-    from velibcast.transform_code.velib_lstm import DEFAULT_CONFIG, VelibLSTM
-
-    torch.manual_seed(seed)
-    config = dict(DEFAULT_CONFIG, n_stations=n_stations, feature_columns=F.FEATURE_COLUMNS,
-                  output_columns=F.OUTPUT_COLUMNS)
-    scaler = {"capacity": {"mean": 31.0, "std": 12.0}, "lat": {"mean": 48.86, "std": 0.03},
-              "lon": {"mean": 2.34, "std": 0.05}}
-    net = VelibLSTM(config, scaler)
-    # Non-zero head, so outputs differ from persistence and rounding/clamping is exercised.
-    torch.nn.init.normal_(net.out.weight, std=0.5)
-    mapping = station_mapping(f"{10000 + i}" for i in range(n_stations))
-    return package.build_archive(net.state_dict(), {
-        "config.json": config,
-        "scaler.json": scaler,
-        "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX, "station_index": mapping},
-        "metadata.json": {"version": f"untrained-{seed}", "training_data": None, "metrics": None},
+def _archive(config: dict, artifacts: dict, n_stations: int, version: str) -> bytes:
+    return package.build_archive({
+        "config.json": dict(config, n_stations=n_stations),
+        "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX,
+                                  "station_index": station_mapping(f"{10000 + i}" for i in range(n_stations))},
+        "metadata.json": {"version": version, "family": "gbm", "training_data": None, "metrics": None},
+        **artifacts,
     })
+
+
+def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
+    """A complete gbm model.tar.gz with random trees, profiles and distribution, no fit: for handler
+    tests and the bench, where what matters is the shapes and the code path, not the forecasts. The
+    trees move forecasts off persistence, so rounding and clamping are exercised."""
+    rng = np.random.default_rng(seed)
+    n_trees, n_feat = 12, len(velib_gbm.DERIVED_FEATURES)
+    # Stumps: node 3k splits, 3k+1 and 3k+2 are its leaves (a leaf points to itself).
+    nodes: dict[str, list] = {"feature": [], "threshold": [], "left": [], "right": [], "value": []}
+    for k in range(n_trees):
+        i = 3 * k
+        nodes["feature"] += [int(rng.integers(n_feat)), 0, 0]
+        nodes["threshold"] += [float(rng.random()), None, None]
+        nodes["left"] += [i + 1, i + 1, i + 2]
+        nodes["right"] += [i + 2, i + 1, i + 2]
+        nodes["value"] += [0.0, *rng.normal(0, 0.15, 2).tolist()]
+    trees = {"ensembles": [{"horizons": [1, F.MAX_HORIZON], "nodes": nodes, "roots": [3 * k for k in range(n_trees)],
+                            "depth": 1}]}
+    x = np.zeros((2 * 24 * n_stations, len(F.FEATURE_COLUMNS)))  # every station, day type and hour once
+    x[:, F.COL["station_index"]] = np.repeat(np.arange(1, n_stations + 1), 48)
+    x[:, F.COL[F.NON_WORKING]] = np.tile(np.repeat([0, 1], 24), n_stations)
+    x[:, F.COL["hour"]] = np.tile(np.arange(24), 2 * n_stations)
+    profiles = velib_profile.build(x, rng.random(len(x)))
+    n_pairs = 24 * 9 * 400
+    pred, horizon = rng.uniform(0, 30, n_pairs), rng.integers(1, F.MAX_HORIZON + 1, n_pairs)
+    actual = np.clip(np.round(pred + rng.normal(0, 1 + horizon / 4)), 0, 30)
+    dist = velib_distribution.calibrate(pred, actual, np.full(n_pairs, 30.0), horizon)
+    return _archive(gbm_config(False), {velib_gbm.TREES: trees, velib_profile.FILE: profiles,
+                                        velib_distribution.FILE: dist}, n_stations, f"untrained-{seed}")
 
 
 def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:
-    """A complete model.tar.gz of the gbm family, fitted briefly on a synthetic grid: for handler
-    and toolkit tests, where what matters is that the JSON trees load and answer."""
-
-    from velibcast.training import package  # lazy: imports torch: only when an archive is built
-    from velibcast.training.gbm import fit_gbm  # lazy: imports torch: only when an archive is built
-
-    # lazy: imports torch: only when an archive is built
-    from velibcast.training.samples import samples_from_grid, station_mapping
-    from velibcast.transform_code import velib_features as F  # lazy: imports torch: only when an archive is built
-
-    grid = make_grid(n_stations, 24 * 3, datetime(2022, 5, 20, tzinfo=UTC), seed=seed)
-    mapping = station_mapping(grid.station_codes)
-    config, trees, _ = fit_gbm(samples_from_grid(grid, mapping), seed, progress=lambda line: None, rounds=rounds)
-    config["n_stations"] = n_stations
-    return package.build_archive(None, {
-        "config.json": config,
-        "trees.json": trees,
-        "station_mappings.json": {"unknown_station_index": F.UNKNOWN_STATION_INDEX, "station_index": mapping},
-        "metadata.json": {"version": f"gbm-synthetic-{seed}", "family": "gbm", "training_data": None, "metrics": None},
-    })
+    """A complete model.tar.gz of the gbm family, fitted briefly on a synthetic grid with its calibrated
+    distribution (training.train.fit_family): for handler, toolkit and server tests."""
+    grid = make_grid(n_stations, 24 * 4, datetime(2022, 5, 20, tzinfo=UTC), seed=seed)
+    samples = samples_from_grid(grid, station_mapping(grid.station_codes))
+    fitted = fit_family("gbm", samples, n_stations, seed, progress=lambda line: None, rounds=rounds)
+    return _archive(fitted.config, fitted.artifacts, n_stations, f"gbm-synthetic-{seed}")

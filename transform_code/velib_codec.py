@@ -1,6 +1,6 @@
 """Request decoding, per-record validation and response encoding for the three content types.
 
-text/csv: one record per line, no header, the 31 FEATURE_COLUMNS.
+text/csv: one record per line, no header, the 32 FEATURE_COLUMNS.
 application/jsonlines: one JSON object per line, either the `features` object
     ({"history": [24 values, oldest first], "hour": ..., ..., "lon": ...}) that InputFilter
     `$.features` leaves, or the full transform-input record holding it under "features".
@@ -42,6 +42,7 @@ _INT_FIELDS = {  # field -> inclusive range; None = no upper bound
     "hour": (0, 23),
     "day_of_week": (0, 6),
     F.NON_WORKING: (0, 1),
+    F.NON_WORKING_NEXT: (0, 1),
     "capacity": (0, STATION_CAPACITY_MAX),
     "station_index": (0, None),
 }
@@ -74,7 +75,7 @@ def response_type(accept, request_type):
 
 
 class Batch:
-    """Decoded records: x float64 (n, 31) in FEATURE_COLUMNS order; record_ids when the input carried them."""
+    """Decoded records: x float64 (n, 32) in FEATURE_COLUMNS order; record_ids when the input carried them."""
 
     __slots__ = ("x", "record_ids", "content_type", "single", "where")
 
@@ -122,14 +123,16 @@ def check_station_index(batch, n_stations):
     _validate(batch.x, batch.where, n_stations)
 
 
-def encode(counts, unknown, batch, accept):
-    """counts int64 (n, 3). CSV: `h1,h2,h3` lines; JSON forms: objects with OUTPUT_COLUMNS and `unknown_station`."""
+def encode(quantities, unknown, batch, accept):
+    """quantities (n, MAX_HORIZON, 6) as served (velib_distribution): CSV lines of the OUTPUT_COLUMNS values;
+    JSON forms: objects keyed by OUTPUT_COLUMNS, with `unknown_station` (and `record_id` when the input had one)."""
     rt = response_type(accept, batch.content_type)
+    rows = _values(quantities)
     if rt == CSV:
-        return _csv_lines(counts), rt
+        return "".join(",".join(map(str, row)) + "\n" for row in rows), rt
     objs = []
     ids = batch.record_ids
-    for i, (row, unk) in enumerate(zip(counts.tolist(), unknown.tolist())):
+    for i, (row, unk) in enumerate(zip(rows, unknown.tolist())):
         o = {} if ids is None or ids[i] is None else {"record_id": ids[i]}
         o.update(zip(F.OUTPUT_COLUMNS, row))
         o["unknown_station"] = unk
@@ -139,24 +142,17 @@ def encode(counts, unknown, batch, accept):
     return json.dumps(objs[0] if batch.single else objs, separators=(",", ":")), rt
 
 
-def _csv_lines(counts):
-    """`a,b,c` lines of non-negative ints with no Python object per value: a list per record
-    made the cyclic GC run a full collection over the server's heap (torch's objects) during
-    output_fn, 0.08 s of a 3,000-record request (bench/transform.py profile, issue 11)."""
-    counts = np.asarray(counts)
-    n = len(counts)
-    if not n or counts.min() < 0 or counts.max() > _CSV_TABLE_MAX:
-        return "".join(",".join(map(str, row)) + "\n" for row in counts.tolist())
-    digits = np.array([str(i) for i in range(int(counts.max()) + 1)], dtype="S")
-    width = digits.dtype.itemsize
-    m = np.zeros((n, counts.shape[1], width + 1), dtype=np.uint8)
-    m[:, :, :width] = digits[counts].view(np.uint8).reshape(n, counts.shape[1], width)
-    m[:, :, width] = ord(",")
-    m[:, -1, width] = ord("\n")
-    return m[m != 0].tobytes().decode("ascii")  # the NULs that pad short numbers go
+def _values(quantities):
+    """Rows of OUTPUT_COLUMNS values: bikes as ints, probabilities as floats (already rounded, so
+    their shortest repr has at most 3 decimals)."""
+    q = np.asarray(quantities, dtype=np.float64)
+    n = len(q)
+    bikes = q.astype(np.int64).astype(object)
+    values = np.where(_IS_PROBABILITY, q.astype(object), bikes).reshape(n, len(F.OUTPUT_COLUMNS))
+    return values.tolist()
 
 
-_CSV_TABLE_MAX = 1 << 16  # counts are bikes (<= STATION_COUNT_MAX); a larger value takes the plain path
+_IS_PROBABILITY = np.array([name in F.PROBABILITIES for name in F.OUTPUT_QUANTITIES])
 
 
 def _json(text, where, fix):

@@ -7,21 +7,33 @@ Contract versions (config.json `feature_contract` of a model; windows always sen
 - 2: `non_working_day` in the same position (Saturday, Sunday or a French public holiday).
   Same column count and order, so a CSV line does not show the change: a model of contract 1
   is refused at load (ModelLoadError naming both) rather than fed a flag it misreads.
+- 3: `non_working_next_day` after `non_working_day` (the local day after the origin's), so a
+  model forecasting up to 24 h ahead knows the calendar of every target hour; the output is a
+  predictive distribution per horizon 1..MAX_HORIZON (OUTPUT_COLUMNS), not three point values.
+
+Output of one record: for each horizon h = 1..MAX_HORIZON (horizon-major), the six
+OUTPUT_QUANTITIES: `bikes` (the point forecast, the rounded mean), `bikes_p10`, `bikes_p50`,
+`bikes_p90` (integers in [0, capacity], ordered), `p_empty` (probability of 0 bikes) and
+`p_full` (probability of 0 free docks), both in [0, 1].
 """
 
 import datetime as dt
 
 HISTORY_LEN = 24
-FEATURE_CONTRACT = 2
+FEATURE_CONTRACT = 3
 NON_WORKING = "non_working_day"
-STATIC_FEATURES = ["hour", "day_of_week", NON_WORKING, "capacity", "station_index", "lat", "lon"]
+NON_WORKING_NEXT = "non_working_next_day"
+TIME_FEATURES = ["hour", "day_of_week", NON_WORKING, NON_WORKING_NEXT]
+STATIC_FEATURES = [*TIME_FEATURES, "capacity", "station_index", "lat", "lon"]
 # What contract 2 renamed: a JSON record or a model config holding it was made for contract 1.
 LEGACY_COLUMNS = {"is_weekend": NON_WORKING}
 # Oldest first: bikes_lag23 ... bikes_lag0 (the value at the origin t).
 HISTORY_COLUMNS = [f"bikes_lag{HISTORY_LEN - 1 - i}" for i in range(HISTORY_LEN)]
 FEATURE_COLUMNS = HISTORY_COLUMNS + STATIC_FEATURES
-OUTPUT_COLUMNS = ["bikes_h1", "bikes_h2", "bikes_h3"]
-HORIZONS = len(OUTPUT_COLUMNS)
+MAX_HORIZON = 24
+OUTPUT_QUANTITIES = ("bikes", "bikes_p10", "bikes_p50", "bikes_p90", "p_empty", "p_full")
+PROBABILITIES = ("p_empty", "p_full")  # in [0, 1]; the other quantities are bikes in [0, capacity]
+OUTPUT_COLUMNS = [f"{q}_h{h}" for h in range(1, MAX_HORIZON + 1) for q in OUTPUT_QUANTITIES]
 # Known stations are 1..N in station_mappings.json; 0 is kept for stations the model never saw.
 UNKNOWN_STATION_INDEX = 0
 
@@ -58,6 +70,15 @@ def is_non_working_day(local_date) -> bool:
     the bundled data holds none to learn or check a third class from.
     """
     return local_date.weekday() >= 5 or local_date in french_public_holidays(local_date.year)
+
+
+def time_features(local: dt.datetime) -> tuple[int, int, int, int]:
+    """TIME_FEATURES of an origin given as an aware Europe/Paris datetime: hour, day_of_week
+    (Monday = 0), non_working_day and non_working_next_day. The one definition windows and
+    training use."""
+    day = local.date()
+    return (local.hour, local.weekday(), int(is_non_working_day(day)),
+            int(is_non_working_day(day + dt.timedelta(days=1))))
 
 
 def contract_problem(feature_columns):

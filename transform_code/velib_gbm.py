@@ -1,20 +1,29 @@
 """Gradient-boosted trees evaluated with NumPy: the `velib_gbm` model family.
 
-Trained with LightGBM (velibcast.training.gbm), shipped as plain JSON (trees.json), so the
-SageMaker PyTorch container needs nothing new and nothing is unpickled.
+Trained with LightGBM (velibcast.training.gbm), shipped as plain JSON (trees.json, with
+profiles.json and distribution.json), so the SageMaker PyTorch container needs nothing new
+and nothing is unpickled.
 
-- One ensemble per horizon predicts the change from the last value as a share of capacity:
-  zero is persistence, and stations of 12 and 60 docks share one scale.
-- Features (`derive`, the one definition training and serving use): occupancy at t, the 23
-  earlier occupancies minus the one at t, hour, day_of_week, non_working_day, capacity, lat,
-  lon. No station index: an unknown station is served exactly like a known one.
-- config["persistence_on_non_working_days"]: set when training saw no non-working day;
-  such records then get persistence (weekday dynamics on a holiday lose to it: 8-10 % worse
-  at every horizon on Ascension 2022-05-26 when trained on 05-23..05-25).
+- One ensemble per group of horizons (trees.json; trained as the nowcast's 1..3 h, then the
+  rest of the day), the horizon being a feature: the horizons of a group share most of what
+  they learn (a station's rhythm, how fast it drifts back to it), and a fit on rows sampled
+  across them trains in a fraction of one fit per horizon's time; the first hours, where the
+  recent history matters most, get an ensemble and rows of their own.
+- It predicts the change from the last value as a share of capacity: zero is persistence, and
+  stations of 12 and 60 docks share one scale.
+- Features (`derive`, the one definition training and serving use): occupancy at t and a few
+  earlier occupancies minus it, the occupancy 24 h before the target minus it, the origin's
+  and the target's local hour and day type, day_of_week, capacity, lat, lon, and the station
+  profile (velib_profile) at the target hour, at the origin hour, and the occupancy now minus
+  the profile now, and the profile's change from now to the target. The station enters through its profile only, so an unknown station gets the
+  network's profile and is otherwise served like a known one.
+- config["persistence_on_non_working_days"]: set when training saw no non-working day; a
+  target on one then gets persistence (weekday dynamics on a holiday lose to it).
 
-trees.json: {"horizons": [{"nodes": {feature, threshold, left, right, value}, "roots": [...],
-"depth": d}, ...]}. Every node is an array entry; a leaf has threshold +inf and both children
-pointing to itself, so `depth` steps of "go left if x[feature] <= threshold" reach every leaf.
+trees.json: {"ensembles": [{"horizons": [first, last], "nodes": {feature, threshold, left,
+right, value}, "roots": [...], "depth": d}, ...]}, one per group, covering 1..MAX_HORIZON once.
+Every node is an array entry; a leaf has threshold +inf and both children pointing to itself,
+so `depth` steps of "go left if x[feature] <= threshold" reach every leaf.
 """
 
 import json
@@ -24,36 +33,71 @@ import numpy as np
 
 try:
     from . import velib_features as F
+    from . import velib_profile
     from .velib_errors import ModelLoadError
 except ImportError:  # code/ on sys.path, as in the SageMaker container
     import velib_features as F
+    import velib_profile
     from velib_errors import ModelLoadError
 
 TREES = "trees.json"
+FILES = (TREES, velib_profile.FILE)  # this family's parameters in model.tar.gz
 ARCHITECTURE = "velib_gbm"
-DERIVED_FEATURES = (["occupancy_lag0"] + [f"occupancy_lag{F.HISTORY_LEN - 1 - i}_minus_lag0" for i in range(F.HISTORY_LEN - 1)]
-                    + ["hour", "day_of_week", F.NON_WORKING, "capacity", "lat", "lon"])
+LAGS = (1, 2, 3, 4, 5, 6, 8, 12, 18, 23)  # hours before t whose occupancy enters, minus the one at t
+DERIVED_FEATURES = (["horizon", "occupancy_lag0"] + [f"occupancy_lag{k}_minus_lag0" for k in LAGS]
+                    + ["occupancy_24h_before_target_minus_lag0", "hour", "target_hour", "day_of_week",
+                       F.NON_WORKING, "target_non_working", "capacity", "lat", "lon",
+                       "profile_target", "profile_now", "occupancy_minus_profile_now", "profile_target_minus_now"])
 # Rows evaluated together: (rows x trees) index arrays stay a few MB, in cache.
 BLOCK_ROWS = 4096
 
 _CAP = F.COL["capacity"]
+_HOUR = F.COL["hour"]
 _NW = F.COL[F.NON_WORKING]
+_NW_NEXT = F.COL[F.NON_WORKING_NEXT]
 
 
-def derive(x):
-    """(n, 31) FEATURE_COLUMNS rows -> (n, len(DERIVED_FEATURES)) float64."""
+def target_calendar(x, horizon):
+    """Local hour and day type (1 = non-working) of the target hours: the origin's day until
+    midnight, then the next day's. Wall-clock arithmetic: on the two nights a year the clocks
+    change, targets after the change are read one hour off."""
+    hour = x[:, _HOUR] + horizon
+    day = np.where(hour < velib_profile.HOURS, x[:, _NW], x[:, _NW_NEXT])
+    return hour % velib_profile.HOURS, day
+
+
+def profile_features(x, horizon, profiles):
+    """(profile at the target hour, profile at the origin hour) of rows at their horizons."""
+    station = x[:, F.COL["station_index"]]
+    t_hour, t_day = target_calendar(x, horizon)
+    return profiles.lookup(station, t_day, t_hour), profiles.lookup(station, x[:, _NW], x[:, _HOUR])
+
+
+def derive(x, horizon, prof_target, prof_now):
+    """(n, 32) FEATURE_COLUMNS rows, their horizons (n,) and profile_features (training passes its own,
+    each without the value it is the profile of) -> (n, len(DERIVED_FEATURES)) float64."""
     x = np.asarray(x, dtype=np.float64)
+    horizon = np.asarray(horizon, dtype=np.int64)
+    rows = np.arange(len(x))
     cap = np.maximum(x[:, _CAP], 1.0)
     occ = x[:, : F.HISTORY_LEN] / cap[:, None]
-    last = occ[:, -1:]
-    static = x[:, [F.COL["hour"], F.COL["day_of_week"], _NW, _CAP, F.COL["lat"], F.COL["lon"]]]
-    return np.concatenate([last, occ[:, :-1] - last, static], axis=1)
+    last = occ[:, -1]
+    t_hour, t_day = target_calendar(x, horizon)
+    # Oldest first: column k holds t-23h+k, so the target hour a day earlier, t+h-24h, is column h-1.
+    day_before = occ[rows, horizon - 1]
+    return np.column_stack([
+        horizon, last, *(occ[:, -1 - k] - last for k in LAGS), day_before - last,
+        x[:, _HOUR], t_hour, x[:, F.COL["day_of_week"]], x[:, _NW], t_day,
+        x[:, _CAP], x[:, F.COL["lat"]], x[:, F.COL["lon"]],
+        prof_target, prof_now, last - prof_now, prof_target - prof_now,
+    ])
 
 
 class Ensemble:
-    """One horizon's trees as flat arrays."""
+    """The trees of a group of horizons as flat arrays."""
 
     def __init__(self, spec):
+        self.first, self.last = (int(h) for h in spec["horizons"])
         nodes = spec["nodes"]
         self.feature = np.asarray(nodes["feature"], dtype=np.int64)
         self.threshold = np.asarray([np.inf if t is None else t for t in nodes["threshold"]], dtype=np.float64)
@@ -74,35 +118,45 @@ class Ensemble:
 
 
 class GbmForecaster:
-    """Raw FEATURE_COLUMNS rows -> bikes at T+1h..T+3h (n, 3), unrounded."""
+    """Raw FEATURE_COLUMNS rows -> bikes at T+1h..T+MAX_HORIZON (n, MAX_HORIZON), unrounded."""
 
     architecture = ARCHITECTURE
 
-    def __init__(self, config, trees):
+    def __init__(self, config, trees, profiles):
         if config.get("derived_features") != DERIVED_FEATURES:
             raise ModelLoadError("config.json derived_features differ from this code's; repackage the model")
         self.config = dict(config)
-        self.ensembles = [Ensemble(h) for h in trees["horizons"]]
+        self.ensembles = [Ensemble(spec) for spec in trees["ensembles"]]
+        covered = sorted(h for e in self.ensembles for h in range(e.first, e.last + 1))
+        if covered != list(range(1, F.MAX_HORIZON + 1)):
+            raise ModelLoadError(f"{TREES}: the ensembles' horizons do not cover 1..{F.MAX_HORIZON} once each; "
+                                 "repackage the model")
+        self.profiles = profiles
         self.persist_non_working = bool(config.get("persistence_on_non_working_days", False))
 
-    def change(self, x):
-        """Predicted change over capacity (n, 3)."""
+    def change(self, x, horizon):
+        """Predicted change over capacity of rows at their horizons (n,)."""
         x = np.asarray(x, dtype=np.float64)
-        out = np.empty((len(x), len(self.ensembles)))
-        for i in range(0, len(x), BLOCK_ROWS):
-            z = derive(x[i : i + BLOCK_ROWS])
-            for h, ens in enumerate(self.ensembles):
-                out[i : i + BLOCK_ROWS, h] = ens.predict(z)
+        out = np.empty(len(x))
+        for ens in self.ensembles:
+            rows = np.flatnonzero((horizon >= ens.first) & (horizon <= ens.last))
+            for i in range(0, len(rows), BLOCK_ROWS):
+                block = rows[i : i + BLOCK_ROWS]
+                xb, hb = x[block], horizon[block]
+                out[block] = ens.predict(derive(xb, hb, *profile_features(xb, hb, self.profiles)))
         if self.persist_non_working:
-            out[x[:, _NW] == 1] = 0.0
+            out[target_calendar(x, horizon)[1] == 1] = 0.0
         return out
 
     def predict(self, x):
         x = np.asarray(x, dtype=np.float64)
+        n, H = len(x), F.MAX_HORIZON
+        change = self.change(np.repeat(x, H, axis=0), np.tile(np.arange(1, H + 1), n)).reshape(n, H)
         cap = np.maximum(x[:, _CAP], 1.0)
-        return x[:, F.HISTORY_LEN - 1 : F.HISTORY_LEN] + self.change(x) * cap[:, None]
+        return x[:, F.HISTORY_LEN - 1 : F.HISTORY_LEN] + change * cap[:, None]
 
 
 def load(model_dir, config):
     with open(os.path.join(model_dir, TREES), encoding="utf-8") as f:
-        return GbmForecaster(config, json.load(f))
+        trees = json.load(f)
+    return GbmForecaster(config, trees, velib_profile.load(model_dir, int(config["n_stations"])))

@@ -66,7 +66,8 @@ DEFAULTS: dict[str, Any] = {
         "train_end": None,           # excluded: [train_start, train_end) like every range
     },
     "run": {
-        "default_run_date": None,    # None = yesterday in Europe/Paris
+        "default_run_date": None,    # the evaluation product's day; None = yesterday in Europe/Paris
+        "default_as_of": None,       # the day-ahead and nowcast products' as-of time; None = now
         "timeouts_s": dict(C.STAGE_TIMEOUTS_S),  # Prefect timeout_seconds of each stage
         # refuse a night whose origin has windows for fewer than this share of the network
         "min_station_coverage": C.MIN_STATION_COVERAGE,

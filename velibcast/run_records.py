@@ -165,6 +165,10 @@ class Counts:
     records_sent: int
     predictions_written: int
     forecast_rows: int
+    # station-origins open at their origin (installed and renting) or of unknown state there;
+    # coverage is the share of them with a forecast (every open station is the goal)
+    station_origins_open: int
+    coverage: float
 
 
 @dataclass

@@ -11,12 +11,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.helpers import free_port, wait_for_ping, wait_until
 from velibcast import constants as C
 from velibcast.batch_transform import handlers as H
 from velibcast.batch_transform import server
+from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_errors import ModelLoadError
 
 EXEC_PARAMS = {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
@@ -186,11 +188,12 @@ def test_a_client_disconnect_is_a_json_log_line(srv):
 
 @pytest.fixture(scope="module")
 def velib_srv(tmp_path_factory):
-    """A server of velibcast's own model (transform_code), which validates every field."""
+    """A server of velibcast's own model (transform_code, fitted on a tiny synthetic archive), which
+    validates every field."""
     from velibcast.training.package import extract
-    from velibcast.training.synthetic import untrained_archive
+    from velibcast.training.synthetic import gbm_archive
 
-    model_dir = extract(untrained_archive(20, seed=3), tmp_path_factory.mktemp("velib-model"))
+    model_dir = extract(gbm_archive(20, seed=3), tmp_path_factory.mktemp("velib-model"))
     port = free_port()
     proc = _start(str(model_dir), {"SAGEMAKER_BIND_TO_PORT": str(port)})
     url = f"http://127.0.0.1:{port}"
@@ -208,9 +211,28 @@ def test_deeply_nested_json_is_400_over_http(which, request):
     assert r.status_code == 400 and "nested too deeply" in r.text
 
 
+def test_velib_model_answers_every_output_column_in_range(velib_srv):
+    rows = [[0] * 24 + [7, 1, 0, 0, 20, 1, 48.85, 2.35], [20] * 24 + [23, 4, 0, 1, 20, 2, 48.86, 2.34],
+            [5] * 24 + [12, 6, 1, 0, 0, 0, 48.87, 2.36]]
+    body = "".join(",".join(map(str, r)) + "\n" for r in rows)
+    r = post(velib_srv[0], body, ct="text/csv", accept="text/csv")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert len(lines) == 3
+    for line, row in zip(lines, rows):
+        values = [float(v) for v in line.split(",")]
+        assert len(values) == len(F.OUTPUT_COLUMNS)
+        q = np.array(values).reshape(F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
+        assert (q[:, :4] >= 0).all() and (q[:, :4] <= row[28]).all() and (q[:, :4] == np.round(q[:, :4])).all()
+        assert (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= q[:, 3]).all() and ((q[:, 4:] >= 0) & (q[:, 4:] <= 1)).all()
+    objs = post(velib_srv[0], body, ct="text/csv", accept="application/jsonlines").text.splitlines()
+    assert [[json.loads(o)[c] for c in F.OUTPUT_COLUMNS] for o in objs] == [
+        [float(v) for v in line.split(",")] for line in lines]
+
+
 def test_implausible_numbers_are_400_naming_the_field(velib_srv):
-    feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "non_working_day": 0, "capacity": 2 ** 40,
-             "station_index": 1, "lat": 1000, "lon": 2.35}
+    feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "non_working_day": 0, "non_working_next_day": 0,
+             "capacity": 2 ** 40, "station_index": 1, "lat": 1000, "lon": 2.35}
     r = post(velib_srv[0], json.dumps(feats), ct="application/json", accept="application/json")
     assert r.status_code == 400
     assert f"record 1, field capacity: is {2 ** 40}; must be an integer in [0, 200]" in r.text

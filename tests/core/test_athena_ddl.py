@@ -1,6 +1,7 @@
 """configs/athena/forecasts.sql describes the Parquet the code writes, where it writes it."""
 
 import re
+from datetime import date
 
 import pyarrow as pa
 import pytest
@@ -8,10 +9,15 @@ import pytest
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
 from velibcast.flows import forecasts, score
+from velibcast.flows.products import PRODUCTS
 
 DDL = (CONFIG_DIR / "athena" / "forecasts.sql").read_text()
 HIVE_TYPE = {pa.string(): "string", pa.int8(): "tinyint", pa.int32(): "int", pa.int64(): "bigint",
-             pa.float64(): "double", pa.bool_(): "boolean", pa.timestamp("us", tz="UTC"): "timestamp"}
+             pa.float32(): "float", pa.float64(): "double", pa.bool_(): "boolean",
+             pa.timestamp("us", tz="UTC"): "timestamp"}
+# Hive partition keys, in folder order: Athena reads them from the path, and a table cannot declare
+# a partition key as a column too.
+PARTITION_KEYS = ("product", "run_date")
 
 
 def table_ddl(name: str) -> tuple[str, str]:
@@ -20,19 +26,28 @@ def table_ddl(name: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-@pytest.mark.parametrize("name,schema,prefix", [("forecasts", forecasts.SCHEMA, "forecasts"),
-                                                ("accuracy", score.ACCURACY_SCHEMA, "accuracy")])
-def test_columns_types_and_location_match_the_code(name, schema, prefix):
-    columns, props = table_ddl(name)
-    declared = [tuple(w.rstrip(",") for w in line.split()[:2]) for line in columns.strip().splitlines()]
-    assert declared == [(f.name, HIVE_TYPE[f.type]) for f in schema]
-    root = load_config(CONFIG_DIR / "aws.yaml").root
-    assert f"LOCATION '{st.join(root, prefix)}/'" in props
-    template = st.join(root, prefix, "run_date=${run_date}") + "/"
-    assert f"'storage.location.template'      = '{template}'" in props
-    assert "PARTITIONED BY (run_date string" in props and "'projection.run_date.type'       = 'date'" in props
-    # the partition template is the one forecasts.partition_uri builds
-    from datetime import date
+def declared(block: str) -> list[tuple[str, str]]:
+    """(name, type) of each line of a column or partition list."""
+    pairs = [line.split()[:2] for line in block.strip().splitlines()]
+    return [(name, kind.rstrip(",")) for name, kind in pairs]
 
-    uri = forecasts.partition_uri(root, date(2022, 5, 26)) if name == "forecasts" else score.accuracy_uri(root, date(2022, 5, 26))
-    assert uri == template.replace("${run_date}", "2022-05-26") + forecasts.PART_NAME
+
+@pytest.mark.parametrize("name,schema,uri_of", [("forecasts", forecasts.SCHEMA, forecasts.partition_uri),
+                                                ("accuracy", score.ACCURACY_SCHEMA, score.accuracy_uri)])
+def test_columns_types_partitions_and_location_match_the_code(name, schema, uri_of):
+    columns, props = table_ddl(name)
+    assert declared(columns) == [(f.name, HIVE_TYPE[f.type]) for f in schema if f.name not in PARTITION_KEYS]
+    partitioned = re.search(r"PARTITIONED BY \((.*?)\n\)", props, re.S)
+    assert partitioned and declared(partitioned.group(1)) == [(k, "string") for k in PARTITION_KEYS]
+    root = load_config(CONFIG_DIR / "aws.yaml").root
+    assert f"LOCATION '{st.join(root, name)}/'" in props
+    template = st.join(root, name, "product=${product}", "run_date=${run_date}") + "/"
+    assert f"'storage.location.template'      = '{template}'" in props
+    # every product is projected, and its partition is the folder the code writes
+    values = re.search(r"'projection\.product\.values'\s*=\s*'([^']*)'", props)
+    assert "'projection.product.type'        = 'enum'" in props and values
+    assert sorted(values.group(1).split(",")) == sorted(PRODUCTS)
+    assert "'projection.run_date.type'       = 'date'" in props
+    for product in PRODUCTS:
+        assert uri_of(root, product, date(2022, 5, 26)) == template.replace("${product}", product).replace(
+            "${run_date}", "2022-05-26") + forecasts.PART_NAME

@@ -1,5 +1,6 @@
-"""The forecast dataset as downstream readers see it: pandas, pyarrow.dataset and DuckDB,
-on local paths and on S3 (moto server), including while a date is being republished."""
+"""The forecast dataset as downstream readers see it: pandas, pyarrow.dataset, DuckDB and polars,
+on local paths and on S3 (moto server), including while a date is being republished. The tests
+read it as docs/forecast-dataset.md tells users to."""
 
 import threading
 from datetime import date, datetime, timedelta
@@ -14,16 +15,24 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 
+from tests.helpers import output_line
 from velibcast import storage as st
 from velibcast.flows import forecasts
+from velibcast.flows.products import DAY_AHEAD, EVALUATION, Product
 from velibcast.timeutil import UTC, iso_minute
+from velibcast.transform_code.velib_features import MAX_HORIZON
 
 D1, D2 = date(2022, 5, 25), date(2022, 5, 26)
-HIVE = pads.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
-KEY = ["station_code", "origin_ts", "horizon_h"]
+# what the docs give readers: both partition keys typed, so every reader agrees on them
+HIVE = pads.partitioning(pa.schema([("product", pa.string()), ("run_date", pa.date32())]), flavor="hive")
+KEY = ["product", "station_code", "origin_ts", "horizon_h"]
+# rows published by publish_two_dates, by (product, run_date)
+ROWS = {("evaluation", "2022-05-25"): 3 * 4 * 3, ("evaluation", "2022-05-26"): 2 * 4 * 3,
+        ("day-ahead", "2022-05-26"): 3 * MAX_HORIZON}
 
 
-def night(run_date: date, run_id: str, stations=("16107", "9020", "4006"), origins=4, offset=0) -> pa.Table:
+def night(run_date: date, run_id: str, stations=("16107", "9020", "4006"), origins=4, offset=0,
+          product: Product = EVALUATION) -> pa.Table:
     first = datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC) - timedelta(hours=2)
     sent, lines = {}, []
     for code in stations:
@@ -31,15 +40,17 @@ def night(run_date: date, run_id: str, stations=("16107", "9020", "4006"), origi
             t = first + timedelta(hours=k)
             rid = f"{code}@{iso_minute(t)}"
             sent[rid] = forecasts.SentRecord(code, t, 30, code == "4006")
-            lines.append(f"{rid},{k + offset},{k + offset + 1},{k + offset + 2}")
-    return forecasts.join_predictions(sent, [("o.out", "\n".join(lines).encode())], "csv", "lstm-1", run_id)
+            lines.append(output_line(rid, [min(30, k + offset + h) for h in range(MAX_HORIZON)], 30))
+    return forecasts.join_predictions(sent, [("o.out", "\n".join(lines).encode())], "csv", "gbm-1", run_id, product)
 
 
 def publish_two_dates(storage, root):
-    forecasts.publish(storage, root, D1, night(D1, "run-d1"))
-    forecasts.publish(storage, root, D2, night(D2, "run-d2-a"))
+    forecasts.publish(storage, root, "evaluation", D1, night(D1, "run-d1"))
+    forecasts.publish(storage, root, "evaluation", D2, night(D2, "run-d2-a"))
     # a rerun of D2 replaces it whole: fewer stations, another run
-    forecasts.publish(storage, root, D2, night(D2, "run-d2-b", stations=("16107", "9020"), offset=10))
+    forecasts.publish(storage, root, "evaluation", D2, night(D2, "run-d2-b", stations=("16107", "9020"), offset=10))
+    # the day-ahead product of the same date is a partition of its own: one origin, 24 horizons
+    forecasts.publish(storage, root, "day-ahead", D2, night(D2, "run-da", origins=1, product=DAY_AHEAD))
 
 
 def s3_filesystem(endpoint: str | None) -> pafs.S3FileSystem:
@@ -60,19 +71,24 @@ def dataset_of(root: str, endpoint: str | None = None) -> pads.Dataset:
 
 
 def check_types(schema: pa.Schema):
-    assert schema.field("station_code").type == pa.string()
-    assert schema.field("origin_ts").type == pa.timestamp("us", tz="UTC")
-    assert schema.field("target_ts").type == pa.timestamp("us", tz="UTC")
-    assert schema.field("horizon_h").type == pa.int8()
-    assert schema.field("bikes_pred").type == pa.int32()
-    assert schema.field("run_date").type == pa.date32()
+    """The columns a reader gets: the objects' (forecasts.SCHEMA) and the two partition keys."""
+    assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in forecasts.SCHEMA if f.name != "product"] + [
+        ("product", pa.string()), ("run_date", pa.date32())]
 
 
 def check_content(df: pd.DataFrame):
+    """One run per partition (the rerun's), no key twice, the distribution's columns possible."""
+    df = df.assign(product=df["product"].astype(str), run_date=df["run_date"].astype(str))
     assert not df.duplicated(KEY).any()
-    assert len(df) == 3 * 4 * 3 + 2 * 4 * 3
-    runs = df.groupby(df["run_date"].astype(str))["run_id"].unique().to_dict()
-    assert {k: list(v) for k, v in runs.items()} == {"2022-05-25": ["run-d1"], "2022-05-26": ["run-d2-b"]}
+    assert df.groupby(["product", "run_date"]).size().to_dict() == ROWS
+    runs = df.groupby(["product", "run_date"])["run_id"].unique().to_dict()
+    assert {k: list(v) for k, v in runs.items()} == {("evaluation", "2022-05-25"): ["run-d1"],
+                                                     ("evaluation", "2022-05-26"): ["run-d2-b"],
+                                                     ("day-ahead", "2022-05-26"): ["run-da"]}
+    assert (df["horizon_h"] <= df["product"].map({"evaluation": 3, "day-ahead": MAX_HORIZON})).all()
+    assert ((0 <= df["bikes_p10"]) & (df["bikes_p10"] <= df["bikes_p50"]) & (df["bikes_p50"] <= df["bikes_p90"])
+            & (df["bikes_p90"] <= df["capacity"])).all()
+    assert df[["p_empty", "p_full"]].stack().between(0, 1).all() and (df["fallback"] == "").all()
 
 
 @pytest.fixture
@@ -86,22 +102,24 @@ def test_pyarrow_dataset_reads_types_and_one_run_per_date(any_root, storage, end
     check_types(ds.schema)
     table = ds.to_table()
     check_content(table.to_pandas())
-    d2 = ds.to_table(filter=pads.field("run_date") == D2)
+    d2 = ds.to_table(filter=(pads.field("product") == "evaluation") & (pads.field("run_date") == D2))
     assert d2.num_rows == 24 and set(d2.column("run_id").to_pylist()) == {"run-d2-b"}
 
 
 def test_pandas_reads_the_dataset(any_root, storage, endpoint):
     publish_two_dates(storage, any_root)
     path = st.join(any_root, "forecasts")
-    if endpoint:
-        df = pd.read_parquet(path.removeprefix("s3://"), filesystem=s3_filesystem(endpoint), partitioning=HIVE)
-    else:
-        df = pd.read_parquet(path, partitioning=HIVE)
-    assert df["station_code"].map(type).eq(str).all()
-    assert str(df["origin_ts"].dtype) == "datetime64[us, UTC]"
-    assert df["horizon_h"].dtype == "int8" and df["bikes_pred"].dtype == "int32"
-    df["run_date"] = df["run_date"].astype(str)
-    check_content(df)
+    # with no partitioning given (pandas infers both keys from the folders), and with the typed keys
+    fs = {"filesystem": s3_filesystem(endpoint)} if endpoint else {}
+    path = path.removeprefix("s3://")
+    for df in (pd.read_parquet(path, **fs), pd.read_parquet(path, partitioning=HIVE, **fs)):
+        assert df["station_code"].map(type).eq(str).all()
+        assert str(df["origin_ts"].dtype) == "datetime64[us, UTC]"
+        assert df["horizon_h"].dtype == "int8" and df["bikes_pred"].dtype == df["bikes_p90"].dtype == "int32"
+        assert df["p_empty"].dtype == df["p_full"].dtype == "float32"
+        check_content(df)
+    day_ahead = pd.read_parquet(path, filters=[("product", "=", "day-ahead")], **fs)
+    assert len(day_ahead) == ROWS["day-ahead", "2022-05-26"] and set(day_ahead["run_id"]) == {"run-da"}
 
 
 def test_duckdb_reads_the_dataset(any_root, storage, endpoint):
@@ -110,19 +128,45 @@ def test_duckdb_reads_the_dataset(any_root, storage, endpoint):
     # DuckDB scans a pyarrow dataset object in place (its S3 extension is not needed).
     ds = dataset_of(any_root, endpoint)
     con.register("forecasts", ds)
-    types = dict(con.sql("select column_name, column_type from (describe forecasts)").fetchall())
-    assert types["station_code"] == "VARCHAR" and types["origin_ts"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["horizon_h"] == "TINYINT" and types["bikes_pred"] == "INTEGER" and types["run_date"] == "DATE"
-    rows = con.sql("select run_date, count(*), count(distinct run_id), "
-                   "count(*) - count(distinct (station_code, origin_ts, horizon_h)) "
-                   "from forecasts group by run_date order by run_date").fetchall()
-    assert rows == [(D1, 36, 1, 0), (D2, 24, 1, 0)]
+    check_duckdb_types(con, "forecasts")
+    by_partition = ("select product, run_date, count(*), count(distinct run_id), "
+                    "count(*) - count(distinct (station_code, origin_ts, horizon_h)) "
+                    "from {} group by product, run_date order by product, run_date")
+    expected = [("day-ahead", D2, 3 * MAX_HORIZON, 1, 0), ("evaluation", D1, 36, 1, 0), ("evaluation", D2, 24, 1, 0)]
+    assert con.sql(by_partition.format("forecasts")).fetchall() == expected
     if endpoint is None:
         # Locally DuckDB globs the files itself; `part-0.parquet` keeps in-flight temp files out.
-        glob = st.join(any_root, "forecasts", "run_date=*", forecasts.PART_NAME)
-        n = con.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning = true) "
-                    f"where run_date = DATE '{D2}'").fetchall()[0][0]
-        assert n == 24
+        for glob in (st.join(any_root, "forecasts", "*", "*", forecasts.PART_NAME),
+                     st.join(any_root, "forecasts", "**", forecasts.PART_NAME)):
+            scan = f"read_parquet('{glob}', hive_partitioning = true)"
+            check_duckdb_types(con, scan)
+            assert con.sql(by_partition.format(scan)).fetchall() == expected
+            n = con.sql(f"select count(*) from {scan} "
+                        f"where product = 'evaluation' and run_date = DATE '{D2}'").fetchall()[0][0]
+            assert n == 24
+
+
+def check_duckdb_types(con, relation: str):
+    types = dict(con.sql(f"select column_name, column_type from (describe select * from {relation})").fetchall())
+    assert types["station_code"] == "VARCHAR" and types["origin_ts"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["horizon_h"] == "TINYINT" and types["bikes_pred"] == types["bikes_p10"] == "INTEGER"
+    assert types["p_empty"] == "FLOAT" and types["fallback"] == types["product"] == "VARCHAR"
+    assert types["run_date"] == "DATE"
+
+
+def test_polars_reads_the_dataset(any_root, storage, endpoint):
+    publish_two_dates(storage, any_root)
+    glob = st.join(any_root, "forecasts", "**", forecasts.PART_NAME)
+    options = ({"aws_endpoint_url": endpoint, "aws_region": "eu-west-3", "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing", "aws_allow_http": "true"} if endpoint else None)
+    lf = pl.scan_parquet(glob, hive_partitioning=True, storage_options=options)
+    schema = lf.collect_schema()
+    assert schema["station_code"] == pl.String and schema["origin_ts"] == pl.Datetime("us", "UTC")
+    assert schema["horizon_h"] == pl.Int8 and schema["bikes_p50"] == pl.Int32 and schema["p_full"] == pl.Float32
+    assert schema["product"] == pl.String and schema["run_date"] == pl.Date
+    check_content(lf.collect().to_pandas())
+    day_ahead = lf.filter((pl.col("product") == "day-ahead") & (pl.col("run_date") == D2)).collect()
+    assert day_ahead.height == 3 * MAX_HORIZON and day_ahead["horizon_h"].max() == MAX_HORIZON
 
 
 def test_a_temporary_file_left_by_a_killed_writer_is_not_counted_by_duckdb_or_polars_globs(tmp_path, storage):
@@ -149,12 +193,17 @@ def big_night(run_id: str, seed: int, n_stations: int = 1500) -> pa.Table:
     origins = [datetime(2022, 5, 25, 22, tzinfo=UTC) + timedelta(hours=k) for k in range(24)]
     origin = pa.array(np.repeat(np.tile(np.array(origins, dtype=object), n_stations), 3), pa.timestamp("us", tz="UTC"))
     horizon = np.tile([1, 2, 3], n // 3)
+    bikes = rng.integers(0, 40, n)
     return pa.table({
         "station_code": np.repeat([str(10000 + i) for i in range(n_stations)], 72),
         "origin_ts": origin, "horizon_h": pa.array(horizon, pa.int8()),
         "target_ts": pa.compute.add(origin, pa.array((horizon * 3_600_000_000).astype("int64"), pa.duration("us"))),
-        "bikes_pred": pa.array(rng.integers(0, 40, n), pa.int32()), "capacity": pa.array(np.full(n, 40), pa.int32()),
-        "unknown_station": np.zeros(n, bool), "model_version": np.full(n, "lstm-1"), "run_id": np.full(n, run_id),
+        "bikes_pred": pa.array(bikes, pa.int32()), "bikes_p10": pa.array(np.maximum(bikes - 3, 0), pa.int32()),
+        "bikes_p50": pa.array(bikes, pa.int32()), "bikes_p90": pa.array(np.minimum(bikes + 3, 40), pa.int32()),
+        "p_empty": pa.array(rng.random(n), pa.float32()), "p_full": pa.array(rng.random(n), pa.float32()),
+        "capacity": pa.array(np.full(n, 40), pa.int32()), "unknown_station": np.zeros(n, bool),
+        "fallback": np.full(n, ""), "product": np.full(n, "evaluation"), "model_version": np.full(n, "gbm-1"),
+        "run_id": np.full(n, run_id),
     }, schema=forecasts.SCHEMA)
 
 
@@ -165,7 +214,7 @@ def whole_object_read(storage, root) -> pa.Table:
     import pyarrow.parquet as pq
 
     parts = [o.uri for o in storage.list(st.join(root, "forecasts") + "/")
-             if o.uri.endswith("/" + forecasts.PART_NAME) and "run_date=2022-05-26" in o.uri]
+             if o.uri.endswith("/" + forecasts.PART_NAME) and "product=evaluation/run_date=2022-05-26" in o.uri]
     return pa.concat_tables([pq.read_table(io.BytesIO(storage.read_bytes(u))) for u in parts])
 
 
@@ -179,15 +228,15 @@ def test_readers_never_see_a_partial_or_doubled_date_while_it_is_republished(any
     while a reader that GETs each object whole always succeeds."""
     versions = {"run-a": big_night("run-a", 1), "run-b": big_night("run-b", 2, n_stations=1400)}
     preds = {k: v.column("bikes_pred") for k, v in versions.items()}
-    forecasts.publish(storage, any_root, D1, night(D1, "run-d1"))
-    forecasts.publish(storage, any_root, D2, versions["run-a"])
+    forecasts.publish(storage, any_root, "evaluation", D1, night(D1, "run-d1"))
+    forecasts.publish(storage, any_root, "evaluation", D2, versions["run-a"])
     done = threading.Event()
     errors = []
 
     def writer():
         try:
             for i in range(20):
-                forecasts.publish(storage, any_root, D2, versions[("run-b", "run-a")[i % 2]])
+                forecasts.publish(storage, any_root, "evaluation", D2, versions[("run-b", "run-a")[i % 2]])
         except Exception as e:  # surfaced by the main thread
             errors.append(e)
         finally:
@@ -212,7 +261,8 @@ def test_readers_never_see_a_partial_or_doubled_date_while_it_is_republished(any
             ds = dataset_of(any_root, endpoint)  # listing again each time, as a new reader would
             try:
                 con.register("f", ds)
-                table = con.sql(f"select * exclude (run_date) from f where run_date = DATE '{D2}'").arrow()
+                table = con.sql(f"select * exclude (product, run_date) from f "
+                                f"where product = 'evaluation' and run_date = DATE '{D2}'").arrow()
                 table = table.read_all() if hasattr(table, "read_all") else table
                 check(table.sort_by([("station_code", "ascending"), ("origin_ts", "ascending"), ("horizon_h", "ascending")]))
                 ok += 1
@@ -228,4 +278,4 @@ def test_readers_never_see_a_partial_or_doubled_date_while_it_is_republished(any
     assert not errors, errors
     assert ok >= 3
     con.register("f", dataset_of(any_root, endpoint))
-    assert con.sql("select count(*) - count(distinct (station_code, origin_ts, horizon_h, run_date)) from f").fetchall() == [(0,)]
+    assert con.sql("select count(*) - count(distinct (product, station_code, origin_ts, horizon_h)) from f").fetchall() == [(0,)]

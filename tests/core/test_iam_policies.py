@@ -20,6 +20,7 @@ import pytest
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
 from velibcast.flows import forecasts, manifest
+from velibcast.flows.products import PRODUCTS
 from velibcast.timeutil import UTC
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,7 +267,8 @@ def _run_objects(root: str) -> list[str]:
     d = date(2022, 5, 26)
     run_dir = manifest.run_dir(root, "2022-05-26_abcd1234_lstm-1")
     return [
-        forecasts.partition_uri(root, d), lock_uri(root, d), accuracy_uri(root, d),
+        *(uri for p in PRODUCTS for uri in (forecasts.partition_uri(root, p, d), lock_uri(root, p, d),
+                                            accuracy_uri(root, p, d))),
         manifest.manifest_uri(root, "2022-05-26_abcd1234_lstm-1"),
         st.join(run_dir, "attempts", "2026-01-01T00-00-00.json"), st.join(run_dir, "stages", "windows.json"),
         st.join(run_dir, "windows", "index.parquet"), st.join(run_dir, "report.png"),
@@ -327,9 +329,10 @@ def test_execution_role_reads_inputs_and_model_and_writes_only_outputs(aws_cfg):
     assert allows(policy, "s3:GetObject", s3_arn(shard))
     assert can_list(policy, st.join(run_dir, "transform", "input") + "/")
     assert allows(policy, "s3:PutObject", s3_arn(out))
-    for uri in (forecasts.partition_uri(root, date(2022, 5, 26)), manifest.manifest_uri(root, "r"), model, shard):
+    published = [forecasts.partition_uri(root, p, date(2022, 5, 26)) for p in PRODUCTS]
+    for uri in (*published, manifest.manifest_uri(root, "r"), model, shard):
         assert not allows(policy, "s3:PutObject", s3_arn(uri)), uri
-    assert not allows(policy, "s3:GetObject", s3_arn(forecasts.partition_uri(root, date(2022, 5, 26))))
+    assert not any(allows(policy, "s3:GetObject", s3_arn(uri)) for uri in published)
     assert not can_list(policy, root + "/")
     assert not any(a.startswith(("s3:Delete", "iam:", "sagemaker:")) for a in actions_of(policy))
     region = aws_cfg["transform"]["sagemaker"]["region"]

@@ -21,7 +21,7 @@ from velibcast.run_records import (
 def _manifest(**counts_over):
     counts = dict(stations_seen=2, origins=1, windows_emitted=2, windows_skipped=0, records_rejected={},
                   objects_rejected={}, windows_skipped_by_reason={}, windows_unknown_station=0, records_sent=2,
-                  predictions_written=2, forecast_rows=6)
+                  predictions_written=2, forecast_rows=6, station_origins_open=2, coverage=1.0)
     counts.update(counts_over)
     return Manifest(run_id="r", attempt="a", started_at="s", finished_at="f", parameters={}, counts=Counts(**counts),
                     skips={}, data_quality=None, transform_input_layout={}, transform_job={}, timings_s={},
@@ -40,6 +40,8 @@ def test_a_record_survives_its_round_trip_typed():
     ("forecast_rows", "6", "'forecast_rows' is str"),
     ("forecast_rows", True, "'forecast_rows' is bool"),
     ("windows_skipped_by_reason", {"stale": "3"}, "windows_skipped_by_reason['stale']"),
+    ("coverage", "0.99", "'coverage' is str"),
+    ("station_origins_open", None, "'station_origins_open' is NoneType"),
 ])
 def test_a_field_of_the_wrong_type_is_named(field, value, message):
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -225,11 +225,12 @@ def test_every_bundled_real_snapshot_takes_the_fast_path():
     """The parity property holds trivially if the fast path always gives up: the real feed must not."""
     root = str(st.local_path(__file__).parents[2] / "sample_data")
     storage = st.Storage()
-    refs = list_snapshots(storage, root, datetime(2022, 5, 22, tzinfo=UTC), datetime(2022, 5, 28, tzinfo=UTC))
+    refs = list_snapshots(storage, root, datetime(2022, 5, 12, tzinfo=UTC), datetime(2022, 5, 28, tzinfo=UTC))
+    assert len(refs) > 300
     with mock.patch("velibcast.datasets.snapshots.parse_snapshot", side_effect=AssertionError("record path")):
         for ref in refs[::7]:
             cols = parse_snapshot_columns(storage.read_bytes(ref.uri), ref, ValidationPolicy(), SkipReport())
-            assert len(cols) > 1000
+            assert len(cols) > 300  # three real snapshots are partial (sample_data/README.md), none empty
 
 
 @pytest.mark.parametrize("body, lines", [

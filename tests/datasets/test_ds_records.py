@@ -28,7 +28,7 @@ def win(code="16107", hour=22, bikes=3, n=1):
     """A batch of n windows of one origin (codes code, code+"1", ... when n > 1)."""
     codes = [code] if n == 1 else [f"{code}{i}" for i in range(n)]
     return WindowBatch(utc(f"2022-05-24T{hour:02d}:00Z"), np.array(codes, dtype=object),
-                       np.full((n, 24), bikes, dtype=np.int64), (0, 2, 0), np.full(n, 35), np.full(n, 12),
+                       np.full((n, 24), bikes, dtype=np.int64), (0, 2, 0, 1), np.full(n, 35), np.full(n, 12),
                        np.full(n, 48.865983), np.full(n, 2.275725), np.zeros(n, bool),
                        np.array([c.encode() for c in codes], dtype="S"))
 
@@ -36,7 +36,7 @@ def win(code="16107", hour=22, bikes=3, n=1):
 def test_csv_layout_filters_follow_columns():
     lay = csv_layout()
     assert lay.columns == ["record_id", *FEATURE_COLUMNS]
-    assert lay.input_filter == "$[1:]" and lay.output_filter == "$[0,-3:]"
+    assert lay.input_filter == "$[1:]" and lay.output_filter == f"$[0,-{len(OUTPUT_COLUMNS)}:]"
     assert lay.output_columns == ["record_id", *OUTPUT_COLUMNS]
     # another leading column moves the filter with it
     assert csv_layout(["record_id", "batch", *FEATURE_COLUMNS]).input_filter == "$[2:]"
@@ -59,7 +59,7 @@ def test_csv_shards_no_header_and_row_shape(any_root, storage):
     lines = storage.read_text(uris[0]).splitlines()
     assert lines[0].split(",")[0] == "16107@2022-05-24T22:00Z"  # no header line
     assert len(lines[0].split(",")) == 1 + len(FEATURE_COLUMNS)
-    assert lines[0].endswith(",3,0,2,0,35,12,48.865983,2.275725")
+    assert lines[0].endswith(",3,0,2,0,1,35,12,48.865983,2.275725")
 
 
 def test_csv_rows_print_as_python_would(tmp_path, storage):
@@ -76,8 +76,9 @@ def test_jsonl_record_shape(tmp_path, storage):
     [uri] = write_transform_inputs(storage, [win()], str(tmp_path / "in"), "jsonl")
     d = json.loads(storage.read_text(uri))
     assert d == {"record_id": "16107@2022-05-24T22:00Z", "station_code": "16107", "origin_ts": "2022-05-24T22:00:00Z",
-                 "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "non_working_day": 0, "capacity": 35,
-                              "station_index": 12, "lat": 48.865983, "lon": 2.275725}}
+                 "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "non_working_day": 0,
+                              "non_working_next_day": 1, "capacity": 35, "station_index": 12, "lat": 48.865983,
+                              "lon": 2.275725}}
 
 
 def test_shards_respect_size_and_count(tmp_path, storage):

@@ -46,6 +46,17 @@ def test_list_by_capture_time_reads_both_layouts_and_only_needed_days(any_root, 
     assert "same capture as" in report.examples["duplicate_snapshot"][0]
 
 
+def test_nothing_captured_after_as_of_is_listed(any_root, storage):
+    caps = ["2022-05-23T23:38:08Z", "2022-05-24T00:00:00Z", "2022-05-24T00:00:01Z", "2022-05-24T02:34:53Z"]
+    for i, c in enumerate(caps):
+        write_snapshot(storage, any_root, utc(c), [rec()], layout="flat" if i % 2 else "partitioned")
+    start, end = utc("2022-05-23T00:00Z"), utc("2022-05-25T00:00Z")
+    listed = [r.capture_ts for r in list_snapshots(storage, any_root, start, end, as_of=utc("2022-05-24T00:00Z"))]
+    assert listed == [utc(c) for c in caps[:2]]  # a capture exactly at as_of was taken by then
+    assert list_snapshots(storage, any_root, start, end, as_of=utc("2022-05-23T12:00Z")) == []
+    assert len(list_snapshots(storage, any_root, start, end, as_of=utc("2022-05-26T00:00Z"))) == 4  # end still holds
+
+
 def test_keys_are_matched_whole_and_misfiled_captures_counted(any_root, storage):
     """Issue 9: `x<ts>`, `date=D/sub/<ts>`, an impossible time and a capture under another date's
     folder were read as snapshots, raised a bare ValueError, or were ignored and counted nowhere."""
@@ -103,7 +114,7 @@ def test_read_v21_records_and_obs_time(any_root, storage):
 
 def test_real_bundled_sample_reads_clean(storage):
     root = str(st.local_path(__file__).parents[2] / "sample_data")
-    refs = list_snapshots(storage, root, utc("2022-05-22T00:00Z"), utc("2022-05-28T00:00Z"))
+    refs = list_snapshots(storage, root, utc("2022-05-22T23:30Z"), utc("2022-05-28T00:00Z"))
     assert len(refs) == 85
     report = SkipReport()
     recs = read_snapshot(storage, refs[0], ValidationPolicy(), report)

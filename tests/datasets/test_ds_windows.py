@@ -1,4 +1,4 @@
-"""Windows: the rule of issue 2 step 4, checked by hand cases and by an independent recomputation on real data.
+"""Windows: the rule (datasets.windows), checked by hand cases and by an independent recomputation on real data.
 
 Every case reads what the one window path (datasets.assemble.assemble_transform_inputs, which the
 nightly flow, the CLI and the bench run) wrote: the CSV shards and the record index.
@@ -25,17 +25,24 @@ from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import snapshot_uri, write_snapshot
 from velibcast.datasets.windows import (
+    WindowSummary,
     batches_from_grid,
     build_state_grid,
     history_hours,
     iter_state_grids,
+    latest_origin,
     origins_for_range,
     origins_for_run_date,
-    static_time_features,
 )
 from velibcast.errors import DataError
-from velibcast.timeutil import iso_minute, parse_iso_minute, parse_key_time
-from velibcast.transform_code.velib_features import FEATURE_COLUMNS, HISTORY_LEN, UNKNOWN_STATION_INDEX
+from velibcast.timeutil import PARIS, iso_minute, parse_iso_minute, parse_key_time
+from velibcast.transform_code.velib_features import (
+    FEATURE_COLUMNS,
+    HISTORY_LEN,
+    TIME_FEATURES,
+    UNKNOWN_STATION_INDEX,
+    time_features,
+)
 
 H = timedelta(hours=1)
 
@@ -55,24 +62,6 @@ def test_origins_for_range_is_inclusive_exclusive():
     assert o == [utc("2022-05-23T01:00Z"), utc("2022-05-23T02:00Z")]
 
 
-def test_static_features_in_paris_time():
-    # 2022-05-28 is a Saturday; 22:00Z is Sunday 00:00 in Paris (UTC+2)
-    assert static_time_features(utc("2022-05-28T22:00Z")) == (0, 6, 1)
-    assert static_time_features(utc("2022-05-23T10:00Z")) == (12, 0, 0)
-    assert static_time_features(utc("2022-01-03T10:00Z")) == (11, 0, 0)  # UTC+1 in winter
-
-
-def test_public_holidays_are_non_working_days_in_paris_time():
-    # Ascension 2022 is Thursday 05-26: its first Paris hour is 05-25T22:00Z, its last 05-26T21:00Z.
-    assert static_time_features(utc("2022-05-25T21:00Z")) == (23, 2, 0)
-    assert static_time_features(utc("2022-05-25T22:00Z")) == (0, 3, 1)
-    assert static_time_features(utc("2022-05-26T21:00Z")) == (23, 3, 1)
-    # Friday 05-27 is a bridge day: a working day by decision (velib_features.is_non_working_day).
-    assert static_time_features(utc("2022-05-27T08:00Z"))[2] == 0
-    assert static_time_features(utc("2024-05-09T08:00Z"))[2] == 1  # Ascension 2024 (Easter-derived)
-    assert static_time_features(utc("2022-07-14T08:00Z"))[2] == 1  # fixed-date holiday
-
-
 def hourly_store(storage, root, t0, n_hours, make):
     """A snapshot captured 10 min after each hour; make(i, capture) -> list of records."""
     for i in range(n_hours):
@@ -88,12 +77,12 @@ def _value(text: str):
     return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
-def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, out=None):
+def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, out=None, as_of=None):
     """Run the one window path; return ({record_id: feature row read back from the shards}, result, index rows)."""
     out = out or root + "/assembled"
     result = assemble_transform_inputs(storage, root, origins, out + "/in", station_index=index or {},
                                        max_staleness=timedelta(hours=staleness), policy=ValidationPolicy(),
-                                       index_uri=out + "/index.parquet", chunk_hours=chunk_hours)
+                                       index_uri=out + "/index.parquet", chunk_hours=chunk_hours, as_of=as_of)
     rows = {}
     for uri in result["shards"]:
         for line in storage.read_text(uri).splitlines():
@@ -123,11 +112,28 @@ def test_window_values_oldest_first_and_features(any_root, storage):
     row = ws["A@2022-05-24T04:00Z"]
     # state at h is the record observed at h-55min (obs h+5min is after h)
     assert row[:24] == list(range(4, 28))
-    assert row[24:] == [6, 1, 0, 40, 7, 48.85, 2.35]
+    assert row[24:] == [6, 1, 0, 0, 40, 7, 48.85, 2.35]
     assert len(row) == len(FEATURE_COLUMNS)
     assert report["counts"] == {}
     assert index_rows == [{"record_id": "A@2022-05-24T04:00Z", "station_code": "A", "origin_ts": t,
                            "capacity": 40, "unknown_station": False}]
+
+
+def test_time_features_are_the_contracts_in_paris_time(tmp_path, storage):
+    """The calendar columns are velib_features.time_features of the origin in Europe/Paris time, in
+    both formats. Ascension 2022 is Thursday 05-26 (Paris UTC+2); Friday 05-27 is a working day."""
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 94, lambda i, cap: [rec("A", due=due(cap))])
+    origins = [utc("2022-05-25T21:00Z"), utc("2022-05-25T22:00Z"), utc("2022-05-26T21:00Z")]
+    rows, _, _ = assembled(storage, root, origins)
+    got = {rid: tuple(row[24:24 + len(TIME_FEATURES)]) for rid, row in rows.items()}
+    assert got == {"A@2022-05-25T21:00Z": (23, 2, 0, 1), "A@2022-05-25T22:00Z": (0, 3, 1, 0),
+                   "A@2022-05-26T21:00Z": (23, 3, 1, 0)}
+    assert all(got[f"A@{iso_minute(t)}"] == time_features(t.astimezone(PARIS)) for t in origins)
+    result = assemble_transform_inputs(storage, root, origins[:1], root + "/jsonl", fmt="jsonl")
+    [line] = storage.read_text(result["shards"][0]).splitlines()
+    features = json.loads(line)["features"]
+    assert [features[f] for f in TIME_FEATURES] == [23, 2, 0, 1]
 
 
 def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
@@ -144,20 +150,56 @@ def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
         # "stale" stops 3 h 1 s before t -> unusable at t
         out.append(rec("stale", due=due(min(h, t - 3 * H - timedelta(seconds=1)))))
         if i >= 10:
-            out.append(rec("young", due=due(h)))  # no state for the first hours of the window
+            out.append(rec("young", due=due(h)))  # no state for the first hours of the window: filled
+        if i == 30:
+            out.append(rec("late", due=due(cap)))  # first observed after t
         return out
 
     hourly_store(storage, root, T0, 31, make)
     ws, report, index_rows = run(storage, root, [t], {"ok": 1, "gone": 2})
-    assert sorted(r.split("@")[0] for r in ws) == ["edge", "ok"]
-    assert report["counts"] == {"not_installed": 1, "not_renting": 1, "stale_history": 1, "missing_history": 1,
-                                "missing_station": 1, "unknown_station": 1}
-    assert report["examples"]["stale_history"] == [
-        "origin 2022-05-24T06:00Z: a state of t-23h..t is older than max_staleness; e.g. stations stale"]
+    assert sorted(r.split("@")[0] for r in ws) == ["edge", "ok", "young"]
+    assert report["counts"] == {"not_installed": 1, "not_renting": 1, "stale_at_origin": 1, "missing_at_origin": 1,
+                                "missing_station": 1, "unknown_station": 2, "filled_history": 1, "filled_hours": 3}
+    assert report["examples"]["stale_at_origin"] == [
+        "origin 2022-05-24T06:00Z: the state at t is older than max_staleness; e.g. stations stale"]
+    assert report["examples"]["missing_at_origin"] == ["origin 2022-05-24T06:00Z: no record at or before t; e.g. stations late"]
     assert "e.g. gone" in report["examples"]["missing_station"][0]
     assert ws["edge@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == UNKNOWN_STATION_INDEX
     assert ws["ok@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == 1
-    assert {r["station_code"]: r["unknown_station"] for r in index_rows} == {"edge": True, "ok": False}
+    assert {r["station_code"]: r["unknown_station"] for r in index_rows} == {"edge": True, "ok": False, "young": True}
+
+
+def test_quiet_hours_are_carried_forward_and_the_first_backward(tmp_path, storage):
+    """A station absent from the captures of hours 10..15 keeps its hour-9 record while it is usable
+    (to hour 12: 3 h, inclusive), then that state is carried to hours 13..15; a station first seen at
+    hour 12 takes that first state for the hours of its window before it."""
+    root = str(tmp_path)
+
+    def make(i, cap):
+        h = T0 + i * H
+        out = [rec("ok", bikes=i % 7, due=due(h))]
+        if not 10 <= i <= 15:
+            out.append(rec("quiet", bikes=i, due=due(h)))
+        if i >= 12:
+            out.append(rec("young", bikes=i, due=due(h)))
+        return out
+
+    hourly_store(storage, root, T0, 31, make)
+    t = T0 + 30 * H  # window hours 7 .. 30
+    rows, result, _ = assembled(storage, root, [t, t - H])
+    assert rows[f"quiet@{iso_minute(t)}"][:24] == [7, 8, 9, 9, 9, 9, 9, 9, 9, *range(16, 31)]
+    assert rows[f"young@{iso_minute(t)}"][:24] == [12] * 6 + list(range(12, 31))[1:]
+    assert rows[f"ok@{iso_minute(t)}"][:24] == [i % 7 for i in range(7, 31)]
+    counts = result["report"]["counts"]
+    # t: quiet 3 filled hours, young 5; t - 1 h (hours 6 .. 29): quiet 3, young 6
+    assert (counts["filled_history"], counts["filled_hours"]) == (4, 17)
+    assert not set(counts) & {"missing_at_origin", "stale_at_origin", "not_installed", "not_renting"}
+    summary = result["summary"]
+    assert summary["by_origin"] == {
+        iso_minute(t - H): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 9},
+        iso_minute(t): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 8},
+    }
+    assert (summary["windows_filled"], summary["hours_filled"], summary["open_coverage"]) == (4, 17, 1.0)
 
 
 def test_no_duedate_uses_capture_and_ties_go_to_latest_capture(tmp_path, storage):
@@ -185,8 +227,10 @@ def test_late_capture_of_an_earlier_observation_counts(tmp_path, storage):
 
 
 # ---------------------------------------------------------------- independent recomputation on real data
-def naive_windows(root: str, origins, staleness_h=3):
-    """Straight from the rule, with its own reader: every snapshot in the store, all records."""
+def naive_windows(root: str, origins, staleness_h=3, as_of=None):
+    """Straight from the rule, with its own reader: every snapshot in the store (captured at or
+    before as_of), all records. Returns {record_id: (history, capacity, lat, lon)} and
+    {origin: [windows with filled hours, hours filled]}."""
     import glob
     import os
 
@@ -194,11 +238,13 @@ def naive_windows(root: str, origins, staleness_h=3):
     for path in glob.glob(os.path.join(root, "velib", "snapshots", "**", "*.jsonl.gz"), recursive=True):
         name = os.path.basename(path)[: -len(".jsonl.gz")]
         cap = parse_key_time(name)
+        if as_of is not None and cap > as_of:
+            continue
         for line in gzip.decompress(open(path, "rb").read()).splitlines():
             d = json.loads(line)
             obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
             by_station.setdefault(d["stationcode"], []).append((obs, cap, d))
-    out = {}
+    out, filled = {}, {t: [0, 0] for t in origins}
     for code, recs in by_station.items():
         recs.sort(key=lambda x: (x[0], x[1]))
 
@@ -211,29 +257,39 @@ def naive_windows(root: str, origins, staleness_h=3):
             return recs[k][2]
 
         for t in origins:
+            last = state(t)
+            if last is None or last["is_installed"] != "OUI" or last["is_renting"] != "OUI":
+                continue
             states = [state(t - k * H) for k in range(23, -1, -1)]
-            if any(s is None for s in states):
-                continue
-            last = states[-1]
-            if last["is_installed"] != "OUI" or last["is_renting"] != "OUI":
-                continue
-            out[f"{code}@{iso_minute(t)}"] = ([s["numbikesavailable"] for s in states], last["capacity"],
-                                                  last["coordonnees_geo"]["lat"], last["coordonnees_geo"]["lon"])
-    return out
+            history = []
+            for k, s in enumerate(states):
+                if s is None:
+                    earlier = [e for e in states[:k] if e is not None]
+                    s = earlier[-1] if earlier else next(e for e in states[k:] if e is not None)
+                history.append(s["numbikesavailable"])
+            gaps = sum(s is None for s in states)
+            filled[t][0] += gaps > 0
+            filled[t][1] += gaps
+            out[f"{code}@{iso_minute(t)}"] = (history, last["capacity"],
+                                              last["coordonnees_geo"]["lat"], last["coordonnees_geo"]["lon"])
+    return out, filled
 
 
 def test_windows_match_independent_recomputation_on_real_data(real_store, storage, tmp_path):
     origins = origins_for_run_date(date(2022, 5, 25))[::5] + origins_for_range(utc("2022-05-26T21:00Z"), utc("2022-05-26T23:00Z"))
-    expected = naive_windows(real_store, origins)
+    expected, filled = naive_windows(real_store, origins)
     rows, result, _ = assembled(storage, real_store, origins, chunk_hours=3, out=str(tmp_path / "a"))
     got = {rid: (row[:24], row[FEATURE_COLUMNS.index("capacity")], row[FEATURE_COLUMNS.index("lat")],
                  row[FEATURE_COLUMNS.index("lon")]) for rid, row in rows.items()}
-    assert len(expected) > 8000
+    assert len(expected) > 9500
     assert got.keys() == expected.keys()
     assert got == expected
+    by_origin = result["summary"]["by_origin"]
+    assert {t: [by_origin[iso_minute(t)][k] for k in ("windows_filled", "hours_filled")] for t in origins} == filled
+    assert sum(w for w, _ in filled.values()) > 200  # the real night has quiet stations to fill
     for rid, row in rows.items():  # the time features are the origin's, in Paris time
         t = parse_iso_minute(rid.split("@")[1])
-        assert tuple(row[24:24 + len(static_time_features(t))]) == static_time_features(t)
+        assert tuple(row[24:24 + len(TIME_FEATURES)]) == time_features(t.astimezone(PARIS))
 
 
 def test_streaming_chunks_give_the_same_windows(real_store, storage, tmp_path):
@@ -242,6 +298,7 @@ def test_streaming_chunks_give_the_same_windows(real_store, storage, tmp_path):
     b, rb, _ = assembled(storage, real_store, origins, chunk_hours=100, out=str(tmp_path / "b"))
     assert a == b and len(a) > 5000
     assert ra["report"]["counts"] == rb["report"]["counts"]
+    assert ra["summary"]["by_origin"] == rb["summary"]["by_origin"]
 
 
 def test_grid_masks_are_consistent(real_store, storage):
@@ -288,7 +345,7 @@ def test_the_window_path_imports_nothing_once_loaded(tmp_path):
         "print(r['summary']['windows_emitted'], *sorted(set(sys.modules) - before))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert out.stdout.split() == ["28068"]
+    assert out.stdout.split() == ["33544"]
 
 
 def test_the_record_index_is_written_in_row_groups_of_many_origins(any_root, storage, monkeypatch):
@@ -346,24 +403,121 @@ def test_a_failed_assembly_leaves_no_index_writer_behind(tmp_path, storage, monk
     assert not storage.exists(root + "/index.parquet")
 
 
-def test_skip_counts_follow_the_rule_origin_by_origin(real_store, storage):
-    """Every origin's masks are computed at once (running counts over the grid); recomputed here
-    one origin at a time from the rule, the counts agree, and every station-origin is emitted
-    or counted once."""
+def test_windows_and_counts_follow_the_rule_station_by_station(real_store, storage):
+    """The grid's windows recomputed cell by cell in plain Python from the rule: the same reasons,
+    the same histories, the same filled counts, and every station-origin emitted or counted once."""
     origins = origins_for_run_date(date(2022, 5, 25))
     [(chunk, grid)] = list(iter_state_grids(storage, real_store, origins, SkipReport()))
-    report = SkipReport()
-    emitted = {b.origin_ts: len(b) for b in batches_from_grid(grid, chunk, {"16107": 1}, report)}
+    report, summary = SkipReport(), WindowSummary()
+    got = {(b.origin_ts, code): hist for b in batches_from_grid(grid, chunk, {"16107": 1}, report, summary=summary)
+           for code, hist in zip(b.station_codes.tolist(), b.history.tolist())}
     expected: Counter = Counter()
+    want = {}
     for t in chunk:
         j = grid.hour_pos(t)
-        present = grid.present[:, j - 23:j + 1].all(axis=1)
-        usable = grid.usable[:, j - 23:j + 1].all(axis=1)
-        inst, rent = grid.installed[:, j], grid.renting[:, j]
-        expected.update({"missing_history": int((~present).sum()), "stale_history": int((present & ~usable).sum()),
-                         "not_installed": int((usable & ~inst).sum()), "not_renting": int((usable & inst & ~rent).sum())})
-        assert emitted.get(t, 0) == int((usable & inst & rent).sum())
+        for i, code in enumerate(grid.station_codes):
+            if not grid.present[i, j]:
+                expected["missing_at_origin"] += 1
+            elif not grid.usable[i, j]:
+                expected["stale_at_origin"] += 1
+            elif not grid.installed[i, j]:
+                expected["not_installed"] += 1
+            elif not grid.renting[i, j]:
+                expected["not_renting"] += 1
+            else:
+                hours = range(j - HISTORY_LEN + 1, j + 1)
+                usable = [h for h in hours if grid.usable[i, h]]
+                history = []
+                for h in hours:
+                    source = h if grid.usable[i, h] else max((u for u in usable if u < h), default=usable[0])
+                    history.append(int(grid.bikes[i, source]))
+                want[(t, code)] = history
+                gaps = len(hours) - len(usable)
+                expected["filled_history"] += gaps > 0
+                expected["filled_hours"] += gaps
     counts = report.to_dict()["counts"]
-    assert min(expected["missing_history"], expected["stale_history"], expected["not_renting"]) > 0  # not_installed: none that night
+    assert min(expected["missing_at_origin"], expected["stale_at_origin"], expected["not_renting"],
+               expected["filled_history"]) > 0  # not_installed: none that night
     assert {r: counts.get(r, 0) for r in expected} == dict(expected)
-    assert sum(emitted.values()) + sum(expected.values()) == len(grid.station_codes) * len(chunk)
+    assert got == want
+    assert len(got) + sum(expected[r] for r in ("missing_at_origin", "stale_at_origin", "not_installed",
+                                                "not_renting")) == len(grid.station_codes) * len(chunk)
+    assert summary.windows_emitted == len(got)
+
+
+# ---------------------------------------------------------------- as of a time: no look-ahead
+def store_cut_at(src_root: str, dest_root: str, as_of: datetime) -> int:
+    """A copy of a local store holding only the captures taken at or before as_of; how many."""
+    import glob
+    import os
+    import shutil
+
+    kept = 0
+    for path in glob.glob(os.path.join(src_root, "velib", "snapshots", "**", "*.jsonl.gz"), recursive=True):
+        if parse_key_time(os.path.basename(path)[: -len(".jsonl.gz")]) <= as_of:
+            dest = os.path.join(dest_root, os.path.relpath(path, src_root))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(path, dest)
+            kept += 1
+    return kept
+
+
+def inputs_as_bytes(storage, result) -> dict:
+    """What a transform job and the join read: each shard's bytes by name, and the record index's."""
+    out = {uri.rsplit("/", 1)[-1]: storage.read_bytes(uri) for uri in result["shards"]}
+    out["index.parquet"] = storage.read_bytes(result["index_uri"])
+    return out
+
+
+def test_a_store_with_later_captures_gives_the_inputs_of_the_store_cut_at_as_of(real_store, storage, tmp_path):
+    """As of 09:05Z the origin is 09:00Z; the capture of 09:37Z holds records observed before 09:00
+    (published late), which a run reading the whole store would put in the windows."""
+    as_of = utc("2022-05-25T09:05Z")
+    cut = str(tmp_path / "cut")
+    assert store_cut_at(real_store, cut, as_of) < 85
+    origin = latest_origin(storage, real_store, as_of)
+    assert origin == utc("2022-05-25T09:00Z") == latest_origin(storage, cut, as_of)
+    origins = [origin - k * H for k in range(5, -1, -1)]
+    _, full, _ = assembled(storage, real_store, origins, out=str(tmp_path / "full"), as_of=as_of)
+    _, cut_result, _ = assembled(storage, cut, origins, out=str(tmp_path / "from-cut"), as_of=as_of)
+    assert inputs_as_bytes(storage, full) == inputs_as_bytes(storage, cut_result)
+    assert full["report"]["counts"] == cut_result["report"]["counts"]
+    assert full["summary"] == cut_result["summary"]
+    assert full["summary"]["windows_emitted"] > 8000
+    # the control: without the cut, the later captures change the windows
+    _, leaky, _ = assembled(storage, real_store, origins, out=str(tmp_path / "leaky"))
+    assert inputs_as_bytes(storage, leaky) != inputs_as_bytes(storage, full)
+
+
+def test_a_late_published_observation_captured_after_as_of_is_not_read(tmp_path, storage):
+    root = str(tmp_path)
+    hourly_store(storage, root, T0, 30, lambda i, cap: [rec("A", bikes=i, due=due(cap))])
+    t = T0 + 29 * H
+    # observed 5 min before t, captured 40 min after it
+    write_snapshot(storage, root, t + 40 * timedelta(minutes=1), [rec("A", bikes=99, due=due(t - 5 * timedelta(minutes=1)))],
+                   "flat")
+    leaky, _, _ = assembled(storage, root, [t], out=root + "/leaky")
+    assert leaky[f"A@{iso_minute(t)}"][23] == 99
+    as_of = t + 30 * timedelta(minutes=1)
+    rows, result, _ = assembled(storage, root, [t], out=root + "/as-of", as_of=as_of)
+    assert rows[f"A@{iso_minute(t)}"][23] == 28  # the capture of t - 50 min
+    assert result["as_of"] == "2022-05-24T05:30:00Z"
+    with pytest.raises(ValueError, match="after the run's as-of time"):
+        assembled(storage, root, [t + H], out=root + "/late", as_of=as_of)
+
+
+def test_latest_origin_is_the_latest_whole_hour_with_a_capture_within_staleness(tmp_path, storage):
+    root = str(tmp_path)
+    for c in ["2022-05-24T21:37:00Z", "2022-05-24T23:37:15Z", "2022-05-25T02:32:23Z", "2022-05-25T06:00:00Z"]:
+        write_snapshot(storage, root, utc(c), [rec(due=None)], "flat")
+    assert latest_origin(storage, root, utc("2022-05-25T06:00Z")) == utc("2022-05-25T06:00Z")  # exactly on the hour
+    assert latest_origin(storage, root, utc("2022-05-25T05:59:59Z")) == utc("2022-05-25T05:00Z")  # 02:32 within 3 h
+    # 02:30 Europe/Paris in the scraper's nightly gap: the hour after the last evening capture
+    assert latest_origin(storage, root, utc("2022-05-25T00:30Z")) == utc("2022-05-25T00:00Z")
+    # before the 02:32 capture, 23:37:15 is within 3 h of 02:00, within 2 h of 01:00 only
+    assert latest_origin(storage, root, utc("2022-05-25T02:31Z")) == utc("2022-05-25T02:00Z")
+    assert latest_origin(storage, root, utc("2022-05-25T02:31Z"), timedelta(hours=2)) == utc("2022-05-25T01:00Z")
+    # a capture exactly max_staleness before the hour is not within it: (h - max_staleness, h]
+    assert latest_origin(storage, root, utc("2022-05-25T09:30Z")) == utc("2022-05-25T08:00Z")
+    assert latest_origin(storage, root, utc("2022-05-24T21:36:59Z")) is None  # nothing captured yet
+    assert latest_origin(storage, root, utc("2022-05-27T12:00Z")) is None  # nothing within a day and staleness

@@ -8,9 +8,11 @@ from datetime import date
 
 import pytest
 
+from tests.helpers import output_line
 from velibcast import storage as st
 from velibcast.errors import AccessDenied, TerminalError, TransientStorageError
 from velibcast.flows import forecasts
+from velibcast.flows.products import EVALUATION
 from velibcast.timeutil import UTC, iso_minute
 
 RETRYABLE = ["slowdown", "internal", "throttling", "reset"]
@@ -116,18 +118,19 @@ def test_intermittent_faults_on_a_whole_publish_lose_and_duplicate_nothing(fault
     t0 = datetime(2022, 5, 25, 22, tzinfo=UTC)
     sent = {f"{c}@{iso_minute(t0 + timedelta(hours=k))}": forecasts.SentRecord(c, t0 + timedelta(hours=k), 30, False)
             for c in ("16107", "9020") for k in range(24)}
-    out = "\n".join(f"{rid},1,2,3" for rid in sent).encode()
-    table = forecasts.join_predictions(sent, [("o.out", out)], "csv", "v1", "run-1")
+    out = "\n".join(output_line(rid, [1, 2, 3], 30) for rid in sent).encode()
+    table = forecasts.join_predictions(sent, [("o.out", out)], "csv", "v1", "run-1", EVALUATION)
     d = date(2022, 5, 26)
     for kind in ("slowdown", "internal", "reset"):
         proxy.every(3, kind)
-        with publish_lock(storage, root, d, "run-1"):
-            forecasts.publish(storage, root, d, table)
-        got = forecasts.read_partition(storage, root, d)
+        with publish_lock(storage, root, EVALUATION.name, d, "run-1"):
+            forecasts.publish(storage, root, EVALUATION.name, d, table)
+        got = forecasts.read_partition(storage, root, EVALUATION.name, d)
         proxy.clear()
         assert got.equals(table)
-        assert not storage.exists(lock_uri(root, d)), "the lock is released"
-        assert [o.uri for o in storage.list(st.join(root, "forecasts") + "/")] == [forecasts.partition_uri(root, d)]
+        assert not storage.exists(lock_uri(root, EVALUATION.name, d)), "the lock is released"
+        assert [o.uri for o in storage.list(st.join(root, "forecasts") + "/")] == [
+            forecasts.partition_uri(root, EVALUATION.name, d)]
         assert proxy.faults(), "faults were injected"
 
 

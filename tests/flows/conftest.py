@@ -76,31 +76,28 @@ def _run(cfg_path, start=START, end=END, **kwargs):
     return nightly(config=cfg_path, start=_utc(start), end=_utc(end), **kwargs)
 
 
-def _published(storage, root) -> dict:
-    """Every published date's object, checked as a reader relies on it; {date: (table, manifests)}.
+def _published(storage, root, product="evaluation") -> dict:
+    """Every published date's object of a product (the nightly flow's by default), checked as a
+    reader relies on it; {date: (table, manifests)}.
 
     - each row sits in the partition of its origin's Europe/Paris date;
-    - (station_code, origin_ts, horizon_h) is unique across the whole dataset;
+    - (station_code, origin_ts, horizon_h) is unique across the product's dataset;
     - every run with rows in an object has its manifest inside it, equal to its attempt
       record `runs/<run_id>/attempts/<attempt>.json`;
     - a run alone in an object has exactly the rows its manifest says it published there.
     """
-    import io
     import json
     from datetime import date
-
-    import pyarrow.parquet as pq
 
     from velibcast.flows import forecasts
 
     out: dict = {}
     keys: set = set()
-    for o in storage.list(st.join(root, "forecasts") + "/"):
+    for o in storage.list(st.join(root, "forecasts", f"product={product}") + "/"):
         if not o.uri.endswith("/" + forecasts.PART_NAME):
             continue
         d = date.fromisoformat(o.uri.split("run_date=")[1][:10])
-        table = pq.read_table(io.BytesIO(storage.read_bytes(o.uri)))
-        manifests = json.loads(table.schema.metadata[forecasts.MANIFESTS_KEY])
+        table, manifests = forecasts.read_partition_manifests(storage, root, product, d)
         rows = table.to_pylist()
         assert {forecasts.paris_date(r["origin_ts"]) for r in rows} <= {d}, o.uri
         these = {(r["station_code"], r["origin_ts"], r["horizon_h"]) for r in rows}

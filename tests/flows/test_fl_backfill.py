@@ -13,36 +13,53 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.backfill import backfill, is_complete
+from velibcast.flows.products import DAY_AHEAD, EVALUATION
 from velibcast.flows.run_identity import RunSpec, run_id_for
 from velibcast.flows.run_model import ModelInfo
 
 D = date(2022, 5, 26)
+E = EVALUATION.name
 
 
 def test_a_date_is_complete_only_when_published_whole_by_the_run_this_config_would_make(tmp_path, storage, e2e):
     root = str(tmp_path / "root")
     cfg = load_config(e2e.config(tmp_path, root, "unused-model-uri"))
-    model = ModelInfo("lstm-1", {}, "a" * 64)
+    model = ModelInfo("gbm-1", {}, "a" * 64)
     expected = run_id_for(RunSpec(D), cfg.hash(), model.version)
     ours = night(D, expected)
     m = {"run_id": expected, "attempt": "a1", "counts": {"forecast_rows": ours.num_rows},
          "parameters": {"model_sha256": model.sha256}}
     assert not is_complete(cfg, storage, D, model), "nothing published yet"
-    forecasts.publish(storage, cfg.root, D, night(D, "another-run"), {"another-run": {**m, "run_id": "another-run"}})
+    forecasts.publish(storage, cfg.root, E, D, night(D, "another-run"), {"another-run": {**m, "run_id": "another-run"}})
     assert not is_complete(cfg, storage, D, model), "published by another run (config or model)"
-    forecasts.publish(storage, cfg.root, D, pa.concat_tables([ours, night(D, "another-run")]), {expected: m})
+    forecasts.publish(storage, cfg.root, E, D, pa.concat_tables([ours, night(D, "another-run")]), {expected: m})
     assert not is_complete(cfg, storage, D, model), "two runs mixed in one partition"
-    forecasts.publish(storage, cfg.root, D, ours)
+    forecasts.publish(storage, cfg.root, E, D, ours)
     assert not is_complete(cfg, storage, D, model), "no manifest inside the object"
-    forecasts.publish(storage, cfg.root, D, ours, {expected: m})
+    forecasts.publish(storage, cfg.root, E, D, ours, {expected: m})
     assert not is_complete(cfg, storage, D, model), "killed before runs/<run_id>/manifest.json named the attempt"
     storage.write_text(manifest.manifest_uri(cfg.root, expected), '{"attempt": "a0"}')
     assert not is_complete(cfg, storage, D, model), "manifest.json names an earlier attempt"
     storage.write_text(manifest.manifest_uri(cfg.root, expected), '{"attempt": "a1"}')
     assert is_complete(cfg, storage, D, model)
-    assert not is_complete(cfg, storage, D, ModelInfo("lstm-2", {}, model.sha256)), "a new model makes the date incomplete"
-    assert not is_complete(cfg, storage, D, ModelInfo("lstm-1", {}, "b" * 64)), (
+    assert not is_complete(cfg, storage, D, ModelInfo("gbm-2", {}, model.sha256)), "a new model makes the date incomplete"
+    assert not is_complete(cfg, storage, D, ModelInfo("gbm-1", {}, "b" * 64)), (
         "another model.tar.gz under the same version makes the date incomplete")
+
+
+def test_a_backfill_counts_only_the_evaluation_product(tmp_path, storage, e2e):
+    """A backfill recomputes past days as the evaluation product: a day-ahead forecast published
+    under the same date, even by a run of the same name, does not make the date done."""
+    root = str(tmp_path / "root")
+    cfg = load_config(e2e.config(tmp_path, root, "unused-model-uri"))
+    model = ModelInfo("gbm-1", {}, "a" * 64)
+    expected = run_id_for(RunSpec(D), cfg.hash(), model.version)
+    day_ahead = night(D, expected, origins=1, product=DAY_AHEAD)
+    forecasts.publish(storage, cfg.root, DAY_AHEAD.name, D, day_ahead,
+                      {expected: {"run_id": expected, "attempt": "a1", "counts": {"forecast_rows": day_ahead.num_rows},
+                                  "parameters": {"model_sha256": model.sha256}}})
+    storage.write_text(manifest.manifest_uri(cfg.root, expected), '{"attempt": "a1"}')
+    assert not is_complete(cfg, storage, D, model)
 
 
 def test_the_flow_takes_a_half_open_date_range_like_the_cli(tmp_path, e2e):
@@ -61,7 +78,7 @@ def test_backfill_runs_each_date_once_then_skips_it(tmp_path, storage, trained_m
     assert first["summary"] == {"completed": 1, "skipped": 0, "failed": 0}, first
     (row,) = first["dates"]
     assert row["run_date"] == D.isoformat() and row["forecast_rows"] > 0
-    table = forecasts.read_partition(storage, root, D)
+    table = forecasts.read_partition(storage, root, E, D)
     assert set(table.column("run_id").to_pylist()) == {row["run_id"]}
     assert table.num_rows == row["forecast_rows"]
 
@@ -112,8 +129,8 @@ def test_backfill_scores_each_date_after_it_and_the_night_before_are_published(t
     assert sorted(c.name for c in children) == ["nightly-2022-05-25", "nightly-2022-05-26"]
     assert not [t.name for t in child_tasks if t.name.startswith("score")], "a child scored while others publish"
     for d in days:
-        published = forecasts.read_partition(storage, root, d)
-        accuracy = read_accuracy(storage, root, d)
+        published = forecasts.read_partition(storage, root, E, d)
+        accuracy = read_accuracy(storage, root, d, E)
         assert set(accuracy.column("run_id").to_pylist()) == set(published.column("run_id").to_pylist())
         assert set(accuracy.column("forecast_rows").to_pylist()) == {published.num_rows // 3}, "one row per horizon"
         scored = tasks[f"score-{d}"]

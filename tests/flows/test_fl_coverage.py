@@ -19,7 +19,7 @@ def test_empty_store_wrong_root_and_missing_last_hours_are_refused(tmp_path, sto
     cfg = e2e.config(tmp_path, root, trained_model["model_uri"])
     good = e2e.run(cfg)
     d = date(2022, 5, 26)
-    before = storage.read_bytes(forecasts.partition_uri(root, d))
+    before = storage.read_bytes(forecasts.partition_uri(root, "evaluation", d))
     manifest_before = storage.read_text(good["manifest_uri"])
 
     def refused(cfg_path, *expected):
@@ -29,7 +29,7 @@ def test_empty_store_wrong_root_and_missing_last_hours_are_refused(tmp_path, sto
         for text in ("run date 2022-05-26", "3 of 3 origins", "nothing was published", *expected):
             assert text in msg, msg
         # the good night is untouched, object and manifest
-        assert storage.read_bytes(forecasts.partition_uri(root, d)) == before
+        assert storage.read_bytes(forecasts.partition_uri(root, "evaluation", d)) == before
         assert storage.read_text(good["manifest_uri"]) == manifest_before
         table, manifests = e2e.published(storage, root)[d]
         assert table.num_rows == good["counts"]["forecast_rows"] and set(manifests) == {good["run_id"]}

@@ -20,14 +20,18 @@ def test_entrypoints_load_and_parameters_exist():
 
 
 def test_production_and_local_deployments_side_by_side():
-    assert DEPLOYMENTS["nightly"]["parameters"]["config"] == "configs/aws.yaml"
-    assert DEPLOYMENTS["nightly-local"]["parameters"]["config"] == "configs/local.yaml"
-    assert DEPLOYMENTS["backfill-local"]["parameters"]["config"] == "configs/local.yaml"
+    for name in ("day-ahead", "nowcast", "evaluation", "backfill"):
+        assert DEPLOYMENTS[name]["parameters"]["config"] == "configs/aws.yaml"
+        assert DEPLOYMENTS[f"{name}-local"]["parameters"]["config"] == "configs/local.yaml"
+        assert DEPLOYMENTS[name]["entrypoint"] == DEPLOYMENTS[f"{name}-local"]["entrypoint"]
+    for name in ("day-ahead", "nowcast"):
+        assert DEPLOYMENTS[name]["parameters"]["product"] == DEPLOYMENTS[f"{name}-local"]["parameters"]["product"] == name
     assert {d["work_pool"]["name"] for d in DEPLOYMENTS.values()} == {"velibcast-process"}
 
 
-def test_nightly_is_scheduled_in_paris_but_paused_until_asked():
-    assert DEPLOYMENTS["nightly"]["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": False}]
+def test_day_ahead_runs_nightly_and_nowcast_hourly_in_paris_but_paused_until_asked():
+    assert DEPLOYMENTS["day-ahead"]["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": False}]
+    assert DEPLOYMENTS["nowcast"]["schedules"] == [{"cron": "7 * * * *", "timezone": "Europe/Paris", "active": False}]
     for d in DEPLOYMENTS.values():
         assert all(s.get("active") is False for s in d.get("schedules", [])), d["name"]
 

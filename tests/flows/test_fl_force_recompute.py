@@ -36,7 +36,7 @@ def test_force_after_correcting_the_snapshots_equals_a_fresh_store(tmp_path, sto
     e2e.copy_snapshots(storage, root)
     cfg = e2e.config(tmp_path, root, trained_model["model_uri"])
     first = e2e.run(cfg)
-    before = forecasts.read_partition(storage, root, d)
+    before = forecasts.read_partition(storage, root, "evaluation", d)
     assert DROPPED in set(before.column("station_code").to_pylist())
 
     e2e.copy_snapshots(storage, root, _corrected)  # the corrected store, same keys

@@ -8,7 +8,7 @@ from prefect import flow, task
 
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, TransientError
-from velibcast.flows.run_names import backfill_name, nightly_name
+from velibcast.flows.run_names import backfill_name, forecast_name, nightly_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
 from velibcast.timeutil import UTC
 
@@ -60,6 +60,19 @@ def test_flow_run_names():
     start, end = datetime(2022, 5, 26, 6, tzinfo=UTC), datetime(2022, 5, 26, 7, tzinfo=UTC)
     assert nightly_name({"start": start, "end": end}) == "nightly-2022-05-26T0600Z-2022-05-26T0700Z"
     assert backfill_name({"start_date": date(2022, 5, 25), "end_date": "2022-05-26"}) == "backfill-2022-05-25..2022-05-26"
+
+
+def test_forecast_run_names_say_the_product_and_the_as_of_minute_in_utc():
+    assert forecast_name({"product": "nowcast", "as_of": "2022-05-26T02:30+02:00"}) == "nowcast-2022-05-26T0030Z"
+    as_of = datetime(2022, 5, 26, 0, 30, tzinfo=UTC)
+    assert forecast_name({"product": "day-ahead", "as_of": as_of}) == "day-ahead-2022-05-26T0030Z"
+    assert forecast_name({"as_of": as_of}) == "day-ahead-2022-05-26T0030Z", "the flow's default product"
+    # no as_of: the config's default_as_of, which the flow then runs as of; with none, now
+    default = load_config("configs/local.yaml")["run"]["default_as_of"]
+    expected = datetime.fromisoformat(default).astimezone(UTC)
+    assert forecast_name({"product": "nowcast", "as_of": None, "config": "configs/local.yaml"}) == \
+        f"nowcast-{expected:%Y-%m-%dT%H%MZ}"
+    assert forecast_name({"product": "nowcast", "as_of": None, "config": None}) == "nowcast-now"
 
 
 def test_a_run_is_named_logs_through_prefect_and_links_its_outputs(tmp_path, storage, trained_model, e2e):

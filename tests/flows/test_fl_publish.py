@@ -1,24 +1,105 @@
-"""Publishing: last, only what passed, forecasts and manifest together, dates by their Paris day.
+"""Publishing: last, only what passed, forecasts and manifest together, dates by their Paris day,
+each product in its own partitions.
 
-Each test runs the real nightly flow under Prefect on the bundled sample and checks the
-published dataset afterwards with `e2e.published` (uniqueness across the dataset, rows in
-their origin's Paris date, the manifest inside each object and matching it).
+The unit tests publish hand-made runs with publish_run. The others run the real nightly flow
+under Prefect on the bundled sample and check the published dataset afterwards with
+`e2e.published` (uniqueness across the dataset, rows in their origin's Paris date, the manifest
+inside each object and matching it).
 """
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import pytest
 
+from tests.helpers import output_line
 from velibcast import storage as st
 from velibcast.errors import ConfigError, DataError
-from velibcast.flows import forecasts
+from velibcast.flows import forecasts, manifest
+from velibcast.flows.products import DAY_AHEAD, EVALUATION, Product
+from velibcast.flows.publish import publish_run
+from velibcast.run_records import SCHEMA_VERSION, Counts, Manifest, Outputs
+from velibcast.timeutil import UTC, iso_minute
+
+E = EVALUATION.name
+D = date(2022, 5, 26)
+STATIONS = {"16107": 35, "9020": 21}
 
 
-def _object(storage, root, d=date(2022, 5, 26)):
-    return storage.read_bytes(forecasts.partition_uri(root, d))
+def _object(storage, root, d=D):
+    return storage.read_bytes(forecasts.partition_uri(root, E, d))
 
 
+# ---------------------------------------------------------------- hand-made runs
+def _forecasts(origins: list[datetime], run_id: str, product: Product, bikes: int = 3):
+    sent = {f"{code}@{iso_minute(o)}": forecasts.SentRecord(code, o, cap, False)
+            for code, cap in STATIONS.items() for o in origins}
+    out = "\n".join(output_line(rid, [bikes], r.capacity) for rid, r in sent.items()).encode()
+    return forecasts.join_predictions(sent, [("o.out", out)], "csv", "gbm-1", run_id, product)
+
+
+def _publish(storage, root, product: Product, run_id: str, origins: list[datetime], whole_days=False, bikes=3):
+    table = _forecasts(origins, run_id, product, bikes)
+    n = len(origins) * len(STATIONS)
+    counts = Counts(stations_seen=len(STATIONS), origins=len(origins), windows_emitted=n, windows_skipped=0,
+                    records_rejected={}, objects_rejected={}, windows_skipped_by_reason={}, windows_unknown_station=0,
+                    records_sent=n, predictions_written=n, forecast_rows=table.num_rows, station_origins_open=n,
+                    coverage=1.0)
+    m = Manifest(run_id=run_id, attempt=f"a-{run_id}", started_at="s", finished_at="f", parameters={}, counts=counts,
+                 skips={}, data_quality=None, transform_input_layout={}, transform_job={}, timings_s={},
+                 cost_estimate={"total": 0.0},
+                 outputs=Outputs(forecast_parquet=forecasts.partition_uri(root, product.name, D),
+                                 run_dir=manifest.run_dir(root, run_id),
+                                 manifest_uri=manifest.attempt_uri(root, run_id, f"a-{run_id}")))
+    return publish_run(storage, root, product.name, m, table, origins, whole_days)
+
+
+def _hour(h: int) -> datetime:
+    return datetime(2022, 5, 26, h, tzinfo=UTC)
+
+
+def test_day_ahead_runs_of_one_date_merge_by_origin_in_their_own_partition(tmp_path, storage, e2e):
+    """The night's day-ahead run and a later one (another origin) share the date's object; a rerun
+    of an origin replaces only its rows; the evaluation of the same date is another object."""
+    root = str(tmp_path)
+    night = _publish(storage, root, DAY_AHEAD, "day-ahead-00", [_hour(0)])
+    (po,) = night.outputs.partitions
+    assert (po.action, po.rows_after, po.uri) == ("created", 2 * 24, forecasts.partition_uri(root, "day-ahead", D))
+    assert po.uri.endswith("/forecasts/product=day-ahead/run_date=2022-05-26/part-0.parquet")
+
+    later = _publish(storage, root, DAY_AHEAD, "day-ahead-06", [_hour(6)])
+    (po,) = later.outputs.partitions
+    assert (po.action, po.rows_replaced, po.rows_after, po.kept_runs) == ("merged", 0, 2 * 2 * 24, ["day-ahead-00"])
+
+    before = storage.read_bytes(forecasts.partition_uri(root, "day-ahead", D))
+    evaluation = _publish(storage, root, EVALUATION, "evaluation-26", [_hour(h) for h in range(0, 22)] +
+                          [_hour(h) - timedelta(days=1) for h in (22, 23)], whole_days=True)
+    assert [(p.action, p.rows_after) for p in evaluation.outputs.partitions] == [("created", 2 * 24 * 3)]
+    assert storage.read_bytes(forecasts.partition_uri(root, "day-ahead", D)) == before, "another product's object"
+
+    rerun = _publish(storage, root, DAY_AHEAD, "day-ahead-00", [_hour(0)], bikes=5)
+    (po,) = rerun.outputs.partitions
+    assert (po.action, po.rows_replaced, po.rows_after, po.kept_runs) == ("merged", 2 * 24, 2 * 2 * 24, ["day-ahead-06"])
+    table, manifests = forecasts.read_partition_manifests(storage, root, "day-ahead", D)
+    by_origin = {(r["origin_ts"].hour, r["run_id"], r["bikes_pred"]) for r in table.to_pylist()}
+    assert by_origin == {(0, "day-ahead-00", 5), (6, "day-ahead-06", 3)}
+    assert set(table.column("product").to_pylist()) == {"day-ahead"}
+    assert sorted(manifests) == ["day-ahead-00", "day-ahead-06"]
+    assert manifests["day-ahead-00"]["attempt"] == "a-day-ahead-00"
+    assert manifests["day-ahead-00"]["counts"]["coverage"] == 1.0
+    assert json.loads(storage.read_text(manifest.manifest_uri(root, "day-ahead-00"))) == manifests["day-ahead-00"]
+    assert not list(storage.list(st.join(root, "forecasts", "_locks") + "/")), "every lock released"
+    assert set(e2e.published(storage, root, "day-ahead")) == set(e2e.published(storage, root)) == {D}
+
+
+def test_a_day_ahead_origin_at_paris_midnight_is_published_under_its_paris_date(tmp_path, storage):
+    root = str(tmp_path)
+    m = _publish(storage, root, DAY_AHEAD, "day-ahead-22", [_hour(0) - timedelta(hours=2)])
+    assert [p.run_date for p in m.outputs.partitions] == ["2022-05-26"]
+    assert forecasts.read_partition(storage, root, "day-ahead", D).num_rows == 2 * 24
+
+
+# ---------------------------------------------------------------- real nightly runs
 def test_a_failing_cost_estimate_replaces_nothing(tmp_path, storage, trained_model, e2e):
     """Why: an instance type with no price failed the run after the Parquet was replaced,
     with no manifest. Now the manifest is built (cost included) before anything is published."""
@@ -39,7 +120,7 @@ def test_a_failing_cost_estimate_replaces_nothing(tmp_path, storage, trained_mod
     # runs/<run_id>/manifest.json is the attempt the object holds
     current = json.loads(storage.read_text(good["manifest_uri"]))
     assert current["attempt"] == manifests[good["run_id"]]["attempt"]
-    assert current["schema_version"] == manifests[good["run_id"]]["schema_version"] >= 2
+    assert current["schema_version"] == manifests[good["run_id"]]["schema_version"] == SCHEMA_VERSION
 
 
 def test_a_stage_record_of_the_wrong_type_fails_before_publishing(tmp_path, storage, trained_model, e2e):
@@ -125,14 +206,14 @@ def test_a_failing_optional_step_is_skipped_and_said(tmp_path, storage, trained_
     """Why: an unreadable partition of the previous night failed the run after publishing."""
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root)
-    storage.write_bytes(forecasts.partition_uri(root, date(2022, 5, 25)), b"not parquet at all")
+    storage.write_bytes(forecasts.partition_uri(root, E, date(2022, 5, 25)), b"not parquet at all")
     res = e2e.run(e2e.config(tmp_path, root, trained_model["model_uri"]))
     assert [s["step"] for s in res["skipped"]] == ["scoring the previous night"]
     assert "run_date=2022-05-25" in res["skipped"][0]["error"] or "Parquet" in res["skipped"][0]["error"]
     assert res["previous_night_score"]["status"] == "failed"
-    table = forecasts.read_partition(storage, root, date(2022, 5, 26))
+    table = forecasts.read_partition(storage, root, E, D)
     assert table.num_rows == res["counts"]["forecast_rows"] > 0
-    storage.delete(forecasts.partition_uri(root, date(2022, 5, 25)))  # not ours to check: planted garbage
+    storage.delete(forecasts.partition_uri(root, E, date(2022, 5, 25)))  # not ours to check: planted garbage
     e2e.published(storage, root)
 
 

@@ -16,16 +16,31 @@ import pytest
 from velibcast.flows.publish import PublishConflict, lock_uri, process_start, publish_lock
 from velibcast.timeutil import UTC
 
+P = "evaluation"  # the product whose dates these tests lock
+
 
 def test_second_holder_is_refused_with_the_holder_named(any_root, storage):
     d = date(2022, 5, 26)
-    with publish_lock(storage, any_root, d, "run-A"):
-        with pytest.raises(PublishConflict, match="run-A"):
-            with publish_lock(storage, any_root, d, "run-B"):
+    with publish_lock(storage, any_root, P, d, "run-A"):
+        with pytest.raises(PublishConflict, match="run-A .* is publishing the evaluation forecasts of 2022-05-26"):
+            with publish_lock(storage, any_root, P, d, "run-B"):
                 pass
-    with publish_lock(storage, any_root, d, "run-B"):
+    with publish_lock(storage, any_root, P, d, "run-B"):
         pass  # released after the first one finished
-    assert not storage.exists(lock_uri(any_root, d))
+    assert not storage.exists(lock_uri(any_root, P, d))
+
+
+def test_each_product_locks_its_own_dates(any_root, storage):
+    """The hourly nowcast publishes while the day-ahead of the same date may be publishing."""
+    d = date(2022, 5, 26)
+    with publish_lock(storage, any_root, "day-ahead", d, "run-A"):
+        with publish_lock(storage, any_root, "nowcast", d, "run-B"):
+            assert storage.exists(lock_uri(any_root, "nowcast", d))
+        with pytest.raises(PublishConflict, match="run-A .* is publishing the day-ahead forecasts of 2022-05-26"):
+            with publish_lock(storage, any_root, "day-ahead", d, "run-C"):
+                pass
+    assert lock_uri(any_root, "day-ahead", d) != lock_uri(any_root, "nowcast", d)
+    assert "/forecasts/_locks/" in lock_uri(any_root, "day-ahead", d), "under `_`: readers skip it"
 
 
 def test_concurrent_publishers_have_exactly_one_winner(any_root, storage):
@@ -37,7 +52,7 @@ def test_concurrent_publishers_have_exactly_one_winner(any_root, storage):
     def attempt(i):
         barrier.wait()
         try:
-            with publish_lock(storage, any_root, d, f"run-{i}"):
+            with publish_lock(storage, any_root, P, d, f"run-{i}"):
                 outcomes[i] = "won"
                 everyone_tried.wait()  # hold the lock until every other publisher has tried
                 return
@@ -57,10 +72,10 @@ def test_concurrent_publishers_have_exactly_one_winner(any_root, storage):
 
 def test_a_dead_holders_stale_lock_is_taken_over(tmp_path, storage):
     d = date(2022, 5, 28)
-    uri = lock_uri(str(tmp_path), d)
+    uri = lock_uri(str(tmp_path), P, d)
     storage.write_text(uri, json.dumps({"run_id": "dead", "host": "h", "pid": 1,
                                         "acquired_at": "2000-01-01T00:00:00+00:00"}))
-    with publish_lock(storage, str(tmp_path), d, "alive"):
+    with publish_lock(storage, str(tmp_path), P, d, "alive"):
         assert json.loads(storage.read_text(uri))["run_id"] == "alive"
 
 
@@ -78,20 +93,20 @@ def _holder(**kw):
 def test_a_reused_pid_does_not_keep_the_lock(tmp_path, storage):
     """The holder's pid exists (it is ours) but started at another time: its holder is dead."""
     d = date(2022, 5, 29)
-    uri = lock_uri(str(tmp_path), d)
+    uri = lock_uri(str(tmp_path), P, d)
     storage.write_text(uri, json.dumps(_holder(process_start="another-boot:42")))
-    with publish_lock(storage, str(tmp_path), d, "alive"):
+    with publish_lock(storage, str(tmp_path), P, d, "alive"):
         assert json.loads(storage.read_text(uri))["run_id"] == "alive"
     assert not storage.exists(uri)
 
 
 def test_a_live_holder_keeps_the_lock_however_old(tmp_path, storage):
     d = date(2022, 5, 30)
-    uri = lock_uri(str(tmp_path), d)
+    uri = lock_uri(str(tmp_path), P, d)
     storage.write_text(uri, json.dumps(_holder(acquired_at="2000-01-01T00:00:00+00:00",
                                                lease_expires_at="2000-01-01T06:00:00+00:00")))
     with pytest.raises(PublishConflict, match=f"pid {os.getpid()}"):
-        with publish_lock(storage, str(tmp_path), d, "B"):
+        with publish_lock(storage, str(tmp_path), P, d, "B"):
             pass
     assert json.loads(storage.read_text(uri))["run_id"] == "other"
 
@@ -100,27 +115,27 @@ def test_a_holder_on_another_host_keeps_it_until_its_lease_expires(tmp_path, sto
     from datetime import datetime, timedelta
 
     d = date(2022, 5, 31)
-    uri = lock_uri(str(tmp_path), d)
+    uri = lock_uri(str(tmp_path), P, d)
     now = datetime(2022, 6, 1, 3, 0, tzinfo=UTC)
     storage.write_text(uri, json.dumps(_holder(host="elsewhere", pid=1, acquired_at=now.isoformat(),
                                                lease_expires_at=(now + timedelta(hours=1)).isoformat())))
     with pytest.raises(PublishConflict, match="elsewhere"):
-        with publish_lock(storage, str(tmp_path), d, "B", now=now + timedelta(minutes=59)):
+        with publish_lock(storage, str(tmp_path), P, d, "B", now=now + timedelta(minutes=59)):
             pass
-    with publish_lock(storage, str(tmp_path), d, "B", now=now + timedelta(hours=1, seconds=1)):
+    with publish_lock(storage, str(tmp_path), P, d, "B", now=now + timedelta(hours=1, seconds=1)):
         assert json.loads(storage.read_text(uri))["run_id"] == "B"
 
 
 def test_one_taker_per_dead_holder(tmp_path, storage):
     """Two runs that both saw the same dead holder: the takeover marker lets only one in."""
     d = date(2022, 6, 1)
-    uri = lock_uri(str(tmp_path), d)
+    uri = lock_uri(str(tmp_path), P, d)
     dead = _holder(process_start="another-boot:42", token="dead-token")
     storage.write_text(uri, json.dumps(dead))
-    with publish_lock(storage, str(tmp_path), d, "first"):
+    with publish_lock(storage, str(tmp_path), P, d, "first"):
         storage.write_text(uri, json.dumps(dead))  # what the second run read before the first took over
         with pytest.raises(PublishConflict, match="taking over"):
-            with publish_lock(storage, str(tmp_path), d, "second"):
+            with publish_lock(storage, str(tmp_path), P, d, "second"):
                 pass
 
 
@@ -171,12 +186,12 @@ def test_a_run_killed_inside_the_publish_lock_is_taken_over(tmp_path, storage, t
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     d = date(2022, 5, 26)
-    held = json.loads(storage.read_text(lock_uri(root, d)))
+    held = json.loads(storage.read_text(lock_uri(root, P, d)))
     assert held["pid"] == proc.pid and held["host"] == socket.gethostname()
-    assert not storage.exists(forecasts.partition_uri(root, d))
+    assert not storage.exists(forecasts.partition_uri(root, P, d))
 
     res = e2e.run(cfg)  # the killed run's pid is gone: taken over at once, not after a 6 h TTL
-    assert not storage.exists(lock_uri(root, d))
+    assert not storage.exists(lock_uri(root, P, d))
     published = e2e.published(storage, root)
     table, manifests = published[d]
     assert table.num_rows == res["counts"]["forecast_rows"] > 0

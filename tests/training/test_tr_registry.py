@@ -14,11 +14,16 @@ NOW = datetime(2022, 6, 1, 3, 0, tzinfo=UTC)
 
 
 def backtest(days):
-    """A backtest table: {day: (model MAE by horizon, persistence MAE by horizon)}."""
+    """A backtest table: {day: (model MAE at T+1..3h, persistence MAE at T+1..3h)}; the T+3h values
+    hold for every later horizon, the other baselines are far behind."""
     from velibcast.training.backtest import summarise
 
+    def horizons(v):
+        return [*v, *[v[-1]] * 21]
+
     rows = [{"day": d, "day_type": "working", "windows": 100,
-             "mae": {"gbm": list(m), "persistence": list(p), "seasonal_naive": [9.0, 9.0, 9.0]}}
+             "scores": {"gbm": {"n": [100] * 24, "mae": {"gbm": horizons(m), "persistence": horizons(p),
+                                                         "same_day_type": [9.0] * 24, "profile": [9.0] * 24}}}}
             for d, (m, p) in days.items()]
     return {"candidates": ["gbm"], "days": rows, "skipped_days": [], "summary": summarise(rows, ["gbm"])}
 
@@ -70,7 +75,7 @@ def test_promotion_refuses_a_model_that_loses_to_the_champion(storage, tmp_path)
     first = registry.promote(storage, root, "gbm-good", now=NOW)
     assert not first["forced"] and first["previous"] is None
     with pytest.raises(registry.PromotionRefused, match="loses to the champion gbm-good on the common backtest days "
-                                                         "2022-05-25: MAE 2.500 vs 2.000"):
+                                                         "2022-05-25: MAE 3.375 vs 2.875"):
         registry.promote(storage, root, "gbm-worse", now=NOW)
     assert registry.read_champion(storage, root)["version"] == "gbm-good"
     put_model(storage, root, "gbm-better", backtest({"2022-05-25": ((0.9, 1.9, 2.9), (2.0, 3.0, 4.0))}))

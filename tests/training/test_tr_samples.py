@@ -10,7 +10,7 @@ from velibcast.datasets import windows
 from velibcast.datasets.report import SkipReport
 from velibcast.storage import Storage
 from velibcast.timeutil import UTC
-from velibcast.training.samples import samples_from_grid, station_mapping, stream_samples, time_split
+from velibcast.training.samples import samples_from_grid, station_mapping, stream_samples
 from velibcast.training.synthetic import make_grid
 
 START = datetime(2022, 3, 26, 12, tzinfo=UTC)  # spans the switch to summer time
@@ -30,12 +30,12 @@ def test_samples_match_serving_windows(grid):
     state = windows.StateGrid(grid.hours, grid.station_codes, grid.bikes, np.ones_like(grid.installed),
                               np.isfinite(grid.bikes), grid.installed, grid.renting, grid.capacity.astype(np.int64),
                               grid.lat, grid.lon)
-    origins = [grid.hours[j] for j in range(23, len(grid.hours) - 3)]
+    origins = [grid.hours[j] for j in range(23, len(grid.hours) - 24)]
     served = {(code, b.origin_ts): row for b in windows.batches_from_grid(state, origins, mapping, SkipReport())
               for code, row in zip(b.station_codes.tolist(), b.feature_rows())}
     ours = {(grid.station_codes[st], grid.hours[o]): row for row, o, st in zip(s.x, s.origin, s.station)}
     assert ours, "no samples"
-    # every sample is a served window (the sample also needs its 3 targets, so fewer of them)
+    # every sample is a served window (the sample also needs a target, so fewer of them)
     for key, row in ours.items():
         assert key in served
         np.testing.assert_allclose(row, np.array(served[key], dtype=np.float32), rtol=0, atol=1e-5)
@@ -43,33 +43,36 @@ def test_samples_match_serving_windows(grid):
     assert unknown, "unknown stations must get the reserved index"
 
 
-def test_targets_are_the_next_three_hours(grid):
+def test_targets_are_the_next_24_hours_nan_where_unusable(grid):
     s = samples_from_grid(grid, station_mapping(grid.station_codes))
-    i = len(s) // 2
-    st, o = int(s.station[i]), int(s.origin[i])
-    np.testing.assert_array_equal(s.y[i], grid.bikes[st, o + 1:o + 4])
-    np.testing.assert_array_equal(s.x[i, :24], grid.bikes[st, o - 23:o + 1])
+    assert s.y.shape == (len(s), 24)
+    for i in (0, len(s) // 2, len(s) - 1):
+        st, o = int(s.station[i]), int(s.origin[i])
+        np.testing.assert_array_equal(s.y[i], grid.bikes[st, o + 1:o + 25].astype(np.float32))
+        np.testing.assert_array_equal(s.x[i, :24], grid.bikes[st, o - 23:o + 1])
+    assert np.isnan(s.y).any() and np.isfinite(s.y).any(axis=1).all(), "gaps are NaN targets; no sample without one"
 
 
-def test_time_split_is_ordered_without_target_leakage(grid):
-    s = samples_from_grid(grid, station_mapping(grid.station_codes))
-    parts = time_split(s, 0.15, 0.25)
-    assert parts["train"].origin.max() + 3 < parts["val"].origin.min()
-    assert parts["val"].origin.max() + 3 < parts["test"].origin.min()
-    assert len(parts["test"]) > 0
-
-
-def test_a_sample_whose_target_hour_was_not_observed_is_skipped_and_counted(grid):
+def test_an_unobserved_target_hour_is_nan_and_counted(grid):
     everything = samples_from_grid(grid, station_mapping(grid.station_codes))
     observed = np.ones(len(grid.hours), bool)
     observed[40] = False
     report = SkipReport()
     s = samples_from_grid(grid, station_mapping(grid.station_codes), observed, report)
-    hits = (everything.origin[:, None] + np.arange(1, 4)[None, :] == 40).any(axis=1)
-    assert hits.sum() > 0
-    assert len(s) == len(everything) - hits.sum()
-    assert not (s.origin[:, None] + np.arange(1, 4)[None, :] == 40).any()
-    assert report.counts == {"target_not_observed": int(hits.sum())}
+    assert len(s) == len(everything), "an origin keeps its other horizons"
+    at_40 = s.origin[:, None] + np.arange(1, 25)[None, :] == 40
+    assert np.isnan(s.y[at_40]).all() and np.isfinite(s.y[~at_40]).sum() == np.isfinite(everything.y[~at_40]).sum()
+    assert report.counts == {"target_not_observed": int(np.isfinite(everything.y[at_40]).sum())}
+
+
+def test_targets_after_the_span_and_before_a_cut_are_masked(grid):
+    s = samples_from_grid(grid, station_mapping(grid.station_codes), last_hour=30)
+    assert np.isnan(s.y[s.origin[:, None] + np.arange(1, 25)[None, :] > 30]).all()
+    assert s.origin.max() < 30, "an origin with every target after the span is dropped"
+    full = samples_from_grid(grid, station_mapping(grid.station_codes))
+    cut = full.targets_before(31)  # what a model trained before hour 31 may learn
+    np.testing.assert_array_equal(cut.y, s.y)
+    np.testing.assert_array_equal(cut.x, s.x)
 
 
 def test_streamed_samples_never_score_against_a_state_carried_forward():
@@ -78,10 +81,12 @@ def test_streamed_samples_never_score_against_a_state_carried_forward():
     report = SkipReport()
     s, _ = stream_samples(Storage(), str(REPO / "sample_data" / "2025-09"), datetime(2025, 9, 12, 15, tzinfo=UTC),
                           datetime(2025, 9, 14, 0, tzinfo=UTC), report)
-    targets = {s.hours[o + k] for o in np.unique(s.origin).tolist() for k in (1, 2, 3)}
+    rows, cols = np.nonzero(np.isfinite(s.y))
+    targets = {s.hours[int(o)] for o in np.unique(s.origin[rows] + cols + 1)}
     assert datetime(2025, 9, 13, 15, tzinfo=UTC) not in targets
     assert datetime(2025, 9, 13, 17, tzinfo=UTC) not in targets
     assert datetime(2025, 9, 13, 18, tzinfo=UTC) in targets  # from origin 17:00Z: a history may carry a state forward
+    assert max(targets) <= datetime(2025, 9, 14, 0, tzinfo=UTC), "no target after the span"
     assert report.counts["target_not_observed"] > 0
-    same = (s.y == s.x[:, 23:24]).mean(axis=0)
+    same = (s.y[:, :3] == s.x[:, 23:24]).mean(axis=0)
     assert (same < 0.9).all(), same

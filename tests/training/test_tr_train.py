@@ -35,16 +35,17 @@ def seed_store(storage, root):
 
 
 def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_path):
-    monkeypatch.setattr(C, "TRAIN_MAX_EPOCHS", 1)
+    monkeypatch.setattr(C, "GBM_ROUNDS", 10)
     seed_store(storage, any_root)
-    info = train_model(storage, any_root, START, END, any_root, seed=None, max_seconds=None, family="lstm")
+    lines = []
+    info = train_model(storage, any_root, START, END, any_root, seed=None, backtest=False, progress=lines.append)
     assert info["model_uri"] == f"{any_root}/models/{info['version']}/model.tar.gz"
-    mae = info["metrics"]["mae_test"]
-    assert set(mae) == {"model", "persistence", "seasonal_naive"}
+    assert any(line.startswith("gbm T+2..3h round 10/10") and line.endswith("s elapsed") for line in lines)
     model_dir = extract(storage.read_bytes(info["model_uri"]), tmp_path / "m")
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["training_data"]["stations"] == N_STATIONS
-    assert meta["metrics"]["fit"]["epochs_run"] == 1
+    assert (meta["training_data"]["start"], meta["training_data"]["end"]) == ("2022-05-23T00:00:00Z",
+                                                                              "2022-05-24T23:00:00Z")
     model = inference.model_fn(str(model_dir))
     assert model.version == info["version"]
 
@@ -53,7 +54,9 @@ def test_train_model_from_snapshot_store(any_root, storage, monkeypatch, tmp_pat
     assert (ev["first_origin"], ev["last_origin"]) == ("2022-05-24T15:00Z", "2022-05-24T20:00Z")
     assert [d["in_sample"] for d in ev["by_day"]] == [True], "those hours are inside the training span"
     assert ev["unknown_station_samples"] == 0 and ev["samples"] > 0
-    assert set(ev["mae"]) == {"model", "persistence", "seasonal_naive"}
+    (day,) = ev["by_day"]
+    assert set(day["mae"]) == {"model", "persistence", "same_day_type"} and len(day["mae"]["model"]) == 24
+    assert 0 <= day["coverage_p10_p90"][0] <= 1 and set(day["brier"]) == {"p_empty", "p_full"}
 
 
 def test_train_cli_is_registered():
@@ -65,7 +68,7 @@ def test_train_cli_is_registered():
     cli.register(p.add_subparsers(dest="command"))
     args = p.parse_args(["train", "--start", "2022-05-23T00:00Z", "--end", "2022-05-25T22:00Z", "--out", "/tmp/x"])
     assert args.func is cli.cmd_train
-    assert args.start == START and args.seed == C.TRAIN_SEED and args.max_seconds == C.TRAIN_MAX_SECONDS
+    assert args.start == START and args.seed == C.TRAIN_SEED
     assert args.family == C.TRAIN_FAMILY == "gbm" and args.backtest
 
 

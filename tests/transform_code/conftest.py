@@ -29,6 +29,7 @@ def make_features(n, seed=0, station_index=None):
         out.append({
             "history": [rnd.randint(0, cap) for _ in range(24)],
             "hour": rnd.randint(0, 23), "day_of_week": rnd.randint(0, 6), "non_working_day": 0,
+            "non_working_next_day": rnd.randint(0, 1),
             "capacity": cap,
             "station_index": rnd.randint(1, N_STATIONS) if station_index is None else station_index,
             "lat": 48.85 + rnd.random() / 50, "lon": 2.33 + rnd.random() / 30,
@@ -38,7 +39,8 @@ def make_features(n, seed=0, station_index=None):
 
 def csv_line(f):
     return ",".join(str(v) for v in f["history"] + [f[k] for k in
-                    ["hour", "day_of_week", "non_working_day", "capacity", "station_index", "lat", "lon"]])
+                    ["hour", "day_of_week", "non_working_day", "non_working_next_day", "capacity", "station_index",
+                     "lat", "lon"]])
 
 
 @pytest.fixture

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from velibcast.transform_code import inference, velib_codec
+from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_errors import InferenceError
+
+_N_OUT = len(F.OUTPUT_COLUMNS)
+_PROBABILITY = [c.rsplit("_h", 1)[0] in F.PROBABILITIES for c in F.OUTPUT_COLUMNS]
 
 
 def run(model, body, content_type, accept=None):
@@ -15,11 +19,34 @@ def run(model, body, content_type, accept=None):
     return inference.output_fn(inference.predict_fn(data, model), accept or content_type)
 
 
-def check_counts(rows, feats):
+def csv_rows(body):
+    """A CSV response's values: ints for bikes, floats for probabilities, as a reader would take them."""
+    rows = []
+    for ln in body.splitlines():
+        fields = ln.split(",")
+        assert len(fields) == _N_OUT
+        rows.append([float(v) if p else int(v) for v, p in zip(fields, _PROBABILITY)])
+    return rows
+
+
+def check_quantities(rows, feats):
+    """Per record and horizon: bikes in [0, capacity], p10 <= p50 <= p90, probabilities in [0, 1]
+    written with at most 3 decimals."""
     assert len(rows) == len(feats)
     for r, f in zip(rows, feats):
-        assert len(r) == 3
-        assert all(isinstance(v, int) and 0 <= v <= f["capacity"] for v in r)
+        assert len(r) == _N_OUT
+        for v, p in zip(r, _PROBABILITY):
+            if p:
+                assert isinstance(v, float) and 0.0 <= v <= 1.0 and len(repr(v).split(".")[1]) <= 3, v
+            else:
+                assert isinstance(v, int) and 0 <= v <= f["capacity"], (v, f["capacity"])
+        q = np.array(r, dtype=np.float64).reshape(F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
+        p10, p50, p90 = (q[:, F.OUTPUT_QUANTITIES.index(n)] for n in ("bikes_p10", "bikes_p50", "bikes_p90"))
+        assert (p10 <= p50).all() and (p50 <= p90).all()
+
+
+def json_rows(objs):
+    return [[o[c] for c in F.OUTPUT_COLUMNS] for o in objs]
 
 
 def test_csv_batch_gives_one_line_per_record(model, features, to_csv):
@@ -27,16 +54,16 @@ def test_csv_batch_gives_one_line_per_record(model, features, to_csv):
     body, ct = run(model, to_csv(feats).encode(), "text/csv")
     assert ct == "text/csv"
     assert body.endswith("\n") and not body.endswith("\n\n")
-    check_counts([[int(v) for v in ln.split(",")] for ln in body.split("\n")[:-1]], feats)
+    check_quantities(csv_rows(body), feats)
 
 
-@pytest.mark.parametrize("shape, top", [((3000, 3), 200), ((1, 3), 0), ((4, 3), 9), ((5, 3), 70_000)])
-def test_csv_encoding_reads_as_python_prints_the_counts(shape, top):
-    """The vectorised encoder (no object per value) against the obvious per-row format."""
-    counts = np.random.default_rng(top).integers(0, top + 1, shape)
-    expected = "".join(",".join(map(str, row)) + "\n" for row in counts.tolist())
-    assert velib_codec._csv_lines(counts) == expected
-    assert velib_codec._csv_lines(np.array([[-1, 2, 3]])) == "-1,2,3\n"
+def test_csv_and_json_carry_the_same_values(model, features, to_csv):
+    """The codec's round trip: a CSV line read back equals the JSON object keyed by OUTPUT_COLUMNS."""
+    feats = features(30, seed=9)
+    csv_body, _ = run(model, to_csv(feats), "text/csv")
+    json_body, _ = run(model, to_csv(feats), "text/csv", "application/json")
+    assert csv_rows(csv_body) == json_rows(json.loads(json_body))
+    assert list(json.loads(json_body)[0]) == [*F.OUTPUT_COLUMNS, "unknown_station"]
 
 
 def test_csv_accepts_str_body_crlf_and_charset(model, features, to_csv):
@@ -53,32 +80,40 @@ def test_clamps_to_capacity_and_zero(model, features, to_csv):
     for f in feats[10:]:
         f["history"] = [0] * 24
     body, _ = run(model, to_csv(feats), "text/csv")
-    check_counts([[int(v) for v in ln.split(",")] for ln in body.splitlines()], feats)
+    check_quantities(csv_rows(body), feats)
 
 
-def test_one_forward_pass_per_block_of_rows(model, features, to_csv, monkeypatch):
+def test_adversarial_records_keep_every_range_and_order(model, features, to_csv):
+    """Capacity 0 and 1, counts above capacity, every hour and day flag: still in range and ordered."""
+    feats = features(96, seed=11)
+    for i, f in enumerate(feats):
+        f["capacity"] = [0, 1, 2, 200][i % 4]
+        f["history"] = [[0, 200, 1, 3][(i + k) % 4] for k in range(24)]
+        f["hour"], f["non_working_day"], f["non_working_next_day"] = i % 24, i % 2, (i // 2) % 2
+    check_quantities(csv_rows(run(model, to_csv(feats), "text/csv")[0]), feats)
+
+
+def test_predicted_in_blocks_of_rows_with_the_same_answer(model, features, to_csv, monkeypatch):
     calls = []
-    original = model.net.forward
-    monkeypatch.setattr(model.net, "forward", lambda x, *a: calls.append(len(x)) or original(x, *a))
-    run(model, to_csv(features(200)), "text/csv")
+    original = model.predict
+    monkeypatch.setattr(model, "predict", lambda x: calls.append(len(x)) or original(x))
+    whole, _ = run(model, to_csv(features(200)), "text/csv")
     assert calls == [200]
     calls.clear()
     monkeypatch.setattr(inference, "FORWARD_BLOCK_ROWS", 64)
-    blocked, _ = run(model, to_csv(features(200)), "text/csv")
+    assert run(model, to_csv(features(200)), "text/csv")[0] == whole
     assert calls == [64, 64, 64, 8]
-    monkeypatch.setattr(inference, "FORWARD_BLOCK_ROWS", 512)
-    assert run(model, to_csv(features(200)), "text/csv")[0] == blocked
 
 
 def test_jsonlines_features_and_full_records_agree_with_csv(model, features, to_csv):
     feats = features(10, seed=1)
     csv_body, _ = run(model, to_csv(feats), "text/csv")
-    expected = [[int(v) for v in ln.split(",")] for ln in csv_body.splitlines()]
+    expected = csv_rows(csv_body)
 
     body, ct = run(model, "".join(json.dumps(f) + "\n" for f in feats).encode(), "application/jsonlines")
     assert ct == "application/jsonlines"
     objs = [json.loads(ln) for ln in body.splitlines()]
-    assert [[o["bikes_h1"], o["bikes_h2"], o["bikes_h3"]] for o in objs] == expected
+    assert json_rows(objs) == expected
     assert "record_id" not in objs[0]
 
     full = [{"record_id": f"S{i}@2022-05-26T10:00Z", "station_code": f"S{i}", "origin_ts": "2022-05-26T10:00:00Z",
@@ -86,7 +121,7 @@ def test_jsonlines_features_and_full_records_agree_with_csv(model, features, to_
     body, _ = run(model, "\n".join(json.dumps(r) for r in full), "application/jsonlines")
     objs = [json.loads(ln) for ln in body.splitlines()]
     assert [o["record_id"] for o in objs] == [r["record_id"] for r in full]
-    assert [[o["bikes_h1"], o["bikes_h2"], o["bikes_h3"]] for o in objs] == expected
+    assert json_rows(objs) == expected
 
 
 def test_json_object_and_list(model, features):
@@ -161,7 +196,7 @@ def test_wrong_column_count_is_400(model, features, to_csv):
     lines = to_csv(features(3)).splitlines()
     lines[2] = "abc," + lines[2]
     e = error_of(model, "\n".join(lines), "text/csv")
-    assert e.status_code == 400 and "line 3: 32 columns, expected 31" in e.message
+    assert e.status_code == 400 and "line 3: 33 columns, expected 32" in e.message
 
 
 def test_not_a_number_is_400(model, features, to_csv):
@@ -174,6 +209,7 @@ def test_not_a_number_is_400(model, features, to_csv):
 @pytest.mark.parametrize("field, value, text", [
     ("hour", 24, "hour: is 24; must be an integer in [0, 23]"),
     ("day_of_week", 1.5, "day_of_week: is 1.5"),
+    ("non_working_next_day", 2, "non_working_next_day: is 2; must be an integer in [0, 1]"),
     ("capacity", -1, "capacity: is -1"),
     ("station_index", 21, "station_index: is 21; must be an integer in [0, 20]; use 0"),
     ("lat", 91, "lat: is 91"),
@@ -263,9 +299,16 @@ def test_model_fn_refuses_mismatched_artifacts(model_dir, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="feature_columns"):
         inference.model_fn(str(bad))
-    (bad / "scaler.json").unlink()
     shutil.copy(model_dir / "config.json", bad / "config.json")
-    with pytest.raises(ModelLoadError, match="scaler.json"):
+    for name in ("trees.json", "profiles.json", "distribution.json"):
+        (bad / name).rename(bad / "kept")
+        with pytest.raises(ModelLoadError, match=f"{name}: missing"):
+            inference.model_fn(str(bad))
+        (bad / "kept").rename(bad / name)
+    spec = json.loads((bad / "distribution.json").read_text())
+    spec["residuals"][0][0] = spec["residuals"][0][0][::-1]  # levels no longer ascending
+    (bad / "distribution.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelLoadError, match="distribution.json"):
         inference.model_fn(str(bad))
 
 
@@ -279,7 +322,7 @@ def test_model_fn_refuses_a_contract_1_model_naming_both_contracts(model_dir, tm
     cfg = json.loads((old / "config.json").read_text())
     cfg["feature_columns"] = [c if c != "non_working_day" else "is_weekend" for c in cfg["feature_columns"]]
     (old / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 2 .non_working_day.*Retrain"):
+    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 3 .non_working_day.*Retrain"):
         inference.model_fn(str(old))
 
 
@@ -303,7 +346,7 @@ def test_warmup_runs_the_whole_path_and_changes_no_prediction(model_dir, model, 
     monkeypatch.setattr(model, "predict", lambda x: seen.append(len(x)) or original(x))
     monkeypatch.setattr(inference, "predict_fn", lambda *a: hooks.append(a))
     inference.model_warmup_fn(str(model_dir), model)
-    assert seen == [2 * inference.FORWARD_BLOCK_ROWS]
+    assert seen == [inference.FORWARD_BLOCK_ROWS] * 2
     assert hooks == [], "a module wrapping predict_fn (the fault tests count its calls) sees requests only"
     monkeypatch.undo()
     assert run(model, body, "text/csv") == before

@@ -97,16 +97,17 @@ class _Ctx:
         self.set_response_status = set_response_status
 
 
-@pytest.fixture(scope="module", params=["lstm", "gbm"])
+@pytest.fixture(scope="module", params=["untrained", "fitted"])
 def family_dir(request, model_dir, tmp_path_factory):
-    """Both shipped families: the seed LSTM (model.pth) and the boosted trees (trees.json, NumPy)."""
-    if request.param == "lstm":
+    """The gbm family with random trees, and fitted on a synthetic archive with its calibrated distribution."""
+    if request.param == "untrained":
         return model_dir
     from velibcast.training.package import extract
     from velibcast.training.synthetic import gbm_archive
 
     d = extract(gbm_archive(20, seed=3), tmp_path_factory.mktemp("gbm-model"))
-    assert (d / "trees.json").exists() and not (d / "model.pth").exists()
+    assert {p.name for p in d.iterdir() if p.suffix == ".json"} == {
+        "config.json", "station_mappings.json", "metadata.json", "trees.json", "profiles.json", "distribution.json"}
     return d
 
 

@@ -1,0 +1,88 @@
+"""The predictive distribution: calibrated residual levels placed around any point forecast."""
+
+import numpy as np
+import pytest
+
+from velibcast.transform_code import velib_distribution as D
+from velibcast.transform_code import velib_features as F
+from velibcast.transform_code.velib_errors import ModelLoadError
+
+Q = {name: F.OUTPUT_QUANTITIES.index(name) for name in F.OUTPUT_QUANTITIES}
+
+
+def calibrated(scale=2.0, n=60_000, seed=0):
+    rng = np.random.default_rng(seed)
+    cap = rng.integers(10, 60, n).astype(float)
+    pred = rng.uniform(0, 1, n) * cap
+    horizon = rng.integers(1, F.MAX_HORIZON + 1, n)
+    actual = np.clip(np.round(pred + rng.normal(0, scale * np.sqrt(horizon))), 0, cap)
+    return D.calibrate(pred, actual, cap, horizon), (pred, actual, cap, horizon)
+
+
+def test_quantiles_ordered_in_range_probabilities_rounded_for_any_forecast():
+    spec, _ = calibrated()
+    dist = D.Distribution(spec)
+    rng = np.random.default_rng(1)
+    cap = np.array([0, 1, 2, 35, 200, 12, 12, 12], dtype=float)
+    pred = np.column_stack([rng.uniform(-50, 250, (8, F.MAX_HORIZON - 2)),
+                            np.full((8, 1), np.nan_to_num(np.inf)), np.full((8, 1), -1e9)])
+    q = dist.quantities(pred, cap)
+    assert q.shape == (8, F.MAX_HORIZON, 6)
+    bikes = q[:, :, [Q["bikes"], Q["bikes_p10"], Q["bikes_p50"], Q["bikes_p90"]]]
+    assert (bikes >= 0).all() and (bikes <= cap[:, None, None]).all() and (bikes == np.round(bikes)).all()
+    assert (q[:, :, Q["bikes_p10"]] <= q[:, :, Q["bikes_p50"]]).all()
+    assert (q[:, :, Q["bikes_p50"]] <= q[:, :, Q["bikes_p90"]]).all()
+    for p in ("p_empty", "p_full"):
+        v = q[:, :, Q[p]]
+        assert ((v >= 0) & (v <= 1)).all() and (np.round(v, 3) == v).all()
+
+
+def test_the_interval_covers_eighty_percent_of_outcomes_like_those_it_was_calibrated_on():
+    spec, _ = calibrated(seed=0)
+    _, (pred, actual, cap, horizon) = calibrated(seed=1)
+    q = D.Distribution(spec).quantities(np.repeat(pred[:, None], F.MAX_HORIZON, axis=1), cap)
+    rows = np.arange(len(pred))
+    lo, hi = q[rows, horizon - 1, Q["bikes_p10"]], q[rows, horizon - 1, Q["bikes_p90"]]
+    cover = ((actual >= lo) & (actual <= hi)).mean()
+    assert 0.75 <= cover <= 0.9, cover  # whole bikes: the rounded bounds include their own value
+    empty = q[rows, horizon - 1, Q["p_empty"]]
+    assert abs(empty.mean() - (actual == 0).mean()) < 0.01, "p_empty is calibrated on average"
+    full = q[rows, horizon - 1, Q["p_full"]]
+    assert abs(full.mean() - (actual >= cap).mean()) < 0.01, "p_full is calibrated on average"
+
+
+def test_errors_grow_with_the_horizon():
+    spec, _ = calibrated()
+    r = np.asarray(spec["residuals"])
+    width = r[:, 2:6, D.QUANTILE_LEVELS["bikes_p90"]] - r[:, 2:6, D.QUANTILE_LEVELS["bikes_p10"]]
+    assert (width[-1] > 2 * width[0]).all(), "the middle bins (the edge ones hold too few pairs per horizon)"
+
+
+def test_a_near_empty_forecast_is_likely_empty_a_near_full_one_likely_full():
+    spec, _ = calibrated()
+    q = D.Distribution(spec).quantities(np.array([[0.0] * F.MAX_HORIZON, [30.0] * F.MAX_HORIZON]),
+                                        np.array([30.0, 30.0]))
+    assert (q[0, :, Q["p_empty"]] > q[1, :, Q["p_empty"]]).all()
+    assert (q[1, :, Q["p_full"]] > q[0, :, Q["p_full"]]).all()
+
+
+def test_a_sparse_cell_takes_its_bins_levels_pooled_over_horizons():
+    rng = np.random.default_rng(2)
+    n = 24 * 400
+    horizon = np.repeat(np.arange(1, 25), 400)
+    pred, cap = np.where(np.arange(n) % 40 == 0, 0.5, 15.0), np.full(n, 30.0)  # 10 near-empty pairs per horizon
+    spec = D.calibrate(pred, np.clip(pred + rng.normal(0, 2, n), 0, 30), cap, horizon)
+    r = np.asarray(spec["residuals"])
+    assert (r[:, 0] == r[0, 0]).all(), "the near-empty bin: 240 pairs over every horizon, one set of levels"
+    assert r[0, 0, 0] == 0.0 or r[0, 0, 0] < -0.9, "...its own: a near-empty forecast mostly stays or empties"
+    middle = int(D.occupancy_bin(np.array([15.0]), np.array([30.0]))[0])
+    assert not (r[:, middle] == r[0, middle]).all(), "the middle bin has 390 pairs per horizon: levels of its own"
+
+
+def test_a_distribution_that_is_not_ascending_or_of_other_bins_is_refused():
+    spec, _ = calibrated()
+    bad = dict(spec, residuals=[[list(reversed(c)) for c in h] for h in spec["residuals"]])
+    with pytest.raises(ModelLoadError, match="distribution.json"):
+        D.Distribution(bad)
+    with pytest.raises(ModelLoadError, match="distribution.json"):
+        D.Distribution(dict(spec, occupancy_edges=[0.5]))

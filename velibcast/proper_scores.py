@@ -1,0 +1,73 @@
+"""Proper scores of a predictive distribution: one definition for backtests and forward scoring.
+
+- pinball loss of a quantile forecast q at level tau: mean of max(tau (y - q), (tau - 1) (y - q));
+  its minimum in expectation is the true quantile, so a lower loss is a better quantile;
+- interval coverage: the share of outcomes inside [lo, hi] (an 80 % interval should hold ~80 %);
+- Brier score of a probability p of an event: mean of (p - event)^2; its skill against a
+  reference forecast is 1 - Brier / Brier_reference (> 0: better than the reference);
+- reliability: outcomes grouped by forecast probability, the observed frequency of each bin
+  beside its mean forecast (a reliable forecast lies on the diagonal).
+
+Events: a station is empty when it holds 0 bikes, full when its bikes reach its capacity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUANTILES = {"bikes_p10": 0.1, "bikes_p50": 0.5, "bikes_p90": 0.9}
+RELIABILITY_BINS = 10
+# Day-ahead horizons are judged in buckets: the next hours (a nowcast's span), the morning,
+# the day, and the evening and night, where a station's daily profile matters most.
+HORIZON_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
+# Probabilities are stored as float32: 0.7 reads back as 0.69999999. Rounding before binning
+# keeps a forecast on its bin's lower edge in that bin.
+_BIN_DECIMALS = 6
+
+
+def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+    d = np.asarray(y, np.float64) - np.asarray(q, np.float64)
+    return float(np.mean(np.maximum(tau * d, (tau - 1) * d))) if len(d) else float("nan")
+
+
+def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    y = np.asarray(y, np.float64)
+    return float(np.mean((y >= lo) & (y <= hi))) if len(y) else float("nan")
+
+
+def brier(p: np.ndarray, event: np.ndarray) -> float:
+    p = np.asarray(p, np.float64)
+    return float(np.mean((p - np.asarray(event, np.float64)) ** 2)) if len(p) else float("nan")
+
+
+def skill(score: float, reference: float) -> float | None:
+    """1 - score / reference; None when the reference is perfect (nothing to beat) or unknown."""
+    if not np.isfinite(score) or not np.isfinite(reference) or reference <= 0:
+        return None
+    return 1.0 - score / reference
+
+
+def empty(bikes: np.ndarray) -> np.ndarray:
+    return np.asarray(bikes, np.float64) <= 0
+
+
+def full(bikes: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    return np.asarray(bikes, np.float64) >= np.asarray(capacity, np.float64)
+
+
+def reliability(p: np.ndarray, event: np.ndarray, bins: int = RELIABILITY_BINS) -> list[dict]:
+    """One dict per non-empty bin of [0, 1]: its bounds, forecasts in it, mean forecast, observed frequency."""
+    p = np.asarray(p, np.float64)
+    event = np.asarray(event, np.float64)
+    which = np.minimum(np.floor(np.round(p * bins, _BIN_DECIMALS)).astype(np.int64), bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            out.append({"lo": b / bins, "hi": (b + 1) / bins, "n": int(m.sum()),
+                        "mean_forecast": float(p[m].mean()), "observed": float(event[m].mean())})
+    return out
+
+
+def bucket_of(horizon: int) -> tuple[int, int]:
+    return next(b for b in HORIZON_BUCKETS if b[0] <= horizon <= b[1])
