@@ -35,7 +35,8 @@ def _print_result(res: dict) -> None:
     print(f"stations seen {c['stations_seen']}, windows emitted {c['windows_emitted']}, "
           f"skipped {c['windows_skipped']} {json.dumps(c['windows_skipped_by_reason'])}, "
           f"records sent {c['records_sent']}, predictions written {c['predictions_written']}, "
-          f"forecast rows {c['forecast_rows']}")
+          f"forecast rows {c['forecast_rows']}; coverage of open station-origins {c['coverage']:.1%} "
+          f"of {c['station_origins_open']}")
     if res.get("report_png"):
         print(f"report:    {res['report_png']}")
     if res.get("reused"):
@@ -149,7 +150,7 @@ def cmd_demo(args) -> int:
             m = cfg["model"]
             print(f"training the default family on [{m['train_start']}, {m['train_end']}); the day-ahead forecast "
                   f"below, as of {iso_minute(spec.as_of)}, forecasts hours after it, out of sample")
-            info = train(config=args.config)
+            info = train(config=args.config, backtest=False)  # the scored day below is its evidence
             print(f"model {info['version']}: {info['model_uri']}")
             # The demo serves what it trained, whatever its backtest says: the scored day below is
             # the evidence, and the promotion says it was forced.

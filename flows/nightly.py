@@ -163,7 +163,7 @@ def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previ
         scored = _optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
     else:
         scored = {"message": "left to the caller"}
-    logger.info("report: %s; previous night: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
+    logger.info("report: %s; scores: %s", png.get("uri", png.get("error")), scored.get("message", scored.get("error")))
     record = to_json(m)
     current_manifest = manifest.manifest_uri(ctx.root, ctx.run_id)
     _optional(logger, skipped, "run summary artifact", stages.report_artifacts, ctx, record, scored)
