@@ -5,10 +5,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install bench backtest clean
 
-# torch goes first, alone, pinned: resolved with the rest, pip would pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 

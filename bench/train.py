@@ -23,16 +23,14 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from velibcast.timeutil import UTC, iso_minute
+
 REPO = Path(__file__).resolve().parents[1]
-FIRST = datetime(2022, 5, 11, 22)  # 2022-05-12 00:00 in Paris (summer time), the first bundled day
-
-
-def utc(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%MZ")
+FIRST = datetime(2022, 5, 11, 22, tzinfo=UTC)  # 2022-05-12 00:00 in Paris (summer time), the first bundled day
 
 
 # --end is excluded ([start, end) like every range): each span ends at midnight in Paris.
-DAY_ENDS = {n: utc(FIRST + timedelta(days=n)) for n in range(1, 16)}
+DAY_ENDS = {n: iso_minute(FIRST + timedelta(days=n)) for n in range(1, 16)}
 
 
 def run_one(days: int, family: str) -> dict:
@@ -42,7 +40,7 @@ def run_one(days: int, family: str) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "train", "--config", str(cfg),
-                              "--start", utc(FIRST), "--end", DAY_ENDS[days], "--family", family, "--no-backtest"],
+                              "--start", iso_minute(FIRST), "--end", DAY_ENDS[days], "--family", family, "--no-backtest"],
                              capture_output=True, text=True, env=dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false"))
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

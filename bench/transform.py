@@ -6,7 +6,7 @@ Model: the real network (transform_code, 1,400 stations), untrained: the cost do
 on the weights. Input: the real nightly's windows (the one window path on sample_data,
 2022-05-25), the first --records CSV lines. Thread budget T = the machine's cores.
 
-  floor        predict_fn on the decoded records in a fresh process with T torch threads and the
+  floor        predict_fn on the decoded records in a fresh process with T threads and the
                environment a one-instance server gets (local.server_thread_env)
   multirecord  the nightly job: 1 instance, MaxConcurrentTransforms 1, MultiRecord, 6 MB,
                InputFilter $[1:], JoinSource Input, OutputFilter $[0,-3:]; rate over
@@ -74,31 +74,23 @@ def spec(name: str, inp: str, out: str, instances: int = 1, mct: int = 1, payloa
 
 # ---------------------------------------------------------------- child: the in-process floor and profile
 def child_floor(model_tar: str, data_path: str, threads: int) -> dict:
-    # lazy: torch is loaded only in the child, which sets its thread budget before any work
-    import torch
-
     from velibcast.training.package import extract
     from velibcast.transform_code import inference
 
-    torch.set_num_threads(threads)
     model = inference.model_fn(str(extract(Path(model_tar).read_bytes(), Path(tempfile.mkdtemp()))))
     body = b"".join(ln.split(b",", 1)[1] for ln in Path(data_path).read_bytes().splitlines(keepends=True))
     decoded = inference.input_fn(body.decode(), "text/csv")
     inference.predict_fn(decoded, model)  # warm-up: the first call allocates, as a server's first request
     t0, c0 = time.perf_counter(), time.process_time()
     inference.predict_fn(decoded, model)
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "threads": torch.get_num_threads()}
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "threads": threads}
 
 
 def child_profile(model_tar: str, data_path: str, threads: int) -> dict:
     """CPU seconds of each step the job adds around predict_fn, on the same records."""
-    # lazy: torch is loaded only in the child, which sets its thread budget before any work
-    import torch
-
     from velibcast.training.package import extract
     from velibcast.transform_code import inference
 
-    torch.set_num_threads(threads)
     model = inference.model_fn(str(extract(Path(model_tar).read_bytes(), Path(tempfile.mkdtemp()))))
     gc.freeze()  # as the server does after loading the model
     data = Path(data_path).read_bytes()
@@ -187,7 +179,7 @@ def report(n: int, threads: int, runs: dict[str, list[dict]], profile: dict[str,
     rate = {k: n / best[k] for k in best}
     print(f"{n:,} records of the real nightly, real network (untrained), thread budget {threads}")
     print(f"  floor predict_fn in-process: {rate['floor']:,.0f} rec/s (spread {spread(secs['floor'])}, "
-          f"{runs['floor'][0]['threads']} torch threads)")
+          f"{runs['floor'][0]['threads']} threads)")
     for k in ("multirecord", "ic1_mct1", "ic2_mct1", "ic1_mct2"):
         print(f"  {k:<12} {rate[k]:>10,.0f} rec/s over ProcessingSeconds (spread {spread(secs[k])}; "
               f"server start {min(r['ContainerStartSeconds'] for r in runs[k]):.2f} s excluded)")

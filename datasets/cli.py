@@ -9,6 +9,7 @@ from velibcast import constants as C
 from velibcast.cli_types import utc_time
 from velibcast.datasets.report import ValidationPolicy
 from velibcast.storage import Storage
+from velibcast.timeutil import iso_minute
 
 
 def register(subparsers) -> None:
@@ -81,7 +82,7 @@ def cmd_windows(args) -> int:
     elif args.as_of:
         origin = latest_origin(storage, args.snapshots, args.as_of, max_staleness)
         if origin is None:
-            raise SystemExit(f"windows: no snapshot under {args.snapshots} captured at or before {args.as_of:%Y-%m-%dT%H:%MZ} "
+            raise SystemExit(f"windows: no snapshot under {args.snapshots} captured at or before {iso_minute(args.as_of)} "
                              f"within {args.max_staleness_hours:g} h before a whole hour; check --as-of and --snapshots")
         origins = [origin]
     else:

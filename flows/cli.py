@@ -105,8 +105,8 @@ def _run_product(args, product: str) -> int:
     # lazy, per command: a config error imports no NumPy
     from velibcast.flows import preflight
 
+    preflight.check_run(cfg)  # the store and the model first: a wrong root is not "no snapshot"
     spec = preflight.product_spec(cfg, product, args.as_of)
-    preflight.check_run(cfg)
     assert spec.as_of is not None and spec.start is not None  # product_spec sets both
     print(f"{product} as of {iso_minute(spec.as_of)}: origin {iso_minute(spec.start)} (the latest whole hour with data)")
     server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load

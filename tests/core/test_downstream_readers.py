@@ -175,15 +175,17 @@ def test_a_temporary_file_left_by_a_killed_writer_is_not_counted_by_duckdb_or_po
     dataset's Parquet objects may count its rows."""
     root = str(tmp_path / "root")
     publish_two_dates(storage, root)
-    target = tmp_path / "root" / "forecasts" / "run_date=2022-05-26" / forecasts.PART_NAME
+    target = tmp_path / "root" / "forecasts" / "product=evaluation" / "run_date=2022-05-26" / forecasts.PART_NAME
     left = st._write_temp(target, target.read_bytes())  # what the writer had done when it was killed
     assert left.exists()
     glob = st.join(root, "forecasts", "**", "*.parquet")
     duck = duckdb.sql(f"select run_date, count(*) from read_parquet('{glob}', hive_partitioning = true) "
                       "group by run_date order by run_date").fetchall()
-    assert duck == [(D1, 36), (D2, 24)]
+    # D2: the evaluation rerun's 24 rows and the day-ahead's 72 (3 stations x 24 horizons); the
+    # temporary copy of the evaluation object would add 24
+    assert duck == [(D1, 36), (D2, 24 + 72)]
     lazy = pl.scan_parquet(glob, hive_partitioning=True)
-    assert lazy.select(pl.len()).collect().item() == 36 + 24
+    assert lazy.select(pl.len()).collect().item() == 36 + 24 + 72
 
 
 def big_night(run_id: str, seed: int, n_stations: int = 1500) -> pa.Table:

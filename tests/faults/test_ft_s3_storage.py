@@ -154,10 +154,10 @@ def test_a_publish_lock_whose_answer_was_lost_is_still_held_and_released(faulty_
     storage, root, proxy = faulty_s3
     d = date(2022, 5, 26)
     proxy.fail_next(1, "lost", method="PUT")
-    with publish_lock(storage, root, d, "run-1"):
-        assert storage.exists(lock_uri(root, d))
-    assert not storage.exists(lock_uri(root, d))
-    assert "_locks/run_date%3D2022-05-26.json" in proxy.faults()[0].path
+    with publish_lock(storage, root, EVALUATION.name, d, "run-1"):
+        assert storage.exists(lock_uri(root, EVALUATION.name, d))
+    assert not storage.exists(lock_uri(root, EVALUATION.name, d))
+    assert "_locks/product%3Devaluation/run_date%3D2022-05-26.json" in proxy.faults()[0].path
 
 
 @pytest.mark.parametrize("op", ["exists", "read", "write"])

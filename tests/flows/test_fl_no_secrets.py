@@ -183,7 +183,7 @@ def test_no_secret_in_run_outputs_logs_or_prefect(secret_root, tmp_path, recorde
     assert state.is_completed(), state
     storage = cfg.storage()
     assert storage.exists(st.join(secret_root, "runs", "run-1", "report.png"))
-    assert storage.exists(score.accuracy_uri(secret_root, night.RUN_DATE))
+    assert storage.exists(score.accuracy_uri(secret_root, "evaluation", night.RUN_DATE))
 
     assert scan_bucket(storage, secret_root) == {}
     assert recorded_logs.lines and not [ln for ln in recorded_logs.lines if leaks_in(ln)]

@@ -10,7 +10,7 @@ from velibcast.config import load_config
 from velibcast.errors import ConfigError, TransientError
 from velibcast.flows.run_names import backfill_name, forecast_name, nightly_name
 from velibcast.flows.task_policy import RETRY_OPTS, timed
-from velibcast.timeutil import UTC
+from velibcast.timeutil import UTC, name_minute
 
 
 def _flaky(error, fail_times):
@@ -71,7 +71,7 @@ def test_forecast_run_names_say_the_product_and_the_as_of_minute_in_utc():
     default = load_config("configs/local.yaml")["run"]["default_as_of"]
     expected = datetime.fromisoformat(default).astimezone(UTC)
     assert forecast_name({"product": "nowcast", "as_of": None, "config": "configs/local.yaml"}) == \
-        f"nowcast-{expected:%Y-%m-%dT%H%MZ}"
+        f"nowcast-{name_minute(expected)}"
     assert forecast_name({"product": "nowcast", "as_of": None, "config": None}) == "nowcast-now"
 
 

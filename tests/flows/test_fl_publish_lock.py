@@ -207,13 +207,13 @@ from velibcast.flows.publish import publish_lock
 root, d, mode = sys.argv[1], date.fromisoformat(sys.argv[2]), sys.argv[3]
 storage = Storage()
 if mode == "hold":
-    with publish_lock(storage, root, d, "killed"):
+    with publish_lock(storage, root, "evaluation", d, "killed"):
         print("held", flush=True)
         time.sleep(600)
 else:  # take and release the lock over and over, to be killed at any moment of it
     print("looping", flush=True)
     while True:
-        with publish_lock(storage, root, d, "killed"):
+        with publish_lock(storage, root, "evaluation", d, "killed"):
             pass
 """
 
@@ -231,9 +231,10 @@ def _killed_child(root: str, d: date, mode: str, after_s: float = 0.0) -> None:
 
 
 def _locks_folder(storage, root) -> list[str]:
+    """Every file under the locks folder (the empty folder of a product may stay)."""
     if storage_is_local(root):
         folder = os.path.join(root, "forecasts", "_locks")
-        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        return sorted(os.path.join(dp, f) for dp, _, files in os.walk(folder) for f in files)
     return [o.uri for o in storage.list(root.rstrip("/") + "/forecasts/_locks/")]
 
 
@@ -244,7 +245,7 @@ def storage_is_local(root: str) -> bool:
 def test_a_lock_taken_over_from_a_killed_run_leaves_no_marker_once_released(any_root, storage):
     d = date(2022, 6, 2)
     _killed_child(any_root, d, "hold")
-    with publish_lock(storage, any_root, d, "rerun"):
+    with publish_lock(storage, any_root, "evaluation", d, "rerun"):
         pass
     assert _locks_folder(storage, any_root) == []
 
@@ -255,6 +256,6 @@ def test_a_publisher_killed_at_any_moment_leaves_nothing_in_the_locks_folder_aft
     root = str(tmp_path)
     for i in range(6):
         _killed_child(root, d, "loop", after_s=0.2 + 0.03 * i)
-        with publish_lock(storage, root, d, f"rerun-{i}"):
+        with publish_lock(storage, root, "evaluation", d, f"rerun-{i}"):
             pass
         assert _locks_folder(storage, root) == [], f"after kill {i}"
