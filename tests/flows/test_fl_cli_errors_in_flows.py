@@ -97,5 +97,4 @@ def test_a_model_output_above_int64_exits_2_with_its_line(tmp_path, storage, tra
     r = _run_cli(tmp_path, e2e.config(tmp_path, root, model), e2e)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and ".out line" in last and "bikes=1.18059e+21" in last
-    assert "not a whole number in [0, capacity]" in last
+    assert last.startswith("error: ") and ".out line" in last and "not a whole number in [0, capacity]" in last
