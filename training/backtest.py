@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from velibcast import constants as C
+from velibcast.proper_scores import HORIZON_BUCKETS
 from velibcast.timeutil import PARIS
 from velibcast.training import evaluate
 from velibcast.training.evaluate import BASELINES, EVENTS, QUANTILES
@@ -29,7 +30,7 @@ from velibcast.transform_code import velib_features as F
 
 NOWCAST = (1, 2, 3)
 NOWCAST_GOAL_PCT = (10, 15, 20)  # % better than persistence at T+1..3 h
-DAY_AHEAD_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
+DAY_AHEAD_BUCKETS = HORIZON_BUCKETS
 # What promotion compares: each nowcast horizon, then the day-ahead buckets beyond it.
 BUCKETS = (*((h, h) for h in NOWCAST), *DAY_AHEAD_BUCKETS[1:])
 
@@ -191,10 +192,12 @@ def format_table(bt: dict) -> str:
         pooled_scores = {"n": summary[fam]["n"], "mae": {k: summary[k]["mae_mean_over_days"] for k in [fam, *BASELINES]},
                          "pinball": summary[fam]["pinball"], "coverage_p10_p90": summary[fam]["coverage_p10_p90"],
                          "brier": summary[fam]["brier"]}
-    for r, s in each(lambda r: r["scores"][fam]):
-        lines.append(nowcast_line(r, s))
-    if pooled_scores:
-        lines.append(nowcast_line(pooled, pooled_scores))
+    def per_day_and_pooled(day_lines) -> list[str]:
+        """The lines of each day, then of the days pooled (when the backtest has a summary)."""
+        out = [line for r, s in each(lambda r: r["scores"][fam]) for line in day_lines(r, s)]
+        return out + (list(day_lines(pooled, pooled_scores)) if pooled_scores else [])
+
+    lines += per_day_and_pooled(lambda r, s: [nowcast_line(r, s)])
     lines += ["", f"day-ahead ({fam}): MAE by horizon bucket, model vs persistence / same_day_type / profile "
                   "(gain vs the best of the three)",
               f"{'day':<11} {'type':<12} {'windows':>7}  " + "  ".join(f"{f'{lo}-{hi} h':>36}"
@@ -209,10 +212,7 @@ def format_table(bt: dict) -> str:
             cells.append(f"{_fmt(m)} {'/'.join(_fmt(v) for v in b)} {_pct(m, best):>7}")
         return f"{r['day']:<11} {r['day_type']:<12} {r['windows']:>7}  " + "  ".join(f"{c:>36}" for c in cells)
 
-    for r, s in each(lambda r: r["scores"][fam]):
-        lines.append(day_ahead_line(r, s))
-    if pooled_scores:
-        lines.append(day_ahead_line(pooled, pooled_scores))
+    lines += per_day_and_pooled(lambda r, s: [day_ahead_line(r, s)])
     lines += ["", f"distribution ({fam}) by horizon bucket: pinball p10/p50/p90 (bikes), 80 % interval coverage "
                   "(goal 75-85 %), Brier skill of p_empty and p_full vs climatology / persistence",
               f"{'day':<11} {'bucket':>6}  {'pinball p10/p50/p90':>20} {'cover':>6}  {'p_empty skill':>13}  {'p_full skill':>13}"]
@@ -225,10 +225,7 @@ def format_table(bt: dict) -> str:
                    + "  ".join(f"{_skill(s, fam, ev, 'climatology', lo, hi):>6}/{_skill(s, fam, ev, 'persistence', lo, hi):>6}"
                                for ev in EVENTS))
 
-    for r, s in each(lambda r: r["scores"][fam]):
-        lines.extend(dist_lines(r, s))
-    if pooled_scores:
-        lines.extend(dist_lines(pooled, pooled_scores))
+    lines += per_day_and_pooled(dist_lines)
     for sk in bt.get("skipped_days", []):
         lines.append(f"{sk['day']:<11} skipped: {sk['reason']}")
     return "\n".join(lines)
