@@ -20,7 +20,7 @@ from velibcast.training.train import train_model
 @flow(name="train", log_prints=True)
 def train(config: str = "configs/local.yaml", start: datetime | None = None, end: datetime | None = None,
           family: str | None = None, snapshots: str | None = None, out: str | None = None, seed: int | None = None,
-          max_seconds: float | None = None, backtest: bool = True, promote: bool = False) -> dict:
+          backtest: bool = True, promote: bool = False) -> dict:
     """Train on the hours in [start, end) (default: model.train_start/train_end of the config)."""
 
     logger = get_run_logger()
@@ -33,7 +33,7 @@ def train(config: str = "configs/local.yaml", start: datetime | None = None, end
     # [start, end) like every range; train_model takes the last hour it may learn, the one before end.
     last_hour = end - timedelta(microseconds=1)
     info = train_model(storage, snapshots or cfg.snapshots_root, start, last_hour, out or cfg.root, seed=seed,
-                       max_seconds=max_seconds, family=family, backtest=backtest, progress=logger.info)
+                       family=family, backtest=backtest, progress=logger.info)
     if promote:
         try:
             pointer = registry.promote(storage, out or cfg.root, info["version"])

@@ -143,11 +143,10 @@ def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end
 
 
 def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime, out_root: str,
-                seed: int | None = None, max_seconds: float | None = None, family: str | None = None,
+                seed: int | None = None, family: str | None = None,
                 backtest: bool = True, progress: Progress = print) -> dict:
     """Samples of [start, end] streamed from the snapshot store, then train_on_samples.
-    Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz.
-    `max_seconds` bounded the removed lstm family's epochs; it is ignored until the train flow drops it."""
+    Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz."""
 
     start, end = _hour(start), _hour(end)
     report = SkipReport()

@@ -52,7 +52,7 @@ def trained_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("model-root")
     info = train_model(Storage(), str(SAMPLE.parents[1]),
                        datetime(2022, 5, 23, tzinfo=UTC), datetime(2022, 5, 25, 12, tzinfo=UTC),
-                       str(root), seed=1, max_seconds=8, backtest=False, progress=lambda line: None)
+                       str(root), seed=1, backtest=False, progress=lambda line: None)
     return info
 
 
