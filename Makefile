@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0  # the test extras' torch, first and alone: else pip picks a multi-GB CUDA build
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
