@@ -8,7 +8,13 @@ import pytest
 from tests.datasets.ds_helpers import rec, utc
 from velibcast.config import load_config
 from velibcast.datasets.report import SkipReport, ValidationPolicy
-from velibcast.datasets.snapshots import SnapshotRef, encode_snapshot, parse_snapshot, parse_snapshot_columns
+from velibcast.datasets.snapshots import (
+    SnapshotRef,
+    capture_ts_from_key,
+    encode_snapshot,
+    parse_snapshot,
+    parse_snapshot_columns,
+)
 from velibcast.errors import ConfigError, DataError
 
 TS = utc("2022-05-23T10:30:00Z")
@@ -152,11 +158,9 @@ def test_columnar_and_record_parsers_agree_on_valid_variants(due):
 
 
 def test_columnar_parser_on_the_real_sample(storage):
-    import glob
-
-    for path in sorted(glob.glob(str(Path(__file__).parents[2] / "sample_data/velib/snapshots/*.jsonl.gz")))[:6]:
-        from velibcast.datasets.snapshots import capture_ts_from_key
-
+    paths = sorted(str(p) for p in (Path(__file__).parents[2] / "sample_data/velib/snapshots").glob("*.jsonl.gz"))[:6]
+    assert len(paths) == 6, "the bundled sample is where this test looks for it"
+    for path in paths:
         ref = SnapshotRef(path, capture_ts_from_key(path))
         data = storage.read_bytes(path)
         a, b = SkipReport(), SkipReport()
