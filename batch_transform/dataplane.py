@@ -365,7 +365,7 @@ def assemble(obj: PreparedObject, responses: list[bytes], proc: Processing) -> b
             _check_count(obj.name, b, len(outs))
         else:
             # OutputFilter without a join filters what the container returned, record by
-            # record of the response, whatever their number (divergence 1 of issue 10).
+            # record of the response, whatever their number (divergence 1 in batch_transform/README.md).
             outs = _response_records(resp, fmt_out)
             if s.record_alignment == "always":
                 _check_count(obj.name, b, len(outs))

@@ -120,7 +120,7 @@ def server_thread_env(instances: int, max_concurrent: int, cpus: int | None = No
     """Each local "instance" gets its share of this machine's cores, as a SageMaker instance has
     its own: the cores divided by instances x MaxConcurrentTransforms, at least one thread per
     server. Without it every server process starts one compute thread per core (torch/OpenMP
-    default), so 2 instances on 2 cores ran 4 threads and were slower than 1 (issue 11).
+    default), so 2 instances on 2 cores ran 4 threads and were slower than 1.
     OMP_WAIT_POLICY=PASSIVE: OpenMP's default keeps idle compute threads spinning, and on a
     loaded machine a spinning thread holds the core its peer needs; bench/transform.py's floor
     (3,000 records, 2 threads, load 4.5) took 1.7-9.4 s spinning against 0.71-0.75 s passive,
@@ -519,7 +519,7 @@ class _JobRun:
                            int(mcc.get("InvocationsMaxRetries", C.INVOCATIONS_MAX_RETRIES_DEFAULT)),
                            self.rt.settings.retry_client_errors, chunked=mpm == 0)
         # Requests share one pool of MCT slots; up to MCT objects are open at once, so the
-        # slots fill from the next objects while one object waits (divergence 2 of issue 10),
+        # slots fill from the next objects while one object waits (divergence 2 in batch_transform/README.md),
         # and memory holds at most MCT objects.
         with ThreadPoolExecutor(max_workers=mct) as requests, ThreadPoolExecutor(max_workers=mct) as opened:
             def one(obj: _Object) -> None:

@@ -207,10 +207,10 @@ def serve(model_dir: str, port: int | None = None, host: str = C.SERVER_LOCAL_HO
     log.info("model warmed up", extra={"fields": {"seconds": round(time.perf_counter() - t1, 3), "threads": threads}})
     # Request.is_disconnected, the last step of every invocation, imports anyio's asyncio backend
     # on first use: 12 ms of imports, and a job's first request waited 20-28 ms longer outside the
-    # handler than the next ones (3,000 records, issue 11). Loaded here, before the port opens.
+    # handler than the next ones (3,000 records). Loaded here, before the port opens.
     anyio.run(anyio.sleep, 0)
     # The model's objects (torch: ~170,000) live as long as the server: out of the cyclic GC's
-    # view, a full collection during a request no longer scans them (0.11 s each, issue 11).
+    # view, a full collection during a request no longer scans them (0.11 s each).
     gc.freeze()
     config = uvicorn.Config(build_app(handlers, pool), host=host, port=port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=int(C.SERVER_GRACEFUL_SHUTDOWN_S), lifespan="off",

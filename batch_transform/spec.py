@@ -130,7 +130,7 @@ def validate_job_spec(d: dict, *, allow_file_uris: bool = True, multi_range_filt
     if mpm is not None and not C.MAX_PAYLOAD_MB_MIN <= mpm <= C.MAX_PAYLOAD_MB_MAX:
         raise SpecError("MaxPayloadInMB", f"{mpm} is out of range", f"{C.MAX_PAYLOAD_MB_MIN}-{C.MAX_PAYLOAD_MB_MAX}")
     # The product is checked with the default payload when MaxPayloadInMB is unset: MCT 50
-    # alone asks for 50 x 6 MB in flight (divergence 11 of issue 10).
+    # alone asks for 50 x 6 MB in flight (divergence 11 in batch_transform/README.md).
     payload = C.DEFAULT_MAX_PAYLOAD_MB if mpm is None else mpm
     if mct and mct * payload > C.PAYLOAD_X_CONCURRENCY_MAX_MB:
         shown = f"{payload} (default)" if mpm is None else f"{payload}"
@@ -180,7 +180,7 @@ def _check_data_processing(spec: dict) -> None:
     """The developer guide's rules for filters and joins (BTS §3.1, DG-DP): a filtered or
     joined format must be CSV, JSON or JSON Lines; a join needs Accept equal to ContentType,
     and records that are lines (CSV, JSON Lines, SplitType=Line) need AssembleWith=Line, or
-    the joined records are glued together (divergence 4 of issue 10)."""
+    the joined records are glued together (divergence 4 in batch_transform/README.md)."""
 
     dp, ti, to = spec["DataProcessing"], spec["TransformInput"], spec["TransformOutput"]
     supported = ", ".join(DATA_PROCESSING_TYPES)

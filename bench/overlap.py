@@ -1,4 +1,4 @@
-"""bench/overlap: MaxConcurrentTransforms overlaps objects on one instance (issue 10, divergence 2).
+"""bench/overlap: MaxConcurrentTransforms overlaps objects on one instance (divergence 2 in batch_transform/README.md).
 
     .venv/bin/python bench/overlap.py [--reps 5] [--seconds 1]
 

@@ -7,7 +7,7 @@ process (`velibcast train --no-backtest` on a temporary store), so the peak RSS 
 (resource.getrusage of the child) is that span's alone. Prints CPU seconds, wall seconds,
 samples and peak RSS per span, and each span's ratio to the shortest span measured in the
 same run (the floor, the shortest span): the growth with days, independent of the machine's speed. The
-absolute figures are the budget check (issue 13: <= 30 s for the four bundled days).
+absolute figures are the budget check (the training budget: <= 30 s for the four bundled days).
 """
 
 from __future__ import annotations

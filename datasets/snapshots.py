@@ -634,7 +634,7 @@ def _obs_seconds_fixed(dues: list[str], ref: SnapshotRef) -> np.ndarray | None:
         return None
     time_of_day, offset = _pairs(blob, n, _PAIRS), _pairs(blob, n, _OFFSET_PAIRS)
     if time_of_day.min() < 0 or offset.min() < 0 or offset.max() >= 86400:
-        return None  # a field out of range; +99:99 moved a record four days (issue 9)
+        return None  # a field out of range; read as a time, +99:99 would move a record four days
     try:  # NumPy checks the calendar: month, day of the month, leap years
         days = np.ndarray((rows,), "S10", blob, 0, (26,)).astype("datetime64[D]").astype(np.int64)
     except ValueError:
@@ -656,7 +656,7 @@ def _offset_seconds(off: str) -> int | None:
         return None
     sec = int(m.group(2)) * 3600 + int(m.group(3)) * 60
     if sec >= 86400:
-        return None  # +99:99 moved a record four days (issue 9)
+        return None  # read as a time, +99:99 would move a record four days
     return -sec if m.group(1) == "-" else sec
 
 

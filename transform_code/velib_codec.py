@@ -191,7 +191,7 @@ def _parse_csv(text):
     lines = _lines(text)
     try:
         # numpy's C reader: 6 ms for 3,000 nightly records against 16 ms for str fields through
-        # np.array (bench/transform.py's input_fn, issue 11). What it reads, float() reads to the
+        # np.array (bench/transform.py's input_fn). What it reads, float() reads to the
         # same value; what it refuses (a short row, "1_0", a non-ASCII digit) takes the path below,
         # which accepts what float() accepts and names the line of a bad record.
         x = np.loadtxt(lines, delimiter=",", dtype=np.float64, comments=None, quotechar=None, ndmin=2)

@@ -66,7 +66,7 @@ def test_serve_subcommand(monkeypatch):
     seen = {}
     monkeypatch.setattr(server, "serve", lambda d, p, h: seen.update(d=d, p=p, h=h))
     args = parse(["serve", "--model-dir", "/opt/ml/model", "--port", "8081"])
-    assert args.func(args) == 0 and seen == {"d": "/opt/ml/model", "p": 8081, "h": "127.0.0.1"}  # issue 9: loopback unless --host
+    assert args.func(args) == 0 and seen == {"d": "/opt/ml/model", "p": 8081, "h": "127.0.0.1"}  # loopback unless --host
 
 
 def test_byoc_entry_point_accepts_docker_run_serve(monkeypatch):

@@ -291,7 +291,7 @@ def test_generate_inference_id_comes_from_the_spec():
     assert dp.Processing.from_spec(spec, "MultiRecord", 6, job_start="T").inference_time is None
 
 
-# ------------------------------------------------------------ round two (issue 10)
+# ------------------------------------------------------------ divergences (batch_transform/README.md)
 def test_output_filter_without_join_filters_one_document_for_a_csv_mini_batch():
     # Divergence 1: AWS's tabular example (OutputFilter $['class'], no join) answers a
     # whole CSV mini-batch with one JSON document; the service filters that document.

@@ -1,4 +1,4 @@
-"""The local runtime, round two (issue 10 and the local-job holes of issue 9): objects
+"""The local runtime's divergences and local-job rules (batch_transform/README.md): objects
 overlapping under MaxConcurrentTransforms, refusing an empty input, literal local prefixes,
 confined manifest keys, owner identity, attaching to a running job, and wait deadlines."""
 

@@ -225,7 +225,7 @@ def test_same_job_spec_through_both_backends(calls, s3_root, make_spec, model_ta
     assert sm.billed_seconds(ld) > 0 and sm.billed_seconds(rd) == 0
 
 
-# ------------------------------------------------------------ round two (issue 10, divergence 12)
+# ------------------------------------------------------------ divergence 12 (batch_transform/README.md)
 def test_the_image_follows_the_job_s_instance_type(calls, s3_root):
     client, seen = calls
     be = sm.SageMakerBackend(client, role_arn=ROLE, instance_type="ml.g4dn.xlarge", sleep=lambda s: None)

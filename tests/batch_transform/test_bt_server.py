@@ -134,7 +134,7 @@ def test_graceful_shutdown_finishes_in_flight_request(model_dir, tmp_path):
     assert any(e["event"] == "model loaded" for e in logs)   # structured logs
 
 
-# ------------------------------------------------------------ bad input (issue 9)
+# ------------------------------------------------------------ bad input
 def _raw(url, head: bytes, body: bytes = b"") -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     s = socket.create_connection((host, int(port)), timeout=30)

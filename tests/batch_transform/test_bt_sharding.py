@@ -1,4 +1,4 @@
-"""Sharding past one instance (issue 11, capacity plan): with InstanceCount 4 and
+"""Sharding past one instance (docs/capacity-plan.md): with InstanceCount 4 and
 MaxConcurrentTransforms 2, the windows stage writes 4 x 2 shards of near-equal size, the
 runtime deals them 2 to each instance, and every record comes back exactly once."""
 

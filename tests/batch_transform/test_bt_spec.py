@@ -177,7 +177,7 @@ def test_file_uris_only_for_the_local_runtime():
     validate_job_spec(with_("TransformOutput.S3OutputPath", "/tmp/out"), allow_file_uris=True)
 
 
-# ------------------------------------------------------------ round two (issue 10)
+# ------------------------------------------------------------ divergences (batch_transform/README.md)
 def test_csv_join_needs_assemble_with_line():
     # Divergence 4: with AssembleWith None the joined records were glued together.
     e = bad("TransformOutput.AssembleWith", "None", "TransformOutput.AssembleWith", "Line")

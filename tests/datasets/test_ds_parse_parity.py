@@ -1,4 +1,4 @@
-"""Property: the columnar fast path and the record path agree on every snapshot (issue 9).
+"""Property: the columnar fast path and the record path agree on every snapshot.
 
 Hypothesis builds snapshots from records that are mostly valid, with fields replaced by
 edge values (wrong types, bounds +-1, huge integers, odd duedates and offsets, codes with

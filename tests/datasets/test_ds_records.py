@@ -141,7 +141,7 @@ def _set_code(b, i, code):
     (lambda b: _set_code(b, 1, ""), "station code '' is not"),
 ])
 def test_no_shard_holds_a_record_the_server_would_refuse(tmp_path, storage, change, words):
-    """The invariant behind snapshot validation (issue 9): a bug upstream fails here, by record id."""
+    """The invariant behind snapshot validation: a bug upstream fails here, by record id."""
     b = win(n=3)
     change(b)
     w = ShardWriter(storage, str(tmp_path / "in"))

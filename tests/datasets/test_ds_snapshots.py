@@ -58,7 +58,7 @@ def test_nothing_captured_after_as_of_is_listed(any_root, storage):
 
 
 def test_keys_are_matched_whole_and_misfiled_captures_counted(any_root, storage):
-    """Issue 9: `x<ts>`, `date=D/sub/<ts>`, an impossible time and a capture under another date's
+    """`x<ts>`, `date=D/sub/<ts>`, an impossible time and a capture under another date's
     folder were read as snapshots, raised a bare ValueError, or were ignored and counted nowhere."""
     good = write_snapshot(storage, any_root, utc("2022-05-26T04:00:00Z"), [rec()])
     base = st.join(any_root, "velib", "snapshots")

@@ -44,7 +44,7 @@ def parse(records=None, raw: bytes | None = None, policy=ValidationPolicy()):
     (rec("9", due="yesterday"), "bad_duedate", "duedate='yesterday' is not ISO-8601 with an offset"),
     (rec("9", due="2022-05-23T10:00:00"), "bad_duedate", "is not ISO-8601 with an offset"),
     (rec("1"), "duplicate_station", "station 1 already read from this snapshot"),
-    # issue 9: what the model server would refuse (one record used to fail a whole shard)
+    # what the model server would refuse (one record used to fail a whole shard)
     (rec("9", lat=1000), "out_of_area", "lat 1000, lon 2.35 is outside the service area"),
     (rec("9", lon=-2.35), "out_of_area", "lon -2.35 is outside the service area"),
     (rec("9", lat=2 ** 63), "out_of_area", "is outside the service area"),
@@ -136,7 +136,7 @@ def test_duedate_within_the_tolerance_is_kept():
 
 
 def test_a_rejected_record_never_leaves_the_parser():
-    """The values the server refuses (issue 9) stop here: the arrays hold only the good station."""
+    """The values the server refuses stop here: the arrays hold only the good station."""
     bad = [rec("2", lat=1000), rec("3", capacity=2 ** 40), rec("4,5"), rec("6", due="2022-05-23T10:00:00+99:99")]
     cols = parse_snapshot_columns(encode_snapshot([rec("1"), *bad], TS), REF, ValidationPolicy(), SkipReport())
     assert cols.codes == ["1"] and cols.capacity.tolist() == [20] and cols.lat.tolist() == [48.85]

@@ -310,7 +310,7 @@ def test_grid_masks_are_consistent(real_store, storage):
 
 
 def test_a_future_duedate_no_longer_overrides_later_real_states(tmp_path, storage):
-    """Issue 9: a record dated 8 h after its capture used to be the state of every hour after
+    """A record dated 8 h after its capture used to be the state of every hour after
     that date, over the real records observed in between. Now it is rejected and counted."""
     root = str(tmp_path)
 

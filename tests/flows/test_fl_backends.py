@@ -1,4 +1,4 @@
-"""Both transform backends take their wait deadline from the config (issue 9: every wait has one)."""
+"""Both transform backends take their wait deadline from the config (every wait has one)."""
 
 from types import SimpleNamespace
 

@@ -1,4 +1,4 @@
-"""A night with one bad record and one bad key of each kind (issue 9), under on_bad_record: skip.
+"""A night with one bad record and one bad key of each kind, under on_bad_record: skip.
 
 Before, `lat: 1000` or a station code with a comma passed validation and the model server
 refused the whole shard (the job failed, each rerun a new attempt); `capacity: 2**40`

@@ -213,7 +213,7 @@ def test_not_a_number_is_400(model, features, to_csv):
     ("capacity", -1, "capacity: is -1"),
     ("station_index", 21, "station_index: is 21; must be an integer in [0, 20]; use 0"),
     ("lat", 91, "lat: is 91"),
-    # issue 9: implausible values get a 400 naming the field (the bounds of velibcast/constants.py)
+    # implausible values get a 400 naming the field (the bounds of velibcast/constants.py)
     ("lat", 1000, "lat: is 1000; must be in [48.6, 49.1] degrees (the Vélib' service area)"),
     ("lon", -2.35, "lon: is -2.35; must be in [2.0, 2.7]"),
     ("capacity", 2 ** 40, f"capacity: is {2 ** 40}; must be an integer in [0, 200]"),
