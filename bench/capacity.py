@@ -181,9 +181,9 @@ the windows stage writes (`shard_count_for`), dealt whole to instances in key or
 - Window assembly (the one path, `datasets/assemble.py`): {p['seconds_per_record_read'] * 1e6:.1f} µs per
   snapshot record read on a 15,000-station store; peak memory {p['memory_mb_base']:.0f} MB +
   {p['memory_mb_per_1000_stations']:.1f} MB per 1,000 stations (a line through 1,415 real and
-  15,000 synthetic stations; `bench/windows.py` measures 100,000 directly). Past
-  `LARGE_SNAPSHOT_RECORDS` (20,000) stations the window path returns freed memory to the system,
-  so the line is an upper bound there: `bench/windows.py` measured 455 MB at 100,000 stations on
+  15,000 synthetic stations; `bench/windows.py` measures 100,000 directly). The `velibcast`
+  command has glibc return freed arrays to the system (`velibcast/process_settings.py`), which
+  matters most for large stores, so the line is an upper bound there: `bench/windows.py` measured 455 MB at 100,000 stations on
   2026-12-03 (4.7 KB per station), where the line gives {p['memory_mb_base'] + p['memory_mb_per_1000_stations'] * 100:,.0f} MB.
 - {p['emitted_fraction']:.0%} of (station, origin) pairs of the real nightly emit a window.
 - Transform, real network size, one torch thread, CPU µs per record:

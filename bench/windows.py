@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench_results import save
 
+from velibcast import process_settings
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.jsonio import loads
 from velibcast.datasets.quality import QualityTracker
@@ -98,6 +99,9 @@ CASES = {"assembly": case_assembly, "floor": case_floor, "generate": case_genera
 
 
 def child(case: str, spec: dict) -> None:
+    # Each case's process is set as `velibcast`'s is (flows/cli.py), so the figures are the command's,
+    # and the floor's process too, so the ratio compares like with like.
+    process_settings.for_batch_runs()
     out = CASES[case](spec)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))

@@ -15,7 +15,6 @@ memory follows the span of the windows, not the size of the store.
 
 from __future__ import annotations
 
-import ctypes
 import statistics
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -47,30 +46,6 @@ from velibcast.transform_code.velib_features import (
 )
 
 HOUR = timedelta(hours=1)
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-_MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept fixed
-
-
-def keep_large_frees_returned() -> None:
-    """Fix glibc's mmap threshold so freed arrays go back to the system.
-
-    glibc raises the threshold after each large free (up to 32 MB); after the first snapshot
-    every parsed column and grid temporary comes from the heap, and freed heap stays with the
-    process. 100,000 stations x 2 days (bench/windows.py): peak 690 MB -> 582 MB. It costs page
-    faults (real nightly: +0.07 s CPU of ~0.45 s), hence only for large snapshots. Elsewhere
-    than glibc this does nothing.
-    """
-    global _threshold_fixed
-    if _threshold_fixed:
-        return
-    _threshold_fixed = True
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):
-        pass
-
-
-_threshold_fixed = False
 assert max(C.STATION_COUNT_MAX, C.STATION_CAPACITY_MAX) <= np.iinfo(np.uint8).max  # the snapshot cache's dtype
 _OBS_BITS = 34  # seconds since the grid's base fit in 34 bits (> 500 years)
 
@@ -196,8 +171,6 @@ class SnapshotSource:
         for ref, data, raw in fetch_many(self.storage, todo, gunzip_below=C.GUNZIP_AHEAD_MAX_BYTES):
             cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index, raw)
             self.registry.assign(cols)
-            if len(cols) >= C.LARGE_SNAPSHOT_RECORDS:  # memory over CPU (see keep_large_frees_returned)
-                keep_large_frees_returned()
             # validated counts fit a byte (STATION_COUNT_MAX, STATION_CAPACITY_MAX <= 255): 1 byte instead
             # of 8 for every record the cache holds (~35 snapshots x 100,000 stations in a chunk)
             cols.bikes, cols.capacity = cols.bikes.astype(np.uint8), cols.capacity.astype(np.uint8)

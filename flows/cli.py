@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from velibcast import constants as C
+from velibcast import process_settings
 from velibcast.batch_transform import cli as bt_cli
 from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
 from velibcast.config import check_store_writable, load_config
@@ -304,6 +305,9 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
+    # This process is the command's own: it assembles windows, so it takes the allocator and
+    # collector settings for that (process_settings), which library code leaves to its caller.
+    process_settings.for_batch_runs()
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(C.PREFECT_EPHEMERAL_STARTUP_TIMEOUT_S))
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:

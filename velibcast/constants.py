@@ -36,7 +36,6 @@ PARTIAL_SNAPSHOT_NEIGHBOURS = 12
 FETCH_ATTEMPTS = 4                  # per snapshot GET, on TransientError, on top of botocore's retries
 FETCH_BACKOFF_S = 0.2               # doubled after each failed attempt
 WINDOW_CHUNK_HOURS = 24             # origins assembled per grid: memory follows this, not the store
-LARGE_SNAPSHOT_RECORDS = 20_000     # from here the window path trades CPU for memory (datasets/windows.py)
 WINDOW_GRID_CELLS_MAX = 3_000_000    # stations x hours of one chunk's grid: ~100 MB of grid, and its snapshots
 PARSE_BLOCK_BYTES = 1 << 20         # snapshot bytes decoded together: a 100,000-station snapshot never holds all its lines
 INDEX_ROW_GROUP_ROWS = 1 << 16       # record index rows buffered per Parquet row group (datasets/assemble.py)
