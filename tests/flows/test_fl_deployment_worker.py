@@ -1,0 +1,96 @@
+"""The local deployments run as the README says: a Prefect server, `prefect deploy --all` from the
+repository, a process worker started elsewhere, and `prefect deployment run forecast/<product>-local
+--job-variable working_dir=<the folder whose ./data the runs use>`."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import REPO, free_port, wait_until
+from velibcast.flows import forecasts
+from velibcast.training import registry
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+AS_OF = "2022-05-26T06:20:00Z"
+
+
+def _env(home: Path, api: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return {**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _start(args, env, cwd, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _flow_runs(api: str) -> list[dict]:
+    return httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+
+
+def test_the_local_day_ahead_and_nowcast_deployments_run_through_a_process_worker(tmp_path, storage, trained_model,
+                                                                                   e2e):
+    work = tmp_path / "operator"  # the folder whose ./data the local config (root ./data) means
+    root = str(work / "data")
+    e2e.copy_snapshots(storage, root)
+    version = trained_model["version"]
+    storage.write_bytes(registry.model_uri(root, version), storage.read_bytes(trained_model["model_uri"]))
+    registry.promote(storage, root, version, force=True, reason="test: the store's champion")
+
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = _env(tmp_path / "prefect-home", api)
+    port = api.rsplit(":", 1)[1].split("/")[0]
+    server = _start([PREFECT, "server", "start", "--port", port], env, tmp_path, tmp_path / "server.log")
+    worker = None
+    try:
+        wait_until(lambda: _healthy(api), "the Prefect server answers", timeout_s=180)
+        subprocess.run([PREFECT, "work-pool", "create", "velibcast-process", "--type", "process"], env=env,
+                       cwd=tmp_path, check=True, capture_output=True, timeout=120)
+        subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, check=True,
+                       capture_output=True, timeout=300)
+        # started outside the repository: the flows import velibcast from the installed package
+        worker = _start([PREFECT, "worker", "start", "--pool", "velibcast-process"], env, tmp_path,
+                        tmp_path / "worker.log")
+        for product in ("day-ahead", "nowcast"):
+            subprocess.run([PREFECT, "deployment", "run", f"forecast/{product}-local", "--param", f"as_of={AS_OF}",
+                            "--job-variable", f"working_dir={work}"], env=env, cwd=tmp_path, check=True,
+                           capture_output=True, timeout=120)
+        wait_until(lambda: _all_final(api, 2), "both flow runs end", timeout_s=600)
+        runs = _flow_runs(api)
+        assert sorted(r["state_type"] for r in runs) == ["COMPLETED", "COMPLETED"], (
+            [(r["name"], r["state_name"]) for r in runs], (tmp_path / "worker.log").read_text()[-3000:])
+        assert sorted(r["name"] for r in runs) == ["day-ahead-2022-05-26T0620Z", "nowcast-2022-05-26T0620Z"]
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(server)
+    for product, horizons in (("day-ahead", 24), ("nowcast", 3)):
+        table = forecasts.read_partition(storage, root, product, e2e.utc(AS_OF).date())
+        assert table.num_rows > 0 and table.num_rows % horizons == 0
+        assert set(table.column("horizon_h").to_pylist()) == set(range(1, horizons + 1))
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _all_final(api: str, n: int) -> bool:
+    runs = _flow_runs(api)
+    return len(runs) >= n and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs)
