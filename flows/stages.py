@@ -189,6 +189,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         origins=len(ctx.origins),
         windows_emitted=summary["windows_emitted"],
         windows_unknown_station=summary["windows_unknown_station"],
+        station_origins_open=summary["open_station_origins"],
         # missing_station counts mapped stations absent from every snapshot: not grid windows
         windows_skipped_by_reason={r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
                                    if r != "missing_station"},
@@ -378,7 +379,9 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         records_sent=join.records_sent,
         predictions_written=join.predictions_joined,
         forecast_rows=table.num_rows,
-        **coverage_of(windows.windows_emitted, skipped),
+        station_origins_open=windows.station_origins_open,
+        coverage=round(windows.windows_emitted / windows.station_origins_open, 4)
+        if windows.station_origins_open else 0.0,
     )
     if counts.records_sent != counts.windows_emitted or counts.forecast_rows != len(ctx.product.horizons) * counts.windows_emitted:
         raise TerminalError(f"run {ctx.run_id}: counts do not add up {counts}; nothing was published")
@@ -433,18 +436,6 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         ),
     )
     return validated(m)
-
-
-# Reasons a station-origin has no window although the station is not closed: only these count
-# against coverage (a station not installed or not renting at its origin is closed, not missed).
-CLOSED_REASONS = ("not_installed", "not_renting")
-
-
-def coverage_of(emitted: int, skipped_by_reason: dict[str, int]) -> dict:
-    """Station-origins open or of unknown state, and the share of them forecast."""
-    missed = sum(n for r, n in skipped_by_reason.items() if r not in CLOSED_REASONS)
-    open_ = emitted + missed
-    return {"station_origins_open": open_, "coverage": round(emitted / open_, 4) if open_ else 0.0}
 
 
 def _model_backtest(ctx: RunContext) -> dict | None:

@@ -123,6 +123,7 @@ class WindowsRecord:
     input_prefix: str
     input_digest: str                 # sha256 over the shards' names and bytes: the job's input identity
     known_stations: int               # stations in the model's mapping
+    station_origins_open: int         # installed and renting by their latest record (datasets.windows.WindowSummary)
     windows_by_origin: dict[str, int]  # origin (ISO, UTC) -> windows emitted
     snapshots_uri: str
     started_at: str
@@ -165,8 +166,8 @@ class Counts:
     records_sent: int
     predictions_written: int
     forecast_rows: int
-    # station-origins open at their origin (installed and renting) or of unknown state there;
-    # coverage is the share of them with a forecast (every open station is the goal)
+    # station-origins whose latest record at or before the origin says installed and renting (the
+    # window stage's rule, datasets.windows.WindowSummary); coverage is the share of them forecast
     station_origins_open: int
     coverage: float
 
