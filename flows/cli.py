@@ -25,6 +25,7 @@ from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost, prefect_api, prefect_logs
+from velibcast.flows.products import PRODUCTS
 from velibcast.timeutil import iso_minute
 from velibcast.training import cli as tr_cli
 
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as the evaluation product, every hourly origin of one past Europe/Paris day (--run-date) or of "
         "[--start, --end). " + RANGE_CONVENTION))
     _add_config(r)
-    r.add_argument("--product", choices=("day-ahead", "nowcast", "evaluation"), default=None,
+    r.add_argument("--product", choices=list(PRODUCTS), default=None,
                    help="day-ahead (default), nowcast, or evaluation (the default when --run-date or --start is given)")
     r.add_argument("--as-of", type=utc_time, default=None, metavar="TIME",
                    help="forecast as of this time (ISO with a zone; default: now): no capture taken after it is read")
@@ -287,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "beside persistence's. Written to accuracy/product=P/run_date=D/.")
     _add_config(sc)
     sc.add_argument("--run-date", type=iso_date, required=True, metavar="YYYY-MM-DD", help="Europe/Paris day")
-    sc.add_argument("--product", choices=("day-ahead", "nowcast", "evaluation"), default="evaluation",
+    sc.add_argument("--product", choices=list(PRODUCTS), default="evaluation",
                     help="which product's forecasts (default: evaluation)")
     sc.set_defaults(func=cmd_score)
 

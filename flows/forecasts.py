@@ -117,7 +117,6 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
     position = {record_id: i for i, record_id in enumerate(ids)}
     seen: dict[str, tuple[str, int]] = {}
     rows: list[int] = []
-    where: list[tuple[str, int]] = []
     values: list[list] = []
     width = len(OUTPUT_QUANTITIES) * MAX_HORIZON
     for uri, body in outputs:
@@ -136,7 +135,6 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
                                 "the model does not serve this feature contract; package it with its transform_code")
             seen[record_id] = (uri, line)
             rows.append(i)
-            where.append((uri, line))
             values.append(vals)
     missing = [r for r in position if r not in seen]
     if missing:
@@ -149,7 +147,7 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
     bad = check_prediction_values(v, capacity)
     if bad is not None:
         i, what = bad
-        uri, line = where[i]
+        uri, line = seen[ids[rows[i]]]
         raise DataError(f"{uri} line {line}", f"record {ids[rows[i]]!r}: {what}",
                         "the model's output is not a possible state of the station; nothing was published. "
                         "Check the model's output_fn (and that it returns its lines in request order)")

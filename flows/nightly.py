@@ -118,7 +118,7 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     the scoring of the day before to the caller (a backfill scores each date once it is published)."""
     started_at = datetime.now(UTC)
     ctx = prepare_task(config, run_date, start, end, force)
-    return _run(ctx, started_at, report=True, score_previous_night=score_previous_night)
+    return _run(ctx, started_at, score_previous_night=score_previous_night)
 
 
 @flow(name="forecast", flow_run_name=forecast_run_name, log_prints=True)
@@ -128,10 +128,10 @@ def forecast(product: str = "day-ahead", as_of: datetime | None = None, config: 
     reading no capture taken after it: `day-ahead` for horizons 1..24, `nowcast` for 1..3."""
     started_at = datetime.now(UTC)
     ctx = prepare_product_task(config, product, as_of, force)
-    return _run(ctx, started_at, report=True, score_previous_night=False, score_published=True)
+    return _run(ctx, started_at, score_previous_night=False, score_published=True)
 
 
-def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previous_night: bool,
+def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: bool,
          score_published: bool = False) -> dict:
     logger = get_run_logger()
     logger.info("run %s (%s): %d origins, model %s", ctx.run_id, ctx.product.name, len(ctx.origins),
@@ -154,8 +154,7 @@ def _run(ctx: stages.RunContext, started_at: datetime, report: bool, score_previ
     m = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
     skipped: list[dict] = []
-    png = (_optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx) if report
-           else {"message": f"no report PNG for the {ctx.product.name} product"})
+    png = _optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
     if score_published:
         scored = _optional(logger, skipped, "scoring published forecasts", timed(score_published_task, ctx.cfg, "score"),
                            ctx)
