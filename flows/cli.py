@@ -114,6 +114,7 @@ def _run_product(args, product: str) -> int:
     server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     from velibcast.flows.nightly import forecast  # lazy, per command: Prefect (~2 s) loads only for a run
 
+    _prefect_console(args)
     with prefect_api.serving(server):
         res = forecast(product=product, as_of=spec.as_of, config=args.config, force=args.force)
     _print_result(res)

@@ -54,6 +54,23 @@ def test_an_error_inside_the_flow_prints_its_line_without_a_traceback_unless_deb
     assert debug.stderr.strip().splitlines()[-1] == last
 
 
+def test_a_product_runs_error_inside_the_flow_prints_its_line_without_a_traceback(tmp_path, storage, trained_model,
+                                                                                   e2e):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root, _bad_record)
+    cfg = e2e.config(tmp_path, root, trained_model["model_uri"], snapshots={"on_bad_record": "fail"})
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    env.pop("PREFECT_API_URL", None)
+    r = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "run", "--config", cfg, "--product", "nowcast",
+                        "--as-of", "2022-05-26T07:10Z"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and TARGET in last and "line 4" in last, last
+
+
 def test_an_instance_count_out_of_range_fails_before_prefect(tmp_path):
     cfg = config(tmp_path, {"store": {"root": str(tmp_path / "store")}, "transform": {"instance_count": -3}})
     user_error(velibcast("run", "--run-date", "2022-05-26", "--config", cfg, cwd=tmp_path), cfg,
