@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from velibcast import proper_scores as ps
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
 from velibcast.timeutil import PARIS, iso_minute
@@ -38,9 +39,9 @@ _CAP = F.COL["capacity"]
 H = F.MAX_HORIZON
 WORKING, NON_WORKING = "working", "non_working"
 BASELINES = ("persistence", "same_day_type", "profile")
-QUANTILES = {"bikes_p10": 0.1, "bikes_p50": 0.5, "bikes_p90": 0.9}
+QUANTILES = ps.QUANTILES
 EVENTS = ("p_empty", "p_full")
-RELIABILITY_BINS = 10
+RELIABILITY_BINS = ps.RELIABILITY_BINS
 _Q = {name: F.OUTPUT_QUANTITIES.index(name) for name in F.OUTPUT_QUANTITIES}
 
 
@@ -127,10 +128,9 @@ def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines
         return out
     out["pinball"] = {}
     for q_name, tau in QUANTILES.items():
-        diff = y - quantities[:, :, _Q[q_name]]
-        out["pinball"][q_name] = mean(np.maximum(tau * diff, (tau - 1) * diff))
+        out["pinball"][q_name] = mean(ps.pinball_losses(y, quantities[:, :, _Q[q_name]], tau))
     out["coverage_p10_p90"] = mean((y >= quantities[:, :, _Q["bikes_p10"]]) & (y <= quantities[:, :, _Q["bikes_p90"]]))
-    events = {"p_empty": y <= 0, "p_full": y >= x[:, _CAP][:, None]}  # a 0-dock station is full (and empty)
+    events = {"p_empty": ps.empty(y), "p_full": ps.full(y, x[:, _CAP][:, None])}  # a 0-dock station is full (and empty)
     out["brier"], out["reliability"] = {}, {}
     for ev in EVENTS:
         happened = events[ev].astype(np.float64)

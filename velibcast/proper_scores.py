@@ -25,9 +25,15 @@ HORIZON_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
 _BIN_DECIMALS = 6
 
 
-def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+def pinball_losses(y: np.ndarray, q: np.ndarray, tau: float) -> np.ndarray:
+    """The pinball loss of each outcome (any shape); its mean is `pinball`."""
     d = np.asarray(y, np.float64) - np.asarray(q, np.float64)
-    return float(np.mean(np.maximum(tau * d, (tau - 1) * d))) if len(d) else float("nan")
+    return np.maximum(tau * d, (tau - 1) * d)
+
+
+def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+    losses = pinball_losses(y, q, tau)
+    return float(np.mean(losses)) if len(losses) else float("nan")
 
 
 def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
