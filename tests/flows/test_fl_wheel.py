@@ -75,6 +75,18 @@ def test_the_wheel_imports_velibcast_from_itself_and_ships_the_configs(wheel_ven
         assert (Path(config_dir) / name).is_file(), name
 
 
+_MODULES = ("import pkgutil, velibcast; "
+            "print(*sorted(m.name for m in pkgutil.walk_packages(velibcast.__path__, 'velibcast.')))")
+
+
+def test_the_wheel_and_the_editable_install_import_the_same_modules(wheel_venv, tmp_path):
+    wheel = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", _MODULES], cwd=tmp_path, capture_output=True, text=True)
+    editable = subprocess.run([sys.executable, "-c", _MODULES], cwd=tmp_path, capture_output=True, text=True)
+    assert wheel.returncode == 0 and editable.returncode == 0, wheel.stderr + editable.stderr
+    assert wheel.stdout.split() == editable.stdout.split()
+    assert {"velibcast.datasets.windows", "velibcast.flows.cli", "velibcast.transform_code.inference"} <= set(wheel.stdout.split())
+
+
 def test_version_and_help(wheel_venv, tmp_path):
     from importlib.metadata import version
 
