@@ -35,7 +35,7 @@ def check_stage_links(package_dir: str) -> None:
             raise ImportError(
                 f"{path} is a file, not a link to ../{stage}: this checkout was made without symbolic links "
                 "(git core.symlinks=false). Fix: `git config core.symlinks true && git checkout -- velibcast` "
-                "(on Windows, enable Developer Mode first), or install the wheel (`pip install .`).")
+                "(on Windows, enable Developer Mode first).")
 
 
 def step_aside(name: str, init_file: str) -> None:
