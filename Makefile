@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/overlap.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
