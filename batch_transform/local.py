@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import threading
@@ -51,6 +50,7 @@ from velibcast.batch_transform.errors import (
 from velibcast.batch_transform.lifeline import Lifeline
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.errors import DataError, TerminalError
+from velibcast.liveness import Owner
 from velibcast.timeutil import UTC, iso_millis, iso_second
 
 log = logging.getLogger("velibcast.transform")
@@ -260,14 +260,14 @@ class LocalRuntime:
         for k in ("CreationTime", "TransformStartTime", "TransformEndTime", "LastModifiedTime"):
             if k in state:
                 state[k] = datetime.fromisoformat(state[k])
-        owner = state.get("LocalOwner", {})
         if state["TransformJobStatus"] == "InProgress" and self.storage.exists(self._stop_uri(name)):
             state["TransformJobStatus"] = "Stopping"  # requested by another process; the owner ends it Stopped
-        if state["TransformJobStatus"] in ("InProgress", "Stopping") and _dead(owner):
+        owner = Owner.from_json(state["LocalOwner"]) if state.get("LocalOwner") else None
+        dead = owner.dead_because() if owner and state["TransformJobStatus"] in ("InProgress", "Stopping") else None
+        if owner and dead:
             state.update(TransformJobStatus="Failed", FailureReason=(
-                f"InternalServerError: the process running this job (pid {owner['pid']} started "
-                f"{owner.get('start', '?')} on {owner['host']}) ended before the job did; rerun to start the next "
-                "attempt"))
+                f"InternalServerError: the process running this job (pid {owner.pid} on {owner.host}) ended before "
+                f"the job did: {dead}; rerun to start the next attempt"))
         return state
 
     # ------------------------------------------------------------ attempts.Backend
@@ -319,7 +319,7 @@ class LocalRuntime:
             if status != "InProgress":
                 raise TerminalError(f"transform job {name} is {status}; only an InProgress job can be stopped")
             self.storage.write_text(self._stop_uri(name), json.dumps({"requested_at": _iso(_now()),
-                                                                      "by": owner_identity()}))
+                                                                      "by": Owner.current().to_json()}))
             return
         state = json.loads(self.storage.read_text(self._state_uri(name)))
         state.update(TransformJobStatus="Stopping", LastModifiedTime=_iso(_now()))
@@ -355,7 +355,7 @@ class LocalRuntime:
         state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
                  "CreationTime": _iso(created), "LastModifiedTime": _iso(created),
                  # Not a DescribeTransformJob field: who runs the job, to tell a dead run from a live one.
-                 "LocalOwner": owner_identity()}
+                 "LocalOwner": Owner.current().to_json()}
         if not self.storage.put_if_absent(self._state_uri(name), json.dumps(state, indent=1, sort_keys=True).encode()):
             raise ResourceInUse(f"Job name {name!r} must be unique within an AWS account and region, and a job "
                                 "with this name already exists; choose another TransformJobName")
@@ -584,39 +584,6 @@ class _JobRun:
 
 def _server_key(model: _Model, env: dict[str, str], conc: int) -> tuple:
     return model.name, model.model_dir, tuple(sorted(env.items())), conc
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process `pid` in clock ticks since boot (Linux /proc), None when
-    the platform does not say; with the pid it names one process, whatever reuses the pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[19]  # field 22, counted after "(comm)"
-
-
-def owner_identity() -> dict:
-    """Who runs a local job: host, pid and the process's start time."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
-
-
-def _dead(owner: dict) -> bool:
-    """True when the owner process is known to be gone: same host, and its pid is not
-    running or is now another process (a different start time)."""
-    if not owner or owner.get("host") != socket.gethostname():
-        return False  # another host's process cannot be checked from here
-    pid = int(owner["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    start = owner.get("start")
-    return start is not None and _process_start(pid) not in (None, start)
 
 
 def _escapes(key: str) -> bool:

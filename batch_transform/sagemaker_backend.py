@@ -24,6 +24,7 @@ from velibcast import constants as C
 from velibcast.batch_transform.attempts import run_idempotent
 from velibcast.batch_transform.errors import ResourceNotFound, TransformJobFailed, TransformJobTimeout
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
+from velibcast.config import Config
 from velibcast.errors import TerminalError, TransientError
 from velibcast.retry import Backoff
 from velibcast.timeutil import seconds_between
@@ -76,14 +77,13 @@ class SageMakerBackend:
         self._sleep, self._clock = sleep, clock
 
     @classmethod
-    def from_config(cls, cfg) -> SageMakerBackend:
+    def from_config(cls, cfg: Config) -> SageMakerBackend:
         """From the run config's `transform.sagemaker` section (region, role_arn, optional image_uri)
         and `transform.wait_deadline_s`."""
-        t = cfg["transform"]
-        sm_cfg = t["sagemaker"]
-        return cls(region=sm_cfg.get("region"), role_arn=sm_cfg.get("role_arn"), image_uri=sm_cfg.get("image_uri"),
-                   instance_type=t["instance_type"], model_server_timeout_s=float(t["invocations_timeout_s"]),
-                   deadline_s=float(t["wait_deadline_s"]))
+        t = cfg.transform
+        return cls(region=t.sagemaker.region, role_arn=t.sagemaker.role_arn, image_uri=t.sagemaker.image_uri,
+                   instance_type=t.instance_type, model_server_timeout_s=t.invocations_timeout_s,
+                   deadline_s=t.wait_deadline_s)
 
     # ------------------------------------------------------------ LocalRuntime's surface
     def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:

@@ -15,13 +15,13 @@ from velibcast import constants as C
 from velibcast.batch_transform.attempts import job_name_for, run_idempotent
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.sagemaker_backend import SageMakerBackend
+from velibcast.run_records import TransformRecord
 
 
 def _backend(ctx, progress=None):
-    if ctx.cfg["transform"]["backend"] == "local":
+    if ctx.cfg.transform.backend == "local":
         # Job state under <root>/transform-jobs/; a run attached to another's job waits at most the deadline.
-        return LocalRuntime(ctx.storage, ctx.root, progress=progress,
-                            wait_deadline_s=float(ctx.cfg["transform"]["wait_deadline_s"]))
+        return LocalRuntime(ctx.storage, ctx.root, progress=progress, wait_deadline_s=ctx.cfg.transform.wait_deadline_s)
 
     return SageMakerBackend.from_config(ctx.cfg)
 
@@ -45,9 +45,9 @@ def transform_backend(ctx, progress=None, servers: tuple[str, dict] | None = Non
             backend.close()
 
 
-def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str,
-                  input_digest: str) -> tuple[dict, dict]:
-    """The spec of the attempt that completed, and its describe dict.
+def run_transform_job(backend, ctx, spec_for: Callable[[str], dict], model_name: str,
+                      input_digest: str) -> TransformRecord:
+    """The transform stage's result: the attempt that completed, as a checked TransformRecord.
 
     The job's identity includes the digests of its input shards and of the model artifact: a
     rerun whose inputs changed (corrected snapshots, `--force`) or whose model.tar.gz is another
@@ -57,4 +57,12 @@ def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str
     base = job_name_for({"app": C.JOB_NAME_PREFIX, "run": ctx.run_id, "inputs": input_digest[:16],
                          "model": ctx.model_digest[:16]})
     d = run_idempotent(backend, spec_for, base, restart_stopped=ctx.force)
-    return spec_for(d["TransformJobName"]), d
+    return TransformRecord(job_spec=spec_for(d["TransformJobName"]), describe=d, backend=ctx.cfg.transform.backend,
+                           input_digest=input_digest, model_digest=ctx.model_digest)
+
+
+def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str,
+                  input_digest: str) -> tuple[dict, dict]:
+    """The completed attempt's spec and describe dict, for callers not yet taking run_transform_job's record."""
+    record = run_transform_job(backend, ctx, spec_for, model_name, input_digest)
+    return record.job_spec, record.describe

@@ -148,9 +148,9 @@ def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: boo
         logger.info("windows: %d emitted, skipped %s", w.windows_emitted, w.windows_skipped_by_reason)
         t = timed(transform_task, ctx.cfg, "transform")(ctx, w, backend)
         progress.stage_done("transform")
-    logger.info("transform job %s: %s", t.describe["TransformJobName"], t.describe["TransformJobStatus"])
+    logger.info("transform job %s: %s", t.job.name, t.job.status)
     if reused:
-        logger.info(reuse_message(ctx.run_id, reused, t.describe["TransformJobName"]))
+        logger.info(reuse_message(ctx.run_id, reused, t.job.name))
     m = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
     skipped: list[dict] = []
@@ -178,7 +178,7 @@ def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: boo
             "attempt_manifest_uri": m.outputs.manifest_uri, "counts": record["counts"],
             "report_png": png.get("uri"), "verdict": png.get("verdict"), "previous_night_score": scored,
             "skipped": skipped, "cost_estimate": record["cost_estimate"],
-            "reused": reuse_message(ctx.run_id, reused, t.describe["TransformJobName"]) if reused else None}
+            "reused": reuse_message(ctx.run_id, reused, t.job.name) if reused else None}
 
 
 def reuse_message(run_id: str, reused: list[str], job_name: str) -> str:

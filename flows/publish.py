@@ -19,9 +19,9 @@ Order, and what a reader or `backfill.is_complete` sees if the run dies between 
 7. Release the locks. Died before it: the next run sees the holder is dead and takes over.
 
 The lock is a conditional create (If-None-Match on S3, an atomic link locally) of
-`forecasts/_locks/product=P/run_date=D.json`. Its owner is host, pid and the process's start time
-(a reused pid has another start time), and a lease: a holder on this host is dead when its
-pid is gone or started at another time; a holder on another host when its lease expired.
+`forecasts/_locks/product=P/run_date=D.json`. Its owner is a process (host, boot, pid and start
+time; velibcast/liveness.py says when it is dead) and a lease: a holder on this host is dead by
+that rule, a holder on another host when its lease expired.
 A takeover is itself a conditional create, of a marker named for the dead holder's token,
 so of two runs taking over the same dead lock exactly one wins; the winner checks the lock
 still holds the dead holder's bytes, deletes it and creates its own (conditionally again).
@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import uuid
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,6 +45,7 @@ from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.errors import NotFound, TerminalError
 from velibcast.flows import forecasts, manifest
+from velibcast.liveness import Owner
 from velibcast.run_records import Manifest, PartitionOutcome, to_json, validated
 from velibcast.timeutil import UTC
 
@@ -59,34 +57,17 @@ class PublishConflict(TerminalError):
 
 
 # ---------------------------------------------------------------- lock owner
-def process_start(pid: int) -> str | None:
-    """This boot's id and the process's start time in clock ticks (Linux /proc), or None
-    when the process does not exist or /proc is not there."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: fields resume after the last ')'
-    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
-
-
 def owner_body(run_id: str, now: datetime, lease_s: float = C.RUN_LOCK_TTL_S) -> dict:
-    pid = os.getpid()
-    return {"run_id": run_id, "host": socket.gethostname(), "pid": pid, "process_start": process_start(pid),
-            "token": uuid.uuid4().hex, "acquired_at": now.isoformat(),
+    return {"run_id": run_id, **Owner.current().to_json(), "token": uuid.uuid4().hex, "acquired_at": now.isoformat(),
             "lease_expires_at": (now + timedelta(seconds=lease_s)).isoformat()}
 
 
 def holder_is_dead(holder: dict, now: datetime) -> str | None:
-    """Why the holder of a lock cannot be publishing any more, or None if it may be."""
-    if holder.get("host") == socket.gethostname() and holder.get("process_start"):
-        current = process_start(int(holder["pid"]))
-        if current is None:
-            return f"pid {holder['pid']} is gone"
-        if current != holder["process_start"]:
-            return f"pid {holder['pid']} is now another process"
-        return None
+    """Why the holder of a lock cannot be publishing any more, or None if it may be: on this host
+    by velibcast.liveness's rule, on another by its lease."""
+    owner = Owner.from_json(holder)
+    if owner.checkable:
+        return owner.dead_because()
     expires = holder.get("lease_expires_at")
     if expires is None:  # a lock written before leases: acquired_at + the TTL
         expires = (datetime.fromisoformat(holder["acquired_at"]) + timedelta(seconds=C.RUN_LOCK_TTL_S)).isoformat()

@@ -24,7 +24,7 @@ from velibcast.transform_code.velib_features import contract_problem
 def run_model_uri(cfg: Config, storage: st.Storage) -> str:
     """The model a run uses: the config's model.uri, else the champion of the store."""
     config = None if cfg.source.startswith("<") else cfg.source
-    return cfg["model"]["uri"] or champion_model_uri(storage, cfg.root, config)
+    return cfg.model.uri or champion_model_uri(storage, cfg.root, config)
 
 
 HANDLERS = f"code/{C.HANDLER_PROGRAM_DEFAULT}"  # what SageMaker's PyTorch container runs

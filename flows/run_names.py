@@ -31,15 +31,14 @@ def nightly_name(params: dict) -> str:
         return f"nightly-{name_minute(start)}-{name_minute(end)}"
     run_date = _as_date(params.get("run_date"))
     if run_date is None:
-        default = load_config(params.get("config")).data["run"]["default_run_date"]
-        run_date = _as_date(default) or yesterday_in_paris()
+        run_date = load_config(params.get("config")).run.default_run_date or yesterday_in_paris()
     return f"nightly-{run_date.isoformat()}"
 
 
 def forecast_name(params: dict) -> str:
     as_of = _as_time(params.get("as_of"))
     if as_of is None:  # the flow then runs as of the config's default_as_of, if it has one
-        as_of = _as_time(load_config(params.get("config")).data["run"]["default_as_of"])
+        as_of = load_config(params.get("config")).run.default_as_of
     return f"{params.get('product', 'day-ahead')}-{name_minute(as_of.astimezone(UTC)) if as_of else 'now'}"
 
 

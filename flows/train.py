@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger
 
-from velibcast.cli_types import utc_time
 from velibcast.config import load_config
 from velibcast.errors import ConfigError
+from velibcast.timeutil import UTC
 from velibcast.training import registry
 from velibcast.training.train import train_model
 
@@ -25,8 +25,8 @@ def train(config: str = "configs/local.yaml", start: datetime | None = None, end
 
     logger = get_run_logger()
     cfg = load_config(config)
-    start = start or (utc_time(cfg["model"]["train_start"]) if cfg["model"]["train_start"] else None)
-    end = end or (utc_time(cfg["model"]["train_end"]) if cfg["model"]["train_end"] else None)
+    start = start or (cfg.model.train_start.astimezone(UTC) if cfg.model.train_start else None)
+    end = end or (cfg.model.train_end.astimezone(UTC) if cfg.model.train_end else None)
     if start is None or end is None:
         raise ConfigError("no training span: give start and end, or model.train_start/train_end in the config")
     storage = cfg.storage()

@@ -14,6 +14,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from velibcast import constants as C
 from velibcast.errors import DataError
@@ -38,6 +39,11 @@ def _check(value, t, where: str, name: str):
             except DataError as e:
                 errors.append(e)
         raise errors[-1]
+    if origin is typing.Literal:
+        if value in typing.get_args(t):
+            return value
+        raise DataError(where, f"field {name!r} is {value!r}, expected one of {list(typing.get_args(t))}",
+                        "the record was written by another version or edited by hand; rerun with --force")
     if t is type(None):
         if value is None:
             return None
@@ -77,6 +83,8 @@ def from_json(cls, obj: dict, where: str):
                         f"{SCHEMA_VERSION}", "rerun with --force to recompute the record")
     kwargs = {}
     for f in dataclasses.fields(cls):
+        if not f.init:  # derived from the other fields when the record is built
+            continue
         if f.name not in obj:
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 continue
@@ -135,14 +143,68 @@ class WindowsRecord:
     snapshots_digest: str = ""        # the snapshot objects of the span, by name and version as listed
 
 
+@dataclass(frozen=True)
+class TransformJob:
+    """What the later stages read of the transform job: from its spec and its final describe."""
+
+    name: str
+    status: str               # always Completed: a failed or stopped job raises before a record is made
+    output_prefix: str        # where its .out objects are, ending in "/"
+    instance_type: str
+    instance_count: int
+    creation_time: str | None  # ISO; a job that has not started has no start or end time
+    start_time: str | None
+    end_time: str | None
+
+    @classmethod
+    def of(cls, spec: dict, describe: dict) -> TransformJob:
+        """The job of a completed attempt, or a DataError naming what is missing or wrong."""
+        where = f"transform job {describe.get('TransformJobName') or spec.get('TransformJobName')}"
+
+        def at(d: dict, path: str, t: type):
+            v: typing.Any = d
+            for k in path.split("."):
+                v = v.get(k) if isinstance(v, dict) else None
+            if not isinstance(v, t) or isinstance(v, bool):
+                raise DataError(where, f"{path} is {v!r}, expected {t.__name__}",
+                                "the backend answered outside the DescribeTransformJob shape")
+            return v
+
+        status = at(describe, "TransformJobStatus", str)
+        if status != "Completed":
+            raise DataError(where, f"status {status!r}: only a completed job's outputs are read", "rerun")
+        name = at(describe, "TransformJobName", str)
+        if name != at(spec, "TransformJobName", str):
+            raise DataError(where, f"the describe names job {name}, the spec {spec['TransformJobName']}",
+                            "the record mixes two attempts; rerun with --force")
+
+        def time(k: str) -> str | None:
+            v = describe.get(k)  # a datetime from a backend, ISO text from the store
+            return v.isoformat() if isinstance(v, datetime) else v if isinstance(v, str) else None
+
+        return cls(name=name, status=status,
+                   output_prefix=at(spec, "TransformOutput.S3OutputPath", str).rstrip("/") + "/",
+                   instance_type=at(spec, "TransformResources.InstanceType", str),
+                   instance_count=at(spec, "TransformResources.InstanceCount", int),
+                   creation_time=time("CreationTime"), start_time=time("TransformStartTime"),
+                   end_time=time("TransformEndTime"))
+
+
 @dataclass
 class TransformRecord:
+    """The transform stage's result: the job as sent and as described, and its typed fields (`job`),
+    checked when the record is built, whether from a backend's answer or from the store."""
+
     job_spec: dict
     describe: dict
-    backend: str
+    backend: typing.Literal["local", "sagemaker"]
     input_digest: str
     schema_version: int = SCHEMA_VERSION
     model_digest: str = ""            # sha256 of the model.tar.gz that made the predictions
+    job: TransformJob = field(init=False)
+
+    def __post_init__(self):
+        self.job = TransformJob.of(self.job_spec, self.describe)
 
 
 @dataclass

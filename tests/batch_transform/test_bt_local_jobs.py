@@ -13,6 +13,7 @@ from velibcast.batch_transform import local as L
 from velibcast.batch_transform.errors import TransformJobTimeout
 from velibcast.batch_transform.local import LocalRuntime
 from velibcast.batch_transform.spec import SpecError
+from velibcast.liveness import Owner
 from velibcast.storage import Storage, join
 
 
@@ -72,16 +73,9 @@ def test_an_s3_key_with_dot_dot_cannot_write_outside_the_output_path(rt, tmp_pat
         L._confined(objects, "S3Uri")
 
 
-def test_a_live_pid_with_another_start_time_is_a_dead_owner():
-    me = L.owner_identity()
-    assert not L._dead(me)
-    assert L._dead({**me, "start": "1"})               # the pid was reused by another process
-    assert not L._dead({**me, "host": "elsewhere"})    # another host cannot be checked
-
-
 def test_a_job_whose_owner_pid_was_reused_reads_as_failed(rt, tmp_path):
     state = {**job_spec("reused", "s3://b/in", "s3://b/out"), "TransformJobStatus": "InProgress",
-             "CreationTime": "2026-01-01T00:00:00+00:00", "LocalOwner": {**L.owner_identity(), "start": "1"}}
+             "CreationTime": "2026-01-01T00:00:00+00:00", "LocalOwner": {**Owner.current().to_json(), "start_ticks": "1"}}
     rt.storage.write_text(rt._state_uri("reused"), json.dumps(state))
     d = rt.describe_transform_job("reused")
     assert d["TransformJobStatus"] == "Failed" and "ended before the job did" in d["FailureReason"]
@@ -111,7 +105,7 @@ def test_a_second_run_of_the_same_job_attaches_instead_of_resource_in_use(tmp_pa
 def test_wait_has_a_deadline_from_the_runtime(rt):
     ticks = iter(range(0, 10_000, 5))
     state = {**job_spec("forever", "s3://b/in", "s3://b/out"), "TransformJobStatus": "InProgress",
-             "CreationTime": "2026-01-01T00:00:00+00:00", "LocalOwner": L.owner_identity()}
+             "CreationTime": "2026-01-01T00:00:00+00:00", "LocalOwner": Owner.current().to_json()}
     rt.storage.write_text(rt._state_uri("forever"), json.dumps(state))
     slow = LocalRuntime(rt.storage, rt.state_root, wait_deadline_s=60, clock=lambda: next(ticks), sleep=lambda s: None)
     with pytest.raises(TransformJobTimeout, match="forever still InProgress after 60 s"):
@@ -158,3 +152,14 @@ def test_a_malformed_manifest_is_refused_at_create_even_under_python_O(rt, tmp_p
     with pytest.raises(SpecError, match="not a manifest"):
         rt.create_transform_job(spec)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_whose_owner_ran_under_another_boot_reads_as_failed(rt):
+    """A machine restarted while the job ran: pids and start times count again from zero, so the
+    recorded pid and start time may match a process of this boot by chance."""
+    state = {**job_spec("rebooted", "s3://b/in", "s3://b/out"), "TransformJobStatus": "InProgress",
+             "CreationTime": "2026-01-01T00:00:00+00:00",
+             "LocalOwner": {**Owner.current().to_json(), "boot_id": "a-boot-before-a-restart"}}
+    rt.storage.write_text(rt._state_uri("rebooted"), json.dumps(state))
+    d = rt.describe_transform_job("rebooted")
+    assert d["TransformJobStatus"] == "Failed" and "restarted" in d["FailureReason"]

@@ -1,6 +1,7 @@
 """Typed run records: a field missing, of the wrong type or of another schema version fails, naming it."""
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,6 +12,7 @@ from velibcast.run_records import (
     Manifest,
     Outputs,
     PartitionOutcome,
+    TransformJob,
     TransformRecord,
     from_json,
     to_json,
@@ -48,13 +50,53 @@ def test_a_field_of_the_wrong_type_is_named(field, value, message):
         validated(_manifest(**{field: value}))
 
 
+SPEC = {"TransformJobName": "velibcast-r-1", "TransformOutput": {"S3OutputPath": "s3://b/runs/r/out/velibcast-r-1"},
+        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2}}
+DESCRIBE = {"TransformJobName": "velibcast-r-1", "TransformJobStatus": "Completed",
+            "CreationTime": datetime(2022, 5, 26, 1, 0, tzinfo=UTC),
+            "TransformStartTime": datetime(2022, 5, 26, 1, 1, tzinfo=UTC),
+            "TransformEndTime": datetime(2022, 5, 26, 1, 4, tzinfo=UTC)}
+
+
+def _transform(**describe_over):
+    return TransformRecord(job_spec=SPEC, describe={**DESCRIBE, **describe_over}, backend="local",
+                           input_digest="x")
+
+
+def test_the_transform_stage_result_reads_its_job_as_typed_fields_and_keeps_them_through_the_store():
+    t = validated(_transform())
+    assert t.job == TransformJob(name="velibcast-r-1", status="Completed", output_prefix="s3://b/runs/r/out/velibcast-r-1/",
+                                 instance_type="ml.m5.xlarge", instance_count=2,
+                                 creation_time="2022-05-26T01:00:00+00:00", start_time="2022-05-26T01:01:00+00:00",
+                                 end_time="2022-05-26T01:04:00+00:00")
+    assert to_json(t)["job"]["instance_count"] == 2  # a reader of the stored record sees the same fields
+
+
+@pytest.mark.parametrize("describe_over, spec_over, message", [
+    ({"TransformJobStatus": "Failed"}, {}, "status 'Failed'"),
+    ({"TransformJobName": "velibcast-r-2"}, {}, "velibcast-r-2"),
+    ({}, {"TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": "2"}}, "InstanceCount"),
+    ({}, {"TransformOutput": {}}, "S3OutputPath"),
+])
+def test_a_transform_result_that_is_not_one_completed_job_is_refused_naming_the_field(describe_over, spec_over,
+                                                                                      message):
+    with pytest.raises(DataError, match=message):
+        TransformRecord(job_spec={**SPEC, **spec_over}, describe={**DESCRIBE, **describe_over}, backend="local",
+                        input_digest="x")
+
+
+def test_a_transform_result_names_a_known_backend():
+    with pytest.raises(DataError, match="backend"):
+        validated(dataclasses.replace(_transform(), backend="lokal"))
+
+
 def test_a_missing_field_or_another_version_is_refused():
-    raw = to_json(TransformRecord(job_spec={}, describe={}, backend="local", input_digest="x"))
+    raw = to_json(_transform())
     assert from_json(TransformRecord, raw, "t.json").backend == "local"
     del raw["input_digest"]
     with pytest.raises(DataError, match="t.json: field 'input_digest' is missing"):
         from_json(TransformRecord, raw, "t.json")
-    raw = {**to_json(TransformRecord({}, {}, "local", "x")), "schema_version": SCHEMA_VERSION - 1}
+    raw = {**to_json(_transform()), "schema_version": SCHEMA_VERSION - 1}
     with pytest.raises(DataError, match="schema_version"):
         from_json(TransformRecord, raw, "t.json")
 

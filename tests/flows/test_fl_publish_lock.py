@@ -13,7 +13,8 @@ from datetime import date
 
 import pytest
 
-from velibcast.flows.publish import PublishConflict, lock_uri, process_start, publish_lock
+from velibcast.flows.publish import PublishConflict, lock_uri, publish_lock
+from velibcast.liveness import Owner
 from velibcast.timeutil import UTC
 
 P = "evaluation"  # the product whose dates these tests lock
@@ -83,8 +84,7 @@ def test_a_dead_holders_stale_lock_is_taken_over(tmp_path, storage):
 def _holder(**kw):
     from datetime import datetime
 
-    body = {"run_id": "other", "host": socket.gethostname(), "pid": os.getpid(),
-            "process_start": process_start(os.getpid()), "token": "t0",
+    body = {"run_id": "other", **Owner.current().to_json(), "token": "t0",
             "acquired_at": datetime.now(UTC).isoformat()}
     body.update(kw)
     return body
@@ -94,7 +94,7 @@ def test_a_reused_pid_does_not_keep_the_lock(tmp_path, storage):
     """The holder's pid exists (it is ours) but started at another time: its holder is dead."""
     d = date(2022, 5, 29)
     uri = lock_uri(str(tmp_path), P, d)
-    storage.write_text(uri, json.dumps(_holder(process_start="another-boot:42")))
+    storage.write_text(uri, json.dumps(_holder(start_ticks="42")))
     with publish_lock(storage, str(tmp_path), P, d, "alive"):
         assert json.loads(storage.read_text(uri))["run_id"] == "alive"
     assert not storage.exists(uri)
@@ -130,7 +130,7 @@ def test_one_taker_per_dead_holder(tmp_path, storage):
     """Two runs that both saw the same dead holder: the takeover marker lets only one in."""
     d = date(2022, 6, 1)
     uri = lock_uri(str(tmp_path), P, d)
-    dead = _holder(process_start="another-boot:42", token="dead-token")
+    dead = _holder(boot_id="another-boot", token="dead-token")
     storage.write_text(uri, json.dumps(dead))
     with publish_lock(storage, str(tmp_path), P, d, "first"):
         storage.write_text(uri, json.dumps(dead))  # what the second run read before the first took over
