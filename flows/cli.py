@@ -20,7 +20,7 @@ from pathlib import Path
 from velibcast import constants as C
 from velibcast import process_settings
 from velibcast.batch_transform import cli as bt_cli
-from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
+from velibcast.cli_types import RANGE_CONVENTION, Parser, check_range, iso_date, share_options, utc_time
 from velibcast.config import check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
@@ -237,8 +237,7 @@ def _add_config(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="velibcast", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="velibcast", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"velibcast {_version()}")
     p.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -293,9 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which product's forecasts (default: evaluation)")
     sc.set_defaults(func=cmd_score)
 
-
     for module in (ds_cli, tr_cli, bt_cli):
         module.register(sub)
+    # where users type them: `velibcast models list --config X` and `velibcast run --debug ...`
+    share_options(p, ("--config", "--debug"))
     return p
 
 
