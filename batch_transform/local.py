@@ -65,6 +65,15 @@ class _Model:
     model_data_url: str
     model_dir: str
     environment: dict
+    arn: str
+    execution_role_arn: str
+    creation_time: datetime
+    container: dict           # the PrimaryContainer as created (DescribeModel returns it)
+
+
+# Fields of a local job's state that DescribeTransformJob does not have: who runs it (to tell a
+# dead run from a live one) and where its wall time went (bench, manifest).
+LOCAL_FIELDS = ("LocalOwner", "LocalTimings")
 
 
 @dataclass
@@ -158,14 +167,18 @@ class LocalRuntime:
         self._stops: dict[str, threading.Event] = {}
         self._started: dict[tuple, list[Container]] = {}  # start_servers: servers a coming job takes
         self._lifeline: Lifeline | None = None  # the extracted models and server logs; made with the first model
+        self._background: dict[str, threading.Thread] = {}  # launch_transform_job's jobs, by name
 
     # ------------------------------------------------------------ models
-    def create_model(self, name: str, model_data_url: str, environment: dict | None = None) -> dict:
+    def create_model(self, name: str, model_data_url: str, environment: dict | None = None, *,
+                     execution_role_arn: str = "", container: dict | None = None) -> dict:
         """Register a model.tar.gz (s3:// or local) and extract it to a temporary directory.
-        Re-creating a name with the same model data reuses it."""
+        Re-creating a name with the same model data reuses it. `container` is the PrimaryContainer
+        a CreateModel request gave, kept for DescribeModel (the model runs from its data and
+        environment whatever its Image says)."""
         known = self._models.get(name)
         if known and known.model_data_url == model_data_url:
-            return {"ModelArn": self._arn("model", name)}
+            return {"ModelArn": known.arn}
         if known:
             raise ResourceInUse(f"model {name!r} exists with ModelDataUrl {known.model_data_url}; "
                                 "use another ModelName for other model data")
@@ -181,8 +194,22 @@ class LocalRuntime:
             shutil.rmtree(model_dir, ignore_errors=True)
             raise TerminalError(f"{model_data_url}: no code/{C.HANDLER_PROGRAM_DEFAULT} inside; package the "
                                 "handlers as SageMaker's PyTorch container expects")
-        self._models[name] = _Model(name, model_data_url, model_dir, dict(environment or {}))
-        return {"ModelArn": self._arn("model", name)}
+        env = dict(environment or {})
+        container = container or {"ModelDataUrl": model_data_url, **({"Environment": env} if env else {})}
+        self._models[name] = _Model(name, model_data_url, model_dir, env, self.arn("model", name),
+                                    execution_role_arn, _now(), dict(container))
+        return {"ModelArn": self._models[name].arn}
+
+    def has_model(self, name: str) -> bool:
+        return name in self._models
+
+    def describe_model(self, name: str) -> dict:
+        """DescribeModel's shape for a model this runtime holds; ResourceNotFound otherwise."""
+        m = self._models.get(name)
+        if m is None:
+            raise ResourceNotFound(f"Could not find model {name!r}")
+        return {"ModelName": m.name, "ModelArn": m.arn, "PrimaryContainer": dict(m.container),
+                "ExecutionRoleArn": m.execution_role_arn, "CreationTime": m.creation_time}
 
     def delete_model(self, name: str) -> None:
         m = self._models.pop(name, None)
@@ -191,7 +218,10 @@ class LocalRuntime:
         shutil.rmtree(m.model_dir, ignore_errors=True)
 
     def close(self) -> None:
-        """Remove the extracted models and stop the servers started ahead that no job took."""
+        """Wait for the jobs started in the background, then remove the extracted models and stop
+        the servers started ahead that no job took."""
+        for t in list(self._background.values()):
+            t.join()
         for started in self._started.values():
             for c in started:
                 c.close()
@@ -233,7 +263,8 @@ class LocalRuntime:
             c.close()
         return ahead[:n] + [Container(model.model_dir, env, conc, self._home()) for _ in range(n - len(ahead[:n]))]
 
-    def _arn(self, kind: str, name: str) -> str:
+    def arn(self, kind: str, name: str) -> str:
+        """The ARN the service would give a resource of this kind and name."""
         region = os.environ.get("AWS_DEFAULT_REGION", "local")
         return f"arn:aws:sagemaker:{region}:{C.LOCAL_ACCOUNT_ID}:{kind}/{name.lower()}"
 
@@ -251,8 +282,9 @@ class LocalRuntime:
     def _save(self, state: dict) -> None:
         self.storage.write_text(self._state_uri(state["TransformJobName"]), json.dumps(state, indent=1, sort_keys=True))
 
-    def describe_transform_job(self, name: str) -> dict:
-        """DescribeTransformJob's shape; times are datetimes, as boto3 returns them."""
+    def describe_transform_job(self, name: str, *, local_fields: bool = True) -> dict:
+        """DescribeTransformJob's shape; times are datetimes, as boto3 returns them. With
+        local_fields=False, only the service's fields (not LOCAL_FIELDS)."""
         try:
             state = json.loads(self.storage.read_text(self._state_uri(name)))
         except st.NotFound as e:
@@ -268,7 +300,13 @@ class LocalRuntime:
             state.update(TransformJobStatus="Failed", FailureReason=(
                 f"InternalServerError: the process running this job (pid {owner.pid} on {owner.host}) ended before "
                 f"the job did: {dead}; rerun to start the next attempt"))
-        return state
+        return state if local_fields else {k: v for k, v in state.items() if k not in LOCAL_FIELDS}
+
+    def list_transform_jobs(self, *, local_fields: bool = True) -> list[dict]:
+        """Every job under the state root, described."""
+        prefix = st.join(self.state_root, "transform-jobs") + "/"
+        names = [i.uri[len(prefix):-len(".json")] for i in self.storage.list(prefix) if i.uri.endswith(".json")]
+        return [self.describe_transform_job(n, local_fields=local_fields) for n in names]
 
     # ------------------------------------------------------------ attempts.Backend
     def find_transform_job(self, name: str) -> dict | None:
@@ -352,7 +390,7 @@ class LocalRuntime:
         run = _JobRun(self, spec, model, threading.Event())
         run.objects = run.list_objects()
         created = _now()
-        state = {**spec, "TransformJobArn": self._arn("transform-job", name), "TransformJobStatus": "InProgress",
+        state = {**spec, "TransformJobArn": self.arn("transform-job", name), "TransformJobStatus": "InProgress",
                  "CreationTime": _iso(created), "LastModifiedTime": _iso(created),
                  # Not a DescribeTransformJob field: who runs the job, to tell a dead run from a live one.
                  "LocalOwner": Owner.current().to_json()}
@@ -362,6 +400,23 @@ class LocalRuntime:
         run.state = state
         self._stops[name] = run.stop
         return run
+
+    def launch_transform_job(self, spec: dict) -> str:
+        """CreateTransformJob as the service answers it: checked and created now (SpecError,
+        ResourceInUse, an empty input raise here), run in a thread of this process; its ARN.
+        close() waits for it."""
+        run = self.start_transform_job(spec)
+        name = spec["TransformJobName"]
+        t = threading.Thread(target=self._run_logged, args=(run,), name=f"transform-job-{name}", daemon=True)
+        self._background[name] = t
+        t.start()
+        return run.state["TransformJobArn"]
+
+    def _run_logged(self, run: _JobRun) -> None:
+        try:
+            self.run_started(run)
+        except Exception:  # run_started already ends the job Failed; this keeps the thread's death visible
+            log.exception("transform job %s", run.spec["TransformJobName"])
 
     def run_started(self, run: _JobRun) -> dict:
         """Run a job start_transform_job created, to its end; the final describe dict."""

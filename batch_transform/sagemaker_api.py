@@ -4,8 +4,9 @@
 
 It speaks the SageMaker JSON protocol (awsJson1_1: `POST /`, `X-Amz-Target: SageMaker.<Op>`)
 for the calls a batch user makes: CreateModel, DescribeModel, DeleteModel,
-CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob. Each job
-runs with the local runtime (local.py) in a thread of this process, reading and writing S3
+CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob, each on the
+public interface of one local runtime (local.py), which holds the models and runs each job in a
+thread of this process, reading and writing S3
 through the standard AWS configuration (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` for a
 moto server or any S3-compatible store). boto3 and sagemaker-core clients pointed at it work
 unchanged: errors carry the service's codes (ValidationException, ResourceInUse,
@@ -42,20 +43,16 @@ log = logging.getLogger("velibcast.sagemaker_api")
 
 TARGET_PREFIX = "SageMaker."
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
-_LOCAL_FIELDS = ("LocalOwner", "LocalTimings")   # local.py's own state, not DescribeTransformJob fields
-_TIMES = ("CreationTime", "TransformStartTime", "TransformEndTime", "LastModifiedTime")
 LIST_MAX_RESULTS_DEFAULT = 10                    # ListTransformJobs' MaxResults default (service model)
 
 
 class SageMakerApi:
-    """The operations, on a LocalRuntime; `call(op, body) -> dict` or ApiError."""
+    """The operations, on a LocalRuntime (its models, its jobs); `call(op, body) -> dict` or ApiError."""
 
     def __init__(self, storage: st.Storage, state_root: str, settings: dp.DataPlaneSettings | None = None):
         # S3 only, as the service: a client of the endpoint never names this host's files.
         self.rt = LocalRuntime(storage, state_root, settings, allow_file_uris=False)
-        self._models: dict[str, dict] = {}
-        self._lock = threading.Lock()
-        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()  # CreateModel and DeleteModel: a name's check and change together
 
     def call(self, op: str, body: dict) -> dict:
         handler = getattr(self, f"op_{op}", None)
@@ -73,9 +70,7 @@ class SageMakerApi:
             raise ApiError("ResourceNotFound", str(e)) from e
 
     def close(self) -> None:
-        for t in list(self._threads.values()):
-            t.join()
-        self.rt.close()
+        self.rt.close()  # after the jobs it runs in the background
 
     # ------------------------------------------------------------ models
     def op_CreateModel(self, body: dict) -> dict:
@@ -85,57 +80,46 @@ class SageMakerApi:
             raise ApiError("ValidationException", "PrimaryContainer.ModelDataUrl is required locally: the model "
                                                   "runs from its model.tar.gz")
         with self._lock:
-            if name in self._models:
+            if self.rt.has_model(name):
                 raise ApiError("ValidationException",
-                               f'Cannot create already existing model "{self.rt._arn("model", name)}".')
+                               f'Cannot create already existing model "{self.rt.arn("model", name)}".')
             try:
-                arn = self.rt.create_model(name, container["ModelDataUrl"], container.get("Environment"))["ModelArn"]
+                arn = self.rt.create_model(name, container["ModelDataUrl"], container.get("Environment"),
+                                           execution_role_arn=body.get("ExecutionRoleArn", ""),
+                                           container=container)["ModelArn"]
             except (VelibcastError, st.StorageError) as e:
                 raise ApiError("ValidationException", f"Could not access model data at "
                                                       f"{container['ModelDataUrl']}: {e}") from e
-            self._models[name] = {"ModelName": name, "ModelArn": arn, "PrimaryContainer": container,
-                                  "ExecutionRoleArn": body.get("ExecutionRoleArn", ""),
-                                  "CreationTime": datetime.now(UTC)}
         return {"ModelArn": arn}
 
     def op_DescribeModel(self, body: dict) -> dict:
-        return dict(self._model(body["ModelName"]))
+        try:
+            return self.rt.describe_model(body["ModelName"])
+        except ResourceNotFound:
+            raise self._no_model(body["ModelName"]) from None
 
     def op_DeleteModel(self, body: dict) -> dict:
         with self._lock:
-            self._model(body["ModelName"])
-            self._models.pop(body["ModelName"])
-            self.rt.delete_model(body["ModelName"])
+            try:
+                self.rt.delete_model(body["ModelName"])
+            except ResourceNotFound:
+                raise self._no_model(body["ModelName"]) from None
         return {}
 
-    def _model(self, name: str) -> dict:
-        m = self._models.get(name)
-        if m is None:
-            raise ApiError("ValidationException", f'Could not find model "{self.rt._arn("model", name)}".')
-        return m
+    def _no_model(self, name: str) -> ApiError:
+        return ApiError("ValidationException", f'Could not find model "{self.rt.arn("model", name)}".')
 
     # ------------------------------------------------------------ jobs
     def op_CreateTransformJob(self, body: dict) -> dict:
-        run = self.rt.start_transform_job(body)   # validation, empty input, ResourceInUse: before we answer
-        name = body["TransformJobName"]
-        t = threading.Thread(target=self._run, args=(run,), name=f"transform-job-{name}", daemon=True)
-        self._threads[name] = t
-        t.start()
-        return {"TransformJobArn": run.state["TransformJobArn"]}
-
-    def _run(self, run) -> None:
-        try:
-            self.rt.run_started(run)
-        except Exception:  # run_started already ends the job Failed; this keeps the thread's death visible
-            log.exception("transform job %s", run.spec["TransformJobName"])
+        # validation, empty input, ResourceInUse: raised before we answer, as the service does
+        return {"TransformJobArn": self.rt.launch_transform_job(body)}
 
     def op_DescribeTransformJob(self, body: dict) -> dict:
         name = body["TransformJobName"]
         try:
-            d = self.rt.describe_transform_job(name)
+            return self.rt.describe_transform_job(name, local_fields=False)
         except ResourceNotFound as e:
             raise ResourceNotFound(f"Could not find requested job with name {name}") from e
-        return {k: v for k, v in d.items() if k not in _LOCAL_FIELDS}
 
     def op_StopTransformJob(self, body: dict) -> dict:
         name = body["TransformJobName"]
@@ -149,12 +133,7 @@ class SageMakerApi:
         return {}
 
     def op_ListTransformJobs(self, body: dict) -> dict:
-        jobs = []
-        for info in self.rt.storage.list(st.join(self.rt.state_root, "transform-jobs") + "/"):
-            if info.uri.endswith(".json"):
-                name = info.uri.rsplit("/", 1)[-1][:-len(".json")]
-                jobs.append(self.rt.describe_transform_job(name))
-        jobs = [j for j in jobs if _listed(j, body)]
+        jobs = [j for j in self.rt.list_transform_jobs(local_fields=False) if _listed(j, body)]
         key = {"Name": lambda j: j["TransformJobName"], "Status": lambda j: j["TransformJobStatus"]}.get(
             body.get("SortBy", "CreationTime"), lambda j: j["CreationTime"])
         jobs.sort(key=key, reverse=body.get("SortOrder", "Descending") == "Descending")
@@ -247,4 +226,4 @@ def serve(port: int, host: str, state_root: str, settings: dp.DataPlaneSettings 
         pass
     finally:
         server.server_close()
-        api.rt.close()
+        api.close()

@@ -1,14 +1,19 @@
 """The local SageMaker API endpoint: a real `velibcast sagemaker-api` process, boto3 pointed
 at it with AWS_ENDPOINT_URL_SAGEMAKER, S3 on the moto server."""
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from velibcast.batch_transform import sagemaker_api
+from velibcast.batch_transform.errors import ResourceNotFound
+from velibcast.batch_transform.sagemaker_api import SageMakerApi
 from velibcast.flows.cli import main as velibcast_main
 from velibcast.storage import Storage, join
 
@@ -173,3 +178,28 @@ def test_sagemaker_api_with_only_a_port_runs_a_job_and_keeps_it_under_the_defaul
     listed = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "transform-job", "list"],
                             capture_output=True, text=True, check=True).stdout
     assert "default-state-job  Completed" in listed
+
+
+def test_the_api_reads_models_from_the_runtime_it_drives(tmp_path, model_tar):
+    """One model registry: a model the runtime holds is the one DescribeModel shows, and one
+    DeleteModel removes is gone from the runtime."""
+    api = SageMakerApi(Storage(), str(tmp_path / "state"))
+    try:
+        api.rt.create_model("m", model_tar, {"A": "1"}, execution_role_arn="arn:aws:iam::000000000000:role/r")
+        d = api.call("DescribeModel", {"ModelName": "m"})
+        assert d["ModelArn"] == api.rt.describe_model("m")["ModelArn"] and d["PrimaryContainer"] == {
+            "ModelDataUrl": model_tar, "Environment": {"A": "1"}}
+        assert d["ExecutionRoleArn"] == "arn:aws:iam::000000000000:role/r"
+        api.call("DeleteModel", {"ModelName": "m"})
+        with pytest.raises(ResourceNotFound):
+            api.rt.describe_model("m")
+    finally:
+        api.close()
+
+
+def test_the_api_uses_only_the_runtimes_public_interface():
+    tree = ast.parse(Path(sagemaker_api.__file__).read_text())
+    private = sorted({f"{ast.unparse(n.value)}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                      and n.attr.startswith("_") and not n.attr.startswith("__") and ast.unparse(n.value) != "self"})
+    assert private == []
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "_models"]
