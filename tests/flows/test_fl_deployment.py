@@ -45,6 +45,14 @@ def test_nothing_of_the_deployers_machine_is_stored():
                for d in DEPLOYMENTS.values())
 
 
+def test_local_deployments_run_in_the_workers_folder_and_production_ones_in_a_temporary_one():
+    # "." is resolved by the process worker against its own folder, so configs/local.yaml's ./data is
+    # the data of the folder the worker was started from; no deployer's path is stored.
+    for name, d in DEPLOYMENTS.items():
+        expected = {"working_dir": "."} if name.endswith("-local") else {}
+        assert d["work_pool"].get("job_variables", {}) == expected, name
+
+
 def test_the_configs_the_deployments_name_ship_with_the_package(tmp_path, monkeypatch):
     from velibcast.config import CONFIG_DIR, load_config
 
