@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from velibcast import constants as C
+from velibcast import process_settings
 from velibcast.batch_transform import handlers as H
 from velibcast.batch_transform.lifeline import on_parent_exit
 from velibcast.timeutil import UTC, iso_millis
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.lifeline_fd is not None:
         # Nobody is left to read an answer, and a graceful stop would wait for a request in flight.
         on_parent_exit(a.lifeline_fd, lambda: os._exit(1))
+    # This process is the server's own: freed request arrays go back to the system (process_settings).
+    process_settings.for_model_server()
     serve(a.model_dir, a.port, a.host)
 
 

@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from velibcast import constants as C
+from velibcast import process_settings
 from velibcast.cli_types import RANGE_CONVENTION
 from velibcast.config import load_config
 from velibcast.errors import ConfigError, NotFound, VelibcastError
@@ -69,6 +70,7 @@ def score_date(config: str, run_date: date) -> dict:
 def backfill(start_date: date, end_date: date, config: str = "configs/local.yaml", force: bool = False,
              max_concurrency: int = C.BACKFILL_CONCURRENCY) -> dict:
     """Run nightly for every date in [start_date, end_date): end_date is excluded, like every range."""
+    process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     if end_date <= start_date:
         raise ConfigError(f"end_date {end_date} must be after start_date {start_date} ({RANGE_CONVENTION}; "
                           f"one night: end_date {start_date + timedelta(days=1)})")

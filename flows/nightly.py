@@ -15,6 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from velibcast import process_settings
 from velibcast.config import load_config
 from velibcast.errors import ConfigError
 from velibcast.flows import manifest, stages
@@ -116,6 +117,7 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     """Forecast every station for each hourly origin of `run_date` (a Europe/Paris local day;
     default: yesterday there), or of [start, end) when given. `score_previous_night=False` leaves
     the scoring of the day before to the caller (a backfill scores each date once it is published)."""
+    process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     started_at = datetime.now(UTC)
     ctx = prepare_task(config, run_date, start, end, force)
     return _run(ctx, started_at, score_previous_night=score_previous_night)
@@ -126,6 +128,7 @@ def forecast(product: str = "day-ahead", as_of: datetime | None = None, config: 
              force: bool = False) -> dict:
     """Forecast every open station from the latest whole hour with data at `as_of` (default: now),
     reading no capture taken after it: `day-ahead` for horizons 1..24, `nowcast` for 1..3."""
+    process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     started_at = datetime.now(UTC)
     ctx = prepare_product_task(config, product, as_of, force)
     return _run(ctx, started_at, score_previous_night=False, score_published=True)
