@@ -1,14 +1,14 @@
 """Station windows: 24 hourly states per station and origin, and their static features.
 
-The rule: the state of a station at hour h is its record with the latest observation time
-(duedate, else capture time) <= h; it is usable when h - obs <= max_staleness. A window is
+The state of a station at hour h is datasets/states.py's (the one rule, shared with the stored
+hourly states); it is usable when h - obs <= max_staleness. A window is
 emitted for every station with a usable state at the origin t that is installed and renting
 at t. It holds the states at t-23h .. t, oldest first; an hour without a usable state takes
 the nearest earlier usable state of the window (a quiet station's state did not change), or,
 before the first one, the first later one (still data at or before t). Every other
 (station, origin) is counted with the first failing reason, and the filled hours are counted.
 
-States are computed on a grid (station x hour) with NumPy. Origins are processed in chunks
+States are folded onto a grid (station x hour) with NumPy. Origins are processed in chunks
 of WINDOW_CHUNK_HOURS, and a chunk's grid needs only the snapshots of its own span, so
 memory follows the span of the windows, not the size of the store.
 """
@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from operator import itemgetter
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from velibcast.datasets.snapshots import (
     list_snapshots,
     parse_snapshot_columns,
 )
+from velibcast.datasets.states import HourStates, StateRule, StationRegistry, fold_snapshot
 from velibcast.timeutil import PARIS, UTC, iso_minute, iso_second
 from velibcast.transform_code.velib_features import (
     HISTORY_LEN,
@@ -47,7 +47,6 @@ from velibcast.transform_code.velib_features import (
 
 HOUR = timedelta(hours=1)
 assert max(C.STATION_COUNT_MAX, C.STATION_CAPACITY_MAX) <= np.iinfo(np.uint8).max  # the snapshot cache's dtype
-_OBS_BITS = 34  # seconds since the grid's base fit in 34 bits (> 500 years)
 
 
 # ---------------------------------------------------------------- origins
@@ -105,39 +104,6 @@ STATION_FEATURES = [f for f in STATIC_FEATURES if f not in TIME_FEATURES]
 
 
 # ---------------------------------------------------------------- snapshot source
-class StationRegistry:
-    """Station codes -> small ints for a whole run, so grids work on integer ids.
-
-    The real feed lists its stations in a new order at every capture (2022-05-23: 1,411 of
-    1,413 moved between two snapshots), so ids are looked up, one dict probe a record.
-    """
-
-    def __init__(self):
-        self.index: dict[str, int] = {}
-        self.codes: list[str] = []
-
-    def assign(self, cols: SnapshotColumns) -> None:
-        codes = cols.codes
-        try:
-            ids = self._ids(codes)
-        except KeyError:
-            for c in codes:
-                if c not in self.index:
-                    self.index[c] = len(self.codes)
-                    self.codes.append(c)
-            ids = self._ids(codes)
-        cols.station_ids = ids
-        # The ids name the codes from now on: a list of strings per snapshot was 8 bytes a record
-        # (~27 MB of a 100,000-station chunk's cache).
-        cols.codes = []
-
-    def _ids(self, codes: list[str]) -> np.ndarray:
-        """KeyError for a new code. One itemgetter call looks every code up in C: 83 -> 56 us for
-        1,400 codes against np.fromiter(map(...))."""
-        found = itemgetter(*codes)(self.index) if len(codes) > 1 else [self.index[c] for c in codes]
-        return np.array(found, dtype=np.int32)
-
-
 class SnapshotSource:
     """Parsed snapshots of a range, read in capture order and dropped once behind.
 
@@ -173,7 +139,8 @@ class SnapshotSource:
             self.registry.assign(cols)
             # validated counts fit a byte (STATION_COUNT_MAX, STATION_CAPACITY_MAX <= 255): 1 byte instead
             # of 8 for every record the cache holds (~35 snapshots x 100,000 stations in a chunk)
-            cols.bikes, cols.capacity = cols.bikes.astype(np.uint8), cols.capacity.astype(np.uint8)
+            for name in ("bikes", "capacity", "docks", "mechanical", "ebike"):
+                setattr(cols, name, getattr(cols, name).astype(np.uint8))
             self._check_partial(cols)
             for obs in self.observers:
                 obs.observe(cols, self.registry.codes)
@@ -218,9 +185,8 @@ class StateGrid:
 
 
 def snapshot_span(hours: list[datetime], max_staleness: timedelta) -> tuple[datetime, datetime]:
-    """Captures that can hold a state of these hours (see CAPTURE_LAG_MAX_HOURS)."""
-    return (hours[0] - max_staleness - timedelta(hours=C.LISTING_MARGIN_HOURS),
-            hours[-1] + timedelta(hours=C.CAPTURE_LAG_MAX_HOURS))
+    """Captures that can hold a state of these hours (the states rule, datasets/states.py)."""
+    return StateRule.for_staleness(max_staleness).capture_span(hours[0], hours[-1])
 
 
 def snapshot_range(origins: list[datetime], max_staleness: timedelta,
@@ -262,64 +228,47 @@ def build_state_grid(
 
 def grid_from_snapshots(hours: list[datetime], snapshots: list[SnapshotColumns], max_staleness: timedelta,
                         registry: StationRegistry | None = None, bounded_lookback: bool = False) -> StateGrid:
-    n_h = len(hours)
+    """The grid of `hours` from parsed snapshots, by the states rule (datasets/states.py).
+
+    With bounded_lookback (the chunked window path), an hour's state comes from the captures the
+    rule allows for it, so a grid never depends on how origins were chunked; without it
+    (build_state_grid), from every record read.
+    """
     snapshots = [c for c in snapshots if len(c)]
-    if not snapshots:
-        empty = np.zeros((0, n_h))
-        return StateGrid(hours, [], empty, empty.astype(bool), empty.astype(bool), empty.astype(bool),
-                         empty.astype(bool), empty.astype(np.int64), empty, empty)
     if registry is None or any(s.station_ids is None for s in snapshots):
         registry = StationRegistry()
         for s in snapshots:
             registry.assign(s)
-    base = int(hours[0].timestamp()) - int(max_staleness.total_seconds()) - 86400
-    sidx_raw = np.concatenate([s.station_ids for s in snapshots])
+    rule = StateRule.for_staleness(max_staleness) if bounded_lookback else StateRule(None, None)
+    states = HourStates(hours, rule)
+    states.grow(len(registry.codes))
+    for s in snapshots:
+        fold_snapshot(states, s)
+    return grid_from_states(states, registry.codes, max_staleness)
+
+
+def grid_from_states(states: HourStates, codes: list[str], max_staleness: timedelta) -> StateGrid:
+    """A StateGrid of the stations with a state at some hour (`codes` names the rows), in code
+    order: the chosen records as the windows read them, usable when observed within max_staleness."""
+    hours = states.hours
+    rows = np.flatnonzero(states.present.any(axis=1))
+    if not len(rows):
+        empty = np.zeros((0, len(hours)))
+        return StateGrid(hours, [], empty, empty.astype(bool), empty.astype(bool), empty.astype(bool),
+                         empty.astype(bool), empty.astype(np.int64), empty, empty)
+    seen_codes = np.array([codes[i] for i in rows.tolist()], dtype=object)
     # Station order on the grid is the sorted codes, so the output never depends on read order.
-    # ids are dense (the registry's), so a count finds the seen ones in one pass: np.unique's hash
-    # was 0.9 s of the 100,000-station case
-    seen = np.flatnonzero(np.bincount(sidx_raw, minlength=len(registry.codes)))
-    seen_codes = np.array([registry.codes[i] for i in seen.tolist()], dtype=object)
     by_code = np.argsort(seen_codes, kind="stable")
-    station_codes = seen_codes[by_code].tolist()
-    rank = np.empty(len(registry.codes), dtype=np.int64)
-    rank[seen[by_code]] = np.arange(len(seen))
-    sidx = rank[sidx_raw]
-    del sidx_raw
-    obs_s = np.concatenate([s.obs for s in snapshots])
-    seq = np.repeat(np.arange(len(snapshots), dtype=np.int32), [len(s) for s in snapshots])
-    rel = np.clip(obs_s - base, 0, (1 << _OBS_BITS) - 1)
-    # One int64 key (station, observation time); the stable sort keeps capture order among ties,
-    # so the last of equal keys is the latest capture (one radix-free argsort, 3x cheaper than lexsort).
-    keys = (sidx << _OBS_BITS) | rel
-    del rel
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    n_st = len(station_codes)
-    h_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
-    q = (np.arange(n_st, dtype=np.int64)[:, None] << _OBS_BITS) | (h_s - base)[None, :]
-    pos = np.searchsorted(keys, q, side="right") - 1
-    del q, keys
-    rec = order[np.maximum(pos, 0)]
-    del order
-    # "present" looks back only as far as any grid holding h reads (snapshot_span), so whether a
-    # skipped window counts as missing_at_origin or stale_at_origin, and whether a station counts as
-    # open, never depends on the chunking.
-    # A record captured before that is older than max_staleness at h: never usable either way.
-    captures = np.array([int(s.ref.capture_ts.timestamp()) for s in snapshots], dtype=np.int64)
-    lookback = int(max_staleness.total_seconds()) + C.LISTING_MARGIN_HOURS * 3600
-    present = (pos >= 0) & (sidx[rec] == np.arange(n_st)[:, None])
-    if bounded_lookback:  # the chunked window path; build_state_grid keeps every record it read
-        present &= captures[seq[rec]] >= h_s[None, :] - lookback
-    del pos, sidx, seq
-    usable = present & ((h_s[None, :] - obs_s[rec]) <= int(max_staleness.total_seconds()))
-    del obs_s
+    rows = rows[by_code]
+    present = states.present[rows]
+    usable = present & ((states.hours_s[None, :] - states.obs[rows]) <= int(max_staleness.total_seconds()))
 
     def col(name):
-        return np.concatenate([getattr(s, name) for s in snapshots])[rec]
+        return states.column(name, rows)
 
     return StateGrid(
         hours=list(hours),
-        station_codes=station_codes,
+        station_codes=seen_codes[by_code].tolist(),
         bikes=np.where(usable, col("bikes").astype(np.float64), np.nan),
         present=present,
         usable=usable,

@@ -8,6 +8,7 @@ import pytest
 
 from velibcast import storage as st
 from velibcast.config import CONFIG_DIR, load_config
+from velibcast.datasets import ingest, states
 from velibcast.flows import forecasts, score
 from velibcast.flows.products import PRODUCTS
 
@@ -51,3 +52,21 @@ def test_columns_types_partitions_and_location_match_the_code(name, schema, uri_
     for product in PRODUCTS:
         assert uri_of(root, product, date(2022, 5, 26)) == template.replace("${product}", product).replace(
             "${run_date}", "2022-05-26") + forecasts.PART_NAME
+
+
+STATES_DDL = (CONFIG_DIR / "athena" / "states.sql").read_text()
+
+
+def test_the_states_table_matches_the_parquet_ingest_writes_where_it_writes_it():
+    m = re.search(r"CREATE EXTERNAL TABLE IF NOT EXISTS velibcast\.states \((.*?)\n\)\n(.*?)\n\);", STATES_DDL, re.S)
+    assert m, "no CREATE EXTERNAL TABLE velibcast.states"
+    columns, props = m.group(1), m.group(2)
+    hive = {**HIVE_TYPE, pa.int16(): "smallint"}
+    assert declared(columns) == [(f.name, hive[f.type]) for f in states.SCHEMA]
+    partitioned = re.search(r"PARTITIONED BY \((.*?)\n\)", props, re.S)
+    assert partitioned and declared(partitioned.group(1)) == [("date", "string")]
+    root = load_config(CONFIG_DIR / "aws.yaml").root
+    assert f"LOCATION '{st.join(root, 'states')}/'" in props
+    template = st.join(root, "states", "date=${date}") + "/"
+    assert f"'storage.location.template'      = '{template}'" in props
+    assert ingest.partition_uri(root, date(2022, 5, 26)) == template.replace("${date}", "2022-05-26") + ingest.PART_NAME

@@ -169,10 +169,12 @@ def _run(parser, data, policy):
     if isinstance(out, list):  # the record path: StationRecords
         vals = ([r.station_code for r in out], [int(r.obs_ts.timestamp()) for r in out], [r.bikes for r in out],
                 [r.capacity for r in out], [r.is_installed for r in out], [r.is_renting for r in out],
-                [r.lat for r in out], [r.lon for r in out])
+                [r.lat for r in out], [r.lon for r in out], [r.docks for r in out], [r.mechanical for r in out],
+                [r.ebike for r in out], [r.is_returning for r in out])
     else:
         vals = (out.codes, out.obs.tolist(), out.bikes.tolist(), out.capacity.tolist(), out.installed.tolist(),
-                out.renting.tolist(), out.lat.tolist(), out.lon.tolist())
+                out.renting.tolist(), out.lat.tolist(), out.lon.tolist(), out.docks.tolist(), out.mechanical.tolist(),
+                out.ebike.tolist(), out.returning.tolist())
         assert out.obs.dtype == np.int64 and out.lat.dtype == np.float64
     return ("ok", vals), report.to_dict()
 
@@ -197,7 +199,7 @@ def test_columnar_and_record_paths_agree(on_bad, data, block):
         assert again == slow
     kept = slow[0][1] if slow[0][0] == "ok" else None
     if kept:  # what passes is what the model server accepts (velibcast.constants)
-        codes, _, bikes, caps, _, _, lats, lons = kept
+        codes, _, bikes, caps, _, _, lats, lons, *_ = kept
         assert all(0 <= c <= C.STATION_CAPACITY_MAX for c in caps) and all(0 <= b <= C.STATION_COUNT_MAX for b in bikes)
         assert all(LAT[0] <= v <= LAT[1] for v in lats) and all(LON[0] <= v <= LON[1] for v in lons)
         assert all("," not in c and '"' not in c and "\n" not in c for c in codes)

@@ -1,0 +1,252 @@
+"""The stored hourly states (docs/states-dataset.md): `<root>/states/date=D/part-0.parquet`.
+
+One object per UTC date D, holding one row per station and whole UTC hour of D with a state
+(datasets/states.py's rule), and, in its Parquet key-value metadata, its ledger: every capture
+object folded into it, with its version as listed (the ETag on S3, size and mtime locally).
+
+Ingest lists the captures that may hold a state of each date and compares them with the date's
+ledger: a date whose ledger matches is left alone (a replayed capture is a no-op); new captures
+only are folded into the stored rows (parsed once, even when they reach two dates); a capture
+whose version changed, or that is gone, has the date rebuilt from every capture it lists. Each
+date is written whole (Storage.write_bytes: a temporary name, then a rename or one PUT), its
+ledger inside it, so a killed ingest leaves every date either as it was or as it is now, and
+the next ingest finishes the rest.
+
+A reader trusts an hour of a date only when the date's ledger holds exactly the captures that
+may hold a state of that hour, as the reader lists them (read_stored_states): an hour an ingest
+has not finished, or one folded from captures after the reader's as_of, is read from the raw
+captures instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from velibcast import storage as st
+from velibcast.datasets.report import SkipReport, ValidationPolicy
+from velibcast.datasets.snapshots import (
+    SnapshotColumns,
+    SnapshotRef,
+    capture_ts_from_key,
+    fetch_many,
+    list_snapshots,
+    parse_snapshot_columns,
+)
+from velibcast.datasets.states import (
+    FIELDS,
+    SCHEMA,
+    TABLE_RULE,
+    HourStates,
+    StateRule,
+    StationRegistry,
+    fold_snapshot,
+    hour_start,
+    hours_of_date,
+    to_table,
+)
+from velibcast.errors import NotFound
+from velibcast.timeutil import UTC
+
+STATES_PREFIX = "states"
+PART_NAME = "part-0.parquet"
+LEDGER_KEY = b"velibcast.states.ledger"
+_COLUMN_FIELD = {"is_installed": "installed", "is_renting": "renting", "is_returning": "returning"}
+
+
+def partition_uri(root: str, d: date) -> str:
+    return st.join(root, STATES_PREFIX, f"date={d.isoformat()}", PART_NAME)
+
+
+def rule_dict(rule: StateRule) -> dict:
+    assert rule.lookback is not None and rule.lag is not None
+    return {"lookback_hours": rule.lookback.total_seconds() / 3600, "lag_hours": rule.lag.total_seconds() / 3600}
+
+
+@dataclass
+class Partition:
+    """A stored date: its rows and the captures folded into them ({uri: version})."""
+
+    day: date
+    table: pa.Table
+    captures: dict[str, str]
+    rule: dict
+
+
+def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
+    try:
+        data = storage.read_bytes(partition_uri(root, d))
+    except NotFound:
+        return None
+    table = pq.read_table(io.BytesIO(data))
+    ledger = json.loads((table.schema.metadata or {}).get(LEDGER_KEY, b"{}"))
+    return Partition(d, table.replace_schema_metadata(None), ledger.get("captures", {}), ledger.get("rule", {}))
+
+
+def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
+                    rule: StateRule = TABLE_RULE) -> str:
+    ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({LEDGER_KEY: json.dumps(ledger).encode()}), buf,
+                   compression="zstd")
+    uri = partition_uri(root, d)
+    storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
+    return uri
+
+
+def dates_of(start: datetime, end: datetime) -> list[date]:
+    """The UTC dates of the whole hours in [start, end)."""
+    d, out = start.astimezone(UTC).date(), []
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    while d <= last:
+        out.append(d)
+        d += timedelta(days=1)
+    return out
+
+
+def capture_span_of(d: date, rule: StateRule = TABLE_RULE) -> tuple[datetime, datetime]:
+    hours = hours_of_date(d)
+    return rule.capture_span(hours[0], hours[-1])
+
+
+def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s0: int) -> None:
+    """Stored rows into `states`, each as the state of its own hour."""
+    if not table.num_rows:
+        return
+    codes = pc.dictionary_encode(table.column("station_code")).combine_chunks()
+    ids = registry.ids_of(codes.dictionary.to_pylist())[codes.indices.to_numpy()]
+
+    def seconds(name: str) -> np.ndarray:
+        return table.column(name).cast(pa.int64()).to_numpy() // 1_000_000
+
+    hour_pos = (seconds("hour_ts") - hours_s0) // 3600
+    block = {_COLUMN_FIELD.get(c, c): table.column(c).to_numpy() for c in SCHEMA.names
+             if _COLUMN_FIELD.get(c, c) in FIELDS}
+    sources = pc.dictionary_encode(table.column("source_object")).combine_chunks()
+    numbers = np.array([states.source_number(u) for u in sources.dictionary.to_pylist()], dtype=np.int32)
+    block["source"] = numbers[sources.indices.to_numpy()]
+    states.add_states(ids, hour_pos, seconds("observed_at"), seconds("captured_at"), block)
+
+
+@dataclass
+class IngestResult:
+    written: list[str] = field(default_factory=list)      # dates written, ISO
+    rebuilt: list[str] = field(default_factory=list)      # of which rebuilt from every capture
+    unchanged: list[str] = field(default_factory=list)
+    captures_parsed: int = 0
+    report: SkipReport = field(default_factory=SkipReport)
+
+    def to_dict(self) -> dict:
+        return {"written": self.written, "rebuilt": self.rebuilt, "unchanged": self.unchanged,
+                "captures_parsed": self.captures_parsed, "report": self.report.to_dict()}
+
+
+class _Parsed:
+    """Parsed captures by (uri, version), each parsed once per ingest, dropped once behind."""
+
+    def __init__(self, storage: st.Storage, policy: ValidationPolicy, result: IngestResult):
+        self.storage, self.policy, self.result = storage, policy, result
+        self.registry = StationRegistry()
+        self.cache: dict[tuple[str, str], SnapshotColumns] = {}
+
+    def get(self, refs: list[SnapshotRef]) -> list[SnapshotColumns]:
+        todo = [r for r in refs if (r.uri, r.version) not in self.cache]
+        for ref, data, raw in fetch_many(self.storage, todo):
+            cols = parse_snapshot_columns(data, ref, self.policy, self.result.report, self.registry.index, raw)
+            self.registry.assign(cols)
+            self.cache[(ref.uri, ref.version)] = cols
+            self.result.captures_parsed += 1
+        return [self.cache[(r.uri, r.version)] for r in refs]
+
+    def drop_before(self, ts: datetime) -> None:
+        for key in [k for k, c in self.cache.items() if c.ref.capture_ts < ts]:
+            del self.cache[key]
+
+
+def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime, end: datetime,
+           policy: ValidationPolicy | None = None, as_of: datetime | None = None) -> IngestResult:
+    """Bring the stored states of the UTC dates of [start, end) up to the captures listed now
+    (taken at or before as_of, when given). Dates are done in order; see the module docstring."""
+    policy = policy or ValidationPolicy()
+    result = IngestResult()
+    days = dates_of(start, end)
+    if not days:
+        return result
+    lo, _ = capture_span_of(days[0])
+    _, hi = capture_span_of(days[-1])
+    refs = list_snapshots(storage, snapshots_root, lo, hi, result.report, policy, as_of)
+    parsed = _Parsed(storage, policy, result)
+    for d in days:
+        d_lo, d_hi = capture_span_of(d)
+        parsed.drop_before(d_lo)
+        mine = [r for r in refs if d_lo <= r.capture_ts <= d_hi]
+        want = {r.uri: r.version for r in mine}
+        stored = read_partition(storage, root, d)
+        if stored is not None and stored.captures == want and stored.rule == rule_dict(TABLE_RULE):
+            result.unchanged.append(d.isoformat())
+            continue
+        if stored is None and not want:
+            continue
+        states = HourStates(hours_of_date(d), TABLE_RULE)
+        additions = (stored is not None and stored.rule == rule_dict(TABLE_RULE)
+                     and all(want.get(u) == v for u, v in stored.captures.items()))
+        if additions:
+            assert stored is not None
+            seed(states, parsed.registry, stored.table, int(hour_start(d).timestamp()))
+            mine = [r for r in mine if r.uri not in stored.captures]
+        else:
+            result.rebuilt.append(d.isoformat())
+        for cols in parsed.get(mine):
+            fold_snapshot(states, cols)
+        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want)
+        result.written.append(d.isoformat())
+    return result
+
+
+# ---------------------------------------------------------------- reading for a run
+def read_stored_states(storage: st.Storage, root: str, states: HourStates, registry: StationRegistry,
+                       refs: Iterable[SnapshotRef], max_staleness: timedelta) -> np.ndarray:
+    """Fold the stored states of `states.hours` into `states`; return a bool per hour: the hours
+    now settled from the store. An hour is settled when the stored rule is the run's and its
+    date's ledger holds exactly the captures `refs` (what the run lists, at or before its
+    as_of) that may hold a state of that hour, at the same versions."""
+    settled = np.zeros(len(states.hours), dtype=bool)
+    rule = StateRule.for_staleness(max_staleness)
+    if rule != TABLE_RULE:
+        return settled
+    listed = {r.uri: r for r in refs}
+    by_date: dict[date, list[int]] = {}
+    for j, h in enumerate(states.hours):
+        by_date.setdefault(h.astimezone(UTC).date(), []).append(j)
+    for d, positions in by_date.items():
+        stored = read_partition(storage, root, d)
+        if stored is None or stored.rule != rule_dict(TABLE_RULE):
+            continue
+        ok = []
+        for j in positions:
+            lo, hi = rule.capture_span(states.hours[j], states.hours[j])
+            need = {u: r.version for u, r in listed.items() if lo <= r.capture_ts <= hi}
+            have = {u: v for u, v in stored.captures.items()
+                    if u in need or _captured_in(u, lo, hi)}
+            ok.append(need == have)
+        keep = [j for j, good in zip(positions, ok) if good]
+        if not keep:
+            continue
+        hour_ts = stored.table.column("hour_ts")
+        wanted = pa.array([states.hours[j] for j in keep], hour_ts.type)
+        seed(states, registry, stored.table.filter(pc.is_in(hour_ts, wanted)), int(states.hours_s[0]))
+        settled[keep] = True
+    return settled
+
+
+def _captured_in(uri: str, lo: datetime, hi: datetime) -> bool:
+    ts = capture_ts_from_key(uri)
+    return ts is not None and lo <= ts <= hi

@@ -1,0 +1,261 @@
+"""The stored hourly states: one row per station and hour by the states rule, kept up to date by
+ingest whatever order captures arrive in, readable by DuckDB as the docs show."""
+
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from datetime import date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as ds
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from tests.datasets.ds_helpers import rec, utc
+from tests.helpers import REPO
+from velibcast import storage as st
+from velibcast.datasets import ingest as ing
+from velibcast.datasets.snapshots import list_snapshots, write_snapshot
+from velibcast.datasets.states import LATE_CAPTURE_HOURS, TABLE_RULE, HourStates, StationRegistry, hours_of_date
+from velibcast.datasets.synthetic import generate_store
+from velibcast.timeutil import UTC, parse_key_time
+
+H = timedelta(hours=1)
+DOC = (REPO / "docs" / "states-dataset.md").read_text()
+
+
+def rows(storage, root, d):
+    part = ing.read_partition(storage, root, d)
+    return None if part is None else part.table.to_pylist()
+
+
+def all_rows(storage, root, days):
+    return {d: rows(storage, root, d) for d in days}
+
+
+def naive_state(snapshot_root: str, code: str, h: datetime):
+    """Straight from the rule, with its own reader: the record of `code` with the latest duedate
+    <= h among the captures of [h - lookback, h + lag], the later capture first among equals."""
+    best = None
+    lookback, lag = TABLE_RULE.lookback, TABLE_RULE.lag
+    assert lookback is not None and lag is not None
+    for dirpath, _, files in os.walk(os.path.join(snapshot_root, "velib", "snapshots")):
+        for name in files:
+            cap = parse_key_time(name[: -len(".jsonl.gz")])
+            if not (h - lookback <= cap <= h + lag):
+                continue
+            for line in gzip.decompress(open(os.path.join(dirpath, name), "rb").read()).splitlines():
+                d = json.loads(line)
+                obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
+                if d["stationcode"] == code and obs <= h and (best is None or (obs, cap) > best[:2]):
+                    best = (obs, cap, d)
+    return best
+
+
+# ---------------------------------------------------------------- the dataset and its readers
+def test_a_date_holds_each_station_hour_by_the_rule_and_duckdb_answers_the_docs_query(real_store, storage, tmp_path):
+    root = str(tmp_path / "store")
+    result = ing.ingest(storage, real_store, root, utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z"))
+    assert result.written == ["2022-05-24", "2022-05-25"] and result.rebuilt == result.written
+    table = ing.read_partition(storage, root, date(2022, 5, 25)).table
+    keys = list(zip(table.column("station_code").to_pylist(), table.column("hour_ts").to_pylist()))
+    assert len(keys) == len(set(keys)) > 24 * 1300  # one row per station and hour
+    assert {h.hour for _, h in keys} == set(range(24))
+    # the query of docs/states-dataset.md, run as written, on this store
+    query = re.search(r"```sql\n(.*?)```", DOC, re.S).group(1).replace("s3://velibcast-prod/velibcast", root)
+    got = duckdb.sql(query).fetchall()
+    station = table.filter(ds.field("station_code") == "16107").sort_by("hour_ts").to_pylist()
+    assert got == [(r["hour_ts"], r["bikes"], r["ebike"], r["docks"], r["observed_at"]) for r in station]
+    assert len(got) == 24 and len({b for _, b, *_ in got}) > 3
+    for k in (0, 7, 13, 23):  # the rows are the rule's, recomputed from the raw captures
+        obs, cap, d = naive_state(real_store, "16107", datetime(2022, 5, 25, k, tzinfo=UTC))
+        row = station[k]
+        assert (row["bikes"], row["ebike"], row["mechanical"], row["docks"], row["capacity"]) == (
+            d["numbikesavailable"], d["ebike"], d["mechanical"], d["numdocksavailable"], d["capacity"])
+        assert row["observed_at"] == obs and row["captured_at"] == cap
+        assert row["source_object"].endswith(cap.strftime("%Y-%m-%dT%H-%M-%SZ.jsonl.gz"))
+    # pyarrow reads the partitions as one dataset, the date from the folder
+    dataset = ds.dataset(st.join(root, "states"), format="parquet", partitioning="hive")
+    assert dataset.count_rows() == table.num_rows + ing.read_partition(storage, root, date(2022, 5, 24)).table.num_rows
+
+
+def test_an_ingest_with_nothing_new_writes_nothing(real_store, storage, tmp_path):
+    root = str(tmp_path / "store")
+    ing.ingest(storage, real_store, root, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
+    before = storage.read_bytes(ing.partition_uri(root, date(2022, 5, 25)))
+    again = ing.ingest(storage, real_store, root, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
+    assert again.written == [] and again.unchanged == ["2022-05-25"] and again.captures_parsed == 0
+    assert storage.read_bytes(ing.partition_uri(root, date(2022, 5, 25))) == before
+
+
+def test_a_reader_settles_only_hours_whose_captures_are_all_ingested_and_taken_by_its_as_of(storage, tmp_path):
+    snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
+    t0 = utc("2022-05-25T00:00Z")
+    for k in range(24):
+        cap = t0 + k * H + timedelta(minutes=10)
+        write_snapshot(storage, snaps, cap, [rec("A", bikes=k, due=cap.isoformat())])
+    ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    hours = hours_of_date(date(2022, 5, 25))
+
+    def settled(as_of=None):
+        refs = list_snapshots(storage, snaps, t0 - 5 * H, t0 + 36 * H, as_of=as_of)
+        states = HourStates(hours, TABLE_RULE)
+        return ing.read_stored_states(storage, root, states, StationRegistry(), refs, timedelta(hours=3)), states
+
+    ok, states = settled()
+    assert ok.all() and states.present.tolist() == [[False] + [True] * 23]  # first observed at 00:10
+    # as of 12:30 every hour whose captures reach past 12:30 is read raw: its row may hold a later capture
+    as_of = t0 + 12 * H + timedelta(minutes=30)
+    ok, _ = settled(as_of)
+    caps = [t0 + k * H + timedelta(minutes=10) for k in range(24)]
+    assert ok.tolist() == [not any(as_of < c <= h + TABLE_RULE.lag for c in caps) for h in hours]
+    assert ok[:2].all() and not ok[2:].any()
+    # a capture not ingested yet: the hours it may change are not settled, the others are
+    write_snapshot(storage, snaps, t0 + 5 * H + timedelta(minutes=40), [rec("A", bikes=99, due=(t0 + 5 * H).isoformat())])
+    ok, _ = settled()
+    assert ok.tolist() == [not (h - TABLE_RULE.lookback <= t0 + 5 * H + timedelta(minutes=40) <= h + TABLE_RULE.lag)
+                           for h in hours]
+    assert not ok.all() and ok.any()
+    assert not ing.read_stored_states(storage, root, HourStates(hours, TABLE_RULE), StationRegistry(),
+                                      [], timedelta(hours=2)).any()  # another staleness, another rule: none
+
+
+# ---------------------------------------------------------------- arrival order does not matter
+T0 = utc("2022-05-24T20:00Z")
+CAPTURES = [T0 + k * H + timedelta(minutes=7 * k % 50) for k in range(10)]  # 20:07 .. 05:xx: two UTC dates
+DAYS = [date(2022, 5, 24), date(2022, 5, 25)]
+
+
+def capture_records(k: int, variant: int) -> list[dict]:
+    cap = CAPTURES[k]
+    out = []
+    for s, code in enumerate(("A", "B", "C")):
+        lag = timedelta(minutes=(37 * k + 11 * s + 53 * variant) % (4 * 60))  # observed up to 4 h before capture
+        if (k + s + variant) % 5 != 0:  # stations missing from some captures
+            out.append(rec(code, bikes=(k * 3 + s + variant) % 20, docks=1, due=(cap - lag).isoformat()))
+    return out
+
+
+events = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0, len(CAPTURES) - 1),
+                            hs.integers(0, 2)), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(events=events)
+def test_any_order_of_late_corrected_and_replayed_captures_gives_the_table_of_a_rebuild(storage, events):
+    with tempfile.TemporaryDirectory() as tmp:
+        snaps, root, fresh = f"{tmp}/snaps", f"{tmp}/store", f"{tmp}/fresh"
+        start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
+        for op, k, variant in events:
+            if op == "write":  # first arrival, late arrival, correction or replay of capture k
+                write_snapshot(storage, snaps, CAPTURES[k], capture_records(k, variant))
+            else:
+                ing.ingest(storage, snaps, root, start, end)
+        ing.ingest(storage, snaps, root, start, end)
+        ing.ingest(storage, snaps, fresh, start, end)
+        assert all_rows(storage, root, DAYS) == all_rows(storage, fresh, DAYS)
+        replay = ing.ingest(storage, snaps, root, start, end)
+        assert replay.written == [] and replay.captures_parsed == 0
+
+
+def test_late_and_corrected_captures_are_folded_in_and_only_their_dates_rewritten(storage, tmp_path):
+    snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
+    start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
+    for k in (0, 1, 2, 3, 8, 9):
+        write_snapshot(storage, snaps, CAPTURES[k], capture_records(k, 0))
+    ing.ingest(storage, snaps, root, start, end)
+    before = all_rows(storage, root, DAYS)
+    # uploaded again with the same bytes: a new version locally (size and mtime; on S3 the ETag, the
+    # bytes' MD5, would not change), so its dates are rebuilt, to the same rows
+    write_snapshot(storage, snaps, CAPTURES[1], capture_records(1, 0))
+    again = ing.ingest(storage, snaps, root, start, end)
+    assert again.rebuilt == again.written == ["2022-05-24", "2022-05-25"] and again.captures_parsed == 6
+    assert all_rows(storage, root, DAYS) == before
+    write_snapshot(storage, snaps, CAPTURES[6], capture_records(6, 0))  # late: 02:42, reaching both dates
+    late = ing.ingest(storage, snaps, root, start, end)
+    assert late.written == ["2022-05-24", "2022-05-25"] and late.rebuilt == [] and late.captures_parsed == 1
+    write_snapshot(storage, snaps, utc("2022-05-25T13:00Z"), capture_records(9, 0))  # reaches the second date only
+    late = ing.ingest(storage, snaps, root, start, end)
+    assert late.written == ["2022-05-25"] and late.unchanged == ["2022-05-24"] and late.captures_parsed == 1
+    write_snapshot(storage, snaps, CAPTURES[2], capture_records(2, 1))  # corrected: both dates may change
+    corrected = ing.ingest(storage, snaps, root, start, end)
+    assert corrected.rebuilt == corrected.written == ["2022-05-24", "2022-05-25"]
+
+
+def test_the_rule_reaches_late_captures_as_far_as_the_window_path_reads():
+    assert TABLE_RULE.lag == timedelta(hours=LATE_CAPTURE_HOURS)
+
+
+# ---------------------------------------------------------------- a killed ingest
+_DYING_INGEST = """
+import os, signal, sys
+from datetime import datetime
+from velibcast import storage as st
+from velibcast.datasets import ingest as ing
+
+class Dying(st.Storage):
+    # dies by SIGKILL half-way through writing the second date: the bytes half written, not yet renamed
+    writes = 0
+
+    def write_bytes(self, uri, data, content_type=None):
+        if uri.endswith(".parquet"):
+            Dying.writes += 1
+            if Dying.writes == 2:
+                p = st.local_path(uri)
+                (p.parent / ("_tmp-dying-" + p.name + ".tmp")).write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+        super().write_bytes(uri, data, content_type)
+
+snaps, root, start, end = sys.argv[1:5]
+ing.ingest(Dying(), snaps, root, datetime.fromisoformat(start), datetime.fromisoformat(end))
+"""
+
+
+def test_a_killed_ingest_leaves_every_date_old_or_new_and_the_next_one_completes_it(storage, tmp_path):
+    snaps, root, fresh = str(tmp_path / "snaps"), str(tmp_path / "store"), str(tmp_path / "fresh")
+    start, end = utc("2024-01-01T00:00Z"), utc("2024-01-04T00:00Z")
+    days = ing.dates_of(start, end)
+    generate_store(storage, snaps, 50, 3, start=start, missed_capture_rate=0)
+    ing.ingest(storage, snaps, root, start, end)
+    old = all_rows(storage, root, days)
+    # a correction of one capture in each date's span: every date must be rewritten
+    for d in days:
+        cap = next(r for r in list_snapshots(storage, snaps, datetime(d.year, d.month, d.day, 12, tzinfo=UTC),
+                                             datetime(d.year, d.month, d.day, 13, tzinfo=UTC)))
+        body = gzip.decompress(storage.read_bytes(cap.uri)).replace(b'"numbikesavailable":', b'"numbikesavailable":1')
+        storage.write_bytes(cap.uri, gzip.compress(body, mtime=0))
+    ing.ingest(storage, snaps, fresh, start, end)
+    new = all_rows(storage, fresh, days)
+    assert all(old[d] != new[d] for d in days)
+    child = subprocess.run([sys.executable, "-c", _DYING_INGEST, snaps, root, start.isoformat(), end.isoformat()],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    after = all_rows(storage, root, days)
+    assert [("new" if after[d] == new[d] else "old" if after[d] == old[d] else "half") for d in days] == \
+        ["new", "old", "old"]
+    # the half-written bytes sit under a name no reader takes for data
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/states/**/*.parquet', hive_partitioning = true)"
+                      ).fetchall()[0][0] == sum(len(after[d]) for d in days)
+    assert ds.dataset(f"{root}/states", format="parquet", partitioning="hive").count_rows() == \
+        sum(len(after[d]) for d in days)
+    done = ing.ingest(storage, snaps, root, start, end)
+    assert done.written == ["2024-01-02", "2024-01-03"] and done.unchanged == ["2024-01-01"]
+    assert all_rows(storage, root, days) == new
+
+
+def test_one_capture_reaching_two_dates_is_parsed_once(storage, tmp_path):
+    snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
+    cap = utc("2022-05-24T23:30Z")
+    write_snapshot(storage, snaps, cap, [rec("A", due=(cap - 2 * H).isoformat())])
+    result = ing.ingest(storage, snaps, root, utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z"))
+    assert result.written == ["2022-05-24", "2022-05-25"] and result.captures_parsed == 1
+    hours = {r["hour_ts"] for d in DAYS for r in rows(storage, root, d)}
+    assert min(hours) == utc("2022-05-24T22:00Z") and max(hours) == cap.replace(minute=0) + TABLE_RULE.lookback
+    assert np.all([r["captured_at"] == cap for d in DAYS for r in rows(storage, root, d)])
