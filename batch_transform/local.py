@@ -4,8 +4,8 @@ semantics without Docker or AWS, with the service's data plane (BTS §2-§4).
 A job runs to completion inside create_transform_job (blocking). Its state is one JSON
 object per job under `<state_root>/transform-jobs/`, and its `[sagemaker logs]`-style
 log next to it (`<name>.log`). Instances are model server processes on free ports.
-The state names the process that runs the job (host, pid and the process's start time,
-so a reused pid cannot pass for it), so a job whose process died (killed mid-run) is
+The state names the process that runs the job (host, boot, pid and start time; the rule
+of velibcast/liveness.py, which publish locks follow too), so a job whose process died (killed mid-run) is
 described as Failed rather than InProgress forever, and a rerun moves on to its next
 attempt (attempts.run_idempotent). A second run of the same job while the first is alive
 attaches to it and waits, up to the runtime's wait deadline.

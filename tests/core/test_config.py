@@ -3,7 +3,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from velibcast.config import Config, load_config
+from velibcast import constants as C
+from velibcast.config import Config, StageTimeouts, load_config
 from velibcast.errors import ConfigError
 
 
@@ -123,3 +124,8 @@ def test_the_hash_reads_values_not_spellings(tmp_path):
     a.write_text("windows:\n  max_staleness_hours: 2\n")
     b.write_text("windows:\n  max_staleness_hours: 2.0\n")
     assert load_config(a).hash() == load_config(b).hash()
+
+
+def test_every_stage_with_a_default_timeout_has_a_timeout_setting():
+    assert set(StageTimeouts.__struct_fields__) == set(C.STAGE_TIMEOUTS_S)
+    assert all(load_config(None).run.timeouts_s.seconds(s) == t for s, t in C.STAGE_TIMEOUTS_S.items())
