@@ -131,6 +131,7 @@ def assemble_transform_inputs(
     observers=(),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
     as_of: datetime | None = None,
+    states_root: str | None = None,
 ) -> dict:
     """The one window path: snapshots -> hourly states -> windows -> shards (+ record index), streaming.
 
@@ -138,6 +139,7 @@ def assemble_transform_inputs(
     Shards are written as they fill; with index_uri, the record index (one row per record
     sent: record_id, station_code, origin_ts, capacity, unknown_station) is written as Parquet.
     With as_of, no capture taken after it is read (a forecast issued then could not have seen it).
+    With states_root, the hours the stored hourly states settle are read from them (iter_state_grids).
     """
     report = SkipReport()
     summary = WindowSummary()
@@ -148,7 +150,8 @@ def assemble_transform_inputs(
         index = _IndexWriter(index_buf) if index_uri else None
         try:
             for batch in iter_window_batches(storage, snapshots_root, origins, station_index or {}, report,
-                                             max_staleness, policy, summary, observers, chunk_hours, as_of):
+                                             max_staleness, policy, summary, observers, chunk_hours, as_of,
+                                             states_root):
                 writer.add(batch)
                 if index is not None:
                     index.add(index_rows(batch))

@@ -212,7 +212,22 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
 
 
 # ---------------------------------------------------------------- reading for a run
-def read_stored_states(storage: st.Storage, root: str, states: HourStates, registry: StationRegistry,
+class PartitionCache:
+    """Stored dates as a run reads them, the last few kept: consecutive chunks share dates."""
+
+    def __init__(self, storage: st.Storage, root: str, keep: int = 3):
+        self.storage, self.root, self.keep = storage, root, keep
+        self._held: dict[date, Partition | None] = {}
+
+    def get(self, d: date) -> Partition | None:
+        if d not in self._held:
+            if len(self._held) >= self.keep:
+                del self._held[min(self._held)]
+            self._held[d] = read_partition(self.storage, self.root, d)
+        return self._held[d]
+
+
+def read_stored_states(partitions: PartitionCache, states: HourStates, registry: StationRegistry,
                        refs: Iterable[SnapshotRef], max_staleness: timedelta) -> np.ndarray:
     """Fold the stored states of `states.hours` into `states`; return a bool per hour: the hours
     now settled from the store. An hour is settled when the stored rule is the run's and its
@@ -222,22 +237,22 @@ def read_stored_states(storage: st.Storage, root: str, states: HourStates, regis
     rule = StateRule.for_staleness(max_staleness)
     if rule != TABLE_RULE:
         return settled
-    listed = {r.uri: r for r in refs}
+    listed = sorted(refs, key=lambda r: r.capture_ts)
     by_date: dict[date, list[int]] = {}
     for j, h in enumerate(states.hours):
         by_date.setdefault(h.astimezone(UTC).date(), []).append(j)
     for d, positions in by_date.items():
-        stored = read_partition(storage, root, d)
+        stored = partitions.get(d)
         if stored is None or stored.rule != rule_dict(TABLE_RULE):
             continue
-        ok = []
+        ledger = [(capture_ts_from_key(u), u, v) for u, v in stored.captures.items()]
+        keep = []
         for j in positions:
             lo, hi = rule.capture_span(states.hours[j], states.hours[j])
-            need = {u: r.version for u, r in listed.items() if lo <= r.capture_ts <= hi}
-            have = {u: v for u, v in stored.captures.items()
-                    if u in need or _captured_in(u, lo, hi)}
-            ok.append(need == have)
-        keep = [j for j, good in zip(positions, ok) if good]
+            need = {r.uri: r.version for r in listed if lo <= r.capture_ts <= hi}
+            have = {u: v for ts, u, v in ledger if ts is not None and lo <= ts <= hi}
+            if need == have:
+                keep.append(j)
         if not keep:
             continue
         hour_ts = stored.table.column("hour_ts")
@@ -245,8 +260,3 @@ def read_stored_states(storage: st.Storage, root: str, states: HourStates, regis
         seed(states, registry, stored.table.filter(pc.is_in(hour_ts, wanted)), int(states.hours_s[0]))
         settled[keep] = True
     return settled
-
-
-def _captured_in(uri: str, lo: datetime, hi: datetime) -> bool:
-    ts = capture_ts_from_key(uri)
-    return ts is not None and lo <= ts <= hi

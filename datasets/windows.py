@@ -16,8 +16,9 @@ memory follows the span of the windows, not the size of the store.
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -26,6 +27,7 @@ import numpy as np
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.csv_tokens import float_tokens
+from velibcast.datasets.ingest import PartitionCache, read_stored_states
 from velibcast.datasets.quality import QualityTracker
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import (
@@ -119,21 +121,19 @@ class SnapshotSource:
         self.storage, self.policy, self.report = storage, policy, report
         self.refs = list_snapshots(storage, root, start, end, report, policy, as_of)
         self.observers = list(observers)
-        self._next = 0
-        self._cache: deque[SnapshotColumns] = deque()
+        self._cache: list[SnapshotColumns] = []  # in capture order
+        self._parsed: set[str] = set()
         self._sizes: deque[int] = deque(maxlen=C.PARTIAL_SNAPSHOT_NEIGHBOURS)
         self.snapshots_read = 0
         self.records_read = 0
         self.registry = StationRegistry()
 
-    def between(self, lo: datetime, hi: datetime) -> list[SnapshotColumns]:
-        while self._cache and self._cache[0].ref.capture_ts < lo:
-            self._cache.popleft()
-        n = self._next
-        while n < len(self.refs) and self.refs[n].capture_ts <= hi:
-            n += 1
-        todo = [r for r in self.refs[self._next:n] if r.capture_ts >= lo]
-        self._next = n
+    def between(self, lo: datetime, hi: datetime, wanted: Callable[[SnapshotRef], bool] | None = None
+                ) -> list[SnapshotColumns]:
+        """The snapshots captured in [lo, hi] (those `wanted` says, when given); ranges must not move back."""
+        self._cache = [c for c in self._cache if c.ref.capture_ts >= lo]
+        todo = [r for r in self.refs[bisect_left(self.refs, lo, key=_capture_ts):bisect_right(self.refs, hi, key=_capture_ts)]
+                if r.uri not in self._parsed and (wanted is None or wanted(r))]
         for ref, data, raw in fetch_many(self.storage, todo, gunzip_below=C.GUNZIP_AHEAD_MAX_BYTES):
             cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index, raw)
             self.registry.assign(cols)
@@ -146,8 +146,11 @@ class SnapshotSource:
                 obs.observe(cols, self.registry.codes)
             self.snapshots_read += 1
             self.records_read += len(cols)
+            self._parsed.add(ref.uri)
             self._cache.append(cols)
-        return [c for c in self._cache if lo <= c.ref.capture_ts <= hi]
+        if todo and len(self._cache) > len(todo) and todo[0].capture_ts < self._cache[-len(todo) - 1].ref.capture_ts:
+            self._cache.sort(key=lambda c: c.ref.capture_ts)
+        return [c for c in self._cache if lo <= c.ref.capture_ts <= hi and (wanted is None or wanted(c.ref))]
 
     def _check_partial(self, cols: SnapshotColumns) -> None:
         if not len(cols):
@@ -159,6 +162,10 @@ class SnapshotSource:
                                 f"{len(cols)} stations, median of the previous {len(self._sizes)} is {median:g}")
                 return  # a partial snapshot must not lower the reference
         self._sizes.append(len(cols))
+
+
+def _capture_ts(ref: SnapshotRef) -> datetime:
+    return ref.capture_ts
 
 
 # ---------------------------------------------------------------- state grid
@@ -488,6 +495,7 @@ def iter_state_grids(
     lookahead_hours: int = 0,
     grid_cells_max: int | None = C.WINDOW_GRID_CELLS_MAX,
     as_of: datetime | None = None,
+    states_root: str | None = None,
 ) -> Iterator[tuple[list[datetime], StateGrid]]:
     """(origins of a chunk, grid over t-23h of the first .. the last + lookahead_hours), chunk by chunk.
 
@@ -501,6 +509,10 @@ def iter_state_grids(
 
     With as_of, only captures taken at or before it are read, and an origin after it is refused:
     its window would be built from data its time could not have had.
+
+    With states_root (a store root holding the hourly states, datasets/ingest.py), every hour
+    the stored states settle for this run (ingested from exactly the captures it lists) is read
+    from them, and raw captures are read only for the other hours.
     """
     policy = policy or ValidationPolicy()
     summary = summary if summary is not None else WindowSummary()
@@ -516,21 +528,38 @@ def iter_state_grids(
 
     source = SnapshotSource(storage, snapshots_root, *snapshot_range(origins, max_staleness, lookahead_hours),
                             policy, report, observers, as_of)
+    rule = StateRule.for_staleness(max_staleness)
+    stored = PartitionCache(storage, states_root) if states_root is not None else None
+
+    def chunk_states(hours: list[datetime]) -> HourStates:
+        """The states of `hours`: those the stored states settle, the others folded from raw captures."""
+        states = HourStates(hours, rule)
+        settled = (read_stored_states(stored, states, source.registry, source.refs, max_staleness)
+                   if stored is not None else np.zeros(len(hours), dtype=bool))
+        open_hours = ~settled
+        if open_hours.any():
+            pos = np.flatnonzero(open_hours)
+            lo, hi = rule.capture_span(hours[pos[0]], hours[pos[-1]])
+
+            def wanted(ref: SnapshotRef) -> bool:  # the captures that may hold a state of an open hour
+                return bool(open_hours[rule.hours_of(int(ref.capture_ts.timestamp()), states.hours_s)].any())
+
+            for cols in source.between(lo, hi, wanted):
+                fold_snapshot(states, cols, only=open_hours)
+        return states
+
     k = 0
     while k < len(origins):
         size = chunk_hours
         if grid_cells_max is not None:
             if k == 0:
-                source.between(*snapshot_span(grid_hours(origins[:1]), max_staleness))
+                chunk_states(grid_hours(origins[:1]))
             n_st = len(source.registry.codes)
             fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
             size = max(1, min(chunk_hours, fits))
         chunk = origins[k:k + size]
         k += size
-        hours = grid_hours(chunk)
-        lo_c, hi_c = snapshot_span(hours, max_staleness)
-        grid = grid_from_snapshots(hours, source.between(lo_c, hi_c), max_staleness, source.registry,
-                                   bounded_lookback=True)
+        grid = grid_from_states(chunk_states(grid_hours(chunk)), source.registry.codes, max_staleness)
         summary.stations.update(grid.station_codes)
         summary.origins += len(chunk)
         summary.snapshots_read = source.snapshots_read
@@ -553,12 +582,13 @@ def iter_window_batches(
     observers: Iterable = (),
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
     as_of: datetime | None = None,
+    states_root: str | None = None,
 ) -> Iterator[WindowBatch]:
     """The windows of any range, one origin at a time, memory bounded by one chunk's grid;
     with as_of, from the captures taken at or before it only."""
     summary = summary if summary is not None else WindowSummary()
     coord_text = CoordText()
     for chunk, grid in iter_state_grids(storage, snapshots_root, origins, report, max_staleness, policy,
-                                        summary, observers, chunk_hours, as_of=as_of):
+                                        summary, observers, chunk_hours, as_of=as_of, states_root=states_root):
         yield from batches_from_grid(grid, chunk, station_index, report, coord_text, summary)
         del grid  # not held while the next chunk is built (see iter_state_grids)

@@ -177,6 +177,8 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
         report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
         observers=[QualityTracker()], as_of=ctx.spec.as_of,
+        # the hours the stored hourly states settle for this run are read from them, the rest raw
+        states_root=ctx.root,
     )
     skips = result["report"]
     summary = result["summary"]

@@ -18,13 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from tests.datasets.ds_helpers import rec, utc
+from tests.datasets.test_ds_windows import assembled, inputs_as_bytes, naive_windows, store_cut_at
 from tests.helpers import REPO
 from velibcast import storage as st
 from velibcast.datasets import ingest as ing
 from velibcast.datasets.snapshots import list_snapshots, write_snapshot
 from velibcast.datasets.states import LATE_CAPTURE_HOURS, TABLE_RULE, HourStates, StationRegistry, hours_of_date
 from velibcast.datasets.synthetic import generate_store
+from velibcast.datasets.windows import origins_for_range, origins_for_run_date
 from velibcast.timeutil import UTC, parse_key_time
+from velibcast.transform_code.velib_features import FEATURE_COLUMNS
 
 H = timedelta(hours=1)
 DOC = (REPO / "docs" / "states-dataset.md").read_text()
@@ -106,7 +109,8 @@ def test_a_reader_settles_only_hours_whose_captures_are_all_ingested_and_taken_b
     def settled(as_of=None):
         refs = list_snapshots(storage, snaps, t0 - 5 * H, t0 + 36 * H, as_of=as_of)
         states = HourStates(hours, TABLE_RULE)
-        return ing.read_stored_states(storage, root, states, StationRegistry(), refs, timedelta(hours=3)), states
+        partitions = ing.PartitionCache(storage, root)
+        return ing.read_stored_states(partitions, states, StationRegistry(), refs, timedelta(hours=3)), states
 
     ok, states = settled()
     assert ok.all() and states.present.tolist() == [[False] + [True] * 23]  # first observed at 00:10
@@ -122,8 +126,8 @@ def test_a_reader_settles_only_hours_whose_captures_are_all_ingested_and_taken_b
     assert ok.tolist() == [not (h - TABLE_RULE.lookback <= t0 + 5 * H + timedelta(minutes=40) <= h + TABLE_RULE.lag)
                            for h in hours]
     assert not ok.all() and ok.any()
-    assert not ing.read_stored_states(storage, root, HourStates(hours, TABLE_RULE), StationRegistry(),
-                                      [], timedelta(hours=2)).any()  # another staleness, another rule: none
+    assert not ing.read_stored_states(ing.PartitionCache(storage, root), HourStates(hours, TABLE_RULE),
+                                      StationRegistry(), [], timedelta(hours=2)).any()  # another staleness, another rule: none
 
 
 # ---------------------------------------------------------------- arrival order does not matter
@@ -259,3 +263,41 @@ def test_one_capture_reaching_two_dates_is_parsed_once(storage, tmp_path):
     hours = {r["hour_ts"] for d in DAYS for r in rows(storage, root, d)}
     assert min(hours) == utc("2022-05-24T22:00Z") and max(hours) == cap.replace(minute=0) + TABLE_RULE.lookback
     assert np.all([r["captured_at"] == cap for d in DAYS for r in rows(storage, root, d)])
+
+
+# ---------------------------------------------------------------- windows read their history from the states
+def test_windows_from_the_stored_states_are_the_windows_of_the_raw_captures_and_the_rule(real_store, storage, tmp_path):
+    """The independent recomputation of test_ds_windows, on the state path: every hour but the
+    last ones settled by the stored states, a few captures read raw."""
+    states_root = str(tmp_path / "store")
+    ing.ingest(storage, real_store, states_root, utc("2022-05-23T00:00Z"), utc("2022-05-26T00:00Z"))
+    origins = origins_for_run_date(date(2022, 5, 25))[::5] + origins_for_range(utc("2022-05-26T21:00Z"),
+                                                                                utc("2022-05-26T23:00Z"))
+    expected, filled = naive_windows(real_store, origins)
+    raw_rows, raw, _ = assembled(storage, real_store, origins, chunk_hours=3, out=str(tmp_path / "raw"))
+    rows, result, _ = assembled(storage, real_store, origins, chunk_hours=3, out=str(tmp_path / "states"),
+                                states_root=states_root)
+    assert inputs_as_bytes(storage, result) == inputs_as_bytes(storage, raw)
+    assert result["summary"]["by_origin"] == raw["summary"]["by_origin"]
+    got = {rid: (row[:24], row[FEATURE_COLUMNS.index("capacity")], row[FEATURE_COLUMNS.index("lat")],
+                 row[FEATURE_COLUMNS.index("lon")]) for rid, row in rows.items()}
+    assert got == expected and len(got) > 9500
+    # 2022-05-26 was not ingested: its hours (and the last of the 25th, whose captures reach into it) are raw
+    assert 0 < result["summary"]["snapshots_read"] < raw["summary"]["snapshots_read"] / 2
+
+
+def test_a_state_table_built_from_later_captures_does_not_leak_into_a_run_as_of_a_time(real_store, storage, tmp_path):
+    """The states were ingested from the whole store, captures after as_of included (09:37Z holds
+    records observed before 09:00): a run as of 09:05Z gets the inputs of the store cut at 09:05Z."""
+    states_root = str(tmp_path / "store")
+    ing.ingest(storage, real_store, states_root, utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z"))
+    as_of = utc("2022-05-25T09:05Z")
+    cut = str(tmp_path / "cut")
+    store_cut_at(real_store, cut, as_of)
+    origins = [utc("2022-05-25T09:00Z") - k * H for k in range(5, -1, -1)]
+    _, from_states, _ = assembled(storage, real_store, origins, out=str(tmp_path / "a"), as_of=as_of,
+                                  states_root=states_root)
+    _, from_cut, _ = assembled(storage, cut, origins, out=str(tmp_path / "b"), as_of=as_of)
+    assert inputs_as_bytes(storage, from_states) == inputs_as_bytes(storage, from_cut)
+    assert from_states["summary"]["by_origin"] == from_cut["summary"]["by_origin"]
+    assert from_states["summary"]["snapshots_read"] < from_cut["summary"]["snapshots_read"]

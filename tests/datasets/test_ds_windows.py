@@ -77,12 +77,13 @@ def _value(text: str):
     return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
-def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, out=None, as_of=None):
+def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, out=None, as_of=None, states_root=None):
     """Run the one window path; return ({record_id: feature row read back from the shards}, result, index rows)."""
     out = out or root + "/assembled"
     result = assemble_transform_inputs(storage, root, origins, out + "/in", station_index=index or {},
                                        max_staleness=timedelta(hours=staleness), policy=ValidationPolicy(),
-                                       index_uri=out + "/index.parquet", chunk_hours=chunk_hours, as_of=as_of)
+                                       index_uri=out + "/index.parquet", chunk_hours=chunk_hours, as_of=as_of,
+                                       states_root=states_root)
     rows = {}
     for uri in result["shards"]:
         for line in storage.read_text(uri).splitlines():
