@@ -2,7 +2,8 @@
 
 One object per UTC date D, holding one row per station and whole UTC hour of D with a state
 (datasets/states.py's rule), and, in its Parquet key-value metadata, its ledger: every capture
-object folded into it, with its version as listed (the ETag on S3, size and mtime locally).
+object folded into it, by its key under velib/snapshots/ (so a store copied elsewhere keeps its
+states), with its version as listed (the ETag on S3, size and mtime locally).
 
 Ingest lists the captures that may hold a state of each date and compares them with the date's
 ledger: a date whose ledger matches is left alone (a replayed capture is a no-op); new captures
@@ -40,6 +41,7 @@ from velibcast.datasets.snapshots import (
     fetch_many,
     list_snapshots,
     parse_snapshot_columns,
+    snapshot_key,
 )
 from velibcast.datasets.states import (
     FIELDS,
@@ -188,7 +190,7 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
         d_lo, d_hi = capture_span_of(d)
         parsed.drop_before(d_lo)
         mine = [r for r in refs if d_lo <= r.capture_ts <= d_hi]
-        want = {r.uri: r.version for r in mine}
+        want = {snapshot_key(r.uri): r.version for r in mine}
         stored = read_partition(storage, root, d)
         if stored is not None and stored.captures == want and stored.rule == rule_dict(TABLE_RULE):
             result.unchanged.append(d.isoformat())
@@ -201,7 +203,7 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
         if additions:
             assert stored is not None
             seed(states, parsed.registry, stored.table, int(hour_start(d).timestamp()))
-            mine = [r for r in mine if r.uri not in stored.captures]
+            mine = [r for r in mine if snapshot_key(r.uri) not in stored.captures]
         else:
             result.rebuilt.append(d.isoformat())
         for cols in parsed.get(mine):
@@ -249,7 +251,7 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
         keep = []
         for j in positions:
             lo, hi = rule.capture_span(states.hours[j], states.hours[j])
-            need = {r.uri: r.version for r in listed if lo <= r.capture_ts <= hi}
+            need = {snapshot_key(r.uri): r.version for r in listed if lo <= r.capture_ts <= hi}
             have = {u: v for ts, u, v in ledger if ts is not None and lo <= ts <= hi}
             if need == have:
                 keep.append(j)

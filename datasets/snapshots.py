@@ -67,6 +67,12 @@ def snapshots_prefix(root: str) -> str:
     return st.join(root, C.SNAPSHOT_PREFIX)
 
 
+def snapshot_key(uri: str) -> str:
+    """A snapshot object's key under velib/snapshots/ (`date=D/<time>.jsonl.gz`, or the flat name):
+    the same for a store copied elsewhere."""
+    return uri.rsplit(C.SNAPSHOT_PREFIX + "/", 1)[-1]
+
+
 def snapshot_uri(root: str, capture_ts: datetime, layout: str = "partitioned") -> str:
     ts = capture_ts.astimezone(UTC)
     name = key_time(ts) + SUFFIX

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from velibcast import constants as C
-from velibcast.datasets.snapshots import SnapshotColumns
+from velibcast.datasets.snapshots import SnapshotColumns, snapshot_key
 from velibcast.timeutil import UTC
 
 HOUR_S = 3600
@@ -82,7 +82,7 @@ class HourStates:
         self.cap = np.full((0, n_h), ABSENT, dtype=np.int64)
         self.src = np.full((0, n_h), -1, dtype=np.int64)
         self.blocks: list[dict[str, np.ndarray]] = []
-        self.sources: list[str] = []  # the capture objects, by the "source" field's number
+        self.sources: list[str] = []  # the capture objects' keys (snapshot_key), by the "source" field's number
         self._pooled = 0
 
     @property
@@ -154,7 +154,7 @@ def capture_block(cols, states: HourStates) -> dict[str, np.ndarray]:
     """The fields of one parsed snapshot (SnapshotColumns) as a block for HourStates."""
     n = len(cols)
     block = {f: getattr(cols, f) for f in FIELDS}
-    block["source"] = np.full(n, states.source_number(cols.ref.uri), dtype=np.int32)
+    block["source"] = np.full(n, states.source_number(snapshot_key(cols.ref.uri)), dtype=np.int32)
     return block
 
 

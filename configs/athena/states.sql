@@ -19,7 +19,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.states (
   lon              double    COMMENT 'WGS 84 longitude',
   observed_at      timestamp COMMENT 'when the feed observed this state (duedate, else the capture time)',
   captured_at      timestamp COMMENT 'when the capture holding it was taken',
-  source_object    string    COMMENT 'that capture object, velib/snapshots/...jsonl.gz'
+  source_object    string    COMMENT 'that capture object, by its key under velib/snapshots/'
 )
 COMMENT 'velibcast hourly station states; one object per UTC date, replaced whole by ingest'
 PARTITIONED BY (
