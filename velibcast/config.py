@@ -273,11 +273,11 @@ def _typed(raw: Any, source: str) -> Settings:
     """The settings of `raw`, or one ConfigError naming `source`, the key and what it takes."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the file must be a mapping of keys to values")
-    raw = _times_read(_sections_filled(raw))
+    written = _sections_filled(raw)
     try:
-        settings = msgspec.convert(raw, Settings)
+        settings = msgspec.convert(_times_read(written), Settings)
     except msgspec.ValidationError as e:
-        raise _config_error(raw, source, str(e)) from None
+        raise _config_error(written, source, str(e)) from None  # naming each value as written
     try:
         ClientParams.from_dict(settings.store.s3)
     except Exception as e:  # credentials never belong here: they come from the AWS chain

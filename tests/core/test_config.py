@@ -94,8 +94,9 @@ def test_a_value_out_of_range_or_unreadable_is_refused_at_load_naming_file_key_a
                                                                                          expected):
     p = tmp_path / "c.yaml"
     p.write_text(yaml_text)
-    with pytest.raises(ConfigError, match=rf"^{p}: {key}=.* must be {expected}"):
+    with pytest.raises(ConfigError, match=rf"^{p}: {key}=.* must be {expected}") as e:
         load_config(p)
+    assert "datetime.datetime" not in str(e.value)  # the value as written, not as half-read
 
 
 def test_unknown_stage_timeout_is_an_error_with_the_likely_key(tmp_path):
