@@ -11,6 +11,7 @@ are an error: a typo must not silently fall back.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -191,6 +192,11 @@ _AT = re.compile(r" - at `\$((?:\.[A-Za-z0-9_]+)*)`$")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
 
 
+@functools.cache
+def _hints(struct: type) -> dict[str, Any]:
+    return typing.get_type_hints(struct, include_extras=True)
+
+
 def _unwrap(t) -> tuple[list, list]:
     """The arms of a field type (Optional's included) and its constraints (msgspec.Meta)."""
     metas = []
@@ -212,7 +218,7 @@ def _field_type(keys: list[str]):
     for k in keys:
         arms, _ = _unwrap(t)
         struct = next(a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct))
-        t = typing.get_type_hints(struct, include_extras=True)[k]
+        t = _hints(struct)[k]
     return t
 
 
@@ -238,7 +244,7 @@ def _times_read(raw: Any, t: Any = Settings) -> Any:
     arms, _ = _unwrap(t)
     struct = next((a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct)), None)
     if struct is not None and isinstance(raw, dict):
-        hints = typing.get_type_hints(struct, include_extras=True)
+        hints = _hints(struct)
         return {k: _times_read(v, hints[k]) if k in hints else v for k, v in raw.items()}
     if datetime in arms and isinstance(raw, str):
         try:
@@ -254,7 +260,7 @@ def _sections_filled(raw: Any, t: Any = Settings) -> Any:
     struct = next((a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct)), None)
     if struct is None or not isinstance(raw, dict):
         return raw
-    hints = typing.get_type_hints(struct, include_extras=True)
+    hints = _hints(struct)
     out = {}
     for k, v in raw.items():
         sub = next((a for a in _unwrap(hints[k])[0] if isinstance(a, type) and issubclass(a, msgspec.Struct)),
