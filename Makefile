@@ -23,7 +23,7 @@ test: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
-	$(PY) bench/windows.py && $(PY) bench/transform.py && $(PY) bench/overlap.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
+	$(PY) bench/windows.py && $(PY) bench/states.py && $(PY) bench/transform.py && $(PY) bench/overlap.py && $(PY) bench/e2e.py && $(PY) bench/capacity.py && $(PY) bench/predict.py
 
 # The backtest table of training/README.md: the 15 bundled Paris days (2022-05-12..26), each day
 # forecast by a model trained on the days before it. The 2025-09 sample is a separate store.

@@ -50,9 +50,11 @@ from velibcast.datasets.states import (
     HourStates,
     StateRule,
     StationRegistry,
+    arrow,
     fold_snapshot,
     hour_start,
     hours_of_date,
+    numpy,
     to_table,
 )
 from velibcast.errors import NotFound
@@ -73,24 +75,30 @@ def rule_dict(rule: StateRule) -> dict:
     return {"lookback_hours": rule.lookback.total_seconds() / 3600, "lag_hours": rule.lag.total_seconds() / 3600}
 
 
-@dataclass
 class Partition:
-    """A stored date: its rows and the captures folded into them ({uri: version})."""
+    """A stored date: the captures folded into it ({key: version}), the rule's hours, and its rows,
+    decoded only when asked for (a date whose ledger matches is never decoded)."""
 
-    day: date
-    table: pa.Table
-    captures: dict[str, str]
-    rule: dict
+    def __init__(self, day: date, data: bytes):
+        self.day = day
+        self._file = pq.ParquetFile(io.BytesIO(data))  # not read_table: it imports pyarrow.dataset and pandas
+        ledger = json.loads((self._file.schema_arrow.metadata or {}).get(LEDGER_KEY, b"{}"))
+        self.captures: dict[str, str] = ledger.get("captures", {})
+        self.rule: dict = ledger.get("rule", {})
+        self._table: pa.Table | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            self._table = self._file.read().replace_schema_metadata(None)
+        return self._table
 
 
 def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
     try:
-        data = storage.read_bytes(partition_uri(root, d))
+        return Partition(d, storage.read_bytes(partition_uri(root, d)))
     except NotFound:
         return None
-    table = pq.read_table(io.BytesIO(data))
-    ledger = json.loads((table.schema.metadata or {}).get(LEDGER_KEY, b"{}"))
-    return Partition(d, table.replace_schema_metadata(None), ledger.get("captures", {}), ledger.get("rule", {}))
 
 
 def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
@@ -124,17 +132,17 @@ def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s
     if not table.num_rows:
         return
     codes = pc.dictionary_encode(table.column("station_code")).combine_chunks()
-    ids = registry.ids_of(codes.dictionary.to_pylist())[codes.indices.to_numpy()]
+    ids = registry.ids_of(codes.dictionary.to_pylist())[numpy(codes.indices)]
 
     def seconds(name: str) -> np.ndarray:
-        return table.column(name).cast(pa.int64()).to_numpy() // 1_000_000
+        return numpy(table.column(name)) // 1_000_000
 
     hour_pos = (seconds("hour_ts") - hours_s0) // 3600
-    block = {_COLUMN_FIELD.get(c, c): table.column(c).to_numpy() for c in SCHEMA.names
+    block = {_COLUMN_FIELD.get(c, c): numpy(table.column(c)) for c in SCHEMA.names
              if _COLUMN_FIELD.get(c, c) in FIELDS}
     sources = pc.dictionary_encode(table.column("source_object")).combine_chunks()
     numbers = np.array([states.source_number(u) for u in sources.dictionary.to_pylist()], dtype=np.int32)
-    block["source"] = numbers[sources.indices.to_numpy()]
+    block["source"] = numbers[numpy(sources.indices)]
     states.add_states(ids, hour_pos, seconds("observed_at"), seconds("captured_at"), block)
 
 
@@ -258,7 +266,7 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
         if not keep:
             continue
         hour_ts = stored.table.column("hour_ts")
-        wanted = pa.array([states.hours[j] for j in keep], hour_ts.type)
+        wanted = arrow(states.hours_s[keep] * 1_000_000, hour_ts.type)
         seed(states, registry, stored.table.filter(pc.is_in(hour_ts, wanted)), int(states.hours_s[0]))
         settled[keep] = True
     return settled

@@ -229,8 +229,44 @@ _COLUMN_OF = {"bikes": "bikes", "mechanical": "mechanical", "ebike": "ebike", "d
               "is_returning": "returning", "lat": "lat", "lon": "lon"}
 
 
+# Columns go to and from Arrow through their buffers: pa.array() and to_numpy() import pandas on
+# their first call, which would be most of the time an ingest of one capture takes.
+_NUMPY = {pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64,
+          pa.timestamp("us", tz="UTC"): np.int64}
+
+
+def arrow(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """A NumPy column (no nulls) as an Arrow array of `type_` (timestamps: microseconds)."""
+    if pa.types.is_boolean(type_):
+        data = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
+    else:
+        data = np.ascontiguousarray(values, dtype=_NUMPY[type_])
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(data)])
+
+
+def numpy(column) -> np.ndarray:
+    """An Arrow column without nulls (bool or of _NUMPY's types) as NumPy."""
+    a = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_boolean(a.type):
+        bits = np.frombuffer(a.buffers()[1], np.uint8)
+        return np.unpackbits(bits, count=a.offset + len(a), bitorder="little")[a.offset:].astype(bool)
+    dtype = np.dtype(_NUMPY[a.type])
+    return np.frombuffer(a.buffers()[1], dtype, count=len(a), offset=a.offset * dtype.itemsize)
+
+
+def strings(values: list[str]) -> pa.Array:
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+
+
 def _ts(seconds: np.ndarray) -> pa.Array:
-    return pa.array(seconds.astype(np.int64) * 1_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return arrow(seconds.astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
+
+
+def _by_number(numbers: np.ndarray, names: list[str]) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(arrow(numbers, pa.int32()), strings(names)).cast(pa.string())
 
 
 def to_table(states: HourStates, codes: list[str], hour_mask: np.ndarray | None = None) -> pa.Table:
@@ -240,27 +276,28 @@ def to_table(states: HourStates, codes: list[str], hour_mask: np.ndarray | None 
     if hour_mask is not None:
         present = present & hour_mask[None, :]
     rows_seen = np.flatnonzero(present.any(axis=1))
-    station_codes = np.array([codes[i] for i in rows_seen.tolist()], dtype=object)
-    by_code = np.argsort(station_codes, kind="stable")
+    station_codes = [codes[i] for i in rows_seen.tolist()]
+    by_code = np.argsort(np.array(station_codes, dtype=object), kind="stable")
     rows_sorted = rows_seen[by_code]
-    cell = present[rows_sorted]
-    si, hj = np.nonzero(cell)  # row-major: station by station, hours in order
+    si, hj = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
     r = rows_sorted[si]
     out: dict[str, pa.Array] = {
-        "station_code": pa.array(station_codes[by_code][si], pa.string()),
+        "station_code": _by_number(si, [station_codes[i] for i in by_code.tolist()]),
         "hour_ts": _ts(states.hours_s[hj]),
     }
     src = states.src[r, hj]
     for col, f in _COLUMN_OF.items():
-        pool = np.concatenate([b[f] for b in states.blocks]) if states.blocks else np.zeros(0)
-        out[col] = pa.array(pool[src], SCHEMA.field(col).type) if len(src) else pa.array([], SCHEMA.field(col).type)
+        out[col] = arrow(_pooled(states, f)[src], SCHEMA.field(col).type)
     out["observed_at"] = _ts(states.obs[r, hj])
     out["captured_at"] = _ts(states.cap[r, hj])
-    pool = np.concatenate([b["source"] for b in states.blocks]) if states.blocks else np.zeros(0, np.int32)
-    numbers = pool[src].astype(np.int32)
-    names = pa.array(states.sources, pa.string())
-    out["source_object"] = pa.DictionaryArray.from_arrays(pa.array(numbers, pa.int32()), names).cast(pa.string())
-    return pa.table([out[f.name] for f in SCHEMA], schema=SCHEMA)
+    out["source_object"] = _by_number(_pooled(states, "source")[src], states.sources)
+    return pa.Table.from_arrays([out[f.name] for f in SCHEMA], schema=SCHEMA)
+
+
+def _pooled(states: HourStates, name: str) -> np.ndarray:
+    if not states.blocks:
+        return np.zeros(0, dtype=np.int32 if name == "source" else np.float64)
+    return np.concatenate([b[name] for b in states.blocks])
 
 
 def hour_start(d) -> datetime:
