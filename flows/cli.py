@@ -191,11 +191,21 @@ def cmd_backfill(args) -> int:
 
 
 def cmd_score(args) -> int:
-    cfg = _checked_config(args.config)
+    cfg = load_config(args.config)
     # lazy, per command: --help and user errors exit in ~0.2 s, before pandas and Prefect load
-    from velibcast.flows.score import score_run
+    from velibcast.flows import preflight
 
-    _print_score(score_run(cfg.storage(), cfg, args.run_date, product=args.product))
+    preflight.check_store_exists(cfg)  # a wrong root is not "nothing published"
+    check_store_writable(cfg)  # the scores are written beside the forecasts
+    from velibcast.flows.score import NO_FORECASTS, score_run
+
+    res = score_run(cfg.storage(), cfg, args.run_date, product=args.product)
+    if res["status"] == NO_FORECASTS:
+        run = (f"velibcast run --run-date {args.run_date}" if args.product == "evaluation"
+               else f"velibcast run --product {args.product} --as-of TIME")
+        raise ConfigError(f"{res['message']}; publish them first with `{run} --config {args.config}`"
+                          + ("" if args.product == "evaluation" else f" (TIME on {args.run_date} in Paris)"))
+    _print_score(res)
     return 0
 
 

@@ -10,6 +10,7 @@ reads. The flows check the model again in their first task, so a deployment run 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
 from velibcast.cli_types import utc_time
@@ -86,11 +87,36 @@ def check_transform(cfg: Config) -> None:
                           "the config") from None
 
 
+def _missing_folder(uri: str) -> Path | None:
+    """The local folder of `uri` if it does not exist (an S3 prefix always does)."""
+    folder = None if uri.startswith("s3://") else Path(uri.removeprefix("file://"))
+    return folder if folder is not None and not folder.is_dir() else None
+
+
+def missing_root(cfg: Config, key: str, folder: Path) -> ConfigError:
+    """A folder a command reads that does not exist: a mistyped root, or a command run from another
+    folder than the one holding ./data; not an empty store (which would read as "no champion model"
+    or "no snapshot")."""
+    return ConfigError(f"{cfg.source}: {key} {folder} does not exist (a relative root is read from the current "
+                       f"folder, {Path.cwd()}); run from the folder that holds it, set {key} to it, or seed it "
+                       "with `velibcast demo` or `velibcast snapshots import`")
+
+
+def check_store_exists(cfg: Config) -> None:
+    """The store root a command reads from (forecasts, the champion) exists."""
+    if folder := _missing_folder(cfg.root):
+        raise missing_root(cfg, "store.root", folder)
+
+
 def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
     """Fail with one ConfigError line unless a run can start; returns the model's URI. With
     `origins`, the snapshot store must hold a capture in the hours their windows read."""
-    check_store_writable(cfg)
     check_transform(cfg)
+    if not cfg.model.uri:
+        check_store_exists(cfg)  # the champion is read from it; else a run may write to a new store
+    # seen before the writable check creates the store root, which may be the snapshots' too
+    snapshots_missing = _missing_folder(cfg.snapshots_root)
+    check_store_writable(cfg)
     storage = cfg.storage()
     uri = run_model_uri(cfg, storage)
     if not storage.exists(uri):
@@ -100,6 +126,8 @@ def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
         raise ConfigError(f"the champion pointer of {cfg.root} names {uri}, which does not exist; "
                           "promote another model with `velibcast models promote VERSION --force`")
     load_model_info(storage, uri)
+    if snapshots_missing:  # every run reads snapshots
+        raise missing_root(cfg, "snapshots.root" if cfg.snapshots.root else "store.root", snapshots_missing)
     if origins:
         first = origins[0] - timedelta(hours=HISTORY_LEN + float(cfg["windows"]["max_staleness_hours"]))
         if not list_snapshots(storage, cfg.snapshots_root, first, origins[-1]):

@@ -54,7 +54,9 @@ def test_bad_enum_and_bad_yaml(tmp_path):
 
 def test_unwritable_store_root_fails_at_start(tmp_path):
     (tmp_path / "a-file").write_text("x")
-    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "a-file" / "store")}})
+    # a run that writes a new store (its model named by model.uri): the root is created, if it can be
+    cfg = config(tmp_path, {"store": {"root": str(tmp_path / "a-file" / "store")},
+                            "model": {"uri": str(tmp_path / "model.tar.gz")}})
     user_error(velibcast("run", "--config", cfg, cwd=tmp_path), "store.root", "not writable", "set store.root")
 
 

@@ -94,3 +94,26 @@ def test_a_config_value_of_the_wrong_type_exits_2_naming_the_key(tmp_path, doc, 
     for argv in (["run", "--run-date", "2022-05-26", "--config", cfg], ["models", "--config", cfg, "list"],
                  ["train", "--config", cfg]):
         user_error(velibcast(*argv, cwd=tmp_path), cfg, needle)
+
+
+@pytest.mark.parametrize("product, fix", [
+    ("evaluation", "velibcast run --run-date 2022-05-26 --config "),
+    ("day-ahead", "velibcast run --product day-ahead --as-of TIME --config "),
+])
+def test_score_with_nothing_published_for_the_date_exits_2_saying_what_to_run(tmp_path, product, fix):
+    (tmp_path / "store").mkdir()
+    cfg = _store(tmp_path)
+    err = user_error(velibcast("score", "--run-date", "2022-05-26", "--product", product, "--config", cfg, cwd=tmp_path),
+                     f"no {product} forecasts published for 2022-05-26", fix + cfg)
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["score", "--run-date", "2022-05-26"], ["run", "--product", "day-ahead"],
+                                  ["run", "--run-date", "2022-05-26"],
+                                  ["backfill", "--start-date", "2022-05-25", "--end-date", "2022-05-26"]])
+def test_a_store_root_that_does_not_exist_is_named_as_such_not_as_a_missing_model(tmp_path, argv):
+    root = tmp_path / "elsewhere" / "data"
+    cfg = _store(tmp_path, store={"root": str(root)})
+    err = user_error(velibcast(*argv, "--config", cfg, cwd=tmp_path), f"store.root {root} does not exist", cfg)
+    assert "champion" not in err and "no snapshot" not in err
+    assert not root.exists()  # a mistyped root is not created
