@@ -44,6 +44,7 @@ from velibcast.datasets.snapshots import (
     snapshot_key,
 )
 from velibcast.datasets.states import (
+    DICTIONARY_COLUMNS,
     FIELDS,
     SCHEMA,
     TABLE_RULE,
@@ -51,6 +52,7 @@ from velibcast.datasets.states import (
     StateRule,
     StationRegistry,
     arrow,
+    compact,
     fold_snapshot,
     hour_start,
     hours_of_date,
@@ -81,7 +83,8 @@ class Partition:
 
     def __init__(self, day: date, data: bytes):
         self.day = day
-        self._file = pq.ParquetFile(io.BytesIO(data))  # not read_table: it imports pyarrow.dataset and pandas
+        # not read_table: it imports pyarrow.dataset and pandas
+        self._file = pq.ParquetFile(io.BytesIO(data), read_dictionary=list(DICTIONARY_COLUMNS))
         ledger = json.loads((self._file.schema_arrow.metadata or {}).get(LEDGER_KEY, b"{}"))
         self.captures: dict[str, str] = ledger.get("captures", {})
         self.rule: dict = ledger.get("rule", {})
@@ -90,7 +93,7 @@ class Partition:
     @property
     def table(self) -> pa.Table:
         if self._table is None:
-            self._table = self._file.read().replace_schema_metadata(None)
+            self._table = self._file.read().replace_schema_metadata(None).unify_dictionaries()
         return self._table
 
 
@@ -105,8 +108,10 @@ def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, ca
                     rule: StateRule = TABLE_RULE) -> str:
     ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
     buf = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata({LEDGER_KEY: json.dumps(ledger).encode()}), buf,
-                   compression="zstd")
+    # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
+    with pq.ParquetWriter(buf, table.schema, compression="zstd", store_schema=False) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({LEDGER_KEY: json.dumps(ledger).encode()})
     uri = partition_uri(root, d)
     storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
     return uri
@@ -131,7 +136,7 @@ def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s
     """Stored rows into `states`, each as the state of its own hour."""
     if not table.num_rows:
         return
-    codes = pc.dictionary_encode(table.column("station_code")).combine_chunks()
+    codes = _dictionary(table.column("station_code"))
     ids = registry.ids_of(codes.dictionary.to_pylist())[numpy(codes.indices)]
 
     def seconds(name: str) -> np.ndarray:
@@ -140,10 +145,17 @@ def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s
     hour_pos = (seconds("hour_ts") - hours_s0) // 3600
     block = {_COLUMN_FIELD.get(c, c): numpy(table.column(c)) for c in SCHEMA.names
              if _COLUMN_FIELD.get(c, c) in FIELDS}
-    sources = pc.dictionary_encode(table.column("source_object")).combine_chunks()
+    sources = _dictionary(table.column("source_object"))
     numbers = np.array([states.source_number(u) for u in sources.dictionary.to_pylist()], dtype=np.int32)
     block["source"] = numbers[numpy(sources.indices)]
     states.add_states(ids, hour_pos, seconds("observed_at"), seconds("captured_at"), block)
+
+
+def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A string column (stored dictionary-encoded, unified across row groups) as one DictionaryArray."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    return column.combine_chunks()
 
 
 @dataclass
@@ -172,6 +184,7 @@ class _Parsed:
         for ref, data, raw in fetch_many(self.storage, todo):
             cols = parse_snapshot_columns(data, ref, self.policy, self.result.report, self.registry.index, raw)
             self.registry.assign(cols)
+            compact(cols)
             self.cache[(ref.uri, ref.version)] = cols
             self.result.captures_parsed += 1
         return [self.cache[(r.uri, r.version)] for r in refs]

@@ -37,7 +37,7 @@ from velibcast.datasets.snapshots import (
     list_snapshots,
     parse_snapshot_columns,
 )
-from velibcast.datasets.states import HourStates, StateRule, StationRegistry, fold_snapshot
+from velibcast.datasets.states import HourStates, StateRule, StationRegistry, compact, fold_snapshot
 from velibcast.timeutil import PARIS, UTC, iso_minute, iso_second
 from velibcast.transform_code.velib_features import (
     HISTORY_LEN,
@@ -48,7 +48,6 @@ from velibcast.transform_code.velib_features import (
 )
 
 HOUR = timedelta(hours=1)
-assert max(C.STATION_COUNT_MAX, C.STATION_CAPACITY_MAX) <= np.iinfo(np.uint8).max  # the snapshot cache's dtype
 
 
 # ---------------------------------------------------------------- origins
@@ -137,10 +136,7 @@ class SnapshotSource:
         for ref, data, raw in fetch_many(self.storage, todo, gunzip_below=C.GUNZIP_AHEAD_MAX_BYTES):
             cols = parse_snapshot_columns(data, ref, self.policy, self.report, self.registry.index, raw)
             self.registry.assign(cols)
-            # validated counts fit a byte (STATION_COUNT_MAX, STATION_CAPACITY_MAX <= 255): 1 byte instead
-            # of 8 for every record the cache holds (~35 snapshots x 100,000 stations in a chunk)
-            for name in ("bikes", "capacity", "docks", "mechanical", "ebike"):
-                setattr(cols, name, getattr(cols, name).astype(np.uint8))
+            compact(cols)
             self._check_partial(cols)
             for obs in self.observers:
                 obs.observe(cols, self.registry.codes)

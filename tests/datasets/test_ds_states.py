@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
@@ -85,6 +86,7 @@ def test_a_date_holds_each_station_hour_by_the_rule_and_duckdb_answers_the_docs_
         assert row["source_object"].endswith(cap.strftime("%Y-%m-%dT%H-%M-%SZ.jsonl.gz"))
     # pyarrow reads the partitions as one dataset, the date from the folder
     dataset = ds.dataset(st.join(root, "states"), format="parquet", partitioning="hive")
+    assert dataset.schema.field("station_code").type == pa.string()  # stored as a dictionary, read as strings
     assert dataset.count_rows() == table.num_rows + ing.read_partition(storage, root, date(2022, 5, 24)).table.num_rows
 
 
