@@ -213,6 +213,13 @@ def _num(v, fmt: str = ".2f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _brier(r: dict, event: str) -> str:
+    """A horizon's Brier score of p_<event> and its skill against the station's historical frequency
+    and against persistence (> 0: better than that reference)."""
+    return (f"{_num(r[f'brier_{event}'], '.3f')}  {_num(r[f'brier_skill_{event}_climatology'], '+.2f')}"
+            f"/{_num(r[f'brier_skill_{event}'], '+.2f')}")
+
+
 def _print_score(res: dict) -> None:
     """The accuracy of a product's date per horizon: MAE against persistence and the proper scores."""
     print(res["message"])
@@ -220,13 +227,12 @@ def _print_score(res: dict) -> None:
         print(f"verdict: {res['verdict']}")
     rows = res.get("by_horizon", [])
     if rows:
-        print("  h   rows   MAE model  persist.  pinball p10/p50/p90   cover80  Brier empty (pers.)  Brier full (pers.)")
+        print("  h   rows   MAE model  persist.  pinball p10/p50/p90   cover80  Brier empty, skill vs freq./pers."
+              "  Brier full, skill vs freq./pers.")
     for r in rows:
         print(f"  {r['horizon_h']:>2} {r['scored_rows']:>6}   {_num(r['mae_model']):>9} {_num(r['mae_persistence']):>9}"
               f"  {_num(r['pinball_bikes_p10'])}/{_num(r['pinball_bikes_p50'])}/{_num(r['pinball_bikes_p90'])}"
-              f"        {_num(r['coverage_p10_p90'], '.0%'):>5}   {_num(r['brier_empty'], '.3f')} "
-              f"({_num(r['brier_empty_persistence'], '.3f')})      {_num(r['brier_full'], '.3f')} "
-              f"({_num(r['brier_full_persistence'], '.3f')})")
+              f"        {_num(r['coverage_p10_p90'], '.0%'):>5}   {_brier(r, 'empty'):<34} {_brier(r, 'full')}")
     if res.get("accuracy_uri"):
         print(f"accuracy: {res['accuracy_uri']}")
 

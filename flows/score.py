@@ -1,7 +1,8 @@
 """Accuracy of published forecasts once their targets are observed: per run and horizon, the
 MAE of the model and of persistence, and the proper scores of the distribution (pinball loss
 per quantile, coverage of the P10-P90 interval, Brier scores of p_empty and p_full with their
-skill against persistence; velibcast/proper_scores.py).
+skill against persistence and against the station's historical frequency of the event for the
+target's local hour and day type over the CLIMATOLOGY_DAYS before the forecast; velibcast/proper_scores.py).
 
 The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
 store with the same rule as the windows (datasets/windows.py): the latest observation at
@@ -40,8 +41,9 @@ from velibcast.datasets.windows import (
 from velibcast.errors import DataError, NotFound, VelibcastError
 from velibcast.flows import forecasts, manifest
 from velibcast.flows.products import product_named
-from velibcast.timeutil import UTC, iso_minute
+from velibcast.timeutil import PARIS, UTC, iso_minute
 from velibcast.training.registry import in_training_span, model_uri, read_metadata, training_span
+from velibcast.transform_code.velib_features import is_non_working_day
 
 HOUR = timedelta(hours=1)
 
@@ -75,6 +77,8 @@ ACCURACY_SCHEMA = pa.schema([
     pa.field("brier_empty_persistence", pa.float64()),  # 1 if empty at the origin, else 0
     pa.field("brier_full", pa.float64()),
     pa.field("brier_full_persistence", pa.float64()),
+    pa.field("brier_empty_climatology", pa.float64()),  # the station's frequency at that hour and day type
+    pa.field("brier_full_climatology", pa.float64()),
     *(pa.field(f"unscorable_{r}", pa.int64(), nullable=False) for r in REASONS),
     pa.field("status", pa.string(), nullable=False),            # partial | scored
     pa.field("actuals_through", pa.timestamp("us", tz="UTC")),  # latest capture seen in the store
@@ -167,6 +171,62 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
     return df
 
 
+@dataclass(frozen=True)
+class Climatology:
+    """The stations' frequencies of empty and full per day type and local hour
+    (proper_scores.event_frequency); the last row is a station the history never saw."""
+
+    station_codes: list[str]
+    empty: np.ndarray  # (stations + 1, 2, 24)
+    full: np.ndarray
+
+    def at(self, codes: np.ndarray, target_ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """The frequencies of empty and full at each row's station, target day type and local hour."""
+        row_of = {c: i for i, c in enumerate(self.station_codes)}
+        rows = np.array([row_of.get(c, len(self.station_codes)) for c in codes], dtype=np.int64)
+        local = [t.astimezone(PARIS) for t in pd.to_datetime(target_ts, utc=True).dt.to_pydatetime()]
+        kind = np.array([int(is_non_working_day(t.date())) for t in local], dtype=np.int64)
+        hour = np.array([t.hour for t in local], dtype=np.int64)
+        return self.empty[rows, kind, hour], self.full[rows, kind, hour]
+
+
+def climatology(storage: st.Storage, cfg, before: datetime, as_of: datetime | None = None) -> Climatology | None:
+    """The frequencies over the CLIMATOLOGY_DAYS before `before` (a forecast's first origin, so no
+    hour it forecasts is in them), from the states scoring reads: usable, at an hour with a capture
+    near it. None when the store holds no station in that span."""
+    hours = origins_for_range(before - timedelta(days=ps.CLIMATOLOGY_DAYS), before)
+    grid, _ = load_grid(storage, cfg, hours, as_of)
+    if not grid.station_codes:
+        return None
+    observed = captures_for(storage, cfg.snapshots_root, hours, as_of).observed(hours)
+    unseen = np.zeros((1, len(hours)), bool)  # a station the history never saw: the network's frequency
+    known = np.vstack([np.asarray(grid.usable, bool) & observed[None, :], unseen])
+    bikes = np.vstack([np.nan_to_num(np.asarray(grid.bikes, np.float64), nan=-1.0), unseen])
+    capacity = np.vstack([np.broadcast_to(np.asarray(grid.capacity), grid.bikes.shape), unseen + 1])
+    local = [h.astimezone(PARIS) for h in hours]
+    kind = np.array([is_non_working_day(t.date()) for t in local])
+    hour = np.array([t.hour for t in local])
+    return Climatology(list(grid.station_codes), ps.event_frequency(ps.empty(bikes), known, kind, hour),
+                       ps.event_frequency(ps.full(bikes, capacity), known, kind, hour))
+
+
+def attach_climatology(df: pd.DataFrame, clim: Climatology | None) -> pd.DataFrame:
+    """`clim_empty` and `clim_full`: the frequency reference of each row (NaN without a history)."""
+    if clim is None:
+        df["clim_empty"] = df["clim_full"] = np.nan
+    else:
+        df["clim_empty"], df["clim_full"] = clim.at(df["station_code"].astype(str).to_numpy(), df["target_ts"])
+    return df
+
+
+def _brier_of_reference(ok: pd.DataFrame, column: str, event: np.ndarray) -> float | None:
+    """The Brier score of a reference on the scored rows; None unless it has a value on each of them
+    (a skill compares forecasts of the same outcomes)."""
+    if column not in ok or not np.isfinite(ok[column].to_numpy(np.float64)).all():
+        return None
+    return ps.brier(ok[column].to_numpy(), event)
+
+
 def summarise(df: pd.DataFrame) -> list[dict]:
     """One dict per run and horizon: counts, MAE of the model and of persistence on the same
     rows, and the distribution's proper scores (None where no row is scored)."""
@@ -182,9 +242,7 @@ def summarise(df: pd.DataFrame) -> list[dict]:
 def scores_of(ok: pd.DataFrame) -> dict:
     """MAE, bias and proper scores of scored rows (actual and persistence known)."""
     if not len(ok):
-        return {k: None for k in ("mae_model", "mae_persistence", "bias_model", "coverage_p10_p90", "brier_empty",
-                                  "brier_empty_persistence", "brier_full", "brier_full_persistence",
-                                  *(f"pinball_{q}" for q in ps.QUANTILES))}
+        return dict.fromkeys(SCORE_COLUMNS)
     y, cap = ok["actual"].to_numpy(), ok["capacity"].to_numpy()
     err = ok["bikes_pred"].to_numpy() - y
     was_empty, was_full = ps.empty(ok["persistence"]), ps.full(ok["persistence"], cap)
@@ -198,6 +256,8 @@ def scores_of(ok: pd.DataFrame) -> dict:
         "brier_empty_persistence": ps.brier(was_empty, ps.empty(y)),
         "brier_full": ps.brier(ok["p_full"].to_numpy(), ps.full(y, cap)),
         "brier_full_persistence": ps.brier(was_full, ps.full(y, cap)),
+        "brier_empty_climatology": _brier_of_reference(ok, "clim_empty", ps.empty(y)),
+        "brier_full_climatology": _brier_of_reference(ok, "clim_full", ps.full(y, cap)),
     }
 
 
@@ -250,7 +310,8 @@ def verdict(rows: list[dict], status: dict, model_version: str) -> str:
 
 # ---------------------------------------------------------------- scoring a date
 SCORE_COLUMNS = ("mae_model", "mae_persistence", "bias_model", *(f"pinball_{q}" for q in ps.QUANTILES),
-                 "coverage_p10_p90", "brier_empty", "brier_empty_persistence", "brier_full", "brier_full_persistence")
+                 "coverage_p10_p90", "brier_empty", "brier_empty_persistence", "brier_full", "brier_full_persistence",
+                 "brier_empty_climatology", "brier_full_climatology")
 
 
 def _pool(rows: list[dict], span_of) -> list[dict]:
@@ -264,12 +325,16 @@ def _pool(rows: list[dict], span_of) -> list[dict]:
         pooled: dict = {"label": f"T+{lo}h" if lo == hi else f"T+{lo}-{hi}h", "horizons": [lo, hi],
                         "scored_rows": sum(r["scored_rows"] for r in rs),
                         "forecast_rows": sum(r["forecast_rows"] for r in rs)}
+        scored = [r for r in rs if r["scored_rows"]]
         for k in SCORE_COLUMNS:
-            vals = [(r[k], r["scored_rows"]) for r in rs if r[k] is not None and r["scored_rows"]]
-            pooled[k] = sum(v * w for v, w in vals) / sum(w for _, w in vals) if vals else None
+            # over every scored row or none: a skill divides two scores of the same outcomes
+            ok = scored and all(r[k] is not None for r in scored)
+            pooled[k] = sum(r[k] * r["scored_rows"] for r in scored) / pooled["scored_rows"] if ok else None
         for event in ("empty", "full"):
-            b, ref = pooled[f"brier_{event}"], pooled[f"brier_{event}_persistence"]
-            pooled[f"brier_skill_{event}"] = None if b is None or ref is None else ps.skill(b, ref)
+            b = pooled[f"brier_{event}"]
+            for ref, suffix in ((pooled[f"brier_{event}_persistence"], ""),
+                                (pooled[f"brier_{event}_climatology"], "_climatology")):
+                pooled[f"brier_skill_{event}{suffix}"] = None if b is None or ref is None else ps.skill(b, ref)
         out.append(pooled)
     return out
 
@@ -376,6 +441,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
                            f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
     grid, report = load_grid(storage, cfg, hours, as_of)
     df = attach_actuals(table, grid, through, captures.observed(grid.hours))
+    attach_climatology(df, climatology(storage, cfg, hours[0], as_of))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL
     scored_at = (now or datetime.now(UTC)).astimezone(UTC)

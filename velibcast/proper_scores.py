@@ -4,7 +4,11 @@
   its minimum in expectation is the true quantile, so a lower loss is a better quantile;
 - interval coverage: the share of outcomes inside [lo, hi] (an 80 % interval should hold ~80 %);
 - Brier score of a probability p of an event: mean of (p - event)^2; its skill against a
-  reference forecast is 1 - Brier / Brier_reference (> 0: better than the reference);
+  reference forecast is 1 - Brier / Brier_reference (> 0: better than the reference). The
+  references: persistence (1 if the event holds at the origin, else 0) and the station's
+  historical frequency of the event for the target's local hour and day type (`event_frequency`;
+  a backtest takes it over the training days, a forward score over the CLIMATOLOGY_DAYS before
+  the forecast's first origin);
 - reliability: outcomes grouped by forecast probability, the observed frequency of each bin
   beside its mean forecast (a reliable forecast lies on the diagonal).
 
@@ -20,6 +24,9 @@ RELIABILITY_BINS = 10
 # Day-ahead horizons are judged in buckets: the next hours (a nowcast's span), the morning,
 # the day, and the evening and night, where a station's daily profile matters most.
 HORIZON_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
+# The history a forward score's frequency reference is taken over: two weeks hold both day types
+# at least four times (two weekends).
+CLIMATOLOGY_DAYS = 14
 # Probabilities are stored as float32: 0.7 reads back as 0.69999999. Rounding before binning
 # keeps a forecast on its bin's lower edge in that bin.
 _BIN_DECIMALS = 6
@@ -51,6 +58,25 @@ def skill(score: float, reference: float) -> float | None:
     if not np.isfinite(score) or not np.isfinite(reference) or reference <= 0:
         return None
     return 1.0 - score / reference
+
+
+def event_frequency(event: np.ndarray, known: np.ndarray, non_working: np.ndarray,
+                    local_hour: np.ndarray) -> np.ndarray:
+    """(stations, 2, 24): per station, day type (0 working, 1 non-working) and local hour, the share
+    of the known hours of `event` (stations x hours) on which it held. A station with no known hour
+    there takes the share over every station's known hours; NaN where no station has one."""
+    known = np.asarray(known, bool)
+    hit = np.asarray(event, bool) & known
+    cell = np.asarray(non_working, np.int64) * 24 + np.asarray(local_hour, np.int64)  # one per hour
+    hits = np.zeros((hit.shape[0], 48))
+    seen = np.zeros((hit.shape[0], 48))
+    for c in np.unique(cell):
+        hits[:, c] = hit[:, cell == c].sum(axis=1)
+        seen[:, c] = known[:, cell == c].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        network = hits.sum(axis=0) / seen.sum(axis=0)
+        share = np.where(seen > 0, hits / np.maximum(seen, 1), network[None, :])
+    return share.reshape(-1, 2, 24)
 
 
 def empty(bikes: np.ndarray) -> np.ndarray:

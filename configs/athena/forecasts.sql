@@ -62,6 +62,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.accuracy (
   brier_empty_persistence        double  COMMENT 'Brier score of persistence: 1 if empty at origin_ts, else 0',
   brier_full                     double  COMMENT 'Brier score of p_full',
   brier_full_persistence         double  COMMENT 'Brier score of persistence: 1 if full at origin_ts, else 0',
+  brier_empty_climatology        double  COMMENT 'Brier score of the frequency of empty at the station, local hour and day type over the 14 days before',
+  brier_full_climatology         double  COMMENT 'the same for full',
   unscorable_actual_not_settled  bigint,
   unscorable_no_actual           bigint,
   unscorable_stale_actual        bigint,
