@@ -96,6 +96,24 @@ class Partition:
             self._table = self._file.read().replace_schema_metadata(None).unify_dictionaries()
         return self._table
 
+    def hours(self, hours_us: set[int]) -> pa.Table:
+        """The rows of these hours (microseconds), reading only the row groups that hold them."""
+        meta, at = self._file.metadata, self._file.schema_arrow.get_field_index("hour_ts")
+        groups = []
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(at).statistics
+            if stats is None or not stats.has_min_max:
+                groups.append(g)
+            elif any(_micros(stats.min) <= h <= _micros(stats.max) for h in hours_us):
+                groups.append(g)
+        table = self._file.read_row_groups(groups).replace_schema_metadata(None).unify_dictionaries()
+        return table.filter(pc.is_in(table.column("hour_ts"), arrow(np.array(sorted(hours_us)), pa.timestamp("us", tz="UTC"))))
+
+
+def _micros(v) -> int:
+    """A hour_ts statistic as microseconds (pyarrow gives a datetime)."""
+    return int(v.timestamp() * 1_000_000) if isinstance(v, datetime) else int(v)
+
 
 def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
     try:
@@ -109,8 +127,11 @@ def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, ca
     ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
+    hours = table.column("hour_ts").combine_chunks()
+    ends = np.flatnonzero(np.diff(numpy(hours))) + 1 if len(table) else np.zeros(0, np.int64)
     with pq.ParquetWriter(buf, table.schema, compression="zstd", store_schema=False) as writer:
-        writer.write_table(table)
+        for lo, hi in zip([0, *ends.tolist()], [*ends.tolist(), len(table)]):  # a row group per hour
+            writer.write_table(table.slice(lo, hi - lo), row_group_size=max(hi - lo, 1))
         writer.add_key_value_metadata({LEDGER_KEY: json.dumps(ledger).encode()})
     uri = partition_uri(root, d)
     storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
@@ -278,8 +299,6 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
                 keep.append(j)
         if not keep:
             continue
-        hour_ts = stored.table.column("hour_ts")
-        wanted = arrow(states.hours_s[keep] * 1_000_000, hour_ts.type)
-        seed(states, registry, stored.table.filter(pc.is_in(hour_ts, wanted)), int(states.hours_s[0]))
+        seed(states, registry, stored.hours(set((states.hours_s[keep] * 1_000_000).tolist())), int(states.hours_s[0]))
         settled[keep] = True
     return settled

@@ -288,8 +288,8 @@ BUILD_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if
 
 
 def to_table(states: HourStates, codes: list[str], hour_mask: np.ndarray | None = None) -> pa.Table:
-    """One row per station and hour with a state (of the hours in `hour_mask`), sorted by station
-    code then hour."""
+    """One row per station and hour with a state (of the hours in `hour_mask`), sorted by hour then
+    station code: an hour's rows are together, so a reader of a few hours reads a few row groups."""
     present = states.present
     if hour_mask is not None:
         present = present & hour_mask[None, :]
@@ -297,7 +297,7 @@ def to_table(states: HourStates, codes: list[str], hour_mask: np.ndarray | None 
     station_codes = [codes[i] for i in rows_seen.tolist()]
     by_code = np.argsort(np.array(station_codes, dtype=object), kind="stable")
     rows_sorted = rows_seen[by_code]
-    si, hj = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
+    hj, si = np.nonzero(present[rows_sorted].T)  # row-major: hour by hour, stations in code order
     r = rows_sorted[si]
     out: dict[str, pa.Array] = {
         "station_code": _by_number(si, [station_codes[i] for i in by_code.tolist()]),
