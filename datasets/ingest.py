@@ -44,6 +44,7 @@ from velibcast.datasets.snapshots import (
     snapshot_key,
 )
 from velibcast.datasets.states import (
+    BUILD_SCHEMA,
     DICTIONARY_COLUMNS,
     FIELDS,
     SCHEMA,
@@ -55,9 +56,9 @@ from velibcast.datasets.states import (
     compact,
     fold_snapshot,
     hour_start,
+    hour_tables,
     hours_of_date,
     numpy,
-    to_table,
 )
 from velibcast.errors import NotFound
 from velibcast.timeutil import UTC
@@ -122,16 +123,15 @@ def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
         return None
 
 
-def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
+def write_partition(storage: st.Storage, root: str, d: date, tables: Iterable[pa.Table], captures: dict[str, str],
                     rule: StateRule = TABLE_RULE) -> str:
+    """A date's object from its rows, hour by hour (a row group each), with its ledger; written whole."""
     ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
-    hours = table.column("hour_ts").combine_chunks()
-    ends = np.flatnonzero(np.diff(numpy(hours))) + 1 if len(table) else np.zeros(0, np.int64)
-    with pq.ParquetWriter(buf, table.schema, compression="zstd", store_schema=False) as writer:
-        for lo, hi in zip([0, *ends.tolist()], [*ends.tolist(), len(table)]):  # a row group per hour
-            writer.write_table(table.slice(lo, hi - lo), row_group_size=max(hi - lo, 1))
+    with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False) as writer:
+        for table in tables:
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
         writer.add_key_value_metadata({LEDGER_KEY: json.dumps(ledger).encode()})
     uri = partition_uri(root, d)
     storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
@@ -250,7 +250,7 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
             result.rebuilt.append(d.isoformat())
         for cols in parsed.get(mine):
             fold_snapshot(states, cols)
-        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want)
+        write_partition(storage, root, d, hour_tables(states, parsed.registry.codes), want)
         result.written.append(d.isoformat())
     return result
 

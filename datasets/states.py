@@ -16,6 +16,7 @@ this class; nothing else decides a state.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -275,41 +276,41 @@ def _ts(seconds: np.ndarray) -> pa.Array:
     return arrow(seconds.astype(np.int64) * 1_000_000, pa.timestamp("us", tz="UTC"))
 
 
-def _by_number(numbers: np.ndarray, names: list[str]) -> pa.Array:
-    """A string column as its dictionary: Parquet stores it so, and decoding it as strings was most
-    of reading a date (write_partition keeps no Arrow schema, so readers get plain strings)."""
-    return pa.DictionaryArray.from_arrays(arrow(numbers, pa.int32()), strings(names))
-
-
-# SCHEMA as a date is built in memory: the string columns as dictionaries
+# SCHEMA as a date is built in memory: the string columns as their dictionaries, as Parquet stores
+# them (decoding them as strings was most of reading a date; write_partition keeps no Arrow schema,
+# so readers get plain strings)
 DICTIONARY_COLUMNS = ("station_code", "source_object")
 BUILD_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in DICTIONARY_COLUMNS
                           else f for f in SCHEMA])
 
 
-def to_table(states: HourStates, codes: list[str], hour_mask: np.ndarray | None = None) -> pa.Table:
-    """One row per station and hour with a state (of the hours in `hour_mask`), sorted by hour then
-    station code: an hour's rows are together, so a reader of a few hours reads a few row groups."""
+def hour_tables(states: HourStates, codes: list[str]) -> Iterator[pa.Table]:
+    """The dataset's rows, one table per hour with a state, in hour order, each sorted by station
+    code; built an hour at a time, so a date is never held twice (stored and new) whole."""
     present = states.present
-    if hour_mask is not None:
-        present = present & hour_mask[None, :]
     rows_seen = np.flatnonzero(present.any(axis=1))
     station_codes = [codes[i] for i in rows_seen.tolist()]
     by_code = np.argsort(np.array(station_codes, dtype=object), kind="stable")
     rows_sorted = rows_seen[by_code]
-    hj, si = np.nonzero(present[rows_sorted].T)  # row-major: hour by hour, stations in code order
-    r = rows_sorted[si]
-    out: dict[str, pa.Array] = {
-        "station_code": _by_number(si, [station_codes[i] for i in by_code.tolist()]),
-        "hour_ts": _ts(states.hours_s[hj]),
-    }
-    src = states.src[r, hj]
-    for col, f in _COLUMN_OF.items():
-        out[col] = arrow(_pooled(states, f)[src], SCHEMA.field(col).type)
-    out["observed_at"] = _ts(states.obs[r, hj])
-    out["captured_at"] = _ts(states.cap[r, hj])
-    out["source_object"] = _by_number(_pooled(states, "source")[src], states.sources)
-    return pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
+    names = strings([station_codes[i] for i in by_code.tolist()])
+    sources = strings(states.sources)
+    pools = {f: _pooled(states, f) for f in (*FIELDS, "source")}
+    for j in range(len(states.hours)):
+        si = np.flatnonzero(present[rows_sorted, j])
+        if not len(si):
+            continue
+        r = rows_sorted[si]
+        src = states.src[r, j]
+        out: dict[str, pa.Array] = {
+            "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()), names),
+            "hour_ts": _ts(np.full(len(si), states.hours_s[j])),
+        }
+        for col, f in _COLUMN_OF.items():
+            out[col] = arrow(pools[f][src], SCHEMA.field(col).type)
+        out["observed_at"] = _ts(states.obs[r, j])
+        out["captured_at"] = _ts(states.cap[r, j])
+        out["source_object"] = pa.DictionaryArray.from_arrays(arrow(pools["source"][src], pa.int32()), sources)
+        yield pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
 
 
 def _pooled(states: HourStates, name: str) -> np.ndarray:
