@@ -29,9 +29,9 @@ def test_production_and_local_deployments_side_by_side():
     assert {d["work_pool"]["name"] for d in DEPLOYMENTS.values()} == {"velibcast-process"}
 
 
-def test_day_ahead_runs_nightly_and_nowcast_hourly_in_paris_but_paused_until_asked():
+def test_day_ahead_runs_nightly_in_paris_and_nowcast_every_hour_but_paused_until_asked():
     assert DEPLOYMENTS["day-ahead"]["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": False}]
-    assert DEPLOYMENTS["nowcast"]["schedules"] == [{"cron": "7 * * * *", "timezone": "Europe/Paris", "active": False}]
+    assert DEPLOYMENTS["nowcast"]["schedules"] == [{"cron": "7 * * * *", "timezone": "UTC", "active": False}]
     for d in DEPLOYMENTS.values():
         assert all(s.get("active") is False for s in d.get("schedules", [])), d["name"]
 
