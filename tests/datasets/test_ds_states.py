@@ -309,3 +309,25 @@ def test_a_state_table_built_from_later_captures_does_not_leak_into_a_run_as_of_
     assert inputs_as_bytes(storage, from_states) == inputs_as_bytes(storage, from_cut)
     assert from_states["summary"]["by_origin"] == from_cut["summary"]["by_origin"]
     assert from_states["summary"]["snapshots_read"] < from_cut["summary"]["snapshots_read"]
+
+
+def test_an_ingest_and_a_window_run_on_the_states_import_nothing_once_loaded(tmp_path):
+    """pa.array() and to_numpy() import pandas on their first call: most of an ingest of one capture
+    in a fresh process. Neither the ingest nor a window run reading the states imports anything."""
+    code = (
+        "import sys\n"
+        "from datetime import date, datetime, timezone\n"
+        "from velibcast.datasets import ingest\n"
+        "from velibcast.datasets.assemble import assemble_transform_inputs\n"
+        "from velibcast.datasets.windows import origins_for_run_date\n"
+        "from velibcast.storage import Storage\n"
+        "before = set(sys.modules)\n"
+        f"snaps, root = {str(REPO / 'sample_data')!r}, {str(tmp_path / 'store')!r}\n"
+        "w = ingest.ingest(Storage(), snaps, root, datetime(2022, 5, 24, tzinfo=timezone.utc),\n"
+        "                  datetime(2022, 5, 26, tzinfo=timezone.utc)).written\n"
+        f"r = assemble_transform_inputs(Storage(), snaps, origins_for_run_date(date(2022, 5, 25)), {str(tmp_path / 'in')!r},\n"
+        f"    index_uri={str(tmp_path / 'index.parquet')!r}, states_root=root)\n"
+        "print(len(w), r['summary']['windows_emitted'], *sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.split() == ["2", "33544"]
