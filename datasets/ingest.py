@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import (
@@ -297,3 +298,34 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
         seed(states, registry, stored.hours(set((states.hours_s[keep] * 1_000_000).tolist())), int(states.hours_s[0]))
         settled[keep] = True
     return settled
+
+
+def read_states(storage: st.Storage, root: str, snapshots_root: str, start: datetime, end: datetime,
+                as_of: datetime | None = None, policy: ValidationPolicy | None = None,
+                report: SkipReport | None = None) -> pa.Table:
+    """The states of the whole UTC hours in [start, end), as the dataset's rows (BUILD_SCHEMA: the
+    string columns as dictionaries), for history readers (profiles, training, backtests): hours the
+    stored states settle for this reader (at as_of) come from them, the others are folded from the
+    raw captures, a date at a time."""
+    policy = policy or ValidationPolicy()
+    report = report if report is not None else SkipReport()
+    partitions = PartitionCache(storage, root)
+    parsed = _Parsed(storage, policy, IngestResult(report=report))
+    tables: list[pa.Table] = []
+    for d in dates_of(start, end):
+        hours = [h for h in hours_of_date(d) if start <= h < end]
+        if not hours:
+            continue
+        states = HourStates(hours, TABLE_RULE)
+        lo, hi = TABLE_RULE.capture_span(hours[0], hours[-1])
+        refs = list_snapshots(storage, snapshots_root, lo, hi, report, policy, as_of)
+        max_staleness = timedelta(hours=C.MAX_STALENESS_HOURS)
+        open_hours = ~read_stored_states(partitions, states, parsed.registry, refs, max_staleness)
+        if open_hours.any():
+            parsed.drop_before(lo)
+            wanted = [r for r in refs
+                      if open_hours[TABLE_RULE.hours_of(int(r.capture_ts.timestamp()), states.hours_s)].any()]
+            for cols in parsed.get(wanted):
+                fold_snapshot(states, cols, only=open_hours)
+        tables.extend(hour_tables(states, parsed.registry.codes))
+    return pa.concat_tables(tables).unify_dictionaries() if tables else BUILD_SCHEMA.empty_table()

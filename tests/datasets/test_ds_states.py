@@ -331,3 +331,21 @@ def test_an_ingest_and_a_window_run_on_the_states_import_nothing_once_loaded(tmp
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.split() == ["2", "33544"]
+
+
+def test_history_reads_the_same_states_whatever_is_ingested_and_nothing_after_as_of(real_store, storage, tmp_path):
+    start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
+    full, part, none = (str(tmp_path / n) for n in ("full", "part", "none"))
+    ing.ingest(storage, real_store, full, start, end)
+    ing.ingest(storage, real_store, part, start, utc("2022-05-25T00:00Z"))
+
+    def history(root, snaps=real_store, as_of=None):
+        return ing.read_states(storage, root, snaps, start, end, as_of).to_pylist()
+
+    stored = [r for d in ing.dates_of(start, end) for r in rows(storage, full, d)]
+    assert history(full) == history(part) == history(none) == stored and len(stored) > 48 * 1300
+    as_of = utc("2022-05-25T09:05Z")
+    cut = str(tmp_path / "cut")
+    store_cut_at(real_store, cut, as_of)
+    assert history(full, as_of=as_of) == history(none, snaps=cut)
+    assert history(full, as_of=as_of) != stored
