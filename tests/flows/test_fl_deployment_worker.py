@@ -1,6 +1,9 @@
 """The local deployments run as the README says: a Prefect server, `prefect deploy --all` from the
 repository folder, a process worker started from the folder whose ./data the runs use, and
-`prefect deployment run forecast/<product>-local` with nothing else: no job variable."""
+`prefect deployment run forecast/<product>-local` with nothing else: no job variable.
+
+The server is the session's (tests/flows/conftest.py): a real Prefect API server in its own
+process, as `prefect server start` would be; the CLI commands reach it through PREFECT_API_URL."""
 
 import os
 import signal
@@ -9,8 +12,9 @@ import sys
 from pathlib import Path
 
 import httpx
+from prefect.settings import PREFECT_API_URL
 
-from tests.helpers import REPO, free_port, wait_until
+from tests.helpers import REPO, wait_until
 from velibcast.flows import forecasts
 from velibcast.training import registry
 
@@ -38,8 +42,13 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=30)
 
 
+LOCAL = ["day-ahead-local", "nowcast-local"]
+
+
 def _flow_runs(api: str) -> list[dict]:
-    return httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+    """The runs of the local forecast deployments (the session's server holds other tests' runs too)."""
+    body = {"deployments": {"name": {"any_": LOCAL}}}
+    return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
 
 
 def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_from(tmp_path, storage, trained_model,
@@ -51,13 +60,11 @@ def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_
     storage.write_bytes(registry.model_uri(root, version), storage.read_bytes(trained_model["model_uri"]))
     registry.promote(storage, root, version, force=True, reason="test: the store's champion")
 
-    api = f"http://127.0.0.1:{free_port()}/api"
+    api = PREFECT_API_URL.value()
+    assert _healthy(api) and not _flow_runs(api)
     env = _env(tmp_path / "prefect-home", api)
-    port = api.rsplit(":", 1)[1].split("/")[0]
-    server = _start([PREFECT, "server", "start", "--port", port], env, tmp_path, tmp_path / "server.log")
     worker = None
     try:
-        wait_until(lambda: _healthy(api), "the Prefect server answers", timeout_s=180)
         subprocess.run([PREFECT, "work-pool", "create", "velibcast-process", "--type", "process"], env=env,
                        cwd=tmp_path, check=True, capture_output=True, timeout=120)
         subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, check=True,
@@ -77,7 +84,6 @@ def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_
     finally:
         if worker is not None:
             _stop(worker)
-        _stop(server)
     for product, horizons in (("day-ahead", 24), ("nowcast", 3)):
         table = forecasts.read_partition(storage, root, product, e2e.utc(AS_OF).date())
         assert table.num_rows > 0 and table.num_rows % horizons == 0
