@@ -57,9 +57,9 @@ from velibcast.datasets.states import (
     compact,
     fold_snapshot,
     hour_start,
-    hour_tables,
     hours_of_date,
     numpy,
+    to_table,
 )
 from velibcast.errors import NotFound
 from velibcast.timeutil import UTC
@@ -99,7 +99,7 @@ class Partition:
         return self._table
 
     def hours(self, hours_us: set[int]) -> pa.Table:
-        """The rows of these hours (microseconds), reading only the row groups that hold them."""
+        """The rows of these hours (microseconds), reading only the row groups that may hold them."""
         meta, at = self._file.metadata, self._file.schema_arrow.get_field_index("hour_ts")
         groups = []
         for g in range(meta.num_row_groups):
@@ -119,15 +119,14 @@ def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
         return None
 
 
-def write_partition(storage: st.Storage, root: str, d: date, tables: Iterable[pa.Table], captures: dict[str, str],
+def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
                     rule: StateRule = TABLE_RULE) -> str:
-    """A date's object from its rows, hour by hour (a row group each), with its ledger; written whole."""
+    """A date's object: its rows (to_table) and its ledger, written whole."""
     ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
     with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False) as writer:
-        for table in tables:
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        writer.write_table(table)
         writer.add_key_value_metadata({LEDGER_KEY: json.dumps(ledger).encode()})
     uri = partition_uri(root, d)
     storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
@@ -246,7 +245,7 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
             result.rebuilt.append(d.isoformat())
         for cols in parsed.get(mine):
             fold_snapshot(states, cols)
-        write_partition(storage, root, d, hour_tables(states, parsed.registry.codes), want)
+        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want)
         result.written.append(d.isoformat())
     return result
 
@@ -327,5 +326,5 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
                       if open_hours[TABLE_RULE.hours_of(int(r.capture_ts.timestamp()), states.hours_s)].any()]
             for cols in parsed.get(wanted):
                 fold_snapshot(states, cols, only=open_hours)
-        tables.extend(hour_tables(states, parsed.registry.codes))
+        tables.append(to_table(states, parsed.registry.codes))
     return pa.concat_tables(tables).unify_dictionaries() if tables else BUILD_SCHEMA.empty_table()

@@ -16,7 +16,6 @@ this class; nothing else decides a state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -78,25 +77,39 @@ class HourStates:
         self.hours = list(hours)
         self.hours_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
         self.rule = rule
+        # hour-major (hour, station): an hour's cells are contiguous, as a capture and a stored
+        # hour update them; obs, cap and src are the (station, hour) views readers index
         n_h = len(hours)
-        self.obs = np.full((0, n_h), ABSENT, dtype=np.int64)
-        self.cap = np.full((0, n_h), ABSENT, dtype=np.int64)
-        self.src = np.full((0, n_h), -1, dtype=np.int64)
+        self._obs = np.full((n_h, 0), ABSENT, dtype=np.int64)
+        self._cap = np.full((n_h, 0), ABSENT, dtype=np.int64)
+        self._src = np.full((n_h, 0), -1, dtype=np.int64)
         self.blocks: list[dict[str, np.ndarray]] = []
         self.sources: list[str] = []  # the capture objects' keys (snapshot_key), by the "source" field's number
         self._pooled = 0
 
     @property
+    def obs(self) -> np.ndarray:
+        return self._obs.T
+
+    @property
+    def cap(self) -> np.ndarray:
+        return self._cap.T
+
+    @property
+    def src(self) -> np.ndarray:
+        return self._src.T
+
+    @property
     def n_stations(self) -> int:
-        return self.obs.shape[0]
+        return self._obs.shape[1]
 
     def grow(self, n_stations: int) -> None:
         more = n_stations - self.n_stations
         if more > 0:
-            pad = ((0, more), (0, 0))
-            self.obs = np.pad(self.obs, pad, constant_values=ABSENT)
-            self.cap = np.pad(self.cap, pad, constant_values=ABSENT)
-            self.src = np.pad(self.src, pad, constant_values=-1)
+            pad = ((0, 0), (0, more))
+            self._obs = np.pad(self._obs, pad, constant_values=ABSENT)
+            self._cap = np.pad(self._cap, pad, constant_values=ABSENT)
+            self._src = np.pad(self._src, pad, constant_values=-1)
 
     def source_number(self, uri: str) -> int:
         self.sources.append(uri)
@@ -117,29 +130,29 @@ class HourStates:
         for j in self.rule.hours_of(capture_s, self.hours_s).tolist():
             if only is not None and not only[j]:
                 continue
-            cur_o, cur_c = self.obs[ids, j], self.cap[ids, j]
+            cur_o, cur_c = self._obs[j, ids], self._cap[j, ids]
             win = (obs <= self.hours_s[j]) & ((obs > cur_o) | ((obs == cur_o) & (capture_s > cur_c)))
             rows = np.flatnonzero(win)
             w = ids[rows]
-            self.obs[w, j] = obs[rows]
-            self.cap[w, j] = capture_s
-            self.src[w, j] = base + rows
+            self._obs[j, w] = obs[rows]
+            self._cap[j, w] = capture_s
+            self._src[j, w] = base + rows
 
     def add_states(self, ids: np.ndarray, hour_pos: np.ndarray, obs: np.ndarray, capture_s: np.ndarray,
                    block: dict[str, np.ndarray]) -> None:
         """Fold in stored states, each the state of its own hour (a row of the dataset)."""
         self.grow(int(ids.max()) + 1 if len(ids) else 0)
         base = self._pool(block, len(ids))
-        cur_o, cur_c = self.obs[ids, hour_pos], self.cap[ids, hour_pos]
+        cur_o, cur_c = self._obs[hour_pos, ids], self._cap[hour_pos, ids]
         rows = np.flatnonzero((obs > cur_o) | ((obs == cur_o) & (capture_s > cur_c)))
         w, j = ids[rows], hour_pos[rows]
-        self.obs[w, j] = obs[rows]
-        self.cap[w, j] = capture_s[rows]
-        self.src[w, j] = base + rows
+        self._obs[j, w] = obs[rows]
+        self._cap[j, w] = capture_s[rows]
+        self._src[j, w] = base + rows
 
     @property
     def present(self) -> np.ndarray:
-        return self.src >= 0
+        return (self._src >= 0).T
 
     def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """A field of the chosen record of every cell (of `rows` only, when given); absent cells hold
@@ -284,33 +297,30 @@ BUILD_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if
                           else f for f in SCHEMA])
 
 
-def hour_tables(states: HourStates, codes: list[str]) -> Iterator[pa.Table]:
-    """The dataset's rows, one table per hour with a state, in hour order, each sorted by station
-    code; built an hour at a time, so a date is never held twice (stored and new) whole."""
-    present = states.present
+def to_table(states: HourStates, codes: list[str]) -> pa.Table:
+    """One row per station and hour with a state, sorted by station code then hour: a station's
+    rows are together, which Parquet compresses to a quarter of an hour-major date (its position
+    and capacity repeat), and which "bikes at station X, hour by hour" reads."""
+    present = states.present  # (station, hour)
     rows_seen = np.flatnonzero(present.any(axis=1))
     station_codes = [codes[i] for i in rows_seen.tolist()]
     by_code = np.argsort(np.array(station_codes, dtype=object), kind="stable")
     rows_sorted = rows_seen[by_code]
-    names = strings([station_codes[i] for i in by_code.tolist()])
-    sources = strings(states.sources)
-    pools = {f: _pooled(states, f) for f in (*FIELDS, "source")}
-    for j in range(len(states.hours)):
-        si = np.flatnonzero(present[rows_sorted, j])
-        if not len(si):
-            continue
-        r = rows_sorted[si]
-        src = states.src[r, j]
-        out: dict[str, pa.Array] = {
-            "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()), names),
-            "hour_ts": _ts(np.full(len(si), states.hours_s[j])),
-        }
-        for col, f in _COLUMN_OF.items():
-            out[col] = arrow(pools[f][src], SCHEMA.field(col).type)
-        out["observed_at"] = _ts(states.obs[r, j])
-        out["captured_at"] = _ts(states.cap[r, j])
-        out["source_object"] = pa.DictionaryArray.from_arrays(arrow(pools["source"][src], pa.int32()), sources)
-        yield pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
+    si, hj = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
+    r = rows_sorted[si]
+    src = states.src[r, hj]
+    out: dict[str, pa.Array] = {
+        "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()),
+                                                       strings([station_codes[i] for i in by_code.tolist()])),
+        "hour_ts": _ts(states.hours_s[hj]),
+    }
+    for col, f in _COLUMN_OF.items():
+        out[col] = arrow(_pooled(states, f)[src], SCHEMA.field(col).type)
+    out["observed_at"] = _ts(states.obs[r, hj])
+    out["captured_at"] = _ts(states.cap[r, hj])
+    out["source_object"] = pa.DictionaryArray.from_arrays(arrow(_pooled(states, "source")[src], pa.int32()),
+                                                          strings(states.sources))
+    return pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
 
 
 def _pooled(states: HourStates, name: str) -> np.ndarray:

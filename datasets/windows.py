@@ -544,18 +544,23 @@ def iter_state_grids(
                 fold_snapshot(states, cols, only=open_hours)
         return states
 
+    first: HourStates | None = None  # the states the sizing built, used again when the first chunk is that one origin
     k = 0
     while k < len(origins):
         size = chunk_hours
         if grid_cells_max is not None:
             if k == 0:
-                chunk_states(grid_hours(origins[:1]))
+                first = chunk_states(grid_hours(origins[:1]))
             n_st = len(source.registry.codes)
             fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
             size = max(1, min(chunk_hours, fits))
         chunk = origins[k:k + size]
         k += size
-        grid = grid_from_states(chunk_states(grid_hours(chunk)), source.registry.codes, max_staleness)
+        hours = grid_hours(chunk)
+        states = first if first is not None and first.hours == hours else chunk_states(hours)
+        first = None
+        grid = grid_from_states(states, source.registry.codes, max_staleness)
+        del states
         summary.stations.update(grid.station_codes)
         summary.origins += len(chunk)
         summary.snapshots_read = source.snapshots_read
