@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tarfile
 
+from prefect.settings import PREFECT_API_URL
+
 from tests.flows.test_fl_cli import config, user_error, velibcast
 from tests.flows.test_fl_faults import _patched_model
 
@@ -27,14 +29,19 @@ def _bad_record(name, data):
     return gzip.compress(b"\n".join(lines) + b"\n")
 
 
-def _run_cli(tmp_path, cfg, e2e, *extra):
-    # the command starts its own temporary Prefect server, as a user's does
+def _env(own_server: bool) -> dict:
+    """The command's environment: with `own_server` it starts its temporary Prefect server, as a
+    user's does; else it runs against the session's server (PREFECT_API_URL), which saves a start."""
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     env.pop("PREFECT_API_URL", None)
+    return env if own_server else {**env, "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def _run_cli(tmp_path, cfg, e2e, *extra, own_server=False):
     return subprocess.run([sys.executable, "-m", "velibcast.flows.cli", *extra, "run", "--config", cfg,
-                           "--start", e2e.START, "--end", e2e.END], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+                           "--start", e2e.START, "--end", e2e.END], cwd=tmp_path, env=_env(own_server),
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_an_error_inside_the_flow_prints_its_line_without_a_traceback_unless_debug(tmp_path, storage,
@@ -42,7 +49,7 @@ def test_an_error_inside_the_flow_prints_its_line_without_a_traceback_unless_deb
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root, _bad_record)
     cfg = e2e.config(tmp_path, root, trained_model["model_uri"], snapshots={"on_bad_record": "fail"})
-    r = _run_cli(tmp_path, cfg, e2e)
+    r = _run_cli(tmp_path, cfg, e2e, own_server=True)
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
@@ -59,12 +66,9 @@ def test_a_product_runs_error_inside_the_flow_prints_its_line_without_a_tracebac
     root = str(tmp_path / "root")
     e2e.copy_snapshots(storage, root, _bad_record)
     cfg = e2e.config(tmp_path, root, trained_model["model_uri"], snapshots={"on_bad_record": "fail"})
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
-    env.pop("PREFECT_API_URL", None)
     r = subprocess.run([sys.executable, "-m", "velibcast.flows.cli", "run", "--config", cfg, "--product", "nowcast",
-                        "--as-of", "2022-05-26T07:10Z"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=600)
+                        "--as-of", "2022-05-26T07:10Z"], cwd=tmp_path, env=_env(own_server=False),
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and 'File "' not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
