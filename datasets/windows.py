@@ -215,7 +215,10 @@ def build_state_grid(
     policy: ValidationPolicy | None = None,
     report: SkipReport | None = None,
     source: SnapshotSource | None = None,
+    states_root: str | None = None,
 ) -> StateGrid:
+    """The grid of `hours` from every record read (with states_root: by the windows' rule, the hours
+    the stored states settle read from them)."""
     policy = policy or ValidationPolicy()
     report = report if report is not None else SkipReport()
     lo, hi = snapshot_span(hours, max_staleness)
@@ -223,7 +226,11 @@ def build_state_grid(
     if source is None:
         tracker = QualityTracker()
         source = SnapshotSource(storage, snapshots_root, lo, hi, policy, report, [tracker])
-    grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness, source.registry)
+    if states_root is not None:
+        states = states_of_hours(source, hours, max_staleness, PartitionCache(storage, states_root))
+        grid = grid_from_states(states, source.registry.codes, max_staleness)
+    else:
+        grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness, source.registry)
     if tracker is not None:
         grid.quality = tracker.to_dict()
     return grid
@@ -477,6 +484,27 @@ def batches_from_grid(
         )
 
 
+def states_of_hours(source: SnapshotSource, hours: list[datetime], max_staleness: timedelta,
+                    stored: PartitionCache | None) -> HourStates:
+    """The states of `hours` by the rule of max_staleness: those the stored states settle for this
+    source's listing, the others folded from the raw captures (read through `source`)."""
+    rule = StateRule.for_staleness(max_staleness)
+    states = HourStates(hours, rule)
+    settled = (read_stored_states(stored, states, source.registry, source.refs, max_staleness)
+               if stored is not None else np.zeros(len(hours), dtype=bool))
+    open_hours = ~settled
+    if open_hours.any():
+        pos = np.flatnonzero(open_hours)
+        lo, hi = rule.capture_span(hours[pos[0]], hours[pos[-1]])
+
+        def wanted(ref: SnapshotRef) -> bool:  # the captures that may hold a state of an open hour
+            return bool(open_hours[rule.hours_of(int(ref.capture_ts.timestamp()), states.hours_s)].any())
+
+        for cols in source.between(lo, hi, wanted):
+            fold_snapshot(states, cols, only=open_hours)
+    return states
+
+
 # ---------------------------------------------------------------- streaming over a range
 def iter_state_grids(
     storage: st.Storage,
@@ -524,25 +552,10 @@ def iter_state_grids(
 
     source = SnapshotSource(storage, snapshots_root, *snapshot_range(origins, max_staleness, lookahead_hours),
                             policy, report, observers, as_of)
-    rule = StateRule.for_staleness(max_staleness)
     stored = PartitionCache(storage, states_root) if states_root is not None else None
 
     def chunk_states(hours: list[datetime]) -> HourStates:
-        """The states of `hours`: those the stored states settle, the others folded from raw captures."""
-        states = HourStates(hours, rule)
-        settled = (read_stored_states(stored, states, source.registry, source.refs, max_staleness)
-                   if stored is not None else np.zeros(len(hours), dtype=bool))
-        open_hours = ~settled
-        if open_hours.any():
-            pos = np.flatnonzero(open_hours)
-            lo, hi = rule.capture_span(hours[pos[0]], hours[pos[-1]])
-
-            def wanted(ref: SnapshotRef) -> bool:  # the captures that may hold a state of an open hour
-                return bool(open_hours[rule.hours_of(int(ref.capture_ts.timestamp()), states.hours_s)].any())
-
-            for cols in source.between(lo, hi, wanted):
-                fold_snapshot(states, cols, only=open_hours)
-        return states
+        return states_of_hours(source, hours, max_staleness, stored)
 
     first: HourStates | None = None  # the states the sizing built, used again when the first chunk is that one origin
     k = 0

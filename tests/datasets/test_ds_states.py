@@ -23,10 +23,11 @@ from tests.datasets.test_ds_windows import assembled, inputs_as_bytes, naive_win
 from tests.helpers import REPO
 from velibcast import storage as st
 from velibcast.datasets import ingest as ing
+from velibcast.datasets.report import SkipReport
 from velibcast.datasets.snapshots import list_snapshots, write_snapshot
 from velibcast.datasets.states import LATE_CAPTURE_HOURS, TABLE_RULE, HourStates, StationRegistry, hours_of_date
 from velibcast.datasets.synthetic import generate_store
-from velibcast.datasets.windows import origins_for_range, origins_for_run_date
+from velibcast.datasets.windows import build_state_grid, origins_for_range, origins_for_run_date
 from velibcast.timeutil import UTC, parse_key_time
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS
 
@@ -348,3 +349,21 @@ def test_history_reads_the_same_states_whatever_is_ingested_and_nothing_after_as
     store_cut_at(real_store, cut, as_of)
     assert history(full, as_of=as_of) == history(none, snaps=cut)
     assert history(full, as_of=as_of) != stored
+
+
+def test_a_scoring_grid_reads_the_settled_hours_from_the_states_and_gets_the_grid_of_the_raw_captures(
+        real_store, storage, tmp_path):
+    hours = origins_for_range(utc("2022-05-25T04:00Z"), utc("2022-05-26T04:00Z"))
+    ingested, empty = str(tmp_path / "store"), str(tmp_path / "none")
+    ing.ingest(storage, real_store, ingested, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
+    a, b = SkipReport(), SkipReport()
+    stored = build_state_grid(storage, real_store, hours, report=a, states_root=ingested)
+    raw = build_state_grid(storage, real_store, hours, report=b, states_root=empty)
+    assert stored.station_codes == raw.station_codes and len(raw.station_codes) > 1300
+    for name in ("present", "usable", "installed", "renting"):
+        assert np.array_equal(getattr(stored, name), getattr(raw, name)), name
+    for name in ("capacity", "lat", "lon"):  # a cell without a state holds no value to compare
+        assert np.array_equal(getattr(stored, name)[raw.present], getattr(raw, name)[raw.present]), name
+    assert np.array_equal(stored.bikes, raw.bikes, equal_nan=True)
+    # only the captures that may hold a state of the 26th's hours, not ingested, are read
+    assert 0 < stored.quality["snapshots"] < raw.quality["snapshots"]
