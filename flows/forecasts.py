@@ -27,7 +27,7 @@ from velibcast.datasets.records import output_lines, parse_output_line
 from velibcast.errors import DataError
 from velibcast.flows.products import Product
 from velibcast.timeutil import PARIS, iso_minute
-from velibcast.transform_code.velib_features import MAX_HORIZON, OUTPUT_QUANTITIES, PROBABILITIES
+from velibcast.transform_code.velib_features import BIKES, FALLBACKS, MAX_HORIZON, OUTPUT_QUANTITIES, PROBABILITIES
 
 PART_NAME = "part-0.parquet"
 MANIFESTS_KEY = b"velibcast.manifests"  # Parquet key-value metadata: {run_id: manifest} of the rows' runs
@@ -47,13 +47,15 @@ SCHEMA = pa.schema([
     pa.field("p_full", pa.float32(), nullable=False),
     pa.field("capacity", pa.int32(), nullable=False),
     pa.field("unknown_station", pa.bool_(), nullable=False),
-    pa.field("fallback", pa.string(), nullable=False),   # "" when the model served the row, else the fallback's name
+    pa.field("fallback", pa.string(), nullable=False),   # "" when the model served the row, else the fallback's name (FALLBACKS)
     pa.field("product", pa.string(), nullable=False),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
 ])
-# The model's OUTPUT_QUANTITIES as they are named in the table.
-VALUE_COLUMNS = dict(zip(OUTPUT_QUANTITIES, ("bikes_pred", "bikes_p10", "bikes_p50", "bikes_p90", "p_empty", "p_full")))
+# The model's OUTPUT_QUANTITIES as they are named in the table (`fallback` is decoded to its name).
+VALUE_COLUMNS = dict(zip(OUTPUT_QUANTITIES, ("bikes_pred", "bikes_p10", "bikes_p50", "bikes_p90", "p_empty", "p_full",
+                                             "fallback")))
+FALLBACK_CODES = ", ".join(f"{code} ({name or 'the model'})" for code, name in enumerate(FALLBACKS))
 
 
 @dataclass(frozen=True)
@@ -84,18 +86,21 @@ def check_prediction_values(values: np.ndarray, capacity: np.ndarray) -> tuple[i
     values are possible, else (the first bad record's position, what is wrong with it).
 
     values: (records, MAX_HORIZON, OUTPUT_QUANTITIES) as parsed; capacity: (records,). Bikes are
-    whole numbers in [0, capacity], probabilities in [0, 1], and p10 <= p50 <= p90. A value of a
-    big station's line landing on a small station (lines out of order) breaks the first rule.
+    whole numbers in [0, capacity], probabilities in [0, 1], p10 <= p50 <= p90, and the fallback one of
+    the codes of FALLBACKS. A value of a big station's line landing on a small station (lines out of
+    order) breaks the first rule.
     """
     q = {name: values[:, :, i] for i, name in enumerate(OUTPUT_QUANTITIES)}
     cap = capacity.astype(np.float64)[:, None]
     problems = []
-    for name in OUTPUT_QUANTITIES:
+    for name in BIKES:
         v = q[name]
-        if name in PROBABILITIES:
-            problems.append((~((v >= 0) & (v <= 1)), f"{name} outside [0, 1]"))
-        else:
-            problems.append((~((v >= 0) & (v <= cap) & (v == np.round(v))), f"{name} not a whole number in [0, capacity]"))
+        problems.append((~((v >= 0) & (v <= cap) & (v == np.round(v))), f"{name} not a whole number in [0, capacity]"))
+    for name in PROBABILITIES:
+        v = q[name]
+        problems.append((~((v >= 0) & (v <= 1)), f"{name} outside [0, 1]"))
+    code = q["fallback"]
+    problems.append((~np.isin(code, np.arange(len(FALLBACKS))), f"fallback code not one of {FALLBACK_CODES}"))
     problems.append(((q["bikes_p10"] > q["bikes_p50"]) | (q["bikes_p50"] > q["bikes_p90"]), "quantiles out of order"))
     for bad, what in problems:  # NaN fails every comparison, so it is caught as out of range
         rows = np.flatnonzero(bad.any(axis=1))
@@ -161,12 +166,16 @@ def join_index(index: pa.Table, outputs: list[tuple[str, bytes]], fmt: str, mode
             "horizon_h": pa.array(hours.astype(np.int8)),
             "target_ts": pc.add(origin, pa.array(hours * HOUR_US, pa.duration("us"))),
             "capacity": sent.column("capacity"), "unknown_station": sent.column("unknown_station"),
-            "fallback": pa.repeat(pa.scalar(""), n * per), "product": pa.repeat(pa.scalar(product.name), n * per),
+            "product": pa.repeat(pa.scalar(product.name), n * per),
             "model_version": pa.repeat(pa.scalar(model_version), n * per), "run_id": pa.repeat(pa.scalar(run_id), n * per)}
     for k, name in enumerate(OUTPUT_QUANTITIES):
         column = VALUE_COLUMNS[name]
-        cols[column] = pa.array(kept[:, k], SCHEMA.field(column).type) if name in PROBABILITIES else \
-            pa.array(kept[:, k].astype(np.int32))
+        if name in PROBABILITIES:
+            cols[column] = pa.array(kept[:, k], SCHEMA.field(column).type)
+        elif name in BIKES:
+            cols[column] = pa.array(kept[:, k].astype(np.int32))
+        else:  # the fallback's code, checked above, by its name
+            cols[column] = pa.array(np.asarray(FALLBACKS, dtype=object)[kept[:, k].astype(np.int64)], pa.string())
     table = pa.table([cols[f.name] for f in SCHEMA], schema=SCHEMA)
     return sort_rows(table)
 

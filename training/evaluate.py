@@ -109,7 +109,7 @@ def references(train_x: np.ndarray, x: np.ndarray) -> dict:
 def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines: dict[str, np.ndarray],
           refs: dict | None, name: str = "model") -> dict:
     """Per horizon: n (observed targets), mae of the model and each baseline; with `quantities`
-    (n, H, 6) also pinball per quantile, coverage of [p10, p90], Brier of the events with their
+    (n, H, len(OUTPUT_QUANTITIES)) also pinball per quantile, coverage of [p10, p90], Brier of the events with their
     references, and reliability counts (RELIABILITY_BINS bins of predicted probability)."""
     y = np.asarray(y, dtype=np.float64)
     seen = np.isfinite(y)

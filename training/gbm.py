@@ -110,10 +110,12 @@ def own_value_left_out(train: Samples, rows: np.ndarray, horizon: np.ndarray,
 
 
 def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
-            rounds: int | None = None) -> tuple[dict, dict, dict]:
+            rounds: int | None = None, max_rows: int | None = None) -> tuple[dict, dict, dict]:
     """Returns (config, JSON artifacts: trees and profiles, fit info). One ensemble per group of
-    GBM_HORIZON_GROUPS; one progress line every GBM_PROGRESS_EVERY rounds."""
+    GBM_HORIZON_GROUPS, each on at most `max_rows` (None: GBM_MAX_ROWS) drawn rows; one progress
+    line every GBM_PROGRESS_EVERY rounds."""
     rounds = rounds or C.GBM_ROUNDS
+    max_rows = max_rows or C.GBM_MAX_ROWS
     import lightgbm as lgb  # lazy: lightgbm only when fitting (the shipped trees are read with NumPy)
 
     if len(train) == 0:
@@ -126,7 +128,7 @@ def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
     log: dict[str, dict[int, float]] = {}
     n_rows = 0
     for first, last in C.GBM_HORIZON_GROUPS:
-        rows, horizon = training_pairs(train, first, last, C.GBM_MAX_ROWS, rng)
+        rows, horizon = training_pairs(train, first, last, max_rows, rng)
         x = train.x[rows].astype(np.float64)
         cap = np.maximum(x[:, F.COL["capacity"]], 1.0)
         change = (train.y[rows, horizon - 1] - x[:, F.HISTORY_LEN - 1]) / cap
@@ -155,4 +157,13 @@ def fit_gbm(train: Samples, seed: int, progress: Callable[[str], None] = print,
     info = {"rounds": rounds, "params": params, "train_l1_by_round": log, "samples": len(train),
             "rows": n_rows, "non_working_samples": int(non_working.sum()),
             "seconds": round(time.monotonic() - t0, 1)}
-    return config, {velib_gbm.TREES: {"ensembles": ensembles}, velib_profile.FILE: velib_profile.build(train.x)}, info
+    return config, {velib_gbm.TREES: {"ensembles": ensembles}, velib_profile.FILE: velib_profile.build(train.x),
+                    velib_profile.EVENTS_FILE: velib_profile.build_events(train.x)}, info
+
+
+def forecaster(config: dict, artifacts: dict, n_stations: int) -> velib_gbm.GbmForecaster:
+    """The served forecaster of fit_gbm's config and artifacts, as model_fn loads it."""
+    return velib_gbm.GbmForecaster(
+        dict(config, n_stations=n_stations), artifacts[velib_gbm.TREES],
+        velib_profile.Profiles(artifacts[velib_profile.FILE], n_stations),
+        {name: velib_profile.Profiles(spec, n_stations) for name, spec in artifacts[velib_profile.EVENTS_FILE].items()})

@@ -2,8 +2,9 @@
 
 Layout (what SageMaker extracts to /opt/ml/model):
     trees.json profiles.json   gbm: the boosted trees as arrays (velib_gbm.py evaluates them with NumPy)
-                               and the station profiles
-    distribution.json          the residual levels of the predictive distribution
+    event_profiles.json        and the station profiles of occupancy, and of being empty or full
+    distribution.json          the residual levels of the predictive distribution, its served quantile
+                               levels and event weights
     config.json station_mappings.json metadata.json
     code/inference.py code/requirements.txt code/velib_*.py
 The archive is byte-reproducible: sorted entries, fixed mtimes and owners, gzip mtime 0.

@@ -86,12 +86,14 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
     x[:, F.COL[F.NON_WORKING]] = np.tile(np.repeat([0, 1], 24), n_stations)
     x[:, F.COL["hour"]] = np.tile(np.arange(24), 2 * n_stations)
     profiles = velib_profile.build(x, rng.random(len(x)))
+    events = {name: velib_profile.build(x, rng.random(len(x)) < 0.2) for name in velib_profile.EVENTS}
     n_pairs = 24 * 9 * 400
     pred, horizon = rng.uniform(0, 30, n_pairs), rng.integers(1, F.MAX_HORIZON + 1, n_pairs)
     actual = np.clip(np.round(pred + rng.normal(0, 1 + horizon / 4)), 0, 30)
-    dist = velib_distribution.calibrate(pred, actual, np.full(n_pairs, 30.0), horizon)
+    dist = velib_distribution.calibrate(pred, actual, np.full(n_pairs, 30.0), horizon, rng.random((n_pairs, 2)) < 0.2)
     return _archive(gbm_config(False), {velib_gbm.TREES: trees, velib_profile.FILE: profiles,
-                                        velib_distribution.FILE: dist}, n_stations, f"untrained-{seed}")
+                                        velib_profile.EVENTS_FILE: events, velib_distribution.FILE: dist},
+                    n_stations, f"untrained-{seed}")
 
 
 def gbm_archive(n_stations: int = 20, seed: int = 0, rounds: int = 8) -> bytes:

@@ -2,8 +2,11 @@
 
 Family (`velibcast train --family`): `gbm`, LightGBM on engineered features exported as JSON
 trees (training/gbm.py). The predictive distribution around its forecasts is calibrated on
-the span's latest origins, held out of the fit (velib_distribution): residuals of origins the
-trees never saw, as serving will meet, and nothing after the span.
+the span's latest origins, held out of a first, lighter fit (velib_distribution): residuals of
+origins its trees never saw, as serving will meet, and nothing after the span. The model served
+is then fitted on the whole span: the latest days are the ones most like tomorrow, and leaving
+them out of the served trees and profiles cost the nowcast much of its gain at T+1 h
+(rolling-origin backtest).
 
 Repeatable: every random draw comes from `seed`. Every block of boosting rounds prints a
 progress line with the elapsed time.
@@ -25,13 +28,17 @@ from velibcast.errors import ConfigError
 from velibcast.timeutil import UTC, iso_minute, iso_second
 from velibcast.training import package, registry
 from velibcast.training.backtest import rolling_origin
-from velibcast.training.gbm import fit_gbm, gbm_params
+from velibcast.training.gbm import fit_gbm, forecaster, gbm_params
 from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples
-from velibcast.transform_code import velib_distribution, velib_profile
+from velibcast.transform_code import inference, velib_distribution
 from velibcast.transform_code import velib_features as F
-from velibcast.transform_code.velib_gbm import TREES, GbmForecaster
+from velibcast.transform_code.velib_gbm import GbmForecaster
 
 Progress = Callable[[str], None]
+# The calibration's fit takes these shares of the served fit's rounds and rows: its residuals only
+# need to be those of a model like the served one, and the two fits must stay within a minute of CPU.
+CALIBRATION_FIT_ROUNDS = 0.67
+CALIBRATION_FIT_ROWS = 0.5
 
 
 @dataclass
@@ -40,14 +47,17 @@ class Fitted:
     family: str
     config: dict
     predict: Callable[[np.ndarray], np.ndarray]  # rows -> bikes (n, MAX_HORIZON), unrounded
+    fallback: Callable[[np.ndarray], np.ndarray]  # rows -> FALLBACKS code of each horizon (n, MAX_HORIZON)
+    climatology: Callable[[np.ndarray], np.ndarray]  # rows -> frequency of empty, full at each target (n, H, 2)
     distribution: velib_distribution.Distribution
     info: dict
     artifacts: dict  # the JSON files of model.tar.gz besides config, mappings and metadata
     train_config: dict
 
     def quantities(self, x: np.ndarray) -> np.ndarray:
-        """The OUTPUT_QUANTITIES (n, MAX_HORIZON, 6) as the handlers serve them."""
-        return self.distribution.quantities(self.predict(x), x[:, F.COL["capacity"]])
+        """The OUTPUT_QUANTITIES (n, MAX_HORIZON, len(OUTPUT_QUANTITIES)) as the handlers serve them."""
+        return inference.LoadedModel(self.predict, self.fallback, self.climatology, self.distribution,
+                                     self.config["n_stations"], None, self.config["architecture"]).quantities(x)
 
 
 def calibration_split(samples: Samples) -> tuple[Samples, Samples]:
@@ -60,18 +70,19 @@ def calibration_split(samples: Samples) -> tuple[Samples, Samples]:
     return samples.targets_before(int(start)), samples.take(samples.origin >= start)
 
 
-def calibrate(predict: Callable[[np.ndarray], np.ndarray], held_out: Samples, seed: int) -> dict:
-    """distribution.json from the residuals of up to TRAIN_CALIBRATION_ORIGINS held-out origins."""
+def calibrate(model: GbmForecaster, held_out: Samples, seed: int) -> dict:
+    """distribution.json from the residuals of up to TRAIN_CALIBRATION_ORIGINS held-out origins, with the
+    events' outcomes against the model's climatology of them."""
     rng = np.random.default_rng(seed)
     pick = np.arange(len(held_out))
     if len(pick) > C.TRAIN_CALIBRATION_ORIGINS:
         pick = np.sort(rng.choice(len(pick), C.TRAIN_CALIBRATION_ORIGINS, replace=False))
     x, y = held_out.x[pick].astype(np.float64), held_out.y[pick].astype(np.float64)
-    pred = predict(x)
-    cap = np.broadcast_to(np.maximum(x[:, F.COL["capacity"]], 1.0)[:, None], y.shape)
+    pred = model.predict(x)
+    cap = np.broadcast_to(x[:, F.COL["capacity"]][:, None], y.shape)
     horizon = np.broadcast_to(np.arange(1, F.MAX_HORIZON + 1)[None, :], y.shape)
     seen = np.isfinite(y)
-    return velib_distribution.calibrate(pred[seen], y[seen], cap[seen], horizon[seen])
+    return velib_distribution.calibrate(pred[seen], y[seen], cap[seen], horizon[seen], model.climatology(x)[seen])
 
 
 def fit_family(family: str, samples: Samples, n_stations: int, seed: int, progress: Progress = print,
@@ -79,19 +90,25 @@ def fit_family(family: str, samples: Samples, n_stations: int, seed: int, progre
     """`rounds`: boosting rounds, None for GBM_ROUNDS (tests fit a few)."""
     if family not in C.TRAIN_FAMILIES:
         raise ConfigError(f"model family {family!r}: use one of {', '.join(C.TRAIN_FAMILIES)}")
+    rounds = rounds or C.GBM_ROUNDS
     fit_part, held_out = calibration_split(samples)
-    config, artifacts, info = fit_gbm(fit_part, seed, progress, rounds)
+    progress(f"fit for the calibration on {len(fit_part)} origins")
+    spec = calibrate(forecaster(*fit_gbm(fit_part, seed, progress, max(1, int(rounds * CALIBRATION_FIT_ROUNDS)),
+                                          int(C.GBM_MAX_ROWS * CALIBRATION_FIT_ROWS))[:2], n_stations),
+                     held_out, seed)
+    progress(f"calibrated the distribution on {min(len(held_out), C.TRAIN_CALIBRATION_ORIGINS)} held-out origins; "
+             f"fit on the whole span ({len(samples)} origins)")
+    config, artifacts, info = fit_gbm(samples, seed, progress, rounds)
     config["n_stations"] = n_stations
-    forecaster = GbmForecaster(config, artifacts[TREES], velib_profile.Profiles(artifacts[velib_profile.FILE],
-                                                                                n_stations))
-    spec = calibrate(forecaster.predict, held_out, seed)
+    served = forecaster(config, artifacts, n_stations)
     info["calibration"] = {"fit_origins": len(fit_part), "held_out_origins": len(held_out),
                            "first_held_out_origin": _iso(samples.hours[int(held_out.origin.min())])}
-    progress(f"calibrated the distribution on {min(len(held_out), C.TRAIN_CALIBRATION_ORIGINS)} held-out origins")
-    return Fitted("gbm", config, forecaster.predict, velib_distribution.Distribution(spec), info,
+    return Fitted("gbm", config, served.predict, served.fallback, served.climatology,
+                  velib_distribution.Distribution(spec), info,
                   {**artifacts, velib_distribution.FILE: spec},
                   dict(gbm_params(seed), rounds=C.GBM_ROUNDS, max_rows=C.GBM_MAX_ROWS, target="change_over_capacity",
-                       loss="l1_capacity_weighted", calibration_fraction=C.TRAIN_CALIBRATION_FRACTION))
+                       loss="l1_capacity_weighted", calibration_fraction=C.TRAIN_CALIBRATION_FRACTION,
+                       calibration_fit_rounds=CALIBRATION_FIT_ROUNDS, calibration_fit_rows=CALIBRATION_FIT_ROWS))
 
 
 def train_on_samples(samples: Samples, mapping: dict[str, int], storage: st.Storage, out_root: str,

@@ -38,12 +38,16 @@ FORWARD_BLOCK_ROWS = 512
 
 class LoadedModel:
     """`predict(x)`: float rows in FEATURE_COLUMNS order -> bikes (n, MAX_HORIZON), unrounded;
-    `quantities(x)` -> the OUTPUT_QUANTITIES (n, MAX_HORIZON, 6) as served."""
+    `fallback(x)` -> the FALLBACKS code of what serves each horizon (n, MAX_HORIZON);
+    `climatology(x)` -> the station's frequency of empty and full at each target (n, MAX_HORIZON, 2);
+    `quantities(x)` -> the OUTPUT_QUANTITIES (n, MAX_HORIZON, len(OUTPUT_QUANTITIES)) as served."""
 
-    __slots__ = ("predict", "distribution", "n_stations", "version", "architecture")
+    __slots__ = ("predict", "fallback", "climatology", "distribution", "n_stations", "version", "architecture")
 
-    def __init__(self, predict, distribution, n_stations, version, architecture):
+    def __init__(self, predict, fallback, climatology, distribution, n_stations, version, architecture):
         self.predict = predict
+        self.fallback = fallback
+        self.climatology = climatology
         self.distribution = distribution
         self.n_stations = n_stations
         self.version = version
@@ -51,14 +55,14 @@ class LoadedModel:
 
     def quantities(self, x):
         cap = x[:, F.COL["capacity"]]
-        return np.concatenate([self.distribution.quantities(self.predict(x[i : i + FORWARD_BLOCK_ROWS]),
-                                                            cap[i : i + FORWARD_BLOCK_ROWS])
-                               for i in range(0, len(x), FORWARD_BLOCK_ROWS)])
+        blocks = [slice(i, i + FORWARD_BLOCK_ROWS) for i in range(0, len(x), FORWARD_BLOCK_ROWS)]
+        return np.concatenate([self.distribution.quantities(self.predict(x[b]), cap[b], self.fallback(x[b]),
+                                                            self.climatology(x[b])) for b in blocks])
 
 
 def model_fn(model_dir):
     config = _read_json(model_dir, CONFIG)
-    problem = F.contract_problem(config.get("feature_columns"))
+    problem = F.contract_problem(config.get("feature_columns"), config.get("output_columns"))
     if problem:
         raise ModelLoadError(f"{os.path.join(model_dir, CONFIG)}: {problem}")
     mappings = _read_json(model_dir, MAPPINGS)
@@ -81,7 +85,7 @@ def model_fn(model_dir):
         distribution = velib_distribution.load(model_dir)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{model_dir}: cannot load the {arch} model ({e}); repackage the model") from None
-    return LoadedModel(forecaster.predict, distribution, n_stations, version, arch)
+    return LoadedModel(forecaster.predict, forecaster.fallback, forecaster.climatology, distribution, n_stations, version, arch)
 
 
 def model_warmup_fn(model_dir, model):

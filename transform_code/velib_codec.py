@@ -124,7 +124,7 @@ def check_station_index(batch, n_stations):
 
 
 def encode(quantities, unknown, batch, accept):
-    """quantities (n, MAX_HORIZON, 6) as served (velib_distribution): CSV lines of the OUTPUT_COLUMNS values;
+    """quantities (n, MAX_HORIZON, len(OUTPUT_QUANTITIES)) as served: CSV lines of the OUTPUT_COLUMNS values;
     JSON forms: objects keyed by OUTPUT_COLUMNS, with `unknown_station` (and `record_id` when the input had one)."""
     rt = response_type(accept, batch.content_type)
     rows = _values(quantities)

@@ -13,8 +13,22 @@ did not empty it, and p_empty and p_full came out far from the frequencies (back
 outcome: its quantiles are bikes_p10/p50/p90, its share at or below 0.5 bike is p_empty, at or
 above capacity - 0.5 is p_full.
 
+Counts are whole numbers, and a rounded level includes its own value: the served 10th and 90th
+percentiles of the levels held the outcome between them more than 8 times in 10 (86 % at 1-3 h in
+the backtest, the narrow short-horizon intervals most). So calibration also picks, per horizon,
+the level whose served value has about 1 outcome in 10 below it (bikes_p10) and above it
+(bikes_p90), on the same held-out pairs; bikes_p50 stays the middle level.
+
+p_empty and p_full read off the levels know the forecast's occupancy bin, not the station: far
+ahead, a station that is empty most mornings is a better guide than its bin. Where the family
+gives the station's climatology of the events at the target (velib_profile.EVENTS), each
+probability is a blend, per horizon, of the levels' and the climatology's, weighted to minimise
+the Brier score on the held-out pairs ("event_weights": the levels' weight, in [0, 1]).
+
 distribution.json: {"occupancy_edges": [inner bin edges of forecast / capacity],
-"levels": LEVELS, "residuals": [horizon][bin][LEVELS residual quantiles, ascending]}.
+"levels": LEVELS, "residuals": [horizon][bin][LEVELS residual quantiles, ascending],
+"quantile_levels": {"bikes_p10" | "bikes_p50" | "bikes_p90": [horizon] index into the levels},
+"event_weights": {"p_empty" | "p_full": [horizon] weight of the levels' probability}}.
 """
 
 import json
@@ -33,12 +47,14 @@ FILE = "distribution.json"
 # Quantile levels k/100, k = 1..99: 0.10, 0.50 and 0.90 are levels themselves, and a probability
 # is resolved to about 1 %.
 LEVELS = 99
-QUANTILE_LEVELS = {"bikes_p10": 9, "bikes_p50": 49, "bikes_p90": 89}  # index into the levels
+QUANTILE_LEVELS = {"bikes_p10": 9, "bikes_p50": 49, "bikes_p90": 89}  # index into the levels, before calibration
+TAIL = 0.1  # the share of outcomes below bikes_p10, and above bikes_p90
 OCCUPANCY_EDGES = (0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95)
 # A cell with fewer held-out residuals takes its bin's, pooled over the horizons: 99 levels need a few
 # hundred, and where the forecast sits (near empty, near full) shapes them more than the horizon does.
 MIN_CELL = 300
 PROBABILITY_DECIMALS = 3
+EVENTS = F.PROBABILITIES  # p_empty, p_full: the events whose climatology a family may give
 
 
 def occupancy_bin(pred, cap):
@@ -52,11 +68,13 @@ def _room(point, cap, up):
     return np.maximum(np.where(up, cap - point, point), 1e-9)
 
 
-def calibrate(pred, actual, cap, horizon):
+def calibrate(pred, actual, cap, horizon, climatology=None):
     """The distribution.json spec from held-out pairs: forecast, actual, capacity and horizon
-    (1..MAX_HORIZON), flat arrays of one pair each."""
+    (1..MAX_HORIZON), flat arrays of one pair each, and the climatology of EVENTS at each pair's
+    target, (pairs, 2), when the family has one."""
     pred, actual, cap = (np.asarray(a, dtype=np.float64) for a in (pred, actual, cap))
     horizon = np.asarray(horizon)
+    happened = np.column_stack([actual <= 0, actual >= cap]).astype(np.float64)  # a 0-dock station is both
     cap = np.maximum(cap, 1.0)
     point = np.clip(pred, 0.0, cap)
     diff = np.clip(actual, 0.0, cap) - point  # bikes beyond capacity (overflow) count as a full station
@@ -71,11 +89,51 @@ def calibrate(pred, actual, cap, horizon):
         cells = [(horizon == h) & (b == k) for k in bins]
         table.append([[round(float(v), 5) for v in (np.quantile(r[c], q) if c.sum() >= MIN_CELL else pooled[k])]
                       for k, c in enumerate(cells)])
-    return {"occupancy_edges": list(OCCUPANCY_EDGES), "levels": LEVELS, "residuals": table}
+    levels = {name: [k] * F.MAX_HORIZON for name, k in QUANTILE_LEVELS.items()}
+    weights = {name: [1.0] * F.MAX_HORIZON for name in EVENTS}
+    for h in range(1, F.MAX_HORIZON + 1):
+        at = horizon == h
+        if at.sum() < MIN_CELL:
+            continue
+        outcome = _outcomes(np.asarray(table[h - 1])[b[at]], point[at], cap[at])
+        if climatology is not None:
+            own = _event_probabilities(outcome, cap[at])
+            for k, name in enumerate(EVENTS):
+                weights[name][h - 1] = _brier_weight(own[k], np.asarray(climatology)[at, k], happened[at, k])
+        served_levels = served(outcome, cap[at][:, None])
+        actual_h = np.clip(actual[at], 0.0, cap[at])[:, None]
+        below = (actual_h < served_levels).mean(axis=0)
+        above = (actual_h > served_levels).mean(axis=0)
+        middle = QUANTILE_LEVELS["bikes_p50"]
+        levels["bikes_p10"][h - 1] = int(np.argmin(np.abs(below[: middle + 1] - TAIL)))
+        levels["bikes_p90"][h - 1] = middle + int(np.argmin(np.abs(above[middle:] - TAIL)))
+    return {"occupancy_edges": list(OCCUPANCY_EDGES), "levels": LEVELS, "residuals": table,
+            "quantile_levels": levels, "event_weights": weights}
+
+
+def _brier_weight(own, climatology, happened):
+    """The weight w in [0, 1] of `own` in w * own + (1 - w) * climatology with the least Brier score."""
+    d = own - climatology
+    den = float((d * d).sum())
+    return 1.0 if den == 0 else round(float(np.clip((d * (happened - climatology)).sum() / den, 0.0, 1.0)), 4)
+
+
+def _event_probabilities(outcome, cap):
+    """(p_empty, p_full) of outcomes (..., LEVELS) placed around forecasts: the share of levels at or
+    below 0.5 bike, at or above capacity - 0.5 (cap broadcast against outcome's leading axes)."""
+    return (outcome <= 0.5).mean(axis=-1), (outcome >= cap[..., None] - 0.5).mean(axis=-1)
+
+
+def _outcomes(cells, point, cap):
+    """The outcomes the residual levels `cells` (..., LEVELS) place around forecasts `point` of stations of
+    capacity `cap` (both broadcast against cells' leading axes)."""
+    p = point[..., None]
+    return p + cells * _room(p, cap[..., None], cells >= 0)
 
 
 class Distribution:
-    """Point forecasts (n, MAX_HORIZON) -> the OUTPUT_QUANTITIES (n, MAX_HORIZON, 6), float64."""
+    """Point forecasts (n, MAX_HORIZON) and what served them -> the OUTPUT_QUANTITIES
+    (n, MAX_HORIZON, len(OUTPUT_QUANTITIES)), float64."""
 
     def __init__(self, spec):
         r = np.asarray(spec["residuals"], dtype=np.float64)
@@ -84,23 +142,44 @@ class Distribution:
                 or not np.isfinite(r).all() or (np.diff(r, axis=2) < 0).any()):
             raise ModelLoadError(f"{FILE}: not {shape} ascending residual levels on this code's occupancy bins; "
                                  "repackage the model")
+        picked = spec.get("quantile_levels") or {}
+        try:
+            k = np.array([picked[name] for name in QUANTILE_LEVELS], dtype=np.int64)
+        except (KeyError, TypeError, ValueError):
+            k = None
+        if k is None or k.shape != (len(QUANTILE_LEVELS), F.MAX_HORIZON) or (k < 0).any() or (k >= LEVELS).any() \
+                or (np.diff(k, axis=0) < 0).any():
+            raise ModelLoadError(f"{FILE}: quantile_levels are not {len(QUANTILE_LEVELS)} x {F.MAX_HORIZON} ordered "
+                                 f"indices into the {LEVELS} levels; repackage the model")
         self.residuals = r
+        self.levels = dict(zip(QUANTILE_LEVELS, k))
+        w = np.asarray([(spec.get("event_weights") or {}).get(name, [np.nan]) for name in EVENTS], dtype=np.float64)
+        if w.shape != (len(EVENTS), F.MAX_HORIZON) or not ((w >= 0) & (w <= 1)).all():
+            raise ModelLoadError(f"{FILE}: event_weights are not {len(EVENTS)} x {F.MAX_HORIZON} weights in [0, 1]; "
+                                 "repackage the model")
+        self.event_weights = w
 
-    def quantities(self, pred, cap):
+    def quantities(self, pred, cap, fallback=None, climatology=None):
+        """fallback: (n, MAX_HORIZON) velib_features.FALLBACKS codes of what made each forecast, passed
+        through; None when the family made them all. climatology: (n, MAX_HORIZON, 2) the station's
+        frequency of EVENTS at each target, blended in by event_weights; None when the family has none."""
         pred = np.asarray(pred, dtype=np.float64)
         cap = np.asarray(cap, dtype=np.float64)[:, None]
         scale = np.maximum(cap, 1.0)  # a 0-dock station is binned as a 1-dock one
         point = np.clip(pred, 0.0, cap)
         cells = self.residuals[np.arange(F.MAX_HORIZON)[None, :], occupancy_bin(point, scale)]  # (n, H, LEVELS)
-        p = point[:, :, None]
-        outcome = p + cells * _room(p, cap[:, :, None], cells >= 0)
+        outcome = _outcomes(cells, point, np.broadcast_to(cap, point.shape))
         out = np.empty((*pred.shape, len(F.OUTPUT_QUANTITIES)))
         out[:, :, 0] = served(point, cap)
-        for name, k in QUANTILE_LEVELS.items():
-            out[:, :, F.OUTPUT_QUANTITIES.index(name)] = served(outcome[:, :, k], cap)
-        out[:, :, F.OUTPUT_QUANTITIES.index("p_empty")] = np.round((outcome <= 0.5).mean(axis=2), PROBABILITY_DECIMALS)
-        out[:, :, F.OUTPUT_QUANTITIES.index("p_full")] = np.round((outcome >= cap[:, :, None] - 0.5).mean(axis=2),
-                                                                  PROBABILITY_DECIMALS)
+        horizons = np.arange(F.MAX_HORIZON)
+        for name, k in self.levels.items():
+            out[:, :, F.OUTPUT_QUANTITIES.index(name)] = served(outcome[:, horizons, k], cap)
+        own = _event_probabilities(outcome, np.broadcast_to(cap, point.shape))
+        for k, name in enumerate(EVENTS):
+            p = own[k] if climatology is None else \
+                self.event_weights[k] * own[k] + (1 - self.event_weights[k]) * climatology[:, :, k]
+            out[:, :, F.OUTPUT_QUANTITIES.index(name)] = np.round(np.clip(p, 0.0, 1.0), PROBABILITY_DECIMALS)
+        out[:, :, F.OUTPUT_QUANTITIES.index("fallback")] = F.MODEL if fallback is None else fallback
         return out
 
 

@@ -10,17 +10,20 @@ Contract versions (config.json `feature_contract` of a model; windows always sen
 - 3: `non_working_next_day` after `non_working_day` (the local day after the origin's), so a
   model forecasting up to 24 h ahead knows the calendar of every target hour; the output is a
   predictive distribution per horizon 1..MAX_HORIZON (OUTPUT_COLUMNS), not three point values.
+- 4: the same features; each horizon's output adds `fallback`, the code of what served it
+  (FALLBACKS), so a forecast the model did not make says so in the published row.
 
 Output of one record: for each horizon h = 1..MAX_HORIZON (horizon-major), the six
 OUTPUT_QUANTITIES: `bikes` (the point forecast, the rounded mean), `bikes_p10`, `bikes_p50`,
 `bikes_p90` (integers in [0, capacity], ordered), `p_empty` (probability of 0 bikes) and
-`p_full` (probability of 0 free docks), both in [0, 1].
+`p_full` (probability of 0 free docks), both in [0, 1], and `fallback`: 0 when the model
+served the horizon, else the code of the fallback that did (FALLBACKS).
 """
 
 import datetime as dt
 
 HISTORY_LEN = 24
-FEATURE_CONTRACT = 3
+FEATURE_CONTRACT = 4
 NON_WORKING = "non_working_day"
 NON_WORKING_NEXT = "non_working_next_day"
 TIME_FEATURES = ["hour", "day_of_week", NON_WORKING, NON_WORKING_NEXT]
@@ -31,8 +34,14 @@ LEGACY_COLUMNS = {"is_weekend": NON_WORKING}
 HISTORY_COLUMNS = [f"bikes_lag{HISTORY_LEN - 1 - i}" for i in range(HISTORY_LEN)]
 FEATURE_COLUMNS = HISTORY_COLUMNS + STATIC_FEATURES
 MAX_HORIZON = 24
-OUTPUT_QUANTITIES = ("bikes", "bikes_p10", "bikes_p50", "bikes_p90", "p_empty", "p_full")
-PROBABILITIES = ("p_empty", "p_full")  # in [0, 1]; the other quantities are bikes in [0, capacity]
+OUTPUT_QUANTITIES = ("bikes", "bikes_p10", "bikes_p50", "bikes_p90", "p_empty", "p_full", "fallback")
+PROBABILITIES = ("p_empty", "p_full")  # in [0, 1]
+BIKES = ("bikes", "bikes_p10", "bikes_p50", "bikes_p90")  # whole bikes in [0, capacity]
+# What served a horizon, by its `fallback` code: the published row's `fallback` column holds the name
+# ("" for the model itself). `persistence`: the count at the origin, served where the model has not
+# learnt the target's day type (a model trained without any non-working day, at a target on one).
+FALLBACKS = ("", "persistence")
+MODEL, PERSISTENCE = range(len(FALLBACKS))
 OUTPUT_COLUMNS = [f"{q}_h{h}" for h in range(1, MAX_HORIZON + 1) for q in OUTPUT_QUANTITIES]
 # Known stations are 1..N in station_mappings.json; 0 is kept for stations the model never saw.
 UNKNOWN_STATION_INDEX = 0
@@ -81,10 +90,15 @@ def time_features(local: dt.datetime) -> tuple[int, int, int, int]:
             int(is_non_working_day(day + dt.timedelta(days=1))))
 
 
-def contract_problem(feature_columns):
-    """None when a model's feature_columns are this code's; else what is wrong and the fix."""
+def contract_problem(feature_columns, output_columns=OUTPUT_COLUMNS):
+    """None when a model's feature_columns (and output_columns, from its config.json) are this
+    code's; else what is wrong and the fix."""
     if feature_columns == FEATURE_COLUMNS:
-        return None
+        if list(output_columns or []) == OUTPUT_COLUMNS:
+            return None
+        return (f"the model was packaged for other output columns ({len(output_columns or [])}, this code's "
+                f"contract {FEATURE_CONTRACT} has {len(OUTPUT_COLUMNS)}: each horizon's fallback code); "
+                "retrain it with `velibcast train`")
     legacy = [c for c in (feature_columns or []) if c in LEGACY_COLUMNS]
     if legacy:
         return (f"the model was trained on feature contract 1 ({', '.join(legacy)}: weekends only); this code "

@@ -18,7 +18,8 @@ and nothing is unpickled.
   the profile now, and the profile's change from now to the target. The station enters through its profile only, so an unknown station gets the
   network's profile and is otherwise served like a known one.
 - config["persistence_on_non_working_days"]: set when training saw no non-working day; a
-  target on one then gets persistence (weekday dynamics on a holiday lose to it).
+  target on one then gets persistence (weekday dynamics on a holiday lose to it), and
+  `fallback` says so (velib_features.FALLBACKS) for that record and horizon.
 
 trees.json: {"ensembles": [{"horizons": [first, last], "nodes": {feature, threshold, left,
 right, value}, "roots": [...], "depth": d}, ...]}, one per group, covering 1..MAX_HORIZON once.
@@ -41,7 +42,7 @@ except ImportError:  # code/ on sys.path, as in the SageMaker container
     from velib_errors import ModelLoadError
 
 TREES = "trees.json"
-FILES = (TREES, velib_profile.FILE)  # this family's parameters in model.tar.gz
+FILES = (TREES, velib_profile.FILE, velib_profile.EVENTS_FILE)  # this family's parameters in model.tar.gz
 ARCHITECTURE = "velib_gbm"
 LAGS = (1, 2, 3, 4, 5, 6, 8, 12, 18, 23)  # hours before t whose occupancy enters, minus the one at t
 DERIVED_FEATURES = (["horizon", "occupancy_lag0"] + [f"occupancy_lag{k}_minus_lag0" for k in LAGS]
@@ -122,7 +123,7 @@ class GbmForecaster:
 
     architecture = ARCHITECTURE
 
-    def __init__(self, config, trees, profiles):
+    def __init__(self, config, trees, profiles, events):
         if config.get("derived_features") != DERIVED_FEATURES:
             raise ModelLoadError("config.json derived_features differ from this code's; repackage the model")
         self.config = dict(config)
@@ -132,10 +133,18 @@ class GbmForecaster:
             raise ModelLoadError(f"{TREES}: the ensembles' horizons do not cover 1..{F.MAX_HORIZON} once each; "
                                  "repackage the model")
         self.profiles = profiles
+        self.events = events
         self.persist_non_working = bool(config.get("persistence_on_non_working_days", False))
 
+    def served_by(self, x, horizon):
+        """(n,) the velib_features.FALLBACKS code of what serves rows at their horizons."""
+        code = np.full(len(x), F.MODEL, dtype=np.int64)
+        if self.persist_non_working:
+            code[target_calendar(x, horizon)[1] == 1] = F.PERSISTENCE
+        return code
+
     def change(self, x, horizon):
-        """Predicted change over capacity of rows at their horizons (n,)."""
+        """Predicted change over capacity of rows at their horizons (n,); zero where persistence serves."""
         x = np.asarray(x, dtype=np.float64)
         out = np.empty(len(x))
         for ens in self.ensembles:
@@ -144,8 +153,7 @@ class GbmForecaster:
                 block = rows[i : i + BLOCK_ROWS]
                 xb, hb = x[block], horizon[block]
                 out[block] = ens.predict(derive(xb, hb, *profile_features(xb, hb, self.profiles)))
-        if self.persist_non_working:
-            out[target_calendar(x, horizon)[1] == 1] = 0.0
+        out[self.served_by(x, horizon) == F.PERSISTENCE] = 0.0
         return out
 
     def predict(self, x):
@@ -155,8 +163,27 @@ class GbmForecaster:
         cap = np.maximum(x[:, _CAP], 1.0)
         return x[:, F.HISTORY_LEN - 1 : F.HISTORY_LEN] + change * cap[:, None]
 
+    def climatology(self, x):
+        """(n, MAX_HORIZON, 2) the station's frequency of being empty, and full, at each target's local hour
+        and day type over the training span (velib_profile.EVENTS)."""
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty((len(x), F.MAX_HORIZON, len(velib_profile.EVENTS)))
+        station = x[:, F.COL["station_index"]]
+        for h in range(1, F.MAX_HORIZON + 1):
+            hour, day = target_calendar(x, h)
+            for k, name in enumerate(velib_profile.EVENTS):
+                out[:, h - 1, k] = self.events[name].lookup(station, day, hour)
+        return out
+
+    def fallback(self, x):
+        """(n, MAX_HORIZON) the FALLBACKS code of what serves each record's horizons."""
+        x = np.asarray(x, dtype=np.float64)
+        n, H = len(x), F.MAX_HORIZON
+        return self.served_by(np.repeat(x, H, axis=0), np.tile(np.arange(1, H + 1), n)).reshape(n, H)
+
 
 def load(model_dir, config):
     with open(os.path.join(model_dir, TREES), encoding="utf-8") as f:
         trees = json.load(f)
-    return GbmForecaster(config, trees, velib_profile.load(model_dir, int(config["n_stations"])))
+    n = int(config["n_stations"])
+    return GbmForecaster(config, trees, velib_profile.load(model_dir, n), velib_profile.load_events(model_dir, n))

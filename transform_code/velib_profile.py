@@ -9,6 +9,12 @@ pseudo-observations: a station seen on one Sunday is not a Sunday profile yet. R
 
 profiles.json: {"network": [2][24], "stations": {"<station_index>": [2][24]}}, day type
 0 = working, 1 = non-working.
+
+event_profiles.json: the same tables of how often the station was empty (0 bikes) and full
+(0 free docks) at the origins, {"p_empty": spec, "p_full": spec}: the station's climatology of
+the two events, which the predictive distribution's probabilities are blended with
+(velib_distribution): where a station's own habits say more than its forecast occupancy's
+bin does, far ahead most.
 """
 
 import json
@@ -24,6 +30,8 @@ except ImportError:  # code/ on sys.path, as in the SageMaker container
     from velib_errors import ModelLoadError
 
 FILE = "profiles.json"
+EVENTS_FILE = "event_profiles.json"
+EVENTS = ("p_empty", "p_full")
 HOURS = 24
 PRIOR_SAMPLES = 3.0
 
@@ -70,6 +78,20 @@ def build(x, values=None):
             "stations": {str(s): _rows(prof[s]) for s in seen.tolist() if s != F.UNKNOWN_STATION_INDEX}}
 
 
+def event_values(x):
+    """(n, 2) whether each FEATURE_COLUMNS row's station is empty, and full, at the origin, as 0/1 (a
+    0-dock station is both, as the scores count it)."""
+    x = np.asarray(x, dtype=np.float64)
+    now, cap = x[:, F.HISTORY_LEN - 1], x[:, F.COL["capacity"]]
+    return np.column_stack([now <= 0, now >= cap]).astype(np.float64)
+
+
+def build_events(x):
+    """The event_profiles.json spec from FEATURE_COLUMNS rows of the training span."""
+    v = event_values(x)
+    return {name: build(x, v[:, k]) for k, name in enumerate(EVENTS)}
+
+
 def _rows(flat):
     """(2 * HOURS,) -> [working day's hours, non-working day's hours], rounded for the JSON."""
     return [[round(float(v), 4) for v in flat[d * HOURS:(d + 1) * HOURS]] for d in range(2)]
@@ -97,3 +119,12 @@ class Profiles:
 def load(model_dir, n_stations):
     with open(os.path.join(model_dir, FILE), encoding="utf-8") as f:
         return Profiles(json.load(f), n_stations)
+
+
+def load_events(model_dir, n_stations):
+    """{"p_empty": Profiles, "p_full": Profiles} of a model directory."""
+    with open(os.path.join(model_dir, EVENTS_FILE), encoding="utf-8") as f:
+        spec = json.load(f)
+    if set(spec) != set(EVENTS):
+        raise ModelLoadError(f"{EVENTS_FILE}: holds {sorted(spec)}, not {list(EVENTS)}; repackage the model")
+    return {name: Profiles(spec[name], n_stations) for name in EVENTS}

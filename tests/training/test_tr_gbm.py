@@ -9,10 +9,16 @@ import pytest
 
 from velibcast import constants as C
 from velibcast.timeutil import UTC
-from velibcast.training.gbm import fit_gbm, gbm_params, own_value_left_out, training_pairs, trees_spec
+from velibcast.training.gbm import fit_gbm, forecaster, gbm_params, own_value_left_out, training_pairs, trees_spec
 from velibcast.training.samples import samples_from_grid, station_mapping
 from velibcast.training.synthetic import make_grid
-from velibcast.training.train import calibration_split, fit_family
+from velibcast.training.train import (
+    CALIBRATION_FIT_ROUNDS,
+    CALIBRATION_FIT_ROWS,
+    calibrate,
+    calibration_split,
+    fit_family,
+)
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code import velib_gbm, velib_profile
 from velibcast.transform_code.velib_errors import ModelLoadError
@@ -76,8 +82,7 @@ def test_fit_reports_progress_and_beats_persistence_on_an_unseen_day(samples, wo
     assert sum("round" in line for line in lines) == groups * (50 // C.GBM_PROGRESS_EVERY)
     assert lines[0].startswith("gbm T+1h: ") and lines[1].startswith("gbm T+1h round 25/50: train L1")
     assert lines[1].endswith("s elapsed")
-    model = velib_gbm.GbmForecaster(dict(config, n_stations=30), artifacts[velib_gbm.TREES],
-                                    velib_profile.Profiles(artifacts[velib_profile.FILE], 30))
+    model = forecaster(config, artifacts, 30)
     test = samples.take((samples.origin >= 24 * 3) & (samples.origin < 24 * 4))  # Thursday
     cap = test.x[:, F.COL["capacity"]][:, None]
     mae = np.nanmean(np.abs(np.clip(np.round(model.predict(test.x)), 0, cap) - test.y), axis=0)
@@ -88,8 +93,7 @@ def test_fit_reports_progress_and_beats_persistence_on_an_unseen_day(samples, wo
 def test_unseen_non_working_targets_get_persistence(working):
     config, artifacts, _ = fit_gbm(working, seed=1, rounds=5, **QUIET)
     assert config["persistence_on_non_working_days"], "the three days are working days"
-    model = velib_gbm.GbmForecaster(dict(config, n_stations=30), artifacts[velib_gbm.TREES],
-                                    velib_profile.Profiles(artifacts[velib_profile.FILE], 30))
+    model = forecaster(config, artifacts, 30)
     x = working.x[:50].astype(np.float64)
     x[:, F.COL["hour"]] = 20
     x[:, F.COL[F.NON_WORKING]], x[:, F.COL[F.NON_WORKING_NEXT]] = 0, 1
@@ -99,28 +103,30 @@ def test_unseen_non_working_targets_get_persistence(working):
     assert not np.array_equal(pred[:, :3], np.repeat(x[:, 23:24], 3, axis=1))
 
 
-def test_profiles_and_calibration_come_from_the_training_span_only(samples):
-    """Nothing after the fit part reaches the trees or the profiles; the distribution sees the
-    held-out part, which is inside the span: changing them changes nothing else."""
-    fitted = fit_family("gbm", samples, 30, 1, rounds=5, **QUIET)
+def test_the_served_model_learns_the_whole_span_and_its_distribution_residuals_the_fit_never_saw(samples):
+    """The served trees and profiles are fitted on every target of the span, the latest included; the
+    distribution is calibrated on the latest origins by a fit on the targets before them only."""
+    fitted = fit_family("gbm", samples, 30, 1, rounds=6, **QUIET)
+    _, whole, _ = fit_gbm(samples, seed=1, rounds=6, **QUIET)
+    assert fitted.artifacts[velib_gbm.TREES] == whole[velib_gbm.TREES]
+    assert fitted.artifacts[velib_profile.FILE] == velib_profile.build(samples.x)
+    assert fitted.artifacts[velib_profile.EVENTS_FILE] == velib_profile.build_events(samples.x)
     fit_part, held_out = calibration_split(samples)
-    assert fit_part.origin.max() < held_out.origin.min()
     rows, cols = np.nonzero(np.isfinite(fit_part.y))
     assert (fit_part.origin[rows] + cols + 1 < held_out.origin.min()).all(), "no fit target among held-out hours"
+    blind = fit_gbm(fit_part, seed=1, rounds=int(6 * CALIBRATION_FIT_ROUNDS),
+                    max_rows=int(C.GBM_MAX_ROWS * CALIBRATION_FIT_ROWS), **QUIET)
+    assert fitted.artifacts["distribution.json"] == calibrate(forecaster(*blind[:2], 30), held_out, 1)
     changed = samples.take(np.ones(len(samples), bool))
-    late = changed.origin >= held_out.origin.min()
-    changed.x[late, :24] = 0  # every held-out station empty
-    refit = fit_family("gbm", changed, 30, 1, rounds=5, **QUIET)
-    assert refit.artifacts[velib_profile.FILE] == fitted.artifacts[velib_profile.FILE]
-    assert refit.artifacts[velib_gbm.TREES] == fitted.artifacts[velib_gbm.TREES]
-    assert refit.artifacts["distribution.json"] != fitted.artifacts["distribution.json"]
+    changed.x[changed.origin >= held_out.origin.min(), :24] = 0  # every held-out station empty
+    assert fit_family("gbm", changed, 30, 1, rounds=6, **QUIET).artifacts["distribution.json"] != \
+        fitted.artifacts["distribution.json"]
 
 
 def test_a_model_with_other_derived_features_or_horizons_is_refused(working):
     config, artifacts, _ = fit_gbm(working, seed=1, rounds=2, **QUIET)
-    profiles = velib_profile.Profiles(artifacts[velib_profile.FILE], 30)
     trees = artifacts[velib_gbm.TREES]
     with pytest.raises(ModelLoadError, match="derived_features"):
-        velib_gbm.GbmForecaster(dict(config, derived_features=config["derived_features"][::-1]), trees, profiles)
+        forecaster(dict(config, derived_features=config["derived_features"][::-1]), artifacts, 30)
     with pytest.raises(ModelLoadError, match="horizons"):
-        velib_gbm.GbmForecaster(config, {"ensembles": trees["ensembles"][:1]}, profiles)
+        forecaster(config, dict(artifacts, **{velib_gbm.TREES: {"ensembles": trees["ensembles"][:1]}}), 30)

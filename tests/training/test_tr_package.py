@@ -35,7 +35,7 @@ def test_sagemaker_structure(trained):
     assert r["model_uri"].endswith(f"/models/{r['version']}/model.tar.gz")
     with open(r["model_uri"], "rb") as f:
         names = set(members(f.read()))
-    assert {"config.json", "trees.json", "profiles.json", "distribution.json", "station_mappings.json",
+    assert {"config.json", "trees.json", "profiles.json", "event_profiles.json", "distribution.json", "station_mappings.json",
             "metadata.json", "code/inference.py", "code/requirements.txt", "code/velib_features.py",
             "code/velib_gbm.py", "code/velib_profile.py", "code/velib_distribution.py"} <= names
     assert all("/" not in n or n.startswith("code/") for n in names)

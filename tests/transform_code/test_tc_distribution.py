@@ -27,7 +27,8 @@ def test_quantiles_ordered_in_range_probabilities_rounded_for_any_forecast():
     pred = np.column_stack([rng.uniform(-50, 250, (8, F.MAX_HORIZON - 2)),
                             np.full((8, 1), np.nan_to_num(np.inf)), np.full((8, 1), -1e9)])
     q = dist.quantities(pred, cap)
-    assert q.shape == (8, F.MAX_HORIZON, 6)
+    assert q.shape == (8, F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
+    assert (q[:, :, Q["fallback"]] == F.MODEL).all(), "no fallback named: the family made every forecast"
     bikes = q[:, :, [Q["bikes"], Q["bikes_p10"], Q["bikes_p50"], Q["bikes_p90"]]]
     assert (bikes >= 0).all() and (bikes <= cap[:, None, None]).all() and (bikes == np.round(bikes)).all()
     assert (q[:, :, Q["bikes_p10"]] <= q[:, :, Q["bikes_p50"]]).all()
@@ -49,6 +50,65 @@ def test_the_interval_covers_eighty_percent_of_outcomes_like_those_it_was_calibr
     assert abs(empty.mean() - (actual == 0).mean()) < 0.01, "p_empty is calibrated on average"
     full = q[rows, horizon - 1, Q["p_full"]]
     assert abs(full.mean() - (actual >= cap).mean()) < 0.01, "p_full is calibrated on average"
+
+
+def test_about_one_whole_count_in_ten_falls_below_p10_and_one_above_p90_at_every_horizon():
+    """Whole-bike outcomes: a rounded level includes its own value, so the nominal 10th and 90th levels
+    held more than 80 %; the calibrated levels leave about 10 % in each tail, the short horizons included."""
+    spec, _ = calibrated(scale=0.5, seed=0)
+    _, (pred, actual, cap, horizon) = calibrated(scale=0.5, seed=1)
+    q = D.Distribution(spec).quantities(np.repeat(pred[:, None], F.MAX_HORIZON, axis=1), cap)
+    rows = np.arange(len(pred))
+    below = actual < q[rows, horizon - 1, Q["bikes_p10"]]
+    above = actual > q[rows, horizon - 1, Q["bikes_p90"]]
+    for h in (1, 2, 3, F.MAX_HORIZON):
+        at = horizon == h
+        assert abs(below[at].mean() - D.TAIL) < 0.04 and abs(above[at].mean() - D.TAIL) < 0.04, (h, below[at].mean(),
+                                                                                                above[at].mean())
+    nominal = dict(spec, quantile_levels={name: [k] * F.MAX_HORIZON for name, k in D.QUANTILE_LEVELS.items()})
+    wide = D.Distribution(nominal).quantities(np.repeat(pred[:, None], F.MAX_HORIZON, axis=1), cap)
+    short = horizon == 1
+    lo, hi = wide[rows, horizon - 1, Q["bikes_p10"]], wide[rows, horizon - 1, Q["bikes_p90"]]
+    assert ((actual >= lo) & (actual <= hi))[short].mean() > 0.85, "the nominal levels over-cover whole counts"
+
+
+def test_a_distribution_without_ordered_quantile_levels_is_refused():
+    spec, _ = calibrated()
+    for levels in (None, {"bikes_p10": [50] * F.MAX_HORIZON, "bikes_p50": [49] * F.MAX_HORIZON,
+                          "bikes_p90": [89] * F.MAX_HORIZON}):
+        with pytest.raises(ModelLoadError, match="quantile_levels"):
+            D.Distribution(dict(spec, quantile_levels=levels))
+
+
+def stations_with_habits(seed, n=60_000):
+    """Pairs whose stations empty by habit: half of them are found empty 60 % of the time whatever the
+    forecast said (their climatology 0.6), the others almost never (0.02)."""
+    rng = np.random.default_rng(seed)
+    cap = rng.integers(10, 60, n).astype(float)
+    pred = rng.uniform(0.2, 1, n) * cap
+    horizon = rng.integers(1, F.MAX_HORIZON + 1, n)
+    habit = np.where(rng.random(n) < 0.5, 0.6, 0.02)
+    actual = np.clip(np.round(pred + rng.normal(0, 2 * np.sqrt(horizon))), 0, cap)
+    actual[rng.random(n) < habit] = 0
+    climatology = np.column_stack([habit, np.full(n, 0.05)])
+    return pred, actual, cap, horizon, climatology
+
+
+def test_a_stations_habit_of_emptying_sharpens_p_empty_beyond_its_forecasts_bin_and_its_habit_alone():
+    spec = D.calibrate(*stations_with_habits(0))
+    pred, actual, cap, horizon, climatology = stations_with_habits(1)
+    rows = np.arange(len(pred))
+    dist = D.Distribution(spec)
+    preds = np.repeat(pred[:, None], F.MAX_HORIZON, axis=1)
+    clim = np.repeat(climatology[:, None, :], F.MAX_HORIZON, axis=1)
+    blended = dist.quantities(preds, cap, climatology=clim)[rows, horizon - 1, Q["p_empty"]]
+    levels_only = dist.quantities(preds, cap)[rows, horizon - 1, Q["p_empty"]]
+    empty = (actual == 0).astype(float)
+    brier = {name: float(((p - empty) ** 2).mean()) for name, p in
+             (("blend", blended), ("levels", levels_only), ("habit", climatology[:, 0]))}
+    assert brier["blend"] < min(brier["levels"], brier["habit"]), brier
+    w = np.asarray(spec["event_weights"]["p_empty"])
+    assert ((w >= 0) & (w < 1)).all(), ("the habit takes weight at every horizon", w)
 
 
 def test_errors_grow_with_the_horizon():

@@ -322,7 +322,7 @@ def test_model_fn_refuses_a_contract_1_model_naming_both_contracts(model_dir, tm
     cfg = json.loads((old / "config.json").read_text())
     cfg["feature_columns"] = [c if c != "non_working_day" else "is_weekend" for c in cfg["feature_columns"]]
     (old / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 3 .non_working_day.*Retrain"):
+    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 4 .non_working_day.*Retrain"):
         inference.model_fn(str(old))
 
 
@@ -365,3 +365,44 @@ def test_csv_read_by_numpy_or_field_by_field_gives_the_same_records(features, to
         raise ValueError("field by field")
     monkeypatch.setattr(velib_codec.np, "loadtxt", refuse)
     assert np.array_equal(fast, velib_codec._parse_csv(text))
+
+
+def test_model_fn_refuses_a_model_packaged_for_outputs_without_the_fallback_code(model_dir, tmp_path):
+    import shutil
+
+    from velibcast.transform_code.velib_errors import ModelLoadError
+
+    old = tmp_path / "m"
+    shutil.copytree(model_dir, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["output_columns"] = [c for c in cfg["output_columns"] if not c.startswith("fallback_")]  # contract 3's
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=rf"other output columns \({len(cfg['output_columns'])}, this code's "
+                                             rf"contract {F.FEATURE_CONTRACT} has {_N_OUT}.*retrain"):
+        inference.model_fn(str(old))
+
+
+def test_each_horizon_names_what_served_it_persistence_where_training_saw_no_such_day(model_dir, tmp_path,
+                                                                                      features, to_csv):
+    """A model trained without any non-working day serves persistence at targets on one, and says so
+    per record and horizon; a target on a working day is the model's (code 0)."""
+    import shutil
+
+    no_holiday = tmp_path / "m"
+    shutil.copytree(model_dir, no_holiday)
+    cfg = json.loads((no_holiday / "config.json").read_text())
+    (no_holiday / "config.json").write_text(json.dumps(dict(cfg, persistence_on_non_working_days=True)))
+    model = inference.model_fn(str(no_holiday))
+    feats = features(30, seed=5)
+    for f in feats:  # 21:00 on a working day before a holiday: T+1, T+2 h on it, T+3 h on from midnight
+        f.update(hour=21, non_working_day=0, non_working_next_day=1)
+    rows = np.array(csv_rows(run(model, to_csv(feats).encode(), "text/csv")[0]), dtype=np.float64)
+    q = rows.reshape(len(feats), F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
+    code = q[:, :, F.OUTPUT_QUANTITIES.index("fallback")]
+    assert (code[:, :2] == F.MODEL).all() and (code[:, 2:] == F.PERSISTENCE).all()
+    assert F.FALLBACKS[F.PERSISTENCE] == "persistence" and F.FALLBACKS[F.MODEL] == ""
+    now = np.array([f["history"][-1] for f in feats], dtype=np.float64)
+    np.testing.assert_array_equal(q[:, 2:, F.OUTPUT_QUANTITIES.index("bikes")], np.repeat(now[:, None], 22, axis=1))
+    assert (q[:, :2, F.OUTPUT_QUANTITIES.index("bikes")] != now[:, None]).any(), "the (random) trees move the rest"
+    plain = np.array(csv_rows(run(inference.model_fn(str(model_dir)), to_csv(feats).encode(), "text/csv")[0]))
+    assert (plain.reshape(q.shape)[:, :, F.OUTPUT_QUANTITIES.index("fallback")] == F.MODEL).all()

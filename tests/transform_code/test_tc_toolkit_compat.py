@@ -107,7 +107,8 @@ def family_dir(request, model_dir, tmp_path_factory):
 
     d = extract(gbm_archive(20, seed=3), tmp_path_factory.mktemp("gbm-model"))
     assert {p.name for p in d.iterdir() if p.suffix == ".json"} == {
-        "config.json", "station_mappings.json", "metadata.json", "trees.json", "profiles.json", "distribution.json"}
+        "config.json", "station_mappings.json", "metadata.json", "trees.json", "profiles.json", "event_profiles.json",
+        "distribution.json"}
     return d
 
 
