@@ -68,9 +68,10 @@ TABLE_RULE = StateRule()  # the stored dataset's: the default max_staleness
 class HourStates:
     """The chosen record of each station (row: a StationRegistry id) at each hour (column).
 
-    Records are folded in by `add`; their fields stay in the blocks they came in, and the
-    chosen one's position is kept per cell, so a fold costs a comparison per record and hour
-    whatever the number of fields. `column` gathers a field for every cell.
+    Records are folded in by `add_capture` (a capture's, for the hours the rule lets it reach) and
+    `add_states` (stored rows, each for its own hour); their fields stay in the blocks they came
+    in, and the chosen one's position is kept per cell, so a fold costs a comparison per record
+    and hour whatever the number of fields. `column` gathers a field for every cell.
     """
 
     def __init__(self, hours: list[datetime], rule: StateRule):
