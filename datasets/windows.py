@@ -562,7 +562,9 @@ def iter_state_grids(
     while k < len(origins):
         size = chunk_hours
         if grid_cells_max is not None:
-            if k == 0:
+            if k == 0 and stored is None:  # the stations of the first origin's captures
+                source.between(*snapshot_span(grid_hours(origins[:1]), max_staleness))
+            elif k == 0:  # and of its stored states
                 first = chunk_states(grid_hours(origins[:1]))
             n_st = len(source.registry.codes)
             fits = grid_cells_max // n_st - (HISTORY_LEN - 1) - lookahead_hours if n_st else 1
