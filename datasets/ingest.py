@@ -89,6 +89,7 @@ class Partition:
         self._file = pq.ParquetFile(io.BytesIO(data), read_dictionary=list(DICTIONARY_COLUMNS))
         ledger = json.loads((self._file.schema_arrow.metadata or {}).get(LEDGER_KEY, b"{}"))
         self.captures: dict[str, str] = ledger.get("captures", {})
+        self.findings: dict[str, dict[str, int]] = ledger.get("findings", {})
         self.rule: dict = ledger.get("rule", {})
         self._table: pa.Table | None = None
 
@@ -120,9 +121,11 @@ def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
 
 
 def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
-                    rule: StateRule = TABLE_RULE) -> str:
-    """A date's object: its rows (to_table) and its ledger, written whole."""
-    ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule)}
+                    rule: StateRule = TABLE_RULE, findings: dict[str, dict[str, int]] | None = None) -> str:
+    """A date's object: its rows (to_table) and its ledger, written whole. `findings`: what parsing
+    each capture counted (datasets.report reasons), for runs that read the states instead of it."""
+    ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule),
+              "findings": dict(sorted((findings or {}).items()))}
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
     with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False) as writer:
@@ -194,14 +197,24 @@ class _Parsed:
         self.storage, self.policy, self.result = storage, policy, result
         self.registry = StationRegistry()
         self.cache: dict[tuple[str, str], SnapshotColumns] = {}
+        self.findings: dict[str, dict[str, int]] = {}  # key -> what its parse counted (rejections, flags)
+        self.seen: set[tuple[str, str]] = set()  # every (uri, version) parsed
 
     def get(self, refs: list[SnapshotRef]) -> list[SnapshotColumns]:
         todo = [r for r in refs if (r.uri, r.version) not in self.cache]
         for ref, data, raw in fetch_many(self.storage, todo):
-            cols = parse_snapshot_columns(data, ref, self.policy, self.result.report, self.registry.index, raw)
+            found = SkipReport()
+            try:
+                cols = parse_snapshot_columns(data, ref, self.policy, found, self.registry.index, raw)
+            finally:
+                for reason, n in found.counts.items():
+                    self.result.report.add(reason, (found.examples.get(reason) or [ref.uri])[0], n=n)
+            if found.counts:
+                self.findings[snapshot_key(ref.uri)] = dict(found.counts)
             self.registry.assign(cols)
             compact(cols)
             self.cache[(ref.uri, ref.version)] = cols
+            self.seen.add((ref.uri, ref.version))
             self.result.captures_parsed += 1
         return [self.cache[(r.uri, r.version)] for r in refs]
 
@@ -245,7 +258,10 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
             result.rebuilt.append(d.isoformat())
         for cols in parsed.get(mine):
             fold_snapshot(states, cols)
-        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want)
+        findings = {k: v for k, v in (stored.findings if additions and stored is not None else {}).items()
+                    if k in want}
+        findings.update({k: v for k, v in parsed.findings.items() if k in want})
+        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want, findings=findings)
         result.written.append(d.isoformat())
     return result
 
@@ -267,11 +283,13 @@ class PartitionCache:
 
 
 def read_stored_states(partitions: PartitionCache, states: HourStates, registry: StationRegistry,
-                       refs: Iterable[SnapshotRef], max_staleness: timedelta) -> np.ndarray:
+                       refs: Iterable[SnapshotRef], max_staleness: timedelta,
+                       findings: dict[str, dict[str, int]] | None = None) -> np.ndarray:
     """Fold the stored states of `states.hours` into `states`; return a bool per hour: the hours
     now settled from the store. An hour is settled when the stored rule is the run's and its
     date's ledger holds exactly the captures `refs` (what the run lists, at or before its
-    as_of) that may hold a state of that hour, at the same versions."""
+    as_of) that may hold a state of that hour, at the same versions. `findings` receives what
+    parsing those captures counted (by capture key), for the reader's own report."""
     settled = np.zeros(len(states.hours), dtype=bool)
     rule = StateRule.for_staleness(max_staleness)
     if rule != TABLE_RULE:
@@ -292,6 +310,8 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
             have = {u: v for ts, u, v in ledger if ts is not None and lo <= ts <= hi}
             if need == have:
                 keep.append(j)
+                if findings is not None:  # what parsing the captures of a settled hour counted
+                    findings.update({k: stored.findings[k] for k in have if k in stored.findings})
         if not keep:
             continue
         seed(states, registry, stored.hours(set((states.hours_s[keep] * 1_000_000).tolist())), int(states.hours_s[0]))
@@ -311,6 +331,7 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
     partitions = PartitionCache(storage, root)
     parsed = _Parsed(storage, policy, IngestResult(report=report))
     tables: list[pa.Table] = []
+    findings: dict[str, dict[str, int]] = {}
     for d in dates_of(start, end):
         hours = [h for h in hours_of_date(d) if start <= h < end]
         if not hours:
@@ -319,7 +340,7 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
         lo, hi = TABLE_RULE.capture_span(hours[0], hours[-1])
         refs = list_snapshots(storage, snapshots_root, lo, hi, report, policy, as_of)
         max_staleness = timedelta(hours=C.MAX_STALENESS_HOURS)
-        open_hours = ~read_stored_states(partitions, states, parsed.registry, refs, max_staleness)
+        open_hours = ~read_stored_states(partitions, states, parsed.registry, refs, max_staleness, findings)
         if open_hours.any():
             parsed.drop_before(lo)
             wanted = [r for r in refs
@@ -327,4 +348,9 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
             for cols in parsed.get(wanted):
                 fold_snapshot(states, cols, only=open_hours)
         tables.append(to_table(states, parsed.registry.codes))
+    read_raw = {snapshot_key(uri) for uri, _ in parsed.seen}
+    for key, counts in sorted(findings.items()):
+        if key not in read_raw:
+            for reason, n in counts.items():
+                report.add(reason, key, "counted when the hourly states were ingested", n=n)
     return pa.concat_tables(tables).unify_dictionaries() if tables else BUILD_SCHEMA.empty_table()

@@ -36,6 +36,7 @@ from velibcast.datasets.snapshots import (
     fetch_many,
     list_snapshots,
     parse_snapshot_columns,
+    snapshot_key,
 )
 from velibcast.datasets.states import HourStates, StateRule, StationRegistry, compact, fold_snapshot
 from velibcast.timeutil import PARIS, UTC, iso_minute, iso_second
@@ -122,6 +123,8 @@ class SnapshotSource:
         self.observers = list(observers)
         self._cache: list[SnapshotColumns] = []  # in capture order
         self._parsed: set[str] = set()
+        # what the ingest's parse counted for captures whose hours were read from the stored states
+        self.stored_findings: dict[str, dict[str, int]] = {}
         self._sizes: deque[int] = deque(maxlen=C.PARTIAL_SNAPSHOT_NEIGHBOURS)
         self.snapshots_read = 0
         self.records_read = 0
@@ -147,6 +150,15 @@ class SnapshotSource:
         if todo and len(self._cache) > len(todo) and todo[0].capture_ts < self._cache[-len(todo) - 1].ref.capture_ts:
             self._cache.sort(key=lambda c: c.ref.capture_ts)
         return [c for c in self._cache if lo <= c.ref.capture_ts <= hi and (wanted is None or wanted(c.ref))]
+
+    def report_stored_findings(self) -> None:
+        """Count, once, what parsing counted for the captures read only through the stored states."""
+        parsed = {snapshot_key(u) for u in self._parsed}
+        for key, counts in sorted(self.stored_findings.items()):
+            if key not in parsed:
+                for reason, n in counts.items():
+                    self.report.add(reason, key, "counted when the hourly states were ingested", n=n)
+        self.stored_findings = {}
 
     def _check_partial(self, cols: SnapshotColumns) -> None:
         if not len(cols):
@@ -229,6 +241,7 @@ def build_state_grid(
     if states_root is not None:
         states = states_of_hours(source, hours, max_staleness, PartitionCache(storage, states_root))
         grid = grid_from_states(states, source.registry.codes, max_staleness)
+        source.report_stored_findings()
     else:
         grid = grid_from_snapshots(hours, source.between(lo, hi), max_staleness, source.registry)
     if tracker is not None:
@@ -490,7 +503,8 @@ def states_of_hours(source: SnapshotSource, hours: list[datetime], max_staleness
     source's listing, the others folded from the raw captures (read through `source`)."""
     rule = StateRule.for_staleness(max_staleness)
     states = HourStates(hours, rule)
-    settled = (read_stored_states(stored, states, source.registry, source.refs, max_staleness)
+    settled = (read_stored_states(stored, states, source.registry, source.refs, max_staleness,
+                                  source.stored_findings)
                if stored is not None else np.zeros(len(hours), dtype=bool))
     open_hours = ~settled
     if open_hours.any():
@@ -584,6 +598,7 @@ def iter_state_grids(
         # Dropped before the next chunk's snapshots are parsed and its grid built: two grids at
         # once were ~100 MB of the 100,000-station peak (bench/windows.py).
         del grid
+    source.report_stored_findings()
 
 
 def iter_window_batches(

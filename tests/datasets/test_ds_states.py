@@ -367,3 +367,23 @@ def test_a_scoring_grid_reads_the_settled_hours_from_the_states_and_gets_the_gri
     assert np.array_equal(stored.bikes, raw.bikes, equal_nan=True)
     # only the captures that may hold a state of the 26th's hours, not ingested, are read
     assert 0 < stored.quality["snapshots"] < raw.quality["snapshots"]
+
+
+def test_a_run_reading_the_states_counts_the_records_the_ingest_rejected(storage, tmp_path):
+    snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
+    t0 = utc("2022-05-24T00:00Z")
+    for k in range(30):
+        cap = t0 + k * H + timedelta(minutes=10)
+        bad = [rec("Z", bikes=-1, due=cap.isoformat())] if k in (3, 20) else []
+        write_snapshot(storage, snaps, cap, [rec("A", bikes=k % 10, due=cap.isoformat()), *bad])
+    ingested = ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    assert ingested.report.counts == {"negative_count": 2}
+    origins = [t0 + 22 * H, t0 + 23 * H]
+    _, raw, _ = assembled(storage, snaps, origins, out=str(tmp_path / "raw"))
+    _, stored, _ = assembled(storage, snaps, origins, out=str(tmp_path / "states"), states_root=root)
+    assert raw["report"]["counts"] == stored["report"]["counts"]
+    assert stored["report"]["counts"]["negative_count"] == 2
+    assert stored["summary"]["snapshots_read"] < raw["summary"]["snapshots_read"]
+    history = SkipReport()
+    ing.read_states(storage, root, snaps, t0, t0 + 24 * H, report=history)
+    assert history.counts == {"negative_count": 2}
