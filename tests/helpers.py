@@ -85,12 +85,13 @@ def read_accuracy(storage: st.Storage, root: str, run_date: date, product: str =
 def output_values(bikes_by_horizon: list[int], capacity: int, spread: int = 2) -> list[str]:
     """A model's output for one record (OUTPUT_COLUMNS, as text) whose point forecast at horizon h is
     bikes_by_horizon[h - 1] (the last value repeats beyond the list): P10/P90 `spread` bikes either
-    side (clamped), P50 the point, p_empty / p_full 1 when the point is at 0 / at capacity, else 0.05."""
+    side (clamped), P50 the point, p_empty / p_full 1 when the point is at 0 / at capacity, else 0.05,
+    fallback 0 (the model served it)."""
     out = []
     for h in range(MAX_HORIZON):
         b = bikes_by_horizon[min(h, len(bikes_by_horizon) - 1)]
         lo, hi = max(0, b - spread), min(capacity, b + spread)
-        out += [str(b), str(lo), str(b), str(hi), "1" if b == 0 else "0.05", "1" if b >= capacity else "0.05"]
+        out += [str(b), str(lo), str(b), str(hi), "1" if b == 0 else "0.05", "1" if b >= capacity else "0.05", "0"]
     return out
 
 
