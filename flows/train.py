@@ -33,7 +33,7 @@ def train(config: str = "configs/local.yaml", start: datetime | None = None, end
     # [start, end) like every range; train_model takes the last hour it may learn, the one before end.
     last_hour = end - timedelta(microseconds=1)
     info = train_model(storage, snapshots or cfg.snapshots_root, start, last_hour, out or cfg.root, seed=seed,
-                       family=family, backtest=backtest, progress=logger.info)
+                       family=family, backtest=backtest, progress=logger.info, states_root=cfg.root)
     if promote:
         try:
             pointer = registry.promote(storage, out or cfg.root, info["version"])

@@ -124,15 +124,17 @@ def _empty(hours: list[datetime]) -> Samples:
 
 
 def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime, report=None,
-                   chunk_hours: int = C.TRAIN_CHUNK_HOURS) -> tuple[Samples, dict[str, int]]:
+                   chunk_hours: int = C.TRAIN_CHUNK_HOURS,
+                   states_root: str | None = None) -> tuple[Samples, dict[str, int]]:
     """Samples of every origin whose history lies in the hours [start, end], chunk by chunk, with its
     targets in them; a target must be observed (datasets.observed), the others are NaN, counted in `report`.
 
     The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
     lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
     memory grows with the samples (32 float32 features + 24 targets, ~220 bytes each), not
-    with the snapshots. Returns the samples, with station indices from the mapping of every
-    station seen, and that mapping.
+    with the snapshots. With states_root (a store root holding states/, docs/states-dataset.md),
+    the hours its stored states settle are read from them instead of parsed: the same samples.
+    Returns the samples, with station indices from the mapping of every station seen, and that mapping.
     """
     report = report if report is not None else SkipReport()
     hour = timedelta(hours=1)
@@ -144,7 +146,7 @@ def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime,
     captures = capture_times(storage, snapshots_root, hours[0], hours[-1])
     for _chunk, grid in iter_state_grids(storage, snapshots_root, origins, report,
                                         timedelta(hours=C.MAX_STALENESS_HOURS), chunk_hours=chunk_hours,
-                                        lookahead_hours=H):
+                                        lookahead_hours=H, states_root=states_root):
         offset = int((grid.hours[0] - hours[0]) / hour)
         s = samples_from_grid(grid, {}, observed_hours(grid.hours, captures), report,
                               last_hour=len(hours) - 1 - offset)

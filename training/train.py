@@ -161,14 +161,15 @@ def train_on_grid(grid, storage: st.Storage, out_root: str, start: datetime, end
 
 def train_model(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime, out_root: str,
                 seed: int | None = None, family: str | None = None,
-                backtest: bool = True, progress: Progress = print) -> dict:
-    """Samples of [start, end] streamed from the snapshot store, then train_on_samples.
+                backtest: bool = True, progress: Progress = print, states_root: str | None = None) -> dict:
+    """Samples of [start, end] streamed from the snapshot store (the hours settled in the stored
+    states under states_root read from them: the same samples), then train_on_samples.
     Returns {version, model_uri, metrics}; the model is <out_root>/models/<version>/model.tar.gz."""
 
     start, end = _hour(start), _hour(end)
     report = SkipReport()
     t0 = time.monotonic()
-    samples, mapping = stream_samples(storage, snapshots_root, start, end, report)
+    samples, mapping = stream_samples(storage, snapshots_root, start, end, report, states_root=states_root)
     progress(f"read {len(samples)} samples of {len(mapping)} stations in {time.monotonic() - t0:.1f} s")
     if len(samples) == 0:
         raise ConfigError(f"{iso_minute(start)}..{iso_minute(end)} holds no origin with 24 h of history and "

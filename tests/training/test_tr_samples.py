@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO
-from velibcast.datasets import windows
+from velibcast.datasets import ingest, windows
 from velibcast.datasets.report import SkipReport
 from velibcast.storage import Storage
 from velibcast.timeutil import UTC
@@ -90,3 +90,21 @@ def test_streamed_samples_never_score_against_a_state_carried_forward():
     assert report.counts["target_not_observed"] > 0
     same = (s.y[:, :3] == s.x[:, 23:24]).mean(axis=0)
     assert (same < 0.9).all(), same
+
+
+def test_samples_read_from_ingested_states_equal_the_samples_of_the_raw_captures(tmp_path):
+    """A store whose first days are ingested (the last one is not: read raw) trains on exactly the
+    samples, targets and skip counts of the captures alone."""
+    storage, root = Storage(), str(tmp_path / "store")
+    for p in sorted((REPO / "sample_data" / "2025-09" / "velib" / "snapshots").glob("*.jsonl.gz")):
+        storage.write_bytes(f"{root}/velib/snapshots/{p.name}", p.read_bytes())
+    done = ingest.ingest(storage, root, root, datetime(2025, 9, 12, tzinfo=UTC), datetime(2025, 9, 14, tzinfo=UTC))
+    assert done.written == ["2025-09-12", "2025-09-13"]
+    span = (datetime(2025, 9, 12, 15, tzinfo=UTC), datetime(2025, 9, 14, 12, tzinfo=UTC))
+    raw_report, stored_report = SkipReport(), SkipReport()
+    raw, raw_map = stream_samples(storage, root, *span, raw_report)
+    stored, stored_map = stream_samples(storage, root, *span, stored_report, states_root=root)
+    assert len(raw) > 1000 and stored_map == raw_map
+    for name in ("x", "y", "origin", "station", "codes"):
+        np.testing.assert_array_equal(getattr(stored, name), getattr(raw, name), err_msg=name)
+    assert stored.hours == raw.hours and stored_report.counts == raw_report.counts
