@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import traceback
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost, prefect_api, prefect_logs
 from velibcast.flows.products import PRODUCTS
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import UTC, iso_minute
 from velibcast.training import cli as tr_cli
 
 
@@ -121,6 +121,11 @@ def _run_product(args, product: str) -> int:
     return 0
 
 
+def _when(t: datetime | None) -> str:
+    """A config time as the command line writes it (UTC, to the minute); unset reads as such."""
+    return "unset" if t is None else iso_minute(t.astimezone(UTC))
+
+
 def cmd_demo(args) -> int:
     """Seed the store from the repository's sample_data, train a model if none exists, issue the
     day-ahead forecast as of run.default_as_of, and score it against what happened that day."""
@@ -150,8 +155,8 @@ def cmd_demo(args) -> int:
             # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
             from velibcast.flows.train import train
 
-            m = cfg["model"]
-            print(f"training the default family on [{m['train_start']}, {m['train_end']}); the day-ahead forecast "
+            m = cfg.model
+            print(f"training the default family on [{_when(m.train_start)}, {_when(m.train_end)}); the day-ahead forecast "
                   f"below, as of {iso_minute(spec.as_of)}, forecasts hours after it, out of sample")
             info = train(config=args.config, backtest=False)  # the scored day below is its evidence
             print(f"model {info['version']}: {info['model_uri']}")
@@ -206,6 +211,41 @@ def cmd_score(args) -> int:
         raise ConfigError(f"{res['message']}; publish them first with `{run} --config {args.config}`"
                           + ("" if args.product == "evaluation" else f" (TIME on {args.run_date} in Paris)"))
     _print_score(res)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    """Bring the stored states of the UTC days asked up to the captures in the store, without Prefect's server."""
+    if args.start is not None and args.end is None:
+        raise ConfigError("--start needs --end ([start, end) of UTC hours); or give --end alone, or neither, "
+                          "for the --days-back days before it and its day")
+    if args.start is not None and args.days_back is not None:
+        raise ConfigError("--days-back counts the days before --end's day; with --start, [start, end) names the days")
+    if args.start is not None:
+        check_range(args.start, args.end)
+    cfg = _checked_config(args.config)
+    # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect and pyarrow load
+    from velibcast.datasets.ingest import dates_of, partition_uri
+    from velibcast.flows.ingest import DEFAULT_DAYS_BACK, ingest_range, run_ingest
+
+    days_back = DEFAULT_DAYS_BACK if args.days_back is None else args.days_back
+    start, end = (args.start, args.end) if args.start is not None else ingest_range(args.end, days_back)
+    storage = cfg.storage()
+    existed = {d.isoformat() for d in dates_of(start, end) if storage.exists(partition_uri(cfg.root, d))}
+    res = run_ingest(args.config, start, end)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for d in (d.isoformat() for d in dates_of(start, end)):
+        if d in res["written"]:
+            state = ("rebuilt from every capture" if d in res["rebuilt"] else "new captures added") if d in existed \
+                else "created"
+            print(f"{d}: {state}  {partition_uri(cfg.root, date.fromisoformat(d))}")
+        else:
+            print(f"{d}: {'unchanged' if d in res['unchanged'] else 'no captures'}")
+    skipped = res["report"]["counts"]
+    print(f"{len(res['written'])} dates written, {len(res['unchanged'])} unchanged; "
+          f"{res['captures_parsed']} captures parsed" + (f", skipped {json.dumps(skipped)}" if skipped else ""))
     return 0
 
 
@@ -307,6 +347,24 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--product", choices=list(PRODUCTS), default="evaluation",
                     help="which product's forecasts (default: evaluation)")
     sc.set_defaults(func=cmd_score)
+
+    ig = sub.add_parser("ingest", help="bring the hourly station states (docs/states-dataset.md) up to the captures "
+                        "in the store",
+                        description="Bring the hourly station states (<store.root>/states/date=D/part-0.parquet, "
+                        "docs/states-dataset.md) of whole UTC days up to the captures in the store: a date whose "
+                        "captures are all folded in already is left as is, new captures are folded in, a changed "
+                        "or removed capture has its dates rebuilt. By default the --days-back days before --end "
+                        "(default: now) and its day; or the days of [--start, --end). " + RANGE_CONVENTION)
+    _add_config(ig)
+    ig.add_argument("--start", type=utc_time, default=None, metavar="TIME",
+                    help="first hour, included (ISO time with zone); its UTC day is ingested whole; needs --end")
+    ig.add_argument("--end", type=utc_time, default=None, metavar="TIME",
+                    help="with --start: end of the hours, excluded; alone: the last day ingested (default: now)")
+    ig.add_argument("--days-back", type=int, default=None, metavar="N",
+                    help="without --start: also the N days before --end's day (default: the scheduled "
+                         "ingest-states flow's, 2: the days a capture taken now can reach, and the day before)")
+    ig.add_argument("--json", action="store_true", help="print the result as JSON instead of a line per date")
+    ig.set_defaults(func=cmd_ingest)
 
     for module in (ds_cli, tr_cli, bt_cli):
         module.register(sub)

@@ -60,6 +60,7 @@ def test_debug_is_taken_before_or_after_the_subcommands(argv):
 @pytest.mark.parametrize("where", ["after list", "before list"])
 def test_models_list_reads_the_store_of_the_config_typed_after_or_before_list(tmp_path, where):
     root = tmp_path / "a-store"
+    root.mkdir()  # an existing, empty store: what is asked is where --config is typed
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"store:\n  root: {root}\n")
     argv = ["models", "list", "--config", str(cfg)] if where == "after list" else ["models", "--config", str(cfg), "list"]
