@@ -401,7 +401,7 @@ def load_grid(storage: st.Storage, cfg, hours: list[datetime], as_of: datetime |
     """The hourly states of `hours` by the windows' rule, from captures taken at or before `as_of`."""
     report = SkipReport()
     policy = ValidationPolicy.from_config(cfg)
-    staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    staleness = timedelta(hours=cfg.windows.max_staleness_hours)
     lo, hi = snapshot_span(hours, staleness)
     source = SnapshotSource(storage, cfg.snapshots_root, lo, hi, policy, report, as_of=as_of)
     return build_state_grid(storage, cfg.snapshots_root, hours, staleness, policy, report, source), report
