@@ -15,12 +15,12 @@ DEPLOYMENTS = {d["name"]: d for d in DOC["deployments"]}
 def test_entrypoints_load_and_parameters_exist():
     for d in DEPLOYMENTS.values():
         flow = load_flow_from_entrypoint(d["entrypoint"], use_placeholder_flow=False)
-        assert flow.name == d["entrypoint"].rsplit(".", 1)[1]
+        assert flow.name == d["entrypoint"].rsplit(".", 1)[1].replace("_", "-")  # Prefect's default name
         assert set(d["parameters"]) <= set(flow.parameters.properties)
 
 
 def test_production_and_local_deployments_side_by_side():
-    for name in ("day-ahead", "nowcast", "evaluation", "backfill"):
+    for name in ("day-ahead", "nowcast", "evaluation", "backfill", "ingest-states"):
         assert DEPLOYMENTS[name]["parameters"]["config"] == "configs/aws.yaml"
         assert DEPLOYMENTS[f"{name}-local"]["parameters"]["config"] == "configs/local.yaml"
         assert DEPLOYMENTS[name]["entrypoint"] == DEPLOYMENTS[f"{name}-local"]["entrypoint"]
@@ -29,9 +29,12 @@ def test_production_and_local_deployments_side_by_side():
     assert {d["work_pool"]["name"] for d in DEPLOYMENTS.values()} == {"velibcast-process"}
 
 
-def test_day_ahead_runs_nightly_in_paris_and_nowcast_every_hour_but_paused_until_asked():
+def test_day_ahead_runs_nightly_in_paris_and_nowcast_and_ingest_every_hour_but_paused_until_asked():
     assert DEPLOYMENTS["day-ahead"]["schedules"] == [{"cron": "30 2 * * *", "timezone": "Europe/Paris", "active": False}]
     assert DEPLOYMENTS["nowcast"]["schedules"] == [{"cron": "7 * * * *", "timezone": "UTC", "active": False}]
+    # before the nowcast of the same hour (:07), so it reads the hours this ingest settled
+    assert DEPLOYMENTS["ingest-states"]["schedules"] == [{"cron": "3 * * * *", "timezone": "UTC", "active": False}]
+    assert DEPLOYMENTS["ingest-states"]["entrypoint"] == "velibcast.flows.ingest.ingest_states"
     for d in DEPLOYMENTS.values():
         assert all(s.get("active") is False for s in d.get("schedules", [])), d["name"]
 
