@@ -49,7 +49,7 @@ HOUR = timedelta(hours=1)
 
 # Why a forecast row has no score. Each row gets the first reason that applies.
 NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_HOURS after the target yet
-NO_ACTUAL = "no_actual"              # the station has no record at or before the target hour
+NO_ACTUAL = "no_actual"              # the station has no state at the target hour (datasets/states.py's rule)
 STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
 NOT_OBSERVED = "actual_not_observed"  # no capture near the target hour: a state carried forward (datasets.observed)
 NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
@@ -404,7 +404,9 @@ def load_grid(storage: st.Storage, cfg, hours: list[datetime], as_of: datetime |
     staleness = timedelta(hours=cfg.windows.max_staleness_hours)
     lo, hi = snapshot_span(hours, staleness)
     source = SnapshotSource(storage, cfg.snapshots_root, lo, hi, policy, report, as_of=as_of)
-    return build_state_grid(storage, cfg.snapshots_root, hours, staleness, policy, report, source), report
+    # the hours the stored states settle are read from them (docs/states-dataset.md), the others parsed
+    return build_state_grid(storage, cfg.snapshots_root, hours, staleness, policy, report, source,
+                            states_root=cfg.root), report
 
 
 def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = None,

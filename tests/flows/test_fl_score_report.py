@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import output_line, read_accuracy
 from velibcast import storage as st
 from velibcast.config import load_config
+from velibcast.datasets import ingest
 from velibcast.datasets.snapshots import write_snapshot
 from velibcast.datasets.windows import origins_for_run_date
 from velibcast.flows import forecasts, report_png, score
@@ -91,15 +92,28 @@ def expected_persistence_mae(h: int, codes=("A", "B", "E", "F", "U"), origins=OR
     return sum(errs) / len(errs)
 
 
+def test_scores_read_from_the_ingested_states_equal_the_scores_of_the_raw_captures(tmp_path, storage):
+    root = str(tmp_path / "store")
+    write_captures(storage, root, LAST_TARGET + timedelta(hours=3))
+    publish_night(storage, root)
+    raw = score.score_run(storage, cfg_for(root), RUN_DATE)
+    done = ingest.ingest(storage, root, root, FIRST - timedelta(days=1), LAST_TARGET + timedelta(days=1))
+    assert done.written and storage.exists(ingest.partition_uri(root, RUN_DATE))
+    stored = score.score_run(storage, cfg_for(root), RUN_DATE)
+    assert stored["by_horizon"] == raw["by_horizon"] and stored["scored_rows"] == raw["scored_rows"] > 0
+    assert stored["unscorable_by_reason"] == raw["unscorable_by_reason"]
+
+
 def test_score_gives_known_mae_pinball_coverage_and_brier_per_horizon(any_root, storage):
     write_captures(storage, any_root, LAST_TARGET + timedelta(hours=3))
     publish_night(storage, any_root)
     res = score.score_run(storage, cfg_for(any_root), RUN_DATE)
     assert res["status"] == score.SCORED, res
     assert res["forecast_rows"] == len(CODES) * 3 * N
-    # Z is never captured; C is stale at targets in its gap, and has no origin value for persistence there.
+    # Z is never captured; C is stale at targets in its gap, and has no origin value for persistence there,
+    # but the gap's fifth hour is past the states rule's lookback (docs/states-dataset.md): no actual.
     reasons = res["unscorable_by_reason"]
-    assert reasons[score.NO_ACTUAL] == 3 * N
+    assert reasons[score.NO_ACTUAL] == 3 * N + 3
     assert reasons[score.STALE_ACTUAL] > 0 and reasons[score.NO_ORIGIN_VALUE] > 0
     assert res["scored_rows"] + res["unscorable_rows"] == res["forecast_rows"]
 
