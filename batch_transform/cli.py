@@ -20,7 +20,6 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from velibcast import storage as st
 from velibcast.batch_transform import server
 from velibcast.batch_transform.dataplane import DataPlaneSettings
 from velibcast.batch_transform.errors import ResourceNotFound
@@ -180,9 +179,7 @@ def _on_local_job(runtime, name: str, call):
 
 def cmd_list(args) -> int:
     runtime = _local_runtime(args)
-    names = [i.uri.rsplit("/", 1)[1][: -len(".json")]
-             for i in runtime.storage.list(st.join(runtime.state_root, "transform-jobs") + "/") if i.uri.endswith(".json")]
-    jobs = [runtime.describe_transform_job(n) for n in names]
+    jobs = runtime.list_transform_jobs()
     jobs.sort(key=lambda d: d["CreationTime"], reverse=True)
     print(f"{len(jobs)} transform jobs under {runtime.state_root}/transform-jobs")
     for d in jobs:

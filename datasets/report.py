@@ -68,7 +68,7 @@ class ValidationPolicy:
     @classmethod
     def from_config(cls, cfg) -> ValidationPolicy:
         """The policy a config's `snapshots` section names (one place for every stage that reads snapshots)."""
-        return cls(on_bad_record=cfg["snapshots"]["on_bad_record"], on_bad_object=cfg["snapshots"]["on_bad_object"])
+        return cls(on_bad_record=cfg.snapshots.on_bad_record, on_bad_object=cfg.snapshots.on_bad_object)
 
     def __post_init__(self):
         for name in ("on_bad_record", "on_bad_object"):

@@ -60,9 +60,3 @@ def run_transform_job(backend, ctx, spec_for: Callable[[str], dict], model_name:
     return TransformRecord(job_spec=spec_for(d["TransformJobName"]), describe=d, backend=ctx.cfg.transform.backend,
                            input_digest=input_digest, model_digest=ctx.model_digest)
 
-
-def run_transform(backend, ctx, spec_for: Callable[[str], dict], model_name: str,
-                  input_digest: str) -> tuple[dict, dict]:
-    """The completed attempt's spec and describe dict, for callers not yet taking run_transform_job's record."""
-    record = run_transform_job(backend, ctx, spec_for, model_name, input_digest)
-    return record.job_spec, record.describe

@@ -149,7 +149,7 @@ def snapshots_digest(cfg: Config, storage: st.Storage, origins: list[datetime], 
 
 
 def _max_staleness(cfg: Config) -> timedelta:
-    return timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    return timedelta(hours=cfg.windows.max_staleness_hours)
 
 
 # ---------------------------------------------------------------- windows
@@ -161,7 +161,7 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
 
     t0 = datetime.now(UTC)
     policy = ValidationPolicy.from_config(ctx.cfg)
-    t = ctx.cfg["transform"]
+    t = ctx.cfg.transform
     input_prefix = ctx.path("transform", "input") + "/"
     # Recomputing: the old record goes first (a failure below leaves no record that describes
     # files this attempt overwrote), and so do the old shards (none is left behind to be sent).
@@ -170,11 +170,11 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         ctx.storage.delete(old.uri)
     # the one streaming window path (datasets/assemble.py): shards and the record index as it goes
     result = assemble_transform_inputs(
-        ctx.storage, ctx.cfg.snapshots_root, ctx.origins, input_prefix, fmt=t["format"],
+        ctx.storage, ctx.cfg.snapshots_root, ctx.origins, input_prefix, fmt=t.format,
         station_index=ctx.station_index,
         max_staleness=_max_staleness(ctx.cfg), policy=policy,
-        max_shard_bytes=int(t["max_shard_bytes"]),
-        shard_count=shard_count_for(t["instance_count"], t["max_concurrent_transforms"]),
+        max_shard_bytes=t.max_shard_bytes,
+        shard_count=shard_count_for(t.instance_count, t.max_concurrent_transforms),
         report_uri=ctx.path("windows", "assembly.json"), index_uri=ctx.path("windows", "index.parquet"),
         observers=[QualityTracker()], as_of=ctx.spec.as_of,
         # the hours the stored hourly states settle for this run are read from them, the rest raw
@@ -232,7 +232,7 @@ def check_coverage(ctx: RunContext, *, known_stations: int, windows_by_origin: d
     origin with windows for fewer than `run.min_station_coverage` of the network, the network
     being the larger of the stations the model knows and those seen in the snapshots read (so
     an empty store cannot shrink it to nothing, nor a model that knows few stations)."""
-    minimum = float(ctx.cfg["run"]["min_station_coverage"])
+    minimum = ctx.cfg.run.min_station_coverage
     network = max(known_stations, stations_seen)
     low = [(o, n) for o, n in sorted(windows_by_origin.items()) if n < minimum * network]
     if not low:
@@ -258,18 +258,18 @@ def _hhmm(iso: str) -> str:
 # ---------------------------------------------------------------- transform
 def server_spec(ctx: RunContext) -> dict:
     """The job spec's fields that shape its model servers, known before the windows are written."""
-    t = ctx.cfg["transform"]
+    t = ctx.cfg.transform
     return {
-        "MaxConcurrentTransforms": int(t["max_concurrent_transforms"]),
-        "MaxPayloadInMB": int(t["max_payload_mb"]),
-        "BatchStrategy": t["batch_strategy"],
-        "TransformResources": {"InstanceType": t["instance_type"], "InstanceCount": int(t["instance_count"])},
+        "MaxConcurrentTransforms": t.max_concurrent_transforms,
+        "MaxPayloadInMB": t.max_payload_mb,
+        "BatchStrategy": t.batch_strategy,
+        "TransformResources": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count},
     }
 
 
 def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str, model_name: str) -> dict:
     """The CreateTransformJob request; the same JSON goes to the local runtime and to SageMaker."""
-    t, s = ctx.cfg["transform"], server_spec(ctx)
+    t, s = ctx.cfg.transform, server_spec(ctx)
     return {
         "TransformJobName": job_name,
         "ModelName": model_name,
@@ -277,8 +277,8 @@ def job_spec_for(ctx: RunContext, layout: dict, input_prefix: str, job_name: str
         "MaxPayloadInMB": s["MaxPayloadInMB"],
         "BatchStrategy": s["BatchStrategy"],
         "ModelClientConfig": {
-            "InvocationsTimeoutInSeconds": int(t["invocations_timeout_s"]),
-            "InvocationsMaxRetries": int(t["invocations_max_retries"]),
+            "InvocationsTimeoutInSeconds": t.invocations_timeout_s,
+            "InvocationsMaxRetries": t.invocations_max_retries,
         },
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": st.as_uri(input_prefix)}},
@@ -321,10 +321,8 @@ def stage_transform(ctx: RunContext, windows: WindowsRecord, backend) -> Transfo
     model_name = model_name_for(ctx.model_version)
     spec_for = lambda job_name: job_spec_for(ctx, windows.layout, windows.input_prefix, job_name, model_name)
     # raises TransformJobFailed naming the cause
-    spec, describe = backends.run_transform(backend, ctx, spec_for, model_name, windows.input_digest)
-    return save_stage(ctx, "transform", TransformRecord(
-        job_spec=spec, describe=describe, backend=ctx.cfg["transform"]["backend"],
-        input_digest=windows.input_digest, model_digest=ctx.model_digest))
+    return save_stage(ctx, "transform", backends.run_transform_job(backend, ctx, spec_for, model_name,
+                                                                   windows.input_digest))
 
 
 # ---------------------------------------------------------------- join and publish
@@ -334,27 +332,25 @@ def read_index_table(ctx: RunContext) -> pa.Table:
 
 def stage_join(ctx: RunContext, transform: TransformRecord) -> tuple[pa.Table, JoinRecord]:
     index = read_index_table(ctx)
-    out_prefix = transform.job_spec["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
-    objects = [o.uri for o in ctx.storage.list(out_prefix) if o.uri.endswith(".out")]
+    objects = [o.uri for o in ctx.storage.list(transform.job.output_prefix) if o.uri.endswith(".out")]
     outputs = [(u, ctx.storage.read_bytes(u)) for u in objects]
-    table = forecasts.join_index(index, outputs, ctx.cfg["transform"]["format"], ctx.model_version, ctx.run_id,
+    table = forecasts.join_index(index, outputs, ctx.cfg.transform.format, ctx.model_version, ctx.run_id,
                                  ctx.product)
     return table, JoinRecord(records_sent=len(index.column("record_id").unique()), output_objects=len(objects),
                              predictions_joined=table.num_rows // len(ctx.product.horizons))
 
 
 def estimate_cost(ctx: RunContext, transform: TransformRecord, windows: WindowsRecord) -> dict:
-    d = transform.describe
-    seconds = billed_seconds(d)
-    res = transform.job_spec["TransformResources"]
+    seconds = billed_seconds(transform.describe)
+    job = transform.job
     n_in = len(windows.shards)
     return cost.estimate(
         cost.load_prices(ctx.cfg.pricing_path()),
-        instance_type=res["InstanceType"], instance_count=res["InstanceCount"], seconds=seconds,
+        instance_type=job.instance_type, instance_count=job.instance_count, seconds=seconds,
         # the job GETs each input and PUTs each output (one multipart upload per object, 3 requests);
         # the run itself PUTs inputs and the forecast partition and GETs outputs.
         s3_puts=n_in * 3 + n_in + 1, s3_gets=n_in * 2 + 1,
-        region=ctx.cfg["transform"]["sagemaker"]["region"], backend=ctx.cfg["transform"]["backend"],
+        region=ctx.cfg.transform.sagemaker.region, backend=transform.backend,
     )
 
 
@@ -367,7 +363,7 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
                    table: pa.Table, started_at: datetime) -> Manifest:
     """Everything the run records, checked, before anything is published: counts that add up,
     enough of the network covered, a price for the cost estimate, every field typed."""
-    d = transform.describe
+    job = transform.job
     skipped = windows.windows_skipped_by_reason
     counts = Counts(
         stations_seen=windows.stations_seen,
@@ -419,15 +415,15 @@ def build_manifest(ctx: RunContext, windows: WindowsRecord, transform: Transform
         transform_job={
             "backend": transform.backend,
             "spec": transform.job_spec,
-            "status": d["TransformJobStatus"],
+            "status": job.status,
             "input_digest": transform.input_digest,
-            "creation_time": d.get("CreationTime"),
-            "start_time": d.get("TransformStartTime"),
-            "end_time": d.get("TransformEndTime"),
+            "creation_time": job.creation_time,
+            "start_time": job.start_time,
+            "end_time": job.end_time,
         },
         timings_s={
             "windows": _seconds(windows.started_at, windows.finished_at),
-            "transform_billed": _seconds(d["TransformStartTime"], d["TransformEndTime"]),
+            "transform_billed": round(billed_seconds(transform.describe), 3),
             "total": (finished - started_at).total_seconds(),
         },
         cost_estimate=estimate_cost(ctx, transform, windows),

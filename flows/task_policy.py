@@ -27,4 +27,4 @@ RETRY_OPTS = dict(retries=C.STAGE_RETRIES, retry_delay_seconds=list(C.STAGE_RETR
 
 def timed(task, cfg, stage: str):
     """The task with the stage's timeout from the config (`run.timeouts_s.<stage>`)."""
-    return task.with_options(timeout_seconds=float(cfg["run"]["timeouts_s"][stage]))
+    return task.with_options(timeout_seconds=cfg.run.timeouts_s.seconds(stage))
