@@ -223,6 +223,6 @@ def describe(storage: st.Storage, root: str) -> list[dict]:
         meta = read_metadata(storage, model_uri(root, v))
         out.append({"version": v, "champion": bool(champ and champ["version"] == v),
                     "family": meta.get("family", meta.get("architecture")),
-                    "training_data": {k: meta.get("training_data", {}).get(k) for k in ("start", "end", "samples")},
+                    "training_data": {k: (meta.get("training_data") or {}).get(k) for k in ("start", "end", "samples")},
                     "backtest": summary_line(meta)})
     return out

@@ -135,3 +135,12 @@ def test_version_names_are_one_rule_for_training_and_promotion(storage, tmp_path
     with pytest.raises(ConfigError, match="is not a model version name"):
         package.write_model(storage, str(tmp_path), "../escape", untrained_archive(3))
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_model_never_trained_on_data_is_listed_without_a_training_span(storage, tmp_path):
+    root = str(tmp_path)
+    package.write_model(storage, root, "gbm-untrained", untrained_archive(3))  # its training_data is null
+    [row] = registry.describe(storage, root)
+    assert row["version"] == "gbm-untrained" and not row["champion"]
+    assert row["training_data"] == {"start": None, "end": None, "samples": None}
+    assert row["backtest"] is None
