@@ -357,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: now) and its day; or the days of [--start, --end). " + RANGE_CONVENTION)
     _add_config(ig)
     ig.add_argument("--start", type=utc_time, default=None, metavar="TIME",
-                    help="first hour, included (ISO time with zone); its UTC day is ingested whole; needs --end")
+                    help="first hour, included (ISO time with zone); needs --end; the UTC days of the hours in "
+                         "[start, end) are ingested whole")
     ig.add_argument("--end", type=utc_time, default=None, metavar="TIME",
-                    help="with --start: end of the hours, excluded; alone: the last day ingested (default: now)")
+                    help="with --start: end of the hours, excluded; alone: its UTC day is the last one ingested "
+                         "(default: now)")
     ig.add_argument("--days-back", type=int, default=None, metavar="N",
                     help="without --start: also the N days before --end's day (default: the scheduled "
                          "ingest-states flow's, 2: the days a capture taken now can reach, and the day before)")

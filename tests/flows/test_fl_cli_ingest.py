@@ -8,6 +8,7 @@ import yaml
 from tests.flows.test_fl_cli import user_error, velibcast
 from velibcast import storage as st
 from velibcast.datasets import ingest as ing
+from velibcast.flows.ingest import DEFAULT_DAYS_BACK
 
 
 def test_ingest_writes_each_dates_states_and_a_second_run_leaves_them_unchanged(e2e, tmp_path):
@@ -56,3 +57,8 @@ def test_ingest_refuses_a_start_without_end_and_days_back_with_start(tmp_path):
                          cwd=tmp_path), "--days-back")
     user_error(velibcast("ingest", "--start", "2022-05-27T00:00Z", "--end", "2022-05-26T00:00Z", cwd=tmp_path),
                "must be after --start")
+
+
+def test_ingest_help_gives_the_scheduled_flows_days_back(tmp_path):
+    r = velibcast("ingest", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and f"flow's, {DEFAULT_DAYS_BACK}:" in " ".join(r.stdout.split())
