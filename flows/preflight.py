@@ -10,11 +10,9 @@ reads. The flows check the model again in their first task, so a deployment run 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 from velibcast.batch_transform.spec import SpecError, validate_job_spec
-from velibcast.cli_types import utc_time
-from velibcast.config import Config, check_store_writable
+from velibcast.config import Config, check_store_exists, check_store_writable, missing_folder, missing_root
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import latest_origin, origins_for_range, origins_for_run_date
 from velibcast.errors import ConfigError
@@ -27,8 +25,7 @@ from velibcast.transform_code.velib_features import HISTORY_LEN
 
 def default_run_date(cfg: Config) -> date:
     """The Paris day a run without --run-date or a range forecasts: run.default_run_date, else yesterday."""
-    default = cfg["run"]["default_run_date"]
-    return date.fromisoformat(str(default)) if default else yesterday_in_paris()
+    return cfg.run.default_run_date or yesterday_in_paris()
 
 
 def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
@@ -38,9 +35,8 @@ def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
     p = product_named(product)
     if not p.as_of:
         raise ConfigError(f"the {p.name} product forecasts past days: give --run-date or --start/--end, not --as-of")
-    default = cfg["run"]["default_as_of"]
-    as_of = (as_of or (utc_time(str(default)) if default else datetime.now(UTC))).astimezone(UTC)
-    staleness = timedelta(hours=float(cfg["windows"]["max_staleness_hours"]))
+    as_of = (as_of or cfg.run.default_as_of or datetime.now(UTC)).astimezone(UTC)
+    staleness = timedelta(hours=cfg.windows.max_staleness_hours)
     origin = latest_origin(cfg.storage(), cfg.snapshots_root, as_of, staleness)
     if origin is None:
         raise ConfigError(
@@ -71,41 +67,20 @@ TRANSFORM_FIELDS = {
 def check_transform(cfg: Config) -> None:
     """The config's transform settings within CreateTransformJob's limits, checked on a stand-in job:
     the run's own job is validated only once its windows are written."""
-    t = cfg["transform"]
+    t = cfg.transform
     spec: dict = {"TransformJobName": "preflight", "ModelName": "preflight",
                   "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
                                                                      "S3Uri": "s3://preflight/input/"}}},
                   "TransformOutput": {"S3OutputPath": "s3://preflight/output/"}}
     for field, key in TRANSFORM_FIELDS.items():
         parent, _, name = field.rpartition(".")
-        (spec.setdefault(parent, {}) if parent else spec)[name] = t[key]
+        (spec.setdefault(parent, {}) if parent else spec)[name] = getattr(t, key)
     try:
         validate_job_spec(spec)
     except SpecError as e:
         key = TRANSFORM_FIELDS[e.field]
-        raise ConfigError(f"{cfg.source}: transform.{key}={t[key]!r}: the transform job's {e}; change it in "
+        raise ConfigError(f"{cfg.source}: transform.{key}={getattr(t, key)!r}: the transform job's {e}; change it in "
                           "the config") from None
-
-
-def _missing_folder(uri: str) -> Path | None:
-    """The local folder of `uri` if it does not exist (an S3 prefix always does)."""
-    folder = None if uri.startswith("s3://") else Path(uri.removeprefix("file://"))
-    return folder if folder is not None and not folder.is_dir() else None
-
-
-def missing_root(cfg: Config, key: str, folder: Path) -> ConfigError:
-    """A folder a command reads that does not exist: a mistyped root, or a command run from another
-    folder than the one holding ./data; not an empty store (which would read as "no champion model"
-    or "no snapshot")."""
-    return ConfigError(f"{cfg.source}: {key} {folder} does not exist (a relative root is read from the current "
-                       f"folder, {Path.cwd()}); run from the folder that holds it, set {key} to it, or seed it "
-                       "with `velibcast demo` or `velibcast snapshots import`")
-
-
-def check_store_exists(cfg: Config) -> None:
-    """The store root a command reads from (forecasts, the champion) exists."""
-    if folder := _missing_folder(cfg.root):
-        raise missing_root(cfg, "store.root", folder)
 
 
 def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
@@ -115,12 +90,12 @@ def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
     if not cfg.model.uri:
         check_store_exists(cfg)  # the champion is read from it; else a run may write to a new store
     # seen before the writable check creates the store root, which may be the snapshots' too
-    snapshots_missing = _missing_folder(cfg.snapshots_root)
+    snapshots_missing = missing_folder(cfg.snapshots_root)
     check_store_writable(cfg)
     storage = cfg.storage()
     uri = run_model_uri(cfg, storage)
     if not storage.exists(uri):
-        if cfg["model"]["uri"]:
+        if cfg.model.uri:
             raise ConfigError(f"{cfg.source}: model.uri {uri} does not exist; point model.uri at a model.tar.gz, "
                               "or remove it to use the store's champion")
         raise ConfigError(f"the champion pointer of {cfg.root} names {uri}, which does not exist; "
@@ -129,7 +104,7 @@ def check_run(cfg: Config, origins: list[datetime] | None = None) -> str:
     if snapshots_missing:  # every run reads snapshots
         raise missing_root(cfg, "snapshots.root" if cfg.snapshots.root else "store.root", snapshots_missing)
     if origins:
-        first = origins[0] - timedelta(hours=HISTORY_LEN + float(cfg["windows"]["max_staleness_hours"]))
+        first = origins[0] - timedelta(hours=HISTORY_LEN + cfg.windows.max_staleness_hours)
         if not list_snapshots(storage, cfg.snapshots_root, first, origins[-1]):
             raise ConfigError(
                 f"no snapshot under {cfg.snapshots_root} captured in {iso_minute(first)}..{iso_minute(origins[-1])}, "

@@ -54,7 +54,7 @@ def report_uri(root: str, run_id: str) -> str:
     return st.join(manifest.run_dir(root, run_id), "report.png")
 
 
-def _config_of_run(storage: st.Storage, root: str, run_id: str):
+def _config_of_run(storage: st.Storage, root: str, run_id: str) -> Config:
     """The config the run recorded in its manifest (snapshot root, staleness), else the defaults."""
 
     try:

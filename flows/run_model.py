@@ -15,16 +15,20 @@ from dataclasses import dataclass
 
 from velibcast import constants as C
 from velibcast import storage as st
-from velibcast.config import Config
+from velibcast.config import Config, check_store_exists
 from velibcast.errors import DataError, TerminalError
 from velibcast.training.registry import champion_model_uri
 from velibcast.transform_code.velib_features import contract_problem
 
 
 def run_model_uri(cfg: Config, storage: st.Storage) -> str:
-    """The model a run uses: the config's model.uri, else the champion of the store."""
+    """The model a run uses: the config's model.uri, else the champion of the store, whose root
+    must exist (a mistyped root is named as such, not as a store without a champion)."""
+    if cfg.model.uri:
+        return cfg.model.uri
+    check_store_exists(cfg)
     config = None if cfg.source.startswith("<") else cfg.source
-    return cfg.model.uri or champion_model_uri(storage, cfg.root, config)
+    return champion_model_uri(storage, cfg.root, config)
 
 
 HANDLERS = f"code/{C.HANDLER_PROGRAM_DEFAULT}"  # what SageMaker's PyTorch container runs
@@ -83,7 +87,8 @@ def load_model_info(storage: st.Storage, uri: str) -> ModelInfo:
         raise TerminalError(f"{uri} has no {HANDLERS}, the handlers the model servers run; rebuild it with "
                             "`velibcast train`, or point model.uri (or the champion) at another model")
     # Refused before any window is built, not by the servers mid-job.
-    problem = contract_problem(_json_member(uri, members, "config.json").get("feature_columns"))
+    config = _json_member(uri, members, "config.json")
+    problem = contract_problem(config.get("feature_columns"), config.get("output_columns"))
     if problem:
         raise TerminalError(f"{uri}: {problem}")
     meta = _json_member(uri, members, "metadata.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime, timedelta
@@ -10,11 +9,11 @@ from pathlib import Path
 
 from velibcast import constants as C
 from velibcast.cli_types import RANGE_CONVENTION, check_range, iso_date, utc_time
-from velibcast.config import load_config
+from velibcast.config import check_store_exists, load_config
 from velibcast.datasets.report import SkipReport
 from velibcast.errors import ConfigError
 from velibcast.flows.prefect_logs import console_without_tracebacks
-from velibcast.timeutil import iso_minute
+from velibcast.timeutil import UTC, iso_minute
 
 
 def register(subparsers) -> None:
@@ -75,21 +74,15 @@ def register(subparsers) -> None:
     m.set_defaults(func=cmd_models)
 
 
-def _config_time(cfg, key: str) -> datetime | None:
-    """model.<key> of the config as a UTC time, None when unset."""
-    text = cfg["model"][key]
-    if not text:
-        return None
-    try:
-        return utc_time(str(text))
-    except argparse.ArgumentTypeError as e:
-        raise ConfigError(f"{cfg.source}: model.{key}: {e}") from None
+def _in_utc(t: datetime | None) -> datetime | None:
+    """A config time (checked zoned when the config was loaded) in UTC, like the command line's."""
+    return t.astimezone(UTC) if t else None
 
 
 def cmd_train(args) -> int:
     cfg = load_config(args.config)
-    start = args.start or _config_time(cfg, "train_start")
-    end = args.end or _config_time(cfg, "train_end")
+    start = args.start or _in_utc(cfg.model.train_start)
+    end = args.end or _in_utc(cfg.model.train_end)
     if start is None or end is None:
         raise ConfigError("no training span: give --start and --end, or model.train_start/train_end in the config")
     check_range(start, end, "--start" if args.start else f"model.train_start of {cfg.source}",
@@ -170,6 +163,7 @@ def cmd_models(args) -> int:
     from velibcast.training import registry
 
     cfg = load_config(args.config)
+    check_store_exists(cfg)  # else a mistyped root reads as a store with no model
     storage, root = cfg.storage(), cfg.root
     if args.models_command == "list":
         rows = registry.describe(storage, root)
@@ -183,8 +177,8 @@ def cmd_models(args) -> int:
                                                                 bt["persistence_mae_by_bucket"])
                       if m is not None and p is not None))
             td = r["training_data"]
-            print(f"{'*' if r['champion'] else ' '} {r['version']}  {r['family']}  trained {td['start']}..{td['end']}"
-                  f"  {ev}")
+            trained = f"trained {td['start']}..{td['end']}" if td["start"] else "not trained on data"
+            print(f"{'*' if r['champion'] else ' '} {r['version']}  {r['family']}  {trained}  {ev}")
         return 0
     if args.models_command == "show":
         version = args.version

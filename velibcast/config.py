@@ -368,3 +368,24 @@ def check_store_writable(cfg: Config) -> None:
     except OSError as e:
         raise ConfigError(f"{cfg.source}: store.root {path} is not writable ({e.strerror}); "
                           "set store.root to a folder you can write, e.g. ./data") from None
+
+
+def missing_folder(uri: str) -> Path | None:
+    """The local folder of `uri` if it does not exist (an S3 prefix always does)."""
+    folder = None if uri.startswith("s3://") else Path(uri.removeprefix("file://"))
+    return folder if folder is not None and not folder.is_dir() else None
+
+
+def missing_root(cfg: Config, key: str, folder: Path) -> ConfigError:
+    """A folder a command reads that does not exist: a mistyped root, or a command run from another
+    folder than the one holding ./data; not an empty store (which would read as "no champion model"
+    or "no snapshot")."""
+    return ConfigError(f"{cfg.source}: {key} {folder} does not exist (a relative root is read from the current "
+                       f"folder, {Path.cwd()}); run from the folder that holds it, set {key} to it, or seed it "
+                       "with `velibcast demo` or `velibcast snapshots import`")
+
+
+def check_store_exists(cfg: Config) -> None:
+    """The store root a command reads from (forecasts, the champion) exists."""
+    if folder := missing_folder(cfg.root):
+        raise missing_root(cfg, "store.root", folder)

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from velibcast.errors import TerminalError
+from velibcast.errors import ConfigError, TerminalError
 from velibcast.timeutil import UTC
 from velibcast.training import package, registry
 from velibcast.training.synthetic import untrained_archive
@@ -37,23 +37,47 @@ def test_without_champion_the_run_says_how_to_name_one(tmp_path, storage, e2e):
         e2e.run(e2e.config(tmp_path, root, None))
 
 
-def test_a_contract_1_model_is_refused_before_any_window(tmp_path, storage, e2e):
-    root = str(tmp_path / "root")
-    e2e.copy_snapshots(storage, root)
-    raw, out = gzip.decompress(untrained_archive(5)), io.BytesIO()
+def _with_config(archive: bytes, edit) -> bytes:
+    """The archive with its config.json changed by `edit`."""
+    raw, out = gzip.decompress(archive), io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(raw)) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for m in src.getmembers():
-            data = src.extractfile(m).read()
+            f = src.extractfile(m)
+            data = f.read() if f else b""
             if m.name == "config.json":
                 cfg = json.loads(data)
-                cfg["feature_columns"] = ["is_weekend" if c == "non_working_day" else c for c in cfg["feature_columns"]]
+                edit(cfg)
                 data = json.dumps(cfg).encode()
                 m.size = len(data)
             dst.addfile(m, io.BytesIO(data))
-    uri = package.write_model(storage, root, "lstm-contract1-0", gzip.compress(out.getvalue()))
-    with pytest.raises(TerminalError, match="feature contract 1 .is_weekend"):
+    return gzip.compress(out.getvalue())
+
+
+def _contract_1_features(cfg):
+    cfg["feature_columns"] = ["is_weekend" if c == "non_working_day" else c for c in cfg["feature_columns"]]
+
+
+def _contract_3_outputs(cfg):
+    cfg["output_columns"] = [c for c in cfg["output_columns"] if not c.startswith("fallback_")]
+
+
+@pytest.mark.parametrize("edit, problem", [(_contract_1_features, "feature contract 1 .is_weekend"),
+                                           (_contract_3_outputs, "packaged for other output columns")])
+def test_a_model_of_another_contract_is_refused_before_any_window(tmp_path, storage, e2e, edit, problem):
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root)
+    uri = package.write_model(storage, root, "lstm-other-contract-0", _with_config(untrained_archive(5), edit))
+    with pytest.raises(TerminalError, match=problem):
         e2e.run(e2e.config(tmp_path, root, uri))
     assert not list(storage.list(root + "/runs/")), "refused before any stage wrote anything"
+
+
+def test_the_flow_names_a_store_root_that_does_not_exist_instead_of_finding_no_champion(tmp_path, storage, e2e):
+    root = tmp_path / "elsewhere" / "data"
+    with pytest.raises(ConfigError, match=f"store.root {root} does not exist") as e:
+        e2e.run(e2e.config(tmp_path, str(root), None))
+    assert "champion" not in str(e.value)
+    assert not root.exists()
 
 
 def test_train_flow_logs_progress_packages_and_promotes_only_a_winner(tmp_path, storage, e2e, caplog):

@@ -8,6 +8,9 @@ import pytest
 
 from tests.flows.test_fl_cli import HALF_OPEN, config, user_error, velibcast
 from tests.helpers import REPO
+from velibcast.storage import Storage
+from velibcast.training import package
+from velibcast.training.synthetic import untrained_archive
 
 EMPTY_AND_REVERSED = [("2022-05-24T00:00Z", "2022-05-24T00:00Z"), ("2022-05-25T00:00Z", "2022-05-23T00:00Z")]
 
@@ -117,3 +120,21 @@ def test_a_store_root_that_does_not_exist_is_named_as_such_not_as_a_missing_mode
     err = user_error(velibcast(*argv, "--config", cfg, cwd=tmp_path), f"store.root {root} does not exist", cfg)
     assert "champion" not in err and "no snapshot" not in err
     assert not root.exists()  # a mistyped root is not created
+
+
+@pytest.mark.parametrize("command", [["list"], ["show"], ["show", "gbm-x"], ["promote", "gbm-x"]])
+def test_models_commands_on_a_store_root_that_does_not_exist_name_it_instead_of_finding_no_model(tmp_path, command):
+    root = tmp_path / "elsewhere" / "data"
+    cfg = _store(tmp_path, store={"root": str(root)})
+    # `models` takes --config before its subcommand
+    err = user_error(velibcast("models", "--config", cfg, *command, cwd=tmp_path),
+                     f"store.root {root} does not exist", cfg)
+    assert "no model" not in err and "champion" not in err
+    assert not root.exists()
+
+
+def test_models_list_shows_a_model_never_trained_on_data(tmp_path):
+    package.write_model(Storage(), str(tmp_path / "store"), "gbm-untrained", untrained_archive(3))
+    r = velibcast("models", "--config", _store(tmp_path), "list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "gbm-untrained" in r.stdout and "not trained on data" in r.stdout and "None" not in r.stdout
