@@ -42,11 +42,11 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=30)
 
 
-LOCAL = ["day-ahead-local", "nowcast-local"]
+LOCAL = ["day-ahead-local", "nowcast-local", "ingest-states-local"]
 
 
 def _flow_runs(api: str) -> list[dict]:
-    """The runs of the local forecast deployments (the session's server holds other tests' runs too)."""
+    """The runs of the local deployments run here (the session's server holds other tests' runs too)."""
     body = {"deployments": {"name": {"any_": LOCAL}}}
     return httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10).json()
 
@@ -76,11 +76,13 @@ def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_
         for product in ("day-ahead", "nowcast"):
             subprocess.run([PREFECT, "deployment", "run", f"forecast/{product}-local", "--param", f"as_of={AS_OF}"],
                            env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
-        wait_until(lambda: _all_final(api, 2), "both flow runs end", timeout_s=600)
+        subprocess.run([PREFECT, "deployment", "run", "ingest-states/ingest-states-local", "--param", f"end={AS_OF}",
+                        "--param", "days_back=0"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+        wait_until(lambda: _all_final(api, 3), "the three flow runs end", timeout_s=600)
         runs = _flow_runs(api)
-        assert sorted(r["state_type"] for r in runs) == ["COMPLETED", "COMPLETED"], (
+        assert [r["state_type"] for r in runs] == ["COMPLETED"] * 3, (
             [(r["name"], r["state_name"]) for r in runs], (tmp_path / "worker.log").read_text()[-3000:])
-        assert sorted(r["name"] for r in runs) == ["day-ahead-2022-05-26T0620Z", "nowcast-2022-05-26T0620Z"]
+        assert {"day-ahead-2022-05-26T0620Z", "nowcast-2022-05-26T0620Z"} <= {r["name"] for r in runs}
     finally:
         if worker is not None:
             _stop(worker)
@@ -88,6 +90,7 @@ def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_
         table = forecasts.read_partition(storage, root, product, e2e.utc(AS_OF).date())
         assert table.num_rows > 0 and table.num_rows % horizons == 0
         assert set(table.column("horizon_h").to_pylist()) == set(range(1, horizons + 1))
+    assert (work / "data" / "states" / f"date={e2e.utc(AS_OF).date()}" / "part-0.parquet").is_file()
     # the runs used the worker's folder in place: no flow code or checkout was copied into it
     assert sorted(p.name for p in work.iterdir()) == ["data"]
 
