@@ -144,10 +144,6 @@ class Config:
     def data(self) -> dict:
         return msgspec.to_builtins(self.settings)
 
-    def __getitem__(self, k):
-        """A section as plain values; kept for callers not yet reading the typed fields."""
-        return self.data[k]
-
     @property
     def root(self) -> str:
         return _abs(self.store.root)

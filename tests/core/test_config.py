@@ -11,7 +11,7 @@ from velibcast.errors import ConfigError
 def test_embedded_default_loads_and_hash_ignores_store_location():
     a = load_config("configs/local.yaml")
     b = load_config("configs/local.yaml", overrides={"store": {"root": "s3://elsewhere/x"}})
-    assert a["transform"]["backend"] == "local"
+    assert a.transform.backend == "local"
     assert a.hash() == b.hash()
     c = load_config("configs/local.yaml", overrides={"windows": {"max_staleness_hours": 2}})
     assert c.hash() != a.hash()

@@ -251,7 +251,7 @@ def test_no_wildcard_actions_or_resources(path):
 
 def test_pass_role_is_limited_to_the_execution_role(aws_cfg):
     policy = load(RUNNER)
-    role = aws_cfg["transform"]["sagemaker"]["role_arn"]
+    role = aws_cfg.transform.sagemaker.role_arn
     statements = [s for s in policy["Statement"] if "iam:PassRole" in s["Action"]]
     assert len(statements) == 1 and statements[0]["Resource"] == role
     ctx = {"iam:PassedToService": "sagemaker.amazonaws.com"}
@@ -307,8 +307,8 @@ def test_runner_sagemaker_resources_match_the_names_the_code_builds(aws_cfg):
     from velibcast.flows.stages import model_name_for
 
     policy = load(RUNNER)
-    region = aws_cfg["transform"]["sagemaker"]["region"]
-    account = aws_cfg["transform"]["sagemaker"]["role_arn"].split(":")[4]
+    region = aws_cfg.transform.sagemaker.region
+    account = aws_cfg.transform.sagemaker.role_arn.split(":")[4]
     job = attempt_name(job_name_for({"app": C.JOB_NAME_PREFIX, "run": "2022-05-26_abcd1234_lstm-20260101"}), 2)
     model = model_name_for("lstm-20260101T000000")
     for action in ("sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob"):
@@ -335,8 +335,8 @@ def test_execution_role_reads_inputs_and_model_and_writes_only_outputs(aws_cfg):
     assert not any(allows(policy, "s3:GetObject", s3_arn(uri)) for uri in published)
     assert not can_list(policy, root + "/")
     assert not any(a.startswith(("s3:Delete", "iam:", "sagemaker:")) for a in actions_of(policy))
-    region = aws_cfg["transform"]["sagemaker"]["region"]
-    account = aws_cfg["transform"]["sagemaker"]["role_arn"].split(":")[4]
+    region = aws_cfg.transform.sagemaker.region
+    account = aws_cfg.transform.sagemaker.role_arn.split(":")[4]
     group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/TransformJobs"
     assert allows(policy, "logs:PutLogEvents", f"{group}:log-stream:velibcast-x/i-0")
     assert not allows(policy, "logs:PutLogEvents", f"arn:aws:logs:{region}:{account}:log-group:/other:log-stream:x")

@@ -1,5 +1,5 @@
 """`--force` recomputes from the snapshots as they are now (the transform job's identity
-includes the digest of its input shards, flows/backends.run_transform).
+includes the digest of its input shards, flows/backends.run_transform_job).
 
 Why: after correcting the snapshots, `run --force` republished the previous predictions
 byte for byte (the Completed job of the run_id was reused), and when the set of windows

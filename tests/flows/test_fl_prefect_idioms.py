@@ -47,7 +47,7 @@ def test_stage_timeouts_come_from_the_config():
 
     cfg = load_config(None, {"run": {"timeouts_s": {"transform": 90}}})
     assert timed(transform_task, cfg, "transform").timeout_seconds == 90
-    assert timed(windows_task, cfg, "windows").timeout_seconds == cfg["run"]["timeouts_s"]["windows"] > 0
+    assert timed(windows_task, cfg, "windows").timeout_seconds == cfg.run.timeouts_s.windows > 0
     with pytest.raises(ConfigError, match="run.timeouts_s.windows"):
         load_config(None, {"run": {"timeouts_s": {"windows": 0}}})
 
@@ -55,8 +55,9 @@ def test_stage_timeouts_come_from_the_config():
 def test_flow_run_names():
     assert nightly_name({"run_date": date(2022, 5, 26)}) == "nightly-2022-05-26"
     assert nightly_name({"run_date": "2022-05-26"}) == "nightly-2022-05-26"
-    default = load_config("configs/local.yaml")["run"]["default_run_date"]
-    assert nightly_name({"run_date": None, "config": "configs/local.yaml"}) == f"nightly-{default}"  # the config's day
+    default = load_config("configs/local.yaml").run.default_run_date
+    assert default is not None
+    assert nightly_name({"run_date": None, "config": "configs/local.yaml"}) == f"nightly-{default.isoformat()}"  # the config's day
     start, end = datetime(2022, 5, 26, 6, tzinfo=UTC), datetime(2022, 5, 26, 7, tzinfo=UTC)
     assert nightly_name({"start": start, "end": end}) == "nightly-2022-05-26T0600Z-2022-05-26T0700Z"
     assert backfill_name({"start_date": date(2022, 5, 25), "end_date": "2022-05-26"}) == "backfill-2022-05-25..2022-05-26"
@@ -68,8 +69,9 @@ def test_forecast_run_names_say_the_product_and_the_as_of_minute_in_utc():
     assert forecast_name({"product": "day-ahead", "as_of": as_of}) == "day-ahead-2022-05-26T0030Z"
     assert forecast_name({"as_of": as_of}) == "day-ahead-2022-05-26T0030Z", "the flow's default product"
     # no as_of: the config's default_as_of, which the flow then runs as of; with none, now
-    default = load_config("configs/local.yaml")["run"]["default_as_of"]
-    expected = datetime.fromisoformat(default).astimezone(UTC)
+    default = load_config("configs/local.yaml").run.default_as_of
+    assert default is not None
+    expected = default.astimezone(UTC)
     assert forecast_name({"product": "nowcast", "as_of": None, "config": "configs/local.yaml"}) == \
         f"nowcast-{name_minute(expected)}"
     assert forecast_name({"product": "nowcast", "as_of": None, "config": None}) == "nowcast-now"
