@@ -127,7 +127,8 @@ def cmd_evaluate(args) -> int:
         if bad:
             raise ConfigError(f"--families: unknown {bad}; use some of {', '.join(C.TRAIN_FAMILIES)}")
         # stream_samples takes its last hour; the command line is half-open like every other range.
-        samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport())
+        samples, _ = stream_samples(storage, snapshots, args.start, args.end - timedelta(hours=1), SkipReport(),
+                                     states_root=cfg.root)
         # Progress on stderr, so --json output stays parseable.
         bt = rolling_origin(samples, families, days=args.days, score_cold_start=args.score_cold_start, progress=lambda line: print(line, file=sys.stderr))
         if not bt["days"]:
@@ -145,7 +146,7 @@ def cmd_evaluate(args) -> int:
     # lazy, per command: the training stack (NumPy, LightGBM) only when a command needs it
     from velibcast.training.evaluate import evaluate_model
 
-    res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1))
+    res = evaluate_model(storage, args.model, snapshots, args.start, args.end - timedelta(hours=1), states_root=cfg.root)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -145,13 +145,14 @@ def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines
     return out
 
 
-def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end) -> dict:
+def evaluate_model(storage, model_uri: str, snapshots_root: str, start, end, states_root: str | None = None) -> dict:
     """Scores of a packaged model on the origins in [start, end] (UTC hours) of a snapshot store, by
     Europe/Paris day; a day that overlaps the model's training span is flagged `in_sample` (its score
-    says nothing about unseen days). Baselines: persistence and same_day_type."""
+    says nothing about unseen days). Baselines: persistence and same_day_type. `states_root`: a store
+    whose stored hourly states may serve the hours they settle (training.samples.stream_samples)."""
     hour = timedelta(hours=1)
     first = start - (F.HISTORY_LEN - 1) * hour
-    s, _ = stream_samples(storage, snapshots_root, first, end + H * hour, SkipReport())
+    s, _ = stream_samples(storage, snapshots_root, first, end + H * hour, SkipReport(), states_root=states_root)
     s = s.take(s.origin <= int((end - first) / hour))  # the origins asked for; later hours are their targets
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = extract(storage.read_bytes(model_uri), Path(tmp))
