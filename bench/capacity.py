@@ -32,7 +32,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -41,10 +40,9 @@ from typing import Any
 
 import numpy as np
 import yaml
-from bench_results import save
+from bench_results import child, once, peak_mb, save
 
 from velibcast import constants as C
-from velibcast import process_settings
 from velibcast.batch_transform import dataplane as dp
 from velibcast.batch_transform.local import server_thread_env
 from velibcast.datasets import ingest as ing
@@ -188,41 +186,17 @@ def case_server(spec: dict) -> dict:
 CASES = {"setup": case_setup, "window": case_window, "server": case_server}
 
 
-def peak_mb() -> float:
-    """This process's own peak resident memory (VmHWM). Not ru_maxrss: exec carries the parent's peak
-    into it, and the parent builds the models."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def child(case: str, spec: dict) -> None:
-    process_settings.for_batch_runs()  # as the velibcast CLI's process is set (flows/cli.py)
-    out = CASES[case](spec)
-    out["peak_rss_mb"] = peak_mb()
-    print(json.dumps(out))
-
-
-def once(case: str, spec: dict, env: dict | None = None) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--child", case, json.dumps(spec)], capture_output=True, text=True,
-                       cwd=REPO, env={**os.environ, **(env or {})})
-    if p.returncode:
-        raise SystemExit(f"bench/capacity {case} {spec} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 # ---------------------------------------------------------------- measure
 def measure(reps: int, work: Path) -> dict:
     stores = {n: work / f"capacity_s{n}_d2" for n in MEASURED}
     for n, root in stores.items():
-        once("setup", {"root": str(root), "stations": n})
+        once(__file__, "setup", {"root": str(root), "stations": n})
     runs: dict[str, list[dict]] = {}
     servers: dict[int, tuple[str, str]] = {}
     for _ in range(reps):
         for n, root in stores.items():
             runs.setdefault(f"window_{n}", []).append(
-                once("window", {"root": str(root), "stations": n, "out": str(work / f"capacity_out_{n}")}))
+                once(__file__, "window", {"root": str(root), "stations": n, "out": str(work / f"capacity_out_{n}")}))
             if n not in servers:  # one shard of InstanceCount 1's run (kept aside), and the model
                 data, model = work / f"capacity_records_{n}.csv", work / f"capacity_model_{n}.tar.gz"
                 data.write_bytes(Path(runs[f"window_{n}"][0]["shards"][0]).read_bytes())
@@ -230,7 +204,7 @@ def measure(reps: int, work: Path) -> dict:
                 servers[n] = (str(model), str(data))
             # one compute thread, as a server with its core to itself (local.server_thread_env)
             runs.setdefault(f"server_{n}", []).append(
-                once("server", {"model": servers[n][0], "data": servers[n][1]}, server_thread_env(1, 1, cpus=1)))
+                once(__file__, "server", {"model": servers[n][0], "data": servers[n][1]}, server_thread_env(1, 1, cpus=1)))
     out = {}
     for name, rs in runs.items():
         best = min(rs, key=lambda r: r["wall_s"])
@@ -342,7 +316,7 @@ def main() -> None:
     ap.add_argument("--write", help="also write the plan as Markdown to this file (docs/capacity-plan.md)")
     a = ap.parse_args()
     if a.child:
-        return child(a.child[0], json.loads(a.child[1]))
+        return child(CASES, a.child[0], json.loads(a.child[1]))
     load_before = uptime()
     print(f"bench/capacity: {os.cpu_count()} cpus; {load_before}")
     work = Path(a.work)

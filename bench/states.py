@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/states.py [--quick] [--reps 5]
 
-Each case runs in its own subprocess (its peak memory, ru_maxrss, is its own), cases and their
+Each case runs in its own subprocess (its peak memory, VmHWM, is its own), cases and their
 floors alternate `--reps` times, and a ratio is min(case) / min(floor); the spread is printed.
 
   day-ahead, 28 vs 1 day   the window stage of a day-ahead run (one origin, the last hour of the
@@ -24,18 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bench_results import save
+from bench_results import child, once, save
 
-from velibcast import process_settings
 from velibcast.datasets import ingest as ing
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.quality import QualityTracker
@@ -140,27 +136,12 @@ def _link(src: Path, dest: Path) -> None:
 CASES = {"window": case_window, "ingest": case_ingest, "parse": case_parse, "setup": case_setup}
 
 
-def child(case: str, spec: dict) -> None:
-    process_settings.for_batch_runs()  # as the velibcast CLI's process is set (flows/cli.py)
-    out = CASES[case](spec)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-
-
-def once(case: str, spec: dict) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--child", case, json.dumps(spec)],
-                       capture_output=True, text=True, cwd=REPO)
-    if p.returncode:
-        raise SystemExit(f"bench case {case} {spec} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def interleaved(pairs: dict[str, tuple[str, dict]], reps: int) -> dict:
     """Each named (case, spec) run `reps` times, alternating; each keeps its minimum and its spread."""
     runs: dict[str, list[dict]] = {name: [] for name in pairs}
     for _ in range(reps):
         for name, (case, spec) in pairs.items():
-            runs[name].append(once(case, spec))
+            runs[name].append(once(__file__, case, spec))
     return {name: {**min(rs, key=lambda r: r["wall_s"]), "walls_s": [r["wall_s"] for r in rs],
                    "peak_rss_mb_max": max(r["peak_rss_mb"] for r in rs)} for name, rs in runs.items()}
 
@@ -182,13 +163,13 @@ def main() -> None:
     ap.add_argument("--work", default=str(REPO / "bench" / ".work"))
     a = ap.parse_args()
     if a.child:
-        return child(a.child[0], json.loads(a.child[1]))
+        return child(CASES, a.child[0], json.loads(a.child[1]))
     Path(a.work).mkdir(parents=True, exist_ok=True)
     print(f"bench/states: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} "
           f"(min of {a.reps} interleaved repetitions)")
     results: dict = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "reps": a.reps}
     for n in ([1500] if a.quick else [1500, 100_000]):
-        stores = once("setup", {"work": a.work, "stations": n})
+        stores = once(__file__, "setup", {"work": a.work, "stations": n})
         r = interleaved({"28 days": ("window", {"root": stores["d28"]}),
                          "1 day": ("window", {"root": stores["d1"]})}, a.reps)
         ratio = r["28 days"]["wall_s"] / r["1 day"]["wall_s"]

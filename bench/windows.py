@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/windows.py [--quick] [--reps 5]
 
-Each case runs in its own subprocess (peak memory, ru_maxrss, is that case's alone), and the
+Each case runs in its own subprocess (its peak memory, VmHWM, is that case's alone), and the
 case and its floor alternate `--reps` times (case, floor, case, floor, ...); a ratio is
 min(case) / min(floor), and the spread (min..max of each) is printed beside it, because this
 machine is shared and a single sub-second timing says little.
@@ -24,17 +24,13 @@ import argparse
 import gzip
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from bench_results import save
+from bench_results import child, once, save
 
-from velibcast import process_settings
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.jsonio import loads
 from velibcast.datasets.quality import QualityTracker
@@ -98,29 +94,12 @@ def case_generate(spec: dict) -> dict:
 CASES = {"assembly": case_assembly, "floor": case_floor, "generate": case_generate}
 
 
-def child(case: str, spec: dict) -> None:
-    # Each case's process is set as `velibcast`'s is (flows/cli.py), so the figures are the command's,
-    # and the floor's process too, so the ratio compares like with like.
-    process_settings.for_batch_runs()
-    out = CASES[case](spec)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-
-
-def once(case: str, spec: dict) -> dict:
-    p = subprocess.run([sys.executable, __file__, "--child", case, json.dumps(spec)],
-                       capture_output=True, text=True, cwd=REPO)
-    if p.returncode:
-        raise SystemExit(f"bench case {case} {spec} failed:\n{p.stderr}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def interleaved(spec: dict, reps: int) -> dict:
     """Case and floor alternated `reps` times; each keeps its minimum and its spread."""
     runs: dict[str, list[dict]] = {"assembly": [], "floor": []}
     for _ in range(reps):
         for case in runs:
-            runs[case].append(once(case, spec))
+            runs[case].append(once(__file__, case, spec))
     out = {}
     for case, rs in runs.items():
         walls = [r["wall_s"] for r in rs]
@@ -162,7 +141,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(REPO / "bench" / ".work"), help="where synthetic stores are kept")
     a = ap.parse_args()
     if a.child:
-        return child(a.child[0], json.loads(a.child[1]))
+        return child(CASES, a.child[0], json.loads(a.child[1]))
 
     print(f"bench/windows: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} "
           "(the machine is shared: figures are noisy, hence min of interleaved repetitions)")
@@ -176,7 +155,7 @@ def main() -> None:
         root = Path(a.work) / "s100k_d2"
         if not (root / "velib").exists():
             print("generating the 100,000-station x 2-day store once (a few minutes) ...")
-            results["generate_s100k_d2"] = once("generate", {"root": str(root), "stations": 100_000, "days": 2})
+            results["generate_s100k_d2"] = once(__file__, "generate", {"root": str(root), "stations": 100_000, "days": 2})
         day2 = SYN_START + timedelta(days=1)
         big = {"root": str(root), "start": day2.isoformat(), "end": (day2 + timedelta(days=1)).isoformat()}
         results["s100k_d2_nightly"] = interleaved(big, a.reps)
