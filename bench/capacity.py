@@ -107,9 +107,9 @@ def case_window(spec: dict) -> dict:
                                   shard_count=shard_count_for(1, ASSUMPTIONS["max_concurrent_transforms"]),
                                   as_of=AS_OF, states_root=spec["root"])
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    s = r["summary"]
+    s = r.summary
     return {"wall_s": wall, "cpu_s": cpu, "windows": s["windows_emitted"], "snapshots_read": s["snapshots_read"],
-            "shards": r["shards"], "bytes": sum(os.path.getsize(p) for p in r["shards"])}
+            "shards": r.shards, "bytes": sum(os.path.getsize(p) for p in r.shards)}
 
 
 def full_size_trees(seed: int = 0) -> dict:
@@ -284,7 +284,7 @@ def table(p: dict, product: str) -> str:
            f"| cost per run | cost of {what} |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in p["rows"]:
-        out.append(f"| {_stations(r)} | {r['instances']} | {r['shards']} | {r['windows']:,} | {r['window_s']:.1f} s | "
+        out.append(f"| {_stations(r)} | {r['instances']} | {r.shards} | {r['windows']:,} | {r['window_s']:.1f} s | "
                    f"{r['processing_s']:,.1f} s | {r['billed_s']:,.0f} s | {r['run_wall_s'] / 60:,.1f} min | "
                    f"{r['window_peak_mb']:,.0f} MB | {r['server_peak_mb']:,.0f} MB | ${r['cost_per_run_usd']:.4f} | "
                    f"${r[f'cost_{product}_usd']:.3f} |")

@@ -64,7 +64,7 @@ def case_window(spec: dict) -> dict:
         r = assemble_transform_inputs(storage, spec["root"], [origin], out + "/in", index_uri=out + "/index.parquet",
                                       observers=[QualityTracker()], as_of=AS_OF, states_root=spec["root"])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    s = r["summary"]
+    s = r.summary
     return {"wall_s": wall, "cpu_s": cpu, "windows": s["windows_emitted"], "snapshots_read": s["snapshots_read"]}
 
 

@@ -56,7 +56,7 @@ def make_inputs(work: Path, n: int) -> tuple[str, list[bytes]]:
     model.write_bytes(untrained_archive(N_STATIONS, seed=0))
     r = assemble_transform_inputs(Storage(), str(REPO / "sample_data"), origins_for_run_date(date(2022, 5, 25)),
                                   str(work / "windows" / "in"), report_uri=str(work / "windows-report.json"))
-    lines = [ln for u in r["shards"] for ln in Path(u).read_bytes().splitlines(keepends=True)]
+    lines = [ln for u in r.shards for ln in Path(u).read_bytes().splitlines(keepends=True)]
     return str(model), lines[:n]
 
 

@@ -59,9 +59,9 @@ def case_assembly(spec: dict) -> dict:
         r = assemble_transform_inputs(Storage(), spec["root"], _origins(spec), out + "/in", fmt=spec.get("fmt", "csv"),
                                       index_uri=out + "/index.parquet", observers=[QualityTracker()])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        size = sum(os.path.getsize(p) for p in r["shards"])
-    return {"wall_s": wall, "cpu_s": cpu, "windows": r["summary"]["windows_emitted"], "shards": len(r["shards"]),
-            "bytes": size, **r["summary"], "skips": r["report"]["counts"]}
+        size = sum(os.path.getsize(p) for p in r.shards)
+    return {"wall_s": wall, "cpu_s": cpu, "windows": r.summary["windows_emitted"], "shards": len(r.shards),
+            "bytes": size, **r.summary, "skips": r.report["counts"]}
 
 
 def case_floor(spec: dict) -> dict:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime, timedelta
+from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +14,7 @@ import pyarrow.parquet as pq
 from velibcast import constants as C
 from velibcast import storage as st
 from velibcast.datasets.csv_tokens import packed, token_matrix
-from velibcast.datasets.jsonio import dumps_bytes, loads
+from velibcast.datasets.jsonio import loads
 from velibcast.datasets.records import ShardWriter, layout_for, record_id_parts
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.windows import WindowBatch, WindowSummary, iter_window_batches
@@ -114,6 +116,25 @@ class _IndexWriter:
             self.writer.close()
 
 
+class Assembly(msgspec.Struct, frozen=True, kw_only=True):
+    """What the window stage built, as its callers (the nightly flow's windows stage, the `windows`
+    CLI, the benches) read it; also written as JSON to `report_uri`, beside the shards."""
+
+    snapshots_root: str
+    first_origin: str | None             # ISO minute
+    last_origin: str | None
+    max_staleness_hours: float
+    as_of: str | None                    # ISO second: no capture taken after it was read
+    summary: dict[str, Any]              # WindowSummary.to_dict(): windows, open stations, by origin
+    report: dict[str, Any]               # SkipReport.to_dict(): counts, by kind, examples
+    layout: dict[str, Any]               # the transform input layout (records.layout_for)
+    shards: list[str]                    # the input objects written, in order
+    manifest_file: str | None            # a ManifestFile S3DataSource's manifest, when asked for
+    index_uri: str | None                # the record index (Parquet), when asked for
+    data_quality: dict[str, Any] | None  # the first observer's summary (datasets.quality.QualityTracker)
+    report_uri: str
+
+
 def assemble_transform_inputs(
     storage: st.Storage,
     snapshots_root: str,
@@ -132,7 +153,7 @@ def assemble_transform_inputs(
     chunk_hours: int = C.WINDOW_CHUNK_HOURS,
     as_of: datetime | None = None,
     states_root: str | None = None,
-) -> dict:
+) -> Assembly:
     """The one window path: snapshots -> hourly states -> windows -> shards (+ record index), streaming.
 
     The nightly flow, the `windows` CLI and the bench call this; nothing else builds windows.
@@ -165,23 +186,22 @@ def assemble_transform_inputs(
             writer.abandon()
             if index is not None:
                 index.abandon()
-    result = {
-        "snapshots_root": snapshots_root,
-        "first_origin": f"{iso_minute(min(origins))}" if origins else None,
-        "last_origin": f"{iso_minute(max(origins))}" if origins else None,
-        "max_staleness_hours": max_staleness.total_seconds() / 3600,
-        "as_of": iso_second(as_of) if as_of is not None else None,
-        "summary": summary.to_dict(),
-        "report": report.to_dict(),
-        "layout": layout_for(fmt).to_dict(),
-        "shards": shards,
-        "manifest_file": manifest_uri,
-        "index_uri": index_uri,
-    }
-    for obs in observers:
-        if hasattr(obs, "to_dict"):
-            result.setdefault("data_quality", obs.to_dict())
     report_uri = report_uri or report_uri_for(out_prefix)
-    storage.write_bytes(report_uri, dumps_bytes(result), content_type="application/json")
-    result["report_uri"] = report_uri
+    quality = next((obs.to_dict() for obs in observers if hasattr(obs, "to_dict")), None)
+    result = Assembly(
+        snapshots_root=snapshots_root,
+        first_origin=iso_minute(min(origins)) if origins else None,
+        last_origin=iso_minute(max(origins)) if origins else None,
+        max_staleness_hours=max_staleness.total_seconds() / 3600,
+        as_of=iso_second(as_of) if as_of is not None else None,
+        summary=summary.to_dict(),
+        report=report.to_dict(),
+        layout=layout_for(fmt).to_dict(),
+        shards=shards,
+        manifest_file=manifest_uri,
+        index_uri=index_uri,
+        data_quality=quality,
+        report_uri=report_uri,
+    )
+    storage.write_bytes(report_uri, msgspec.json.encode(result), content_type="application/json")
     return result

@@ -96,12 +96,12 @@ def cmd_windows(args) -> int:
         max_shard_bytes=args.max_shard_bytes, shard_count=args.shards,
         manifest_uri=args.manifest_file, report_uri=args.report, observers=[QualityTracker()], as_of=args.as_of,
     )
-    s = result["summary"]
+    s = result.summary
     print(f"{s['windows_emitted']} windows for {s['origins']} origins from {s['snapshots_read']} snapshots "
-          f"({s['stations_seen']} stations) -> {len(result['shards'])} shard(s) under {args.out}")
+          f"({s['stations_seen']} stations) -> {len(result.shards)} shard(s) under {args.out}")
     if s["open_coverage"] is not None:
         print(f"{s['open_coverage']:.1%} of {s['open_station_origins']} open station-origins have a window; "
               f"{s['windows_filled']} windows with {s['hours_filled']} hours carried from a neighbouring hour")
-    print(f"skips by reason: {json.dumps(result['report']['counts'])}")
-    print(f"report: {result['report_uri']}")
+    print(f"skips by reason: {json.dumps(result.report['counts'])}")
+    print(f"report: {result.report_uri}")
     return 0

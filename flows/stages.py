@@ -180,10 +180,10 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         # the hours the stored hourly states settle for this run are read from them, the rest raw
         states_root=ctx.root,
     )
-    skips = result["report"]
-    summary = result["summary"]
+    skips = result.report
+    summary = result.summary
     coverage = dict(known_stations=len(ctx.station_index), windows_by_origin=windows_by_origin(ctx),
-                    stations_seen=summary["stations_seen"], data_quality=result.get("data_quality"),
+                    stations_seen=summary["stations_seen"], data_quality=result.data_quality,
                     snapshots_uri=st.join(ctx.cfg.snapshots_root, C.SNAPSHOT_PREFIX) + "/")
     check_coverage(ctx, **coverage)  # before the transform: a degenerate night costs no job
     ctx.storage.write_text(ctx.path("windows", "skips.json"), dumps(skips), "application/json")
@@ -196,10 +196,10 @@ def stage_windows(ctx: RunContext) -> WindowsRecord:
         windows_skipped_by_reason={r: n for r, n in skips["by_kind"].get(SKIPPED_WINDOW, {}).items()
                                    if r != "missing_station"},
         report=skips,
-        layout=result["layout"],
-        shards=result["shards"],
+        layout=result.layout,
+        shards=result.shards,
         input_prefix=input_prefix,
-        input_digest=inputs_digest(ctx.storage, result["shards"]),
+        input_digest=inputs_digest(ctx.storage, result.shards),
         started_at=t0.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         model_digest=ctx.model_digest,

@@ -25,10 +25,10 @@ def test_instance_count_4_spreads_objects_evenly_and_every_record_returns_once(t
     r = assemble_transform_inputs(storage, SAMPLE, origins, str(tmp_path / "in"), shard_count=shards, report_uri=str(tmp_path / "report.json"),
                                   index_uri=str(tmp_path / "index.parquet"))
     sent = pq.read_table(str(tmp_path / "index.parquet")).column("record_id").to_pylist()
-    assert len(r["shards"]) == shards == 8 and len(sent) > 4000
-    per_shard = [len(storage.read_bytes(u).splitlines()) for u in r["shards"]]
+    assert len(r.shards) == shards == 8 and len(sent) > 4000
+    per_shard = [len(storage.read_bytes(u).splitlines()) for u in r.shards]
     assert max(per_shard) - min(per_shard) <= 1 and sum(per_shard) == len(sent)
-    per_instance = [len(share) for share in distribute(sorted(r["shards"]), 4)]
+    per_instance = [len(share) for share in distribute(sorted(r.shards), 4)]
     assert per_instance == [2, 2, 2, 2]
 
     rt = LocalRuntime(storage, str(tmp_path / "state"))

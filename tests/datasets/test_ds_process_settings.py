@@ -51,7 +51,7 @@ def test_the_window_path_leaves_the_collector_and_the_allocator_alone(real_store
 
     r = assemble_transform_inputs(storage, real_store, origins_for_run_date(date(2022, 5, 25)), str(tmp_path / "in"),
                                   observers=[Observer()])
-    assert r["summary"]["windows_emitted"] > 0 and seen and set(seen) == {enabled}
+    assert r.summary["windows_emitted"] > 0 and seen and set(seen) == {enabled}
     assert gc.isenabled() == enabled
     assert process_calls == []
 

@@ -286,12 +286,12 @@ def test_windows_from_the_stored_states_are_the_windows_of_the_raw_captures_and_
     rows, result, _ = assembled(storage, real_store, origins, chunk_hours=3, out=str(tmp_path / "states"),
                                 states_root=states_root)
     assert inputs_as_bytes(storage, result) == inputs_as_bytes(storage, raw)
-    assert result["summary"]["by_origin"] == raw["summary"]["by_origin"]
+    assert result.summary["by_origin"] == raw.summary["by_origin"]
     got = {rid: (row[:24], row[FEATURE_COLUMNS.index("capacity")], row[FEATURE_COLUMNS.index("lat")],
                  row[FEATURE_COLUMNS.index("lon")]) for rid, row in rows.items()}
     assert got == expected and len(got) > 9500
     # 2022-05-26 was not ingested: its hours (and the last of the 25th, whose captures reach into it) are raw
-    assert 0 < result["summary"]["snapshots_read"] < raw["summary"]["snapshots_read"] / 2
+    assert 0 < result.summary["snapshots_read"] < raw.summary["snapshots_read"] / 2
 
 
 def test_a_state_table_built_from_later_captures_does_not_leak_into_a_run_as_of_a_time(real_store, storage, tmp_path):
@@ -307,8 +307,8 @@ def test_a_state_table_built_from_later_captures_does_not_leak_into_a_run_as_of_
                                   states_root=states_root)
     _, from_cut, _ = assembled(storage, cut, origins, out=str(tmp_path / "b"), as_of=as_of)
     assert inputs_as_bytes(storage, from_states) == inputs_as_bytes(storage, from_cut)
-    assert from_states["summary"]["by_origin"] == from_cut["summary"]["by_origin"]
-    assert from_states["summary"]["snapshots_read"] < from_cut["summary"]["snapshots_read"]
+    assert from_states.summary["by_origin"] == from_cut.summary["by_origin"]
+    assert from_states.summary["snapshots_read"] < from_cut.summary["snapshots_read"]
 
 
 def test_an_ingest_and_a_window_run_on_the_states_import_nothing_once_loaded(tmp_path):
@@ -327,7 +327,7 @@ def test_an_ingest_and_a_window_run_on_the_states_import_nothing_once_loaded(tmp
         "                  datetime(2022, 5, 26, tzinfo=timezone.utc)).written\n"
         f"r = assemble_transform_inputs(Storage(), snaps, origins_for_run_date(date(2022, 5, 25)), {str(tmp_path / 'in')!r},\n"
         f"    index_uri={str(tmp_path / 'index.parquet')!r}, states_root=root)\n"
-        "print(len(w), r['summary']['windows_emitted'], *sorted(set(sys.modules) - before))\n"
+        "print(len(w), r.summary['windows_emitted'], *sorted(set(sys.modules) - before))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.split() == ["2", "33544"]
@@ -381,9 +381,9 @@ def test_a_run_reading_the_states_counts_the_records_the_ingest_rejected(storage
     origins = [t0 + 22 * H, t0 + 23 * H]
     _, raw, _ = assembled(storage, snaps, origins, out=str(tmp_path / "raw"))
     _, stored, _ = assembled(storage, snaps, origins, out=str(tmp_path / "states"), states_root=root)
-    assert raw["report"]["counts"] == stored["report"]["counts"]
-    assert stored["report"]["counts"]["negative_count"] == 2
-    assert stored["summary"]["snapshots_read"] < raw["summary"]["snapshots_read"]
+    assert raw.report["counts"] == stored.report["counts"]
+    assert stored.report["counts"]["negative_count"] == 2
+    assert stored.summary["snapshots_read"] < raw.summary["snapshots_read"]
     history = SkipReport()
     ing.read_states(storage, root, snaps, t0, t0 + 24 * H, report=history)
     assert history.counts == {"negative_count": 2}

@@ -85,20 +85,20 @@ def assembled(storage, root, origins, index=None, staleness=3, chunk_hours=24, o
                                        index_uri=out + "/index.parquet", chunk_hours=chunk_hours, as_of=as_of,
                                        states_root=states_root)
     rows = {}
-    for uri in result["shards"]:
+    for uri in result.shards:
         for line in storage.read_text(uri).splitlines():
             rid, *values = line.split(",")
             assert rid not in rows
             rows[rid] = [_value(v) for v in values]
     index_rows = pq.read_table(io.BytesIO(storage.read_bytes(out + "/index.parquet"))).to_pylist()
     assert [r["record_id"] for r in index_rows] == list(rows) or sorted(r["record_id"] for r in index_rows) == sorted(rows)
-    assert result["summary"]["windows_emitted"] == len(rows) == len(index_rows)
+    assert result.summary["windows_emitted"] == len(rows) == len(index_rows)
     return rows, result, index_rows
 
 
 def run(storage, root, origins, index=None, staleness=3):
     rows, result, index_rows = assembled(storage, root, origins, index, staleness)
-    return rows, result["report"], index_rows
+    return rows, result.report, index_rows
 
 
 T0 = utc("2022-05-23T00:00Z")
@@ -132,7 +132,7 @@ def test_time_features_are_the_contracts_in_paris_time(tmp_path, storage):
                    "A@2022-05-26T21:00Z": (23, 3, 1, 0)}
     assert all(got[f"A@{iso_minute(t)}"] == time_features(t.astimezone(PARIS)) for t in origins)
     result = assemble_transform_inputs(storage, root, origins[:1], root + "/jsonl", fmt="jsonl")
-    [line] = storage.read_text(result["shards"][0]).splitlines()
+    [line] = storage.read_text(result.shards[0]).splitlines()
     features = json.loads(line)["features"]
     assert [features[f] for f in TIME_FEATURES] == [23, 2, 0, 1]
 
@@ -193,11 +193,11 @@ def test_quiet_hours_are_carried_forward_and_the_first_backward(tmp_path, storag
     assert rows[f"quiet@{iso_minute(t)}"][:24] == [7, 8, 9, 9, 9, 9, 9, 9, 9, *range(16, 31)]
     assert rows[f"young@{iso_minute(t)}"][:24] == [12] * 6 + list(range(12, 31))[1:]
     assert rows[f"ok@{iso_minute(t)}"][:24] == [i % 7 for i in range(7, 31)]
-    counts = result["report"]["counts"]
+    counts = result.report["counts"]
     # t: quiet 3 filled hours, young 5; t - 1 h (hours 6 .. 29): quiet 3, young 6
     assert (counts["filled_history"], counts["filled_hours"]) == (4, 17)
     assert not set(counts) & {"missing_at_origin", "stale_at_origin", "not_installed", "not_renting"}
-    summary = result["summary"]
+    summary = result.summary
     assert summary["by_origin"] == {
         iso_minute(t - H): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 9},
         iso_minute(t): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 8},
@@ -287,7 +287,7 @@ def test_windows_match_independent_recomputation_on_real_data(real_store, storag
     assert len(expected) > 9500
     assert got.keys() == expected.keys()
     assert got == expected
-    by_origin = result["summary"]["by_origin"]
+    by_origin = result.summary["by_origin"]
     assert {t: [by_origin[iso_minute(t)][k] for k in ("windows_filled", "hours_filled")] for t in origins} == filled
     assert sum(w for w, _ in filled.values()) > 200  # the real night has quiet stations to fill
     for rid, row in rows.items():  # the time features are the origin's, in Paris time
@@ -300,8 +300,8 @@ def test_streaming_chunks_give_the_same_windows(real_store, storage, tmp_path):
     a, ra, _ = assembled(storage, real_store, origins, chunk_hours=1, out=str(tmp_path / "a"))
     b, rb, _ = assembled(storage, real_store, origins, chunk_hours=100, out=str(tmp_path / "b"))
     assert a == b and len(a) > 5000
-    assert ra["report"]["counts"] == rb["report"]["counts"]
-    assert ra["summary"]["by_origin"] == rb["summary"]["by_origin"]
+    assert ra.report["counts"] == rb.report["counts"]
+    assert ra.summary["by_origin"] == rb.summary["by_origin"]
 
 
 def test_grid_masks_are_consistent(real_store, storage):
@@ -345,7 +345,7 @@ def test_the_window_path_imports_nothing_once_loaded(tmp_path):
         "before = set(sys.modules)\n"
         f"r = assemble_transform_inputs(Storage(), {str(REPO / 'sample_data')!r}, origins_for_run_date(date(2022, 5, 25)),\n"
         f"    {str(tmp_path / 'in')!r}, index_uri={str(tmp_path / 'index.parquet')!r}, observers=[QualityTracker()])\n"
-        "print(r['summary']['windows_emitted'], *sorted(set(sys.modules) - before))\n"
+        "print(r.summary['windows_emitted'], *sorted(set(sys.modules) - before))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.split() == ["33544"]
@@ -467,8 +467,8 @@ def store_cut_at(src_root: str, dest_root: str, as_of: datetime) -> int:
 
 def inputs_as_bytes(storage, result) -> dict:
     """What a transform job and the join read: each shard's bytes by name, and the record index's."""
-    out = {uri.rsplit("/", 1)[-1]: storage.read_bytes(uri) for uri in result["shards"]}
-    out["index.parquet"] = storage.read_bytes(result["index_uri"])
+    out = {uri.rsplit("/", 1)[-1]: storage.read_bytes(uri) for uri in result.shards}
+    out["index.parquet"] = storage.read_bytes(result.index_uri)
     return out
 
 
@@ -484,9 +484,9 @@ def test_a_store_with_later_captures_gives_the_inputs_of_the_store_cut_at_as_of(
     _, full, _ = assembled(storage, real_store, origins, out=str(tmp_path / "full"), as_of=as_of)
     _, cut_result, _ = assembled(storage, cut, origins, out=str(tmp_path / "from-cut"), as_of=as_of)
     assert inputs_as_bytes(storage, full) == inputs_as_bytes(storage, cut_result)
-    assert full["report"]["counts"] == cut_result["report"]["counts"]
-    assert full["summary"] == cut_result["summary"]
-    assert full["summary"]["windows_emitted"] > 8000
+    assert full.report["counts"] == cut_result.report["counts"]
+    assert full.summary == cut_result.summary
+    assert full.summary["windows_emitted"] > 8000
     # the control: without the cut, the later captures change the windows
     _, leaky, _ = assembled(storage, real_store, origins, out=str(tmp_path / "leaky"))
     assert inputs_as_bytes(storage, leaky) != inputs_as_bytes(storage, full)
@@ -504,7 +504,7 @@ def test_a_late_published_observation_captured_after_as_of_is_not_read(tmp_path,
     as_of = t + 30 * timedelta(minutes=1)
     rows, result, _ = assembled(storage, root, [t], out=root + "/as-of", as_of=as_of)
     assert rows[f"A@{iso_minute(t)}"][23] == 28  # the capture of t - 50 min
-    assert result["as_of"] == "2022-05-24T05:30:00Z"
+    assert result.as_of == "2022-05-24T05:30:00Z"
     with pytest.raises(ValueError, match="after the run's as-of time"):
         assembled(storage, root, [t + H], out=root + "/late", as_of=as_of)
 
