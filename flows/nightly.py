@@ -157,7 +157,8 @@ def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: boo
     m = timed(publish_task, ctx.cfg, "publish")(ctx, w, t, started_at)
     progress.stage_done("publish")
     skipped: list[dict] = []
-    png = _optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
+    png = (_optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
+           if ctx.product.report_png else {"error": f"not drawn for the {ctx.product.name} product"})
     if score_published:
         scored = _optional(logger, skipped, "scoring published forecasts", timed(score_published_task, ctx.cfg, "score"),
                            ctx)

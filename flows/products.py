@@ -28,10 +28,14 @@ class Product:
     name: str
     horizons: tuple[int, ...]
     as_of: bool  # its origin comes from an as-of time (else from a past date or an origin range)
+    # Whether each run draws its date's report PNG. The hourly nowcast does not: it would redraw the
+    # day's plot 24 times a day, most of an hourly run's own time, for readers that are apps;
+    # its accuracy is scored every run all the same (accuracy/product=nowcast/).
+    report_png: bool = True
 
 
 DAY_AHEAD = Product("day-ahead", tuple(range(1, MAX_HORIZON + 1)), as_of=True)
-NOWCAST = Product("nowcast", (1, 2, 3), as_of=True)
+NOWCAST = Product("nowcast", (1, 2, 3), as_of=True, report_png=False)
 EVALUATION = Product("evaluation", (1, 2, 3), as_of=False)
 PRODUCTS = {p.name: p for p in (DAY_AHEAD, NOWCAST, EVALUATION)}
 

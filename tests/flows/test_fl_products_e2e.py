@@ -58,3 +58,5 @@ def test_a_nowcast_keeps_three_horizons_and_says_its_coverage(tmp_path, storage,
     # The test model trained on Monday to Wednesday only, and 2022-05-26 (Ascension) is a non-working
     # day: persistence serves every horizon, and each row says so.
     assert set(table.column("fallback").to_pylist()) == {"persistence"}
+    # an hourly nowcast draws no report PNG (the day-ahead run does), and says so
+    assert res["report_png"] is None and not list((tmp_path / "root" / "runs").glob("*/report.png"))
