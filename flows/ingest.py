@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from velibcast import process_settings
 from velibcast.config import load_config
 from velibcast.datasets import ingest as ing
 from velibcast.datasets.report import ValidationPolicy
@@ -55,6 +56,7 @@ def ingest_task(config: str, start: datetime, end: datetime) -> dict:
 def ingest_states(config: str = "configs/local.yaml", end: datetime | None = None,
                   days_back: int = DEFAULT_DAYS_BACK) -> dict:
     """Ingest the UTC days from `days_back` days before `end` (default: now) through its day."""
+    process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     start, stop = ingest_range(end, days_back)
     result = ingest_task(config, start, stop)
     get_run_logger().info("states of %s .. %s: written %s, rebuilt %s, unchanged %s, %d captures parsed",

@@ -28,7 +28,7 @@ from velibcast.datasets.snapshots import list_snapshots, write_snapshot
 from velibcast.datasets.states import LATE_CAPTURE_HOURS, TABLE_RULE, HourStates, StationRegistry, hours_of_date
 from velibcast.datasets.synthetic import generate_store
 from velibcast.datasets.windows import build_state_grid, origins_for_range, origins_for_run_date
-from velibcast.timeutil import UTC, parse_key_time
+from velibcast.timeutil import UTC, key_time, parse_key_time
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS
 
 H = timedelta(hours=1)
@@ -84,7 +84,7 @@ def test_a_date_holds_each_station_hour_by_the_rule_and_duckdb_answers_the_docs_
         assert (row["bikes"], row["ebike"], row["mechanical"], row["docks"], row["capacity"]) == (
             d["numbikesavailable"], d["ebike"], d["mechanical"], d["numdocksavailable"], d["capacity"])
         assert row["observed_at"] == obs and row["captured_at"] == cap
-        assert row["source_object"].endswith(cap.strftime("%Y-%m-%dT%H-%M-%SZ.jsonl.gz"))
+        assert row["source_object"].endswith(f"{key_time(cap)}.jsonl.gz")
     # a run reading a few hours of a date gets those hours' rows
     part = ing.read_partition(storage, root, date(2022, 5, 25))
     few = {int(datetime(2022, 5, 25, k, tzinfo=UTC).timestamp()) * 1_000_000 for k in (0, 13)}

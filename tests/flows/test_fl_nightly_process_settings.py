@@ -30,11 +30,17 @@ def test_a_process_a_worker_started_for_a_flow_run_takes_the_batch_settings():
         process_settings.GC_GEN0_THRESHOLD
 
 
-def test_a_program_calling_a_flow_itself_keeps_its_own_settings():
+def test_a_program_calling_a_flow_itself_keeps_its_own_settings(monkeypatch):
+    assert _gen0_threshold_after_the_call({}) != process_settings.GC_GEN0_THRESHOLD  # a fresh program's own
+    # In this process too, whatever earlier tests left (the CLI's main, called in-process, is an entry point).
+    monkeypatch.delenv(process_settings.FLOW_RUN_ENV, raising=False)
     before = gc.get_threshold()
-    assert _gen0_threshold_after_the_call({}) == before[0] != process_settings.GC_GEN0_THRESHOLD
-    process_settings.for_flow_run_process()  # this test process was not started by a worker
-    assert gc.get_threshold() == before
+    gc.set_threshold(701, *before[1:])  # a program's own setting
+    try:
+        process_settings.for_flow_run_process()  # this test process was not started by a worker
+        assert gc.get_threshold()[0] == 701
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_every_deployed_flow_applies_them_first():
