@@ -21,7 +21,7 @@ from velibcast import constants as C
 from velibcast import process_settings
 from velibcast.batch_transform import cli as bt_cli
 from velibcast.cli_types import RANGE_CONVENTION, Parser, check_range, iso_date, share_options, utc_time
-from velibcast.config import check_store_writable, load_config
+from velibcast.config import check_store_exists, check_store_writable, load_config
 from velibcast.datasets import cli as ds_cli
 from velibcast.errors import ConfigError, VelibcastError
 from velibcast.flows import cost, prefect_api, prefect_logs
@@ -197,11 +197,9 @@ def cmd_backfill(args) -> int:
 
 def cmd_score(args) -> int:
     cfg = load_config(args.config)
-    # lazy, per command: --help and user errors exit in ~0.2 s, before pandas and Prefect load
-    from velibcast.flows import preflight
-
-    preflight.check_store_exists(cfg)  # a wrong root is not "nothing published"
+    check_store_exists(cfg)  # a wrong root is not "nothing published"
     check_store_writable(cfg)  # the scores are written beside the forecasts
+    # lazy, per command: --help and user errors exit in ~0.2 s, before pandas and Prefect load
     from velibcast.flows.score import NO_FORECASTS, score_run
 
     res = score_run(cfg.storage(), cfg, args.run_date, product=args.product)

@@ -9,17 +9,15 @@ missed or half-done ingest costs a run the raw reading of those hours, never a w
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from velibcast import process_settings
 from velibcast.config import load_config
 from velibcast.datasets import ingest as ing
 from velibcast.datasets.report import ValidationPolicy
 from velibcast.errors import ConfigError
-from velibcast.flows.task_policy import RETRY_OPTS
+from velibcast.flows.task_policy import TASK_OPTS
 from velibcast.timeutil import UTC
 
 # How far back a scheduled ingest looks by default: the dates a capture taken now can reach
@@ -42,9 +40,6 @@ def run_ingest(config: str, start: datetime, end: datetime, as_of: datetime | No
     result = ing.ingest(cfg.storage(), cfg.snapshots_root, cfg.root, start, end,
                         ValidationPolicy.from_config(cfg), as_of)
     return result.to_dict()
-
-
-TASK_OPTS: dict[str, Any] = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 
 @task(name="ingest-states", **TASK_OPTS)

@@ -10,10 +10,8 @@ own records in the store decide what a rerun reuses.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from velibcast import process_settings
 from velibcast.config import load_config
@@ -28,12 +26,10 @@ from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_identity import RunSpec
 from velibcast.flows.run_names import forecast_run_name, nightly_run_name
 from velibcast.flows.score import score_run
-from velibcast.flows.task_policy import RETRY_OPTS, timed
+from velibcast.flows.task_policy import TASK_OPTS, timed
 from velibcast.redact import redact_text
 from velibcast.run_records import to_json
 from velibcast.timeutil import UTC
-
-TASK_OPTS: dict[str, Any] = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 
 @task(name="prepare", **TASK_OPTS)

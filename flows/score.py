@@ -184,10 +184,15 @@ class Climatology:
         """The frequencies of empty and full at each row's station, target day type and local hour."""
         row_of = {c: i for i, c in enumerate(self.station_codes)}
         rows = np.array([row_of.get(c, len(self.station_codes)) for c in codes], dtype=np.int64)
-        local = [t.astimezone(PARIS) for t in pd.to_datetime(target_ts, utc=True).dt.to_pydatetime()]
-        kind = np.array([int(is_non_working_day(t.date())) for t in local], dtype=np.int64)
-        hour = np.array([t.hour for t in local], dtype=np.int64)
+        kind, hour = day_type_and_hour(pd.to_datetime(target_ts, utc=True).dt.to_pydatetime())
         return self.empty[rows, kind, hour], self.full[rows, kind, hour]
+
+
+def day_type_and_hour(times) -> tuple[np.ndarray, np.ndarray]:
+    """Each time's day type (1 non-working, velib_features' calendar) and hour, in Europe/Paris."""
+    local = [t.astimezone(PARIS) for t in times]
+    return (np.array([int(is_non_working_day(t.date())) for t in local], dtype=np.int64),
+            np.array([t.hour for t in local], dtype=np.int64))
 
 
 def climatology(storage: st.Storage, cfg, before: datetime, as_of: datetime | None = None) -> Climatology | None:
@@ -203,9 +208,7 @@ def climatology(storage: st.Storage, cfg, before: datetime, as_of: datetime | No
     known = np.vstack([np.asarray(grid.usable, bool) & observed[None, :], unseen])
     bikes = np.vstack([np.nan_to_num(np.asarray(grid.bikes, np.float64), nan=-1.0), unseen])
     capacity = np.vstack([np.broadcast_to(np.asarray(grid.capacity), grid.bikes.shape), unseen + 1])
-    local = [h.astimezone(PARIS) for h in hours]
-    kind = np.array([is_non_working_day(t.date()) for t in local])
-    hour = np.array([t.hour for t in local])
+    kind, hour = day_type_and_hour(hours)
     return Climatology(list(grid.station_codes), ps.event_frequency(ps.empty(bikes), known, kind, hour),
                        ps.event_frequency(ps.full(bikes, capacity), known, kind, hour))
 

@@ -8,6 +8,10 @@ from its own records in the store, so a retry redoes only what was not finished.
 
 from __future__ import annotations
 
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE
+
 from velibcast import constants as C
 from velibcast.errors import is_transient
 
@@ -23,6 +27,9 @@ def retry_if_transient(task, task_run, state) -> bool:
 
 RETRY_OPTS = dict(retries=C.STAGE_RETRIES, retry_delay_seconds=list(C.STAGE_RETRY_DELAYS_S),
                   retry_condition_fn=retry_if_transient)
+# A stage's task: retried as above, never cached nor its result persisted by Prefect (each stage
+# keeps its own records in the store).
+TASK_OPTS: dict[str, Any] = dict(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTS)
 
 
 def timed(task, cfg, stage: str):

@@ -209,11 +209,16 @@ def _unwrap(t) -> tuple[list, list]:
     return [t], metas
 
 
+def _struct_of(t) -> type | None:
+    """The section (msgspec Struct) a field type holds, if it holds one."""
+    return next((a for a in _unwrap(t)[0] if isinstance(a, type) and issubclass(a, msgspec.Struct)), None)
+
+
 def _field_type(keys: list[str]):
     t: Any = Settings
     for k in keys:
-        arms, _ = _unwrap(t)
-        struct = next(a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct))
+        struct = _struct_of(t)
+        assert struct is not None  # msgspec names keys inside sections only
         t = _hints(struct)[k]
     return t
 
@@ -237,12 +242,11 @@ def _wanted(t) -> str:
 def _times_read(raw: Any, t: Any = Settings) -> Any:
     """Time fields written as ISO text (`2022-05-26T06:00Z`, minutes only) read as datetimes, as on
     the command line; anything unreadable is left for the check to name."""
-    arms, _ = _unwrap(t)
-    struct = next((a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct)), None)
+    struct = _struct_of(t)
     if struct is not None and isinstance(raw, dict):
         hints = _hints(struct)
         return {k: _times_read(v, hints[k]) if k in hints else v for k, v in raw.items()}
-    if datetime in arms and isinstance(raw, str):
+    if datetime in _unwrap(t)[0] and isinstance(raw, str):
         try:
             return datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
@@ -252,15 +256,13 @@ def _times_read(raw: Any, t: Any = Settings) -> Any:
 
 def _sections_filled(raw: Any, t: Any = Settings) -> Any:
     """A section written with every key commented out (YAML's null) takes its defaults."""
-    arms, _ = _unwrap(t)
-    struct = next((a for a in arms if isinstance(a, type) and issubclass(a, msgspec.Struct)), None)
+    struct = _struct_of(t)
     if struct is None or not isinstance(raw, dict):
         return raw
     hints = _hints(struct)
     out = {}
     for k, v in raw.items():
-        sub = next((a for a in _unwrap(hints[k])[0] if isinstance(a, type) and issubclass(a, msgspec.Struct)),
-                   None) if k in hints else None
+        sub = _struct_of(hints[k]) if k in hints else None
         out[k] = {} if sub is not None and v is None else _sections_filled(v, hints.get(k, Any))
     return out
 
