@@ -180,6 +180,19 @@ class Climatology:
     empty: np.ndarray  # (stations + 1, 2, 24)
     full: np.ndarray
 
+    @classmethod
+    def of_states(cls, station_codes: list[str], hours: list[datetime], bikes: np.ndarray, capacity: np.ndarray,
+                  known: np.ndarray) -> Climatology:
+        """The frequencies over the `known` hourly states (stations x hours) of these stations."""
+        station, col = np.nonzero(known)
+        kind, hour = day_type_and_hour(hours)
+        b = np.asarray(bikes, np.float64)[station, col]
+        cap = np.broadcast_to(np.asarray(capacity), np.shape(bikes))[station, col]
+        n = len(station_codes) + 1  # the last row observes nothing: it takes the network's frequency
+        return cls(list(station_codes),
+                   ps.event_frequency(station, kind[col], hour[col], ps.empty(b), n),
+                   ps.event_frequency(station, kind[col], hour[col], ps.full(b, cap), n))
+
     def at(self, codes: np.ndarray, target_ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """The frequencies of empty and full at each row's station, target day type and local hour."""
         row_of = {c: i for i, c in enumerate(self.station_codes)}
@@ -204,13 +217,8 @@ def climatology(storage: st.Storage, cfg, before: datetime, as_of: datetime | No
     if not grid.station_codes:
         return None
     observed = captures_for(storage, cfg.snapshots_root, hours, as_of).observed(hours)
-    unseen = np.zeros((1, len(hours)), bool)  # a station the history never saw: the network's frequency
-    known = np.vstack([np.asarray(grid.usable, bool) & observed[None, :], unseen])
-    bikes = np.vstack([np.nan_to_num(np.asarray(grid.bikes, np.float64), nan=-1.0), unseen])
-    capacity = np.vstack([np.broadcast_to(np.asarray(grid.capacity), grid.bikes.shape), unseen + 1])
-    kind, hour = day_type_and_hour(hours)
-    return Climatology(list(grid.station_codes), ps.event_frequency(ps.empty(bikes), known, kind, hour),
-                       ps.event_frequency(ps.full(bikes, capacity), known, kind, hour))
+    return Climatology.of_states(list(grid.station_codes), hours, grid.bikes, grid.capacity,
+                                 np.asarray(grid.usable, bool) & observed[None, :])
 
 
 def attach_climatology(df: pd.DataFrame, clim: Climatology | None) -> pd.DataFrame:

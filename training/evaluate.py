@@ -10,9 +10,10 @@ against three baselines:
   days (velib_profile), times capacity.
 The distribution is scored by pinball loss per quantile, the share of outcomes inside
 [p10, p90], and the Brier score of p_empty and p_full against two references: the station's
-historical frequency for that hour and day type (training days) and persistence (1 if empty,
-or full, now). Every score is kept per horizon with its count, so days and horizon buckets
-are averaged by outcomes, not by rows of a table.
+historical frequency for that hour and day type over the training rows (proper_scores.event_frequency,
+the rule forward scoring takes over the hourly states) and persistence (1 if empty, or full, now).
+Every score is kept per horizon with its count, so days and horizon buckets are averaged by
+outcomes, not by rows of a table.
 """
 
 from __future__ import annotations
@@ -89,21 +90,41 @@ def target_profile(profiles: velib_profile.Profiles, x: np.ndarray) -> np.ndarra
     return out
 
 
+def event_frequencies(train_x: np.ndarray, n_stations: int) -> dict[str, np.ndarray]:
+    """{"p_empty", "p_full"}: (n_stations + 1, 2, 24) tables by station_index (0: the model's unknown
+    station), day type and local hour of the events' frequencies at the training rows' origins
+    (proper_scores.event_frequency, the rule a forward score takes over the hourly states)."""
+    train_x = np.asarray(train_x, dtype=np.float64)
+    station = train_x[:, F.COL["station_index"]]
+    non_working, hour = train_x[:, F.COL[F.NON_WORKING]], train_x[:, F.COL["hour"]]
+    now = train_x[:, F.HISTORY_LEN - 1]
+    return {"p_empty": ps.event_frequency(station, non_working, hour, ps.empty(now), n_stations + 1),
+            "p_full": ps.event_frequency(station, non_working, hour, ps.full(now, train_x[:, _CAP]), n_stations + 1)}
+
+
+def target_frequency(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(n, H) an event_frequencies table at each row's station and each target's local hour and day type."""
+    x = np.asarray(x, dtype=np.float64)
+    station = x[:, F.COL["station_index"]].astype(np.int64)
+    out = np.empty((len(x), H))
+    for h in range(1, H + 1):
+        hour, day = velib_gbm.target_calendar(x, h)
+        out[:, h - 1] = table[station, day.astype(np.int64), hour.astype(np.int64)]
+    return out
+
+
 def references(train_x: np.ndarray, x: np.ndarray) -> dict:
     """Baselines and event references from the training rows `train_x` for rows `x`:
     {"profile": bikes (n, H), "p_empty": {"climatology", "persistence"}, "p_full": {...}}."""
     n_st = int(max(train_x[:, F.COL["station_index"]].max(), x[:, F.COL["station_index"]].max()))
     cap, now = np.asarray(x[:, _CAP], dtype=np.float64), np.asarray(x[:, F.HISTORY_LEN - 1], dtype=np.float64)
-
-    def table(values):
-        return velib_profile.Profiles(velib_profile.build(train_x, values), n_st)
-
-    train_cap, train_now = train_x[:, _CAP], train_x[:, F.HISTORY_LEN - 1]
-    return {"profile": target_profile(table(None), x) * cap[:, None],
-            "p_empty": {"climatology": target_profile(table(train_now <= 0), x),
-                        "persistence": np.repeat((now <= 0)[:, None], H, axis=1).astype(np.float64)},
-            "p_full": {"climatology": target_profile(table(train_now >= train_cap), x),
-                       "persistence": np.repeat((now >= cap)[:, None], H, axis=1).astype(np.float64)}}
+    profile = velib_profile.Profiles(velib_profile.build(train_x), n_st)
+    frequency = event_frequencies(train_x, n_st)
+    return {"profile": target_profile(profile, x) * cap[:, None],
+            "p_empty": {"climatology": target_frequency(frequency["p_empty"], x),
+                        "persistence": ps.empty(now)[:, None].repeat(H, axis=1).astype(np.float64)},
+            "p_full": {"climatology": target_frequency(frequency["p_full"], x),
+                       "persistence": ps.full(now, cap)[:, None].repeat(H, axis=1).astype(np.float64)}}
 
 
 def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines: dict[str, np.ndarray],
@@ -119,6 +140,11 @@ def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines
     def mean(err):
         return [round(float(v), 4) if c else None
                 for v, c in zip(np.where(seen, err, 0.0).sum(axis=0) / np.maximum(n, 1), n)]
+
+    def reference_brier(r, happened):
+        """None at a horizon where a scored row has no reference: a skill compares forecasts of the same outcomes."""
+        lacking = (seen & ~np.isfinite(r)).any(axis=0)
+        return [None if lack else v for v, lack in zip(mean((r - happened) ** 2), lacking)]
 
     points = {k: served(v, cap) for k, v in baselines.items()}
     if quantities is not None:
@@ -136,7 +162,7 @@ def score(quantities: np.ndarray | None, y: np.ndarray, x: np.ndarray, baselines
         happened = events[ev].astype(np.float64)
         p = quantities[:, :, _Q[ev]]
         out["brier"][ev] = {name: mean((p - happened) ** 2),
-                            **{k: mean((r - happened) ** 2) for k, r in (refs or {}).get(ev, {}).items()}}
+                            **{k: reference_brier(r, happened) for k, r in (refs or {}).get(ev, {}).items()}}
         b = np.minimum((p * RELIABILITY_BINS).astype(np.int64), RELIABILITY_BINS - 1)[seen]
         out["reliability"][ev] = {"count": np.bincount(b, minlength=RELIABILITY_BINS).tolist(),
                                   "sum_predicted": [round(float(v), 3) for v in

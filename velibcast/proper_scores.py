@@ -6,9 +6,9 @@
 - Brier score of a probability p of an event: mean of (p - event)^2; its skill against a
   reference forecast is 1 - Brier / Brier_reference (> 0: better than the reference). The
   references: persistence (1 if the event holds at the origin, else 0) and the station's
-  historical frequency of the event for the target's local hour and day type (`event_frequency`;
-  a backtest takes it over the training days, a forward score over the CLIMATOLOGY_DAYS before
-  the forecast's first origin);
+  historical frequency of the event for the target's local hour and day type (`event_frequency`,
+  the one rule of both: a backtest takes it over its training rows, a forward score over the hourly
+  states of the CLIMATOLOGY_DAYS before the forecast's first origin);
 - reliability: outcomes grouped by forecast probability, the observed frequency of each bin
   beside its mean forecast (a reliable forecast lies on the diagonal).
 
@@ -27,6 +27,11 @@ HORIZON_BUCKETS = ((1, 3), (4, 8), (9, 16), (17, 24))
 # The history a forward score's frequency reference is taken over: two weeks hold both day types
 # at least four times (two weekends).
 CLIMATOLOGY_DAYS = 14
+# A station's frequency of an event at a day type and hour is drawn towards the network's by this many
+# pseudo-observations: a station seen empty on one Sunday of one does not empty every Sunday. A reference
+# that overreacts to a few days is easy to beat; the model's own climatology (transform_code/velib_profile)
+# is drawn alike.
+FREQUENCY_PRIOR = 3.0
 # Probabilities are stored as float32: 0.7 reads back as 0.69999999. Rounding before binning
 # keeps a forecast on its bin's lower edge in that bin.
 _BIN_DECIMALS = 6
@@ -60,22 +65,24 @@ def skill(score: float, reference: float) -> float | None:
     return 1.0 - score / reference
 
 
-def event_frequency(event: np.ndarray, known: np.ndarray, non_working: np.ndarray,
-                    local_hour: np.ndarray) -> np.ndarray:
-    """(stations, 2, 24): per station, day type (0 working, 1 non-working) and local hour, the share
-    of the known hours of `event` (stations x hours) on which it held. A station with no known hour
-    there takes the share over every station's known hours; NaN where no station has one."""
-    known = np.asarray(known, bool)
-    hit = np.asarray(event, bool) & known
-    cell = np.asarray(non_working, np.int64) * 24 + np.asarray(local_hour, np.int64)  # one per hour
-    hits = np.zeros((hit.shape[0], 48))
-    seen = np.zeros((hit.shape[0], 48))
-    for c in np.unique(cell):
-        hits[:, c] = hit[:, cell == c].sum(axis=1)
-        seen[:, c] = known[:, cell == c].sum(axis=1)
+def event_frequency(station: np.ndarray, non_working: np.ndarray, local_hour: np.ndarray, event: np.ndarray,
+                    n_stations: int) -> np.ndarray:
+    """(n_stations, 2, 24): per station, day type (0 working, 1 non-working) and local hour, how often the
+    event held. One observation per station and hour: its `station` (0 .. n_stations - 1), `non_working`,
+    `local_hour` and whether `event` held. The station's share of its observations there is drawn
+    towards the network's by FREQUENCY_PRIOR pseudo-observations (a station never seen there takes the
+    network's). The network's: the share over every station's observations at that day type and hour,
+    else at that hour on either day type (a history of working days still knows the hour); NaN where the
+    hour was never observed."""
+    cell = np.asarray(non_working, np.int64) * 24 + np.asarray(local_hour, np.int64)
+    at = np.asarray(station, np.int64) * 48 + cell
+    hits = np.bincount(at, np.asarray(event, np.float64), n_stations * 48).reshape(n_stations, 48)
+    seen = np.bincount(at, minlength=n_stations * 48).reshape(n_stations, 48)
+    network_hits, network_seen = hits.sum(axis=0), seen.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        network = hits.sum(axis=0) / seen.sum(axis=0)
-        share = np.where(seen > 0, hits / np.maximum(seen, 1), network[None, :])
+        by_hour = network_hits.reshape(2, 24).sum(axis=0) / network_seen.reshape(2, 24).sum(axis=0)
+        network = np.where(network_seen > 0, network_hits / network_seen, np.tile(by_hour, 2))
+    share = (hits + FREQUENCY_PRIOR * network) / (seen + FREQUENCY_PRIOR)
     return share.reshape(-1, 2, 24)
 
 

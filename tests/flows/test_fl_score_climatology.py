@@ -71,11 +71,15 @@ def test_brier_of_p_empty_and_p_full_is_scored_against_the_hour_and_day_type_fre
     for r in rows:
         n = r["scored_rows"]
         assert n == 3 * len(ORIGINS)
-        # Each horizon's targets hold local 10-13 once each: the forecast's 0.05 misses 4 events;
-        # the frequency of a non-working day (1 at 10-12, 0 at 13, whatever working days did) misses 1.
+        # Each horizon's targets hold local 10-13 once each: the forecast's 0.05 misses 4 events.
+        # The frequency of a non-working day, whatever working days did: at 13h 0, so it misses the event
+        # by 1; at 10-12h the station's 4 of 4 days drawn towards the network's 1 of 3 stations (`own`),
+        # the two other stations' 0 of 4 likewise (`other`).
+        k = ps.FREQUENCY_PRIOR
+        own, other = (4 + k / 3) / (4 + k), (k / 3) / (4 + k)
         for event in ("empty", "full"):
             assert r[f"brier_{event}"] == pytest.approx((4 * 0.95 ** 2 + (n - 4) * 0.05 ** 2) / n)
-            assert r[f"brier_{event}_climatology"] == pytest.approx(1 / n)
+            assert r[f"brier_{event}_climatology"] == pytest.approx((1 + 3 * (1 - own) ** 2 + 6 * other ** 2) / n)
     for pooled in res["by_horizon"]:
         for event in ("empty", "full"):
             b, ref = pooled[f"brier_{event}"], pooled[f"brier_{event}_climatology"]
@@ -97,13 +101,24 @@ def test_velibcast_score_prints_the_brier_skill_against_frequency_and_persistenc
     assert f"{h1['brier_skill_empty_climatology']:+.2f}/{h1['brier_skill_empty']:+.2f}" in first, first
 
 
-def test_event_frequency_is_per_station_day_type_and_local_hour_with_the_networks_where_a_station_has_none():
-    # two stations, four hours: (working, 8h), (working, 8h), (non-working, 8h), (working, 9h)
-    event = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], bool)
-    known = np.array([[1, 1, 1, 1], [1, 1, 0, 1]], bool)
-    by_station = ps.event_frequency(event, known, np.array([False, False, True, False]), np.array([8, 8, 8, 9]))
-    assert by_station.shape == (2, 2, 24)
-    assert by_station[0, 0, 8] == 0.5 and by_station[0, 1, 8] == 1.0 and by_station[0, 0, 9] == 1.0
-    assert by_station[1, 0, 8] == 0.0 and by_station[1, 0, 9] == 0.0
-    assert by_station[1, 1, 8] == 1.0  # the second station was never seen there: the network's (1 of 1)
-    assert np.isnan(by_station[0, 1, 9])  # no station was seen there
+def test_event_frequency_is_per_station_day_type_and_local_hour_drawn_towards_the_networks():
+    # two stations' observations: station 0 at (working, 8h) twice, (non-working, 8h), (working, 9h);
+    # station 1 at (working, 8h) twice and (working, 9h)
+    station = np.array([0, 0, 0, 0, 1, 1, 1])
+    non_working = np.array([0, 0, 1, 0, 0, 0, 0])
+    hour = np.array([8, 8, 8, 9, 8, 8, 9])
+    event = np.array([1, 0, 1, 1, 0, 0, 0], bool)
+    by_station = ps.event_frequency(station, non_working, hour, event, n_stations=3)
+    k = ps.FREQUENCY_PRIOR
+    assert by_station.shape == (3, 2, 24)
+    # the network's at (working, 8h): 1 of 4; at (working, 9h): 1 of 2; at (non-working, 8h): 1 of 1
+    assert by_station[0, 0, 8] == pytest.approx((1 + k / 4) / (2 + k))
+    assert by_station[1, 0, 8] == pytest.approx((0 + k / 4) / (2 + k))
+    assert by_station[0, 0, 9] == pytest.approx((1 + k / 2) / (1 + k))
+    assert by_station[1, 0, 9] == pytest.approx((0 + k / 2) / (1 + k))
+    assert by_station[0, 1, 8] == pytest.approx(1.0)
+    assert by_station[1, 1, 8] == pytest.approx(1.0)  # the second station was never seen there: the network's
+    assert by_station[2, 0, 8] == pytest.approx(1 / 4)  # the third was never seen: the network's everywhere
+    # no station was seen at (non-working, 9h): the network's at 9h on either day type
+    assert by_station[0, 1, 9] == pytest.approx(1 / 2) and by_station[1, 1, 9] == pytest.approx(1 / 2)
+    assert np.isnan(by_station[:, :, 10]).all()  # no station was ever seen at 10h
