@@ -1,26 +1,45 @@
-"""The stored hourly states (docs/states-dataset.md): `<root>/states/date=D/part-0.parquet`.
+"""The stored hourly states (docs/states-dataset.md): `<root>/states/date=D/part-HH.parquet`.
 
-One object per UTC date D, holding one row per station and whole UTC hour of D with a state
-(datasets/states.py's rule), and, in its Parquet key-value metadata, its ledger: every capture
-object folded into it, by its key under velib/snapshots/ (so a store copied elsewhere keeps its
-states), with its version as listed (the ETag on S3, size and mtime locally).
+One object per UTC hour HH of date D (24 per date, written even when empty), holding one row per
+station with a state at that hour (datasets/states.py's rule), sorted by station code, and a
+token naming what its rows are folded from (hour_token: the hour, the rule, its captures at their
+versions). Beside them, the date's ledger `_ledger.json` (a name no Parquet glob or Hive reader
+takes): every capture object that may hold a state of the date, by its key under
+velib/snapshots/ (so a store copied elsewhere keeps its states), with its version as listed (the
+ETag on S3, size and mtime locally), what parsing each counted, the rule, and each hour's token.
 
-Ingest lists the captures that may hold a state of each date and compares them with the date's
-ledger: a date whose ledger matches is left alone (a replayed capture is a no-op); new captures
-only are folded into the stored rows (parsed once, even when they reach two dates); a capture
-whose version changed, or that is gone, has the date rebuilt from every capture it lists. Each
-date is written whole (Storage.write_bytes: a temporary name, then a rename or one PUT), its
-ledger inside it, so a killed ingest leaves every date either as it was or as it is now, and
-the next ingest finishes the rest.
+Why an object per hour: a new capture changes few hours. The rule lets it reach [t - 12 h, t + 4 h],
+but it changes an hour only through a record observed at or before that hour, so a capture at the
+end of the feed changes the hours from its oldest record's on: the last few hours for a fresh feed,
+up to the 16 it reaches when it repeats records an earlier capture held (the rule's tie-break re-
+sources them: see datasets/states.py). Ingest writes only the hours whose rows change; the others
+keep their object, now for more captures, and the one-capture ingest costs about a parse.
 
-A reader trusts an hour of a date only when the date's ledger holds exactly the captures that
-may hold a state of that hour, as the reader lists them (read_stored_states): an hour an ingest
-has not finished, or one folded from captures after the reader's as_of, is read from the raw
-captures instead.
+Ingest lists the captures that may hold a state of each date and compares them, hour by hour,
+with the date's ledger: an hour whose captures match is left alone (a replayed capture is a
+no-op); new captures only are folded into the stored rows of the hours they may change (parsed
+once, even when they reach two dates), and the hour rewritten only if a row changed; an hour one of
+whose captures changed version, or is gone, is rebuilt from every capture it lists.
+
+Atomicity: each object is written whole (Storage.write_bytes: a temporary name, then a rename or
+one PUT). A date's ledger is its commit: ingest first rewrites the ledger naming the hours it is
+about to replace (`pending`), then writes those hours, then the ledger of the new state. A reader
+takes an hour's rows only from the object whose token the ledger commits (Partition.hour), so an
+ingest killed between hour writes leaves every date, as velibcast's readers see it, either as it
+was (a replaced hour is then folded from the raw captures) or as it is now; the next ingest
+checks the pending hours, keeps those already written as it would write them, and finishes the
+rest. A reader of the Parquet alone (DuckDB, Athena) sees each hour old or new, never a part,
+and never two objects for one hour; until that next ingest, a date may mix old and new hours.
+
+A reader trusts an hour only when the date's ledger holds exactly the captures that may hold a
+state of that hour, as the reader lists them, and the hour's object is the committed one
+(read_stored_states): an hour an ingest has not finished, or one folded from captures after the
+reader's as_of, is read from the raw captures instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterable
@@ -53,25 +72,34 @@ from velibcast.datasets.states import (
     HourStates,
     StateRule,
     StationRegistry,
-    arrow,
     compact,
     fold_snapshot,
-    hour_start,
+    hour_tables,
     hours_of_date,
     numpy,
-    to_table,
 )
-from velibcast.errors import NotFound
+from velibcast.errors import DataError, NotFound
 from velibcast.timeutil import UTC
 
 STATES_PREFIX = "states"
-PART_NAME = "part-0.parquet"
-LEDGER_KEY = b"velibcast.states.ledger"
+LEDGER_NAME = "_ledger.json"  # "_": pyarrow and Athena skip it; not ".parquet": no DuckDB or polars glob takes it
+HOUR_KEY = b"velibcast.states.hour"  # an hour object's key-value metadata: its token
+_PLAIN = ("lat", "lon", "observed_at")
 _COLUMN_FIELD = {"is_installed": "installed", "is_renting": "renting", "is_returning": "returning"}
 
 
+def date_prefix(root: str, d: date) -> str:
+    return st.join(root, STATES_PREFIX, f"date={d.isoformat()}")
+
+
+def hour_uri(root: str, d: date, k: int) -> str:
+    """The object of hour k (0..23) of date d."""
+    return st.join(date_prefix(root, d), f"part-{k:02d}.parquet")
+
+
 def partition_uri(root: str, d: date) -> str:
-    return st.join(root, STATES_PREFIX, f"date={d.isoformat()}", PART_NAME)
+    """A date's ledger, written last by each ingest of the date: the date exists once it does."""
+    return st.join(date_prefix(root, d), LEDGER_NAME)
 
 
 def rule_dict(rule: StateRule) -> dict:
@@ -79,59 +107,82 @@ def rule_dict(rule: StateRule) -> dict:
     return {"lookback_hours": rule.lookback.total_seconds() / 3600, "lag_hours": rule.lag.total_seconds() / 3600}
 
 
-class Partition:
-    """A stored date: the captures folded into it ({key: version}), the rule's hours, and its rows,
-    decoded only when asked for (a date whose ledger matches is never decoded)."""
+def hour_token(hour: datetime, captures: dict[str, str]) -> str:
+    """Names an hour object's rows by what they are folded from: the hour and its captures at their
+    versions (the rows are a function of those, by the rule). Two writes with the same token hold
+    the same rows, so an ingest finds an hour a killed ingest already wrote."""
+    text = json.dumps([hour.isoformat(), rule_dict(TABLE_RULE), sorted(captures.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def __init__(self, day: date, data: bytes):
-        self.day = day
-        # not read_table: it imports pyarrow.dataset and pandas
-        self._file = pq.ParquetFile(io.BytesIO(data), read_dictionary=list(DICTIONARY_COLUMNS))
-        ledger = json.loads((self._file.schema_arrow.metadata or {}).get(LEDGER_KEY, b"{}"))
+
+class Partition:
+    """A stored date as its ledger commits it: the captures folded into it ({key: version}), what
+    parsing them counted, the rule's hours, and each hour's token. An hour's rows are read only when
+    asked for, and only when its object is the one the ledger committed (`hour`)."""
+
+    def __init__(self, storage: st.Storage, root: str, day: date, ledger: dict):
+        self.storage, self.root, self.day = storage, root, day
         self.captures: dict[str, str] = ledger.get("captures", {})
         self.findings: dict[str, dict[str, int]] = ledger.get("findings", {})
         self.rule: dict = ledger.get("rule", {})
-        self._table: pa.Table | None = None
+        self.tokens: list[str | None] = ledger.get("hours") or [None] * 24
+        self.pending: dict[str, str] = ledger.get("pending", {})  # hour (two digits) -> token being written
+
+    def read_hour(self, k: int) -> tuple[str | None, pa.Table | None]:
+        """Hour k's object as stored: its token and its rows (None, None when there is none)."""
+        try:
+            data = self.storage.read_bytes(hour_uri(self.root, self.day, k))
+        except NotFound:
+            return None, None
+        # not read_table: it imports pyarrow.dataset and pandas
+        file = pq.ParquetFile(io.BytesIO(data), read_dictionary=list(DICTIONARY_COLUMNS))
+        token = json.loads((file.metadata.metadata or {}).get(HOUR_KEY, b"{}")).get("token")
+        return token, file.read().replace_schema_metadata(None).unify_dictionaries()
+
+    def hour(self, k: int) -> pa.Table | None:
+        """The committed rows of hour k; None when its object is not the one the ledger names (an
+        ingest killed after writing it and before its ledger) or there is none."""
+        token, table = self.read_hour(k)
+        return table if token is not None and token == self.tokens[k] else None
 
     @property
     def table(self) -> pa.Table:
-        if self._table is None:
-            self._table = self._file.read().replace_schema_metadata(None).unify_dictionaries()
-        return self._table
-
-    def hours(self, hours_us: set[int]) -> pa.Table:
-        """The rows of these hours (microseconds), reading only the row groups that may hold them."""
-        meta, at = self._file.metadata, self._file.schema_arrow.get_field_index("hour_ts")
-        groups = []
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(at).statistics
-            if stats is None or not stats.has_min_max:
-                groups.append(g)
-            elif any(stats.min_raw <= h <= stats.max_raw for h in hours_us):  # raw: .min imports pandas
-                groups.append(g)
-        table = self._file.read_row_groups(groups).replace_schema_metadata(None).unify_dictionaries()
-        return table.filter(pc.is_in(table.column("hour_ts"), arrow(np.array(sorted(hours_us)), pa.timestamp("us", tz="UTC"))))
+        """Every hour's committed rows (DataError when an hour is not the committed one)."""
+        tables = []
+        for k in range(24):
+            t = self.hour(k)
+            if t is None:
+                raise DataError(hour_uri(self.root, self.day, k), "not the hour the date's ledger committed",
+                                "run the ingest of this date again")
+            tables.append(t)
+        return pa.concat_tables(tables).unify_dictionaries()
 
 
 def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
     try:
-        return Partition(d, storage.read_bytes(partition_uri(root, d)))
+        return Partition(storage, root, d, json.loads(storage.read_bytes(partition_uri(root, d))))
     except NotFound:
         return None
 
 
-def write_partition(storage: st.Storage, root: str, d: date, table: pa.Table, captures: dict[str, str],
-                    rule: StateRule = TABLE_RULE, findings: dict[str, dict[str, int]] | None = None) -> str:
-    """A date's object: its rows (to_table) and its ledger, written whole. `findings`: what parsing
-    each capture counted (datasets.report reasons), for runs that read the states instead of it."""
-    ledger = {"captures": dict(sorted(captures.items())), "rule": rule_dict(rule),
-              "findings": dict(sorted((findings or {}).items()))}
+def write_ledger(storage: st.Storage, root: str, d: date, captures: dict[str, str], tokens: list[str | None],
+                 findings: dict[str, dict[str, int]], pending: dict[str, str] | None = None) -> None:
+    ledger = {"rule": rule_dict(TABLE_RULE), "captures": dict(sorted(captures.items())), "hours": tokens,
+              "findings": dict(sorted(findings.items())), "pending": pending or {}}
+    storage.write_text(partition_uri(root, d), json.dumps(ledger), content_type="application/json")
+
+
+def write_hour(storage: st.Storage, root: str, d: date, k: int, table: pa.Table, token: str) -> str:
+    """Hour k's object: its rows (states.hour_tables) and its token, written whole."""
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
-    with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False) as writer:
+    # no dictionary for the columns of nearly distinct values (positions, observation times): it
+    # only costs time and bytes there
+    with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False,
+                          use_dictionary=[c for c in BUILD_SCHEMA.names if c not in _PLAIN]) as writer:
         writer.write_table(table)
-        writer.add_key_value_metadata({LEDGER_KEY: json.dumps(ledger).encode()})
-    uri = partition_uri(root, d)
+        writer.add_key_value_metadata({HOUR_KEY: json.dumps({"token": token}).encode()})
+    uri = hour_uri(root, d, k)
     storage.write_bytes(uri, buf.getvalue(), content_type="application/vnd.apache.parquet")
     return uri
 
@@ -151,8 +202,8 @@ def capture_span_of(d: date, rule: StateRule = TABLE_RULE) -> tuple[datetime, da
     return rule.capture_span(hours[0], hours[-1])
 
 
-def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s0: int) -> None:
-    """Stored rows into `states`, each as the state of its own hour."""
+def seed(states: HourStates, registry: StationRegistry, table: pa.Table) -> None:
+    """Stored rows (of hours among `states.hours`) into `states`, each as the state of its own hour."""
     if not table.num_rows:
         return
     codes = _dictionary(table.column("station_code"))
@@ -161,7 +212,7 @@ def seed(states: HourStates, registry: StationRegistry, table: pa.Table, hours_s
     def seconds(name: str) -> np.ndarray:
         return numpy(table.column(name)) // 1_000_000
 
-    hour_pos = (seconds("hour_ts") - hours_s0) // 3600
+    hour_pos = np.searchsorted(states.hours_s, seconds("hour_ts"))
     block = {_COLUMN_FIELD.get(c, c): numpy(table.column(c)) for c in SCHEMA.names
              if _COLUMN_FIELD.get(c, c) in FIELDS}
     sources = _dictionary(table.column("source_object"))
@@ -179,15 +230,17 @@ def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
 
 @dataclass
 class IngestResult:
-    written: list[str] = field(default_factory=list)      # dates written, ISO
-    rebuilt: list[str] = field(default_factory=list)      # of which rebuilt from every capture
+    written: list[str] = field(default_factory=list)      # dates whose ledger was written, ISO
+    rebuilt: list[str] = field(default_factory=list)      # of which some hours rebuilt from every capture
     unchanged: list[str] = field(default_factory=list)
+    hours_written: list[str] = field(default_factory=list)  # hour objects written, "D THH"
     captures_parsed: int = 0
     report: SkipReport = field(default_factory=SkipReport)
 
     def to_dict(self) -> dict:
         return {"written": self.written, "rebuilt": self.rebuilt, "unchanged": self.unchanged,
-                "captures_parsed": self.captures_parsed, "report": self.report.to_dict()}
+                "hours_written": self.hours_written, "captures_parsed": self.captures_parsed,
+                "report": self.report.to_dict()}
 
 
 class _Parsed:
@@ -239,36 +292,117 @@ def ingest(storage: st.Storage, snapshots_root: str, root: str, start: datetime,
     for d in days:
         d_lo, d_hi = capture_span_of(d)
         parsed.drop_before(d_lo)
-        mine = [r for r in refs if d_lo <= r.capture_ts <= d_hi]
-        want = {snapshot_key(r.uri): r.version for r in mine}
-        stored = read_partition(storage, root, d)
-        if stored is not None and stored.captures == want and stored.rule == rule_dict(TABLE_RULE):
-            result.unchanged.append(d.isoformat())
-            continue
-        if stored is None and not want:
-            continue
-        states = HourStates(hours_of_date(d), TABLE_RULE)
-        additions = (stored is not None and stored.rule == rule_dict(TABLE_RULE)
-                     and all(want.get(u) == v for u, v in stored.captures.items()))
-        if additions:
-            assert stored is not None
-            seed(states, parsed.registry, stored.table, int(hour_start(d).timestamp()))
-            mine = [r for r in mine if snapshot_key(r.uri) not in stored.captures]
-        else:
-            result.rebuilt.append(d.isoformat())
-        for cols in parsed.get(mine):
-            fold_snapshot(states, cols)
-        findings = {k: v for k, v in (stored.findings if additions and stored is not None else {}).items()
-                    if k in want}
-        findings.update({k: v for k, v in parsed.findings.items() if k in want})
-        write_partition(storage, root, d, to_table(states, parsed.registry.codes), want, findings=findings)
-        result.written.append(d.isoformat())
+        _ingest_date(storage, root, d, [r for r in refs if d_lo <= r.capture_ts <= d_hi], parsed, result)
     return result
+
+
+def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef], parsed: _Parsed,
+                 result: IngestResult) -> None:
+    """One date: which hours the captures listed now change, those hours' objects, then the ledger."""
+    want = {snapshot_key(r.uri): r.version for r in mine}
+    found = read_partition(storage, root, d)
+    stored = found if found is not None and found.rule == rule_dict(TABLE_RULE) else None
+    if stored is not None and stored.captures == want and not stored.pending:
+        result.unchanged.append(d.isoformat())
+        return
+    if found is None and not want:
+        return
+    hours = hours_of_date(d)
+    hours_s = np.array([int(h.timestamp()) for h in hours], dtype=np.int64)
+    at = {snapshot_key(r.uri): r.capture_ts for r in mine}
+    if stored is not None:
+        at.update({k: ts for k in stored.captures if k not in at and (ts := capture_ts_from_key(k)) is not None})
+
+    def of_hour(j: int, captures: dict[str, str]) -> dict[str, str]:
+        lo, hi = TABLE_RULE.capture_span(hours[j], hours[j])
+        return {k: v for k, v in captures.items() if k in at and lo <= at[k] <= hi}
+
+    wanted = [of_hour(j, want) for j in range(24)]
+    tokens = [hour_token(hours[j], wanted[j]) for j in range(24)]
+    committed: list[str | None] = list(stored.tokens) if stored is not None else [None] * 24
+    rebuild, add = np.zeros(24, dtype=bool), np.zeros(24, dtype=bool)
+    if stored is None:
+        rebuild[:] = True
+    for j in range(24 if stored is not None else 0):
+        assert stored is not None
+        on_disk = stored.read_hour(j)[0] if f"{j:02d}" in stored.pending else stored.tokens[j]
+        if on_disk != stored.tokens[j]:  # replaced by an ingest killed before its ledger
+            if on_disk == tokens[j]:
+                committed[j] = tokens[j]  # with what this one would write: kept
+            else:
+                rebuild[j] = True
+            continue
+        have = of_hour(j, stored.captures)
+        if have == wanted[j]:
+            continue
+        if all(wanted[j].get(k) == v for k, v in have.items()):
+            add[j] = True  # new captures only: folded into the stored rows
+        else:
+            rebuild[j] = True  # a capture corrected or gone: from every capture it lists
+    new = {k for k in want if stored is None or k not in stored.captures}
+    reach = {snapshot_key(r.uri): TABLE_RULE.hours_of(int(r.capture_ts.timestamp()), hours_s) for r in mine}
+    columns = {snapshot_key(c.ref.uri): c for c in parsed.get(
+        [r for r in mine if snapshot_key(r.uri) in new and (add | rebuild)[reach[snapshot_key(r.uri)]].any()])}
+    # a capture changes an hour only through a record observed at or before it: an added capture
+    # whose records are all observed later leaves that hour's rows as they are, unread
+    reached = np.zeros(24, dtype=bool)
+    for key, cols in columns.items():
+        if len(cols):
+            span = reach[key]
+            reached[span[hours_s[span] >= int(cols.obs.min())]] = True
+    seeds: dict[int, pa.Table] = {}
+    for j in np.flatnonzero(add & reached).tolist():
+        assert stored is not None
+        table = stored.hour(j)
+        if table is None:  # the committed object is gone: the hour from every capture it lists
+            rebuild[j] = True
+        else:
+            seeds[j] = table
+    columns.update({snapshot_key(c.ref.uri): c for c in parsed.get(
+        [r for r in mine if snapshot_key(r.uri) not in columns and rebuild[reach[snapshot_key(r.uri)]].any()])})
+    # only the hours to fold: one hour of 100,000 stations for a capture at the end of the feed
+    seeded = np.zeros(24, dtype=bool)
+    seeded[list(seeds)] = True
+    work = np.flatnonzero(rebuild | seeded)
+    states = HourStates([hours[j] for j in work], TABLE_RULE)
+    states.grow(len(parsed.registry.codes))
+    for table in seeds.values():
+        seed(states, parsed.registry, table)
+    del seeds
+    rebuild_w, seeded_w = rebuild[work], seeded[work]
+    n0 = states.n_stations
+    obs0, cap0 = states._obs[seeded_w].copy(), states._cap[seeded_w].copy()
+    for r in mine:
+        key = snapshot_key(r.uri)
+        if key in columns:
+            fold_snapshot(states, columns[key], only=rebuild_w | seeded_w if key in new else rebuild_w)
+    changed_w = rebuild_w.copy()
+    if seeded_w.any():  # rows a fold changed, or stations it added
+        changed_w[seeded_w] = ((states._obs[seeded_w, :n0] != obs0).any(axis=1)
+                               | (states._cap[seeded_w, :n0] != cap0).any(axis=1)
+                               | (states._src[seeded_w, n0:] >= 0).any(axis=1))
+    write = np.flatnonzero(changed_w).tolist()  # positions in `work`
+    findings = {k: v for k, v in (stored.findings if stored is not None else {}).items() if k in want}
+    findings.update({k: v for k, v in parsed.findings.items() if k in want})
+    if write:  # the hours about to be replaced, named first: a killed ingest's successor checks them
+        write_ledger(storage, root, d, stored.captures if stored is not None else {}, list(committed),
+                     stored.findings if stored is not None else {},
+                     pending={f"{work[p]:02d}": tokens[work[p]] for p in write})
+        for p, table in hour_tables(states, parsed.registry.codes, write):
+            j = int(work[p])
+            write_hour(storage, root, d, j, table, tokens[j])
+            committed[j] = tokens[j]
+            result.hours_written.append(f"{d.isoformat()}T{j:02d}")
+    # an hour whose rows no capture changed keeps its committed object, now for more captures
+    write_ledger(storage, root, d, want, committed, findings)
+    if rebuild.any():
+        result.rebuilt.append(d.isoformat())
+    result.written.append(d.isoformat())
 
 
 # ---------------------------------------------------------------- reading for a run
 class PartitionCache:
-    """Stored dates as a run reads them, the last few kept: consecutive chunks share dates."""
+    """Stored dates (their ledgers) as a run reads them, the last few kept: consecutive chunks share dates."""
 
     def __init__(self, storage: st.Storage, root: str, keep: int = 3):
         self.storage, self.root, self.keep = storage, root, keep
@@ -286,10 +420,11 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
                        refs: Iterable[SnapshotRef], max_staleness: timedelta,
                        findings: dict[str, dict[str, int]] | None = None) -> np.ndarray:
     """Fold the stored states of `states.hours` into `states`; return a bool per hour: the hours
-    now settled from the store. An hour is settled when the stored rule is the run's and its
-    date's ledger holds exactly the captures `refs` (what the run lists, at or before its
-    as_of) that may hold a state of that hour, at the same versions. `findings` receives what
-    parsing those captures counted (by capture key), for the reader's own report."""
+    now settled from the store. An hour is settled when the stored rule is the run's, its date's
+    ledger holds exactly the captures `refs` (what the run lists, at or before its as_of) that may
+    hold a state of that hour, at the same versions, and its object is the one that ledger
+    committed. `findings` receives what parsing those captures counted (by capture key), for the
+    reader's own report."""
     settled = np.zeros(len(states.hours), dtype=bool)
     rule = StateRule.for_staleness(max_staleness)
     if rule != TABLE_RULE:
@@ -303,19 +438,22 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
         if stored is None or stored.rule != rule_dict(TABLE_RULE):
             continue
         ledger = [(capture_ts_from_key(u), u, v) for u, v in stored.captures.items()]
-        keep = []
+        tables = []
         for j in positions:
             lo, hi = rule.capture_span(states.hours[j], states.hours[j])
             need = {snapshot_key(r.uri): r.version for r in listed if lo <= r.capture_ts <= hi}
             have = {u: v for ts, u, v in ledger if ts is not None and lo <= ts <= hi}
-            if need == have:
-                keep.append(j)
-                if findings is not None:  # what parsing the captures of a settled hour counted
-                    findings.update({k: stored.findings[k] for k in have if k in stored.findings})
-        if not keep:
-            continue
-        seed(states, registry, stored.hours(set((states.hours_s[keep] * 1_000_000).tolist())), int(states.hours_s[0]))
-        settled[keep] = True
+            if need != have:
+                continue
+            table = stored.hour(states.hours[j].astimezone(UTC).hour)
+            if table is None:  # not the committed object: an ingest has not finished this hour
+                continue
+            tables.append(table)
+            settled[j] = True
+            if findings is not None:  # what parsing the captures of a settled hour counted
+                findings.update({k: stored.findings[k] for k in have if k in stored.findings})
+        if tables:
+            seed(states, registry, pa.concat_tables(tables).unify_dictionaries())
     return settled
 
 
@@ -323,9 +461,9 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
                 as_of: datetime | None = None, policy: ValidationPolicy | None = None,
                 report: SkipReport | None = None) -> pa.Table:
     """The states of the whole UTC hours in [start, end), as the dataset's rows (BUILD_SCHEMA: the
-    string columns as dictionaries), for history readers (profiles, training, backtests): hours the
-    stored states settle for this reader (at as_of) come from them, the others are folded from the
-    raw captures, a date at a time."""
+    string columns as dictionaries), hour by hour as stored, for history readers (profiles,
+    training, backtests): hours the stored states settle for this reader (at as_of) come from them,
+    the others are folded from the raw captures, a date at a time."""
     policy = policy or ValidationPolicy()
     report = report if report is not None else SkipReport()
     partitions = PartitionCache(storage, root)
@@ -347,7 +485,7 @@ def read_states(storage: st.Storage, root: str, snapshots_root: str, start: date
                       if open_hours[TABLE_RULE.hours_of(int(r.capture_ts.timestamp()), states.hours_s)].any()]
             for cols in parsed.get(wanted):
                 fold_snapshot(states, cols, only=open_hours)
-        tables.append(to_table(states, parsed.registry.codes))
+        tables.extend(t for _, t in hour_tables(states, parsed.registry.codes, list(range(len(hours)))))
     read_raw = {snapshot_key(uri) for uri, _ in parsed.seen}
     for key, counts in sorted(findings.items()):
         if key not in read_raw:

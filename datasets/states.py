@@ -7,6 +7,13 @@ observed before h can be captured that much later); `lookback` is max_staleness 
 LISTING_MARGIN_HOURS (an older capture holds no state a run may use at h). Whether a state is
 usable (h - observed_at <= max_staleness) is the reader's to say: max_staleness is a run setting.
 
+Why the later capture among equal observation times: the feed's duedate lags its counts. In the
+2022 sample (sample_data/), most records that repeat a station's duedate from an earlier capture
+carry other counts (bikes, docks, mechanical/ebike; docs/states-dataset.md), so the later capture
+holds the fresher state. The cost: a capture repeating a record re-sources every hour it reaches
+where that record is the state, so its ingest rewrites up to 16 hour objects (datasets/ingest.py)
+where the earliest capture's would have let it rewrite only the hours after its new observations.
+
 The state is a maximum, by (observation time, capture time), over the captures near h, so
 captures can be folded in one at a time and in any order (HourStates.add): a late capture, or
 the same capture twice, gives what folding every capture once in capture order gives. The
@@ -16,6 +23,7 @@ this class; nothing else decides a state.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -206,10 +214,7 @@ class StationRegistry:
         try:
             ids = self._ids(codes)
         except KeyError:
-            for c in codes:
-                if c not in self.index:
-                    self.index[c] = len(self.codes)
-                    self.codes.append(c)
+            self._add(codes)
             ids = self._ids(codes)
         cols.station_ids = ids
         # The ids name the codes from now on: a list of strings per snapshot was 8 bytes a record
@@ -218,11 +223,17 @@ class StationRegistry:
 
     def ids_of(self, codes: list[str]) -> np.ndarray:
         """The ids of `codes`, new codes assigned."""
-        for c in codes:
-            if c not in self.index:
-                self.index[c] = len(self.codes)
-                self.codes.append(c)
-        return np.array([self.index[c] for c in codes], dtype=np.int64)
+        try:
+            return self._ids(codes).astype(np.int64)
+        except KeyError:
+            self._add(codes)
+            return self._ids(codes).astype(np.int64)
+
+    def _add(self, codes: list[str]) -> None:
+        """New codes get the next ids, in order of first appearance (one dict update for them all)."""
+        new = list(dict.fromkeys(c for c in codes if c not in self.index))
+        self.index.update(zip(new, range(len(self.codes), len(self.codes) + len(new))))
+        self.codes.extend(new)
 
     def _ids(self, codes: list[str]) -> np.ndarray:
         """KeyError for a new code. One itemgetter call looks every code up in C: 83 -> 56 us for
@@ -280,10 +291,15 @@ def numpy(column) -> np.ndarray:
 
 
 def strings(values: list[str]) -> pa.Array:
-    encoded = [v.encode() for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+    joined = "".join(values)
+    if joined.isascii():  # station codes: a character a byte, so one encode for them all
+        data, lengths = joined.encode("ascii"), np.fromiter(map(len, values), dtype=np.int32, count=len(values))
+    else:
+        encoded = [v.encode() for v in values]
+        data, lengths = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int32, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _ts(seconds: np.ndarray) -> pa.Array:
@@ -298,30 +314,43 @@ BUILD_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if
                           else f for f in SCHEMA])
 
 
-def to_table(states: HourStates, codes: list[str]) -> pa.Table:
-    """One row per station and hour with a state, sorted by station code then hour: a station's
-    rows are together, which Parquet compresses to a quarter of an hour-major date (its position
-    and capacity repeat), and which "bikes at station X, hour by hour" reads."""
-    present = states.present  # (station, hour)
-    rows_seen = np.flatnonzero(present.any(axis=1))
-    station_codes = [codes[i] for i in rows_seen.tolist()]
-    by_code = np.argsort(np.array(station_codes, dtype=object), kind="stable")
-    rows_sorted = rows_seen[by_code]
-    si, hj = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
-    r = rows_sorted[si]
-    src = states.src[r, hj]
-    out: dict[str, pa.Array] = {
-        "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()),
-                                                       strings([station_codes[i] for i in by_code.tolist()])),
-        "hour_ts": _ts(states.hours_s[hj]),
-    }
-    for col, f in _COLUMN_OF.items():
-        out[col] = arrow(_pooled(states, f)[src], SCHEMA.field(col).type)
-    out["observed_at"] = _ts(states.obs[r, hj])
-    out["captured_at"] = _ts(states.cap[r, hj])
-    out["source_object"] = pa.DictionaryArray.from_arrays(arrow(_pooled(states, "source")[src], pa.int32()),
-                                                          strings(states.sources))
-    return pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
+def hour_tables(states: HourStates, codes: list[str], positions: list[int]) -> Iterator[tuple[int, pa.Table]]:
+    """For each hour position: (position, the dataset's rows of that hour, one per station with a
+    state, sorted by station code, the order "bikes at station X" filters in). The fields are pooled
+    and the codes sorted once for all the hours."""
+    rows = _Rows(states, codes)
+    for j in positions:
+        yield j, rows.table(np.array([j]))
+
+
+class _Rows:
+    def __init__(self, states: HourStates, codes: list[str]):
+        self.states = states
+        self.codes = np.array(codes, dtype=object)
+        self.rank = np.empty(len(codes), dtype=np.int64)  # each station id's place in code order
+        self.rank[np.argsort(self.codes, kind="stable")] = np.arange(len(codes))
+        self.pooled = {f: _pooled(states, f) for f in (*_COLUMN_OF.values(), "source")}
+
+    def table(self, cols: np.ndarray) -> pa.Table:
+        states = self.states
+        present = states.present[:, cols]  # (station, hour)
+        rows_seen = np.flatnonzero(present.any(axis=1))
+        rows_sorted = rows_seen[np.argsort(self.rank[rows_seen], kind="stable")]
+        si, hk = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
+        r, hj = rows_sorted[si], cols[hk]
+        src = states.src[r, hj]
+        out: dict[str, pa.Array] = {
+            "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()),
+                                                           strings(self.codes[rows_sorted].tolist())),
+            "hour_ts": _ts(states.hours_s[hj]),
+        }
+        for col, f in _COLUMN_OF.items():
+            out[col] = arrow(self.pooled[f][src], SCHEMA.field(col).type)
+        out["observed_at"] = _ts(states.obs[r, hj])
+        out["captured_at"] = _ts(states.cap[r, hj])
+        out["source_object"] = pa.DictionaryArray.from_arrays(arrow(self.pooled["source"][src], pa.int32()),
+                                                              strings(states.sources))
+        return pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
 
 
 def _pooled(states: HourStates, name: str) -> np.ndarray:

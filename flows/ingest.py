@@ -1,9 +1,11 @@
 """Ingest: bring the hourly station states (docs/states-dataset.md) up to the captures in the store.
 
 Its own deployment, run a few minutes after each capture: a forecast run never waits for it
-and never writes the states. A run reads an hour from the states only when the date's ledger
-holds exactly the captures the run lists for that hour (datasets/ingest.py), so a late,
-missed or half-done ingest costs a run the raw reading of those hours, never a wrong state.
+and never writes the states. An ingest rewrites only the hour objects a new capture changes. A
+run reads an hour from the states only when the date's ledger holds exactly the captures the run
+lists for that hour and the hour's object is the one that ledger committed (datasets/ingest.py),
+so a late, missed or half-done ingest costs a run the raw reading of those hours, never a wrong
+state.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def ingest_states(config: str = "configs/local.yaml", end: datetime | None = Non
     process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     start, stop = ingest_range(end, days_back)
     result = ingest_task(config, start, stop)
-    get_run_logger().info("states of %s .. %s: written %s, rebuilt %s, unchanged %s, %d captures parsed",
+    get_run_logger().info("states of %s .. %s: written %s (%d hours), rebuilt %s, unchanged %s, %d captures parsed",
                           start.date(), (stop - timedelta(days=1)).date(), result["written"] or "none",
-                          result["rebuilt"] or "none", len(result["unchanged"]), result["captures_parsed"])
+                          len(result["hours_written"]), result["rebuilt"] or "none", len(result["unchanged"]),
+                          result["captures_parsed"])
     return result

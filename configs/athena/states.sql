@@ -2,6 +2,7 @@
 -- Replace the bucket/prefix with your store.root (configs/aws.yaml: s3://velibcast-prod/velibcast).
 -- Partition projection: no crawler and no MSCK REPAIR; a date ingested now is queryable at once.
 -- `date` is the UTC date of hour_ts, a partition key read from the folder name (the objects do not hold it).
+-- A date folder holds part-00.parquet .. part-23.parquet (one per hour) and _ledger.json, which Athena skips (a leading _).
 CREATE DATABASE IF NOT EXISTS velibcast;
 
 CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.states (
@@ -21,7 +22,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.states (
   captured_at      timestamp COMMENT 'when the capture holding it was taken',
   source_object    string    COMMENT 'that capture object, by its key under velib/snapshots/'
 )
-COMMENT 'velibcast hourly station states; one object per UTC date, replaced whole by ingest'
+COMMENT 'velibcast hourly station states; one object per UTC hour (date=D/part-HH.parquet), each replaced whole by ingest'
 PARTITIONED BY (
   date             string    COMMENT 'UTC date of hour_ts, YYYY-MM-DD'
 )

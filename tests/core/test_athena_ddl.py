@@ -69,4 +69,9 @@ def test_the_states_table_matches_the_parquet_ingest_writes_where_it_writes_it()
     assert f"LOCATION '{st.join(root, 'states')}/'" in props
     template = st.join(root, "states", "date=${date}") + "/"
     assert f"'storage.location.template'      = '{template}'" in props
-    assert ingest.partition_uri(root, date(2022, 5, 26)) == template.replace("${date}", "2022-05-26") + ingest.PART_NAME
+    folder = template.replace("${date}", "2022-05-26")
+    assert [ingest.hour_uri(root, date(2022, 5, 26), k) for k in range(24)] == [
+        f"{folder}part-{k:02d}.parquet" for k in range(24)]
+    # the date's ledger sits beside its hours under a name Athena skips (a leading "_")
+    assert ingest.partition_uri(root, date(2022, 5, 26)) == folder + ingest.LEDGER_NAME
+    assert ingest.LEDGER_NAME.startswith("_") and not ingest.LEDGER_NAME.endswith(".parquet")

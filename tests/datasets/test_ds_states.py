@@ -32,6 +32,7 @@ from velibcast.timeutil import UTC, key_time, parse_key_time
 from velibcast.transform_code.velib_features import FEATURE_COLUMNS
 
 H = timedelta(hours=1)
+M = timedelta(minutes=1)
 DOC = (REPO / "docs" / "states-dataset.md").read_text()
 
 
@@ -85,24 +86,31 @@ def test_a_date_holds_each_station_hour_by_the_rule_and_duckdb_answers_the_docs_
             d["numbikesavailable"], d["ebike"], d["mechanical"], d["numdocksavailable"], d["capacity"])
         assert row["observed_at"] == obs and row["captured_at"] == cap
         assert row["source_object"].endswith(f"{key_time(cap)}.jsonl.gz")
-    # a run reading a few hours of a date gets those hours' rows
+    # a date is its ledger and one object per hour; a run reading a few hours reads those objects
+    folder = tmp_path / "store" / "states" / "date=2022-05-25"
+    assert sorted(p.name for p in folder.iterdir()) == ["_ledger.json"] + [f"part-{k:02d}.parquet" for k in range(24)]
+    assert len(result.hours_written) == 48
     part = ing.read_partition(storage, root, date(2022, 5, 25))
-    few = {int(datetime(2022, 5, 25, k, tzinfo=UTC).timestamp()) * 1_000_000 for k in (0, 13)}
-    assert part.hours(few).to_pylist() == [r for r in table.to_pylist()
-                                           if int(r["hour_ts"].timestamp()) * 1_000_000 in few]
+    for k in (0, 13):
+        assert part.hour(k).to_pylist() == [r for r in table.to_pylist() if r["hour_ts"].hour == k]
     # pyarrow reads the partitions as one dataset, the date from the folder
     dataset = ds.dataset(st.join(root, "states"), format="parquet", partitioning="hive")
     assert dataset.schema.field("station_code").type == pa.string()  # stored as a dictionary, read as strings
     assert dataset.count_rows() == table.num_rows + ing.read_partition(storage, root, date(2022, 5, 24)).table.num_rows
 
 
+def stored_bytes(root, d):
+    folder = os.path.join(root, "states", f"date={d.isoformat()}")
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
 def test_an_ingest_with_nothing_new_writes_nothing(real_store, storage, tmp_path):
     root = str(tmp_path / "store")
     ing.ingest(storage, real_store, root, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
-    before = storage.read_bytes(ing.partition_uri(root, date(2022, 5, 25)))
+    before = stored_bytes(root, date(2022, 5, 25))
     again = ing.ingest(storage, real_store, root, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
     assert again.written == [] and again.unchanged == ["2022-05-25"] and again.captures_parsed == 0
-    assert storage.read_bytes(ing.partition_uri(root, date(2022, 5, 25))) == before
+    assert stored_bytes(root, date(2022, 5, 25)) == before
 
 
 def test_a_reader_settles_only_hours_whose_captures_are_all_ingested_and_taken_by_its_as_of(storage, tmp_path):
@@ -201,6 +209,42 @@ def test_late_and_corrected_captures_are_folded_in_and_only_their_dates_rewritte
     assert corrected.rebuilt == corrected.written == ["2022-05-24", "2022-05-25"]
 
 
+def hour_rows(storage, root, d):
+    """Each hour's rows as its object holds them, committed by the date's ledger or not."""
+    part = ing.read_partition(storage, root, d)
+    return [part.read_hour(k)[1].to_pylist() for k in range(24)]
+
+
+def test_a_new_capture_rewrites_only_the_hours_whose_rows_it_changes(storage, tmp_path):
+    snaps, root, fresh = str(tmp_path / "snaps"), str(tmp_path / "store"), str(tmp_path / "fresh")
+    d, t0 = date(2022, 5, 25), utc("2022-05-25T00:00Z")
+    frozen = rec("B", bikes=3, due=(t0 + 3 * H).isoformat())  # a station whose feed stopped at 03:00
+    for k in range(15):
+        cap = t0 + k * H + timedelta(minutes=10)
+        write_snapshot(storage, snaps, cap, [rec("A", bikes=k, due=cap.isoformat()), frozen])
+    ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+
+    def step(cap, records, expected_hours):
+        before, objects = hour_rows(storage, root, d), stored_bytes(root, d)
+        write_snapshot(storage, snaps, cap, records)
+        result = ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+        after, now = hour_rows(storage, root, d), stored_bytes(root, d)
+        changed = [k for k in range(24) if after[k] != before[k]]
+        assert result.hours_written == [f"2022-05-25T{k:02d}" for k in changed] and changed == expected_hours
+        assert [k for k in range(24) if now[f"part-{k:02d}.parquet"] != objects[f"part-{k:02d}.parquet"]] == changed
+        assert result.captures_parsed == 1 and result.rebuilt == []
+
+    # observed at 15:40: it is the state of 16:00 .. 19:00 only (the rule's 4 h reach), earlier hours unread
+    step(t0 + 15 * H + 40 * M, [rec("A", bikes=40, due=(t0 + 15 * H + 40 * M).isoformat())], [16, 17, 18, 19])
+    # the frozen record again, in the latest capture: of two records observed at the same time the
+    # later capture's, so every hour the capture reaches (04:40 .. 20:40) now cites it
+    step(t0 + 16 * H + 40 * M, [frozen], list(range(5, 21)))
+    b_at_10 = next(r for r in hour_rows(storage, root, d)[10] if r["station_code"] == "B")
+    assert (b_at_10["observed_at"], b_at_10["captured_at"]) == (t0 + 3 * H, t0 + 16 * H + 40 * M)
+    ing.ingest(storage, snaps, fresh, t0, t0 + 24 * H)
+    assert all_rows(storage, root, [d]) == all_rows(storage, fresh, [d])
+
+
 def test_the_rule_reaches_late_captures_as_far_as_the_window_path_reads():
     assert TABLE_RULE.lag == timedelta(hours=LATE_CAPTURE_HOURS)
 
@@ -213,21 +257,30 @@ from velibcast import storage as st
 from velibcast.datasets import ingest as ing
 
 class Dying(st.Storage):
-    # dies by SIGKILL half-way through writing the second date: the bytes half written, not yet renamed
-    writes = 0
-
+    # dies by SIGKILL writing the hour object named `dies_at`: its bytes half written, not renamed
     def write_bytes(self, uri, data, content_type=None):
-        if uri.endswith(".parquet"):
-            Dying.writes += 1
-            if Dying.writes == 2:
-                p = st.local_path(uri)
-                (p.parent / ("_tmp-dying-" + p.name + ".tmp")).write_bytes(data[: len(data) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
+        if uri.endswith(dies_at):
+            p = st.local_path(uri)
+            (p.parent / ("_tmp-dying-" + p.name + ".tmp")).write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
         super().write_bytes(uri, data, content_type)
 
-snaps, root, start, end = sys.argv[1:5]
+snaps, root, start, end, dies_at = sys.argv[1:6]
 ing.ingest(Dying(), snaps, root, datetime.fromisoformat(start), datetime.fromisoformat(end))
 """
+
+
+def ingest_dying_at(snaps, root, start, end, dies_at):
+    child = subprocess.run([sys.executable, "-c", _DYING_INGEST, snaps, root, start.isoformat(), end.isoformat(),
+                            dies_at], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def committed(storage, root, d):
+    """A date as velibcast's readers take it: each hour's rows when its object is the one the
+    date's ledger committed, else None."""
+    part = ing.read_partition(storage, root, d)
+    return [None if (t := part.hour(k)) is None else t.to_pylist() for k in range(24)]
 
 
 def test_a_killed_ingest_leaves_every_date_old_or_new_and_the_next_one_completes_it(storage, tmp_path):
@@ -236,30 +289,67 @@ def test_a_killed_ingest_leaves_every_date_old_or_new_and_the_next_one_completes
     days = ing.dates_of(start, end)
     generate_store(storage, snaps, 50, 3, start=start, missed_capture_rate=0)
     ing.ingest(storage, snaps, root, start, end)
-    old = all_rows(storage, root, days)
-    # a correction of one capture in each date's span: every date must be rewritten
+    old = {d: hour_rows(storage, root, d) for d in days}
+    # corrections of the captures of 06:00 .. 12:00 of each date: every date must be rewritten
     for d in days:
-        cap = next(r for r in list_snapshots(storage, snaps, datetime(d.year, d.month, d.day, 12, tzinfo=UTC),
-                                             datetime(d.year, d.month, d.day, 13, tzinfo=UTC)))
-        body = gzip.decompress(storage.read_bytes(cap.uri)).replace(b'"numbikesavailable":', b'"numbikesavailable":1')
-        storage.write_bytes(cap.uri, gzip.compress(body, mtime=0))
+        for cap in list_snapshots(storage, snaps, datetime(d.year, d.month, d.day, 6, tzinfo=UTC),
+                                  datetime(d.year, d.month, d.day, 12, tzinfo=UTC)):
+            body = gzip.decompress(storage.read_bytes(cap.uri)).replace(b'"numbikesavailable":', b'"numbikesavailable":1')
+            storage.write_bytes(cap.uri, gzip.compress(body, mtime=0))
     ing.ingest(storage, snaps, fresh, start, end)
-    new = all_rows(storage, fresh, days)
+    new = {d: hour_rows(storage, fresh, d) for d in days}
     assert all(old[d] != new[d] for d in days)
-    child = subprocess.run([sys.executable, "-c", _DYING_INGEST, snaps, root, start.isoformat(), end.isoformat()],
-                           cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert child.returncode == -signal.SIGKILL, child.stderr
-    after = all_rows(storage, root, days)
-    assert [("new" if after[d] == new[d] else "old" if after[d] == old[d] else "half") for d in days] == \
-        ["new", "old", "old"]
+    changes = {d: [k for k in range(24) if old[d][k] != new[d][k]] for d in days}  # the hours the correction changes
+    # killed writing the third of them in the second date: two hours replaced, its ledger not written
+    ingest_dying_at(snaps, root, start, end, f"date=2024-01-02/part-{changes[days[1]][2]:02d}.parquet")
+    objects = {d: hour_rows(storage, root, d) for d in days}
+    kinds = {d: ["new" if objects[d][k] == new[d][k] else "old" if objects[d][k] == old[d][k] else "half"
+                 for k in changes[d]] for d in days}
+    assert kinds[days[0]] == ["new"] * len(changes[days[0]]) and kinds[days[2]] == ["old"] * len(changes[days[2]])
+    replaced = changes[days[1]][:2]
+    assert kinds[days[1]] == ["new", "new"] + ["old"] * (len(changes[days[1]]) - 2)  # each object whole
+    # velibcast's readers: the first date new, the others old; an hour replaced (rows changed or
+    # not) is not taken from the store, not being the one the ledger committed, but folded from the
+    # raw captures
+    assert committed(storage, root, days[0]) == new[days[0]]
+    view = committed(storage, root, days[1])
+    assert all(view[k] is None for k in replaced) and all(v is None or v == old[days[1]][k] for k, v in enumerate(view))
+    assert committed(storage, root, days[2]) == old[days[2]]
+    assert ing.read_states(storage, root, snaps, start, end).to_pylist() == \
+        ing.read_states(storage, fresh, snaps, start, end).to_pylist()
     # the half-written bytes sit under a name no reader takes for data
+    stored = sum(len(rows) for d in days for rows in objects[d])
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/states/**/*.parquet', hive_partitioning = true)"
-                      ).fetchall()[0][0] == sum(len(after[d]) for d in days)
-    assert ds.dataset(f"{root}/states", format="parquet", partitioning="hive").count_rows() == \
-        sum(len(after[d]) for d in days)
+                      ).fetchall()[0][0] == stored
+    assert ds.dataset(f"{root}/states", format="parquet", partitioning="hive").count_rows() == stored
     done = ing.ingest(storage, snaps, root, start, end)
     assert done.written == ["2024-01-02", "2024-01-03"] and done.unchanged == ["2024-01-01"]
-    assert all_rows(storage, root, days) == new
+    assert not {f"2024-01-02T{k:02d}" for k in replaced} & set(done.hours_written)  # kept, not redone
+    assert {d: committed(storage, root, d) for d in days} == new
+
+
+def test_a_run_never_reads_an_hour_a_killed_ingest_wrote_with_a_capture_after_its_as_of(storage, tmp_path):
+    snaps, root, cut = str(tmp_path / "snaps"), str(tmp_path / "store"), str(tmp_path / "cut")
+    t0 = utc("2022-05-25T00:00Z")
+    for k in range(12):
+        cap = t0 + k * H + 10 * M
+        write_snapshot(storage, snaps, cap, [rec("A", bikes=k, due=cap.isoformat())])
+    ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    as_of = t0 + 11 * H + 30 * M
+    store_cut_at(snaps, cut, as_of)
+    late = t0 + 11 * H + 50 * M
+    write_snapshot(storage, snaps, late, [rec("A", bikes=99, due=late.isoformat())])
+    # killed after writing 12:00 with the 11:50 capture, before 13:00 and the ledger
+    ingest_dying_at(snaps, root, t0, t0 + 24 * H, "date=2022-05-25/part-13.parquet")
+    assert hour_rows(storage, root, date(2022, 5, 25))[12][0]["bikes"] == 99
+    refs = list_snapshots(storage, snaps, t0 - 5 * H, t0 + 36 * H, as_of=as_of)
+    states = HourStates(hours_of_date(date(2022, 5, 25)), TABLE_RULE)
+    settled = ing.read_stored_states(ing.PartitionCache(storage, root), states, StationRegistry(), refs,
+                                     timedelta(hours=3))
+    # the ledger still lists for 12:00 exactly the captures the run lists; its object is not that one
+    assert not settled[12] and settled[:12].all()
+    assert ing.read_states(storage, root, snaps, t0, t0 + 24 * H, as_of=as_of).to_pylist() == \
+        ing.read_states(storage, str(tmp_path / "none"), cut, t0, t0 + 24 * H).to_pylist()
 
 
 def test_one_capture_reaching_two_dates_is_parsed_once(storage, tmp_path):

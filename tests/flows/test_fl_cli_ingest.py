@@ -21,12 +21,14 @@ def test_ingest_writes_each_dates_states_and_a_second_run_leaves_them_unchanged(
 
     first = velibcast(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    part = root / "states" / "date=2022-05-26" / "part-0.parquet"
-    assert part.is_file() and (root / "states" / "date=2022-05-25" / "part-0.parquet").is_file()
+    for day in ("2022-05-25", "2022-05-26"):
+        assert sorted(p.name for p in (root / "states" / f"date={day}").iterdir()) == [
+            ing.LEDGER_NAME, *(f"part-{k:02d}.parquet" for k in range(24))]
     stored = ing.read_partition(storage, str(root), date(2022, 5, 26))
     assert stored is not None and stored.table.num_rows > 1000
     lines = first.stdout.splitlines()
-    assert lines[0].startswith("2022-05-25: created") and lines[1] == f"2022-05-26: created  {part}"
+    ledger = root / "states" / "date=2022-05-26" / ing.LEDGER_NAME
+    assert lines[0].startswith("2022-05-25: created") and lines[1] == f"2022-05-26: created  {ledger}"
     assert lines[2].startswith("2 dates written, 0 unchanged; ") and "captures parsed" in lines[2]
     parsed = int(lines[2].split("; ")[1].split()[0])
     assert parsed > 24
