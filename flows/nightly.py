@@ -10,6 +10,7 @@ own records in the store decide what a rerun reuses.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 
 from prefect import flow, get_run_logger, task
 
@@ -24,7 +25,7 @@ from velibcast.flows.publish import publish_run
 from velibcast.flows.report_png import render_run_png
 from velibcast.flows.run_artifacts import publish_run_artifacts
 from velibcast.flows.run_identity import RunSpec
-from velibcast.flows.run_names import forecast_run_name, nightly_run_name
+from velibcast.flows.run_names import flow_run_start, forecast_run_name, nightly_run_name
 from velibcast.flows.score import score_run
 from velibcast.flows.task_policy import TASK_OPTS, timed
 from velibcast.redact import redact_text
@@ -32,15 +33,25 @@ from velibcast.run_records import to_json
 from velibcast.timeutil import UTC
 
 
+class Scoring(StrEnum):
+    """What a run scores once its forecasts are published (never holding them back)."""
+
+    PREVIOUS_NIGHT = "previous-night"  # the evaluation product: the night before the run date, its actuals now in
+    PUBLISHED = "published"  # day-ahead and nowcast: the product's forecasts of the day before and of the run date
+    CALLER = "caller"  # nothing: the caller scores (a backfill scores each date once it is published)
+
+
 @task(name="prepare", **TASK_OPTS)
 def prepare_task(config_path: str, run_date: date | None, start: datetime | None, end: datetime | None,
-                 force: bool) -> stages.RunContext:
+                 force: bool, started: datetime | None = None) -> stages.RunContext:
+    """The run's context; without a run date or a range, the default day as of `started` (the flow
+    run's expected start, which its name took it at)."""
     if run_date is not None and start is not None:
         raise ConfigError(f"give a run date ({run_date}) or an origin range ({start} .. {end}), not both: "
                           "a range publishes under the Paris dates of its own origins")
     cfg = load_config(config_path)
     if run_date is None:
-        run_date = default_run_date(cfg) if start is None else stages.paris_date(start)
+        run_date = default_run_date(cfg, started) if start is None else stages.paris_date(start)
     return stages.make_context(cfg, RunSpec(run_date, start, end), force=force)
 
 
@@ -115,8 +126,8 @@ def nightly(run_date: date | None = None, config: str = "configs/local.yaml",
     the scoring of the day before to the caller (a backfill scores each date once it is published)."""
     process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     started_at = datetime.now(UTC)
-    ctx = prepare_task(config, run_date, start, end, force)
-    return _run(ctx, started_at, score_previous_night=score_previous_night)
+    ctx = prepare_task(config, run_date, start, end, force, flow_run_start())
+    return _run(ctx, started_at, Scoring.PREVIOUS_NIGHT if score_previous_night else Scoring.CALLER)
 
 
 @flow(name="forecast", flow_run_name=forecast_run_name, log_prints=True)
@@ -127,11 +138,10 @@ def forecast(product: str = "day-ahead", as_of: datetime | None = None, config: 
     process_settings.for_flow_run_process()  # a worker's process for this run is an entry point
     started_at = datetime.now(UTC)
     ctx = prepare_product_task(config, product, as_of, force)
-    return _run(ctx, started_at, score_previous_night=False, score_published=True)
+    return _run(ctx, started_at, Scoring.PUBLISHED)
 
 
-def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: bool,
-         score_published: bool = False) -> dict:
+def _run(ctx: stages.RunContext, started_at: datetime, scoring: Scoring) -> dict:
     logger = get_run_logger()
     logger.info("run %s (%s): %d origins, model %s", ctx.run_id, ctx.product.name, len(ctx.origins),
                 ctx.model_version)
@@ -155,10 +165,10 @@ def _run(ctx: stages.RunContext, started_at: datetime, score_previous_night: boo
     skipped: list[dict] = []
     png = (_optional(logger, skipped, "report PNG", timed(report_task, ctx.cfg, "report"), ctx)
            if ctx.product.report_png else {"error": f"not drawn for the {ctx.product.name} product"})
-    if score_published:
+    if scoring is Scoring.PUBLISHED:
         scored = _optional(logger, skipped, "scoring published forecasts", timed(score_published_task, ctx.cfg, "score"),
                            ctx)
-    elif score_previous_night:
+    elif scoring is Scoring.PREVIOUS_NIGHT:
         scored = _optional(logger, skipped, "scoring the previous night", timed(score_task, ctx.cfg, "score"), ctx)
     else:
         scored = {"message": "left to the caller"}

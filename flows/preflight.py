@@ -23,9 +23,17 @@ from velibcast.timeutil import PARIS, UTC, iso_minute
 from velibcast.transform_code.velib_features import HISTORY_LEN
 
 
-def default_run_date(cfg: Config) -> date:
-    """The Paris day a run without --run-date or a range forecasts: run.default_run_date, else yesterday."""
-    return cfg.run.default_run_date or yesterday_in_paris()
+def default_run_date(cfg: Config, now: datetime | None = None) -> date:
+    """The Paris day a run without --run-date or a range forecasts: run.default_run_date, else the day
+    before `now` (default: now) there. A flow run gives its expected start time, for its name and its
+    run alike: a run started a second before midnight forecasts that day's eve, whenever it decides."""
+    return cfg.run.default_run_date or yesterday_in_paris(now)
+
+
+def configured_as_of(cfg: Config, as_of: datetime | None = None) -> datetime | None:
+    """The time a day-ahead or nowcast run forecasts as of: `as_of`, else run.default_as_of; None: the
+    time the run starts."""
+    return as_of or cfg.run.default_as_of
 
 
 def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
@@ -35,7 +43,7 @@ def product_spec(cfg: Config, product: str, as_of: datetime | None) -> RunSpec:
     p = product_named(product)
     if not p.as_of:
         raise ConfigError(f"the {p.name} product forecasts past days: give --run-date or --start/--end, not --as-of")
-    as_of = (as_of or cfg.run.default_as_of or datetime.now(UTC)).astimezone(UTC)
+    as_of = (configured_as_of(cfg, as_of) or datetime.now(UTC)).astimezone(UTC)
     staleness = timedelta(hours=cfg.windows.max_staleness_hours)
     origin = latest_origin(cfg.storage(), cfg.snapshots_root, as_of, staleness)
     if origin is None:
