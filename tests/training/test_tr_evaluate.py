@@ -12,6 +12,7 @@ from velibcast.flows import score
 from velibcast.timeutil import PARIS, UTC
 from velibcast.training import evaluate
 from velibcast.transform_code import velib_features as F
+from velibcast.transform_code import velib_profile
 
 CAP = 10
 # Thursday 12 May 2022 through Wednesday 25 May: both day types, and hours some station never has.
@@ -88,3 +89,15 @@ def test_a_horizon_whose_rows_lack_a_reference_has_no_brier_for_it():
     assert brier[4] is None  # a skill compares forecasts of the same outcomes
     assert brier[3] == pytest.approx(0.25 ** 2)
     assert ps.skill(s["brier"]["p_empty"]["model"][3], brier[3]) is not None
+
+
+def test_the_backtest_reference_is_the_served_models_own_climatology_of_the_events():
+    # The model blends p_empty and p_full with event profiles it builds itself (transform_code, which
+    # ships alone); a skill against frequency then says what the model adds to its own climatology.
+    bikes, capacity, known = _states()
+    train_x = _training_rows(bikes, capacity, known)
+    tables = evaluate.event_frequencies(train_x, n_stations=5)
+    for event, spec in velib_profile.build_events(train_x).items():
+        served = velib_profile.Profiles(spec, 5).table
+        seen = ~np.isnan(tables[event])
+        np.testing.assert_allclose(tables[event][seen], served[seen], atol=5e-5, err_msg=event)  # JSON's 4 decimals
