@@ -1,12 +1,19 @@
 """Station windows: 24 hourly states per station and origin, and their static features.
 
 The state of a station at hour h is datasets/states.py's (the one rule, shared with the stored
-hourly states); it is usable when h - obs <= max_staleness. A window is
-emitted for every station with a usable state at the origin t that is installed and renting
-at t. It holds the states at t-23h .. t, oldest first; an hour without a usable state takes
-the nearest earlier usable state of the window (a quiet station's state did not change), or,
-before the first one, the first later one (still data at or before t). Every other
-(station, origin) is counted with the first failing reason, and the filled hours are counted.
+hourly states); it is usable when h - obs <= max_staleness. A window is emitted for every open
+station at the origin t: one whose latest record at or before t says installed and renting.
+It holds the states at t-23h .. t, oldest first; an hour without a usable state takes the
+nearest earlier usable state of the window (a quiet station's state did not change), or,
+before the first one, the first later one (still data at or before t). Each window says how
+old its state at t is (`state_age_min`, velib_features.state_age_minutes).
+
+A stale station, open by its latest record but with that record older than max_staleness at
+t, is decided here (this stage knows max_staleness; the model does not): its window has
+`stale` = 1, and its history is its recorded state at each hour however old (its last known
+state carried forward; an hour before its first record takes the first one). The model serves
+such a window its profile (velib_features.FALLBACKS "profile"), never a forecast from that state.
+Every other (station, origin) is counted with the first failing reason, and the filled hours are counted.
 
 States are folded onto a grid (station x hour) with NumPy. Origins are processed in chunks
 of WINDOW_CHUNK_HOURS, and a chunk's grid needs only the snapshots of its own span, so
@@ -45,6 +52,7 @@ from velibcast.transform_code.velib_features import (
     STATIC_FEATURES,
     TIME_FEATURES,
     UNKNOWN_STATION_INDEX,
+    state_age_minutes,
     time_features,
 )
 
@@ -190,6 +198,11 @@ class StateGrid:
     lat: np.ndarray
     lon: np.ndarray
     quality: dict | None = None  # data-quality summary of the snapshots read (datasets.quality)
+    # int seconds from the chosen record's observed_at to the hour (0 where no record); None: a grid
+    # built without observation times, whose states count as observed on the hour
+    age_s: np.ndarray | None = None
+    # the chosen record's bikes however old (where present), for stale windows; None: `bikes` where usable
+    recorded: np.ndarray | None = None
 
     def hour_pos(self, ts: datetime) -> int:
         j = int((ts - self.hours[0]) / HOUR)
@@ -197,6 +210,15 @@ class StateGrid:
             raise ValueError(f"hour {iso_minute(ts)} is not on this grid "
                              f"({iso_minute(self.hours[0])} .. {iso_minute(self.hours[-1])})")
         return j
+
+
+def state_age_min(grid, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """velib_features.STATE_AGE of a grid's cells (rows, cols): what windows send and training learns
+    from. A grid without observation times (age_s None) holds states observed on the hour."""
+    age_s = getattr(grid, "age_s", None)
+    if age_s is None:
+        return np.zeros(np.broadcast(rows, cols).shape, dtype=np.int64)
+    return state_age_minutes(np.asarray(age_s)[rows, cols].astype(np.int64))
 
 
 def snapshot_span(hours: list[datetime], max_staleness: timedelta) -> tuple[datetime, datetime]:
@@ -284,15 +306,17 @@ def grid_from_states(states: HourStates, codes: list[str], max_staleness: timede
     by_code = np.argsort(seen_codes, kind="stable")
     rows = rows[by_code]
     present = states.present[rows]
-    usable = present & ((states.hours_s[None, :] - states.obs[rows]) <= int(max_staleness.total_seconds()))
+    age_s = np.where(present, states.hours_s[None, :] - states.obs[rows], 0)
+    usable = present & (age_s <= int(max_staleness.total_seconds()))
 
     def col(name):
         return states.column(name, rows)
 
+    recorded = col("bikes")
     return StateGrid(
         hours=list(hours),
         station_codes=seen_codes[by_code].tolist(),
-        bikes=np.where(usable, col("bikes").astype(np.float64), np.nan),
+        bikes=np.where(usable, recorded.astype(np.float64), np.nan),
         present=present,
         usable=usable,
         installed=present & col("installed"),
@@ -300,6 +324,8 @@ def grid_from_states(states: HourStates, codes: list[str], max_staleness: timede
         capacity=col("capacity").astype(np.int32),
         lat=col("lat"),
         lon=col("lon"),
+        age_s=age_s.astype(np.int32),  # a stale state is days old at most: far inside int32 seconds
+        recorded=recorded,
     )
 
 
@@ -316,6 +342,8 @@ class WindowBatch:
     station_index: np.ndarray   # int64; UNKNOWN_STATION_INDEX where unknown
     lat: np.ndarray
     lon: np.ndarray
+    state_age_min: np.ndarray   # int64: velib_features.STATE_AGE, minutes from the state's observed_at to t
+    stale: np.ndarray           # int64: 1 where that state is older than max_staleness (the profile serves it)
     unknown_station: np.ndarray  # bool
     code_bytes: np.ndarray      # station codes as UTF-8 bytes ("S"), for the CSV encoder
     float_text: dict = field(default_factory=dict)  # {"lat": "<repr>," tokens, ...}, formatted once per grid
@@ -393,7 +421,8 @@ class WindowSummary:
 
     Open stations are those whose latest record at or before t says installed and renting, even
     when it is older than max_staleness (as far back as a grid looks: StateGrid.present): the
-    stations a forecast is owed to. Their share with a window is `open_coverage`.
+    stations a forecast is owed to. Their share with a window is `open_coverage`: every one has
+    one, the stale ones (`windows_stale`) served the profile.
     """
 
     origins: int = 0
@@ -404,12 +433,14 @@ class WindowSummary:
     records_read: int = 0
     by_origin: dict = field(default_factory=dict)  # origin (ISO minute) -> its counts, as to_dict shows them
 
-    def add_origin(self, origin: datetime, open_stations: int, hours_filled: np.ndarray, unknown: np.ndarray) -> None:
-        """An origin's windows, by the hours filled in each (fill_history) and whether their station
-        is missing from the model's mapping."""
+    def add_origin(self, origin: datetime, open_stations: int, hours_filled: np.ndarray, unknown: np.ndarray,
+                   stale: int = 0) -> None:
+        """An origin's windows, by the hours filled in each (fill_history), whether their station
+        is missing from the model's mapping, and how many are stale."""
         self.by_origin[iso_minute(origin)] = {
             "open_stations": open_stations,
             "windows": len(hours_filled),
+            "windows_stale": stale,
             "windows_filled": int(np.count_nonzero(hours_filled)),
             "hours_filled": int(hours_filled.sum()),
         }
@@ -427,6 +458,7 @@ class WindowSummary:
                 "records_read": self.records_read,
                 "open_station_origins": open_stations,
                 "open_coverage": self.windows_emitted / open_stations if open_stations else None,
+                "windows_stale": total("windows_stale"),
                 "windows_filled": total("windows_filled"), "hours_filled": total("hours_filled"),
                 "by_origin": dict(sorted(self.by_origin.items()))}
 
@@ -447,23 +479,35 @@ def batches_from_grid(
     for t in origins:
         if grid.hour_pos(t) < HISTORY_LEN - 1:
             raise ValueError(f"origin {iso_minute(t)} needs {HISTORY_LEN - 1} h of history before it on the grid")
+    recorded = grid.recorded if grid.recorded is not None else grid.bikes
     for t in origins:
         j = grid.hour_pos(t)
         where = f"origin {iso_minute(t)}"
         present, usable = grid.present[:, j], grid.usable[:, j]
         installed, renting = grid.installed[:, j], grid.renting[:, j]
+        is_open = installed & renting  # by the latest record, however old (installed and renting imply present)
+        # stale: open, but its state is older than max_staleness; its window is served the profile
+        stale = is_open & ~usable & np.isfinite(recorded[:, j])
         _count(report, "missing_at_origin", ~present, grid, where, "no record at or before t")
-        _count(report, "stale_at_origin", present & ~usable, grid, where, "the state at t is older than max_staleness")
+        _count(report, "stale_at_origin", present & ~usable & ~stale, grid, where,
+               "the state at t is older than max_staleness and does not say installed and renting")
         _count(report, "not_installed", usable & ~installed, grid, where, "not installed at t")
         _count(report, "not_renting", usable & installed & ~renting, grid, where, "not renting at t")
         if missing:
             report.add("missing_station", where,
                        f"in the station mapping but in no snapshot; e.g. {', '.join(missing[:report.max_examples])}",
                        n=len(missing))
-        emit = np.flatnonzero(usable & installed & renting)
+        emit = np.flatnonzero((usable & is_open) | stale)
         window = slice(j - HISTORY_LEN + 1, j + 1)
+        is_stale = stale[emit]
         history = grid.bikes[emit, window]  # a copy (an index array selects the rows)
-        hours_filled = fill_history(history, grid.usable[emit, window])
+        known = grid.usable[emit, window]
+        if is_stale.any():  # the recorded state however old: the station's last known state, carried
+            rows = emit[is_stale]
+            history[is_stale] = recorded[rows, window]
+            known[is_stale] = grid.present[rows, window] & np.isfinite(history[is_stale])
+        fill_history(history, known)
+        hours_filled = np.count_nonzero(~grid.usable[emit, window], axis=1)
         refilled = np.flatnonzero(hours_filled)
         if len(refilled):
             report.add("filled_history", where, "hours of t-23h..t-1 without a usable state, carried from the "
@@ -477,7 +521,7 @@ def batches_from_grid(
                        f"not in the model's station mapping, sent with index {UNKNOWN_STATION_INDEX}; "
                        f"e.g. {', '.join(codes[emit[unknown][:report.max_examples]])}", n=int(unknown.sum()))
         if summary is not None:
-            summary.add_origin(t, int((installed & renting).sum()), hours_filled, unknown)
+            summary.add_origin(t, int(is_open.sum()), hours_filled, unknown, int(is_stale.sum()))
         if not len(emit):
             continue
         # where no emitted station has moved since t (nearly always), its lat/lon text is the last hour's
@@ -491,6 +535,8 @@ def batches_from_grid(
             station_index=np.where(unknown, UNKNOWN_STATION_INDEX, idx),
             lat=grid.lat[emit, j],
             lon=grid.lon[emit, j],
+            state_age_min=state_age_min(grid, emit, np.full(len(emit), j)),
+            stale=is_stale.astype(np.int64),
             unknown_station=unknown,
             code_bytes=code_bytes[emit],
             float_text={"lat": lat_text[emit], "lon": lon_text[emit]} if still else {},

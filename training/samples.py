@@ -1,12 +1,13 @@
 """Supervised samples (features + the bikes at T+1h..T+MAX_HORIZON) from an hourly state grid.
 
 The window rule is the serving rule (velibcast.datasets.windows): all 24 states t-23h..t
-usable, station installed and renting at t. A target that is not usable, not observed or
+usable, station installed and renting at t (so `stale` is 0: a stale window is served the
+profile, never the model), `state_age_min` read from the grid as the windows read it. A target that is not usable, not observed or
 beyond the span is NaN: an origin trains the horizons it has (dropping every origin with one
 missing target out of 24 would drop most of them on the 2022 store, whose captures drift
 around the hour), and an origin with no target at all is dropped. The grid is read by attribute (hours, station_codes, bikes, installed,
-renting, capacity, lat, lon), so velibcast.datasets' StateGrid and the synthetic grid of
-the tests both work; vectorised over stations, since a training span has ~100k windows.
+renting, capacity, lat, lon and, when it has them, age_s), so velibcast.datasets' StateGrid and the
+synthetic grid of the tests both work; vectorised over stations, since a training span has ~100k windows.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import numpy as np
 from velibcast import constants as C
 from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport
-from velibcast.datasets.windows import iter_state_grids, origins_for_range
+from velibcast.datasets.windows import iter_state_grids, origins_for_range, state_age_min
 from velibcast.timeutil import PARIS, iso_minute
 from velibcast.transform_code import velib_features as F
 
 
 @dataclass
 class Samples:
-    x: np.ndarray            # (n, 32) float32, FEATURE_COLUMNS order
+    x: np.ndarray            # (n, len(FEATURE_COLUMNS)) float32, FEATURE_COLUMNS order
     y: np.ndarray            # (n, MAX_HORIZON) float32, bikes at t+1h..t+MAX_HORIZON, NaN when unknown
     origin: np.ndarray       # (n,) int: index into `hours`
     station: np.ndarray      # (n,) int: row of the grid (station_codes)
@@ -113,6 +114,8 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
         index[st_idx],
         np.asarray(grid.lat, np.float64)[st_idx, o],
         np.asarray(grid.lon, np.float64)[st_idx, o],
+        state_age_min(grid, st_idx, o),
+        np.zeros(len(o)),  # stale: only windows usable at t are samples
     ])
     x = np.concatenate([hist, static], axis=1).astype(np.float32)
     return Samples(x, y.astype(np.float32), o, st_idx, list(grid.hours))
@@ -131,7 +134,7 @@ def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime,
 
     The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
     lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
-    memory grows with the samples (32 float32 features + 24 targets, ~220 bytes each), not
+    memory grows with the samples (34 float32 features + 24 targets, ~230 bytes each), not
     with the snapshots. With states_root (a store root holding states/, docs/states-dataset.md),
     the hours its stored states settle are read from them instead of parsed: the same samples.
     Returns the samples, with station indices from the mapping of every station seen, and that mapping.

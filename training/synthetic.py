@@ -29,10 +29,12 @@ class SyntheticGrid:
     capacity: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
+    age_s: np.ndarray | None = None  # seconds from each state's observation to its hour
 
 
 def make_grid(n_stations: int, n_hours: int, start: datetime, seed: int = 0, gap_rate: float = 0.01) -> SyntheticGrid:
-    """Residential stations empty in the morning, office ones fill; noise and missed hours (NaN)."""
+    """Residential stations empty in the morning, office ones fill; noise and missed hours (NaN); each state
+    observed up to an hour before its hour, as hourly captures at irregular minutes leave them."""
     rng = np.random.default_rng(seed)
     hours = [start + timedelta(hours=i) for i in range(n_hours)]
     hour_of_day = np.array([(h.hour + 2) % 24 for h in hours], dtype=np.float64)  # Paris summer time
@@ -51,6 +53,7 @@ def make_grid(n_stations: int, n_hours: int, start: datetime, seed: int = 0, gap
         capacity=np.repeat(cap[:, None], n_hours, axis=1),
         lat=np.repeat((48.85 + rng.normal(0, 0.02, n_stations))[:, None], n_hours, axis=1),
         lon=np.repeat((2.35 + rng.normal(0, 0.03, n_stations))[:, None], n_hours, axis=1),
+        age_s=rng.integers(0, 3600, (n_stations, n_hours)),
     )
 
 

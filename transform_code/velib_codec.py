@@ -1,6 +1,6 @@
 """Request decoding, per-record validation and response encoding for the three content types.
 
-text/csv: one record per line, no header, the 32 FEATURE_COLUMNS.
+text/csv: one record per line, no header, the 34 FEATURE_COLUMNS.
 application/jsonlines: one JSON object per line, either the `features` object
     ({"history": [24 values, oldest first], "hour": ..., ..., "lon": ...}) that InputFilter
     `$.features` leaves, or the full transform-input record holding it under "features".
@@ -45,6 +45,8 @@ _INT_FIELDS = {  # field -> inclusive range; None = no upper bound
     F.NON_WORKING_NEXT: (0, 1),
     "capacity": (0, STATION_CAPACITY_MAX),
     "station_index": (0, None),
+    F.STATE_AGE: (0, None),
+    F.STALE: (0, 1),
 }
 _RANGES = {"lat": SERVICE_AREA_LAT, "lon": SERVICE_AREA_LON}
 _JSON_FIELDS = [f"{F.HISTORY_KEY}[{j}]" for j in range(F.HISTORY_LEN)] + F.STATIC_FEATURES
@@ -75,7 +77,7 @@ def response_type(accept, request_type):
 
 
 class Batch:
-    """Decoded records: x float64 (n, 32) in FEATURE_COLUMNS order; record_ids when the input carried them."""
+    """Decoded records: x float64 (n, len(FEATURE_COLUMNS)) in FEATURE_COLUMNS order; record_ids when the input carried them."""
 
     __slots__ = ("x", "record_ids", "content_type", "single", "where")
 

@@ -178,6 +178,9 @@ class Distribution:
         for k, name in enumerate(EVENTS):
             p = own[k] if climatology is None else \
                 self.event_weights[k] * own[k] + (1 - self.event_weights[k]) * climatology[:, :, k]
+            if climatology is not None and fallback is not None:
+                # a forecast that is the station's profile knows no more of the events than their climatology
+                p = np.where(np.asarray(fallback) == F.PROFILE, climatology[:, :, k], p)
             out[:, :, F.OUTPUT_QUANTITIES.index(name)] = np.round(np.clip(p, 0.0, 1.0), PROBABILITY_DECIMALS)
         out[:, :, F.OUTPUT_QUANTITIES.index("fallback")] = F.MODEL if fallback is None else fallback
         return out

@@ -12,6 +12,12 @@ Contract versions (config.json `feature_contract` of a model; windows always sen
   predictive distribution per horizon 1..MAX_HORIZON (OUTPUT_COLUMNS), not three point values.
 - 4: the same features; each horizon's output adds `fallback`, the code of what served it
   (FALLBACKS), so a forecast the model did not make says so in the published row.
+- 5: `state_age_min` and `stale` after `lon`. The state at a whole hour is the latest observation
+  at or before it, so the state at the origin is minutes to hours old: `state_age_min` is the
+  whole minutes from its observed_at to the origin (the model forecasts from a state of that age);
+  `stale` is 1 when the window stage found it older than its max_staleness, and the model then
+  serves the station's profile (`fallback` "profile") instead of forecasting from it. A model of
+  contract 4 is refused at load (its CSV lines have 32 columns, these 34).
 
 Output of one record: for each horizon h = 1..MAX_HORIZON (horizon-major), the six
 OUTPUT_QUANTITIES: `bikes` (the point forecast, the rounded mean), `bikes_p10`, `bikes_p50`,
@@ -23,11 +29,13 @@ served the horizon, else the code of the fallback that did (FALLBACKS).
 import datetime as dt
 
 HISTORY_LEN = 24
-FEATURE_CONTRACT = 4
+FEATURE_CONTRACT = 5
 NON_WORKING = "non_working_day"
 NON_WORKING_NEXT = "non_working_next_day"
 TIME_FEATURES = ["hour", "day_of_week", NON_WORKING, NON_WORKING_NEXT]
-STATIC_FEATURES = [*TIME_FEATURES, "capacity", "station_index", "lat", "lon"]
+STATE_AGE = "state_age_min"  # whole minutes from the observed_at of the state at the origin to the origin
+STALE = "stale"  # 1: that state is older than the window stage's max_staleness (the profile serves it)
+STATIC_FEATURES = [*TIME_FEATURES, "capacity", "station_index", "lat", "lon", STATE_AGE, STALE]
 # What contract 2 renamed: a JSON record or a model config holding it was made for contract 1.
 LEGACY_COLUMNS = {"is_weekend": NON_WORKING}
 # Oldest first: bikes_lag23 ... bikes_lag0 (the value at the origin t).
@@ -40,8 +48,11 @@ BIKES = ("bikes", "bikes_p10", "bikes_p50", "bikes_p90")  # whole bikes in [0, c
 # What served a horizon, by its `fallback` code: the published row's `fallback` column holds the name
 # ("" for the model itself). `persistence`: the count at the origin, served where the model has not
 # learnt the target's day type (a model trained without any non-working day, at a target on one).
-FALLBACKS = ("", "persistence")
-MODEL, PERSISTENCE = range(len(FALLBACKS))
+# `profile`: the station's profile at the target's hour and day type times its capacity, with the
+# climatology's p_empty and p_full, served for a stale station (STALE): an open station whose last
+# state is too old to forecast from still gets a row.
+FALLBACKS = ("", "persistence", "profile")
+MODEL, PERSISTENCE, PROFILE = range(len(FALLBACKS))
 OUTPUT_COLUMNS = [f"{q}_h{h}" for h in range(1, MAX_HORIZON + 1) for q in OUTPUT_QUANTITIES]
 # Known stations are 1..N in station_mappings.json; 0 is kept for stations the model never saw.
 UNKNOWN_STATION_INDEX = 0
@@ -90,6 +101,12 @@ def time_features(local: dt.datetime) -> tuple[int, int, int, int]:
             int(is_non_working_day(day + dt.timedelta(days=1))))
 
 
+def state_age_minutes(age_s):
+    """STATE_AGE of states `age_s` whole seconds old at their hour (an int or an integer array): whole
+    minutes, rounded down. The one definition windows and training use."""
+    return age_s // 60
+
+
 def contract_problem(feature_columns, output_columns=OUTPUT_COLUMNS):
     """None when a model's feature_columns (and output_columns, from its config.json) are this
     code's; else what is wrong and the fix."""
@@ -103,6 +120,10 @@ def contract_problem(feature_columns, output_columns=OUTPUT_COLUMNS):
     if legacy:
         return (f"the model was trained on feature contract 1 ({', '.join(legacy)}: weekends only); this code "
                 f"sends contract {FEATURE_CONTRACT} ({NON_WORKING}: weekends and French public holidays). "
+                "Retrain it with `velibcast train` (or run it with the velibcast release it was trained with)")
+    if list(feature_columns or []) == [c for c in FEATURE_COLUMNS if c not in (STATE_AGE, STALE)]:
+        return (f"the model was trained on feature contract 4 (without {STATE_AGE} and {STALE}); this code sends "
+                f"contract {FEATURE_CONTRACT} (the age of the state at the origin, and whether it is stale). "
                 "Retrain it with `velibcast train` (or run it with the velibcast release it was trained with)")
     return ("the model's feature_columns do not match this code's FEATURE_COLUMNS; "
             "package the model with the transform_code it was trained with")

@@ -15,11 +15,16 @@ and nothing is unpickled.
   earlier occupancies minus it, the occupancy 24 h before the target minus it, the origin's
   and the target's local hour and day type, day_of_week, capacity, lat, lon, and the station
   profile (velib_profile) at the target hour, at the origin hour, and the occupancy now minus
-  the profile now, and the profile's change from now to the target. The station enters through its profile only, so an unknown station gets the
+  the profile now, and the profile's change from now to the target, and the age of the state at
+  the origin (velib_features.STATE_AGE: a state observed 80 min before t is 80 min further from
+  the target than one observed on the hour). The station enters through its profile only, so an unknown station gets the
   network's profile and is otherwise served like a known one.
 - config["persistence_on_non_working_days"]: set when training saw no non-working day; a
   target on one then gets persistence (weekday dynamics on a holiday lose to it), and
   `fallback` says so (velib_features.FALLBACKS) for that record and horizon.
+- A stale window (velib_features.STALE, decided by the window stage) is served the station's
+  profile at each target hour times its capacity, `fallback` "profile"; its p_empty and p_full are
+  the events' climatology (velib_distribution).
 
 trees.json: {"ensembles": [{"horizons": [first, last], "nodes": {feature, threshold, left,
 right, value}, "roots": [...], "depth": d}, ...]}, one per group, covering 1..MAX_HORIZON once.
@@ -48,7 +53,8 @@ LAGS = (1, 2, 3, 4, 5, 6, 8, 12, 18, 23)  # hours before t whose occupancy enter
 DERIVED_FEATURES = (["horizon", "occupancy_lag0"] + [f"occupancy_lag{k}_minus_lag0" for k in LAGS]
                     + ["occupancy_24h_before_target_minus_lag0", "hour", "target_hour", "day_of_week",
                        F.NON_WORKING, "target_non_working", "capacity", "lat", "lon",
-                       "profile_target", "profile_now", "occupancy_minus_profile_now", "profile_target_minus_now"])
+                       "profile_target", "profile_now", "occupancy_minus_profile_now", "profile_target_minus_now",
+                       F.STATE_AGE])
 # Rows evaluated together: (rows x trees) index arrays stay a few MB, in cache.
 BLOCK_ROWS = 4096
 
@@ -56,6 +62,7 @@ _CAP = F.COL["capacity"]
 _HOUR = F.COL["hour"]
 _NW = F.COL[F.NON_WORKING]
 _NW_NEXT = F.COL[F.NON_WORKING_NEXT]
+_STALE = F.COL[F.STALE]
 
 
 def target_calendar(x, horizon):
@@ -75,7 +82,7 @@ def profile_features(x, horizon, profiles):
 
 
 def derive(x, horizon, prof_target, prof_now):
-    """(n, 32) FEATURE_COLUMNS rows, their horizons (n,) and profile_features (training passes its own,
+    """(n, len(FEATURE_COLUMNS)) rows, their horizons (n,) and profile_features (training passes its own,
     each without the value it is the profile of) -> (n, len(DERIVED_FEATURES)) float64."""
     x = np.asarray(x, dtype=np.float64)
     horizon = np.asarray(horizon, dtype=np.int64)
@@ -90,7 +97,7 @@ def derive(x, horizon, prof_target, prof_now):
         horizon, last, *(occ[:, -1 - k] - last for k in LAGS), day_before - last,
         x[:, _HOUR], t_hour, x[:, F.COL["day_of_week"]], x[:, _NW], t_day,
         x[:, _CAP], x[:, F.COL["lat"]], x[:, F.COL["lon"]],
-        prof_target, prof_now, last - prof_now, prof_target - prof_now,
+        prof_target, prof_now, last - prof_now, prof_target - prof_now, x[:, F.COL[F.STATE_AGE]],
     ])
 
 
@@ -141,19 +148,26 @@ class GbmForecaster:
         code = np.full(len(x), F.MODEL, dtype=np.int64)
         if self.persist_non_working:
             code[target_calendar(x, horizon)[1] == 1] = F.PERSISTENCE
+        code[x[:, _STALE] == 1] = F.PROFILE  # no forecast from a state too old to trust, on any day
         return code
 
     def change(self, x, horizon):
-        """Predicted change over capacity of rows at their horizons (n,); zero where persistence serves."""
+        """Predicted change over capacity of rows at their horizons (n,); zero where persistence serves,
+        the profile at the target minus the occupancy now where the profile serves."""
         x = np.asarray(x, dtype=np.float64)
         out = np.empty(len(x))
+        code = self.served_by(x, horizon)
         for ens in self.ensembles:
             rows = np.flatnonzero((horizon >= ens.first) & (horizon <= ens.last))
             for i in range(0, len(rows), BLOCK_ROWS):
                 block = rows[i : i + BLOCK_ROWS]
                 xb, hb = x[block], horizon[block]
-                out[block] = ens.predict(derive(xb, hb, *profile_features(xb, hb, self.profiles)))
-        out[self.served_by(x, horizon) == F.PERSISTENCE] = 0.0
+                prof = profile_features(xb, hb, self.profiles)
+                out[block] = ens.predict(derive(xb, hb, *prof))
+                profile = code[block] == F.PROFILE
+                if profile.any():
+                    out[block[profile]] = (prof[0] - velib_profile.occupancy_now(xb))[profile]
+        out[code == F.PERSISTENCE] = 0.0
         return out
 
     def predict(self, x):

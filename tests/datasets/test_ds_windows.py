@@ -24,6 +24,7 @@ from velibcast import constants as C
 from velibcast.datasets.assemble import assemble_transform_inputs
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import snapshot_uri, write_snapshot
+from velibcast.datasets.states import LATE_CAPTURE_HOURS
 from velibcast.datasets.windows import (
     WindowSummary,
     batches_from_grid,
@@ -39,6 +40,8 @@ from velibcast.timeutil import PARIS, iso_minute, parse_iso_minute, parse_key_ti
 from velibcast.transform_code.velib_features import (
     FEATURE_COLUMNS,
     HISTORY_LEN,
+    STALE,
+    STATE_AGE,
     TIME_FEATURES,
     UNKNOWN_STATION_INDEX,
     time_features,
@@ -111,9 +114,9 @@ def test_window_values_oldest_first_and_features(any_root, storage):
     ws, report, index_rows = run(storage, any_root, [t], {"A": 7})
     assert list(ws) == ["A@2022-05-24T04:00Z"]
     row = ws["A@2022-05-24T04:00Z"]
-    # state at h is the record observed at h-55min (obs h+5min is after h)
+    # state at h is the record observed at h-55min (obs h+5min is after h): 55 min old, not stale
     assert row[:24] == list(range(4, 28))
-    assert row[24:] == [6, 1, 0, 0, 40, 7, 48.85, 2.35]
+    assert row[24:] == [6, 1, 0, 0, 40, 7, 48.85, 2.35, 55, 0]
     assert len(row) == len(FEATURE_COLUMNS)
     assert report["counts"] == {}
     assert index_rows == [{"record_id": "A@2022-05-24T04:00Z", "station_code": "A", "origin_ts": t,
@@ -149,7 +152,7 @@ def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
         # "edge" stops updating 3 h before t: at t its state is exactly 3 h old -> usable
         out.append(rec("edge", due=due(min(h, t - 3 * H))))
         # "stale" stops 3 h 1 s before t -> unusable at t
-        out.append(rec("stale", due=due(min(h, t - 3 * H - timedelta(seconds=1)))))
+        out.append(rec("stale", bikes=min(i, 26), capacity=40, due=due(min(h, t - 3 * H - timedelta(seconds=1)))))
         if i >= 10:
             out.append(rec("young", due=due(h)))  # no state for the first hours of the window: filled
         if i == 30:
@@ -158,18 +161,24 @@ def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
 
     hourly_store(storage, root, T0, 31, make)
     ws, report, index_rows = run(storage, root, [t], {"ok": 1, "gone": 2})
-    assert sorted(r.split("@")[0] for r in ws) == ["edge", "ok", "young"]
+    # "stale" is open by its last record: it gets a window, flagged stale (the model serves its profile)
+    assert sorted(r.split("@")[0] for r in ws) == ["edge", "ok", "stale", "young"]
     # "late" has a state at no hour of the grid, so it is not on it (missing_at_origin counts stations with
     # a state at another hour of the grid: test_windows_and_counts_follow_the_rule_station_by_station)
-    assert report["counts"] == {"not_installed": 1, "not_renting": 1, "stale_at_origin": 1,
-                                "missing_station": 1, "unknown_station": 2, "filled_history": 1, "filled_hours": 3}
-    assert report["examples"]["stale_at_origin"] == [
-        "origin 2022-05-24T06:00Z: the state at t is older than max_staleness; e.g. stations stale"]
+    assert report["counts"] == {"not_installed": 1, "not_renting": 1, "missing_station": 1, "unknown_station": 3,
+                                "filled_history": 2, "filled_hours": 4}
     assert "missing_at_origin" not in report["examples"]
     assert "e.g. gone" in report["examples"]["missing_station"][0]
     assert ws["edge@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == UNKNOWN_STATION_INDEX
     assert ws["ok@2022-05-24T06:00Z"][FEATURE_COLUMNS.index("station_index")] == 1
-    assert {r["station_code"]: r["unknown_station"] for r in index_rows} == {"edge": True, "ok": False, "young": True}
+    age, stale = FEATURE_COLUMNS.index(STATE_AGE), FEATURE_COLUMNS.index(STALE)
+    # "edge" is exactly 3 h old (usable), "stale" 3 h 1 s (180 whole minutes too, but past max_staleness)
+    assert {c: ws[f"{c}@2022-05-24T06:00Z"][age:stale + 1] for c in ("ok", "edge", "stale")} == {
+        "ok": [0, 0], "edge": [180, 0], "stale": [180, 1]}
+    # its history: its states while usable, then its last state carried to t
+    assert ws["stale@2022-05-24T06:00Z"][:24] == [*range(7, 27), 26, 26, 26, 26]
+    assert {r["station_code"]: r["unknown_station"] for r in index_rows} == {
+        "edge": True, "ok": False, "stale": True, "young": True}
 
 
 def test_quiet_hours_are_carried_forward_and_the_first_backward(tmp_path, storage):
@@ -199,8 +208,8 @@ def test_quiet_hours_are_carried_forward_and_the_first_backward(tmp_path, storag
     assert not set(counts) & {"missing_at_origin", "stale_at_origin", "not_installed", "not_renting"}
     summary = result.summary
     assert summary["by_origin"] == {
-        iso_minute(t - H): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 9},
-        iso_minute(t): {"open_stations": 3, "windows": 3, "windows_filled": 2, "hours_filled": 8},
+        iso_minute(t - H): {"open_stations": 3, "windows": 3, "windows_stale": 0, "windows_filled": 2, "hours_filled": 9},
+        iso_minute(t): {"open_stations": 3, "windows": 3, "windows_stale": 0, "windows_filled": 2, "hours_filled": 8},
     }
     assert (summary["windows_filled"], summary["hours_filled"], summary["open_coverage"]) == (4, 17, 1.0)
 
@@ -248,6 +257,7 @@ def naive_windows(root: str, origins, staleness_h=3, as_of=None):
             obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
             by_station.setdefault(d["stationcode"], []).append((obs, cap, d))
     out, filled = {}, {t: [0, 0] for t in origins}
+    lookback, lag = timedelta(hours=staleness_h + C.LISTING_MARGIN_HOURS), timedelta(hours=LATE_CAPTURE_HOURS)
     for code, recs in by_station.items():
         recs.sort(key=lambda x: (x[0], x[1]))
 
@@ -259,18 +269,28 @@ def naive_windows(root: str, origins, staleness_h=3, as_of=None):
                 return None
             return recs[k][2]
 
+        def recorded(h, recs=recs):
+            """However old (a stale station's last known state): the latest record observed at or before h
+            in the captures that may hold a state of h (datasets/states.py's StateRule)."""
+            seen = [r for r in recs if r[0] <= h and h - lookback <= r[1] <= h + lag]
+            return max(seen, key=lambda r: (r[0], r[1]))[2] if seen else None
+
         for t in origins:
             last = state(t)
+            stale = last is None and recorded(t) is not None
+            if stale:
+                last = recorded(t)
             if last is None or last["is_installed"] != "OUI" or last["is_renting"] != "OUI":
                 continue
-            states = [state(t - k * H) for k in range(23, -1, -1)]
+            usable = [state(t - k * H) for k in range(23, -1, -1)]
+            states = [recorded(t - k * H) for k in range(23, -1, -1)] if stale else usable
             history = []
             for k, s in enumerate(states):
                 if s is None:
                     earlier = [e for e in states[:k] if e is not None]
                     s = earlier[-1] if earlier else next(e for e in states[k:] if e is not None)
                 history.append(s["numbikesavailable"])
-            gaps = sum(s is None for s in states)
+            gaps = sum(s is None for s in usable)
             filled[t][0] += gaps > 0
             filled[t][1] += gaps
             out[f"{code}@{iso_minute(t)}"] = (history, last["capacity"],
@@ -348,7 +368,7 @@ def test_the_window_path_imports_nothing_once_loaded(tmp_path):
         "print(r.summary['windows_emitted'], *sorted(set(sys.modules) - before))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert out.stdout.split() == ["33544"]
+    assert out.stdout.split() == ["33810"]
 
 
 def test_the_record_index_is_written_in_row_groups_of_many_origins(any_root, storage, monkeypatch):
@@ -372,7 +392,7 @@ def test_a_station_that_moves_between_chunks_gets_its_new_coordinates(any_root, 
     origins = [T0 + (24 + k) * H for k in range(8)]
     for chunk_hours in (1, 3, 24):
         rows, _, _ = assembled(storage, any_root, origins, chunk_hours=chunk_hours, out=f"{any_root}/c{chunk_hours}")
-        lats = {rid: row[-2] for rid, row in rows.items() if rid.startswith("A@")}
+        lats = {rid: row[FEATURE_COLUMNS.index("lat")] for rid, row in rows.items() if rid.startswith("A@")}
         assert lats == {f"A@{iso_minute(t)}": 48.85 if t <= T0 + 28 * H else 48.9 for t in origins}, chunk_hours
 
 
@@ -419,33 +439,43 @@ def test_windows_and_counts_follow_the_rule_station_by_station(real_store, stora
     for t in chunk:
         j = grid.hour_pos(t)
         for i, code in enumerate(grid.station_codes):
+            is_open = grid.installed[i, j] and grid.renting[i, j]
             if not grid.present[i, j]:
                 expected["missing_at_origin"] += 1
-            elif not grid.usable[i, j]:
+            elif not grid.usable[i, j] and not is_open:
                 expected["stale_at_origin"] += 1
             elif not grid.installed[i, j]:
                 expected["not_installed"] += 1
             elif not grid.renting[i, j]:
                 expected["not_renting"] += 1
             else:
+                stale = not grid.usable[i, j]
+                expected["windows_stale"] += stale
                 hours = range(j - HISTORY_LEN + 1, j + 1)
-                usable = [h for h in hours if grid.usable[i, h]]
+                known = grid.present if stale else grid.usable  # a stale station: its records however old
+                values = grid.recorded if stale else grid.bikes
+                kept = [h for h in hours if known[i, h]]
                 history = []
                 for h in hours:
-                    source = h if grid.usable[i, h] else max((u for u in usable if u < h), default=usable[0])
-                    history.append(int(grid.bikes[i, source]))
+                    source = h if known[i, h] else max((u for u in kept if u < h), default=kept[0])
+                    history.append(int(values[i, source]))
                 want[(t, code)] = history
+                usable = [h for h in hours if grid.usable[i, h]]
                 gaps = len(hours) - len(usable)
                 expected["filled_history"] += gaps > 0
                 expected["filled_hours"] += gaps
-    counts = report.to_dict()["counts"]
+    counts = dict(report.to_dict()["counts"], windows_stale=summary.to_dict()["windows_stale"])
     assert min(expected["missing_at_origin"], expected["stale_at_origin"], expected["not_renting"],
-               expected["filled_history"]) > 0  # not_installed: none that night
+               expected["filled_history"], expected["windows_stale"]) > 0  # not_installed: none that night
     assert {r: counts.get(r, 0) for r in expected} == dict(expected)
     assert got == want
     assert len(got) + sum(expected[r] for r in ("missing_at_origin", "stale_at_origin", "not_installed",
                                                 "not_renting")) == len(grid.station_codes) * len(chunk)
     assert summary.windows_emitted == len(got)
+    assert summary.to_dict()["open_coverage"] == 1.0, "every open station has a window"
+    assert report.to_dict()["examples"]["stale_at_origin"][0].endswith(
+        "the state at t is older than max_staleness and does not say installed and renting; e.g. stations "
+        + report.to_dict()["examples"]["stale_at_origin"][0].rsplit("e.g. stations ", 1)[1])
 
 
 # ---------------------------------------------------------------- as of a time: no look-ahead

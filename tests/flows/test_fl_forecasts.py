@@ -102,9 +102,9 @@ def test_missing_duplicate_and_foreign_predictions_are_named():
     (BIG, BIG_BIKES, 35, 2, "p_full", "nan", "p_full outside [0, 1] at +2 h"),
     (BIG, BIG_BIKES, 35, 2, "bikes_p10", "10", "quantiles out of order at +2 h"),   # p10 above p50 (6)
     (BIG, BIG_BIKES, 35, 2, "bikes_p90", "5", "quantiles out of order at +2 h"),    # p90 below p50 (6)
-    (BIG, BIG_BIKES, 35, 4, "fallback", "7", "fallback code not one of 0 (the model), 1 (persistence) at +4 h"),
-    (SMALL, SMALL_BIKES, 21, 1, "fallback", "0.5", "fallback code not one of 0 (the model), 1 (persistence) at +1 h"),
-    (SMALL, SMALL_BIKES, 21, 2, "fallback", "nan", "fallback code not one of 0 (the model), 1 (persistence) at +2 h"),
+    (BIG, BIG_BIKES, 35, 4, "fallback", "7", "fallback code not one of 0 (the model), 1 (persistence), 2 (profile) at +4 h"),
+    (SMALL, SMALL_BIKES, 21, 1, "fallback", "0.5", "fallback code not one of 0 (the model), 1 (persistence), 2 (profile) at +1 h"),
+    (SMALL, SMALL_BIKES, 21, 2, "fallback", "nan", "fallback code not one of 0 (the model), 1 (persistence), 2 (profile) at +2 h"),
     # a horizon the product does not keep: the model's output is wrong, none of its values is trusted
     (BIG, BIG_BIKES, 35, MAX_HORIZON, "bikes", "36", f"bikes not a whole number in [0, capacity] at +{MAX_HORIZON} h"),
 ])
@@ -121,11 +121,14 @@ def test_an_impossible_value_is_a_data_error_naming_the_object_line_and_record(r
 
 
 def test_each_row_names_the_fallback_that_served_it_by_the_models_code():
-    """Code 0: the model served the horizon (fallback ""); code 1: persistence did."""
+    """Code 0: the model served the horizon (fallback ""); code 1: persistence did; code 2: the
+    station's profile (a stale station)."""
     persisted = ",".join([SMALL, *values_with(SMALL_BIKES, 21, 3, "fallback", "1")])
-    rows = join((output_line(BIG, BIG_BIKES, 35) + "\n" + persisted + "\n").encode(), DAY_AHEAD).to_pylist()
+    profiled = ",".join([BIG, *values_with(BIG_BIKES, 35, 5, "fallback", "2")])
+    rows = join((profiled + "\n" + persisted + "\n").encode(), DAY_AHEAD).to_pylist()
     named = {(r["station_code"], r["horizon_h"]): r["fallback"] for r in rows}
     assert named.pop(("9020", 3)) == "persistence"
+    assert named.pop(("16107", 5)) == "profile"
     assert set(named.values()) == {""}
 
 

@@ -12,6 +12,7 @@ from velibcast.storage import Storage
 from velibcast.timeutil import UTC
 from velibcast.training.samples import samples_from_grid, station_mapping, stream_samples
 from velibcast.training.synthetic import make_grid
+from velibcast.transform_code import velib_features as F
 
 START = datetime(2022, 3, 26, 12, tzinfo=UTC)  # spans the switch to summer time
 
@@ -29,7 +30,7 @@ def test_samples_match_serving_windows(grid):
     s = samples_from_grid(grid, mapping)
     state = windows.StateGrid(grid.hours, grid.station_codes, grid.bikes, np.ones_like(grid.installed),
                               np.isfinite(grid.bikes), grid.installed, grid.renting, grid.capacity.astype(np.int64),
-                              grid.lat, grid.lon)
+                              grid.lat, grid.lon, age_s=grid.age_s)
     origins = [grid.hours[j] for j in range(23, len(grid.hours) - 24)]
     served = {(code, b.origin_ts): row for b in windows.batches_from_grid(state, origins, mapping, SkipReport())
               for code, row in zip(b.station_codes.tolist(), b.feature_rows())}
@@ -39,8 +40,9 @@ def test_samples_match_serving_windows(grid):
     for key, row in ours.items():
         assert key in served
         np.testing.assert_allclose(row, np.array(served[key], dtype=np.float32), rtol=0, atol=1e-5)
-    unknown = [r for r in s.x if r[-3] == 0]
+    unknown = [r for r in s.x if r[F.COL["station_index"]] == 0]
     assert unknown, "unknown stations must get the reserved index"
+    assert len(np.unique(s.x[:, F.COL[F.STATE_AGE]])) > 30, "the ages compared must vary"
 
 
 def test_targets_are_the_next_24_hours_nan_where_unusable(grid):
@@ -108,3 +110,19 @@ def test_samples_read_from_ingested_states_equal_the_samples_of_the_raw_captures
     for name in ("x", "y", "origin", "station", "codes"):
         np.testing.assert_array_equal(getattr(stored, name), getattr(raw, name), err_msg=name)
     assert stored.hours == raw.hours and stored_report.counts == raw_report.counts
+
+
+def test_samples_and_windows_give_a_station_hour_the_same_state_age():
+    """The age of the state at the origin is read from the same grid by one definition: a sample
+    trains on the age its serving window sends, however the two paths chunk the hours."""
+    root = str(REPO / "sample_data" / "2025-09")
+    s, mapping = stream_samples(Storage(), root, datetime(2025, 9, 12, 15, tzinfo=UTC),
+                                datetime(2025, 9, 14, 0, tzinfo=UTC), SkipReport())
+    origins = sorted({s.hours[int(o)] for o in np.unique(s.origin)})
+    sent = {(code, b.origin_ts): (age, stale)
+            for b in windows.iter_window_batches(Storage(), root, origins, mapping, SkipReport(), chunk_hours=5)
+            for code, age, stale in zip(b.station_codes.tolist(), b.state_age_min.tolist(), b.stale.tolist())}
+    ages = s.x[:, F.COL[F.STATE_AGE]]
+    got = {(c, s.hours[int(o)]): (int(a), 0) for c, o, a in zip(s.codes.tolist(), s.origin, ages)}
+    assert got.items() <= sent.items()
+    assert 0 < np.median(ages) < 60 < ages.max(), "hourly captures at irregular minutes: states minutes old"

@@ -4,6 +4,7 @@ import pytest
 
 from velibcast.training.package import extract
 from velibcast.training.synthetic import untrained_archive
+from velibcast.transform_code.velib_features import STATIC_FEATURES
 
 N_STATIONS = 20
 
@@ -33,14 +34,13 @@ def make_features(n, seed=0, station_index=None):
             "capacity": cap,
             "station_index": rnd.randint(1, N_STATIONS) if station_index is None else station_index,
             "lat": 48.85 + rnd.random() / 50, "lon": 2.33 + rnd.random() / 30,
+            "state_age_min": rnd.randint(0, 90), "stale": 0,
         })
     return out
 
 
 def csv_line(f):
-    return ",".join(str(v) for v in f["history"] + [f[k] for k in
-                    ["hour", "day_of_week", "non_working_day", "non_working_next_day", "capacity", "station_index",
-                     "lat", "lon"]])
+    return ",".join(str(v) for v in f["history"] + [f[k] for k in STATIC_FEATURES])
 
 
 @pytest.fixture

@@ -196,7 +196,8 @@ def test_wrong_column_count_is_400(model, features, to_csv):
     lines = to_csv(features(3)).splitlines()
     lines[2] = "abc," + lines[2]
     e = error_of(model, "\n".join(lines), "text/csv")
-    assert e.status_code == 400 and "line 3: 33 columns, expected 32" in e.message
+    n = len(F.FEATURE_COLUMNS)
+    assert e.status_code == 400 and f"line 3: {n + 1} columns, expected {n}" in e.message
 
 
 def test_not_a_number_is_400(model, features, to_csv):
@@ -322,7 +323,8 @@ def test_model_fn_refuses_a_contract_1_model_naming_both_contracts(model_dir, tm
     cfg = json.loads((old / "config.json").read_text())
     cfg["feature_columns"] = [c if c != "non_working_day" else "is_weekend" for c in cfg["feature_columns"]]
     (old / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="feature contract 1 .is_weekend.*contract 4 .non_working_day.*Retrain"):
+    with pytest.raises(ModelLoadError, match=rf"feature contract 1 .is_weekend.*contract {F.FEATURE_CONTRACT} "
+                                             r".non_working_day.*Retrain"):
         inference.model_fn(str(old))
 
 
@@ -406,3 +408,50 @@ def test_each_horizon_names_what_served_it_persistence_where_training_saw_no_suc
     assert (q[:, :2, F.OUTPUT_QUANTITIES.index("bikes")] != now[:, None]).any(), "the (random) trees move the rest"
     plain = np.array(csv_rows(run(inference.model_fn(str(model_dir)), to_csv(feats).encode(), "text/csv")[0]))
     assert (plain.reshape(q.shape)[:, :, F.OUTPUT_QUANTITIES.index("fallback")] == F.MODEL).all()
+
+
+def test_model_fn_refuses_a_contract_4_model_naming_the_new_columns_and_the_retrain(model_dir, tmp_path):
+    """A contract-4 model never saw the state's age: fed 34 columns, it would read the wrong ones."""
+    import shutil
+
+    from velibcast.transform_code.velib_errors import ModelLoadError
+
+    old = tmp_path / "m"
+    shutil.copytree(model_dir, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["feature_columns"] = [c for c in cfg["feature_columns"] if c not in (F.STATE_AGE, F.STALE)]
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=rf"feature contract 4 .without {F.STATE_AGE} and {F.STALE}.*contract "
+                                             rf"{F.FEATURE_CONTRACT}.*Retrain it with `velibcast train`"):
+        inference.model_fn(str(old))
+
+
+def test_a_stale_station_gets_its_profile_at_every_horizon_named_profile(model_dir, model, features, to_csv):
+    """A window flagged stale (its state at t is older than the window stage's max_staleness) is served
+    the station's profile at each target hour times capacity, the climatology's p_empty and p_full, and
+    `fallback` says "profile" at every horizon; the fresh records beside it stay the model's."""
+    from velibcast.transform_code import velib_gbm, velib_profile
+
+    feats = features(40, seed=11)
+    for f in feats[::2]:
+        f.update(stale=1, state_age_min=400)
+    rows = np.array(csv_rows(run(model, to_csv(feats).encode(), "text/csv")[0]), dtype=np.float64)
+    q = rows.reshape(len(feats), F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
+    code = q[:, :, F.OUTPUT_QUANTITIES.index("fallback")]
+    assert F.FALLBACKS[F.PROFILE] == "profile"
+    assert (code[::2] == F.PROFILE).all() and (code[1::2] == F.MODEL).all()
+    x = velib_codec.decode(to_csv(feats), "text/csv").x[::2]
+    cfg = json.loads((model_dir / "config.json").read_text())
+    profiles = velib_profile.load(str(model_dir), cfg["n_stations"])
+    events = velib_profile.load_events(str(model_dir), cfg["n_stations"])
+    cap = x[:, F.COL["capacity"]]
+    for h in range(1, F.MAX_HORIZON + 1):
+        hour, day = velib_gbm.target_calendar(x, h)
+        station = x[:, F.COL["station_index"]]
+        want = np.minimum(np.clip(np.round(profiles.lookup(station, day, hour) * cap), 0, None), cap)
+        np.testing.assert_array_equal(q[::2, h - 1, F.OUTPUT_QUANTITIES.index("bikes")], want)
+        for name in F.PROBABILITIES:
+            np.testing.assert_allclose(q[::2, h - 1, F.OUTPUT_QUANTITIES.index(name)],
+                                       np.round(events[name].lookup(station, day, hour), 3), atol=1e-9)
+    last = np.array([f["history"][-1] for f in feats[::2]], dtype=np.float64)
+    assert (q[::2, :, F.OUTPUT_QUANTITIES.index("bikes")] != last[:, None]).any(), "not persistence"
