@@ -10,6 +10,11 @@ no training sample before it is listed under `skipped_days` with the reason, nev
 silently; so is a cold-start day, one whose day type (working / non-working) no training day had:
 no model can learn a day type from data that lacks it, and the gbm serves persistence there (its
 fallback), so the row would be a tie by construction. `score_cold_start=True` scores them.
+
+So every row scored here is one the model served: the samples are windows with a usable state at the
+origin, never a stale one (served the profile, `fallback` "profile", in production), and the only
+other fallback (persistence on an unlearnt day type) is on the cold-start days listed apart; with
+`score_cold_start`, their persistence-served rows count as the model's and tie with persistence.
 """
 
 from __future__ import annotations
