@@ -20,7 +20,7 @@ floors alternate `--reps` times, and a ratio is min(case) / min(floor); the spre
 Synthetic stores (datasets/synthetic.py) are generated once into bench/.work/ (gitignored): two
 days generated, and for the 28-day store 26 earlier days of the first day's captures under
 earlier names (hard links). The states of every date the run reads are ingested (a no-op once
-done); an object of an older layout (part-0.parquet) is removed.
+done).
 --quick runs the 1,500-station cases only.
 """
 
@@ -125,8 +125,6 @@ def case_setup(spec: dict) -> dict:
     for ref in refs[:-1]:
         _link(Path(ref.uri), Path(snapshot_uri(str(base), ref.capture_ts)))
     for store in (d1, d28, base):
-        for old in (store / "states").glob("date=*/part-0.parquet"):  # the one-object-per-date layout
-            old.unlink()
         ing.ingest(storage, str(store), str(store), SYN_START, SYN_START + timedelta(days=2))
     return {"wall_s": time.perf_counter() - t0, "d1": str(d1), "d28": str(d28), "base": str(base),
             "new": refs[-1].uri}

@@ -65,7 +65,6 @@ from velibcast.datasets.snapshots import (
 )
 from velibcast.datasets.states import (
     BUILD_SCHEMA,
-    DICTIONARY_COLUMNS,
     FIELDS,
     SCHEMA,
     TABLE_RULE,
@@ -84,7 +83,8 @@ from velibcast.timeutil import UTC
 STATES_PREFIX = "states"
 LEDGER_NAME = "_ledger.json"  # "_": pyarrow and Athena skip it; not ".parquet": no DuckDB or polars glob takes it
 HOUR_KEY = b"velibcast.states.hour"  # an hour object's key-value metadata: its token
-_PLAIN = ("lat", "lon", "observed_at")
+_PLAIN = ("station_code", "lat", "lon", "observed_at")
+LEGACY_PART = "part-0.parquet"  # a date's one object, as velibcast stored the states before hour objects
 _COLUMN_FIELD = {"is_installed": "installed", "is_renting": "renting", "is_returning": "returning"}
 
 
@@ -135,7 +135,7 @@ class Partition:
         except NotFound:
             return None, None
         # not read_table: it imports pyarrow.dataset and pandas
-        file = pq.ParquetFile(io.BytesIO(data), read_dictionary=list(DICTIONARY_COLUMNS))
+        file = pq.ParquetFile(io.BytesIO(data), read_dictionary=["source_object"])  # station_code: StationIds
         token = json.loads((file.metadata.metadata or {}).get(HOUR_KEY, b"{}")).get("token")
         return token, file.read().replace_schema_metadata(None).unify_dictionaries()
 
@@ -176,8 +176,8 @@ def write_hour(storage: st.Storage, root: str, d: date, k: int, table: pa.Table,
     """Hour k's object: its rows (states.hour_tables) and its token, written whole."""
     buf = io.BytesIO()
     # no Arrow schema stored: readers get the string columns as strings, not as dictionaries
-    # no dictionary for the columns of nearly distinct values (positions, observation times): it
-    # only costs time and bytes there
+    # no dictionary for the columns of distinct or nearly distinct values within an hour (codes,
+    # positions, observation times): it only costs time and bytes there
     with pq.ParquetWriter(buf, BUILD_SCHEMA, compression="zstd", store_schema=False,
                           use_dictionary=[c for c in BUILD_SCHEMA.names if c not in _PLAIN]) as writer:
         writer.write_table(table)
@@ -202,12 +202,29 @@ def capture_span_of(d: date, rule: StateRule = TABLE_RULE) -> tuple[datetime, da
     return rule.capture_span(hours[0], hours[-1])
 
 
-def seed(states: HourStates, registry: StationRegistry, table: pa.Table) -> None:
+class StationIds:
+    """Station codes of stored hours -> registry ids. An hour holds each station once, sorted by
+    code, so a dictionary would not shorten its codes; consecutive hours mostly hold the same
+    stations, so the ids of the last codes looked up are kept and reused when the next hour's are
+    equal (one comparison of two Arrow arrays instead of a lookup a station)."""
+
+    def __init__(self, registry: StationRegistry):
+        self.registry = registry
+        self._last: tuple[pa.Array, np.ndarray] | None = None
+
+    def of(self, column: pa.ChunkedArray) -> np.ndarray:
+        codes = column.combine_chunks()
+        if pa.types.is_dictionary(codes.type):
+            return self.registry.ids_of(codes.dictionary.to_pylist())[numpy(codes.indices)]
+        if self._last is None or not self._last[0].equals(codes):
+            self._last = codes, self.registry.ids_of(codes.to_pylist())
+        return self._last[1]
+
+
+def seed(states: HourStates, ids: StationIds, table: pa.Table) -> None:
     """Stored rows (of hours among `states.hours`) into `states`, each as the state of its own hour."""
     if not table.num_rows:
         return
-    codes = _dictionary(table.column("station_code"))
-    ids = registry.ids_of(codes.dictionary.to_pylist())[numpy(codes.indices)]
 
     def seconds(name: str) -> np.ndarray:
         return numpy(table.column(name)) // 1_000_000
@@ -218,7 +235,8 @@ def seed(states: HourStates, registry: StationRegistry, table: pa.Table) -> None
     sources = _dictionary(table.column("source_object"))
     numbers = np.array([states.source_number(u) for u in sources.dictionary.to_pylist()], dtype=np.int32)
     block["source"] = numbers[numpy(sources.indices)]
-    states.add_states(ids, hour_pos, seconds("observed_at"), seconds("captured_at"), block)
+    states.add_states(ids.of(table.column("station_code")), hour_pos, seconds("observed_at"),
+                      seconds("captured_at"), block)
 
 
 def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
@@ -366,8 +384,9 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
     work = np.flatnonzero(rebuild | seeded)
     states = HourStates([hours[j] for j in work], TABLE_RULE)
     states.grow(len(parsed.registry.codes))
+    ids = StationIds(parsed.registry)
     for table in seeds.values():
-        seed(states, parsed.registry, table)
+        seed(states, ids, table)
     del seeds
     rebuild_w, seeded_w = rebuild[work], seeded[work]
     n0 = states.n_stations
@@ -395,6 +414,8 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
             result.hours_written.append(f"{d.isoformat()}T{j:02d}")
     # an hour whose rows no capture changed keeps its committed object, now for more captures
     write_ledger(storage, root, d, want, committed, findings)
+    if found is None:  # the date's object of the layout this replaced would hold its rows twice
+        storage.delete(st.join(date_prefix(root, d), LEGACY_PART))
     if rebuild.any():
         result.rebuilt.append(d.isoformat())
     result.written.append(d.isoformat())
@@ -430,6 +451,7 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
     if rule != TABLE_RULE:
         return settled
     listed = sorted(refs, key=lambda r: r.capture_ts)
+    ids = StationIds(registry)
     by_date: dict[date, list[int]] = {}
     for j, h in enumerate(states.hours):
         by_date.setdefault(h.astimezone(UTC).date(), []).append(j)
@@ -438,7 +460,6 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
         if stored is None or stored.rule != rule_dict(TABLE_RULE):
             continue
         ledger = [(capture_ts_from_key(u), u, v) for u, v in stored.captures.items()]
-        tables = []
         for j in positions:
             lo, hi = rule.capture_span(states.hours[j], states.hours[j])
             need = {snapshot_key(r.uri): r.version for r in listed if lo <= r.capture_ts <= hi}
@@ -448,12 +469,10 @@ def read_stored_states(partitions: PartitionCache, states: HourStates, registry:
             table = stored.hour(states.hours[j].astimezone(UTC).hour)
             if table is None:  # not the committed object: an ingest has not finished this hour
                 continue
-            tables.append(table)
+            seed(states, ids, table)
             settled[j] = True
             if findings is not None:  # what parsing the captures of a settled hour counted
                 findings.update({k: stored.findings[k] for k in have if k in stored.findings})
-        if tables:
-            seed(states, registry, pa.concat_tables(tables).unify_dictionaries())
     return settled
 
 

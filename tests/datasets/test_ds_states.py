@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
@@ -95,7 +96,7 @@ def test_a_date_holds_each_station_hour_by_the_rule_and_duckdb_answers_the_docs_
         assert part.hour(k).to_pylist() == [r for r in table.to_pylist() if r["hour_ts"].hour == k]
     # pyarrow reads the partitions as one dataset, the date from the folder
     dataset = ds.dataset(st.join(root, "states"), format="parquet", partitioning="hive")
-    assert dataset.schema.field("station_code").type == pa.string()  # stored as a dictionary, read as strings
+    assert dataset.schema.field("station_code").type == pa.string()  # read as strings
     assert dataset.count_rows() == table.num_rows + ing.read_partition(storage, root, date(2022, 5, 24)).table.num_rows
 
 
@@ -111,6 +112,24 @@ def test_an_ingest_with_nothing_new_writes_nothing(real_store, storage, tmp_path
     again = ing.ingest(storage, real_store, root, utc("2022-05-25T00:00Z"), utc("2022-05-26T00:00Z"))
     assert again.written == [] and again.unchanged == ["2022-05-25"] and again.captures_parsed == 0
     assert stored_bytes(root, date(2022, 5, 25)) == before
+
+
+def test_a_date_of_the_one_object_per_date_layout_is_replaced_by_its_hours_and_never_counted_twice(storage, tmp_path):
+    snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
+    t0 = utc("2022-05-25T00:00Z")
+    for k in range(3):
+        cap = t0 + k * H + 10 * M
+        write_snapshot(storage, snaps, cap, [rec("A", bikes=k, due=cap.isoformat())])
+    ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    folder = tmp_path / "store" / "states" / "date=2022-05-25"
+    legacy = tmp_path / "legacy" / "states" / "date=2022-05-25"  # as an earlier velibcast wrote it: one object
+    legacy.mkdir(parents=True)
+    pq.write_table(ing.read_partition(storage, root, date(2022, 5, 25)).table, legacy / "part-0.parquet")
+    legacy_root = str(tmp_path / "legacy")
+    ing.ingest(storage, snaps, legacy_root, t0, t0 + 24 * H)
+    assert sorted(p.name for p in legacy.iterdir()) == sorted(p.name for p in folder.iterdir())
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{legacy_root}/states/*/*.parquet', hive_partitioning = true)"
+                      ).fetchall()[0][0] == ing.read_partition(storage, legacy_root, date(2022, 5, 25)).table.num_rows > 0
 
 
 def test_a_reader_settles_only_hours_whose_captures_are_all_ingested_and_taken_by_its_as_of(storage, tmp_path):
