@@ -337,7 +337,9 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
 
     wanted = [of_hour(j, want) for j in range(24)]
     tokens = [hour_token(hours[j], wanted[j]) for j in range(24)]
-    committed: list[str | None] = list(stored.tokens) if stored is not None else [None] * 24
+    before: list[str | None] = list(stored.tokens) if stored is not None else [None] * 24
+    committed = list(before)  # the tokens of the ledger this ingest writes last
+    kept: list[int] = []  # hours a killed ingest wrote as this one would
     rebuild, add = np.zeros(24, dtype=bool), np.zeros(24, dtype=bool)
     if stored is None:
         rebuild[:] = True
@@ -347,6 +349,7 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
         if on_disk != stored.tokens[j]:  # replaced by an ingest killed before its ledger
             if on_disk == tokens[j]:
                 committed[j] = tokens[j]  # with what this one would write: kept
+                kept.append(j)
             else:
                 rebuild[j] = True
             continue
@@ -403,10 +406,11 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
     write = np.flatnonzero(changed_w).tolist()  # positions in `work`
     findings = {k: v for k, v in (stored.findings if stored is not None else {}).items() if k in want}
     findings.update({k: v for k, v in parsed.findings.items() if k in want})
-    if write:  # the hours about to be replaced, named first: a killed ingest's successor checks them
-        write_ledger(storage, root, d, stored.captures if stored is not None else {}, list(committed),
+    if write:  # the hours about to be replaced (and those kept), named first: a killed ingest's
+        # successor checks them; the ledger still commits what it did before
+        write_ledger(storage, root, d, stored.captures if stored is not None else {}, before,
                      stored.findings if stored is not None else {},
-                     pending={f"{work[p]:02d}": tokens[work[p]] for p in write})
+                     pending={f"{j:02d}": tokens[j] for j in sorted(kept + [int(work[p]) for p in write])})
         for p, table in hour_tables(states, parsed.registry.codes, write):
             j = int(work[p])
             write_hour(storage, root, d, j, table, tokens[j])

@@ -362,13 +362,21 @@ def test_a_run_never_reads_an_hour_a_killed_ingest_wrote_with_a_capture_after_it
     ingest_dying_at(snaps, root, t0, t0 + 24 * H, "date=2022-05-25/part-13.parquet")
     assert hour_rows(storage, root, date(2022, 5, 25))[12][0]["bikes"] == 99
     refs = list_snapshots(storage, snaps, t0 - 5 * H, t0 + 36 * H, as_of=as_of)
-    states = HourStates(hours_of_date(date(2022, 5, 25)), TABLE_RULE)
-    settled = ing.read_stored_states(ing.PartitionCache(storage, root), states, StationRegistry(), refs,
-                                     timedelta(hours=3))
+
+    def settled():
+        states = HourStates(hours_of_date(date(2022, 5, 25)), TABLE_RULE)
+        return ing.read_stored_states(ing.PartitionCache(storage, root), states, StationRegistry(), refs,
+                                      timedelta(hours=3))
+
     # the ledger still lists for 12:00 exactly the captures the run lists; its object is not that one
-    assert not settled[12] and settled[:12].all()
+    assert not settled()[12] and settled()[:12].all()
     assert ing.read_states(storage, root, snaps, t0, t0 + 24 * H, as_of=as_of).to_pylist() == \
         ing.read_states(storage, str(tmp_path / "none"), cut, t0, t0 + 24 * H).to_pylist()
+    # killed again at 13:00, having kept the 12:00 the first one wrote: still not committed
+    ingest_dying_at(snaps, root, t0, t0 + 24 * H, "date=2022-05-25/part-13.parquet")
+    assert not settled()[12] and settled()[:12].all()
+    done = ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    assert "2022-05-25T12" not in done.hours_written and "2022-05-25T13" in done.hours_written
 
 
 def test_one_capture_reaching_two_dates_is_parsed_once(storage, tmp_path):
