@@ -59,14 +59,19 @@ def _checked_config(path: str):
 
 def _checked_run_config(path: str, args=None):
     """_checked_config, and the run's model (model.uri, else the store's champion) exists, reads and
-    meets the feature contract; with a run's args, the snapshot store has captures for its hours."""
+    meets the feature contract; with a run's args, the snapshot store has captures for its hours.
+    Returns the config and the Paris day a run without a range forecasts, decided here once: the
+    flow is given the day these checks looked at, even when midnight passes before it starts."""
 
     cfg = load_config(path)
     from velibcast.flows import preflight  # after the config: a config error imports no NumPy
 
-    origins = None if args is None else preflight.run_origins(cfg, args.run_date, args.start, args.end)
-    preflight.check_run(cfg, origins)
-    return cfg
+    if args is None:
+        preflight.check_run(cfg, None)
+        return cfg, None
+    run_date = None if args.start is not None else (args.run_date or preflight.default_run_date(cfg))
+    preflight.check_run(cfg, preflight.run_origins(cfg, run_date, args.start, args.end))
+    return cfg, run_date
 
 
 def _prefect_console(args) -> None:
@@ -90,14 +95,14 @@ def cmd_run(args) -> int:
         raise ConfigError("give both --start and --end, or neither (--run-date alone names a whole Paris day)")
     if args.start is not None:
         check_range(args.start, args.end)
-    _checked_run_config(args.config, args)
+    _, run_date = _checked_run_config(args.config, args)
     server = prefect_api.start()  # boots on the other core while Prefect and the pipeline load
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect (~2 s) loads
     from velibcast.flows.nightly import nightly
 
     _prefect_console(args)
     with prefect_api.serving(server):
-        res = nightly(run_date=args.run_date, config=args.config, start=args.start, end=args.end, force=args.force)
+        res = nightly(run_date=run_date, config=args.config, start=args.start, end=args.end, force=args.force)
     _print_result(res)
     return 0
 

@@ -83,3 +83,17 @@ def test_a_nightly_run_started_a_second_before_midnight_forecasts_and_is_named_f
     assert _name_of(flow_run.id) == "nightly-2022-05-25"
     assert [p["run_date"] for p in res["partitions"]] == ["2022-05-25"]
     assert set(e2e.published(storage, root)) == {date(2022, 5, 25)}
+
+
+def test_the_command_runs_the_day_its_checks_decided_when_the_clock_crosses_midnight_between_them(
+        tmp_path, storage, trained_model, e2e, monkeypatch):
+    from velibcast.flows import cli
+
+    root = str(tmp_path / "root")
+    e2e.copy_snapshots(storage, root, first="2022-05-24T00", last="2022-05-26T00")
+    cfg = e2e.config(tmp_path, root, trained_model["model_uri"])  # no run.default_run_date
+    # the clock: the checks decide before midnight, anything deciding later gets the next day
+    days = iter([date(2022, 5, 25)])
+    monkeypatch.setattr(preflight, "default_run_date", lambda cfg, now=None: next(days, date(2022, 5, 26)))
+    assert cli.cmd_run(cli.build_parser().parse_args(["run", "--product", "evaluation", "--config", cfg])) == 0
+    assert set(e2e.published(storage, root)) == {date(2022, 5, 25)}
