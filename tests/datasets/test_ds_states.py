@@ -447,7 +447,7 @@ def test_an_ingest_and_a_window_run_on_the_states_import_nothing_once_loaded(tmp
         "print(len(w), r.summary['windows_emitted'], *sorted(set(sys.modules) - before))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert out.stdout.split() == ["2", "33544"]
+    assert out.stdout.split() == ["2", "33810"]
 
 
 def test_history_reads_the_same_states_whatever_is_ingested_and_nothing_after_as_of(real_store, storage, tmp_path):
