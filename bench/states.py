@@ -17,6 +17,11 @@ floors alternate `--reps` times, and a ratio is min(case) / min(floor); the spre
                            rewrites only the hour objects whose rows the capture changes (here
                            23:00; the synthetic feed repeats no observation, so the rule's
                            tie-break re-sources no earlier hour) and the date's ledger.
+  ingest, stalled stations the same on a copy of the store where 1 station in 20 stalled at 10:00
+                           of the second day (each later capture repeats its record, as the real
+                           feed does for a station that stopped reporting): the new capture
+                           re-sources their state at every hour it reaches (12:00 .. 23:00), and
+                           those hours are rewritten. No goal: it shows what the rule costs.
 Synthetic stores (datasets/synthetic.py) are generated once into bench/.work/ (gitignored): two
 days generated, and for the 28-day store 26 earlier days of the first day's captures under
 earlier names (hard links). The states of every date the run reads are ingested (a no-op once
@@ -27,6 +32,7 @@ done).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -56,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 SYN_START = datetime(2024, 1, 1, tzinfo=UTC)
 AS_OF = SYN_START + timedelta(days=2) - timedelta(minutes=1)  # the end of the second day
 HISTORY_GOAL, INGEST_GOAL = 1.3, 2.0
+STALLED_AT, STALLED_EVERY = SYN_START + timedelta(days=1, hours=10), 20  # from 10:00 of the second day, 1 in 20
 DAY_AHEAD_MEMORY_MB, INGEST_MEMORY_MB = 1024, 500
 
 
@@ -124,10 +131,36 @@ def case_setup(spec: dict) -> dict:
     base = work / f"s{n}_ingest_base"  # every capture but the last, states ingested
     for ref in refs[:-1]:
         _link(Path(ref.uri), Path(snapshot_uri(str(base), ref.capture_ts)))
-    for store in (d1, d28, base):
+    stalled = work / f"s{n}_stalled"  # d1 with some stations stalled, all its captures
+    if not (stalled / "velib").exists():
+        _stall(refs, stalled)
+    stalled_base = work / f"s{n}_stalled_base"  # every capture of it but the last, states ingested
+    for ref in refs[:-1]:
+        _link(Path(snapshot_uri(str(stalled), ref.capture_ts)), Path(snapshot_uri(str(stalled_base), ref.capture_ts)))
+    for store in (d1, d28, base, stalled_base):
         ing.ingest(storage, str(store), str(store), SYN_START, SYN_START + timedelta(days=2))
     return {"wall_s": time.perf_counter() - t0, "d1": str(d1), "d28": str(d28), "base": str(base),
-            "new": refs[-1].uri}
+            "new": refs[-1].uri, "stalled": str(stalled), "stalled_base": str(stalled_base),
+            "stalled_new": snapshot_uri(str(stalled), refs[-1].capture_ts)}
+
+
+def _stall(refs: list, dest: Path) -> None:
+    """The captures of `refs` under `dest`, where every STALLED_EVERY-th station's feed stalls at
+    STALLED_AT: each later capture repeats its record of the first capture from then on (same
+    duedate, same counts), as the real feed does for a station that stopped reporting."""
+    held: dict[str, bytes] | None = None
+    for ref in refs:
+        out = Path(snapshot_uri(str(dest), ref.capture_ts))
+        if ref.capture_ts < STALLED_AT:
+            _link(Path(ref.uri), out)
+            continue
+        lines = [line for line in gzip.decompress(Path(ref.uri).read_bytes()).split(b"\n") if line]
+        codes = [json.loads(line)["stationcode"] for line in lines]
+        if held is None:
+            held = {c: line for c, line in zip(codes, lines) if int(c) % STALLED_EVERY == 0}
+        lines = [held.get(c, line) for c, line in zip(codes, lines)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
 
 
 def _link(src: Path, dest: Path) -> None:
@@ -198,6 +231,15 @@ def main() -> None:
         if n == 100_000:
             peak = r["ingest"]["peak_rss_mb_max"]
             print(f"  ingest peak memory {peak:.0f} MB; goal < {INGEST_MEMORY_MB} MB: {verdict(peak < INGEST_MEMORY_MB)}")
+        spec = {"work": a.work, "base": stores["stalled_base"], "new": stores["stalled_new"], "full": stores["stalled"]}
+        r = interleaved({"ingest": ("ingest", spec), "parse": ("parse", spec)}, a.reps)
+        ratio = r["ingest"]["wall_s"] / r["parse"]["wall_s"]
+        results[f"ingest_stalled_s{n}"] = {**r, "ratio": ratio}
+        print(f"ingest of one {n:,}-station capture, 1 station in {STALLED_EVERY} stalled since 10:00 "
+              f"(no goal: {len(r['ingest']['hours_written'])} hours re-sourced by the rule's tie-break):")
+        print(f"  {line('ingest', r['ingest'])}")
+        print(f"  {line('read + gunzip + parse', r['parse'])}")
+        print(f"  ratio {ratio:.2f}")
     save("states", results)
 
 
