@@ -11,7 +11,7 @@ ETag on S3, size and mtime locally), what parsing each counted, the rule, and ea
 Why an object per hour: a new capture changes few hours. The rule lets it reach [t - 12 h, t + 4 h],
 but it changes an hour only through a record observed at or before that hour, so a capture at the
 end of the feed changes the hours from its oldest record's on: the last few hours for a fresh feed,
-up to the 16 it reaches when it repeats records an earlier capture held (the rule's tie-break re-
+up to the 17 it reaches when it repeats records an earlier capture held (the rule's tie-break re-
 sources them: see datasets/states.py). Ingest writes only the hours whose rows change; the others
 keep their object, now for more captures, and the one-capture ingest costs about a parse.
 

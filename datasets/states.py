@@ -11,7 +11,7 @@ Why the later capture among equal observation times: the feed's duedate lags its
 2022 sample (sample_data/), most records that repeat a station's duedate from an earlier capture
 carry other counts (bikes, docks, mechanical/ebike; docs/states-dataset.md), so the later capture
 holds the fresher state. The cost: a capture repeating a record re-sources every hour it reaches
-where that record is the state, so its ingest rewrites up to 16 hour objects (datasets/ingest.py)
+where that record is the state, so its ingest rewrites up to 17 hour objects (datasets/ingest.py)
 where the earliest capture's would have let it rewrite only the hours after its new observations.
 
 The state is a maximum, by (observation time, capture time), over the captures near h, so
