@@ -264,6 +264,26 @@ def test_a_new_capture_rewrites_only_the_hours_whose_rows_it_changes(storage, tm
     assert all_rows(storage, root, [d]) == all_rows(storage, fresh, [d])
 
 
+def test_a_store_on_s3_keeps_its_hours_as_a_local_one_and_a_late_capture_rewrites_only_its_hours(s3_root, tmp_path):
+    storage = st.Storage()
+    local = str(tmp_path / "local")
+    t0, d = utc("2022-05-25T00:00Z"), date(2022, 5, 25)
+    for k in range(6):
+        cap = t0 + k * H + 10 * M
+        for root in (s3_root, local):
+            write_snapshot(storage, root, cap, [rec("A", bikes=k, due=cap.isoformat()), rec("B", bikes=k + 1, due=cap.isoformat())])
+    for root in (s3_root, local):
+        assert ing.ingest(storage, root, root, t0, t0 + 24 * H).written == ["2022-05-25"]
+    assert hour_rows(storage, s3_root, d) == hour_rows(storage, local, d)
+    late = t0 + 6 * H + 20 * M
+    write_snapshot(storage, s3_root, late, [rec("A", bikes=50, due=late.isoformat())])
+    again = ing.ingest(storage, s3_root, s3_root, t0, t0 + 24 * H)
+    assert again.hours_written == [f"2022-05-25T{k:02d}" for k in range(7, 11)] and again.captures_parsed == 1
+    assert ing.ingest(storage, s3_root, s3_root, t0, t0 + 24 * H).written == []  # its ETag unchanged: nothing
+    assert ing.read_states(storage, s3_root, s3_root, t0, t0 + 24 * H).to_pylist() == \
+        ing.read_states(storage, str(tmp_path / "none"), s3_root, t0, t0 + 24 * H).to_pylist()
+
+
 def test_the_rule_reaches_late_captures_as_far_as_the_window_path_reads():
     assert TABLE_RULE.lag == timedelta(hours=LATE_CAPTURE_HOURS)
 
