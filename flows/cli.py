@@ -228,7 +228,7 @@ def cmd_ingest(args) -> int:
         check_range(args.start, args.end)
     cfg = _checked_config(args.config)
     # lazy, per command: --help and user errors exit in ~0.2 s, before Prefect and pyarrow load
-    from velibcast.datasets.ingest import dates_of, partition_uri
+    from velibcast.datasets.ingest import date_prefix, dates_of, partition_uri
     from velibcast.flows.ingest import DEFAULT_DAYS_BACK, ingest_range, run_ingest
 
     days_back = DEFAULT_DAYS_BACK if args.days_back is None else args.days_back
@@ -241,9 +241,10 @@ def cmd_ingest(args) -> int:
         return 0
     for d in (d.isoformat() for d in dates_of(start, end)):
         if d in res["written"]:
-            state = ("rebuilt from every capture" if d in res["rebuilt"] else "new captures added") if d in existed \
+            state = ("a changed capture's hours rebuilt" if d in res["rebuilt"] else "new captures added") if d in existed \
                 else "created"
-            print(f"{d}: {state}  {partition_uri(cfg.root, date.fromisoformat(d))}")
+            hours = sum(h.startswith(d) for h in res["hours_written"])
+            print(f"{d}: {state}, {hours} hours written  {date_prefix(cfg.root, date.fromisoformat(d))}/")
         else:
             print(f"{d}: {'unchanged' if d in res['unchanged'] else 'no captures'}")
     skipped = res["report"]["counts"]
@@ -353,10 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ig = sub.add_parser("ingest", help="bring the hourly station states (docs/states-dataset.md) up to the captures "
                         "in the store",
-                        description="Bring the hourly station states (<store.root>/states/date=D/part-0.parquet, "
-                        "docs/states-dataset.md) of whole UTC days up to the captures in the store: a date whose "
-                        "captures are all folded in already is left as is, new captures are folded in, a changed "
-                        "or removed capture has its dates rebuilt. By default the --days-back days before --end "
+                        description="Bring the hourly station states (<store.root>/states/date=D/part-HH.parquet, one object "
+                        "per UTC hour, and the date's ledger _ledger.json; docs/states-dataset.md) of whole UTC days "
+                        "up to the captures in the store: a date whose captures are all folded in already is left "
+                        "as is, new captures are folded in and only the hours whose rows they change are rewritten, "
+                        "a changed or removed capture has the hours it reaches rebuilt. By default the --days-back days before --end "
                         "(default: now) and its day; or the days of [--start, --end). " + RANGE_CONVENTION)
     _add_config(ig)
     ig.add_argument("--start", type=utc_time, default=None, metavar="TIME",

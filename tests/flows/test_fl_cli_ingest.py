@@ -27,8 +27,8 @@ def test_ingest_writes_each_dates_states_and_a_second_run_leaves_them_unchanged(
     stored = ing.read_partition(storage, str(root), date(2022, 5, 26))
     assert stored is not None and stored.table.num_rows > 1000
     lines = first.stdout.splitlines()
-    ledger = root / "states" / "date=2022-05-26" / ing.LEDGER_NAME
-    assert lines[0].startswith("2022-05-25: created") and lines[1] == f"2022-05-26: created  {ledger}"
+    folder = root / "states" / "date=2022-05-26"
+    assert lines[0].startswith("2022-05-25: created") and lines[1] == f"2022-05-26: created, 24 hours written  {folder}/"
     assert lines[2].startswith("2 dates written, 0 unchanged; ") and "captures parsed" in lines[2]
     parsed = int(lines[2].split("; ")[1].split()[0])
     assert parsed > 24

@@ -39,6 +39,11 @@ def test_day_ahead_runs_nightly_in_paris_and_nowcast_and_ingest_every_hour_but_p
         assert all(s.get("active") is False for s in d.get("schedules", [])), d["name"]
 
 
+def test_one_ingest_of_the_states_runs_at_a_time():
+    for name in ("ingest-states", "ingest-states-local"):
+        assert DEPLOYMENTS[name]["concurrency_limit"] == 1, name
+
+
 def test_nothing_of_the_deployers_machine_is_stored():
     # An explicit empty pull list: `prefect deploy` would otherwise add set_working_directory(<cwd>).
     assert DOC["pull"] == []

@@ -15,6 +15,7 @@ import httpx
 from prefect.settings import PREFECT_API_URL
 
 from tests.helpers import REPO, wait_until
+from velibcast.datasets import ingest
 from velibcast.flows import forecasts
 from velibcast.training import registry
 
@@ -90,7 +91,7 @@ def test_the_local_deployments_run_in_the_folder_the_process_worker_was_started_
         table = forecasts.read_partition(storage, root, product, e2e.utc(AS_OF).date())
         assert table.num_rows > 0 and table.num_rows % horizons == 0
         assert set(table.column("horizon_h").to_pylist()) == set(range(1, horizons + 1))
-    assert (work / "data" / "states" / f"date={e2e.utc(AS_OF).date()}" / "part-0.parquet").is_file()
+    assert (work / "data" / "states" / f"date={e2e.utc(AS_OF).date()}" / ingest.LEDGER_NAME).is_file()
     # the runs used the worker's folder in place: no flow code or checkout was copied into it
     assert sorted(p.name for p in work.iterdir()) == ["data"]
 
