@@ -61,7 +61,7 @@ def station_mapping(codes) -> dict[str, int]:
     return {code: i + 1 for i, code in enumerate(sorted(set(codes)))}
 
 
-def calendar(hour_utc: datetime) -> tuple[int, int, int, int]:
+def calendar(hour_utc: datetime) -> tuple[int, int, int, int, int, int]:
     """TIME_FEATURES of an origin, by the one calendar rule the serving windows use (no skew)."""
     return F.time_features(hour_utc.astimezone(PARIS))
 
@@ -108,15 +108,15 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
     cal = np.array([calendar(h) for h in grid.hours], dtype=np.float64)
     codes = list(grid.station_codes)
     index = np.array([mapping.get(c, F.UNKNOWN_STATION_INDEX) for c in codes], dtype=np.float64)
-    static = np.column_stack([
-        cal[o],
-        np.asarray(grid.capacity, np.float64)[st_idx, o],
-        index[st_idx],
-        np.asarray(grid.lat, np.float64)[st_idx, o],
-        np.asarray(grid.lon, np.float64)[st_idx, o],
-        state_age_min(grid, st_idx, o),
-        np.zeros(len(o)),  # stale: only windows usable at t are samples
-    ])
+    columns = {name: cal[o, k] for k, name in enumerate(F.TIME_FEATURES)} | {
+        "capacity": np.asarray(grid.capacity, np.float64)[st_idx, o],
+        "station_index": index[st_idx],
+        "lat": np.asarray(grid.lat, np.float64)[st_idx, o],
+        "lon": np.asarray(grid.lon, np.float64)[st_idx, o],
+        F.STATE_AGE: state_age_min(grid, st_idx, o),
+        F.STALE: np.zeros(len(o)),  # only windows usable at t are samples
+    }
+    static = np.column_stack([columns[name] for name in F.STATIC_FEATURES])
     x = np.concatenate([hist, static], axis=1).astype(np.float32)
     return Samples(x, y.astype(np.float32), o, st_idx, list(grid.hours))
 
@@ -134,7 +134,7 @@ def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime,
 
     The serving window path's own grids (datasets.windows.iter_state_grids, the horizons as
     lookahead): each snapshot is parsed once and one chunk's grid is alive at a time, so
-    memory grows with the samples (34 float32 features + 24 targets, ~230 bytes each), not
+    memory grows with the samples (36 float32 features + 24 targets, ~240 bytes each), not
     with the snapshots. With states_root (a store root holding states/, docs/states-dataset.md),
     the hours its stored states settle are read from them instead of parsed: the same samples.
     Returns the samples, with station indices from the mapping of every station seen, and that mapping.

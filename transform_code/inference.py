@@ -103,7 +103,7 @@ def _warmup_csv(n):
     """n valid records: an empty unknown station (index 0, capacity 1) in the service area."""
     lat = sum(codec.SERVICE_AREA_LAT) / 2
     lon = sum(codec.SERVICE_AREA_LON) / 2
-    row = ["0"] * F.HISTORY_LEN + ["0", "0", "0", "0", "1", str(F.UNKNOWN_STATION_INDEX), str(lat), str(lon), "0", "0"]
+    row = ["0"] * F.HISTORY_LEN + ["0", "0", "0", "0", "1", str(F.UNKNOWN_STATION_INDEX), str(lat), str(lon), "0", "0", "0", "0"]
     return (",".join(row) + "\n") * n
 
 

@@ -1,6 +1,6 @@
 """Request decoding, per-record validation and response encoding for the three content types.
 
-text/csv: one record per line, no header, the 34 FEATURE_COLUMNS.
+text/csv: one record per line, no header, the 36 FEATURE_COLUMNS.
 application/jsonlines: one JSON object per line, either the `features` object
     ({"history": [24 values, oldest first], "hour": ..., ..., "lon": ...}) that InputFilter
     `$.features` leaves, or the full transform-input record holding it under "features".
@@ -47,6 +47,8 @@ _INT_FIELDS = {  # field -> inclusive range; None = no upper bound
     "station_index": (0, None),
     F.STATE_AGE: (0, None),
     F.STALE: (0, 1),
+    F.CLOCK_CHANGE: (-1, 1),
+    F.CLOCK_CHANGE_AT: (0, F.MAX_HORIZON),
 }
 _RANGES = {"lat": SERVICE_AREA_LAT, "lon": SERVICE_AREA_LON}
 _JSON_FIELDS = [f"{F.HISTORY_KEY}[{j}]" for j in range(F.HISTORY_LEN)] + F.STATIC_FEATURES

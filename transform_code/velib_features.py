@@ -16,8 +16,11 @@ Contract versions (config.json `feature_contract` of a model; windows always sen
   at or before it, so the state at the origin is minutes to hours old: `state_age_min` is the
   whole minutes from its observed_at to the origin (the model forecasts from a state of that age);
   `stale` is 1 when the window stage found it older than its max_staleness, and the model then
-  serves the station's profile (`fallback` "profile") instead of forecasting from it. A model of
-  contract 4 is refused at load (its CSV lines have 32 columns, these 34).
+  serves the station's profile (`fallback` "profile") instead of forecasting from it. Then
+  `clock_change_h` and `clock_change_horizon`: the change of the Europe/Paris UTC offset within the
+  next MAX_HORIZON hours (+1 in spring, -1 in autumn, 0 none) and the first horizon on the new
+  offset, so the local hour of every target is known on the two nights the clocks change. A model
+  of contract 4 is refused at load (its CSV lines have 32 columns, these 36).
 
 Output of one record: for each horizon h = 1..MAX_HORIZON (horizon-major), the six
 OUTPUT_QUANTITIES: `bikes` (the point forecast, the rounded mean), `bikes_p10`, `bikes_p50`,
@@ -32,10 +35,14 @@ HISTORY_LEN = 24
 FEATURE_CONTRACT = 5
 NON_WORKING = "non_working_day"
 NON_WORKING_NEXT = "non_working_next_day"
-TIME_FEATURES = ["hour", "day_of_week", NON_WORKING, NON_WORKING_NEXT]
+CLOCK_CHANGE = "clock_change_h"  # the Paris UTC offset's change within MAX_HORIZON hours: +1, -1 or 0
+CLOCK_CHANGE_AT = "clock_change_horizon"  # the first horizon whose target is on the new offset (0: none)
+TIME_FEATURES = ["hour", "day_of_week", NON_WORKING, NON_WORKING_NEXT, CLOCK_CHANGE, CLOCK_CHANGE_AT]
 STATE_AGE = "state_age_min"  # whole minutes from the observed_at of the state at the origin to the origin
 STALE = "stale"  # 1: that state is older than the window stage's max_staleness (the profile serves it)
-STATIC_FEATURES = [*TIME_FEATURES, "capacity", "station_index", "lat", "lon", STATE_AGE, STALE]
+STATIC_FEATURES = [*TIME_FEATURES[:4], "capacity", "station_index", "lat", "lon", STATE_AGE, STALE,
+                   CLOCK_CHANGE, CLOCK_CHANGE_AT]
+CONTRACT_5_COLUMNS = (STATE_AGE, STALE, CLOCK_CHANGE, CLOCK_CHANGE_AT)  # what contract 5 added
 # What contract 2 renamed: a JSON record or a model config holding it was made for contract 1.
 LEGACY_COLUMNS = {"is_weekend": NON_WORKING}
 # Oldest first: bikes_lag23 ... bikes_lag0 (the value at the origin t).
@@ -92,13 +99,21 @@ def is_non_working_day(local_date) -> bool:
     return local_date.weekday() >= 5 or local_date in french_public_holidays(local_date.year)
 
 
-def time_features(local: dt.datetime) -> tuple[int, int, int, int]:
+def time_features(local: dt.datetime) -> tuple[int, int, int, int, int, int]:
     """TIME_FEATURES of an origin given as an aware Europe/Paris datetime: hour, day_of_week
-    (Monday = 0), non_working_day and non_working_next_day. The one definition windows and
-    training use."""
+    (Monday = 0), non_working_day, non_working_next_day, and the clocks' change within the next
+    MAX_HORIZON hours (CLOCK_CHANGE, CLOCK_CHANGE_AT). The one definition windows and training use."""
     day = local.date()
+    change = at = 0
+    utc = local.astimezone(dt.timezone.utc)  # noqa: UP017 (also runs on the image's Python)
+    offset = local.utcoffset() or dt.timedelta(0)
+    for h in range(1, MAX_HORIZON + 1):
+        later = (utc + dt.timedelta(hours=h)).astimezone(local.tzinfo).utcoffset() or dt.timedelta(0)
+        if later != offset:
+            change, at = round((later - offset).total_seconds() / 3600), h
+            break
     return (local.hour, local.weekday(), int(is_non_working_day(day)),
-            int(is_non_working_day(day + dt.timedelta(days=1))))
+            int(is_non_working_day(day + dt.timedelta(days=1))), change, at)
 
 
 def state_age_minutes(age_s):
@@ -121,9 +136,10 @@ def contract_problem(feature_columns, output_columns=OUTPUT_COLUMNS):
         return (f"the model was trained on feature contract 1 ({', '.join(legacy)}: weekends only); this code "
                 f"sends contract {FEATURE_CONTRACT} ({NON_WORKING}: weekends and French public holidays). "
                 "Retrain it with `velibcast train` (or run it with the velibcast release it was trained with)")
-    if list(feature_columns or []) == [c for c in FEATURE_COLUMNS if c not in (STATE_AGE, STALE)]:
-        return (f"the model was trained on feature contract 4 (without {STATE_AGE} and {STALE}); this code sends "
-                f"contract {FEATURE_CONTRACT} (the age of the state at the origin, and whether it is stale). "
+    if list(feature_columns or []) == [c for c in FEATURE_COLUMNS if c not in CONTRACT_5_COLUMNS]:
+        return (f"the model was trained on feature contract 4 (without {', '.join(CONTRACT_5_COLUMNS[:-1])} and "
+                f"{CONTRACT_5_COLUMNS[-1]}); this code sends contract {FEATURE_CONTRACT} (the age of the state at "
+                "the origin, whether it is stale, and the clocks' change ahead). "
                 "Retrain it with `velibcast train` (or run it with the velibcast release it was trained with)")
     return ("the model's feature_columns do not match this code's FEATURE_COLUMNS; "
             "package the model with the transform_code it was trained with")

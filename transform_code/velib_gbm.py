@@ -63,13 +63,19 @@ _HOUR = F.COL["hour"]
 _NW = F.COL[F.NON_WORKING]
 _NW_NEXT = F.COL[F.NON_WORKING_NEXT]
 _STALE = F.COL[F.STALE]
+_CLOCK = F.COL[F.CLOCK_CHANGE]
+_CLOCK_AT = F.COL[F.CLOCK_CHANGE_AT]
 
 
 def target_calendar(x, horizon):
     """Local hour and day type (1 = non-working) of the target hours: the origin's day until
-    midnight, then the next day's. Wall-clock arithmetic: on the two nights a year the clocks
-    change, targets after the change are read one hour off."""
-    hour = x[:, _HOUR] + horizon
+    midnight, then the next day's. A target on the other side of a clock change (velib_features
+    CLOCK_CHANGE, from CLOCK_CHANGE_AT on) is an hour later (spring) or earlier (autumn) on the
+    clock. Only the target 24 h after 23:00 on the night before the spring change reaches the day
+    after next; it is read with the next day's type."""
+    horizon = np.asarray(horizon)
+    changed = (x[:, _CLOCK_AT] > 0) & (horizon >= x[:, _CLOCK_AT])
+    hour = x[:, _HOUR] + horizon + np.where(changed, x[:, _CLOCK], 0)
     day = np.where(hour < velib_profile.HOURS, x[:, _NW], x[:, _NW_NEXT])
     return hour % velib_profile.HOURS, day
 

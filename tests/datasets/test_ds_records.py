@@ -28,7 +28,7 @@ def win(code="16107", hour=22, bikes=3, n=1):
     """A batch of n windows of one origin (codes code, code+"1", ... when n > 1)."""
     codes = [code] if n == 1 else [f"{code}{i}" for i in range(n)]
     return WindowBatch(utc(f"2022-05-24T{hour:02d}:00Z"), np.array(codes, dtype=object),
-                       np.full((n, 24), bikes, dtype=np.int64), (0, 2, 0, 1), np.full(n, 35), np.full(n, 12),
+                       np.full((n, 24), bikes, dtype=np.int64), (0, 2, 0, 1, 0, 0), np.full(n, 35), np.full(n, 12),
                        np.full(n, 48.865983), np.full(n, 2.275725), np.full(n, 17), np.zeros(n, np.int64),
                        np.zeros(n, bool),
                        np.array([c.encode() for c in codes], dtype="S"))
@@ -60,7 +60,7 @@ def test_csv_shards_no_header_and_row_shape(any_root, storage):
     lines = storage.read_text(uris[0]).splitlines()
     assert lines[0].split(",")[0] == "16107@2022-05-24T22:00Z"  # no header line
     assert len(lines[0].split(",")) == 1 + len(FEATURE_COLUMNS)
-    assert lines[0].endswith(",3,0,2,0,1,35,12,48.865983,2.275725,17,0")
+    assert lines[0].endswith(",3,0,2,0,1,35,12,48.865983,2.275725,17,0,0,0")
 
 
 def test_csv_rows_print_as_python_would(tmp_path, storage):
@@ -79,7 +79,8 @@ def test_jsonl_record_shape(tmp_path, storage):
     assert d == {"record_id": "16107@2022-05-24T22:00Z", "station_code": "16107", "origin_ts": "2022-05-24T22:00:00Z",
                  "features": {"history": [3] * 24, "hour": 0, "day_of_week": 2, "non_working_day": 0,
                               "non_working_next_day": 1, "capacity": 35, "station_index": 12, "lat": 48.865983,
-                              "lon": 2.275725, "state_age_min": 17, "stale": 0}}
+                              "lon": 2.275725, "state_age_min": 17, "stale": 0,
+                              "clock_change_h": 0, "clock_change_horizon": 0}}
 
 
 def test_shards_respect_size_and_count(tmp_path, storage):

@@ -116,7 +116,7 @@ def test_window_values_oldest_first_and_features(any_root, storage):
     row = ws["A@2022-05-24T04:00Z"]
     # state at h is the record observed at h-55min (obs h+5min is after h): 55 min old, not stale
     assert row[:24] == list(range(4, 28))
-    assert row[24:] == [6, 1, 0, 0, 40, 7, 48.85, 2.35, 55, 0]
+    assert row[24:] == [6, 1, 0, 0, 40, 7, 48.85, 2.35, 55, 0, 0, 0]
     assert len(row) == len(FEATURE_COLUMNS)
     assert report["counts"] == {}
     assert index_rows == [{"record_id": "A@2022-05-24T04:00Z", "station_code": "A", "origin_ts": t,
@@ -130,14 +130,14 @@ def test_time_features_are_the_contracts_in_paris_time(tmp_path, storage):
     hourly_store(storage, root, T0, 94, lambda i, cap: [rec("A", due=due(cap))])
     origins = [utc("2022-05-25T21:00Z"), utc("2022-05-25T22:00Z"), utc("2022-05-26T21:00Z")]
     rows, _, _ = assembled(storage, root, origins)
-    got = {rid: tuple(row[24:24 + len(TIME_FEATURES)]) for rid, row in rows.items()}
-    assert got == {"A@2022-05-25T21:00Z": (23, 2, 0, 1), "A@2022-05-25T22:00Z": (0, 3, 1, 0),
-                   "A@2022-05-26T21:00Z": (23, 3, 1, 0)}
+    got = {rid: tuple(row[FEATURE_COLUMNS.index(f)] for f in TIME_FEATURES) for rid, row in rows.items()}
+    assert got == {"A@2022-05-25T21:00Z": (23, 2, 0, 1, 0, 0), "A@2022-05-25T22:00Z": (0, 3, 1, 0, 0, 0),
+                   "A@2022-05-26T21:00Z": (23, 3, 1, 0, 0, 0)}
     assert all(got[f"A@{iso_minute(t)}"] == time_features(t.astimezone(PARIS)) for t in origins)
     result = assemble_transform_inputs(storage, root, origins[:1], root + "/jsonl", fmt="jsonl")
     [line] = storage.read_text(result.shards[0]).splitlines()
     features = json.loads(line)["features"]
-    assert [features[f] for f in TIME_FEATURES] == [23, 2, 0, 1]
+    assert [features[f] for f in TIME_FEATURES] == [23, 2, 0, 1, 0, 0]
 
 
 def test_staleness_boundary_and_skip_reasons(tmp_path, storage):
@@ -312,7 +312,7 @@ def test_windows_match_independent_recomputation_on_real_data(real_store, storag
     assert sum(w for w, _ in filled.values()) > 200  # the real night has quiet stations to fill
     for rid, row in rows.items():  # the time features are the origin's, in Paris time
         t = parse_iso_minute(rid.split("@")[1])
-        assert tuple(row[24:24 + len(TIME_FEATURES)]) == time_features(t.astimezone(PARIS))
+        assert tuple(row[FEATURE_COLUMNS.index(f)] for f in TIME_FEATURES) == time_features(t.astimezone(PARIS))
 
 
 def test_streaming_chunks_give_the_same_windows(real_store, storage, tmp_path):

@@ -34,7 +34,7 @@ def make_features(n, seed=0, station_index=None):
             "capacity": cap,
             "station_index": rnd.randint(1, N_STATIONS) if station_index is None else station_index,
             "lat": 48.85 + rnd.random() / 50, "lon": 2.33 + rnd.random() / 30,
-            "state_age_min": rnd.randint(0, 90), "stale": 0,
+            "state_age_min": rnd.randint(0, 90), "stale": 0, "clock_change_h": 0, "clock_change_horizon": 0,
         })
     return out
 

@@ -411,7 +411,7 @@ def test_each_horizon_names_what_served_it_persistence_where_training_saw_no_suc
 
 
 def test_model_fn_refuses_a_contract_4_model_naming_the_new_columns_and_the_retrain(model_dir, tmp_path):
-    """A contract-4 model never saw the state's age: fed 34 columns, it would read the wrong ones."""
+    """A contract-4 model never saw the state's age nor the clocks: fed 36 columns, it would read the wrong ones."""
     import shutil
 
     from velibcast.transform_code.velib_errors import ModelLoadError
@@ -419,10 +419,12 @@ def test_model_fn_refuses_a_contract_4_model_naming_the_new_columns_and_the_retr
     old = tmp_path / "m"
     shutil.copytree(model_dir, old)
     cfg = json.loads((old / "config.json").read_text())
-    cfg["feature_columns"] = [c for c in cfg["feature_columns"] if c not in (F.STATE_AGE, F.STALE)]
+    cfg["feature_columns"] = [c for c in cfg["feature_columns"] if c not in F.CONTRACT_5_COLUMNS]
+    assert len(cfg["feature_columns"]) == 32
     (old / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match=rf"feature contract 4 .without {F.STATE_AGE} and {F.STALE}.*contract "
-                                             rf"{F.FEATURE_CONTRACT}.*Retrain it with `velibcast train`"):
+    with pytest.raises(ModelLoadError, match=rf"feature contract 4 .without {F.STATE_AGE}, {F.STALE}, {F.CLOCK_CHANGE} "
+                                             rf"and {F.CLOCK_CHANGE_AT}.*contract {F.FEATURE_CONTRACT}.*"
+                                             r"Retrain it with `velibcast train`"):
         inference.model_fn(str(old))
 
 
