@@ -212,8 +212,11 @@ def test_deeply_nested_json_is_400_over_http(which, request):
 
 
 def test_velib_model_answers_every_output_column_in_range(velib_srv):
-    rows = [[0] * 24 + [7, 1, 0, 0, 20, 1, 48.85, 2.35], [20] * 24 + [23, 4, 0, 1, 20, 2, 48.86, 2.34],
-            [5] * 24 + [12, 6, 1, 0, 0, 0, 48.87, 2.36]]
+    # after lon: state_age_min, stale, clock_change_h, clock_change_horizon (feature contract 5)
+    rows = [[0] * 24 + [7, 1, 0, 0, 20, 1, 48.85, 2.35, 12, 0, 0, 0],
+            [20] * 24 + [23, 4, 0, 1, 20, 2, 48.86, 2.34, 200, 1, 0, 0],
+            [5] * 24 + [12, 6, 1, 0, 0, 0, 48.87, 2.36, 0, 0, 0, 0]]
+    assert all(len(r) == len(F.FEATURE_COLUMNS) for r in rows)
     body = "".join(",".join(map(str, r)) + "\n" for r in rows)
     r = post(velib_srv[0], body, ct="text/csv", accept="text/csv")
     assert r.status_code == 200
@@ -224,7 +227,9 @@ def test_velib_model_answers_every_output_column_in_range(velib_srv):
         assert len(values) == len(F.OUTPUT_COLUMNS)
         q = np.array(values).reshape(F.MAX_HORIZON, len(F.OUTPUT_QUANTITIES))
         assert (q[:, :4] >= 0).all() and (q[:, :4] <= row[28]).all() and (q[:, :4] == np.round(q[:, :4])).all()
-        assert (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= q[:, 3]).all() and ((q[:, 4:] >= 0) & (q[:, 4:] <= 1)).all()
+        assert (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= q[:, 3]).all() and ((q[:, 4:6] >= 0) & (q[:, 4:6] <= 1)).all()
+        # the stale station (stale = 1) is served by its profile at every horizon, the others by the model
+        assert (q[:, 6] == (F.FALLBACKS.index("profile") if row[F.COL[F.STALE]] else F.MODEL)).all()
     objs = post(velib_srv[0], body, ct="text/csv", accept="application/jsonlines").text.splitlines()
     assert [[json.loads(o)[c] for c in F.OUTPUT_COLUMNS] for o in objs] == [
         [float(v) for v in line.split(",")] for line in lines]
@@ -232,7 +237,8 @@ def test_velib_model_answers_every_output_column_in_range(velib_srv):
 
 def test_implausible_numbers_are_400_naming_the_field(velib_srv):
     feats = {"history": [1] * 24, "hour": 8, "day_of_week": 3, "non_working_day": 0, "non_working_next_day": 0,
-             "capacity": 2 ** 40, "station_index": 1, "lat": 1000, "lon": 2.35}
+             "capacity": 2 ** 40, "station_index": 1, "lat": 1000, "lon": 2.35,
+             "state_age_min": 0, "stale": 0, "clock_change_h": 0, "clock_change_horizon": 0}
     r = post(velib_srv[0], json.dumps(feats), ct="application/json", accept="application/json")
     assert r.status_code == 400
     assert f"record 1, field capacity: is {2 ** 40}; must be an integer in [0, 200]" in r.text
