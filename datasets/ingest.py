@@ -9,17 +9,24 @@ velib/snapshots/ (so a store copied elsewhere keeps its states), with its versio
 ETag on S3, size and mtime locally), what parsing each counted, the rule, and each hour's token.
 
 Why an object per hour: a new capture changes few hours. The rule lets it reach [t - 12 h, t + 4 h],
-but it changes an hour only through a record observed at or before that hour, so a capture at the
-end of the feed changes the hours from its oldest record's on: the last few hours for a fresh feed,
-up to the 17 it reaches when it repeats records an earlier capture held (the rule's tie-break re-
-sources them: see datasets/states.py). Ingest writes only the hours whose rows change; the others
-keep their object, now for more captures, and the one-capture ingest costs about a parse.
+but it changes an hour only through a record observed at or before that hour that is not its
+station's state there already: a record repeating a state (a stalled station's, the same
+observation time and values) leaves it as it is (datasets/states.py). So a capture at the end of
+the feed changes the hours from its oldest new observation on, the last few hours, whether or not
+stations stalled. Ingest reads and writes only those hours; the others keep their object, now for
+more captures, and the one-capture ingest costs about a parse.
 
 Ingest lists the captures that may hold a state of each date and compares them, hour by hour,
 with the date's ledger: an hour whose captures match is left alone (a replayed capture is a
-no-op); new captures only are folded into the stored rows of the hours they may change (parsed
-once, even when they reach two dates), and the hour rewritten only if a row changed; an hour one of
-whose captures changed version, or is gone, is rebuilt from every capture it lists.
+no-op); new captures only, each later than every capture the hour holds, are folded into the
+stored rows of the hours they may change (parsed once, even when they reach two dates), and the
+hour rewritten only if a row changed. Which of those hours are read: those at or after the oldest
+observation of the new captures; for one new capture, only its records that do not repeat their
+station's state at the last hour it reaches that holds captures count (each earlier hour it
+reaches holds that hour's captures and earlier ones, so a record repeating the state there
+repeats it there too). An hour one of whose captures changed version, or is gone, or that a
+capture earlier than one it holds reaches (a late one: whether it repeats a state depends on the
+captures after it), is rebuilt from every capture it lists.
 
 Atomicity: each object is written whole (Storage.write_bytes: a temporary name, then a rename or
 one PUT). A date's ledger is its commit: ingest first rewrites the ledger naming the hours it is
@@ -66,11 +73,13 @@ from velibcast.datasets.snapshots import (
 from velibcast.datasets.states import (
     BUILD_SCHEMA,
     FIELDS,
+    SAME_OBSERVATION,
     SCHEMA,
     TABLE_RULE,
     HourStates,
     StateRule,
     StationRegistry,
+    capture_block,
     compact,
     fold_snapshot,
     hour_tables,
@@ -104,7 +113,8 @@ def partition_uri(root: str, d: date) -> str:
 
 def rule_dict(rule: StateRule) -> dict:
     assert rule.lookback is not None and rule.lag is not None
-    return {"lookback_hours": rule.lookback.total_seconds() / 3600, "lag_hours": rule.lag.total_seconds() / 3600}
+    return {"lookback_hours": rule.lookback.total_seconds() / 3600, "lag_hours": rule.lag.total_seconds() / 3600,
+            "same_observation": SAME_OBSERVATION}
 
 
 def hour_token(hour: datetime, captures: dict[str, str]) -> str:
@@ -239,6 +249,15 @@ def seed(states: HourStates, ids: StationIds, table: pa.Table) -> None:
                       seconds("captured_at"), block)
 
 
+def repeats_state(registry: StationRegistry, hour: datetime, table: pa.Table, cols: SnapshotColumns) -> np.ndarray:
+    """Which records of a parsed capture hold exactly their station's state in `table` (the stored
+    rows of `hour`): its observation time and values."""
+    assert cols.station_ids is not None  # assigned by the registry when parsed
+    states = HourStates([hour], TABLE_RULE)
+    seed(states, StationIds(registry), table)
+    return states.repeats(0, cols.station_ids, cols.obs, capture_block(cols, states))
+
+
 def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
     """A string column (stored dictionary-encoded, unified across row groups) as one DictionaryArray."""
     if not pa.types.is_dictionary(column.type):
@@ -340,7 +359,9 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
     before: list[str | None] = list(stored.tokens) if stored is not None else [None] * 24
     committed = list(before)  # the tokens of the ledger this ingest writes last
     kept: list[int] = []  # hours a killed ingest wrote as this one would
-    rebuild, add = np.zeros(24, dtype=bool), np.zeros(24, dtype=bool)
+    rebuild, add, late = np.zeros(24, dtype=bool), np.zeros(24, dtype=bool), np.zeros(24, dtype=bool)
+    holds = np.zeros(24, dtype=bool)  # hours whose stored rows are folded from some capture
+    at_min = datetime.min.replace(tzinfo=UTC)
     if stored is None:
         rebuild[:] = True
     for j in range(24 if stored is not None else 0):
@@ -354,10 +375,14 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
                 rebuild[j] = True
             continue
         have = of_hour(j, stored.captures)
+        holds[j] = bool(have)
         if have == wanted[j]:
             continue
         if all(wanted[j].get(k) == v for k, v in have.items()):
             add[j] = True  # new captures only: folded into the stored rows
+            # a capture earlier than one the hour holds: whether it repeats a state depends on the
+            # captures around it, so the hour is rebuilt, if the capture reaches it
+            late[j] = min(at[k] for k in wanted[j] if k not in have) < max((at[k] for k in have), default=at_min)
         else:
             rebuild[j] = True  # a capture corrected or gone: from every capture it lists
     new = {k for k in want if stored is None or k not in stored.captures}
@@ -367,13 +392,28 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
     # a capture changes an hour only through a record observed at or before it: an added capture
     # whose records are all observed later leaves that hour's rows as they are, unread
     reached = np.zeros(24, dtype=bool)
-    for key, cols in columns.items():
-        if len(cols):
-            span = reach[key]
-            reached[span[hours_s[span] >= int(cols.obs.min())]] = True
     seeds: dict[int, pa.Table] = {}
-    for j in np.flatnonzero(add & reached).tolist():
+    for key, cols in columns.items():
+        if not len(cols):
+            continue
+        span = reach[key]
+        reached[span[hours_s[span] >= int(cols.obs.min())]] = True
+        last = span[add[span] & ~late[span] & reached[span] & holds[span]]
+        if stored is not None and len(columns) == 1 and len(last) and (table := stored.hour(int(last[-1]))) is not None:
+            # the one new capture, later than every capture of the hours it reaches: a record that
+            # repeats its station's state at the last of them holding captures repeats it at each
+            # earlier one (whose captures include that hour's), so only the other records say
+            # which of those hours to read
+            ref = int(last[-1])
+            seeds[ref] = table
+            changing = ~repeats_state(parsed.registry, hours[ref], table, cols)
+            since = int(cols.obs[changing].min()) if changing.any() else int(hours_s[ref])
+            reached[span[(hours_s[span] < hours_s[ref]) & (hours_s[span] < since)]] = False
+    rebuild |= add & reached & late
+    for j in np.flatnonzero(add & reached & ~late).tolist():
         assert stored is not None
+        if j in seeds:
+            continue
         table = stored.hour(j)
         if table is None:  # the committed object is gone: the hour from every capture it lists
             rebuild[j] = True

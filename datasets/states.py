@@ -1,24 +1,29 @@
 """The hourly station states: the state of each station at each whole UTC hour, by one rule.
 
 The rule: the state of a station at hour h is its record with the latest observation time
-(duedate, else capture time) <= h, among the captures taken in [h - lookback, h + lag]; of two
-records observed at the same time, the later capture's. `lag` is LATE_CAPTURE_HOURS (a record
-observed before h can be captured that much later); `lookback` is max_staleness plus
-LISTING_MARGIN_HOURS (an older capture holds no state a run may use at h). Whether a state is
-usable (h - observed_at <= max_staleness) is the reader's to say: max_staleness is a run setting.
+(duedate, else capture time) <= h, among the captures taken in [h - lookback, h + lag]. Of the
+captures holding a record observed at that time, the last one's values are the state's, and the
+state cites (captured_at, source_object) the first capture of the last run of them, in capture
+order, that held exactly those values: since when the feed shows this state. `lag` is
+LATE_CAPTURE_HOURS (a record observed before h can be captured that much later); `lookback` is
+max_staleness plus LISTING_MARGIN_HOURS (an older capture holds no state a run may use at h).
+Whether a state is usable (h - observed_at <= max_staleness) is the reader's to say: max_staleness
+is a run setting.
 
-Why the later capture among equal observation times: the feed's duedate lags its counts. In the
-2022 sample (sample_data/), most records that repeat a station's duedate from an earlier capture
-carry other counts (bikes, docks, mechanical/ebike; docs/states-dataset.md), so the later capture
-holds the fresher state. The cost: a capture repeating a record re-sources every hour it reaches
-where that record is the state, so its ingest rewrites up to 17 hour objects (datasets/ingest.py)
-where the earliest capture's would have let it rewrite only the hours after its new observations.
+Why the last capture's values among equal observation times: the feed's duedate lags its counts.
+In the 2022 sample (sample_data/), most records that repeat a station's duedate from an earlier
+capture carry other counts (bikes, docks, mechanical/ebike; docs/states-dataset.md), so the later
+capture holds the fresher state. Why the first capture of the run: a station whose feed stalled
+repeats its record in every capture, and a capture that only repeats a state must leave it as it
+is, so an ingest rewrites only the hours whose rows change (datasets/ingest.py).
 
-The state is a maximum, by (observation time, capture time), over the captures near h, so
-captures can be folded in one at a time and in any order (HourStates.add): a late capture, or
-the same capture twice, gives what folding every capture once in capture order gives. The
-window path (datasets/windows.py) and the stored dataset (datasets/ingest.py) both fold with
-this class; nothing else decides a state.
+The state is a function of the set of captures near h (their capture times order them), but a
+fold one capture at a time is exact only in capture order: HourStates folds captures into an
+hour in that order (a later capture holding the state's observation time with the same values
+leaves it, with other values replaces it), and refuses an earlier capture after a later one. The window path (datasets/windows.py) folds the
+captures it reads in capture order; the stored dataset (datasets/ingest.py) folds a new capture
+into an hour's stored rows only when it is later than every capture of that hour, and rebuilds
+the hour from its captures otherwise. Both fold with this class; nothing else decides a state.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ ABSENT = np.iinfo(np.int64).min  # no record yet: any observation time is later
 # records back longer, and a window reads the state of its earliest hour from captures up to a day
 # later, so the rule reaches this far (the real 2022 series needs more than CAPTURE_LAG_MAX_HOURS).
 LATE_CAPTURE_HOURS = 12
+# Of records observed at the same time: names the tie-break in each stored date's ledger, so a date
+# stored by another tie-break is rebuilt, not mixed with this one.
+SAME_OBSERVATION = "the latest capture's values, since the first capture of their last repeat"
 FIELDS = ("bikes", "mechanical", "ebike", "docks", "capacity", "installed", "renting", "returning", "lat", "lon")
 
 
@@ -76,10 +84,11 @@ TABLE_RULE = StateRule()  # the stored dataset's: the default max_staleness
 class HourStates:
     """The chosen record of each station (row: a StationRegistry id) at each hour (column).
 
-    Records are folded in by `add_capture` (a capture's, for the hours the rule lets it reach) and
-    `add_states` (stored rows, each for its own hour); their fields stay in the blocks they came
-    in, and the chosen one's position is kept per cell, so a fold costs a comparison per record
-    and hour whatever the number of fields. `column` gathers a field for every cell.
+    Records are folded in by `add_capture` (a capture's, for the hours the rule lets it reach, in
+    capture order) and `add_states` (stored rows, each for its own hour, before any capture); their
+    fields stay in the blocks they came in, and the chosen one's position is kept per cell, so a
+    fold costs a comparison per record and hour, and the fields are compared only for records
+    observed at the time of the cell's state. `column` gathers a field for every cell.
     """
 
     def __init__(self, hours: list[datetime], rule: StateRule):
@@ -92,7 +101,9 @@ class HourStates:
         self._obs = np.full((n_h, 0), ABSENT, dtype=np.int64)
         self._cap = np.full((n_h, 0), ABSENT, dtype=np.int64)
         self._src = np.full((n_h, 0), -1, dtype=np.int64)
+        self._latest = np.full(n_h, ABSENT, dtype=np.int64)  # the latest capture folded into each hour
         self.blocks: list[dict[str, np.ndarray]] = []
+        self._starts: list[int] = []  # each block's first position in the pool
         self.sources: list[str] = []  # the capture objects' keys (snapshot_key), by the "source" field's number
         self._pooled = 0
 
@@ -113,12 +124,10 @@ class HourStates:
         return self._obs.shape[1]
 
     def grow(self, n_stations: int) -> None:
-        more = n_stations - self.n_stations
-        if more > 0:
-            pad = ((0, 0), (0, more))
-            self._obs = np.pad(self._obs, pad, constant_values=ABSENT)
-            self._cap = np.pad(self._cap, pad, constant_values=ABSENT)
-            self._src = np.pad(self._src, pad, constant_values=-1)
+        if n_stations > self.n_stations:
+            self._obs = _widen(self._obs, n_stations, ABSENT)
+            self._cap = _widen(self._cap, n_stations, ABSENT)
+            self._src = _widen(self._src, n_stations, -1)
 
     def source_number(self, uri: str) -> int:
         self.sources.append(uri)
@@ -127,37 +136,71 @@ class HourStates:
     def _pool(self, block: dict[str, np.ndarray], n: int) -> int:
         base = self._pooled
         self.blocks.append(block)
+        self._starts.append(base)
         self._pooled += n
         return base
 
     def add_capture(self, ids: np.ndarray, obs: np.ndarray, capture_s: int, block: dict[str, np.ndarray],
                     only: np.ndarray | None = None) -> None:
         """Fold in one capture's records (station ids, observation seconds, fields); `only`: a bool
-        per hour, the hours that may change (the others are settled elsewhere)."""
+        per hour, the hours that may change (the others are settled elsewhere). Captures are folded
+        into an hour in capture order (ValueError otherwise): a record observed at the hour's time
+        with the same values as its state leaves that state as it is, and only the order says so."""
         self.grow(int(ids.max()) + 1 if len(ids) else 0)
         base = self._pool(block, len(ids))
         for j in self.rule.hours_of(capture_s, self.hours_s).tolist():
             if only is not None and not only[j]:
                 continue
-            cur_o, cur_c = self._obs[j, ids], self._cap[j, ids]
-            win = (obs <= self.hours_s[j]) & ((obs > cur_o) | ((obs == cur_o) & (capture_s > cur_c)))
-            rows = np.flatnonzero(win)
+            if capture_s < self._latest[j]:
+                raise ValueError(f"capture at {capture_s} folded into hour {self.hours[j]} after a later one")
+            self._latest[j] = capture_s
+            cur_o = self._obs[j, ids]
+            seen = obs <= self.hours_s[j]
+            newer = seen & (obs > cur_o)
+            same = np.flatnonzero(seen & (obs == cur_o))
+            newer[same] = ~self._same_values(self._src[j, ids[same]], block, same)
+            rows = np.flatnonzero(newer)
             w = ids[rows]
             self._obs[j, w] = obs[rows]
             self._cap[j, w] = capture_s
             self._src[j, w] = base + rows
 
+    def _same_values(self, src: np.ndarray, block: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """Whether the pooled records `src` hold the values of `block`'s records `rows`, field by field."""
+        same = np.ones(len(src), dtype=bool)
+        if not len(src):
+            return same
+        which = np.searchsorted(self._starts, src, side="right") - 1
+        if which[0] == which[-1] and (which == which[0]).all():  # mostly: one capture's records
+            groups = [np.arange(len(src))]
+        else:
+            by_block = np.argsort(which, kind="stable")
+            groups = np.split(by_block, np.flatnonzero(np.diff(which[by_block])) + 1)
+        for sel in groups:
+            b = int(which[sel[0]])
+            held, at, new = self.blocks[b], src[sel] - self._starts[b], rows[sel]
+            for f in FIELDS:
+                same[sel] &= held[f][at] == block[f][new]
+        return same
+
+    def repeats(self, j: int, ids: np.ndarray, obs: np.ndarray, block: dict[str, np.ndarray]) -> np.ndarray:
+        """Which of a capture's records hold exactly the state of hour j: its observation time and values."""
+        out = np.zeros(len(ids), dtype=bool)
+        known = np.flatnonzero(ids < self.n_stations)
+        same = known[self._obs[j, ids[known]] == obs[known]]
+        out[same] = self._same_values(self._src[j, ids[same]], block, same)
+        return out
+
     def add_states(self, ids: np.ndarray, hour_pos: np.ndarray, obs: np.ndarray, capture_s: np.ndarray,
                    block: dict[str, np.ndarray]) -> None:
-        """Fold in stored states, each the state of its own hour (a row of the dataset)."""
+        """Set stored states, each the state of its own hour (a row of the dataset), before any
+        capture is folded into that hour."""
         self.grow(int(ids.max()) + 1 if len(ids) else 0)
         base = self._pool(block, len(ids))
-        cur_o, cur_c = self._obs[hour_pos, ids], self._cap[hour_pos, ids]
-        rows = np.flatnonzero((obs > cur_o) | ((obs == cur_o) & (capture_s > cur_c)))
-        w, j = ids[rows], hour_pos[rows]
-        self._obs[j, w] = obs[rows]
-        self._cap[j, w] = capture_s[rows]
-        self._src[j, w] = base + rows
+        self._obs[hour_pos, ids] = obs
+        self._cap[hour_pos, ids] = capture_s
+        self._src[hour_pos, ids] = base + np.arange(len(ids))
+        np.maximum.at(self._latest, hour_pos, capture_s)
 
     @property
     def present(self) -> np.ndarray:
@@ -171,6 +214,14 @@ class HourStates:
             return np.zeros(src.shape)
         pool = np.concatenate([b[name] for b in self.blocks])
         return pool[np.maximum(src, 0)]
+
+
+def _widen(cells: np.ndarray, n_stations: int, fill: int) -> np.ndarray:
+    """`cells` (hour, station) with stations up to n_stations, the new ones `fill` (np.pad took
+    twice as long)."""
+    out = np.full((cells.shape[0], n_stations), fill, dtype=cells.dtype)
+    out[:, :cells.shape[1]] = cells
+    return out
 
 
 assert max(C.STATION_COUNT_MAX, C.STATION_CAPACITY_MAX) <= np.iinfo(np.uint8).max  # compact's dtype
@@ -316,20 +367,31 @@ BUILD_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if
 
 def hour_tables(states: HourStates, codes: list[str], positions: list[int]) -> Iterator[tuple[int, pa.Table]]:
     """For each hour position: (position, the dataset's rows of that hour, one per station with a
-    state, sorted by station code, the order "bikes at station X" filters in). The fields are pooled
-    and the codes sorted once for all the hours."""
-    rows = _Rows(states, codes)
+    state, sorted by station code, the order "bikes at station X" filters in). The fields these
+    hours cite are pooled and the codes sorted once for all the hours."""
+    rows = _Rows(states, codes, positions)
     for j in positions:
         yield j, rows.table(np.array([j]))
 
 
 class _Rows:
-    def __init__(self, states: HourStates, codes: list[str]):
+    def __init__(self, states: HourStates, codes: list[str], positions: list[int]):
         self.states = states
         self.codes = np.array(codes, dtype=object)
         self.rank = np.empty(len(codes), dtype=np.int64)  # each station id's place in code order
         self.rank[np.argsort(self.codes, kind="stable")] = np.arange(len(codes))
-        self.pooled = {f: _pooled(states, f) for f in (*_COLUMN_OF.values(), "source")}
+        # only the blocks these hours cite are pooled: an ingest writing one hour of the twelve it
+        # read copies that hour's records, not every hour's
+        self.starts = np.array(states._starts, dtype=np.int64)
+        src = states._src[positions]
+        cited = np.zeros(len(self.starts), dtype=bool)
+        cited[np.searchsorted(self.starts, src[src >= 0], side="right") - 1] = True
+        blocks = np.flatnonzero(cited).tolist()
+        sizes = np.diff(np.append(self.starts, states._pooled))[blocks]
+        self.shift = np.zeros(len(self.starts), dtype=np.int64)  # a pool position -> its position here
+        self.shift[blocks] = np.cumsum(sizes) - sizes - self.starts[blocks]
+        self.pooled = {f: np.concatenate([states.blocks[b][f] for b in blocks]) if blocks else np.zeros(0, np.int32)
+                       for f in (*_COLUMN_OF.values(), "source")}
 
     def table(self, cols: np.ndarray) -> pa.Table:
         states = self.states
@@ -339,6 +401,7 @@ class _Rows:
         si, hk = np.nonzero(present[rows_sorted])  # row-major: station by station, hours in order
         r, hj = rows_sorted[si], cols[hk]
         src = states.src[r, hj]
+        src = src + self.shift[np.searchsorted(self.starts, src, side="right") - 1]
         out: dict[str, pa.Array] = {
             "station_code": pa.DictionaryArray.from_arrays(arrow(si, pa.int32()),
                                                            strings(self.codes[rows_sorted].tolist())),
@@ -351,12 +414,6 @@ class _Rows:
         out["source_object"] = pa.DictionaryArray.from_arrays(arrow(self.pooled["source"][src], pa.int32()),
                                                               strings(states.sources))
         return pa.Table.from_arrays([out[f.name] for f in BUILD_SCHEMA], schema=BUILD_SCHEMA)
-
-
-def _pooled(states: HourStates, name: str) -> np.ndarray:
-    if not states.blocks:
-        return np.zeros(0, dtype=np.int32 if name == "source" else np.float64)
-    return np.concatenate([b[name] for b in states.blocks])
 
 
 def hour_start(d) -> datetime:

@@ -46,12 +46,17 @@ def all_rows(storage, root, days):
     return {d: rows(storage, root, d) for d in days}
 
 
+VALUES = ("numbikesavailable", "mechanical", "ebike", "numdocksavailable", "capacity", "is_installed",
+          "is_renting", "is_returning", "coordonnees_geo")
+
+
 def naive_state(snapshot_root: str, code: str, h: datetime):
-    """Straight from the rule, with its own reader: the record of `code` with the latest duedate
-    <= h among the captures of [h - lookback, h + lag], the later capture first among equals."""
-    best = None
+    """Straight from the rule, with its own reader: (observed, captured, record) of `code` at h. Of
+    the captures of [h - lookback, h + lag], those holding its latest duedate <= h; the values of
+    the last of them, captured since the first of the last run of them holding those values."""
     lookback, lag = TABLE_RULE.lookback, TABLE_RULE.lag
     assert lookback is not None and lag is not None
+    held = []
     for dirpath, _, files in os.walk(os.path.join(snapshot_root, "velib", "snapshots")):
         for name in files:
             cap = parse_key_time(name[: -len(".jsonl.gz")])
@@ -60,9 +65,17 @@ def naive_state(snapshot_root: str, code: str, h: datetime):
             for line in gzip.decompress(open(os.path.join(dirpath, name), "rb").read()).splitlines():
                 d = json.loads(line)
                 obs = datetime.fromisoformat(d["duedate"]) if d.get("duedate") else cap
-                if d["stationcode"] == code and obs <= h and (best is None or (obs, cap) > best[:2]):
-                    best = (obs, cap, d)
-    return best
+                if d["stationcode"] == code and obs <= h:
+                    held.append((obs, cap, d))
+    if not held:
+        return None
+    latest = max(obs for obs, _, _ in held)
+    run = sorted((cap, d) for obs, cap, d in held if obs == latest)
+    values = [tuple(d.get(k) for k in VALUES) for _, d in run]
+    first = len(run) - 1
+    while first > 0 and values[first - 1] == values[-1]:
+        first -= 1
+    return latest, run[first][0], run[-1][1]
 
 
 # ---------------------------------------------------------------- the dataset and its readers
@@ -204,6 +217,47 @@ def test_any_order_of_late_corrected_and_replayed_captures_gives_the_table_of_a_
         assert replay.written == [] and replay.captures_parsed == 0
 
 
+REPEATING = [T0 + k * H + 10 * M for k in range(8)]  # 20:10 .. 03:10: two UTC dates
+
+
+def repeating_records(k: int, variant: int) -> list[dict]:
+    """Records observed at this capture's time or one or two captures before (so often the time an
+    earlier capture held), with values that repeat or change."""
+    out = []
+    for s, code in enumerate(("A", "B", "C")):
+        due = REPEATING[max(0, k - (s + variant) % 3)] - 5 * M
+        out.append(rec(code, bikes=(variant + s * k) % 2, due=due.isoformat()))
+    return out
+
+
+repeats = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0, len(REPEATING) - 1),
+                             hs.integers(0, 2)), min_size=1, max_size=20)
+
+
+@settings(max_examples=30, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(events=repeats)
+def test_captures_repeating_or_changing_a_state_in_any_order_give_the_rule_and_the_table_of_a_rebuild(storage, events):
+    with tempfile.TemporaryDirectory() as tmp:
+        snaps, root, fresh = f"{tmp}/snaps", f"{tmp}/store", f"{tmp}/fresh"
+        start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
+        for op, k, variant in events:
+            if op == "write":
+                write_snapshot(storage, snaps, REPEATING[k], repeating_records(k, variant))
+            else:
+                ing.ingest(storage, snaps, root, start, end)
+        ing.ingest(storage, snaps, root, start, end)
+        ing.ingest(storage, snaps, fresh, start, end)
+        assert all_rows(storage, root, DAYS) == all_rows(storage, fresh, DAYS)
+        table = {(r["station_code"], r["hour_ts"]): r for d in DAYS for r in rows(storage, fresh, d) or []}
+        for h in (utc("2022-05-24T22:00Z"), utc("2022-05-25T01:00Z"), utc("2022-05-25T03:00Z")):
+            for code in ("A", "B", "C"):
+                want = naive_state(snaps, code, h)
+                got = table.get((code, h))
+                assert (want is None and got is None) or (
+                    (got["observed_at"], got["captured_at"], got["bikes"]) == (want[0], want[1], want[2]["numbikesavailable"]))
+
+
 def test_late_and_corrected_captures_are_folded_in_and_only_their_dates_rewritten(storage, tmp_path):
     snaps, root = str(tmp_path / "snaps"), str(tmp_path / "store")
     start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
@@ -217,9 +271,11 @@ def test_late_and_corrected_captures_are_folded_in_and_only_their_dates_rewritte
     again = ing.ingest(storage, snaps, root, start, end)
     assert again.rebuilt == again.written == ["2022-05-24", "2022-05-25"] and again.captures_parsed == 6
     assert all_rows(storage, root, DAYS) == before
-    write_snapshot(storage, snaps, CAPTURES[6], capture_records(6, 0))  # late: 02:42, reaching both dates
+    # late: 02:42, between captures the hours it reaches already hold; whether its records repeat a
+    # state depends on the captures around it, so those hours are rebuilt from their captures
+    write_snapshot(storage, snaps, CAPTURES[6], capture_records(6, 0))
     late = ing.ingest(storage, snaps, root, start, end)
-    assert late.written == ["2022-05-24", "2022-05-25"] and late.rebuilt == [] and late.captures_parsed == 1
+    assert late.written == late.rebuilt == ["2022-05-24", "2022-05-25"] and late.captures_parsed == 7
     write_snapshot(storage, snaps, utc("2022-05-25T13:00Z"), capture_records(9, 0))  # reaches the second date only
     late = ing.ingest(storage, snaps, root, start, end)
     assert late.written == ["2022-05-25"] and late.unchanged == ["2022-05-24"] and late.captures_parsed == 1
@@ -255,11 +311,75 @@ def test_a_new_capture_rewrites_only_the_hours_whose_rows_it_changes(storage, tm
 
     # observed at 15:40: it is the state of 16:00 .. 19:00 only (the rule's 4 h reach), earlier hours unread
     step(t0 + 15 * H + 40 * M, [rec("A", bikes=40, due=(t0 + 15 * H + 40 * M).isoformat())], [16, 17, 18, 19])
-    # the frozen record again, in the latest capture: of two records observed at the same time the
-    # later capture's, so every hour the capture reaches (04:40 .. 20:40) now cites it
-    step(t0 + 16 * H + 40 * M, [frozen], list(range(5, 21)))
+    # the frozen record again, in the latest capture: it repeats B's state at the hours it reaches
+    # (04:40 .. 20:40), which keep citing the capture they first read it in; only 19:00 and 20:00,
+    # whose captures (15:00 on) held no B until now, get a row
+    step(t0 + 16 * H + 40 * M, [frozen], [19, 20])
+    # observed at the same time with other counts: the later capture's values, in every hour it reaches
+    step(t0 + 17 * H + 40 * M, [rec("B", bikes=4, due=(t0 + 3 * H).isoformat())], list(range(6, 22)))
     b_at_10 = next(r for r in hour_rows(storage, root, d)[10] if r["station_code"] == "B")
-    assert (b_at_10["observed_at"], b_at_10["captured_at"]) == (t0 + 3 * H, t0 + 16 * H + 40 * M)
+    assert (b_at_10["observed_at"], b_at_10["captured_at"], b_at_10["bikes"]) == (t0 + 3 * H, t0 + 17 * H + 40 * M, 4)
+    ing.ingest(storage, snaps, fresh, t0, t0 + 24 * H)
+    assert all_rows(storage, root, [d]) == all_rows(storage, fresh, [d])
+
+
+class Reading(st.Storage):
+    """Local storage that keeps the URIs it read."""
+
+    def __init__(self):
+        super().__init__()
+        self.uris: list[str] = []
+
+    def read_bytes(self, uri, *args, **kwargs):
+        self.uris.append(uri)
+        return super().read_bytes(uri, *args, **kwargs)
+
+
+def test_a_capture_repeating_stalled_stations_records_rewrites_only_the_hours_whose_rows_change(storage, tmp_path):
+    """Stations whose feed stalled repeat their record in every capture: a capture that only repeats
+    a state leaves its rows as they are (captured_at names the capture the feed first showed it
+    in), so the ingest writes the hours of the new observations only, as for a fresh feed."""
+    snaps, root, fresh = str(tmp_path / "snaps"), str(tmp_path / "store"), str(tmp_path / "fresh")
+    d, t0 = date(2022, 5, 25), utc("2022-05-25T00:00Z")
+    stalled = {c: rec(c, bikes=5, docks=7, due=(t0 + 2 * H).isoformat()) for c in ("S1", "S2", "S3")}
+
+    def capture(k, **changed):
+        cap = t0 + k * H + 10 * M
+        records = [rec(c, bikes=k % 9, due=cap.isoformat()) for c in ("A", "B")]
+        return cap, records + [changed.get(c, r) for c, r in stalled.items()]
+
+    for k in range(2, 15):  # the stalled stations' record, observed at 02:00, in every capture from 02:10
+        write_snapshot(storage, snaps, *capture(k))
+    ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    before, objects = hour_rows(storage, root, d), stored_bytes(root, d)
+    write_snapshot(storage, snaps, *capture(15))  # 15:10, reaching 03:10 .. 19:10
+    reading = Reading()
+    result = ing.ingest(reading, snaps, root, t0, t0 + 24 * H)
+    after, now = hour_rows(storage, root, d), stored_bytes(root, d)
+    # only the hours of A's and B's new observation (15:10) change: 16:00 .. 19:00, the only ones
+    # read (19:00 says the stalled stations' records repeat their state)
+    assert sorted(re.findall(r"part-(\d\d)", " ".join(reading.uris))) == ["16", "17", "18", "19"]
+    assert result.hours_written == [f"2022-05-25T{k:02d}" for k in (16, 17, 18, 19)]
+    assert [k for k in range(24) if after[k] != before[k]] == [16, 17, 18, 19]
+    assert [k for k in range(24) if now[f"part-{k:02d}.parquet"] != objects[f"part-{k:02d}.parquet"]] == [16, 17, 18, 19]
+    assert result.captures_parsed == 1 and result.rebuilt == []
+    # S1's state at 03:00, 10:00 and 19:00: observed at 02:00, cited from the first capture an hour
+    # reads that holds it (it reads those taken 4 h before it to 12 h after it)
+    s1 = {k: next(r for r in after[k] if r["station_code"] == "S1") for k in (3, 10, 19)}
+    assert {k: (r["observed_at"], r["captured_at"]) for k, r in s1.items()} == {
+        3: (t0 + 2 * H, t0 + 2 * H + 10 * M), 10: (t0 + 2 * H, t0 + 6 * H + 10 * M),
+        19: (t0 + 2 * H, t0 + 15 * H + 10 * M)}
+    # S2 observed at the same time with other counts: the later capture's values, wherever it reaches
+    write_snapshot(storage, snaps, *capture(16, S2=rec("S2", bikes=6, docks=6, due=(t0 + 2 * H).isoformat())))
+    result = ing.ingest(storage, snaps, root, t0, t0 + 24 * H)
+    assert result.hours_written == [f"2022-05-25T{k:02d}" for k in range(5, 21)]
+    s2 = next(r for r in hour_rows(storage, root, d)[10] if r["station_code"] == "S2")
+    assert (s2["bikes"], s2["captured_at"]) == (6, t0 + 16 * H + 10 * M)
+    for k in (3, 10, 20):  # the rule, recomputed from the raw captures
+        for code in ("S1", "S2", "A"):
+            obs, cap, raw = naive_state(snaps, code, t0 + k * H)
+            row = next(r for r in hour_rows(storage, root, d)[k] if r["station_code"] == code)
+            assert (row["observed_at"], row["captured_at"], row["bikes"]) == (obs, cap, raw["numbikesavailable"])
     ing.ingest(storage, snaps, fresh, t0, t0 + 24 * H)
     assert all_rows(storage, root, [d]) == all_rows(storage, fresh, [d])
 
