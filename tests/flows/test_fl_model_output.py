@@ -75,6 +75,11 @@ def test_a_model_trained_without_non_working_days_names_persistence_on_the_rows_
              config=e2e.config(tmp_path, root, trained_model["model_uri"]))
     rows = forecasts.read_partition(storage, root, DAY_AHEAD.name, origin.date()).to_pylist()
     assert rows and {r["origin_ts"] for r in rows} == {origin}
+    # a station whose state is older than max_staleness is served its profile at every horizon
+    stale = {r["station_code"] for r in rows if r["fallback"] == "profile"}
+    assert len(stale) < 0.05 * len({r["station_code"] for r in rows})
+    assert {r["fallback"] for r in rows if r["station_code"] in stale} == {"profile"}
+    rows = [r for r in rows if r["station_code"] not in stale]
     assert {r["fallback"] for r in rows if r["horizon_h"] == 1} == {""}
     assert {r["fallback"] for r in rows if r["horizon_h"] > 1} == {"persistence"}
     by_station: dict[str, set] = {}
