@@ -1,33 +1,35 @@
-"""Which states of a grid are observations, as opposed to states carried forward.
+"""Which hours of a store hold an observation, as opposed to a state carried forward.
 
-The state of a station at hour h is its latest record observed at or before h (datasets/states.py),
-and a window's history may use one up to max_staleness old (the serving rule). The truth a model is
-trained and scored on must have been seen: a target's state counts only when the station's own
-record was observed at most TARGET_CAPTURE_TOLERANCE_MINUTES before the hour (h - observed_at <=
-TOLERANCE). The rule is per station and hour: a capture taken just after the hour does not make an
-older state an observation (the state at h is still that older record), and a station whose upstream
-record has not refreshed is carried forward even when its neighbours were observed on the hour.
+A window's history may use a state up to max_staleness old (the serving rule), but the
+truth a model is trained and scored on must have been seen: a target hour counts only
+when some capture lies within TARGET_CAPTURE_TOLERANCE_MINUTES of it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from velibcast import constants as C
+from velibcast import storage as st
+from velibcast.datasets.snapshots import list_snapshots
 
 TOLERANCE = timedelta(minutes=C.TARGET_CAPTURE_TOLERANCE_MINUTES)
 
 
-def observed_states(grid) -> np.ndarray:
-    """(stations, hours) bool: the state is usable (bikes known) and observed within TOLERANCE before
-    its hour. `grid.age_s` is each state's age at its hour in seconds (datasets.windows.StateGrid,
-    the age the windows and velib_features.state_age_minutes read); it is compared in seconds, as the
-    usable rule compares it with max_staleness, since whole minutes would admit a state 45:59 old. A
-    grid without ages (age_s None: given actuals) holds states observed on the hour."""
-    usable = np.isfinite(np.asarray(grid.bikes, dtype=np.float64))
-    age_s = getattr(grid, "age_s", None)
-    if age_s is None:
-        return usable
-    return usable & (np.asarray(age_s) <= TOLERANCE.total_seconds())
+def capture_times(storage: st.Storage, snapshots_root: str, start: datetime, end: datetime) -> np.ndarray:
+    """Sorted POSIX seconds of the captures near [start, end]."""
+    refs = list_snapshots(storage, snapshots_root, start - TOLERANCE, end + TOLERANCE)
+    return np.array(sorted(r.capture_ts.timestamp() for r in refs), dtype=np.float64)
+
+
+def observed_hours(hours: list[datetime], captures: np.ndarray, tolerance: timedelta = TOLERANCE) -> np.ndarray:
+    """(len(hours),) bool: some capture lies within `tolerance` of the hour."""
+    h = np.array([t.timestamp() for t in hours], dtype=np.float64)
+    if len(captures) == 0:
+        return np.zeros(len(h), dtype=bool)
+    i = np.searchsorted(captures, h)
+    before = np.abs(h - captures[np.maximum(i - 1, 0)])
+    after = np.abs(captures[np.minimum(i, len(captures) - 1)] - h)
+    return np.minimum(before, after) <= tolerance.total_seconds()

@@ -6,11 +6,9 @@ target's local hour and day type over the CLIMATOLOGY_DAYS before the forecast; 
 
 The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
 store with the same rule as the windows (datasets/windows.py): the latest observation at
-or before the hour, usable when no older than max_staleness, and counted only when observed
-at most TARGET_CAPTURE_TOLERANCE_MINUTES before the hour (datasets/observed.py, the rule training
-and backtests score by: an older state is carried forward, and equals persistence by construction
-when nothing was observed since the origin). Persistence predicts the state at `origin_ts`. Both
-are scored on the same rows, so the two MAEs compare.
+or before the hour, usable when no older than max_staleness, at an hour the store holds a
+capture near (datasets/observed.py, the rule training and backtests score by). Persistence predicts the
+state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
 
 Scores go to `<root>/accuracy/product=P/run_date=D/part-0.parquet`, one row per run and
 horizon (a date of hourly nowcasts holds many runs), one object per product and date replaced whole: rescoring a date (actuals arrived late, the date was rerun) never
@@ -30,7 +28,7 @@ import pyarrow.compute as pc
 from velibcast import constants as C
 from velibcast import proper_scores as ps
 from velibcast import storage as st
-from velibcast.datasets.observed import TOLERANCE, observed_states
+from velibcast.datasets.observed import TOLERANCE, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import (
@@ -52,9 +50,8 @@ HOUR = timedelta(hours=1)
 # Why a forecast row has no score. Each row gets the first reason that applies.
 NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_HOURS after the target yet
 NO_ACTUAL = "no_actual"              # the station has no state at the target hour (datasets/states.py's rule)
-STALE_ACTUAL = "stale_actual"        # its state at the hour is older than max_staleness: not usable at all
-# its state at the hour is usable but older than TARGET_CAPTURE_TOLERANCE_MINUTES: carried forward (datasets.observed)
-NOT_OBSERVED = "actual_not_observed"
+STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
+NOT_OBSERVED = "actual_not_observed"  # no capture near the target hour: a state carried forward (datasets.observed)
 NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
 REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NOT_OBSERVED, NO_ORIGIN_VALUE)
 
@@ -121,22 +118,16 @@ def _columns(grid, ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return cols, (cols >= 0) & (cols < len(grid.hours))
 
 
-def _cells(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, on the grid) of each (station, hour)."""
-    if not grid.station_codes or not grid.hours:
-        empty = np.zeros(len(codes), np.int64)
-        return empty, empty, np.zeros(len(codes), bool)
-    row_of = {c: i for i, c in enumerate(grid.station_codes)}
-    rows = np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
-    cols, on_grid = _columns(grid, ts)
-    return rows, cols, (rows >= 0) & on_grid
-
-
 def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bikes, present, usable) of the grid at each (station, hour); off-grid counts as absent."""
     n = len(codes)
     bikes, present, usable = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
-    rows, cols, ok = _cells(grid, codes, ts)
+    if not grid.station_codes or not grid.hours:
+        return bikes, present, usable
+    row_of = {c: i for i, c in enumerate(grid.station_codes)}
+    rows = np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
+    cols, on_grid = _columns(grid, ts)
+    ok = (rows >= 0) & on_grid
     r, c = rows[ok], cols[ok]
     bikes[ok] = grid.bikes[r, c]
     present[ok] = grid.present[r, c]
@@ -144,25 +135,22 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
     return bikes, present, usable
 
 
-def _observed(grid, codes: np.ndarray, ts: pd.Series) -> np.ndarray:
-    """Whether the state at each (station, hour) is an observation (datasets.observed); off-grid is not."""
-    out = np.zeros(len(codes), bool)
-    rows, cols, ok = _cells(grid, codes, ts)
-    if ok.any():
-        out[ok] = observed_states(grid)[rows[ok], cols[ok]]
+def _observed_at(grid, observed: np.ndarray, ts: pd.Series) -> np.ndarray:
+    out = np.zeros(len(ts), dtype=bool)
+    if grid.hours:
+        cols, ok = _columns(grid, ts)
+        out[ok] = np.asarray(observed, bool)[cols[ok]]
     return out
 
 
 def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
-                   hours_drawn: np.ndarray | None = None) -> pd.DataFrame:
+                   observed: np.ndarray | None = None) -> pd.DataFrame:
     """The forecast rows with `actual`, `persistence` and `reason` (None when scorable).
 
     `settled_through`: targets after `settled_through - SCORE_SETTLE_HOURS` are not final
-    yet; None treats every target as final (actuals given by hand). A target whose state is
-    usable but not observed within the tolerance before its hour (datasets.observed, per
-    station and hour, as in training and backtests) is not scored. `hours_drawn` is not read:
-    report_png still passes the hours it draws, and which rows are scored is the grid's alone,
-    so the report scores the rows score_run does.
+    yet; None treats every target as final (actuals given by hand). `observed`: one bool per
+    grid hour (datasets.observed); a target hour without a capture near it is not scored,
+    as in training and backtests. None takes every hour as observed.
     """
     df = table.to_pandas()
     codes = df["station_code"].astype(str).to_numpy()
@@ -170,7 +158,8 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
     origin, _, origin_ok = _lookup(grid, codes, df["origin_ts"])
     reason = np.full(len(df), None, dtype=object)
     reason[~origin_ok] = NO_ORIGIN_VALUE
-    reason[~_observed(grid, codes, df["target_ts"])] = NOT_OBSERVED
+    if observed is not None:
+        reason[~_observed_at(grid, observed, df["target_ts"])] = NOT_OBSERVED
     reason[present & ~usable] = STALE_ACTUAL
     reason[~present] = NO_ACTUAL
     if settled_through is not None:
@@ -221,13 +210,15 @@ def day_type_and_hour(times) -> tuple[np.ndarray, np.ndarray]:
 
 def climatology(storage: st.Storage, cfg, before: datetime, as_of: datetime | None = None) -> Climatology | None:
     """The frequencies over the CLIMATOLOGY_DAYS before `before` (a forecast's first origin, so no
-    hour it forecasts is in them), from the states scoring reads: the observed ones
-    (datasets.observed). None when the store holds no station in that span."""
+    hour it forecasts is in them), from the states scoring reads: usable, at an hour with a capture
+    near it. None when the store holds no station in that span."""
     hours = origins_for_range(before - timedelta(days=ps.CLIMATOLOGY_DAYS), before)
     grid, _ = load_grid(storage, cfg, hours, as_of)
     if not grid.station_codes:
         return None
-    return Climatology.of_states(list(grid.station_codes), hours, grid.bikes, grid.capacity, observed_states(grid))
+    observed = captures_for(storage, cfg.snapshots_root, hours, as_of).observed(hours)
+    return Climatology.of_states(list(grid.station_codes), hours, grid.bikes, grid.capacity,
+                                 np.asarray(grid.usable, bool) & observed[None, :])
 
 
 def attach_climatology(df: pd.DataFrame, clim: Climatology | None) -> pd.DataFrame:
@@ -394,19 +385,12 @@ def latest_run(table: pa.Table) -> RunOf:
 class Captures:
     """The store's captures around the hours a date is scored on, listed once."""
 
-    times: np.ndarray          # POSIX seconds, sorted, from TOLERANCE before the first hour
+    times: np.ndarray          # POSIX seconds, sorted, from TOLERANCE before the first hour: datasets.observed
     through: datetime | None   # the latest capture from the first hour on: how far the actuals are settled
 
     def observed(self, hours: list[datetime]) -> np.ndarray:
-        """One bool per hour: a capture lies within TOLERANCE of it. Only report_png's actual line
-        draws by it; which targets are scored is datasets.observed's rule, per station."""
-        h = np.array([t.timestamp() for t in hours], dtype=np.float64)
-        if not len(self.times):
-            return np.zeros(len(h), dtype=bool)
-        i = np.searchsorted(self.times, h)
-        before = h - self.times[np.maximum(i - 1, 0)]
-        after = self.times[np.minimum(i, len(self.times) - 1)] - h
-        return np.minimum(np.abs(before), np.abs(after)) <= TOLERANCE.total_seconds()
+        """One bool per hour: a capture lies near it (datasets.observed)."""
+        return observed_hours(hours, self.times)
 
 
 def captures_for(storage: st.Storage, snapshots_root: str, hours: list[datetime],
@@ -469,7 +453,7 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
                 "message": f"the snapshot store holds no capture {C.SCORE_SETTLE_HOURS} h after the first target "
                            f"{iso_minute(first_target)} yet (latest: {through or 'none'}); score again later"}
     grid, report = load_grid(storage, cfg, hours, as_of)
-    df = attach_actuals(table, grid, through)
+    df = attach_actuals(table, grid, through, captures.observed(grid.hours))
     attach_climatology(df, climatology(storage, cfg, hours[0], as_of))
     rows = summarise(df)
     status = SCORED if through >= last_target + settle else PARTIAL

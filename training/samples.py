@@ -2,14 +2,12 @@
 
 The window rule is the serving rule (velibcast.datasets.windows): all 24 states t-23h..t
 usable, station installed and renting at t (so `stale` is 0: a stale window is served the
-profile, never the model), `state_age_min` read from the grid as the windows read it. A target
-that is not usable, not observed (the station's state older than the tolerance at the target
-hour, so carried forward: datasets.observed) or beyond the span is NaN: an origin trains the
-horizons it has (dropping every origin with one missing target out of 24 would drop most of them
-on the 2022 store, whose captures drift around the hour), and an origin with no target at all is
-dropped. The grid is read by attribute (hours, station_codes, bikes, installed, renting, capacity,
-lat, lon and, when it has them, age_s), so velibcast.datasets' StateGrid and the synthetic grid of
-the tests both work; vectorised over stations, since a training span has ~100k windows.
+profile, never the model), `state_age_min` read from the grid as the windows read it. A target that is not usable, not observed or
+beyond the span is NaN: an origin trains the horizons it has (dropping every origin with one
+missing target out of 24 would drop most of them on the 2022 store, whose captures drift
+around the hour), and an origin with no target at all is dropped. The grid is read by attribute (hours, station_codes, bikes, installed,
+renting, capacity, lat, lon and, when it has them, age_s), so velibcast.datasets' StateGrid and the
+synthetic grid of the tests both work; vectorised over stations, since a training span has ~100k windows.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast import constants as C
-from velibcast.datasets.observed import observed_states
+from velibcast.datasets.observed import capture_times, observed_hours
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.windows import iter_state_grids, origins_for_range, state_age_min
 from velibcast.timeutil import PARIS, iso_minute
@@ -73,13 +71,12 @@ def non_working(hour_utc: datetime) -> bool:
     return F.is_non_working_day(hour_utc.astimezone(PARIS).date())
 
 
-def samples_from_grid(grid, mapping: dict[str, int], report: SkipReport | None = None,
-                      last_hour: int | None = None) -> Samples:
+def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None = None,
+                      report: SkipReport | None = None, last_hour: int | None = None) -> Samples:
     """Origins are the grid hours with 24 h of history before them and MAX_HORIZON hours after.
-    A usable target whose state is not observed (datasets.observed: the station's record older than
-    the tolerance at the target hour) is NaN and counted as target_not_observed in `report`. Targets
-    after grid hour `last_hour` (the end of a training span) are NaN, not counted: they are not the
-    span's to learn."""
+    `observed` (one bool per grid hour, datasets.observed): a target hour without a capture is NaN and
+    counted as target_not_observed in `report`; None takes every hour as observed. Targets after grid
+    hour `last_hour` (the end of a training span) are NaN, not counted: they are not the span's to learn."""
     bikes = np.asarray(grid.bikes, dtype=np.float64)
     n_st, n_h = bikes.shape
     L, H = F.HISTORY_LEN, F.MAX_HORIZON
@@ -97,13 +94,14 @@ def samples_from_grid(grid, mapping: dict[str, int], report: SkipReport | None =
     y = bikes[st_idx[:, None], target_pos]
     if last_hour is not None:
         y[target_pos > last_hour] = np.nan
-    unseen = np.isfinite(y) & ~observed_states(grid)[st_idx[:, None], target_pos]
-    if report is not None and unseen.any():
-        first = int(target_pos[unseen].min())
-        report.add("target_not_observed", f"{int(unseen.sum())} targets",
-                   f"the station's state observed more than {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min before "
-                   f"a target hour: carried forward (first {iso_minute(grid.hours[first])})", n=int(unseen.sum()))
-    y[unseen] = np.nan
+    if observed is not None:
+        unseen = np.isfinite(y) & ~np.asarray(observed, bool)[target_pos]
+        if report is not None and unseen.any():
+            first = int(target_pos[unseen].min())
+            report.add("target_not_observed", f"{int(unseen.sum())} targets",
+                       f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
+                       f"(first {iso_minute(grid.hours[first])})", n=int(unseen.sum()))
+        y[unseen] = np.nan
     keep = np.isfinite(y).any(axis=1)
     st_idx, o, y = st_idx[keep], o[keep], y[keep]
     hist = bikes[st_idx[:, None], o[:, None] + np.arange(-L + 1, 1)[None, :]]
@@ -148,11 +146,13 @@ def stream_samples(storage, snapshots_root: str, start: datetime, end: datetime,
     # Every origin with history in the span and a target in it; targets after `end` are masked.
     origins = hours[L - 1 : len(hours) - 1]
     parts, seen = [], set()
+    captures = capture_times(storage, snapshots_root, hours[0], hours[-1])
     for _chunk, grid in iter_state_grids(storage, snapshots_root, origins, report,
                                         timedelta(hours=C.MAX_STALENESS_HOURS), chunk_hours=chunk_hours,
                                         lookahead_hours=H, states_root=states_root):
         offset = int((grid.hours[0] - hours[0]) / hour)
-        s = samples_from_grid(grid, {}, report, last_hour=len(hours) - 1 - offset)
+        s = samples_from_grid(grid, {}, observed_hours(grid.hours, captures), report,
+                              last_hour=len(hours) - 1 - offset)
         seen.update(grid.station_codes)  # a station with no full window yet is still known to the model
         parts.append((s.x, s.y, s.origin + offset, np.asarray(grid.station_codes, dtype=object)[s.station]
                       if len(s) else np.empty(0, dtype=object)))

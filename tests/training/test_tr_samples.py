@@ -1,6 +1,5 @@
 """Training samples follow the serving windows exactly (no train/serve skew) and split by time."""
 
-import dataclasses
 from datetime import datetime
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 
 from tests.helpers import REPO
 from velibcast.datasets import ingest, windows
-from velibcast.datasets.observed import TOLERANCE
 from velibcast.datasets.report import SkipReport
 from velibcast.storage import Storage
 from velibcast.timeutil import UTC
@@ -47,35 +45,26 @@ def test_samples_match_serving_windows(grid):
     assert len(np.unique(s.x[:, F.COL[F.STATE_AGE]])) > 30, "the ages compared must vary"
 
 
-def test_targets_are_the_next_24_hours_nan_where_unusable_or_not_observed(grid):
+def test_targets_are_the_next_24_hours_nan_where_unusable(grid):
     s = samples_from_grid(grid, station_mapping(grid.station_codes))
     assert s.y.shape == (len(s), 24)
-    seen = grid.age_s <= TOLERANCE.total_seconds()
     for i in (0, len(s) // 2, len(s) - 1):
         st, o = int(s.station[i]), int(s.origin[i])
-        want = np.where(seen[st, o + 1:o + 25], grid.bikes[st, o + 1:o + 25], np.nan).astype(np.float32)
-        np.testing.assert_array_equal(s.y[i], want)
+        np.testing.assert_array_equal(s.y[i], grid.bikes[st, o + 1:o + 25].astype(np.float32))
         np.testing.assert_array_equal(s.x[i, :24], grid.bikes[st, o - 23:o + 1])
     assert np.isnan(s.y).any() and np.isfinite(s.y).any(axis=1).all(), "gaps are NaN targets; no sample without one"
 
 
-def test_a_target_whose_state_was_observed_more_than_the_tolerance_before_its_hour_is_nan_and_counted(grid):
-    """The state at a target hour is the station's latest record at or before it: observed 46 min
-    before the hour it is carried forward, whatever capture came just after the hour; 45 min is
-    observed. Only that station's target is dropped, never the hour's."""
-    g = dataclasses.replace(grid, age_s=np.zeros_like(grid.age_s))
-    everything = samples_from_grid(g, station_mapping(g.station_codes))
-    g.age_s[5, 40] = TOLERANCE.total_seconds() + 60
-    g.age_s[6, 40] = TOLERANCE.total_seconds()
+def test_an_unobserved_target_hour_is_nan_and_counted(grid):
+    everything = samples_from_grid(grid, station_mapping(grid.station_codes))
+    observed = np.ones(len(grid.hours), bool)
+    observed[40] = False
     report = SkipReport()
-    s = samples_from_grid(g, station_mapping(g.station_codes), report)
+    s = samples_from_grid(grid, station_mapping(grid.station_codes), observed, report)
     assert len(s) == len(everything), "an origin keeps its other horizons"
-    dropped = (s.station[:, None] == 5) & (s.origin[:, None] + np.arange(1, 25)[None, :] == 40)
-    kept = (s.station[:, None] == 6) & (s.origin[:, None] + np.arange(1, 25)[None, :] == 40)
-    assert dropped.sum() > 2 and kept.sum() > 2 and np.isfinite(everything.y[dropped | kept]).all()
-    assert np.isnan(s.y[dropped]).all()
-    np.testing.assert_array_equal(s.y[~dropped], everything.y[~dropped])  # station 6, 45 min old, kept
-    assert report.counts == {"target_not_observed": int(dropped.sum())}
+    at_40 = s.origin[:, None] + np.arange(1, 25)[None, :] == 40
+    assert np.isnan(s.y[at_40]).all() and np.isfinite(s.y[~at_40]).sum() == np.isfinite(everything.y[~at_40]).sum()
+    assert report.counts == {"target_not_observed": int(np.isfinite(everything.y[at_40]).sum())}
 
 
 def test_targets_after_the_span_and_before_a_cut_are_masked(grid):
@@ -90,8 +79,7 @@ def test_targets_after_the_span_and_before_a_cut_are_masked(grid):
 
 def test_streamed_samples_never_score_against_a_state_carried_forward():
     """The 2025 sample has no capture at 15:00Z and 17:00Z on 2025-09-13: the grid carries 14:00Z and
-    16:00Z forward, so a target there would equal persistence for every station (MAE 0.000). Every
-    target left is a state its station's record saw at most the tolerance before the hour."""
+    16:00Z forward, so a target there would equal persistence for every station (MAE 0.000)."""
     report = SkipReport()
     s, _ = stream_samples(Storage(), str(REPO / "sample_data" / "2025-09"), datetime(2025, 9, 12, 15, tzinfo=UTC),
                           datetime(2025, 9, 14, 0, tzinfo=UTC), report)
@@ -104,17 +92,6 @@ def test_streamed_samples_never_score_against_a_state_carried_forward():
     assert report.counts["target_not_observed"] > 0
     same = (s.y[:, :3] == s.x[:, 23:24]).mean(axis=0)
     assert (same < 0.9).all(), same
-    grid = windows.build_state_grid(Storage(), str(REPO / "sample_data" / "2025-09"), s.hours)
-    row = {c: i for i, c in enumerate(grid.station_codes)}
-    rows_all = np.array([row[c] for c in s.codes.tolist()])
-    at = s.origin[:, None] + np.arange(1, 25)[None, :]
-    inside = at < len(s.hours)
-    age = np.full(s.y.shape, np.inf)
-    age[inside] = grid.age_s[np.broadcast_to(rows_all[:, None], at.shape)[inside], at[inside]]
-    assert (age[np.isfinite(s.y)] <= TOLERANCE.total_seconds()).all(), "a target older than the tolerance"
-    # captured on both sides of the hour, yet a record older than the tolerance: usable, not a target
-    old = inside & np.isfinite(age) & (age > TOLERANCE.total_seconds()) & (age <= 3 * 3600)
-    assert old.sum() > 100 and np.isnan(s.y[old]).all()
 
 
 def test_samples_read_from_ingested_states_equal_the_samples_of_the_raw_captures(tmp_path):
