@@ -219,27 +219,22 @@ def main() -> None:
             peak = r["28 days"]["peak_rss_mb_max"]
             print(f"  peak memory, 28 days: {peak:.0f} MB; goal < {DAY_AHEAD_MEMORY_MB} MB: "
                   f"{verdict(peak < DAY_AHEAD_MEMORY_MB)}")
-        spec = {"work": a.work, "base": stores["base"], "new": stores["new"], "full": stores["d1"]}
-        r = interleaved({"ingest": ("ingest", spec), "parse": ("parse", spec)}, a.reps)
-        ratio = r["ingest"]["wall_s"] / r["parse"]["wall_s"]
-        results[f"ingest_s{n}"] = {**r, "ratio": ratio}
-        print(f"ingest of one {n:,}-station capture (dates written: {', '.join(r['ingest']['written'])}; "
-              f"hour objects written: {', '.join(r['ingest']['hours_written']) or 'none'}):")
-        print(f"  {line('ingest', r['ingest'])}")
-        print(f"  {line('read + gunzip + parse', r['parse'])}")
-        print(f"  ratio {ratio:.2f}; goal <= {INGEST_GOAL}: {verdict(ratio <= INGEST_GOAL)}")
-        if n == 100_000:
-            peak = r["ingest"]["peak_rss_mb_max"]
-            print(f"  ingest peak memory {peak:.0f} MB; goal < {INGEST_MEMORY_MB} MB: {verdict(peak < INGEST_MEMORY_MB)}")
-        spec = {"work": a.work, "base": stores["stalled_base"], "new": stores["stalled_new"], "full": stores["stalled"]}
-        r = interleaved({"ingest": ("ingest", spec), "parse": ("parse", spec)}, a.reps)
-        ratio = r["ingest"]["wall_s"] / r["parse"]["wall_s"]
-        results[f"ingest_stalled_s{n}"] = {**r, "ratio": ratio}
-        print(f"ingest of one {n:,}-station capture, 1 station in {STALLED_EVERY} stalled since 10:00 "
-              f"(hour objects written: {', '.join(r['ingest']['hours_written']) or 'none'}):")
-        print(f"  {line('ingest', r['ingest'])}")
-        print(f"  {line('read + gunzip + parse', r['parse'])}")
-        print(f"  ratio {ratio:.2f}; goal <= {INGEST_GOAL}: {verdict(ratio <= INGEST_GOAL)}")
+        for key, label, prefix, full in (("ingest", "", "", "d1"),
+                                         ("ingest_stalled", f", 1 station in {STALLED_EVERY} stalled since 10:00",
+                                          "stalled_", "stalled")):
+            spec = {"work": a.work, "base": stores[f"{prefix}base"], "new": stores[f"{prefix}new"], "full": stores[full]}
+            r = interleaved({"ingest": ("ingest", spec), "parse": ("parse", spec)}, a.reps)
+            ratio = r["ingest"]["wall_s"] / r["parse"]["wall_s"]
+            results[f"{key}_s{n}"] = {**r, "ratio": ratio}
+            print(f"ingest of one {n:,}-station capture{label} (dates written: {', '.join(r['ingest']['written'])}; "
+                  f"hour objects written: {', '.join(r['ingest']['hours_written']) or 'none'}):")
+            print(f"  {line('ingest', r['ingest'])}")
+            print(f"  {line('read + gunzip + parse', r['parse'])}")
+            print(f"  ratio {ratio:.2f}; goal <= {INGEST_GOAL}: {verdict(ratio <= INGEST_GOAL)}")
+            if n == 100_000:
+                peak = r["ingest"]["peak_rss_mb_max"]
+                print(f"  ingest peak memory {peak:.0f} MB; goal < {INGEST_MEMORY_MB} MB: "
+                      f"{verdict(peak < INGEST_MEMORY_MB)}")
     save("states", results)
 
 

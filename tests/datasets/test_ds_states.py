@@ -203,18 +203,26 @@ events = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0,
 @given(events=events)
 def test_any_order_of_late_corrected_and_replayed_captures_gives_the_table_of_a_rebuild(storage, events):
     with tempfile.TemporaryDirectory() as tmp:
-        snaps, root, fresh = f"{tmp}/snaps", f"{tmp}/store", f"{tmp}/fresh"
-        start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
-        for op, k, variant in events:
-            if op == "write":  # first arrival, late arrival, correction or replay of capture k
-                write_snapshot(storage, snaps, CAPTURES[k], capture_records(k, variant))
-            else:
-                ing.ingest(storage, snaps, root, start, end)
-        ing.ingest(storage, snaps, root, start, end)
-        ing.ingest(storage, snaps, fresh, start, end)
-        assert all_rows(storage, root, DAYS) == all_rows(storage, fresh, DAYS)
-        replay = ing.ingest(storage, snaps, root, start, end)
+        snaps, root, _ = play_then_rebuild(storage, tmp, events, CAPTURES, capture_records)
+        replay = ing.ingest(storage, snaps, root, utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z"))
         assert replay.written == [] and replay.captures_parsed == 0
+
+
+def play_then_rebuild(storage, tmp: str, events, times, records) -> tuple[str, str, str]:
+    """Write captures (first arrival, late arrival, correction or replay of capture k) and ingest, in the
+    order of `events`; ingest once more, then rebuild from scratch into another store, and check both
+    stores hold the same rows. Returns (snapshots, store, rebuilt store)."""
+    snaps, root, fresh = f"{tmp}/snaps", f"{tmp}/store", f"{tmp}/fresh"
+    start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
+    for op, k, variant in events:
+        if op == "write":
+            write_snapshot(storage, snaps, times[k], records(k, variant))
+        else:
+            ing.ingest(storage, snaps, root, start, end)
+    ing.ingest(storage, snaps, root, start, end)
+    ing.ingest(storage, snaps, fresh, start, end)
+    assert all_rows(storage, root, DAYS) == all_rows(storage, fresh, DAYS)
+    return snaps, root, fresh
 
 
 REPEATING = [T0 + k * H + 10 * M for k in range(8)]  # 20:10 .. 03:10: two UTC dates
@@ -239,16 +247,7 @@ repeats = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0
 @given(events=repeats)
 def test_captures_repeating_or_changing_a_state_in_any_order_give_the_rule_and_the_table_of_a_rebuild(storage, events):
     with tempfile.TemporaryDirectory() as tmp:
-        snaps, root, fresh = f"{tmp}/snaps", f"{tmp}/store", f"{tmp}/fresh"
-        start, end = utc("2022-05-24T00:00Z"), utc("2022-05-26T00:00Z")
-        for op, k, variant in events:
-            if op == "write":
-                write_snapshot(storage, snaps, REPEATING[k], repeating_records(k, variant))
-            else:
-                ing.ingest(storage, snaps, root, start, end)
-        ing.ingest(storage, snaps, root, start, end)
-        ing.ingest(storage, snaps, fresh, start, end)
-        assert all_rows(storage, root, DAYS) == all_rows(storage, fresh, DAYS)
+        snaps, _, fresh = play_then_rebuild(storage, tmp, events, REPEATING, repeating_records)
         table = {(r["station_code"], r["hour_ts"]): r for d in DAYS for r in rows(storage, fresh, d) or []}
         for h in (utc("2022-05-24T22:00Z"), utc("2022-05-25T01:00Z"), utc("2022-05-25T03:00Z")):
             for code in ("A", "B", "C"):
