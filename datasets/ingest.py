@@ -432,17 +432,14 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
         seed(states, ids, table)
     del seeds
     rebuild_w, seeded_w = rebuild[work], seeded[work]
-    n0 = states.n_stations
-    obs0, cap0 = states._obs[seeded_w].copy(), states._cap[seeded_w].copy()
+    before_fold = states.mark(seeded_w)
     for r in mine:
         key = snapshot_key(r.uri)
         if key in columns:
             fold_snapshot(states, columns[key], only=rebuild_w | seeded_w if key in new else rebuild_w)
     changed_w = rebuild_w.copy()
     if seeded_w.any():  # rows a fold changed, or stations it added
-        changed_w[seeded_w] = ((states._obs[seeded_w, :n0] != obs0).any(axis=1)
-                               | (states._cap[seeded_w, :n0] != cap0).any(axis=1)
-                               | (states._src[seeded_w, n0:] >= 0).any(axis=1))
+        changed_w[seeded_w] = states.changed_since(before_fold)
     write = np.flatnonzero(changed_w).tolist()  # positions in `work`
     findings = {k: v for k, v in (stored.findings if stored is not None else {}).items() if k in want}
     findings.update({k: v for k, v in parsed.findings.items() if k in want})

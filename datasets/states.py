@@ -191,6 +191,18 @@ class HourStates:
         out[same] = self._same_values(self._src[j, ids[same]], block, same)
         return out
 
+    def mark(self, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The states of `hours` (a bool per hour) as they are now, for changed_since."""
+        return hours, self._obs[hours].copy(), self._cap[hours].copy()
+
+    def changed_since(self, mark: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Per hour of a mark: whether a fold since then changed a station's state (its observation or
+        its capture) or gave a state to a station added since."""
+        hours, obs, cap = mark
+        n = obs.shape[1]
+        return ((self._obs[hours, :n] != obs).any(axis=1) | (self._cap[hours, :n] != cap).any(axis=1)
+                | (self._src[hours, n:] >= 0).any(axis=1))
+
     def add_states(self, ids: np.ndarray, hour_pos: np.ndarray, obs: np.ndarray, capture_s: np.ndarray,
                    block: dict[str, np.ndarray]) -> None:
         """Set stored states, each the state of its own hour (a row of the dataset), before any
