@@ -378,23 +378,21 @@ def _count(report: SkipReport, reason: str, mask: np.ndarray, grid: StateGrid, w
         report.add(reason, where, f"{detail}; e.g. stations {', '.join(first)}", n=n)
 
 
-def fill_history(bikes: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Fill in place the hours without a usable state of windows (rows) over t-23h .. t (columns),
-    each usable at t; return how many hours of each window were filled.
+def fill_history(bikes: np.ndarray, usable: np.ndarray) -> None:
+    """Fill in place the hours without a usable (for a stale window: known) state of windows (rows)
+    over t-23h .. t (columns), each with one at t.
 
     Such an hour takes the state of the nearest earlier usable hour of the window: a station that
     publishes nothing has not changed. Before the window's first usable hour there is none, so
     those hours take the first usable one, which is still at or before t.
     """
-    hours_filled = np.count_nonzero(~usable, axis=1)
-    rows = np.flatnonzero(hours_filled)  # only these have an hour to fill: few, on a large network too
+    rows = np.flatnonzero(~usable.all(axis=1))  # only these have an hour to fill: few, on a large network too
     gaps = usable[rows]
     hours = np.arange(bikes.shape[1])
     last_usable = np.maximum.accumulate(np.where(gaps, hours, -1), axis=1)
     first_usable = np.argmax(gaps, axis=1)[:, None]
     source = np.where(last_usable >= 0, last_usable, first_usable)
     bikes[rows] = np.take_along_axis(bikes[rows], source, axis=1)
-    return hours_filled
 
 
 class CoordText:
@@ -507,7 +505,7 @@ def batches_from_grid(
             history[is_stale] = recorded[rows, window]
             known[is_stale] = grid.present[rows, window] & np.isfinite(history[is_stale])
         fill_history(history, known)
-        hours_filled = np.count_nonzero(~grid.usable[emit, window], axis=1)
+        hours_filled = np.count_nonzero(~grid.usable[emit, window], axis=1)  # a stale window's carried hours too
         refilled = np.flatnonzero(hours_filled)
         if len(refilled):
             report.add("filled_history", where, "hours of t-23h..t-1 without a usable state, carried from the "
