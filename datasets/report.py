@@ -46,6 +46,7 @@ REASONS = {
     "not_renting": SKIPPED_WINDOW,
     "missing_station": SKIPPED_WINDOW,
     "target_not_observed": SKIPPED_WINDOW,  # training/backtest samples: see datasets.observed
+    "target_is_origin_record": SKIPPED_WINDOW,  # the same, news_since_origin
     "unknown_station": NOTE,
     "filled_history": NOTE,   # windows sent with some hours of t-23h..t-1 carried from a neighbouring hour
     "filled_hours": NOTE,     # the hours so carried, over those windows

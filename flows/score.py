@@ -7,8 +7,8 @@ target's local hour and day type over the CLIMATOLOGY_DAYS before the forecast; 
 The actual of a forecast row is the station's state at `target_ts`, taken from the snapshot
 store with the same rule as the windows (datasets/windows.py): the latest observation at
 or before the hour, usable when no older than max_staleness, at an hour the store holds a
-capture near (datasets/observed.py, the rule training and backtests score by). Persistence predicts the
-state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
+capture near, and a record observed after the station's state at `origin_ts` (datasets/observed.py,
+the rules training and backtests score by). Persistence predicts the state at `origin_ts`. Both are scored on the same rows, so the two MAEs compare.
 
 Scores go to `<root>/accuracy/product=P/run_date=D/part-0.parquet`, one row per run and
 horizon (a date of hourly nowcasts holds many runs), one object per product and date replaced whole: rescoring a date (actuals arrived late, the date was rerun) never
@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from velibcast import constants as C
 from velibcast import proper_scores as ps
 from velibcast import storage as st
-from velibcast.datasets.observed import TOLERANCE, observed_hours
+from velibcast.datasets.observed import TOLERANCE, news_since_origin, observed_hours
 from velibcast.datasets.report import SkipReport, ValidationPolicy
 from velibcast.datasets.snapshots import list_snapshots
 from velibcast.datasets.windows import (
@@ -52,8 +52,9 @@ NOT_SETTLED = "actual_not_settled"   # the store holds no capture SCORE_SETTLE_H
 NO_ACTUAL = "no_actual"              # the station has no state at the target hour (datasets/states.py's rule)
 STALE_ACTUAL = "stale_actual"        # its latest record is older than max_staleness
 NOT_OBSERVED = "actual_not_observed"  # no capture near the target hour: a state carried forward (datasets.observed)
+ORIGIN_RECORD = "actual_is_origin_record"  # the target's state is the origin's record: nothing new since (datasets.observed)
 NO_ORIGIN_VALUE = "no_origin_value"  # persistence has no state at the origin
-REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NOT_OBSERVED, NO_ORIGIN_VALUE)
+REASONS = (NOT_SETTLED, NO_ACTUAL, STALE_ACTUAL, NOT_OBSERVED, ORIGIN_RECORD, NO_ORIGIN_VALUE)
 
 # Statuses of score_run
 NO_FORECASTS = "no_forecasts"
@@ -124,8 +125,7 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
     bikes, present, usable = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
     if not grid.station_codes or not grid.hours:
         return bikes, present, usable
-    row_of = {c: i for i, c in enumerate(grid.station_codes)}
-    rows = np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
+    rows = _rows(grid, codes)
     cols, on_grid = _columns(grid, ts)
     ok = (rows >= 0) & on_grid
     r, c = rows[ok], cols[ok]
@@ -133,6 +133,25 @@ def _lookup(grid, codes: np.ndarray, ts: pd.Series) -> tuple[np.ndarray, np.ndar
     present[ok] = grid.present[r, c]
     usable[ok] = grid.usable[r, c]
     return bikes, present, usable
+
+
+def _rows(grid, codes: np.ndarray) -> np.ndarray:
+    """The grid row of each station code, -1 for a station the grid lacks."""
+    row_of = {c: i for i, c in enumerate(grid.station_codes)}
+    return np.array([row_of.get(c, -1) for c in codes], dtype=np.int64)
+
+
+def _news(grid, codes: np.ndarray, origin_ts: pd.Series, target_ts: pd.Series) -> np.ndarray:
+    """Per row: the station's state at the target is a record observed after its state at the origin
+    (datasets.observed.news_since_origin). A row off the grid is left to the other reasons."""
+    out = np.ones(len(codes), dtype=bool)
+    if not grid.station_codes or not grid.hours:
+        return out
+    rows = _rows(grid, codes)
+    (o, o_ok), (t, t_ok) = _columns(grid, origin_ts), _columns(grid, target_ts)
+    ok = (rows >= 0) & o_ok & t_ok
+    out[ok] = news_since_origin(grid, rows[ok], o[ok], t[ok])
+    return out
 
 
 def _observed_at(grid, observed: np.ndarray, ts: pd.Series) -> np.ndarray:
@@ -150,7 +169,8 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
     `settled_through`: targets after `settled_through - SCORE_SETTLE_HOURS` are not final
     yet; None treats every target as final (actuals given by hand). `observed`: one bool per
     grid hour (datasets.observed); a target hour without a capture near it is not scored,
-    as in training and backtests. None takes every hour as observed.
+    as in training and backtests. None takes every hour as observed. Nor is a target whose state
+    is the origin's own record, on a grid with observation times.
     """
     df = table.to_pandas()
     codes = df["station_code"].astype(str).to_numpy()
@@ -158,6 +178,7 @@ def attach_actuals(table: pa.Table, grid, settled_through: datetime | None,
     origin, _, origin_ok = _lookup(grid, codes, df["origin_ts"])
     reason = np.full(len(df), None, dtype=object)
     reason[~origin_ok] = NO_ORIGIN_VALUE
+    reason[~_news(grid, codes, df["origin_ts"], df["target_ts"])] = ORIGIN_RECORD
     if observed is not None:
         reason[~_observed_at(grid, observed, df["target_ts"])] = NOT_OBSERVED
     reason[present & ~usable] = STALE_ACTUAL

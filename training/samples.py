@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from velibcast import constants as C
-from velibcast.datasets.observed import capture_times, observed_hours
+from velibcast.datasets.observed import capture_times, news_since_origin, observed_hours
 from velibcast.datasets.report import SkipReport
 from velibcast.datasets.windows import iter_state_grids, origins_for_range, state_age_min
 from velibcast.timeutil import PARIS, iso_minute
@@ -75,7 +75,9 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
                       report: SkipReport | None = None, last_hour: int | None = None) -> Samples:
     """Origins are the grid hours with 24 h of history before them and MAX_HORIZON hours after.
     `observed` (one bool per grid hour, datasets.observed): a target hour without a capture is NaN and
-    counted as target_not_observed in `report`; None takes every hour as observed. Targets after grid
+    counted as target_not_observed in `report`; None takes every hour as observed. A target whose state
+    is the origin's own record (datasets.observed.news_since_origin) is NaN and counted as
+    target_is_origin_record. Targets after grid
     hour `last_hour` (the end of a training span) are NaN, not counted: they are not the span's to learn."""
     bikes = np.asarray(grid.bikes, dtype=np.float64)
     n_st, n_h = bikes.shape
@@ -102,6 +104,12 @@ def samples_from_grid(grid, mapping: dict[str, int], observed: np.ndarray | None
                        f"no capture within {C.TARGET_CAPTURE_TOLERANCE_MINUTES} min of a target hour "
                        f"(first {iso_minute(grid.hours[first])})", n=int(unseen.sum()))
         y[unseen] = np.nan
+    no_news = np.isfinite(y) & ~news_since_origin(grid, st_idx[:, None], o[:, None], target_pos)
+    if report is not None and no_news.any():
+        report.add("target_is_origin_record", f"{int(no_news.sum())} targets",
+                   "the station's state at the target hour is its record at the origin: nothing new "
+                   "was observed between them", n=int(no_news.sum()))
+    y[no_news] = np.nan
     keep = np.isfinite(y).any(axis=1)
     st_idx, o, y = st_idx[keep], o[keep], y[keep]
     hist = bikes[st_idx[:, None], o[:, None] + np.arange(-L + 1, 1)[None, :]]

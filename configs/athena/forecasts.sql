@@ -68,6 +68,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS velibcast.accuracy (
   unscorable_no_actual           bigint,
   unscorable_stale_actual        bigint,
   unscorable_actual_not_observed bigint  COMMENT 'no capture near the target hour (a state carried forward)',
+  unscorable_actual_is_origin_record bigint COMMENT 'the target state is the origin record: nothing new observed between them',
   unscorable_no_origin_value     bigint,
   status                         string  COMMENT 'partial | scored',
   actuals_through                timestamp,

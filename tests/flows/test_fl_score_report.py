@@ -58,10 +58,11 @@ def record(code: str, t: datetime) -> dict:
             "coordonnees_geo": {"lat": 48.85 + 0.004 * i, "lon": 2.30 + 0.01 * i}}
 
 
-def write_captures(storage, root, until: datetime) -> None:
+def write_captures(storage, root, until: datetime, absent=()) -> None:
+    """Hourly captures of every station but Z (and C while C_GONE, and each (code, hour) in `absent`)."""
     t = FIRST - timedelta(hours=2)
     while t <= until:
-        codes = [c for c in CODES if c != "Z" and (c != "C" or t not in C_GONE)]
+        codes = [c for c in CODES if c != "Z" and (c != "C" or t not in C_GONE) and (c, t) not in absent]
         write_snapshot(storage, root, t, [record(c, t) for c in codes])
         t += timedelta(hours=1)
 
@@ -372,12 +373,37 @@ def test_a_target_hour_the_store_never_captured_is_not_scored(tmp_path, storage)
     table = forecasts.read_partition(storage, root, EVALUATION.name, RUN_DATE)
     df = score.attach_actuals(table, score.load_grid(storage, cfg_for(root), score.hours_of(table))[0], None)
     carried = df[(df["target_ts"] == gap) & df["station_code"].isin(["A"])]
-    assert (carried["actual"] == bikes("A", gap - timedelta(hours=1))).all()  # what the store alone would say
+    before = gap - timedelta(hours=1)
+    # what the store alone would say: the record of the hour before, from the origins before it; from
+    # that hour's origin it is the origin's own record, and that rule already refuses it
+    assert (carried.loc[carried["origin_ts"] < before, "actual"] == bikes("A", before)).all()
+    assert carried.loc[carried["origin_ts"] == before, "reason"].tolist() == [score.ORIGIN_RECORD]
     # the report PNG scores the same rows: its bars and verdict agree with the accuracy written
     data = report_png.run_data(storage, root, RUN_DATE)
     assert (data.df["reason"] == score.NOT_OBSERVED).sum() == res["unscorable_by_reason"][score.NOT_OBSERVED]
     keys = ("horizon_h", "scored_rows", "mae_model", "mae_persistence")
     assert [{k: r[k] for k in keys} for r in data.summary] == [{k: r[k] for k in keys} for r in res["by_horizon"]]
+
+
+def test_a_target_whose_state_is_the_origins_own_record_is_not_scored(tmp_path, storage):
+    """A missing from the capture after ORIGINS[6]: its state at T+1 h is still its record of the
+    origin, which persistence equals by construction. The other stations were captured then."""
+    root = str(tmp_path / "root")
+    after = ORIGINS[6] + timedelta(hours=1)
+    write_captures(storage, root, LAST_TARGET + timedelta(hours=3), absent={("A", after)})
+    publish_night(storage, root)
+    res = score.score_run(storage, cfg_for(root), RUN_DATE)
+    table = forecasts.read_partition(storage, root, EVALUATION.name, RUN_DATE)
+    df = score.attach_actuals(table, score.load_grid(storage, cfg_for(root), score.hours_of(table))[0], None)
+    unscored = df[df["reason"] == score.ORIGIN_RECORD]
+    assert unscored.loc[unscored["station_code"] == "A", ["origin_ts", "horizon_h"]].values.tolist() == [[ORIGINS[6], 1]]
+    # C, gone from the captures for 5 hours, shows its last record while it stays usable (3 h): the
+    # targets of its last origin and of the two after it that this record still answers
+    assert (unscored["station_code"] == "C").sum() == 3 + 2 + 1
+    assert res["unscorable_by_reason"][score.ORIGIN_RECORD] == len(unscored)
+    # the origin after it keeps that record as its own state, and its targets are new records
+    later = df[(df["station_code"] == "A") & (df["origin_ts"] == after)]
+    assert later["reason"].isna().all() and (later["persistence"] == bikes("A", ORIGINS[6])).all()
 
 
 def test_the_morning_peak_is_08_00_in_paris_on_clock_change_days_else_the_nearest_target():

@@ -1,5 +1,6 @@
 """Training samples follow the serving windows exactly (no train/serve skew) and split by time."""
 
+import copy
 from datetime import datetime
 
 import numpy as np
@@ -65,6 +66,35 @@ def test_an_unobserved_target_hour_is_nan_and_counted(grid):
     at_40 = s.origin[:, None] + np.arange(1, 25)[None, :] == 40
     assert np.isnan(s.y[at_40]).all() and np.isfinite(s.y[~at_40]).sum() == np.isfinite(everything.y[~at_40]).sum()
     assert report.counts == {"target_not_observed": int(np.isfinite(everything.y[at_40]).sum())}
+
+
+def test_a_target_whose_state_is_the_origins_own_record_is_nan_and_counted(grid):
+    everything = samples_from_grid(grid, station_mapping(grid.station_codes))
+    i = len(everything) // 2
+    st, o = int(everything.station[i]), int(everything.origin[i])
+    aged = copy.copy(grid)
+    aged.age_s = grid.age_s.copy()
+    aged.age_s[st, o + 1] = aged.age_s[st, o] + 3600  # at o+1 the station still shows its record of o
+    report = SkipReport()
+    s = samples_from_grid(aged, station_mapping(grid.station_codes), None, report)
+    at = (s.station == st) & (s.origin == o)
+    assert np.isnan(s.y[at, 0]).all() and np.isfinite(s.y[at, 1:3]).all()
+    # earlier origins see a newer record at o+1 than their own, and o+1's origin a newer one at o+2
+    assert report.counts == {"target_is_origin_record": 1}
+    assert np.isfinite(s.y).sum() == np.isfinite(everything.y).sum() - 1
+
+
+def test_streamed_samples_never_score_a_target_that_repeats_the_origins_record():
+    """The 2022 scraper took no capture between 02:00 and 03:00 Paris on 2022-05-24: every station's
+    state at 01:00Z was its record of 00:00Z, and persistence would score 0 on all its T+1 targets."""
+    report = SkipReport()
+    s, _ = stream_samples(Storage(), str(REPO / "sample_data"), datetime(2022, 5, 23, 0, tzinfo=UTC),
+                          datetime(2022, 5, 24, 6, tzinfo=UTC), report)
+    assert report.counts["target_is_origin_record"] > 1000
+    for o in np.unique(s.origin):
+        at = (s.origin == o) & np.isfinite(s.y[:, 0])
+        if at.any():
+            assert (s.y[at, 0] == s.x[at, 23]).mean() < 0.5, s.hours[o]
 
 
 def test_targets_after_the_span_and_before_a_cut_are_masked(grid):
