@@ -56,6 +56,15 @@ class Samples:
                        None if self.codes is None else self.codes[keep])
 
 
+def as_stale(x: np.ndarray) -> np.ndarray:
+    """Sample windows with the `stale` flag set, as the window stage sends a state too old to forecast
+    from: what a model serves them is its fallback for stale stations (the profile). Its errors on
+    them are that fallback's, since the profile reads no state."""
+    stale = np.array(x, dtype=np.float64)
+    stale[:, F.COL[F.STALE]] = 1
+    return stale
+
+
 def station_mapping(codes) -> dict[str, int]:
     """Known stations get 1..N in sorted code order; 0 stays reserved for unknown ones."""
     return {code: i + 1 for i, code in enumerate(sorted(set(codes)))}

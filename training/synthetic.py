@@ -93,7 +93,9 @@ def untrained_archive(n_stations: int = 20, seed: int = 0) -> bytes:
     n_pairs = 24 * 9 * 400
     pred, horizon = rng.uniform(0, 30, n_pairs), rng.integers(1, F.MAX_HORIZON + 1, n_pairs)
     actual = np.clip(np.round(pred + rng.normal(0, 1 + horizon / 4)), 0, 30)
-    dist = velib_distribution.calibrate(pred, actual, np.full(n_pairs, 30.0), horizon, rng.random((n_pairs, 2)) < 0.2)
+    profile = rng.uniform(0, 30, n_pairs)
+    dist = velib_distribution.calibrate(pred, actual, np.full(n_pairs, 30.0), horizon, profile,
+                                        rng.random((n_pairs, 2)) < 0.2)
     return _archive(gbm_config(False), {velib_gbm.TREES: trees, velib_profile.FILE: profiles,
                                         velib_profile.EVENTS_FILE: events, velib_distribution.FILE: dist},
                     n_stations, f"untrained-{seed}")

@@ -29,7 +29,7 @@ from velibcast.timeutil import UTC, iso_minute, iso_second
 from velibcast.training import package, registry
 from velibcast.training.backtest import rolling_origin
 from velibcast.training.gbm import fit_gbm, forecaster, gbm_params
-from velibcast.training.samples import Samples, samples_from_grid, station_mapping, stream_samples
+from velibcast.training.samples import Samples, as_stale, samples_from_grid, station_mapping, stream_samples
 from velibcast.transform_code import inference, velib_distribution
 from velibcast.transform_code import velib_features as F
 from velibcast.transform_code.velib_gbm import GbmForecaster
@@ -71,8 +71,9 @@ def calibration_split(samples: Samples) -> tuple[Samples, Samples]:
 
 
 def calibrate(model: GbmForecaster, held_out: Samples, seed: int) -> dict:
-    """distribution.json from the residuals of up to TRAIN_CALIBRATION_ORIGINS held-out origins, with the
-    events' outcomes against the model's climatology of them."""
+    """distribution.json from the residuals of up to TRAIN_CALIBRATION_ORIGINS held-out origins, and of the
+    profile the model serves the same windows when their state is stale, with the events' outcomes
+    against the model's climatology of them."""
     rng = np.random.default_rng(seed)
     pick = np.arange(len(held_out))
     if len(pick) > C.TRAIN_CALIBRATION_ORIGINS:
@@ -81,8 +82,10 @@ def calibrate(model: GbmForecaster, held_out: Samples, seed: int) -> dict:
     pred = model.predict(x)
     cap = np.broadcast_to(x[:, F.COL["capacity"]][:, None], y.shape)
     horizon = np.broadcast_to(np.arange(1, F.MAX_HORIZON + 1)[None, :], y.shape)
+    profile = model.predict(as_stale(x))
     seen = np.isfinite(y)
-    return velib_distribution.calibrate(pred[seen], y[seen], cap[seen], horizon[seen], model.climatology(x)[seen])
+    return velib_distribution.calibrate(pred[seen], y[seen], cap[seen], horizon[seen], profile[seen],
+                                        model.climatology(x)[seen])
 
 
 def fit_family(family: str, samples: Samples, n_stations: int, seed: int, progress: Progress = print,

@@ -68,8 +68,12 @@ def test_scores_hold_every_product_and_proper_score(result):
     rel = s["reliability"]["p_full"]
     assert len(rel["count"]) == 10 and sum(rel["count"]) == sum(s["n"])
     assert any(line.startswith("backtest 2022-05-29 (non_working") for line in lines)
+    fallback = s[backtest.PROFILE_FALLBACK]
+    assert all(0 <= c <= 1 for c in fallback["coverage_p10_p90"] if c is not None)
+    assert fallback["mae"] != s["mae_mean_over_days"], "served as stale, the windows get the profile, not the model"
     table = backtest.format_table(bt)
-    for part in ("nowcast (gbm)", "day-ahead (gbm)", "distribution (gbm)", "2022-05-28  skipped", "all days"):
+    for part in ("nowcast (gbm)", "day-ahead (gbm)", "distribution (gbm)", "profile fallback (gbm)",
+                 "2022-05-28  skipped", "all days"):
         assert part in table
 
 

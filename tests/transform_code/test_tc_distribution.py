@@ -16,7 +16,8 @@ def calibrated(scale=2.0, n=60_000, seed=0):
     pred = rng.uniform(0, 1, n) * cap
     horizon = rng.integers(1, F.MAX_HORIZON + 1, n)
     actual = np.clip(np.round(pred + rng.normal(0, scale * np.sqrt(horizon))), 0, cap)
-    return D.calibrate(pred, actual, cap, horizon), (pred, actual, cap, horizon)
+    profile = np.clip(actual + rng.normal(0, 4 * scale, n), 0, cap)  # knows no state: wide at every horizon
+    return D.calibrate(pred, actual, cap, horizon, profile), (pred, actual, cap, horizon, profile)
 
 
 def test_quantiles_ordered_in_range_probabilities_rounded_for_any_forecast():
@@ -40,7 +41,7 @@ def test_quantiles_ordered_in_range_probabilities_rounded_for_any_forecast():
 
 def test_the_interval_covers_eighty_percent_of_outcomes_like_those_it_was_calibrated_on():
     spec, _ = calibrated(seed=0)
-    _, (pred, actual, cap, horizon) = calibrated(seed=1)
+    _, (pred, actual, cap, horizon, _) = calibrated(seed=1)
     q = D.Distribution(spec).quantities(np.repeat(pred[:, None], F.MAX_HORIZON, axis=1), cap)
     rows = np.arange(len(pred))
     lo, hi = q[rows, horizon - 1, Q["bikes_p10"]], q[rows, horizon - 1, Q["bikes_p90"]]
@@ -56,7 +57,7 @@ def test_about_one_whole_count_in_ten_falls_below_p10_and_one_above_p90_at_every
     """Whole-bike outcomes: a rounded level includes its own value, so the nominal 10th and 90th levels
     held more than 80 %; the calibrated levels leave about 10 % in each tail, the short horizons included."""
     spec, _ = calibrated(scale=0.5, seed=0)
-    _, (pred, actual, cap, horizon) = calibrated(scale=0.5, seed=1)
+    _, (pred, actual, cap, horizon, _) = calibrated(scale=0.5, seed=1)
     q = D.Distribution(spec).quantities(np.repeat(pred[:, None], F.MAX_HORIZON, axis=1), cap)
     rows = np.arange(len(pred))
     below = actual < q[rows, horizon - 1, Q["bikes_p10"]]
@@ -95,7 +96,8 @@ def stations_with_habits(seed, n=60_000):
 
 
 def test_a_stations_habit_of_emptying_sharpens_p_empty_beyond_its_forecasts_bin_and_its_habit_alone():
-    spec = D.calibrate(*stations_with_habits(0))
+    pred, actual, cap, horizon, climatology = stations_with_habits(0)
+    spec = D.calibrate(pred, actual, cap, horizon, pred, climatology)
     pred, actual, cap, horizon, climatology = stations_with_habits(1)
     rows = np.arange(len(pred))
     dist = D.Distribution(spec)
@@ -131,7 +133,7 @@ def test_a_sparse_cell_takes_its_bins_levels_pooled_over_horizons():
     n = 24 * 400
     horizon = np.repeat(np.arange(1, 25), 400)
     pred, cap = np.where(np.arange(n) % 40 == 0, 0.5, 15.0), np.full(n, 30.0)  # 10 near-empty pairs per horizon
-    spec = D.calibrate(pred, np.clip(pred + rng.normal(0, 2, n), 0, 30), cap, horizon)
+    spec = D.calibrate(pred, np.clip(pred + rng.normal(0, 2, n), 0, 30), cap, horizon, pred)
     r = np.asarray(spec["residuals"])
     assert (r[:, 0] == r[0, 0]).all(), "the near-empty bin: 240 pairs over every horizon, one set of levels"
     assert r[0, 0, 0] == 0.0 or r[0, 0, 0] < -0.9, "...its own: a near-empty forecast mostly stays or empties"
@@ -146,3 +148,35 @@ def test_a_distribution_that_is_not_ascending_or_of_other_bins_is_refused():
         D.Distribution(bad)
     with pytest.raises(ModelLoadError, match="distribution.json"):
         D.Distribution(dict(spec, occupancy_edges=[0.5]))
+
+
+def test_a_row_the_profile_serves_takes_the_profiles_own_levels_and_covers_eighty_percent():
+    """The profile knows no state: placed around it, the model's levels (narrow at short horizons) would
+    miss most outcomes; its own levels, calibrated on its own residuals, cover about 80 %."""
+    spec, _ = calibrated(seed=0)
+    _, (_, actual, cap, horizon, profile) = calibrated(seed=1)
+    rows, preds = np.arange(len(actual)), np.repeat(profile[:, None], F.MAX_HORIZON, axis=1)
+    dist = D.Distribution(spec)
+
+    def cover(q):
+        lo, hi = q[rows, horizon - 1, Q["bikes_p10"]], q[rows, horizon - 1, Q["bikes_p90"]]
+        inside = (actual >= lo) & (actual <= hi)
+        return [inside[horizon == h].mean() for h in (1, F.MAX_HORIZON)]
+
+    served_as_profile = dist.quantities(preds, cap, np.full(preds.shape, F.PROFILE))
+    assert all(0.75 <= c <= 0.9 for c in cover(served_as_profile)), cover(served_as_profile)
+    assert (served_as_profile[:, :, Q["fallback"]] == F.PROFILE).all()
+    assert cover(dist.quantities(preds, cap))[0] < 0.5, "the model's T+1 h levels around the profile"
+    mixed = np.full(preds.shape, F.MODEL)
+    mixed[::2] = F.PROFILE
+    np.testing.assert_array_equal(dist.quantities(preds, cap, mixed)[::2], served_as_profile[::2])
+
+
+def test_a_distribution_without_the_profiles_own_levels_is_refused_naming_the_retrain():
+    spec, _ = calibrated()
+    with pytest.raises(ModelLoadError, match="profile fallback.*retrain it: velibcast train"):
+        D.Distribution({k: v for k, v in spec.items() if k != "profile"})
+    with pytest.raises(ModelLoadError, match="profile residual levels"):
+        D.Distribution(dict(spec, profile=dict(spec["profile"], residuals=spec["residuals"][0][:-1])))
+    with pytest.raises(ModelLoadError, match="profile quantile_levels"):
+        D.Distribution(dict(spec, profile=dict(spec["profile"], quantile_levels={"bikes_p10": 50})))
