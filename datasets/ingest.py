@@ -138,16 +138,25 @@ class Partition:
         self.tokens: list[str | None] = ledger.get("hours") or [None] * 24
         self.pending: dict[str, str] = ledger.get("pending", {})  # hour (two digits) -> token being written
 
-    def read_hour(self, k: int) -> tuple[str | None, pa.Table | None]:
-        """Hour k's object as stored: its token and its rows (None, None when there is none)."""
+    def _hour_file(self, k: int) -> pq.ParquetFile | None:
         try:
             data = self.storage.read_bytes(hour_uri(self.root, self.day, k))
         except NotFound:
-            return None, None
+            return None
         # not read_table: it imports pyarrow.dataset and pandas
-        file = pq.ParquetFile(io.BytesIO(data), read_dictionary=["source_object"])  # station_code: StationIds
-        token = json.loads((file.metadata.metadata or {}).get(HOUR_KEY, b"{}")).get("token")
-        return token, file.read().replace_schema_metadata(None).unify_dictionaries()
+        return pq.ParquetFile(io.BytesIO(data), read_dictionary=["source_object"])  # station_code: StationIds
+
+    def stored_token(self, k: int) -> str | None:
+        """The token of hour k's object as stored, from its footer (its rows are not decoded)."""
+        file = self._hour_file(k)
+        return None if file is None else _token_of(file)
+
+    def read_hour(self, k: int) -> tuple[str | None, pa.Table | None]:
+        """Hour k's object as stored: its token and its rows (None, None when there is none)."""
+        file = self._hour_file(k)
+        if file is None:
+            return None, None
+        return _token_of(file), file.read().replace_schema_metadata(None).unify_dictionaries()
 
     def hour(self, k: int) -> pa.Table | None:
         """The committed rows of hour k; None when its object is not the one the ledger names (an
@@ -173,6 +182,10 @@ def read_partition(storage: st.Storage, root: str, d: date) -> Partition | None:
         return Partition(storage, root, d, json.loads(storage.read_bytes(partition_uri(root, d))))
     except NotFound:
         return None
+
+
+def _token_of(file: pq.ParquetFile) -> str | None:
+    return json.loads((file.metadata.metadata or {}).get(HOUR_KEY, b"{}")).get("token")
 
 
 def write_ledger(storage: st.Storage, root: str, d: date, captures: dict[str, str], tokens: list[str | None],
@@ -366,7 +379,7 @@ def _ingest_date(storage: st.Storage, root: str, d: date, mine: list[SnapshotRef
         rebuild[:] = True
     for j in range(24 if stored is not None else 0):
         assert stored is not None
-        on_disk = stored.read_hour(j)[0] if f"{j:02d}" in stored.pending else stored.tokens[j]
+        on_disk = stored.stored_token(j) if f"{j:02d}" in stored.pending else stored.tokens[j]
         if on_disk != stored.tokens[j]:  # replaced by an ingest killed before its ledger
             if on_disk == tokens[j]:
                 committed[j] = tokens[j]  # with what this one would write: kept
