@@ -501,5 +501,6 @@ def score_run(storage: st.Storage, cfg, run_date: date, now: datetime | None = N
         "snapshot_report": report.to_dict()["counts"],
         **sample,
         "verdict": verdict(judged(rows, product), sample, ", ".join(versions)),
-        "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored",
+        "message": f"{status}: {int(df['reason'].isna().sum())} of {len(df)} forecast rows scored"
+                   + "".join(f"; {n} not: {r}" for r, n in reasons.items() if n),
     }

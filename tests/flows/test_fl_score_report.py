@@ -401,6 +401,7 @@ def test_a_target_whose_state_is_the_origins_own_record_is_not_scored(tmp_path, 
     # targets of its last origin and of the two after it that this record still answers
     assert (unscored["station_code"] == "C").sum() == 3 + 2 + 1
     assert res["unscorable_by_reason"][score.ORIGIN_RECORD] == len(unscored)
+    assert f"; {len(unscored)} not: {score.ORIGIN_RECORD}" in res["message"], "the command says why rows go unscored"
     # the origin after it keeps that record as its own state, and its targets are new records
     later = df[(df["station_code"] == "A") & (df["origin_ts"] == after)]
     assert later["reason"].isna().all() and (later["persistence"] == bikes("A", ORIGINS[6])).all()
