@@ -169,8 +169,10 @@ class GbmForecaster:
                 block = rows[i : i + BLOCK_ROWS]
                 xb, hb = x[block], horizon[block]
                 prof = profile_features(xb, hb, self.profiles)
-                out[block] = ens.predict(derive(xb, hb, *prof))
                 profile = code[block] == F.PROFILE
+                trees = ~profile  # a stale row's trees would be thrown away: not evaluated
+                if trees.any():
+                    out[block[trees]] = ens.predict(derive(xb[trees], hb[trees], *(p[trees] for p in prof)))
                 if profile.any():
                     out[block[profile]] = (prof[0] - velib_profile.occupancy_now(xb))[profile]
         out[code == F.PERSISTENCE] = 0.0
