@@ -2,10 +2,11 @@
 
 The window rule is the serving rule (velibcast.datasets.windows): all 24 states t-23h..t
 usable, station installed and renting at t (so `stale` is 0: a stale window is served the
-profile, never the model), `state_age_min` read from the grid as the windows read it. A target that is not usable, not observed or
-beyond the span is NaN: an origin trains the horizons it has (dropping every origin with one
-missing target out of 24 would drop most of them on the 2022 store, whose captures drift
-around the hour), and an origin with no target at all is dropped. The grid is read by attribute (hours, station_codes, bikes, installed,
+profile, never the model), `state_age_min` read from the grid as the windows read it. A target
+that is not usable, not observed (either rule of datasets.observed) or beyond the span is NaN: an
+origin trains the horizons it has (dropping every origin with one missing target out of 24 would
+drop most of them on the 2022 store, whose captures drift around the hour), and an origin with no
+target at all is dropped. The grid is read by attribute (hours, station_codes, bikes, installed,
 renting, capacity, lat, lon and, when it has them, age_s), so velibcast.datasets' StateGrid and the
 synthetic grid of the tests both work; vectorised over stations, since a training span has ~100k windows.
 """
