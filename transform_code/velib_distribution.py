@@ -197,7 +197,9 @@ class Distribution:
         if fallback is not None:
             profile = np.asarray(fallback) == F.PROFILE
             if profile.any():
-                cells = np.where(profile[..., None], self.profile_residuals[bins], cells)
+                # in place, on the profile's cells only: `cells` is a gathered copy, and a block
+                # holds few stale rows (a full-size where() would gather and allocate it twice more)
+                cells[profile] = self.profile_residuals[bins[profile]]
                 levels = {name: np.where(profile, self.profile_levels[name], k) for name, k in levels.items()}
         outcome = _outcomes(cells, point, np.broadcast_to(cap, point.shape))
         out = np.empty((*pred.shape, len(F.OUTPUT_QUANTITIES)))
