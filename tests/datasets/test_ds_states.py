@@ -194,8 +194,14 @@ def capture_records(k: int, variant: int) -> list[dict]:
     return out
 
 
-events = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0, len(CAPTURES) - 1),
-                            hs.integers(0, 2)), min_size=1, max_size=25)
+def writes_and_ingests(captures: list, max_size: int):
+    """Events for play_then_rebuild: ("write", k, variant) writes capture k (a first arrival, a late
+    one, a correction or a replay, by what was written before), ("ingest", ...) ingests, in any order."""
+    return hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0, len(captures) - 1),
+                              hs.integers(0, 2)), min_size=1, max_size=max_size)
+
+
+events = writes_and_ingests(CAPTURES, 25)
 
 
 @settings(max_examples=40, deadline=None, database=None, derandomize=True,
@@ -238,8 +244,7 @@ def repeating_records(k: int, variant: int) -> list[dict]:
     return out
 
 
-repeats = hs.lists(hs.tuples(hs.sampled_from(["write", "ingest"]), hs.integers(0, len(REPEATING) - 1),
-                             hs.integers(0, 2)), min_size=1, max_size=20)
+repeats = writes_and_ingests(REPEATING, 20)
 
 
 @settings(max_examples=30, deadline=None, database=None, derandomize=True,
